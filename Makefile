@@ -1,0 +1,43 @@
+# One entry point for set-up, tests and the demo. Everything installs into .venv.
+# torch is pinned here (a CPU wheel is on disk on our machines; an unpinned torch pulls
+# gigabytes of CUDA packages); pyproject.toml keeps an open range for users.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup test demo bench lint clean system-deps
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH_PIN)
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# System packages the integration tests use (nginx serves archives over loopback with Range).
+system-deps:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+	  { (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null \
+	     || (sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light >/dev/null))) \
+	     || echo "warning: nginx not installed; its integration tests will be skipped"; }
+
+test: setup system-deps
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
+
+demo: setup
+	bash scripts/demo.sh
+
+bench: setup
+	$(BIN)/python benchmarks/bench_convert.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo

@@ -1,0 +1,1 @@
+"""Resource package: the CSV tables in this folder ship inside the wheel as sunrgbd_tools.mappings."""

@@ -1,0 +1,3 @@
+"""segtrain: train, evaluate and predict segmentation models on Cityscapes-style trees."""
+
+__version__ = "0.1.0"

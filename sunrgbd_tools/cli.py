@@ -1,0 +1,46 @@
+"""The `sunrgbd` command: a thin click shell over the library modules.
+
+Sub-commands are imported only when invoked (click's lazy-group pattern), so `--help`
+and light commands start fast and never pay for h5py/pandas imports they do not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from . import __version__
+
+# command name -> "module:attribute" (a click.Command); one module per concern.
+COMMANDS: dict[str, str] = {
+    "sample": "sunrgbd_tools.synthetic_cli:sample",
+    "convert": "sunrgbd_tools.convert_cli:convert",
+    "verify": "sunrgbd_tools.convert_cli:verify",
+    "mapping": "sunrgbd_tools.mapping_cli:mapping",
+    "stats": "sunrgbd_tools.stats_cli:stats",
+    "download": "sunrgbd_tools.share_cli:download",
+    "pack": "sunrgbd_tools.share_cli:pack",
+    "fetch": "sunrgbd_tools.share_cli:fetch",
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sunrgbd")
+def main() -> None:
+    """SUN RGB-D → Cityscapes-style datasets: sample, convert, verify, map names, stats, share."""
