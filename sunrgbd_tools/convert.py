@@ -1,0 +1,502 @@
+"""Convert raw SUN RGB-D scenes into a Cityscapes-style tree (docs/contracts.md).
+
+Per scene: read RGB → pick a label source → map raw names to classes → resize on one
+geometry → write PNGs atomically → record checksums. Scenes are independent, so they run
+in a process pool; each finished scene leaves a record under `<out>/.sunrgbd/records/`
+and a re-run skips it, so an interrupted conversion resumes where it stopped. The
+manifest and dataset.json are written last, from the records, sorted by id: the result
+is byte-identical for any worker count and equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json, sha256_bytes
+from .labels import IGNORE_INDEX, NameMapper
+from .official import OfficialLabels
+from .rasterize import paint_polygons
+from .raw import (
+    DEPTH_MAX_MM,
+    RawDataError,
+    SceneRef,
+    discover_scenes,
+    first_file,
+    read_camera,
+    read_depth,
+    read_index_json,
+    read_rgb,
+    read_seg_mat,
+)
+from .resize import resize_image, resize_nearest
+from .splits import SPLIT_FILE, read_split
+
+SCHEMA_VERSION = 1
+LABEL_SOURCES = ("auto", "seg", "polygons", "official")
+STATE_DIR = ".sunrgbd"
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
+
+FILES = {
+    "image": "leftImg8bit/{split}/{sensor}/{id}_leftImg8bit.{ext}",
+    "label_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelIds.png",
+    "label_train_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelTrainIds.png",
+    "color": "gtFine/{split}/{sensor}/{id}_gtFine_color.png",
+    "depth": "depth/{split}/{sensor}/{id}_depth.png",
+}
+MANIFEST_COLUMNS = [
+    "id", "split", "sensor", "scene", "label_source", "src_height", "src_width", "height",
+    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems",
+    *FILES, *(f"{k}_sha256" for k in FILES),
+]
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything that determines the output bytes (worker count deliberately excluded)."""
+
+    src: str
+    out: str
+    subset: str = "kv2"
+    size: tuple[int, int] | None = None  # (height, width); None = native
+    labels: str = "auto"
+    image_format: str = "png"
+    depth: bool = True
+    mapping: str | None = None  # a user's names.csv; None = the shipped tables
+    val_fraction: float = 0.1  # only used when allsplit.mat has no trainvalsplit
+    seed: int = 0
+
+    def command(self) -> str:
+        """The canonical command line that reproduces this conversion."""
+        args = ["sunrgbd", "convert", "--subset", self.subset, "--src", self.src, "--out", self.out]
+        if self.size:
+            args += ["--size", f"{self.size[0]}x{self.size[1]}"]
+        args += ["--labels", self.labels, "--image-format", self.image_format]
+        args.append("--depth" if self.depth else "--no-depth")
+        if self.mapping:
+            args += ["--mapping", self.mapping]
+        return shlex.join(args)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["size"] = list(self.size) if self.size else None
+        return d
+
+
+@dataclass
+class SampleResult:
+    """What one scene produced: a manifest row (None when skipped) and its problems."""
+
+    key: str
+    row: dict | None
+    problems: list[str] = field(default_factory=list)
+    label_source: str = ""
+
+
+class ConvertError(Exception):
+    """The conversion cannot start (bad --src/--out); message is one line."""
+
+
+# ------------------------------------------------------------------------ per-scene work
+_WORKER: dict = {}
+
+
+def _init_worker(config: ConvertConfig, mapper: NameMapper, official: OfficialLabels | None):
+    cv2.setNumThreads(1)
+    _WORKER.update(config=config, mapper=mapper, official=official)
+
+
+def _encode(ext: str, arr: np.ndarray, path: str) -> bytes:
+    ok, buf = cv2.imencode(ext, arr, PNG_PARAMS if ext == ".png" else JPEG_PARAMS)
+    if not ok:
+        raise RawDataError(path, f"could not encode {ext}")
+    return buf.tobytes()
+
+
+def _labels_from_seg(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
+    path = scene.path / "seg.mat"
+    seg, names = read_seg_mat(path)
+    if seg.shape != shape:
+        if seg.shape == shape[::-1]:
+            problems.append(f"{path}: seglabel is transposed ({seg.shape[0]}x{seg.shape[1]}); used transposed")
+            seg = seg.T
+        else:
+            raise RawDataError(
+                path,
+                f"seglabel is {seg.shape[0]}x{seg.shape[1]} but the image is {shape[0]}x{shape[1]}",
+            )
+    return seg, names
+
+
+def _labels_from_polygons(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
+    ann = read_index_json(scene.path / "annotation2Dfinal" / "index.json")
+    problems.extend(ann.warnings)
+    names = [n if n is not None else "" for n in ann.names]
+    return paint_polygons(ann, shape[0], shape[1]), names
+
+
+def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
+    """→ (index image, names, source) where index value v>0 means names[v-1]."""
+    if mode == "official":
+        idx, names = _WORKER["official"].read(scene.key)
+        if idx.shape != shape:
+            raise RawDataError(
+                _WORKER["official"].seg_path,
+                f"{scene.key}: label is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
+            )
+        return idx, names, "official"
+    if mode == "seg":
+        return (*_labels_from_seg(scene, shape, problems), "seg")
+    if mode == "polygons":
+        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+    # auto: seg.mat, then polygons
+    seg_path = scene.path / "seg.mat"
+    if seg_path.exists():
+        try:
+            return (*_labels_from_seg(scene, shape, problems), "seg")
+        except RawDataError as e:
+            problems.append(f"{e} (falling back to polygons)")
+    if (scene.path / "annotation2Dfinal" / "index.json").exists():
+        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+    raise RawDataError(scene.path, "no labels (neither seg.mat nor annotation2Dfinal/index.json)")
+
+
+def _class_lut(names: list[str] | None, max_value: int, problems: list[str], where: str):
+    """LUT from index value → class id, plus which values are unmapped names."""
+    mapper: NameMapper = _WORKER["mapper"]
+    table = mapper.table
+    size = max(max_value, len(names) if names is not None else 0) + 1
+    lut = np.zeros(size, dtype=np.uint8)
+    unmapped: dict[int, str] = {}
+    if names is None:  # official seglabel: values are seg37 ids already
+        valid = [c.id for c in table.classes if 1 <= c.id <= 37]
+        for v in range(1, size):
+            lut[v] = v if v in valid else 0
+        if max_value > 37:
+            problems.append(f"{where}: seg37 label values above 37 set to unlabelled")
+        return lut, unmapped
+    for v, name in enumerate(names, start=1):
+        if not name:
+            continue  # nameless object: unlabelled
+        hit = mapper.lookup(name)
+        lut[v] = hit.class_id
+        if mapper.is_unmapped(hit):
+            unmapped[v] = name
+    if max_value > len(names):
+        problems.append(
+            f"{where}: label values up to {max_value} but only {len(names)} names; extra values set to unlabelled"
+        )
+    return lut, unmapped
+
+
+def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
+    """Convert one scene; raises RawDataError when the scene cannot be used at all."""
+    cfg: ConvertConfig = _WORKER["config"]
+    mapper: NameMapper = _WORKER["mapper"]
+    table = mapper.table
+    problems: list[str] = []
+
+    rgb_path = first_file(scene.path / "image", "*.jpg") or first_file(scene.path / "image", "*.png")
+    if rgb_path is None:
+        raise RawDataError(scene.path / "image", "no image file")
+    rgb = read_rgb(rgb_path)
+    src_h, src_w = rgb.shape[:2]
+    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems)
+    where = str(scene.path)
+    lut, unmapped = _class_lut(names, int(idx.max(initial=0)), problems, where)
+
+    size = cfg.size or (src_h, src_w)
+    small = idx.astype(np.uint16) if idx.max(initial=0) < 65536 else idx
+    small = resize_nearest(small, size)
+    label_ids = lut[small]
+    train_ids = table.id_to_train_id[label_ids]
+    color = table.id_to_color[label_ids]
+
+    unmapped_px: dict[str, int] = {}
+    if unmapped:
+        counts = np.bincount(small.ravel(), minlength=len(lut))
+        for v, name in unmapped.items():
+            if counts[v]:
+                unmapped_px[name] = unmapped_px.get(name, 0) + int(counts[v])
+
+    depth = None
+    if cfg.depth:
+        dpath = first_file(scene.path / "depth", "*.png")
+        if dpath is None:
+            problems.append(f"{scene.path / 'depth'}: no depth image; depth written as all-missing (0)")
+            depth = np.zeros(size, dtype=np.uint16)
+        else:
+            try:
+                depth = read_depth(dpath)
+                if depth.shape != (src_h, src_w):
+                    problems.append(
+                        f"{dpath}: depth is {depth.shape[0]}x{depth.shape[1]}, image {src_h}x{src_w}; resized (nearest)"
+                    )
+                depth = resize_nearest(depth, size)
+            except RawDataError as e:
+                problems.append(f"{e}; depth written as all-missing (0)")
+                depth = np.zeros(size, dtype=np.uint16)
+
+    ext = cfg.image_format
+    fmt = {"split": split, "sensor": scene.sensor, "id": scene.sample_id, "ext": ext}
+    rel = {k: v.format(**fmt) for k, v in FILES.items()}
+    blobs: dict[str, bytes] = {}
+    if ext == "jpg" and cfg.size is None and rgb_path.suffix.lower() == ".jpg":
+        blobs["image"] = rgb_path.read_bytes()  # native size: the source JPEG, no re-encode
+    else:
+        blobs["image"] = _encode("." + ext, cv2.cvtColor(resize_image(rgb, size), cv2.COLOR_RGB2BGR), rel["image"])
+    blobs["label_ids"] = _encode(".png", label_ids, rel["label_ids"])
+    blobs["label_train_ids"] = _encode(".png", train_ids, rel["label_train_ids"])
+    blobs["color"] = _encode(".png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR), rel["color"])
+    if depth is not None:
+        blobs["depth"] = _encode(".png", depth, rel["depth"])
+    for key, data in blobs.items():
+        atomic_write_bytes(out / rel[key], data)
+
+    cam = read_camera(scene.path)
+    problems.extend(cam.warnings)
+    row = {
+        "id": scene.sample_id,
+        "split": split,
+        "sensor": scene.sensor,
+        "scene": scene.key,
+        "label_source": source,
+        "src_height": src_h,
+        "src_width": src_w,
+        "height": size[0],
+        "width": size[1],
+        "scene_type": cam.scene_type,
+        "intrinsics": " ".join(f"{x:g}" for x in cam.intrinsics) if cam.intrinsics else "",
+        "extrinsics": " ".join(f"{x:g}" for x in cam.extrinsics) if cam.extrinsics else "",
+        "unmapped_names": ";".join(
+            f"{n}={p}" for n, p in sorted(unmapped_px.items(), key=lambda kv: (-kv[1], kv[0]))
+        ),
+        "problems": " | ".join(problems),
+    }
+    for key in FILES:
+        row[key] = rel[key] if key in blobs else ""
+        row[f"{key}_sha256"] = sha256_bytes(blobs[key]) if key in blobs else ""
+    return SampleResult(scene.key, row, problems, source)
+
+
+def _record_path(out: Path, sample_id: str) -> Path:
+    return out / STATE_DIR / "records" / f"{sample_id}.json"
+
+
+def _run_one(task) -> SampleResult:
+    scene, split, out = task
+    try:
+        result = convert_scene(scene, split, out)
+    except RawDataError as e:
+        return SampleResult(scene.key, None, [f"{e} (scene skipped)"])
+    except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
+        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
+    atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
+    return result
+
+
+def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
+    """A sample finished by an earlier run: its record exists and its files are there."""
+    p = _record_path(out, scene.sample_id)
+    if not p.exists():
+        return None
+    try:
+        row = json.loads(p.read_text(encoding="utf-8"))["row"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if not all((out / row[k]).exists() for k in FILES if row.get(k)):
+        return None
+    problems = [s for s in row["problems"].split(" | ") if s]
+    return SampleResult(row["scene"], row, problems, row["label_source"])
+
+
+# ------------------------------------------------------------------------ the whole run
+@dataclass
+class ConvertSummary:
+    samples: int
+    skipped: int
+    resumed: int
+    splits: dict[str, int]
+    label_sources: dict[str, int]
+    problems: list[str]
+    unmapped: dict[str, int]  # name -> pixels over the whole run
+    out: Path
+
+    @property
+    def reported(self) -> int:
+        return len(self.problems)
+
+
+def _prepare_out(cfg: ConvertConfig) -> Path:
+    out = Path(cfg.out)
+    state = out / STATE_DIR / "convert.json"
+    wanted = dumps_json(cfg.to_json())
+    if state.exists():
+        if state.read_text(encoding="utf-8") != wanted:
+            raise ConvertError(
+                f"{out}: holds a conversion made with other options ({state}); "
+                "use a new --out folder (nothing was changed)"
+            )
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise ConvertError(f"{out}: folder exists and is not empty; use a new --out folder (nothing was changed)")
+    atomic_write_text(state, wanted)
+    return out
+
+
+def convert(
+    cfg: ConvertConfig,
+    workers: int | None = None,
+    progress: Callable[[Iterator, int], Iterator] | None = None,
+) -> ConvertSummary:
+    """Run a conversion (resuming a previous interrupted one with the same options)."""
+    src = Path(cfg.src)
+    if cfg.labels not in LABEL_SOURCES:
+        raise ConvertError(f"unknown label source {cfg.labels!r}; use one of {', '.join(LABEL_SOURCES)}")
+    if cfg.image_format not in ("png", "jpg"):
+        raise ConvertError(f"unknown image format {cfg.image_format!r}; use png or jpg")
+    try:
+        mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
+        scenes = discover_scenes(src, cfg.subset)
+        split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
+        official = OfficialLabels(src) if cfg.labels == "official" else None
+    except (RawDataError, ValueError, OSError) as e:
+        raise ConvertError(str(e)) from None
+    if not scenes:
+        raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}")
+    out = _prepare_out(cfg)
+
+    problems: list[str] = []
+    tasks = []
+    results: list[SampleResult] = []
+    resumed = 0
+    for scene in scenes:
+        s = split.of(scene.key)
+        if s is None:
+            problems.append(f"{scene.path}: scene is in no split of {SPLIT_FILE} (scene skipped)")
+            continue
+        done = _finished(out, scene)
+        if done is not None:
+            results.append(done)
+            resumed += 1
+        else:
+            tasks.append((scene, s, out))
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    if workers == 1 or len(tasks) <= 1:
+        _init_worker(cfg, mapper, official)
+        it = map(_run_one, tasks)
+        pool = None
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(
+            workers, initializer=_init_worker, initargs=(cfg, mapper, official)
+        )
+        it = pool.imap_unordered(_run_one, tasks, chunksize=2)
+    try:
+        if progress is not None:
+            it = progress(it, len(tasks))
+        results.extend(it)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    results.sort(key=lambda r: r.key)
+    rows = [r.row for r in results if r.row is not None]
+    rows.sort(key=lambda r: r["id"])
+    for r in results:
+        problems.extend(r.problems)
+    problems.sort()
+    unmapped: dict[str, int] = {}
+    for row in rows:
+        for item in filter(None, row["unmapped_names"].split(";")):
+            name, _, px = item.rpartition("=")
+            unmapped[name] = unmapped.get(name, 0) + int(px)
+    counts = {"train": 0, "val": 0, "test": 0}
+    sources: dict[str, int] = {}
+    for row in rows:
+        counts[row["split"]] += 1
+        sources[row["label_source"]] = sources.get(row["label_source"], 0) + 1
+    skipped = sum(1 for r in results if r.row is None) + sum(1 for p in problems if "is in no split" in p)
+
+    _write_manifest(out, rows)
+    _write_problems(out, problems)
+    _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
+                        len(problems), skipped)
+    return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
+                          dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out)
+
+
+def _write_manifest(out: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "manifest.csv", buf.getvalue())
+
+
+def _write_problems(out: Path, problems: list[str]) -> None:
+    atomic_write_text(out / "problems.txt", "".join(p + "\n" for p in problems))
+
+
+def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, counts, sources, val_source,
+                        n_problems: int, skipped: int) -> None:
+    table = mapper.table
+    sizes = {(r["height"], r["width"]) for r in rows}
+    files = {k: v.replace("{ext}", cfg.image_format) for k, v in FILES.items()}
+    if not cfg.depth:
+        files["depth"] = None
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "name": f"sunrgbd-{cfg.subset.replace('/', '-').replace(',', '+')}",
+        "description": "SUN RGB-D converted to a Cityscapes-style layout by sunrgbd-tools",
+        "source": {
+            "dataset": "SUN RGB-D",
+            "url": "http://rgbd.cs.princeton.edu",
+            "citation": "S. Song, S. P. Lichtenberg, J. Xiao. SUN RGB-D: A RGB-D Scene Understanding "
+            "Benchmark Suite. CVPR 2015. (Please also cite NYU Depth v2, B3DO and SUN3D.)",
+        },
+        "subset": cfg.subset,
+        "label_source": cfg.labels,
+        "label_source_counts": sources,
+        "classes": table.to_json(),
+        "num_classes": table.num_train_classes,
+        "ignore_index": IGNORE_INDEX,
+        "image_size": list(cfg.size) if cfg.size else (list(next(iter(sizes))) if len(sizes) == 1 else None),
+        "image_format": cfg.image_format,
+        "depth": {"unit": "mm", "missing": 0, "max_mm": DEPTH_MAX_MM} if cfg.depth else None,
+        "splits": counts,
+        "val_split": val_source,
+        "files": files,
+        "mapping_sha256": mapper.sha256,
+        "mapping_files": getattr(mapper, "files", {}),
+        "problems": {"reported": n_problems, "skipped_samples": skipped},
+        "created_with": {
+            "tool": "sunrgbd-tools",
+            "version": __version__,
+            "command": cfg.command(),
+            "config": cfg.to_json(),
+        },
+    }
+    # keep what later steps added (e.g. `sunrgbd stats` keys) when a finished tree is re-run
+    path = out / "dataset.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            doc.update({k: v for k, v in old.items() if k not in doc})
+        except (OSError, ValueError):
+            pass
+    atomic_write_json(path, doc)

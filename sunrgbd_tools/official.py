@@ -1,0 +1,121 @@
+"""The toolbox's own labels: SUNRGBD2Dseg.mat (MATLAB v7.3 = HDF5) and its name lists.
+
+SUNRGBD2Dseg(i) has no scene name of its own; entry i belongs to
+SUNRGBDMeta(i).sequenceName. Struct fields are Nx1 arrays of HDF5 object references and
+each referenced image is stored transposed (MATLAB is column-major).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .raw import RawDataError, _cell_strings, _h5_string
+from .splits import normalise_scene_path
+
+METADATA = Path("SUNRGBDtoolbox/Metadata")
+SEG2D_FILE = METADATA / "SUNRGBD2Dseg.mat"
+META_FILE = METADATA / "SUNRGBDMeta.mat"
+SEGLISTALL_FILE = METADATA / "seglistall.mat"
+SEG37_FILE = METADATA / "seg37list.mat"
+
+
+def _is_v73(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"MATLAB 7.3" in f.read(20)
+
+
+def read_name_list(path: Path, variable: str) -> list[str]:
+    """A 1xN cell of char saved by MATLAB (v5 or v7.3) → list of str."""
+    if not path.exists():
+        raise RawDataError(path, "file not found")
+    if _is_v73(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if variable not in f:
+                raise RawDataError(path, f"has no variable {variable!r}")
+            return [_h5_string(f[r]) for r in np.asarray(f[variable][()]).ravel()]
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path), variable_names=[variable])
+    except Exception as e:
+        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    if variable not in m:
+        raise RawDataError(path, f"has no variable {variable!r}")
+    return _cell_strings(m[variable])
+
+
+def read_sequence_names(path: Path) -> list[str]:
+    """SUNRGBDMeta.mat → scene key of every entry, in file order."""
+    if not path.exists():
+        raise RawDataError(path, "file not found (it maps SUNRGBD2Dseg entries to scenes)")
+    if _is_v73(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            try:
+                refs = np.asarray(f["SUNRGBDMeta"]["sequenceName"][()]).ravel()
+            except KeyError:
+                raise RawDataError(path, "has no SUNRGBDMeta.sequenceName") from None
+            return [normalise_scene_path(_h5_string(f[r])) for r in refs]
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path), variable_names=["SUNRGBDMeta"])
+    except Exception as e:
+        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    meta = m.get("SUNRGBDMeta")
+    if meta is None or not meta.dtype.names or "sequenceName" not in meta.dtype.names:
+        raise RawDataError(path, "has no SUNRGBDMeta.sequenceName")
+    return [normalise_scene_path(s) for s in _cell_strings(meta["sequenceName"].ravel())]
+
+
+class OfficialLabels:
+    """Random access to SUNRGBD2Dseg entries by scene key; opens the HDF5 file lazily so
+    each worker process holds its own handle."""
+
+    def __init__(self, src: Path):
+        self.src = Path(src)
+        self.seg_path = self.src / SEG2D_FILE
+        if not self.seg_path.exists():
+            raise RawDataError(self.seg_path, "file not found (needed for --labels official)")
+        keys = read_sequence_names(self.src / META_FILE)
+        self.index = {k: i for i, k in enumerate(keys)}
+        names_path = self.src / SEGLISTALL_FILE
+        self.seglistall = read_name_list(names_path, "seglistall") if names_path.exists() else None
+        self._file = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+    def _open(self):
+        if self._file is None:
+            import h5py
+
+            try:
+                self._file = h5py.File(self.seg_path, "r")
+            except OSError as e:
+                raise RawDataError(self.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
+        return self._file
+
+    def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
+        """Label image of `key` (HxW int32) and the names its values index (1-based), or
+        None when the values are already seg37 ids (no seglistall available)."""
+        i = self.index.get(key)
+        if i is None:
+            raise RawDataError(self.src / META_FILE, f"no entry for scene {key}")
+        f = self._open()
+        group = f["SUNRGBD2Dseg"]
+        field = "seglabelall" if self.seglistall is not None and "seglabelall" in group else "seglabel"
+        refs = np.asarray(group[field][()]).ravel()
+        if i >= refs.size:
+            raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
+        img = np.asarray(f[refs[i]][()]).T
+        if img.ndim != 2:
+            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image")
+        return img.astype(np.int32), (self.seglistall if field == "seglabelall" else None)

@@ -1,0 +1,129 @@
+"""Check a clean tree: every sample complete, sizes agree, label values inside the class
+table, train ids consistent with label ids, checksums as in the manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .fsutil import sha256_file
+
+FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
+
+
+@dataclass
+class VerifyReport:
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _load_json(path: Path, report: VerifyReport):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        report.problems.append(f"{path}: missing")
+    except (OSError, ValueError) as e:
+        report.problems.append(f"{path}: not readable JSON ({e})")
+    return None
+
+
+def _check_sample(task) -> list[str]:
+    root, row, valid_ids, id_to_train, check_checksums = task
+    out: list[str] = []
+    sid = row.get("id", "?")
+    try:
+        h, w = int(row["height"]), int(row["width"])
+    except (KeyError, ValueError):
+        return [f"manifest.csv: sample {sid}: bad height/width"]
+    arrays = {}
+    for key in FILE_KEYS:
+        rel = row.get(key, "")
+        if not rel:
+            if key != "depth":
+                out.append(f"manifest.csv: sample {sid}: no {key} file listed")
+            continue
+        path = root / rel
+        if not path.is_file():
+            out.append(f"{path}: missing")
+            continue
+        if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
+            out.append(f"{path}: sha256 differs from manifest.csv")
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            out.append(f"{path}: does not decode")
+            continue
+        if img.shape[:2] != (h, w):
+            out.append(f"{path}: size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}")
+            continue
+        arrays[key] = img
+    lab = arrays.get("label_ids")
+    if lab is not None:
+        if lab.dtype != np.uint8 or lab.ndim != 2:
+            out.append(f"{root / row['label_ids']}: labelIds must be 8-bit single channel")
+        else:
+            bad = np.unique(lab[~valid_ids[lab]])
+            if bad.size:
+                out.append(f"{root / row['label_ids']}: values not in the class table: {bad.tolist()}")
+            tr = arrays.get("label_train_ids")
+            if tr is not None and not np.array_equal(tr, id_to_train[lab]):
+                out.append(f"{root / row['label_train_ids']}: train ids do not match labelIds")
+    d = arrays.get("depth")
+    if d is not None and (d.dtype != np.uint16 or d.ndim != 2):
+        out.append(f"{root / row['depth']}: depth must be 16-bit single channel")
+    return out
+
+
+def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True) -> VerifyReport:
+    """Verify the clean tree at `root`; every problem is one line naming the file."""
+    root = Path(root)
+    report = VerifyReport()
+    meta = _load_json(root / "dataset.json", report)
+    if meta is None:
+        return report
+    try:
+        classes = meta["classes"]
+        valid = np.zeros(256, dtype=bool)
+        id_to_train = np.full(256, meta.get("ignore_index", 255), dtype=np.uint8)
+        for c in classes:
+            valid[int(c["id"])] = True
+            id_to_train[int(c["id"])] = int(c["train_id"])
+    except (KeyError, TypeError, ValueError):
+        report.problems.append(f"{root / 'dataset.json'}: 'classes' is missing or malformed")
+        return report
+    try:
+        with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        report.problems.append(f"{root / 'manifest.csv'}: missing")
+        return report
+    report.samples = len(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.get("split", "")] = counts.get(r.get("split", ""), 0) + 1
+    for split, n in (meta.get("splits") or {}).items():
+        if counts.get(split, 0) != n:
+            report.problems.append(
+                f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
+            )
+    tasks = [(root, r, valid, id_to_train, check_checksums) for r in rows]
+    workers = max(1, workers or os.cpu_count() or 1)
+    if workers == 1 or len(tasks) < 8:
+        results = map(_check_sample, tasks)
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers) as pool:
+            results = pool.map(_check_sample, tasks, chunksize=4)
+    for probs in results:
+        report.problems.extend(probs)
+    return report

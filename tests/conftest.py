@@ -1,0 +1,22 @@
+"""Shared test fixtures: where the real SUN RGB-D files live, and small generated trees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+# Real SUN RGB-D files shared beside the checkout (never copied into the project).
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+
+def realdata(*parts: str) -> Path:
+    """Path of a file in ../shared/realdata, skipping the test when it is not there."""
+    p = REALDATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real SUN RGB-D file not available: {p}")
+    return p
