@@ -23,7 +23,13 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps_json, sha256_bytes
+from .fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    dumps_json,
+    sha256_bytes,
+)
 from .labels import IGNORE_INDEX, NameMapper
 from .official import OfficialLabels
 from .rasterize import paint_polygons
@@ -348,6 +354,9 @@ def _prepare_out(cfg: ConvertConfig) -> Path:
                 f"{out}: holds a conversion made with other options ({state}); "
                 "use a new --out folder (nothing was changed)"
             )
+        # a killed run can leave our temporary files (".<name>.<random>.tmp") behind
+        for tmp in out.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
         return out
     if out.exists() and any(out.iterdir()):
         raise ConvertError(f"{out}: folder exists and is not empty; use a new --out folder (nothing was changed)")

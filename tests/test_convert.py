@@ -1,0 +1,288 @@
+"""End-to-end conversion on raw trees built from the real SUN RGB-D files (the real kv2
+image and depth, the real img_0063 annotation JSON) plus hand-made seg.mat files whose
+masks are known exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+from click.testing import CliRunner
+from conftest import realdata
+
+from sunrgbd_tools import convert as convert_mod
+from sunrgbd_tools.cli import main
+from sunrgbd_tools.convert import ConvertConfig, ConvertError, convert
+from sunrgbd_tools.labels import ClassTable, NameMapper
+from sunrgbd_tools.resize import resize_nearest
+from sunrgbd_tools.verify import verify_tree
+
+KV2 = ("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
+KV1 = ("GuardianWang-sunrgbd-toy", "images", "img_0063")
+ANNOTATION = ("LucBourrat1-sunrgbd_dataset", "prepare", "annotation2Dfinal.json")
+PREFIX = "/n/fs/sun3d/data/SUNRGBD/"
+
+
+def _cell(items):
+    c = np.empty((1, len(items)), dtype=object)
+    for i, s in enumerate(items):
+        c[0, i] = s
+    return c
+
+
+def _seg(h, w, seed):
+    """A seglabel with 4 names (1-based) in horizontal bands, plus an unlabelled strip."""
+    rng = np.random.default_rng(seed)
+    seg = np.zeros((h, w), dtype=np.uint16)
+    cuts = np.sort(rng.choice(np.arange(10, h - 10), 3, replace=False))
+    for v, (a, b) in enumerate(zip([0, *cuts], [*cuts, h], strict=True), start=1):
+        seg[a:b, 5:] = v
+    return seg
+
+
+SEG_NAMES = ["wall", "floor", "chair2", "zorbulator"]  # exact, exact, (mapping-dependent), unknown
+
+
+def build_raw(root: Path, n_kv2: int = 4) -> dict:
+    """A raw tree: n kv2 scenes from the real kv2 frame with seg.mat, one kv1 scene with the
+    real polygons, the toolbox split file. Returns the seglabels written, by key."""
+    kv2 = realdata(*KV2)
+    truth = {}
+    train, test, val = [], [], []
+    for i in range(n_kv2):
+        key = f"kv2/kinect2data/{i:06d}_2014-05-16_20-14-38_260595134347_rgbf000121-resize"
+        dst = root / "SUNRGBD" / key
+        shutil.copytree(kv2, dst)
+        seg = _seg(530, 730, i)
+        scipy.io.savemat(dst / "seg.mat", {"seglabel": seg, "names": _cell(SEG_NAMES)})
+        truth[key] = seg
+        (test if i % 2 else (val if i % 4 == 2 else train)).append(PREFIX + key + ("/" if i % 3 else ""))
+    key = "kv1/b3dodata/img_0063"
+    dst = root / "SUNRGBD" / key
+    shutil.copytree(realdata(*KV1), dst)
+    (dst / "annotation2Dfinal").mkdir()
+    shutil.copy(realdata(*ANNOTATION), dst / "annotation2Dfinal" / "index.json")
+    train.append(PREFIX + key)
+    split = {
+        "alltrain": _cell(train + val),
+        "alltest": _cell(test),
+        "trainvalsplit": {"train": _cell(train).T, "val": _cell(val).T},
+    }
+    (root / "SUNRGBDtoolbox/traintestSUNRGBD").mkdir(parents=True)
+    scipy.io.savemat(root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat", split)
+    return truth
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    return root, build_raw(root)
+
+
+def _cfg(raw_root, out, **kw):
+    return ConvertConfig(src=str(raw_root), out=str(out), **kw)
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".sunrgbd" not in p.parts
+    }
+
+
+def _manifest(out: Path) -> list[dict]:
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_seg_mat_masks_are_exact(raw, tmp_path):
+    root, truth = raw
+    out = tmp_path / "clean"
+    s = convert(_cfg(root, out, size=(240, 320)), workers=1)
+    assert s.samples == 4 and s.splits == {"train": 1, "val": 1, "test": 2}
+    table, mapper = ClassTable.load(), NameMapper.load()
+    lut = np.array([0] + [mapper.lookup(n).class_id for n in SEG_NAMES], dtype=np.uint8)
+    rows = {r["scene"]: r for r in _manifest(out)}
+    for key, seg in truth.items():
+        r = rows[key]
+        assert r["label_source"] == "seg" and (r["height"], r["width"]) == ("240", "320")
+        expected = lut[resize_nearest(seg, (240, 320))]
+        got = cv2.imread(str(out / r["label_ids"]), cv2.IMREAD_UNCHANGED)
+        assert got.dtype == np.uint8 and np.array_equal(got, expected)
+        train = cv2.imread(str(out / r["label_train_ids"]), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(train, table.id_to_train_id[expected])
+        assert (train[expected == 0] == 255).all()
+        color = cv2.imread(str(out / r["color"]))[:, :, ::-1]
+        assert np.array_equal(color, table.id_to_color[expected])
+        assert "zorbulator=" in r["unmapped_names"]
+        depth = cv2.imread(str(out / r["depth"]), cv2.IMREAD_UNCHANGED)
+        assert depth.dtype == np.uint16 and depth.shape == (240, 320) and depth.max() <= 8000
+    # the kv1 scene is not part of kv2
+    assert not any(k.startswith("kv1/") for k in rows)
+    assert verify_tree(out).ok
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["splits"] == {"train": 1, "val": 1, "test": 2}
+    assert meta["image_size"] == [240, 320] and meta["num_classes"] == 39
+    assert meta["mapping_sha256"] == mapper.sha256
+    assert meta["created_with"]["command"].startswith("sunrgbd convert --subset kv2")
+    assert [c["name"] for c in meta["classes"]][:3] == ["unlabeled", "wall", "floor"]
+
+
+def test_polygons_match_the_real_annotation(raw, tmp_path):
+    root, _ = raw
+    out = tmp_path / "clean"
+    s = convert(_cfg(root, out, subset="kv1", labels="auto"), workers=1)
+    assert s.samples == 1 and s.label_sources == {"polygons": 1}
+    (r,) = _manifest(out)
+    assert (r["src_height"], r["src_width"], r["height"], r["width"]) == ("427", "561", "427", "561")
+    lab = cv2.imread(str(out / r["label_ids"]), cv2.IMREAD_UNCHANGED)
+    table = ClassTable.load()
+    # the real scene: wall, floor, chair and books are large visible regions
+    for name in ["wall", "floor", "chair", "books"]:
+        assert (lab == table.id_of(name)).sum() > 2000, name
+    assert r["scene_type"] == "office" and len(r["extrinsics"].split()) == 12
+
+
+def test_byte_identical_for_any_worker_count_and_run(raw, tmp_path):
+    root, _ = raw
+    a = convert(_cfg(root, tmp_path / "a", size=(120, 160)), workers=1)
+    b = convert(_cfg(root, tmp_path / "b", size=(120, 160)), workers=2)
+    assert a.samples == b.samples == 4
+    ta, tb = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
+    # the out path is part of the recorded command; everything else is identical
+    ta["dataset.json"] = ta["dataset.json"].replace(b"/a", b"/X")
+    tb["dataset.json"] = tb["dataset.json"].replace(b"/b", b"/X")
+    assert ta == tb
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):
+    root, _ = raw
+    full = tmp_path / "full"
+    convert(_cfg(root, full, size=(120, 160)), workers=1)
+
+    out = tmp_path / "part"
+    calls = {"n": 0}
+    real = convert_mod.convert_scene
+
+    def dies_on_third(scene, split, o):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(scene, split, o)
+
+    monkeypatch.setattr(convert_mod, "convert_scene", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        convert(_cfg(root, out, size=(120, 160)), workers=1)
+    assert not (out / "manifest.csv").exists()
+    # a kill can leave a temporary file behind; the re-run must clean it up
+    (out / "leftImg8bit" / ".stale_leftImg8bit.png.abc.tmp").write_bytes(b"x")
+    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    s = convert(_cfg(root, out, size=(120, 160)), workers=2)
+    assert s.resumed == 2 and s.samples == 4
+    ta, tb = _tree_bytes(full), _tree_bytes(out)
+    ta["dataset.json"] = ta["dataset.json"].replace(b"/full", b"/X")
+    tb["dataset.json"] = tb["dataset.json"].replace(b"/part", b"/X")
+    assert ta == tb
+
+
+def test_out_folder_is_protected(raw, tmp_path):
+    root, _ = raw
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(ConvertError, match="not empty"):
+        convert(_cfg(root, out), workers=1)
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    done = tmp_path / "done"
+    convert(_cfg(root, done, size=(60, 80)), workers=1)
+    with pytest.raises(ConvertError, match="other options"):
+        convert(_cfg(root, done, size=(120, 160)), workers=1)
+
+
+def _break(root: Path, tmp_path: Path) -> Path:
+    """Copy the raw tree and damage it in the ways the real data is damaged."""
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    scenes = sorted((bad / "SUNRGBD/kv2/kinect2data").iterdir())
+    (scenes[0] / "image" / "0000144.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    seg = np.ones((100, 100), dtype=np.uint16)
+    scipy.io.savemat(scenes[1] / "seg.mat", {"seglabel": seg, "names": _cell(["wall"])})
+    shutil.copytree(realdata(*ANNOTATION).parent, scenes[1] / "annotation2Dfinal")
+    (scenes[1] / "annotation2Dfinal" / "annotation2Dfinal.json").rename(
+        scenes[1] / "annotation2Dfinal" / "index.json")
+    shutil.rmtree(scenes[2] / "depth")
+    extra = bad / "SUNRGBD/kv2/kinect2data/999999_not_in_split"
+    shutil.copytree(scenes[3], extra)
+    return bad
+
+
+def test_bad_scenes_are_reported_and_skipped(raw, tmp_path):
+    root, _ = raw
+    bad = _break(root, tmp_path)
+    out = tmp_path / "clean"
+    s = convert(_cfg(bad, out, size=(120, 160)), workers=2)
+    text = "\n".join(s.problems)
+    assert "image does not decode" in text and "0000144.jpg" in text
+    assert "seglabel is 100x100 but the image is 530x730 (falling back to polygons)" in text
+    assert "no depth image" in text
+    assert "999999_not_in_split: scene is in no split" in text
+    assert s.samples == 3 and s.skipped == 2
+    rows = {r["id"].split("__")[1][:6]: r for r in _manifest(out)}
+    assert rows["000001"]["label_source"] == "polygons"
+    assert "no depth image" in rows["000002"]["problems"]
+    assert (out / "problems.txt").read_text().count("\n") == len(s.problems)
+    assert verify_tree(out).ok
+
+
+def test_cli_exit_codes_and_strict(raw, tmp_path):
+    root, _ = raw
+    bad = _break(root, tmp_path)
+    runner = CliRunner()
+    r = runner.invoke(main, ["convert", "--src", str(bad), "--out", str(tmp_path / "o1"), "--size", "60x80",
+                             "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "wrote 3 samples" in r.output
+    r = runner.invoke(main, ["convert", "--src", str(bad), "--out", str(tmp_path / "o2"), "--size", "60x80",
+                             "--workers", "1", "--strict"])
+    assert r.exit_code == 1
+    r = runner.invoke(main, ["convert", "--src", str(bad), "--out", str(tmp_path / "o3"), "--bogus"])
+    assert r.exit_code == 2
+    r = runner.invoke(main, ["convert", "--src", str(tmp_path / "missing"), "--out", str(tmp_path / "o4")])
+    assert r.exit_code == 2 and "not a folder" in r.output
+    r = runner.invoke(main, ["convert", "--src", str(bad), "--out", str(tmp_path / "o5"), "--size", "big"])
+    assert r.exit_code == 2
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+
+
+def test_verify_catches_damage(raw, tmp_path):
+    root, _ = raw
+    out = tmp_path / "clean"
+    convert(_cfg(root, out, size=(60, 80)), workers=1)
+    rows = _manifest(out)
+    lab = out / rows[0]["label_ids"]
+    arr = cv2.imread(str(lab), cv2.IMREAD_UNCHANGED)
+    arr[0, 0] = 200
+    cv2.imwrite(str(lab), arr)
+    (out / rows[1]["depth"]).unlink()
+    r = CliRunner().invoke(main, ["verify", str(out)])
+    assert r.exit_code == 1
+    assert "values not in the class table: [200]" in r.output
+    assert "sha256 differs" in r.output and "_depth.png: missing" in r.output
+
+
+def test_jpg_at_native_size_copies_source_bytes(raw, tmp_path):
+    root, _ = raw
+    out = tmp_path / "clean"
+    convert(_cfg(root, out, image_format="jpg", depth=False), workers=1)
+    r = _manifest(out)[0]
+    src = realdata(*KV2) / "image" / "0000144.jpg"
+    assert (out / r["image"]).read_bytes() == src.read_bytes()
+    assert r["depth"] == "" and json.loads((out / "dataset.json").read_text())["depth"] is None
+    assert verify_tree(out).ok
