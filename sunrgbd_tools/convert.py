@@ -51,8 +51,31 @@ from .splits import SPLIT_FILE, read_split
 SCHEMA_VERSION = 1
 LABEL_SOURCES = ("auto", "seg", "polygons", "official")
 STATE_DIR = ".sunrgbd"
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
+
+
+def _png_params(filter_name: str, rle: bool) -> list[int]:
+    """zlib level 1 with a fixed PNG row filter: OpenCV's default tries every filter per
+    row, which costs 2-4x the time for files of the same size (docs/performance.md).
+    Older OpenCV builds without the filter flag fall back to their default."""
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    flt = getattr(cv2, f"IMWRITE_PNG_FILTER_{filter_name}", None)
+    if hasattr(cv2, "IMWRITE_PNG_FILTER") and flt is not None:
+        params += [cv2.IMWRITE_PNG_FILTER, flt]
+    if rle:
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    return params
+
+
+# Per kind of image: label maps are flat regions (RLE wins), depth is smooth along rows,
+# photos compress best with the UP filter.
+PNG_PARAMS = {
+    "image": _png_params("UP", rle=False),
+    "label_ids": _png_params("SUB", rle=True),
+    "label_train_ids": _png_params("SUB", rle=True),
+    "color": _png_params("SUB", rle=True),
+    "depth": _png_params("SUB", rle=True),
+}
 
 FILES = {
     "image": "leftImg8bit/{split}/{sensor}/{id}_leftImg8bit.{ext}",
@@ -123,8 +146,8 @@ def _init_worker(config: ConvertConfig, mapper: NameMapper, official: OfficialLa
     _WORKER.update(config=config, mapper=mapper, official=official)
 
 
-def _encode(ext: str, arr: np.ndarray, path: str) -> bytes:
-    ok, buf = cv2.imencode(ext, arr, PNG_PARAMS if ext == ".png" else JPEG_PARAMS)
+def _encode(ext: str, arr: np.ndarray, path: str, kind: str) -> bytes:
+    ok, buf = cv2.imencode(ext, arr, PNG_PARAMS[kind] if ext == ".png" else JPEG_PARAMS)
     if not ok:
         raise RawDataError(path, f"could not encode {ext}")
     return buf.tobytes()
@@ -226,8 +249,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     small = idx.astype(np.uint16) if idx.max(initial=0) < 65536 else idx
     small = resize_nearest(small, size)
     label_ids = lut[small]
-    train_ids = table.id_to_train_id[label_ids]
-    color = table.id_to_color[label_ids]
+    train_ids = cv2.LUT(label_ids, table.id_to_train_id)
+    color_bgr = cv2.LUT(cv2.merge([label_ids] * 3), table.id_to_color[:, ::-1].reshape(256, 1, 3).copy())
 
     unmapped_px: dict[str, int] = {}
     if unmapped:
@@ -261,12 +284,13 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     if ext == "jpg" and cfg.size is None and rgb_path.suffix.lower() == ".jpg":
         blobs["image"] = rgb_path.read_bytes()  # native size: the source JPEG, no re-encode
     else:
-        blobs["image"] = _encode("." + ext, cv2.cvtColor(resize_image(rgb, size), cv2.COLOR_RGB2BGR), rel["image"])
-    blobs["label_ids"] = _encode(".png", label_ids, rel["label_ids"])
-    blobs["label_train_ids"] = _encode(".png", train_ids, rel["label_train_ids"])
-    blobs["color"] = _encode(".png", cv2.cvtColor(color, cv2.COLOR_RGB2BGR), rel["color"])
+        bgr = cv2.cvtColor(resize_image(rgb, size), cv2.COLOR_RGB2BGR)
+        blobs["image"] = _encode("." + ext, bgr, rel["image"], "image")
+    blobs["label_ids"] = _encode(".png", label_ids, rel["label_ids"], "label_ids")
+    blobs["label_train_ids"] = _encode(".png", train_ids, rel["label_train_ids"], "label_train_ids")
+    blobs["color"] = _encode(".png", color_bgr, rel["color"], "color")
     if depth is not None:
-        blobs["depth"] = _encode(".png", depth, rel["depth"])
+        blobs["depth"] = _encode(".png", depth, rel["depth"], "depth")
     for key, data in blobs.items():
         atomic_write_bytes(out / rel[key], data)
 
@@ -358,6 +382,8 @@ def _prepare_out(cfg: ConvertConfig) -> Path:
         for tmp in out.rglob(".*.tmp"):
             tmp.unlink(missing_ok=True)
         return out
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"{out}: exists and is not a folder; use a new --out folder")
     if out.exists() and any(out.iterdir()):
         raise ConvertError(f"{out}: folder exists and is not empty; use a new --out folder (nothing was changed)")
     atomic_write_text(state, wanted)

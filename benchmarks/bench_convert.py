@@ -1,0 +1,115 @@
+"""Convert throughput against a floor measured in the same run.
+
+Floor = for every scene, decode its source JPEG and encode the same PNGs the converter
+writes (image, labelIds, labelTrainIds, color, depth), nothing else, with the same
+number of worker processes. The ratio convert/floor says how much the converter spends
+beyond the unavoidable codec work (reading .mat/JSON, mapping, resizing, checksums,
+atomic renames, records). Also times `--image-format jpg` at native size (source JPEG
+bytes copied) and extrapolates it to the 3,784 frames of kv2.
+
+    python benchmarks/bench_convert.py --scenes 300 --workers 2 [--raw DIR] [--size 480x640]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sunrgbd_tools.convert import PNG_PARAMS, ConvertConfig, convert
+from sunrgbd_tools.resize import parse_size
+
+KV2_FRAMES = 3784
+
+
+def _floor_one(task) -> int:
+    jpg, arrays = task
+    img = cv2.imdecode(np.fromfile(jpg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    n = img.size
+    for kind, a in arrays:
+        ok, buf = cv2.imencode(".png", a, PNG_PARAMS[kind])
+        n += len(buf)
+    return n
+
+
+def _init():
+    cv2.setNumThreads(1)
+
+
+def floor_seconds(out: Path, raw: Path, workers: int) -> tuple[float, int]:
+    """Time decode-JPEG + encode-the-same-PNGs over every converted sample."""
+    tasks = []
+    with open(out / "manifest.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            jpg = sorted((raw / "SUNRGBD" / row["scene"] / "image").glob("*.jpg"))[0]
+            arrays = [
+                (k, cv2.imread(str(out / row[k]), cv2.IMREAD_UNCHANGED))
+                for k in ("image", "label_ids", "label_train_ids", "color", "depth")
+                if row[k]
+            ]
+            tasks.append((str(jpg), arrays))
+    t = time.perf_counter()
+    if workers == 1:
+        _init()
+        list(map(_floor_one, tasks))
+    else:
+        with mp.get_context("fork").Pool(workers, initializer=_init) as pool:
+            pool.map(_floor_one, tasks, chunksize=2)
+    return time.perf_counter() - t, len(tasks)
+
+
+def timed_convert(raw: Path, out: Path, workers: int, **kw) -> tuple[float, int]:
+    if out.exists():
+        shutil.rmtree(out)
+    t = time.perf_counter()
+    s = convert(ConvertConfig(src=str(raw), out=str(out), **kw), workers=workers)
+    return time.perf_counter() - t, s.samples
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenes", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--raw", type=Path, help="an existing raw tree (default: generate with sunrgbd sample)")
+    ap.add_argument("--size", default=None, help="HxW for the PNG run (default native)")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    args = ap.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-convert-"))
+    work.mkdir(parents=True, exist_ok=True)
+    raw = args.raw
+    if raw is None:
+        from sunrgbd_tools.synthetic import make_sample
+
+        raw = work / "raw"
+        if not (raw / "SUNRGBD").exists():
+            t = time.perf_counter()
+            make_sample(raw, scenes=args.scenes, seed=0, quirks=False)
+            print(f"generated {args.scenes} kv2-sized scenes in {time.perf_counter() - t:.1f} s")
+    size = parse_size(args.size)
+
+    conv_s, n = timed_convert(raw, work / "png", args.workers, size=size)
+    floor_s, m = floor_seconds(work / "png", raw, args.workers)
+    jpg_s, k = timed_convert(raw, work / "jpg", args.workers, image_format="jpg")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {os.cpu_count()} cores, workers={args.workers}, size={args.size or 'native'}")
+    print(f"convert --image-format png : {n} frames in {conv_s:.2f} s = {n / conv_s:.1f} frames/s")
+    print(f"floor (decode JPEG + encode same PNGs): {m} frames in {floor_s:.2f} s = {m / floor_s:.1f} frames/s")
+    print(f"ratio convert/floor        : {conv_s / floor_s:.2f}  (aim <= 1.3)")
+    print(f"convert --image-format jpg (native, bytes copied): {k} frames in {jpg_s:.2f} s = {k / jpg_s:.1f} frames/s")
+    print(f"  → the {KV2_FRAMES}-frame kv2 subset would take {KV2_FRAMES * jpg_s / k:.0f} s (aim < 60 s)")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
