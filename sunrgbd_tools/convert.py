@@ -368,14 +368,16 @@ class ConvertSummary:
         return len(self.problems)
 
 
-def _prepare_out(cfg: ConvertConfig) -> Path:
+def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
+    """Claim `out` for this conversion, or accept it for resuming one with the same options
+    and the same mapping tables (records made under other tables would be stale)."""
     out = Path(cfg.out)
     state = out / STATE_DIR / "convert.json"
-    wanted = dumps_json(cfg.to_json())
+    wanted = dumps_json({**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__})
     if state.exists():
         if state.read_text(encoding="utf-8") != wanted:
             raise ConvertError(
-                f"{out}: holds a conversion made with other options ({state}); "
+                f"{out}: holds a conversion made with other options or mapping tables ({state}); "
                 "use a new --out folder (nothing was changed)"
             )
         # a killed run can leave our temporary files (".<name>.<random>.tmp") behind
@@ -410,7 +412,7 @@ def convert(
         raise ConvertError(str(e)) from None
     if not scenes:
         raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}")
-    out = _prepare_out(cfg)
+    out = _prepare_out(cfg, mapper.sha256)
 
     problems: list[str] = []
     tasks = []
