@@ -309,9 +309,11 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
         "scene_type": cam.scene_type,
         "intrinsics": " ".join(f"{x:g}" for x in cam.intrinsics) if cam.intrinsics else "",
         "extrinsics": " ".join(f"{x:g}" for x in cam.extrinsics) if cam.extrinsics else "",
-        "unmapped_names": ";".join(
-            f"{n}={p}" for n, p in sorted(unmapped_px.items(), key=lambda kv: (-kv[1], kv[0]))
-        ),
+        # a JSON object: raw names may contain any separator (`wal;l`, `a=b`)
+        "unmapped_names": json.dumps(
+            dict(sorted(unmapped_px.items(), key=lambda kv: (-kv[1], kv[0]))),
+            ensure_ascii=False, separators=(",", ":"),
+        ) if unmapped_px else "",
         "problems": " | ".join(problems),
     }
     for key in FILES:
@@ -459,8 +461,7 @@ def convert(
     problems.sort()
     unmapped: dict[str, int] = {}
     for row in rows:
-        for item in filter(None, row["unmapped_names"].split(";")):
-            name, _, px = item.rpartition("=")
+        for name, px in (json.loads(row["unmapped_names"]) if row["unmapped_names"] else {}).items():
             unmapped[name] = unmapped.get(name, 0) + int(px)
     counts = {"train": 0, "val": 0, "test": 0}
     sources: dict[str, int] = {}

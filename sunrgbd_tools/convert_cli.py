@@ -43,8 +43,9 @@ def _progress(desc: str):
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="jpg at native size copies the source JPEG bytes (no re-encode).")
 @click.option("--depth/--no-depth", default=True, show_default=True, help="Write depth PNGs (uint16 mm).")
-@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Use this names.csv (e.g. edited after `sunrgbd mapping suggest`) instead of the shipped one.")
+@click.option("--mapping", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A raw_name,class CSV laid over the shipped names.csv (e.g. from `sunrgbd mapping "
+                   "suggest`), or a folder of mapping tables (see docs/mapping.md).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of train used for val, only when allsplit.mat has no trainvalsplit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that fallback val split.")

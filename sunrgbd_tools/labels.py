@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -21,6 +22,7 @@ UNLABELED_ID = 0
 
 CLASSES_FILE = "classes.csv"
 NAMES_FILE = "names.csv"
+NAMES_COLUMNS = ("raw_name", "class", "rule", "key", "via", "images")
 
 
 def mappings_dir() -> Path:
@@ -149,59 +151,158 @@ class ClassTable:
 
 @dataclass(frozen=True)
 class Lookup:
-    """Result of mapping one raw object name: the class and the rule that produced it."""
+    """Result of mapping one raw object name: the class and the rule that produced it.
+
+    `via` names the table entry that fired (a synonym, a `*_head` pattern, a spelling fix),
+    `key` is the normalised name; both are for people and do not affect the class.
+    """
 
     name: str
     class_id: int
     class_name: str
     rule: str
+    via: str = ""
+    key: str = ""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class NameMapper:
-    """Maps raw SUN RGB-D object names to class ids using the name table (mappings/names.csv).
+    """Maps raw SUN RGB-D object names to class ids, from the tables in mappings/ only.
 
-    Lookup: exact row in the name table, else the class `other` (rule `default`).
-    Results depend only on the tables, so a conversion is reproducible from them.
+    Lookup order: exact row of names.csv → a names.csv row with the same normalised key →
+    the rule chain of `RuleTables` (class name, synonym, spelling fix) → Other (rule
+    `default`). Results are cached per name, so the converter can call `lookup` per name
+    per scene; they depend only on the tables, whose checksums are in `files`/`sha256`.
     """
 
     OTHER = "other"
 
-    def __init__(self, table: ClassTable, rows: dict[str, tuple[str, str]], sha256: str):
+    def __init__(self, table: ClassTable, rows: dict[str, tuple[str, str]], rules, files: dict[str, str],
+                 via: dict[str, str] | None = None):
         self.table = table
         self.rows = rows  # raw name -> (class name, rule)
-        self.sha256 = sha256
-        for raw, (cls_name, _rule) in rows.items():
-            if cls_name not in table.by_name:
-                raise ValueError(f"{NAMES_FILE}: {raw!r} maps to unknown class {cls_name!r}")
+        self.via = via or {}  # raw name -> the table entry that produced its row
+        self.rules = rules
+        self.files = dict(files)  # file name -> sha256, for dataset.json's mapping_files
+        self.sha256 = _sha("".join(f"{n}\t{h}\n" for n, h in sorted(self.files.items())).encode())
         self.other_id = table.id_of(self.OTHER)
+        # normalised key -> class, from the rows that some rule mapped (strongest rule wins)
+        from .mapping_rules import RULES
+        from .normalise import normalise, squash
+
+        rank = {r: i for i, r in enumerate(RULES)}
+        self._norm_index: dict[str, str] = {}
+        for raw, (cls_name, rule) in sorted(rows.items(), key=lambda kv: (rank.get(kv[1][1], 99), kv[0])):
+            if rule == "default":
+                continue
+            key = squash(normalise(raw))
+            if key:
+                self._norm_index.setdefault(key, cls_name)
         self._cache: dict[str, Lookup] = {}
 
+    # ---- loading ---------------------------------------------------------------------
     @classmethod
-    def load(cls, names_csv: str | Path | None = None, table: ClassTable | None = None) -> NameMapper:
-        table = table or ClassTable.load()
-        p = Path(names_csv) if names_csv else mappings_dir() / NAMES_FILE
-        data = p.read_bytes()
-        rows: dict[str, tuple[str, str]] = {}
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
-        if not reader.fieldnames or not {"raw_name", "class", "rule"} <= set(reader.fieldnames):
-            raise ValueError(f"{p}: needs columns raw_name, class, rule")
-        for r in reader:
-            rows[r["raw_name"]] = (r["class"], r["rule"])
-        digest = hashlib.sha256(table.sha256.encode() + data).hexdigest()
-        return cls(table, rows, digest)
+    def load(cls, names_csv: str | os.PathLike | None = None, table: ClassTable | None = None) -> NameMapper:
+        """The shipped tables, a mapping folder, or the shipped tables plus a user's table.
 
+        `names_csv` may be
+        - None: the shipped mappings/ folder;
+        - a folder holding names.csv (and optionally classes.csv, synonyms.csv,
+          spelling.csv; files it lacks come from the shipped folder), e.g. a copy of
+          mappings/ edited and rebuilt with `sunrgbd mapping build --tables DIR`;
+        - a CSV file with columns raw_name, class (and optionally rule): its rows are laid
+          over the shipped names.csv (rule `manual` unless given; rows with an empty class
+          are skipped), e.g. the file `sunrgbd mapping suggest` writes, after editing.
+        Raises ValueError naming the file and line for any bad row.
+        """
+        from .mapping_rules import RuleTables
+
+        shipped = mappings_dir()
+        folder, overlay = shipped, None
+        if names_csv is not None:
+            p = Path(names_csv)
+            if p.is_dir():
+                folder = p
+                if not (p / NAMES_FILE).is_file():
+                    raise ValueError(f"{p}: mapping folder has no {NAMES_FILE} (run `sunrgbd mapping build --tables {p}`)")
+            elif p.is_file():
+                overlay = p
+            else:
+                raise ValueError(f"{p}: no such mapping file or folder")
+        if table is None:
+            table = ClassTable.load(folder / CLASSES_FILE if (folder / CLASSES_FILE).is_file() else None)
+        class_names = tuple(c.name for c in table.classes if c.id != UNLABELED_ID)
+
+        # rule tables the folder lacks come from the shipped folder
+        rules = RuleTables.load(folder, class_names, manual=False, fallback=shipped)
+        files = {CLASSES_FILE: table.sha256}
+        names_path = folder / NAMES_FILE
+        rows, via, data = _read_names(names_path, table, overlay=False)
+        files[NAMES_FILE] = _sha(data)
+        files.update(rules.sha256())
+        if overlay is not None:
+            user_rows, user_via, data = _read_names(overlay, table, overlay=True)
+            rows.update(user_rows)
+            via.update(user_via)
+            label = overlay.name if overlay.name not in files else f"user/{overlay.name}"
+            files[label] = _sha(data)
+        return cls(table, rows, rules, files, via)
+
+    # ---- lookups ---------------------------------------------------------------------
     def lookup(self, name: str) -> Lookup:
         hit = self._cache.get(name)
         if hit is None:
-            row = self.rows.get(name)
-            if row is not None:
-                cls_name, rule = row
-                hit = Lookup(name, self.table.id_of(cls_name), cls_name, rule)
-            else:
-                hit = Lookup(name, self.other_id, self.OTHER, "default")
+            hit = self._lookup(name)
             self._cache[name] = hit
         return hit
+
+    def _lookup(self, name: str) -> Lookup:
+        from .normalise import normalise, squash
+
+        key = normalise(name)
+        row = self.rows.get(name)
+        if row is not None:
+            cls_name, rule = row
+            return Lookup(name, self.table.id_of(cls_name), cls_name, rule, self.via.get(name, ""), key)
+        cls_name = self._norm_index.get(squash(key)) if key else None
+        if cls_name is not None:
+            return Lookup(name, self.table.id_of(cls_name), cls_name, "normalised", f"{NAMES_FILE} row", key)
+        res = self.rules.resolve(name, use_manual=False)
+        if res is not None:
+            return Lookup(name, self.table.id_of(res.class_name), res.class_name, res.rule, res.via, key)
+        return Lookup(name, self.other_id, self.OTHER, "default", "", key)
 
     def is_unmapped(self, hit: Lookup) -> bool:
         """True when a name fell through every rule to Other (reported in the manifest)."""
         return hit.rule == "default"
+
+
+def _read_names(path: Path, table: ClassTable, overlay: bool):
+    """names.csv (or a user's overlay table) → ({raw name: (class, rule)}, {raw name: via},
+    bytes read), validated row by row."""
+    from .mapping_rules import RULES, read_csv_table
+
+    need = ("raw_name", "class") if overlay else ("raw_name", "class", "rule")
+    rows_in, data = read_csv_table(path, need)
+    rows: dict[str, tuple[str, str]] = {}
+    via: dict[str, str] = {}
+    for line, r in rows_in:
+        raw, cls_name, rule = r["raw_name"], r["class"].strip(), (r.get("rule") or "").strip()
+        where = f"{path} line {line}"
+        if overlay:
+            if not cls_name:
+                continue  # a suggestion the user did not accept
+            if not rule or (rule == "default" and cls_name != NameMapper.OTHER):
+                rule = "manual"
+        if cls_name not in table.by_name or table.by_name[cls_name].id == UNLABELED_ID:
+            raise ValueError(f"{where}: unknown class {cls_name!r} for {raw!r}")
+        if rule not in RULES:
+            raise ValueError(f"{where}: unknown rule {rule!r}; valid: {', '.join(RULES)}")
+        if raw in rows and rows[raw] != (cls_name, rule):
+            raise ValueError(f"{where}: {raw!r} is listed twice")
+        rows[raw] = (cls_name, rule)
+        via[raw] = (r.get("via") or "").strip() or (path.name if overlay else "")
+    return rows, via, data

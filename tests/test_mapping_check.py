@@ -1,0 +1,149 @@
+"""`mapping check` and `mapping suggest` on small trees with planted misspellings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+from click.testing import CliRunner
+from PIL import Image
+
+from sunrgbd_tools.labels import NameMapper
+from sunrgbd_tools.mapping_check import (
+    Suggester,
+    check_tree,
+    levenshtein,
+    parse_unmapped,
+    suggest_csv,
+)
+from sunrgbd_tools.mapping_cli import mapping
+
+H, W = 10, 20
+
+
+def _scene(root, name):
+    d = root / "SUNRGBD" / "kv2" / "kinect2data" / name
+    (d / "image").mkdir(parents=True)
+    Image.new("RGB", (W, H)).save(d / "image" / f"{name}.jpg")
+    return d
+
+
+def _seg_mat(path, seg, names):
+    cell = np.empty((1, len(names)), dtype=object)
+    cell[0, :] = names
+    scipy.io.savemat(path, {"seglabel": seg.astype(np.uint16), "names": cell})
+
+
+@pytest.fixture()
+def raw_tree(tmp_path):
+    """Three scenes: seg.mat with planted misspellings, polygons only, and a broken seg.mat."""
+    root = tmp_path / "raw"
+    a = _scene(root, "scene_a")
+    seg = np.zeros((H, W), np.int32)
+    seg[:5, :] = 1  # wall: 100 px
+    seg[5:8, :] = 2  # chaiir: 60 px
+    seg[8:, :15] = 3  # monittor: 30 px
+    seg[8:, 15:] = 4  # zorblax: 10 px
+    _seg_mat(a / "seg.mat", seg, ["wall", "chaiir", "monittor", "zorblax"])
+    b = _scene(root, "scene_b")
+    (b / "annotation2Dfinal").mkdir()
+    doc = {"objects": [{"name": "chaiir"}, {"name": "floor"}, None],
+           "frames": [{"polygon": [
+               {"x": [0, 10, 10, 0], "y": [0, 0, 4, 4], "object": 0},
+               {"x": [0, 19, 19, 0], "y": [5, 5, 9, 9], "object": 1},
+               {"x": [0, 1, 1], "y": [0, 0, 1], "object": 7},  # dangling: dropped by the reader
+           ]}]}
+    (b / "annotation2Dfinal" / "index.json").write_text(json.dumps(doc), encoding="utf-8")
+    c = _scene(root, "scene_c")
+    (c / "seg.mat").write_bytes(b"MATLAB 5.0 broken")
+    return root
+
+
+def test_check_raw_tree_lists_names_that_fall_to_other(raw_tree):
+    res = check_tree(raw_tree, NameMapper.load())
+    assert res.kind == "raw" and res.scenes == 3
+    got = [(n.name, n.pixels, n.images) for n in res.names]
+    assert [g[0] for g in got] == ["chaiir", "monittor", "zorblax"]  # by pixels; wall/floor map
+    assert got[0][2] == 2 and got[0][1] > 60  # seg.mat 60 px + the polygon
+    assert got[1:] == [("monittor", 30, 1), ("zorblax", 10, 1)]
+    assert len(res.problems) == 1 and "scene_c" in res.problems[0]
+
+
+def test_check_cli_json_csv_and_strict(raw_tree, tmp_path):
+    out = tmp_path / "unmapped.csv"
+    r = CliRunner().invoke(mapping, ["check", str(raw_tree), "--json", "--csv", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [u["name"] for u in doc["unmapped"]] == ["chaiir", "monittor", "zorblax"]
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows[1] == {"raw_name": "monittor", "pixels": "30", "images": "1", "key": "monittor"}
+    r = CliRunner().invoke(mapping, ["check", str(raw_tree), "--strict"])
+    assert r.exit_code == 1 and "3 names fell to Other" in r.stdout
+    r = CliRunner().invoke(mapping, ["check", str(tmp_path / "unmapped.csv")])
+    assert r.exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(mapping, ["check", str(empty)])
+    assert r.exit_code == 2 and "neither a clean tree" in r.output
+
+
+def test_check_clean_tree_reads_the_manifest(tmp_path):
+    m = tmp_path / "clean"
+    m.mkdir()
+    (m / "manifest.csv").write_text(
+        "id,split,unmapped_names,problems\n"
+        'a,train,"{""zorblax"":70,""wal;l"":5}",\n'
+        'b,test,"{""zorblax"":30,""garbage_bin"":12}",\n'
+        "c,test,,\n", encoding="utf-8")
+    res = check_tree(m, NameMapper.load())
+    assert res.kind == "clean" and res.scenes == 3 and not res.problems
+    assert [(n.name, n.pixels, n.images) for n in res.names] == [
+        ("zorblax", 100, 2), ("garbage_bin", 12, 1), ("wal;l", 5, 1)]
+
+
+def test_parse_unmapped_keeps_names_with_separators():
+    assert parse_unmapped('{"wal;l":30,"a=b":5}') == [("wal;l", 30), ("a=b", 5)]
+    with pytest.raises(ValueError, match="not a JSON object"):
+        parse_unmapped("wal;l=30")
+    assert parse_unmapped("") == []
+    with pytest.raises(ValueError, match="pixel counts"):
+        parse_unmapped('{"a": "many"}')
+
+
+def test_suggest_ranks_the_intended_class_first():
+    sug = Suggester(NameMapper.load())
+    assert sug.candidates("chaiir")[0].class_name == "chair"
+    assert sug.candidates("monittor")[0].class_name == "computer"
+    assert sug.candidates("bookshelff")[0].class_name == "bookshelf"
+    assert sug.candidates("kitchen_cabnett")[0].class_name == "cabinet"  # shared token
+    assert all(c.score < 0.5 for c in sug.candidates("zorblax"))
+    assert levenshtein("kitten", "sitting") == 3
+
+
+def test_suggest_csv_round_trips_into_convert_mapping(raw_tree, tmp_path):
+    out = tmp_path / "suggest.csv"
+    r = CliRunner().invoke(mapping, ["suggest", str(raw_tree), "-o", str(out), "--prefill"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(x["raw_name"], x["class"], x["suggested_class"]) for x in rows] == [
+        ("chaiir", "chair", "chair"), ("monittor", "computer", "computer")]
+    m = NameMapper.load(out)
+    assert (m.lookup("chaiir").class_name, m.lookup("chaiir").rule) == ("chair", "manual")
+    assert not m.is_unmapped(m.lookup("monittor"))
+    assert m.is_unmapped(m.lookup("zorblax"))
+    # without --prefill the class column is left for a person to fill in
+    text = suggest_csv(check_tree(raw_tree, NameMapper.load()).names, NameMapper.load())
+    assert [x["class"] for x in csv.DictReader(io.StringIO(text))] == ["", ""]
+
+
+def test_suggest_over_the_shipped_raw_names():
+    r = CliRunner().invoke(mapping, ["suggest", "--min-score", "0.8"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows and all(float(x["score"]) >= 0.8 for x in rows)
+    m = NameMapper.load()
+    assert all(m.is_unmapped(m.lookup(x["raw_name"])) for x in rows)
