@@ -23,8 +23,9 @@ setup: $(VENV)/.installed
 # System packages the integration tests use (nginx serves archives over loopback with Range).
 system-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
-	  { (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null \
-	     || (sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light >/dev/null))) \
+	  { (command -v apt-get >/dev/null && export DEBIAN_FRONTEND=noninteractive && \
+	     (apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
+	     || (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq --no-install-recommends nginx-light >/dev/null))) \
 	     || echo "warning: nginx not installed; its integration tests will be skipped"; }
 
 test: setup system-deps

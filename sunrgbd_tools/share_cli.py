@@ -1,0 +1,123 @@
+"""Click shells for `sunrgbd download`, `sunrgbd pack` and `sunrgbd fetch`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .download import OFFICIAL_BASE_URL, TOOLBOX_MD5, DownloadConfig, parse_subset
+from .download import download as run_download
+from .httpclient import HttpConfig, HttpError
+from .remotezip import ZipFormatError
+from .share import FetchConfig, PackConfig, ShareError, pack_tree
+from .share import fetch as fetch_archive
+
+
+def _subset(ctx, param, value: str) -> str:
+    try:
+        parse_subset(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _http_options(f):
+    f = click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+                     help="Seconds without data before a request is retried.")(f)
+    f = click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
+                     help="Retries per request (backoff doubles, from 1 s up to 60 s).")(f)
+    return f
+
+
+@click.command()
+@click.option("--subset", default="kv2", show_default=True, callback=_subset,
+              help="kv1, kv2, realsense, xtion, all, a sub-folder such as kv2/align_kv2, "
+                   "or a comma list.")
+@click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Raw tree to write (what `sunrgbd convert --src` reads).")
+@click.option("--base-url", default=OFFICIAL_BASE_URL, show_default=True,
+              help="Folder URL holding SUNRGBD.zip and SUNRGBDtoolbox.zip (or a mirror).")
+@click.option("--with-official-labels", is_flag=True,
+              help="Also fetch SUNRGBD2Dseg.mat + SUNRGBDMeta.mat (for --labels official).")
+@click.option("--jobs", type=click.IntRange(min=1, max=64), default=4, show_default=True,
+              help="Range requests in flight.")
+@click.option("--keep-archives", is_flag=True,
+              help="Keep a whole archive downloaded from a server without Range support.")
+@click.option("--toolbox-md5", default=TOOLBOX_MD5, show_default=True,
+              help="Expected MD5 of a wholly downloaded SUNRGBDtoolbox.zip ('none' to skip).")
+@click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_http_options
+def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, toolbox_md5,
+             strict, no_progress, timeout, retries):
+    """Fetch only the SUN RGB-D members a subset needs (HTTP Range), resumable and verified."""
+    cfg = DownloadConfig(
+        dest=str(dest), subset=subset, base_url=base_url,
+        with_official_labels=with_official_labels, jobs=jobs, keep_archives=keep_archives,
+        toolbox_md5=None if toolbox_md5.lower() == "none" else toolbox_md5.lower(),
+        progress=not no_progress, http=HttpConfig(timeout=timeout, retries=retries))
+    try:
+        report = run_download(cfg)
+    except (HttpError, ZipFormatError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    for a in report.archives:
+        click.echo(a.line())
+    for p in report.problems:
+        click.echo(f"problem: {p}", err=True)
+    failed = sum(a.failed for a in report.archives)
+    if failed or (strict and report.problems):
+        click.echo(f"{failed} member(s) failed; run the same command again to retry", err=True)
+        sys.exit(1)
+    click.echo(f"raw tree ready for: sunrgbd convert --src {shlex.quote(str(dest))}")
+
+
+@click.command()
+@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Archive to write (a .zip); <out>.sha256 is written beside it.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def pack(tree, out, no_progress):
+    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md."""
+    command = shlex.join(["sunrgbd", "pack", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
+    try:
+        rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command,
+                                   progress=not no_progress))
+    except ShareError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
+
+
+@click.command()
+@click.argument("source")
+@click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New or empty folder to receive the clean tree.")
+@click.option("--sha256", "sha256", default=None,
+              help="Expected archive sha256 (default: the .sha256 file beside it, if any).")
+@click.option("--keep-archive", is_flag=True, help="Keep a downloaded archive under --dest/.sunrgbd-fetch/.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Workers for checks.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_http_options
+def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, retries):
+    """Download (URL) or open (path) a packed dataset, check it, extract it safely, verify it."""
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+        raise click.BadParameter("not a 64-digit hex sha256", param_hint="--sha256")
+    cfg = FetchConfig(source=source, dest=str(dest), sha256=sha256, keep_archive=keep_archive,
+                      workers=workers, progress=not no_progress,
+                      http=HttpConfig(timeout=timeout, retries=retries))
+    try:
+        rep = fetch_archive(cfg)
+    except (ShareError, HttpError, ZipFormatError) as e:
+        raise click.ClickException(str(e)) from None
+    if rep.checked == "none":
+        click.echo("warning: no --sha256 and no .sha256 beside the archive; only SHA256SUMS "
+                   "inside it was checked", err=True)
+    for p in rep.problems:
+        click.echo(p, err=True)
+    if rep.problems:
+        click.echo(f"{dest}: {rep.samples} samples, {len(rep.problems)} problem(s)")
+        sys.exit(1)
+    click.echo(f"{dest}: {rep.files} files, {rep.samples} samples OK "
+               f"(sha256 {rep.archive_sha256}, checked against {rep.checked})")

@@ -1,0 +1,125 @@
+"""The ZIP reader: ZIP64 end records and extras, stored + deflated members, CRC and size
+checks, and the span planner that groups members into range requests."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from httpfixtures import Entry, make_raw_tree, write_zip64
+
+from sunrgbd_tools.download import _Task, plan_spans
+from sunrgbd_tools.remotezip import (
+    FileReader,
+    MemberDecoder,
+    ZipFormatError,
+    extract_member,
+    read_directory,
+)
+
+
+def _entries():
+    return [
+        Entry("top/", is_dir=True),
+        Entry("top/stored.bin", bytes(range(256)) * 40, method=0),
+        Entry("top/deflated.txt", b"wall chair table\n" * 500, method=8),
+        Entry("top/empty.txt", b"", method=8),
+        Entry("top/ünïcode name.json", b'{"a": 1}', method=8),
+    ]
+
+
+def test_zip64_archive_parsed_like_zipfile(tmp_path: Path):
+    path = write_zip64(tmp_path / "a.zip", _entries())
+    with zipfile.ZipFile(path) as zf:  # proof the hand-written archive is valid
+        assert zf.testzip() is None
+        ref = {i.filename: zf.read(i) for i in zf.infolist()}
+    with FileReader(path) as r:
+        tail = r.read_at(r.size - 98, 98)
+        assert tail[:4] == b"PK\x06\x06" and tail[56:60] == b"PK\x06\x07"  # EOCD64 + locator
+        zd = read_directory(r, "a.zip")
+        assert zd.zip64 and all(m.zip64 for m in zd.members)
+        assert [m.name for m in zd.members] == list(ref)
+        assert {m.method for m in zd.members if not m.is_dir} == {0, 8}
+        for m in zd.members:
+            if m.is_dir:
+                continue
+            out = io.BytesIO()
+            extract_member(r, m, out, "a.zip")
+            assert out.getvalue() == ref[m.name]
+
+
+def test_zipfile_written_archive_and_prepended_bytes(tmp_path: Path):
+    raw = make_raw_tree(tmp_path / "raw", scenes_per_dir=1)
+    files = sorted(p for p in raw.rglob("*") if p.is_file())
+    path = tmp_path / "z.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in files:
+            zf.write(p, p.relative_to(raw).as_posix())
+    # a self-extractor stub in front: offsets in the directory are relative to the ZIP start
+    sfx = tmp_path / "sfx.zip"
+    sfx.write_bytes(b"#!stub\n" * 100 + path.read_bytes())
+    for arc in (path, sfx):
+        with FileReader(arc) as r:
+            zd = read_directory(r, arc.name)
+            assert not zd.zip64
+            assert len(zd.members) == len(files)
+            for m in zd.members:
+                out = io.BytesIO()
+                extract_member(r, m, out, arc.name)
+                assert out.getvalue() == (raw / m.name).read_bytes()
+
+
+def test_damage_is_reported_with_member_name(tmp_path: Path):
+    path = write_zip64(tmp_path / "a.zip", _entries())
+    data = bytearray(path.read_bytes())
+    with FileReader(path) as r:
+        m = next(m for m in read_directory(r).members if m.name == "top/stored.bin")
+    off = data.index(bytes(range(256)))
+    data[off + 10] ^= 0xFF
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    with FileReader(bad) as r, pytest.raises(ZipFormatError, match="top/stored.bin: CRC-32 mismatch"):
+        extract_member(r, m, io.BytesIO(), "bad.zip")
+    (tmp_path / "trunc.zip").write_bytes(bytes(data[: len(data) // 2]))
+    with FileReader(tmp_path / "trunc.zip") as r, pytest.raises(ZipFormatError, match="end-of-central"):
+        read_directory(r, "trunc.zip")
+    (tmp_path / "notzip.zip").write_bytes(b"hello")
+    with FileReader(tmp_path / "notzip.zip") as r, pytest.raises(ZipFormatError, match="too small"):
+        read_directory(r, "notzip.zip")
+
+
+def test_decoder_stops_at_declared_size(tmp_path: Path):
+    """A member that lies about its size cannot inflate past it (bomb guard)."""
+    path = write_zip64(tmp_path / "lie.zip", [Entry("x", b"\0" * 5_000_000, declared_size=1000)])
+    with FileReader(path) as r:
+        m = read_directory(r).members[0]
+        sink = io.BytesIO()
+        with pytest.raises(ZipFormatError, match="expands past its declared size"):
+            extract_member(r, m, sink, "lie.zip")
+        assert len(sink.getvalue()) <= 1001
+
+
+def test_unsupported_method_named(tmp_path: Path):
+    path = write_zip64(tmp_path / "a.zip", [Entry("x.bin", b"abc", method=0)])
+    with FileReader(path) as r:
+        m = read_directory(r).members[0]
+    from dataclasses import replace
+    with pytest.raises(ZipFormatError, match="x.bin: compression Deflate64"):
+        MemberDecoder(replace(m, method=9), None, "a.zip")
+
+
+def test_plan_spans_groups_neighbours(tmp_path: Path):
+    path = write_zip64(tmp_path / "a.zip", [Entry(f"f{i}", bytes([i]) * 1000, method=0) for i in range(10)])
+    with FileReader(path) as r:
+        zd = read_directory(r)
+    bounds = zd.data_bounds()
+    pick = [m for m in zd.members if m.name in {"f0", "f1", "f2", "f6", "f7"}]
+    tasks = [_Task(m, tmp_path / m.name, bounds[m.name], tmp_path / "p") for m in pick]
+    spans = plan_spans(tasks, max_gap=0, span_bytes=1 << 20)
+    assert [[t.member.name for t in s] for s in spans] == [["f0", "f1", "f2"], ["f6", "f7"]]
+    spans = plan_spans(tasks, max_gap=10_000, span_bytes=1 << 20)
+    assert len(spans) == 1
+    spans = plan_spans(tasks, max_gap=10_000, span_bytes=2500)
+    assert all(len(s) <= 2 for s in spans) and sum(len(s) for s in spans) == 5

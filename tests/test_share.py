@@ -1,0 +1,200 @@
+"""pack → fetch: deterministic archives, SHA256SUMS + DATASHEET.md, checksum checks, safe
+extraction, verification; the round trip reproduces the clean tree exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from cleantree import write_clean_tree
+from click.testing import CliRunner
+from httpfixtures import Entry, FaultServer, Nginx, nginx_binary, tree_bytes, write_zip64
+
+from sunrgbd_tools.cli import main
+from sunrgbd_tools.httpclient import HttpConfig
+from sunrgbd_tools.remotezip import ZipFormatError
+from sunrgbd_tools.share import (
+    FetchConfig,
+    PackConfig,
+    ShareError,
+    check_sums,
+    datasheet,
+    fetch,
+    pack_tree,
+)
+
+FAST = HttpConfig(timeout=2.0, retries=3, backoff=0.001, backoff_max=0.01)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pack")
+    tree = write_clean_tree(d / "clean", counts={"train": 3, "val": 1, "test": 2}).root
+    meta = json.loads((tree / "dataset.json").read_text())
+    meta.setdefault("created_with", {})["command"] = "sunrgbd convert --src raw --out clean --subset kv2"
+    meta.update(mean=[0.4, 0.41, 0.42], std=[0.2, 0.21, 0.22], class_weights=[1.0] * 39)
+    (tree / "dataset.json").write_text(json.dumps(meta))
+    (tree / ".sunrgbd").mkdir(exist_ok=True)
+    (tree / ".sunrgbd" / "state.json").write_text("{}")  # converter resume state: not shared
+    arc = d / "out" / "sunrgbd-kv2.zip"
+    rep = pack_tree(PackConfig(src=str(tree), out=str(arc), command="sunrgbd pack clean --out x.zip",
+                               progress=False))
+    return tree, arc, rep
+
+
+def test_pack_is_deterministic_and_complete(packed, tmp_path: Path):
+    tree, arc, rep = packed
+    again = pack_tree(PackConfig(src=str(tree), out=str(tmp_path / "again.zip"),
+                                 command="sunrgbd pack clean --out x.zip", progress=False))
+    assert again.archive.read_bytes() == arc.read_bytes() and again.sha256 == rep.sha256
+    side = arc.with_name(arc.name + ".sha256").read_text()
+    assert side == f"{rep.sha256}  {arc.name}\n"
+    with zipfile.ZipFile(arc) as zf:
+        names = zf.namelist()
+        assert names[0] == "DATASHEET.md" and names[-1] == "SHA256SUMS"
+        assert not any(n.startswith(".") or "/." in n for n in names)
+        assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
+        methods = {i.filename.rsplit(".", 1)[-1]: i.compress_type for i in zf.infolist()}
+        assert methods["png"] == zipfile.ZIP_STORED and methods["json"] == zipfile.ZIP_DEFLATED
+        sums = dict(reversed(line.split("  ", 1)) for line in zf.read("SHA256SUMS").decode().splitlines())
+        assert set(sums) == set(names) - {"SHA256SUMS"}
+        sheet = zf.read("DATASHEET.md").decode()
+    assert set(tree_bytes(tree)) == set(names) - {"SHA256SUMS", "DATASHEET.md"}
+    for needle in ("## Classes", "| 1 | 0 | wall |", "Mapping checksum", "| train | 3 |",
+                   "sunrgbd convert --src raw --out clean --subset kv2", "sunrgbd pack clean",
+                   "mean: 0.4, 0.41, 0.42"):
+        assert needle in sheet, needle
+    assert not (tree / "DATASHEET.md").exists() and not (tree / "SHA256SUMS").exists()
+
+
+def test_datasheet_degrades_for_old_trees():
+    text = datasheet({"name": "old"}, 3, 100)
+    assert "# old" in text and "_not recorded_" in text and "not computed" in text
+
+
+def test_pack_out_inside_tree_and_bad_input(packed, tmp_path: Path):
+    tree, _arc, _rep = packed
+    t2 = tmp_path / "t2"
+    shutil.copytree(tree, t2)
+    before = set(tree_bytes(t2))
+    r = pack_tree(PackConfig(src=str(t2), out=str(t2 / "self.zip"), progress=False))
+    with zipfile.ZipFile(r.archive) as zf:
+        assert "self.zip" not in zf.namelist() and "self.zip.sha256" not in zf.namelist()
+    assert set(tree_bytes(t2)) == before | {"self.zip", "self.zip.sha256"}
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(main, ["pack", str(tmp_path / "empty"), "--out", str(tmp_path / "e.zip")])
+    assert res.exit_code == 2 and "no dataset.json" in res.output
+    assert not (tmp_path / "e.zip").exists()
+
+
+def test_round_trip_local_and_cli(packed, tmp_path: Path):
+    tree, arc, rep = packed
+    dest = tmp_path / "data"
+    fr = fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    assert fr.problems == [] and fr.samples == 6 and fr.checked.endswith(".sha256")
+    got = tree_bytes(dest)
+    assert {k: v for k, v in got.items() if k not in ("SHA256SUMS", "DATASHEET.md")} == tree_bytes(tree)
+    assert check_sums(dest) == []
+    assert not (dest / ".sunrgbd-fetch" / "tree").exists()
+    # CLI, with an explicit --sha256
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(tmp_path / "d2"),
+                                    "--sha256", rep.sha256, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "6 samples OK" in res.output
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(tmp_path / "d2")])
+    assert res.exit_code == 1 and "not empty" in res.output
+
+
+def test_round_trip_over_http_nginx(packed, tmp_path: Path):
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (make system-deps installs it)")
+    tree, arc, _rep = packed
+    srv = Nginx(arc.parent)
+    try:
+        dest = tmp_path / "data"
+        fr = fetch(FetchConfig(source=srv.url + arc.name, dest=str(dest), progress=False,
+                               http=FAST, workers=1))
+        assert fr.problems == [] and fr.checked == srv.url + arc.name + ".sha256"
+        got = tree_bytes(dest)
+        assert {k: v for k, v in got.items() if k not in ("SHA256SUMS", "DATASHEET.md")} == tree_bytes(tree)
+        assert not (dest / ".sunrgbd-fetch" / arc.name).exists()  # downloaded copy removed
+    finally:
+        srv.close()
+
+
+def test_http_fetch_resumes_after_drop(packed, tmp_path: Path):
+    tree, arc, rep = packed
+    srv = FaultServer({arc.name: arc.read_bytes()})  # no .sha256 served: --sha256 given
+    srv.faults.drop, srv.faults.drop_after = 2, 20_000
+    try:
+        fr = fetch(FetchConfig(source=srv.url + arc.name, dest=str(tmp_path / "d"), sha256=rep.sha256,
+                               progress=False, http=FAST, workers=1))
+        assert fr.problems == [] and fr.checked == "--sha256"
+        assert sum(x[3] for x in srv.log if x[0] == arc.name) < 1.2 * arc.stat().st_size
+    finally:
+        srv.close()
+
+
+def test_any_corrupted_byte_is_caught(packed, tmp_path: Path):
+    """With the .sha256 beside it, a flipped byte anywhere fails the archive checksum;
+    without it, a flipped byte in any member's data fails CRC-32 or SHA256SUMS. Either
+    way nothing but fetch's own dot-folder is left in --dest."""
+    _tree, arc, _rep = packed
+    data = arc.read_bytes()
+    rng = random.Random(0)
+    positions = sorted({0, len(data) - 1, len(data) // 2} | {rng.randrange(len(data)) for _ in range(12)})
+    for i, pos in enumerate(positions):
+        bad = tmp_path / f"b{i}" / arc.name
+        bad.parent.mkdir()
+        b = bytearray(data)
+        b[pos] ^= 0x01
+        bad.write_bytes(bytes(b))
+        shutil.copy(arc.with_name(arc.name + ".sha256"), bad.with_name(arc.name + ".sha256"))
+        dest = tmp_path / f"d{i}"
+        with pytest.raises(ShareError, match="does not match"):
+            fetch(FetchConfig(source=str(bad), dest=str(dest), progress=False, workers=1))
+        assert [p.name for p in dest.iterdir()] == [".sunrgbd-fetch"]
+    # no sidecar: flip bytes inside member data (stored PNGs and deflated text)
+    with zipfile.ZipFile(arc) as zf:
+        infos = [i for i in zf.infolist() if i.compress_size > 50]
+    for i, info in enumerate(rng.sample(infos, 8)):
+        off = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        b = bytearray(data)
+        b[off + rng.randrange(info.compress_size)] ^= 0x80
+        bad = tmp_path / f"n{i}.zip"
+        bad.write_bytes(bytes(b))
+        dest = tmp_path / f"nd{i}"
+        with pytest.raises((ShareError, ZipFormatError)):
+            fetch(FetchConfig(source=str(bad), dest=str(dest), progress=False, workers=1))
+        assert [p.name for p in dest.iterdir()] == [".sunrgbd-fetch"]
+
+
+def test_fetch_refuses_hostile_archive(tmp_path: Path):
+    arc = write_zip64(tmp_path / "evil.zip", [Entry("dataset.json", b"{}"),
+                                              Entry("../../escaped.txt", b"pwned")])
+    outer = tmp_path / "outer"
+    dest = outer / "data"
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    assert res.exit_code == 1 and "'..'" in res.output
+    assert not list(tmp_path.rglob("escaped.txt"))
+    assert [p.name for p in dest.iterdir()] == [".sunrgbd-fetch"]
+
+
+def test_fetch_catches_tampered_sums(packed, tmp_path: Path):
+    """A file changed and re-zipped (valid CRC) is still caught by SHA256SUMS."""
+    _tree, arc, _rep = packed
+    src = tmp_path / "x"
+    with zipfile.ZipFile(arc) as zf:
+        zf.extractall(src)
+    (src / "manifest.csv").write_text((src / "manifest.csv").read_text() + "\n")
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    with pytest.raises(ShareError, match="manifest.csv: sha256"):
+        fetch(FetchConfig(source=str(bad), dest=str(tmp_path / "d"), progress=False, workers=1))
