@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -35,40 +34,12 @@ TOOLBOX_FILES = (
 
 # ----------------------------------------------------------------------------- raw tree
 def make_raw_tree(root: Path, scenes_per_dir: int = 2, seed: int = 0) -> Path:
-    """A small raw tree in the SUN RGB-D layout. Uses the project's synthetic generator
-    (`sunrgbd sample`) when it exists, and fills in what the archives need either way."""
+    """A small raw tree in the SUN RGB-D layout from the project's synthetic generator
+    (`sunrgbd sample`), plus the toolbox files the archives carry beside the ones it writes."""
+    from sunrgbd_tools.synthetic import make_sample
+
     rng = np.random.default_rng(seed)
-    try:
-        from sunrgbd_tools.synthetic import make_sample  # written by another part
-    except ImportError:
-        make_sample = None
-    if make_sample is not None:
-        try:
-            make_sample(root, scenes=scenes_per_dir * len(SENSOR_DIRS), seed=seed, quirks=False,
-                        size=(53, 73))
-        except Exception as e:  # the generator is another part's; report, don't mask ours
-            warnings.warn(f"sunrgbd_tools.synthetic.make_sample failed ({e!r}); "
-                          "using the built-in raw tree", stacklevel=2)
-            shutil.rmtree(root, ignore_errors=True)
-    if not (root / "SUNRGBD").is_dir():
-        for d in SENSOR_DIRS:
-            for i in range(scenes_per_dir):
-                s = root / "SUNRGBD" / d / f"scene_{i:04d}"
-                (s / "image").mkdir(parents=True)
-                (s / "image" / f"img_{i}.jpg").write_bytes(rng.bytes(6000 + 500 * i))  # incompressible
-                (s / "depth").mkdir()
-                (s / "depth" / f"img_{i}.png").write_bytes(rng.bytes(4000))
-                (s / "annotation2Dfinal").mkdir()
-                (s / "annotation2Dfinal" / "index.json").write_text(
-                    '{"frames":[{"polygon":[' + ",".join(
-                        f'{{"x":[{j},{j + 5},{j + 3}],"y":[1,2,9],"object":{j % 3}}}' for j in range(200))
-                    + ']}],"objects":[{"name":"wall"},{"name":"chair"},{"name":"table"}]}')
-                (s / "seg.mat").write_bytes(bytes(rng.integers(0, 4, 9000, dtype=np.uint8)))
-                (s / "intrinsics.txt").write_text("529.5 0 365\n0 529.5 265\n0 0 1\n")
-                (s / "scene.txt").write_text("office")
-                (s / "extrinsics").mkdir()
-                (s / "extrinsics" / "20140101.txt").write_text("1 0 0 0\n0 1 0 0\n0 0 1 0\n")
-                (s / "empty.txt").write_bytes(b"")
+    make_sample(root, scenes=scenes_per_dir * len(SENSOR_DIRS), seed=seed, quirks=False, size=(53, 73))
     for rel in TOOLBOX_FILES:
         p = root / rel
         if not p.exists():
