@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from sunrgbd_tools.convert import PNG_PARAMS, ConvertConfig, convert
+from sunrgbd_tools.parallel import pool_context
 from sunrgbd_tools.resize import parse_size
 
 KV2_FRAMES = 3784
@@ -62,7 +62,7 @@ def floor_seconds(out: Path, raw: Path, workers: int) -> tuple[float, int]:
         _init()
         list(map(_floor_one, tasks))
     else:
-        with mp.get_context("fork").Pool(workers, initializer=_init) as pool:
+        with pool_context().Pool(workers, initializer=_init) as pool:
             pool.map(_floor_one, tasks, chunksize=2)
     return time.perf_counter() - t, len(tasks)
 

@@ -438,9 +438,9 @@ def convert(
         it = map(_run_one, tasks)
         pool = None
     else:
-        import multiprocessing as mp
+        from .parallel import pool_context
 
-        pool = mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(
+        pool = pool_context().Pool(
             workers, initializer=_init_worker, initargs=(cfg, mapper, official)
         )
         it = pool.imap_unordered(_run_one, tasks, chunksize=2)

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .fsutil import atomic_write_json, dumps_json, is_within
+from .parallel import pool_context
 
 STATS_FILE = "stats.json"
 STATS_SCHEMA = 1
@@ -420,9 +421,8 @@ def map_chunks(fn, tasks: list, workers: int, progress: bool, sizes: list[int], 
                 yield fn(task)
                 bar.update(n)
             return
-        import multiprocessing as mp
 
-        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        ctx = pool_context()
         with ctx.Pool(workers, initializer=_init_worker) as pool:
             for i, res in pool.imap_unordered(_indexed, [(fn, i, t) for i, t in enumerate(tasks)]):
                 yield res

@@ -32,6 +32,7 @@ from PIL import Image
 
 from . import __version__
 from .fsutil import atomic_path, atomic_write_bytes, atomic_write_text, dumps_json
+from .parallel import pool_context
 
 SCHEMA_VERSION = 1
 SAMPLE_FILE = "SAMPLE.json"
@@ -1639,7 +1640,7 @@ def make_sample(out: Path, scenes: int = 40, seed: int = 0, quirks: bool = True,
     atomic_write_text(out / SAMPLE_FILE, dumps_json(SampleInfo(params, [], complete=False).to_json()))
     jobs = [(str(out), params, i) for i in range(scenes)]
     if workers > 1 and scenes > 1:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as ex:
             for key in ex.map(_write_one, jobs, chunksize=max(1, scenes // (workers * 8))):
                 if progress:
                     progress(key)

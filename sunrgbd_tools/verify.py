@@ -120,9 +120,9 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     if workers == 1 or len(tasks) < 8:
         results = map(_check_sample, tasks)
     else:
-        import multiprocessing as mp
+        from .parallel import pool_context
 
-        with mp.get_context("fork" if hasattr(os, "fork") else "spawn").Pool(workers) as pool:
+        with pool_context().Pool(workers) as pool:
             results = pool.map(_check_sample, tasks, chunksize=4)
     for probs in results:
         report.problems.extend(probs)
