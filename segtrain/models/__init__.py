@@ -1,1 +1,66 @@
-"""Model registry: name -> builder."""
+"""Model registry: name -> builder (plus default options).
+
+Add a model by writing a builder `fn(num_classes, **options) -> SegmentationModel` and one
+entry in MODELS; `segtrain models` and `create_model` pick it up.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from segtrain.models.base import SegmentationModel
+from segtrain.models.unet import build_unet
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: Callable[..., SegmentationModel]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "unet": ModelSpec(build_unet, "U-Net, classic 64-base, 4 down-samplings, transposed-conv up (~31 M)",
+                      {"base_width": 64, "depth": 4, "up": "transpose"}),
+    "unet_bilinear": ModelSpec(build_unet, "U-Net, 64-base, bilinear up-sampling + 1x1 conv",
+                               {"base_width": 64, "depth": 4, "up": "bilinear"}),
+    "unet_small": ModelSpec(build_unet, "U-Net, 16-base, 4 down-samplings (CPU / demo size)",
+                            {"base_width": 16, "depth": 4, "up": "transpose"}),
+}
+
+
+def model_options(name: str) -> list[str]:
+    """Option names the model's builder accepts (besides num_classes)."""
+    params = inspect.signature(MODELS[name].builder).parameters
+    return [p for p in params if p != "num_classes"]
+
+
+def check_model(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate a model name and options without building it; returns the resolved options
+    (registry defaults with the user's applied: what a run records). Errors list valid names."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise KeyError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return {**MODELS[name].defaults, **options}
+
+
+def create_model(name: str, num_classes: int, **options) -> SegmentationModel:
+    """Build a registered model (KeyError for unknown names/options, ValueError for bad values)."""
+    resolved = check_model(name, options)
+    return MODELS[name].builder(num_classes, **resolved)
+
+
+def count_parameters(model) -> dict[str, int]:
+    counts = model.part_parameters() if hasattr(model, "part_parameters") else {}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+__all__ = ["MODELS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
+           "model_options", "check_model"]

@@ -1,0 +1,96 @@
+"""`segtrain bench`: training throughput with the real input pipeline vs synthetic batches.
+
+Both modes run the same training step on the same model in one process; the synthetic
+batches are uint8 tensors already on the device (normalised there, like real batches), so
+real / synthetic near 1 means the data pipeline keeps the accelerator fed and a low ratio
+means it is starved (more --workers, smaller images on disk, or a faster decoder needed).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from segtrain.config import BenchConfig
+from segtrain.data import load_dataset_info, make_loader, train_dataset
+from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
+from segtrain.losses import build_loss
+from segtrain.models import check_model, count_parameters, create_model
+from segtrain.utils import SegtrainError, parse_hw
+
+
+def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: int) -> float:
+    for _ in range(warmup):
+        run_step(*next(batches))
+    rt.sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run_step(*next(batches))
+    rt.sync()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    info = load_dataset_info(cfg.data)
+    device = resolve_device(cfg.device)
+    size = list(parse_hw(cfg.size)) if cfg.size else (list(info.image_size) if info.image_size else None)
+    if size is None:
+        raise SegtrainError(f"{cfg.data}: samples have different sizes; give --size HxW")
+    try:
+        check_model(cfg.model, cfg.model_options)
+    except KeyError as e:
+        raise SegtrainError(e.args[0]) from None
+    if cfg.steps < 1 or cfg.warmup < 0:
+        raise SegtrainError("--steps must be >= 1 and --warmup >= 0")
+    seed_everything(cfg.seed)
+    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
+    model = create_model(cfg.model, info.num_classes, **cfg.model_options)
+    params = count_parameters(model)["total"]
+    net = prepare_model(model, rt, cfg.compile)
+    net.train()
+    loss_fn = build_loss("ce", info.num_classes, info.ignore_index).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = rt.make_scaler()
+    bs = cfg.batch_size
+
+    def step(x_u8, y_u8):
+        train_step(net, rt.images(x_u8), rt.masks(y_u8), loss_fn, optimizer, scaler, rt)
+
+    g = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    x_syn = torch.randint(0, 256, (bs, 3, *size), generator=g, dtype=torch.uint8).to(device)
+    y_syn = torch.randint(0, info.num_classes, (bs, *size), generator=g, dtype=torch.uint8).to(device)
+
+    def synthetic():
+        while True:
+            yield x_syn, y_syn
+
+    ds = train_dataset(info, "train", cfg.augment, size=size)
+    if len(ds) < bs:
+        raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
+    loader, sampler = make_loader(ds, bs, True, cfg.seed, cfg.workers, device, drop_last=True)
+
+    def real():
+        epoch = 0
+        while True:
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                yield batch["image"], batch["mask"]
+            epoch += 1
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    syn = _timed(step, synthetic(), cfg.warmup, cfg.steps, rt, bs)
+    rl = _timed(step, real(), cfg.warmup, cfg.steps, rt, bs)
+    result = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "model": cfg.model, "model_options": cfg.model_options, "parameters": params,
+        "size": size, "batch_size": bs, "workers": cfg.workers, "augment": cfg.augment,
+        "precision": str(rt.amp_dtype).removeprefix("torch.") if rt.amp_dtype else "float32",
+        "channels_last": rt.channels_last, "compile": cfg.compile,
+        "torch_threads": torch.get_num_threads(), "steps": cfg.steps, "warmup": cfg.warmup,
+        "synthetic_images_per_s": syn, "real_images_per_s": rl, "real_over_synthetic": rl / syn,
+    }
+    if device.type == "cuda":
+        result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result

@@ -1,0 +1,244 @@
+"""The `segtrain` command: a thin click shell over engine / inference / bench functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from segtrain.config import (
+    AUGMENTS,
+    DEVICES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    BenchConfig,
+    EvalConfig,
+    PredictConfig,
+    TrainConfig,
+    build_config,
+    load_config_file,
+)
+from segtrain.utils import SegtrainError, parse_hw
+
+log = logging.getLogger("segtrain")
+_T = TrainConfig()
+
+
+class CliError(click.ClickException):
+    """One-line 'Error: ...' and exit 2 (usage error: bad path, file or value)."""
+
+    exit_code = 2
+
+
+def _one_line(e: Exception) -> str:
+    """DataLoader workers wrap exceptions in a traceback; keep only the original message."""
+    msg = str(e).strip()
+    if "Original Traceback" in msg:
+        last = msg.splitlines()[-1]
+        msg = last.split(": ", 1)[1] if ": " in last else last
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def _guard(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except SegtrainError as e:
+        raise CliError(_one_line(e)) from None
+    except RuntimeError as e:  # a SegtrainError raised in a DataLoader worker comes back wrapped
+        if "Error" in str(e) and "DataLoader worker" in str(e) and "segtrain" in str(e):
+            raise CliError(_one_line(e)) from None
+        raise
+
+
+def _size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return list(parse_hw(value))
+    except SegtrainError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _model_opts(values) -> dict:
+    import yaml
+
+    opts = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-opt")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = yaml.safe_load(v)
+    return opts
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(quiet: bool) -> None:
+    """Train, evaluate and predict segmentation models on Cityscapes-style trees
+    (a folder with dataset.json, e.g. `sunrgbd convert` output)."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="segtrain: %(message)s", stream=sys.stderr)
+
+
+@main.command("run")
+@click.argument("model")
+@click.option("--data", type=click.Path(), help="Clean tree (folder with dataset.json).")
+@click.option("--out", type=click.Path(), help="Run folder [default: runs/<model>].")
+@click.option("--config", "config_file", type=click.Path(), help="YAML with defaults; flags override it.")
+@click.option("--epochs", type=int, help=f"[default: {_T.epochs}]")
+@click.option("--batch-size", type=int, help=f"[default: {_T.batch_size}]")
+@click.option("--size", callback=_size, help="Resize every sample to HxW, e.g. 480x640.")
+@click.option("--crop", callback=_size, help="Train on random HxW crops (validate on full images).")
+@click.option("--lr", type=float, help=f"[default: {_T.lr}]")
+@click.option("--weight-decay", type=float, help=f"[default: {_T.weight_decay}]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=f"[default: {_T.optimizer}]")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), help=f"[default: {_T.scheduler}]")
+@click.option("--loss", type=click.Choice(["ce", "wce", "dice", "ce+dice"]), help=f"[default: {_T.loss}]")
+@click.option("--class-weights", help="Weighting method in dataset.json class_weights, or none "
+              "[default: the dataset's default for wce, none otherwise].")
+@click.option("--augment", type=click.Choice(AUGMENTS), help=f"[default: {_T.augment}]")
+@click.option("--early-stop", type=int, help=f"Patience in epochs on val mIoU, 0 = off [default: {_T.early_stop}]")
+@click.option("--grad-clip", type=float, help="Max gradient norm, 0 = off [default: 0].")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")
+@click.option("--compile/--no-compile", "compile_model", default=None, help="torch.compile the model.")
+@click.option("--device", type=click.Choice(DEVICES), help="[default: auto]")
+@click.option("--workers", type=int, help="DataLoader workers [default: cores, at most 8].")
+@click.option("--seed", type=int, help=f"[default: {_T.seed}]")
+@click.option("--model-opt", multiple=True, help="Model option KEY=VALUE, e.g. base_width=8 (repeatable).")
+@click.option("--val-split", help=f"[default: {_T.val_split}]")
+@click.option("--max-train-batches", type=int, help="Cap batches per epoch (quick experiments).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
+def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **flags):
+    """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out."""
+    from segtrain.engine import train
+
+    cli = {k: v for k, v in flags.items() if v is not None}
+    cli["model"] = model
+    if data is not None:
+        cli["data"] = data
+    if compile_model is not None:
+        cli["compile"] = compile_model
+    if model_opt:
+        cli["model_options"] = _model_opts(model_opt)
+    layers = []
+    file_layer = _guard(load_config_file, config_file) if config_file else {}
+    out = out or file_layer.get("out") or f"runs/{model}"
+    cli["out"] = out
+    if resume:
+        saved = Path(out) / "config.yaml"
+        if not saved.is_file():
+            raise CliError(f"{saved}: not found; nothing to resume in {out}")
+        layers.append(_guard(load_config_file, saved))
+    layers += [file_layer, cli]
+    cfg = _guard(build_config, TrainConfig, *layers)
+    result = _guard(train, cfg, resume=resume, progress=sys.stderr.isatty())
+    best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
+    click.echo(f"{result.stopped}: {result.epochs_completed} epochs, best val mIoU {best}; "
+               f"run folder {result.out}")
+    if result.stopped == "non-finite-loss":
+        click.echo(f"Error: {result.message}", err=True)
+        sys.exit(1)
+
+
+@main.command("eval")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--data", required=True, type=click.Path(), help="Clean tree (folder with dataset.json).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Report folder.")
+@click.option("--batch-size", default=4, show_default=True, type=int)
+@click.option("--size", callback=_size, help="Input size HxW [default: the training size].")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--workers", type=int, default=None, help="[default: cores, at most 8]")
+@click.option("--panels", type=int, default=4, show_default=True, help="Images in the best / worst panels.")
+@click.option("--amp/--no-amp", default=True, show_default=True)
+def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp):
+    """Evaluate CHECKPOINT on a split: metrics.json, CSVs and figures in --out."""
+    from segtrain.inference import run_eval
+
+    cfg = EvalConfig(checkpoint=checkpoint, data=data, split=split, out=out, batch_size=batch_size,
+                     size=size, device=device, panels=panels, amp=amp)
+    if workers is not None:
+        cfg.workers = workers
+    m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
+    miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
+    pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
+    click.echo(f"{split}: mIoU {miou}, pixel accuracy {pa} over {m['num_images']} images "
+               f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
+               f"the ground truth); report in {out}")
+
+
+@main.command("predict")
+@click.argument("checkpoint", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(), help="Folder for the masks.")
+@click.option("--size", callback=_size, help="Input size HxW [default: the training size].")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when any image was skipped.")
+def predict_cmd(checkpoint, inputs, out, size, device, amp, strict):
+    """Predict label and colour masks for image files or folders (at each image's size)."""
+    from segtrain.inference import run_predict
+
+    cfg = PredictConfig(checkpoint=checkpoint, inputs=list(inputs), out=out, size=size,
+                        device=device, amp=amp, strict=strict)
+    res = _guard(run_predict, cfg, progress=sys.stderr.isatty())
+    for problem in res.problems:
+        click.echo(f"skipped: {problem}", err=True)
+    click.echo(f"{len(res.written) // 2} images predicted, {len(res.problems)} skipped; masks in {out}")
+    if res.problems and strict:
+        sys.exit(1)
+
+
+@main.command("models")
+@click.option("--num-classes", default=39, show_default=True, help="Classes for the parameter counts.")
+def models_cmd(num_classes):
+    """List the registered models with parameter counts per part."""
+    from segtrain.models import MODELS, count_parameters, create_model
+
+    click.echo(f"{'model':<16}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
+    for name, spec in MODELS.items():
+        c = count_parameters(create_model(name, num_classes))
+        click.echo(f"{name:<16}{c['total']:>13,}{c['encoder']:>13,}{c['decoder']:>13,}{c['head']:>9,}  "
+                   f"{spec.description}")
+
+
+@main.command("bench")
+@click.option("--data", required=True, type=click.Path(), help="Clean tree (its train split is read).")
+@click.option("--model", default="unet_small", show_default=True)
+@click.option("--model-opt", multiple=True, help="Model option KEY=VALUE (repeatable).")
+@click.option("--size", callback=_size, help="Input size HxW [default: dataset.json image_size].")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--steps", default=20, show_default=True, help="Timed steps per mode.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed steps per mode.")
+@click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
+@click.option("--workers", type=int, default=None, help="[default: cores, at most 8]")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True)
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
+@click.option("--json-out", type=click.Path(), help="Also write the result as JSON here.")
+def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, workers, device,
+              amp, channels_last, compile_model, json_out):
+    """Training images/s: real input pipeline vs synthetic on-device batches, and their ratio."""
+    from segtrain.bench import run_bench
+    from segtrain.utils import atomic_write_json
+
+    cfg = BenchConfig(data=data, model=model, model_options=_model_opts(model_opt), size=size,
+                      batch_size=batch_size, steps=steps, warmup=warmup, augment=augment,
+                      device=device, amp=amp, channels_last=channels_last, compile=compile_model)
+    if workers is not None:
+        cfg.workers = workers
+    r = _guard(run_bench, cfg)
+    click.echo(json.dumps(r, indent=2))
+    click.echo(f"{r['model']} {r['size'][0]}x{r['size'][1]} batch {r['batch_size']} on {r['device']} "
+               f"({r['precision']}): synthetic {r['synthetic_images_per_s']:.2f} img/s, real pipeline "
+               f"{r['real_images_per_s']:.2f} img/s, ratio {r['real_over_synthetic']:.3f}")
+    if json_out:
+        atomic_write_json(json_out, r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""The clean-tree contract as a PyTorch Dataset (dataset.json + manifest.csv + PNGs).
+
+segtrain knows only this contract (docs/contracts.md), never the converter, so any
+Cityscapes-style tree with a dataset.json works. Without manifest.csv the samples are
+found by globbing the standard Cityscapes names
+(leftImg8bit/<split>/<city>/<id>_leftImg8bit.png and gtFine/.../<id>_gtFine_labelTrainIds.png,
+or _labelIds.png mapped through the class table), with the city folder as the sensor.
+
+Images are returned as uint8 CHW tensors and normalised on the device (4x less to copy
+than float32); masks as uint8 with 255 = ignore.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from segtrain.transforms import build_eval_transform, build_train_transform
+from segtrain.utils import SegtrainError, read_rgb, read_unchanged
+
+log = logging.getLogger("segtrain")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DataError(SegtrainError):
+    """The dataset does not follow the contract: names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class TrainClass:
+    train_id: int
+    name: str
+    color: tuple[int, int, int]
+    ignore_in_eval: bool
+
+    def to_json(self) -> dict:
+        return {"train_id": self.train_id, "name": self.name, "color": list(self.color),
+                "ignore_in_eval": self.ignore_in_eval}
+
+
+def classes_from_json(rows: list[dict]) -> list[TrainClass]:
+    return [TrainClass(int(r["train_id"]), str(r["name"]), tuple(int(c) for c in r["color"]),
+                       bool(r["ignore_in_eval"])) for r in rows]
+
+
+@dataclass
+class DatasetInfo:
+    """What dataset.json says, reduced to what training needs."""
+
+    root: Path
+    name: str
+    classes: list[TrainClass]  # index == train id
+    ignore_index: int
+    id_to_train_id: np.ndarray  # (256,) uint8 look-up for _labelIds masks
+    known_ids: np.ndarray  # (256,) bool: ids present in the class table
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    normalization_source: str
+    class_weights: dict[str, list[float]] = field(default_factory=dict)
+    default_weight_method: str | None = None
+    image_size: tuple[int, int] | None = None
+    has_depth: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def eval_mask(self) -> np.ndarray:
+        return np.array([not c.ignore_in_eval for c in self.classes], dtype=bool)
+
+    def weights(self, method: str) -> list[float]:
+        """Class weights from dataset.json (written by `sunrgbd stats --weights`)."""
+        if not self.class_weights:
+            raise DataError(f"{self.root / 'dataset.json'}: has no class_weights; run "
+                            "`sunrgbd stats DIR --weights` or use --class-weights none")
+        if method not in self.class_weights:
+            raise DataError(f"{self.root / 'dataset.json'}: class_weights has no method {method!r}; "
+                            f"available: {', '.join(sorted(self.class_weights))}")
+        w = self.class_weights[method]
+        if len(w) != self.num_classes:
+            raise DataError(f"{self.root / 'dataset.json'}: class_weights[{method!r}] has {len(w)} "
+                            f"values for {self.num_classes} classes")
+        return [float(v) for v in w]
+
+
+def _triple(value, where: str) -> tuple[float, float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def load_dataset_info(root: str | Path) -> DatasetInfo:
+    """Read and check dataset.json; every problem is one line naming the file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise DataError(f"{root}: no dataset.json (not a clean tree; convert it with "
+                        "`sunrgbd convert` or write a dataset.json with the class table)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
+        raise DataError(f"{path}: missing the 'classes' table")
+    ignore = int(meta.get("ignore_index", 255))
+    by_tid: dict[int, list[dict]] = {}
+    id_to_tid = np.full(256, ignore, dtype=np.uint8)
+    known = np.zeros(256, dtype=bool)
+    for row in meta["classes"]:
+        try:
+            cid, tid = int(row["id"]), int(row["train_id"])
+            row["name"], row["color"]
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: class entry {row!r} needs id, train_id, name, color") from None
+        if not 0 <= cid <= 255:
+            raise DataError(f"{path}: class id {cid} outside 0..255")
+        id_to_tid[cid] = tid if tid != ignore else ignore
+        known[cid] = True
+        if tid != ignore:
+            by_tid.setdefault(tid, []).append(row)
+    n = len(by_tid)
+    if sorted(by_tid) != list(range(n)):
+        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {sorted(by_tid)}")
+    if "num_classes" in meta and int(meta["num_classes"]) != n:
+        raise DataError(f"{path}: num_classes is {meta['num_classes']} but the class table has {n} train ids")
+    classes = []
+    for tid in range(n):
+        rows = by_tid[tid]
+        classes.append(TrainClass(tid, str(rows[0]["name"]), tuple(int(c) for c in rows[0]["color"]),
+                                  all(bool(r.get("ignore_in_eval", False)) for r in rows)))
+    if meta.get("mean") is not None and meta.get("std") is not None:
+        mean, std = _triple(meta["mean"], f"{path} mean"), _triple(meta["std"], f"{path} std")
+        source = "dataset.json"
+    else:
+        log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
+        mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet"
+    weights = meta.get("class_weights") or {}
+    default_method = None
+    if isinstance(weights, dict):
+        default_method = weights.get("default") if isinstance(weights.get("default"), str) else None
+        default_method = default_method or meta.get("class_weights_default")
+        weights = {k: v for k, v in weights.items() if isinstance(v, list)}
+    else:
+        weights = {}
+    size = meta.get("image_size")
+    return DatasetInfo(
+        root=root, name=str(meta.get("name", root.name)), classes=classes, ignore_index=ignore,
+        id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
+        normalization_source=source, class_weights=weights, default_weight_method=default_method,
+        image_size=tuple(size) if size else None, has_depth=bool(meta.get("depth")),
+    )
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    split: str
+    sensor: str
+    image: Path
+    label: Path
+    label_kind: str  # "train_ids" or "ids"
+    depth: Path | None = None
+
+
+def _manifest_samples(info: DatasetInfo, split: str) -> list[Sample]:
+    path = info.root / "manifest.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        need = {"id", "split", "image", "label_train_ids"}
+        if not need <= cols:
+            raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
+        out = []
+        for row in reader:
+            if row["split"] != split:
+                continue
+            depth = row.get("depth") or ""
+            out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
+                              info.root / row["label_train_ids"], "train_ids",
+                              info.root / depth if depth else None))
+    return out
+
+
+def _glob_samples(info: DatasetInfo, split: str) -> list[Sample]:
+    out = []
+    base = info.root / "leftImg8bit" / split
+    for img in sorted(base.glob("*/*_leftImg8bit.*")):
+        if img.name.startswith(".") or img.parent.name.startswith("."):
+            continue
+        city = img.parent.name
+        sid = img.name[: -len("_leftImg8bit" + img.suffix)]
+        gt = info.root / "gtFine" / split / city
+        label, kind = gt / f"{sid}_gtFine_labelTrainIds.png", "train_ids"
+        if not label.exists() and (gt / f"{sid}_gtFine_labelIds.png").exists():
+            label, kind = gt / f"{sid}_gtFine_labelIds.png", "ids"
+        depth = info.root / "depth" / split / city / f"{sid}_depth.png"
+        out.append(Sample(sid, split, city, img, label, kind, depth if depth.exists() else None))
+    return out
+
+
+def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
+    """Samples of one split, from manifest.csv or (without one) by globbing; files checked."""
+    if (info.root / "manifest.csv").is_file():
+        samples = _manifest_samples(info, split)
+    else:
+        samples = _glob_samples(info, split)
+    for s in samples:
+        for p in (s.image, s.label):
+            if not p.is_file():
+                raise DataError(f"{p}: file not found (sample {s.id}, split {split})")
+    return samples
+
+
+def read_label(sample: Sample, info: DatasetInfo) -> np.ndarray:
+    """Train-id mask (uint8, 255 = ignore), checked against the class table."""
+    raw = read_unchanged(sample.label)
+    if raw.dtype != np.uint8:
+        raise DataError(f"{sample.label}: label must be 8-bit, got {raw.dtype}")
+    if sample.label_kind == "ids":
+        if not info.known_ids[raw].all():
+            bad = np.unique(raw[~info.known_ids[raw]])
+            raise DataError(f"{sample.label}: label id(s) {bad.tolist()} not in the class table")
+        return info.id_to_train_id[raw]
+    n, ignore = info.num_classes, info.ignore_index
+    if int(raw.max()) >= n:
+        bad = np.unique(raw[(raw >= n) & (raw != ignore)])
+        if bad.size:
+            raise DataError(f"{sample.label}: mask value(s) {bad.tolist()} outside the class table "
+                            f"(train ids 0..{n - 1}, {ignore} = ignore)")
+    return raw
+
+
+class SegDataset(Dataset):
+    """RGB + train-id mask (+ depth in metres when `with_depth`).
+
+    `__getitem__` takes an index or (index, augmentation seed): the seed comes from
+    `EpochSampler`, so augmentations depend only on (run seed, epoch, sample) — the same
+    for any worker count and after `--resume`.
+    """
+
+    def __init__(self, info: DatasetInfo, samples: list[Sample], transform=None,
+                 image_transform=None, with_depth: bool = False):
+        self.info = info
+        self.samples = samples
+        self.transform = transform  # joint image + mask (+ depth)
+        self.image_transform = image_transform  # image only (evaluation resize)
+        self.with_depth = with_depth
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        s = self.samples[index]
+        image = read_rgb(s.image)
+        mask = read_label(s, self.info)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"{s.label}: size {mask.shape} differs from its image {image.shape[:2]}")
+        depth = None
+        if self.with_depth:
+            if s.depth is None:
+                raise DataError(f"sample {s.id}: no depth file but depth was requested")
+            depth = read_unchanged(s.depth)
+        return image, mask, depth
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image, mask, depth = self.load(index)
+        if self.transform is not None:
+            if seed is not None:
+                self.transform.set_random_seed(seed)
+            args = {"image": image, "mask": mask}
+            if depth is not None:
+                args["depth"] = depth
+            out = self.transform(**args)
+            image, mask, depth = out["image"], out["mask"], out.get("depth")
+        if self.image_transform is not None:
+            image = self.image_transform(image=image)["image"]
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "index": index,
+            "sensor": self.samples[index].sensor,
+        }
+        if depth is not None:
+            item["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)
+        return item
+
+
+class EpochSampler(Sampler):
+    """Yields (index, augmentation seed) pairs, a pure function of (seed, epoch).
+
+    Like DistributedSampler, call `set_epoch` before each epoch. Because nothing depends on
+    hidden RNG state, a resumed run sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int = 0):
+        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g)
+        for i in order.tolist():
+            yield i, int(seeds[i])
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy/random per worker from torch's per-worker seed (workers are the parallelism)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
+                device: torch.device, drop_last: bool = False) -> tuple[DataLoader, EpochSampler]:
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+    if workers > 0:
+        # OpenCV's thread pool does not survive fork(): a worker forked after the main process
+        # used it can deadlock in its first cv2 call. Stop the pool before the workers fork
+        # (they are the parallelism anyway).
+        cv2.setNumThreads(0)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        drop_last=drop_last and len(dataset) > batch_size, worker_init_fn=seed_worker,
+        generator=g, prefetch_factor=4 if workers > 0 else None,
+    )
+    return loader, sampler
+
+
+def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None) -> SegDataset:
+    samples = list_samples(info, split)
+    if not samples:
+        raise DataError(f"{info.root}: split {split!r} has no samples")
+    if not size and not crop and info.image_size is None:
+        raise DataError(f"{info.root}: samples have different sizes (image_size is null); "
+                        "give --size HxW or --crop HxW")
+    return SegDataset(info, samples, transform=build_train_transform(augment, size, crop))
+
+
+def eval_dataset(info: DatasetInfo, split: str, size=None) -> SegDataset:
+    samples = list_samples(info, split)
+    if not samples:
+        raise DataError(f"{info.root}: split {split!r} has no samples")
+    return SegDataset(info, samples, image_transform=build_eval_transform(size))

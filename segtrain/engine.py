@@ -1,0 +1,553 @@
+"""Training, evaluation and prediction loops (torchvision-reference style, plain PyTorch).
+
+CUDA-only speed features (autocast bf16/fp16 + GradScaler, channels_last, cudnn.benchmark,
+torch.compile, pinned memory) are switched on only when the device is CUDA; a CPU run
+never touches them and is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from segtrain.config import TrainConfig, save_config, to_dict
+from segtrain.data import (
+    DataError,
+    DatasetInfo,
+    eval_dataset,
+    load_dataset_info,
+    make_loader,
+    train_dataset,
+)
+from segtrain.losses import LOSSES, build_loss
+from segtrain.metrics import ConfusionMatrix, summarize
+from segtrain.models import check_model, count_parameters, create_model
+from segtrain.utils import (
+    SegtrainError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    environment_info,
+)
+
+log = logging.getLogger("segtrain")
+
+CHECKPOINT_FORMAT = "segtrain-checkpoint-v1"
+
+
+class NonFiniteLossError(Exception):
+    def __init__(self, epoch: int, step: int, global_step: int, value: float):
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step} (global step {global_step})")
+        self.epoch, self.step, self.global_step, self.value = epoch, step, global_step, value
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise SegtrainError(f"--device {name} requested but CUDA is not available ({why}); use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise SegtrainError(f"--device {name!r} is not one of auto, cuda, cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Runtime:
+    """How batches are put on the device and run: normalisation, precision, layout."""
+
+    device: torch.device
+    mean: torch.Tensor
+    std: torch.Tensor
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def create(cls, device: torch.device, mean, std, amp: bool, channels_last: bool) -> Runtime:
+        amp_dtype = None
+        if device.type == "cuda" and amp:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        return cls(device, m, s, amp_dtype, channels_last and device.type == "cuda")
+
+    def images(self, batch_images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW on the host -> normalised float on the device."""
+        x = batch_images.to(self.device, non_blocking=True).float().div_(255.0)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def masks(self, batch_masks: torch.Tensor) -> torch.Tensor:
+        return batch_masks.to(self.device, non_blocking=True).long()
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def make_scaler(self) -> torch.amp.GradScaler:
+        # a scaler only matters for fp16; bf16 has fp32's range
+        return torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def prepare_model(model: torch.nn.Module, rt: Runtime, compile_model: bool = False) -> torch.nn.Module:
+    """Move to the device; CUDA gets channels_last, cudnn autotuning and optional compile."""
+    model = model.to(rt.device)
+    if rt.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if rt.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    if compile_model:
+        return torch.compile(model)
+    return model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- optim
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise SegtrainError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+class PolyLR:
+    """lr = base * (1 - step/total)**power, a picklable callable (state_dict-safe)."""
+
+    def __init__(self, total: int, power: float):
+        self.total, self.power = max(1, total), power
+
+    def __call__(self, step: int) -> float:
+        return max(0.0, 1.0 - min(step, self.total) / self.total) ** self.power
+
+
+def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """Returns (scheduler or None, 'step' | 'epoch'): poly/cosine step per batch, plateau per epoch."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience), "epoch"
+    if cfg.scheduler == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, PolyLR(total, cfg.poly_power)), "step"
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total)), "step"
+    return None, "none"
+
+
+def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
+    """Which dataset.json weights the CE term uses (None = unweighted)."""
+    if cfg.class_weights == "none":
+        return None
+    if cfg.class_weights:
+        return cfg.class_weights
+    if LOSSES[cfg.loss].weighted_by_default:
+        return info.default_weight_method or "median-freq"
+    return None
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, obj: dict) -> None:
+    """torch.save to a temporary name, then rename (never a half-written checkpoint)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load with weights_only=True (no pickled code); one-line errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegtrainError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt / foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SegtrainError(f"{path}: not a loadable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise SegtrainError(f"{path}: not a segtrain checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return ckpt
+
+
+def check_classes(ckpt: dict, info: DatasetInfo, ckpt_path) -> None:
+    """A checkpoint only fits a dataset with the same train-id class table."""
+    mine = [(c["train_id"], c["name"]) for c in ckpt["classes"]]
+    theirs = [(c.train_id, c.name) for c in info.classes]
+    if mine != theirs:
+        diff = next((f"train id {a[0]} is {a[1]!r} in the checkpoint but {b[1]!r} in the dataset"
+                     for a, b in zip(mine, theirs, strict=False) if a != b),
+                    f"{len(mine)} vs {len(theirs)} classes")
+        raise DataError(f"{ckpt_path}: class table differs from {info.root / 'dataset.json'} ({diff})")
+
+
+def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
+    model = create_model(ckpt["model_name"], len(ckpt["classes"]), **ckpt["model_options"])
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: float = 0.0) -> float:
+    """Forward, backward, step. Returns the loss value; a non-finite loss is returned before
+    any update, so the weights stay those of the last good step."""
+    with rt.autocast():
+        logits = model(x)
+    loss = loss_fn(logits, y)
+    value = loss.item()  # one sync per step, as the torchvision reference does
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt: Runtime,
+                    epoch: int, global_step: int, grad_clip: float, max_batches: int = 0,
+                    progress: bool = True) -> tuple[float, int, int]:
+    """One pass over the training data. Returns (mean loss, global step, images seen)."""
+    model.train()
+    total, count, images = 0.0, 0, 0
+    n_batches = len(loader) if not max_batches else min(max_batches, len(loader))
+    bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
+    for step, batch in enumerate(bar):
+        if max_batches and step >= max_batches:
+            break
+        x, y = rt.images(batch["image"]), rt.masks(batch["mask"])
+        value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step, global_step, value)
+        if scheduler is not None and sched_mode == "step":
+            scheduler.step()
+        global_step += 1
+        total += value * x.shape[0]
+        count += x.shape[0]
+        images += x.shape[0]
+        bar.set_postfix(loss=f"{value:.4f}")
+    return total / max(count, 1), global_step, images
+
+
+@dataclass
+class EvalResult:
+    confusion: np.ndarray
+    per_sensor: dict[str, np.ndarray]
+    loss: float
+    image_scores: list[tuple[int, float]] = field(default_factory=list)  # (dataset index, image mIoU)
+
+
+@torch.inference_mode()
+def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_mask=None,
+             per_image: bool = False, progress: bool = True, desc: str = "eval") -> EvalResult:
+    """Accumulate one confusion matrix over the split (and one per sensor) on the device."""
+    model.eval()
+    cm = ConfusionMatrix(num_classes, rt.device)
+    sensors: dict[str, ConfusionMatrix] = {}
+    total, count = 0.0, 0
+    scores = []
+    emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        x, y = rt.images(batch["image"]), rt.masks(batch["mask"])
+        with rt.autocast():
+            logits = model(x)
+        logits = logits.float()
+        if logits.shape[-2:] != y.shape[-2:]:
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        if loss_fn is not None:
+            total += float(loss_fn(logits, y)) * x.shape[0]
+            count += x.shape[0]
+        pred = logits.argmax(1)
+        cm.update(y, pred)
+        names = list(batch["sensor"])
+        for s in sorted(set(names)):
+            sel = torch.tensor([n == s for n in names], device=rt.device)
+            sensors.setdefault(s, ConfusionMatrix(num_classes, rt.device)).update(y[sel], pred[sel])
+        if per_image:
+            for i, idx in enumerate(batch["index"].tolist()):
+                one = ConfusionMatrix(num_classes, rt.device)
+                one.update(y[i], pred[i])
+                s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy())
+                scores.append((idx, float("nan") if s["miou"] is None else s["miou"]))
+    return EvalResult(cm.numpy(), {k: v.numpy() for k, v in sensors.items()},
+                      total / count if count else float("nan"), scores)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@dataclass
+class RunResult:
+    out: Path
+    epochs_completed: int
+    best_miou: float | None
+    best_epoch: int | None
+    stopped: str  # "completed", "early-stop", "non-finite-loss", "already-complete"
+    history: list[dict]
+    message: str = ""
+
+
+def _write_metrics_csv(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    cols: list[str] = []
+    for row in history:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in cols})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoch_end=None) -> RunResult:
+    """Train `cfg.model` on `cfg.data`, writing everything to `cfg.out`.
+
+    `on_epoch_end(epoch, row)` is called after each epoch's checkpoint is written (tests use it
+    to interrupt a run). With `resume`, training continues from `out/last.pt` exactly.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    info = load_dataset_info(cfg.data)
+    device = resolve_device(cfg.device)
+    if cfg.loss not in LOSSES:
+        raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
+    try:
+        options = check_model(cfg.model, cfg.model_options)
+    except KeyError as e:
+        raise SegtrainError(e.args[0]) from None
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out / "last.pt")
+        check_classes(ckpt, info, out / "last.pt")
+        if ckpt["model_name"] != cfg.model or ckpt["model_options"] != options:
+            raise SegtrainError(f"{out / 'last.pt'}: was trained as {ckpt['model_name']} "
+                                f"{ckpt['model_options']}, not {cfg.model} {options}")
+    elif (out / "last.pt").exists():
+        raise SegtrainError(f"{out}: already holds a run (last.pt); use --resume or another --out")
+
+    seed_everything(cfg.seed)
+    try:
+        model = create_model(cfg.model, info.num_classes, **cfg.model_options)  # seeded init
+    except ValueError as e:
+        raise SegtrainError(str(e)) from None
+    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
+    method = class_weight_method(cfg, info)
+    weight = torch.tensor(info.weights(method), dtype=torch.float32) if method else None
+    loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index, weight).to(device)
+
+    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop)
+    val_ds = eval_dataset(info, cfg.val_split, cfg.size)
+    train_loader, train_sampler = make_loader(train_ds, cfg.batch_size, True, cfg.seed, cfg.workers,
+                                              device, drop_last=True)
+    val_bs = cfg.batch_size if info.image_size is not None else 1
+    val_loader, _ = make_loader(val_ds, val_bs, False, cfg.seed, cfg.workers, device)
+
+    raw_model = model.to(device)
+    net = prepare_model(raw_model, rt, cfg.compile)
+    optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
+    steps = len(train_loader) if not cfg.max_train_batches else min(cfg.max_train_batches, len(train_loader))
+    scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
+    scaler = rt.make_scaler()
+
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, optimizer, scheduler,
+                   sched_mode, scaler, train_ds, val_ds, train_loader, train_sampler, val_loader,
+                   options)
+    try:
+        return _train_loop(setup, ckpt, progress, on_epoch_end)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+@dataclass
+class _Setup:
+    """Everything `train` builds before the first epoch."""
+
+    cfg: TrainConfig
+    info: DatasetInfo
+    out: Path
+    rt: Runtime
+    raw_model: torch.nn.Module  # parameters / state_dict (never the compiled wrapper)
+    net: torch.nn.Module  # what runs forward (compiled when --compile)
+    loss_fn: torch.nn.Module
+    weight_method: str | None
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    sched_mode: str
+    scaler: torch.amp.GradScaler
+    train_ds: object
+    val_ds: object
+    train_loader: object
+    train_sampler: object
+    val_loader: object
+    options: dict
+
+
+def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> RunResult:
+    cfg, info, out, rt, raw_model, net = s.cfg, s.info, s.out, s.rt, s.raw_model, s.net
+    loss_fn, method, optimizer, scheduler = s.loss_fn, s.weight_method, s.optimizer, s.scheduler
+    sched_mode, scaler, train_ds, val_ds = s.sched_mode, s.scaler, s.train_ds, s.val_ds
+    train_loader, train_sampler, val_loader = s.train_loader, s.train_sampler, s.val_loader
+    options, device = s.options, s.rt.device
+    start_epoch, global_step, history = 1, 0, []
+    best_miou, best_epoch, since_best = -1.0, None, 0
+    if ckpt is not None:
+        raw_model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        global_step = int(ckpt["global_step"])
+        history = list(ckpt["history"])
+        best_miou, since_best = float(ckpt["best_miou"]), int(ckpt["epochs_since_best"])
+        best_epoch = ckpt.get("best_epoch")
+        _set_rng_state(ckpt["rng"])
+        log.info("resuming %s from epoch %d", out, start_epoch)
+
+    save_config(cfg, out / "config.yaml")
+    atomic_write_json(out / "environment.json", environment_info(str(device)))
+    params = count_parameters(raw_model)
+    log.info("model %s: %s parameters (%s); %d train / %d val images; device %s%s; loss %s%s; "
+             "normalisation from %s", cfg.model, f"{params['total']:,}",
+             ", ".join(f"{k} {v:,}" for k, v in params.items() if k != "total"), len(train_ds),
+             len(val_ds), device, f" ({rt.amp_dtype})" if rt.amp_dtype else "", cfg.loss,
+             f" weighted by {method}" if method else "", info.normalization_source)
+
+    base = {
+        "format": CHECKPOINT_FORMAT, "model_name": cfg.model, "model_options": options,
+        "classes": [c.to_json() for c in info.classes], "ignore_index": info.ignore_index,
+        "mean": list(info.mean), "std": list(info.std), "normalization_source": info.normalization_source,
+        "size": cfg.size, "crop": cfg.crop, "config": to_dict(cfg), "dataset": info.name,
+    }
+    stopped, message = "completed", ""
+    if start_epoch > cfg.epochs:
+        stopped = "already-complete"
+    eval_mask = info.eval_mask
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.early_stop and since_best >= cfg.early_stop:
+            stopped = "early-stop"
+            break
+        t0 = time.perf_counter()
+        train_sampler.set_epoch(epoch)
+        try:
+            train_loss, global_step, seen = train_one_epoch(
+                net, train_loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
+                global_step, cfg.grad_clip, cfg.max_train_batches, progress)
+        except NonFiniteLossError as e:
+            last = f"last.pt (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
+            message = f"{e}; training stopped, last good checkpoint: {last}"
+            log.error(message)
+            stopped = "non-finite-loss"
+            break
+        t_train = time.perf_counter() - t0
+        res = evaluate(net, val_loader, rt, info.num_classes, loss_fn, eval_mask, progress=progress, desc="val")
+        summary = summarize(res.confusion, info.class_names, eval_mask)
+        miou = summary["miou"]
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None and sched_mode == "epoch":
+            scheduler.step(miou if miou is not None else 0.0)
+        improved = miou is not None and miou > best_miou
+        if improved:
+            best_miou, best_epoch, since_best = miou, epoch, 0
+        else:
+            since_best += 1
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": res.loss, "val_miou": miou,
+               "val_pixel_accuracy": summary["pixel_accuracy"], "lr": lr, "global_step": global_step}
+        for sensor, mat in sorted(res.per_sensor.items()):
+            row[f"val_miou_{sensor}"] = summarize(mat, info.class_names, eval_mask)["miou"]
+        row["train_images_per_s"] = seen / t_train if t_train > 0 else None
+        row["epoch_time_s"] = time.perf_counter() - t0
+        history.append(row)
+        state = {
+            **base, "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "scaler": scaler.state_dict(), "epoch": epoch, "global_step": global_step,
+            "best_miou": best_miou, "best_epoch": best_epoch, "epochs_since_best": since_best,
+            "history": history, "rng": _rng_state(), "val_miou": miou,
+        }
+        save_checkpoint(out / "last.pt", state)
+        if improved:
+            save_checkpoint(out / "best.pt", state)
+        _write_metrics_csv(out / "metrics.csv", history)
+        log.info("epoch %d/%d  train_loss %s  val_loss %s  val_mIoU %s%s  lr %.3g  %.1f s",
+                 epoch, cfg.epochs, _fmt(train_loss), _fmt(res.loss), _fmt(miou),
+                 " (best)" if improved else "", lr, row["epoch_time_s"])
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+    if stopped == "early-stop":
+        log.info("early stop: no val mIoU improvement for %d epochs", cfg.early_stop)
+    done = history[-1]["epoch"] if history else start_epoch - 1
+    return RunResult(out, done, best_miou if best_epoch is not None else None, best_epoch, stopped,
+                     history, message)

@@ -1,0 +1,183 @@
+"""`segtrain eval` and `segtrain predict`: a checkpoint applied to a split or to any images."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from segtrain.config import EvalConfig, PredictConfig, save_config
+from segtrain.data import classes_from_json, eval_dataset, load_dataset_info, make_loader
+from segtrain.engine import (
+    Runtime,
+    check_classes,
+    evaluate,
+    load_checkpoint,
+    model_from_checkpoint,
+    prepare_model,
+    resolve_device,
+)
+from segtrain.metrics import summarize
+from segtrain.report import (
+    colorize,
+    plot_confusion,
+    plot_curves,
+    plot_panels,
+    plot_per_class_iou,
+    write_confusion_csv,
+    write_metrics_json,
+    write_per_class_csv,
+)
+from segtrain.utils import SegtrainError, parse_hw, read_rgb, write_png
+
+log = logging.getLogger("segtrain")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@torch.inference_mode()
+def predict_array(model, rt: Runtime, image: np.ndarray, size=None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> train-id mask (H, W) at the image's own size."""
+    h, w = image.shape[:2]
+    x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
+    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    with rt.autocast():
+        logits = model(rt.images(t))
+    logits = logits.float()
+    if logits.shape[-2:] != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def _load_model(checkpoint: str, device_name: str, amp: bool):
+    ckpt = load_checkpoint(checkpoint)
+    device = resolve_device(device_name)
+    rt = Runtime.create(device, ckpt["mean"], ckpt["std"], amp, channels_last=True)
+    model = prepare_model(model_from_checkpoint(ckpt), rt).eval()
+    return ckpt, rt, model
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
+    """Evaluate a checkpoint on one split; write metrics, CSVs and figures to cfg.out."""
+    if not cfg.out:
+        raise SegtrainError("no output folder given: use --out DIR")
+    info = load_dataset_info(cfg.data)
+    ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
+    check_classes(ckpt, info, cfg.checkpoint)
+    size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
+    cfg.size = size
+    ds = eval_dataset(info, cfg.split, size)
+    bs = cfg.batch_size if info.image_size is not None else 1
+    loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
+    res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
+                   progress=progress, desc=f"eval {cfg.split}")
+    summary = summarize(res.confusion, info.class_names, info.eval_mask)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "eval_config.yaml")
+
+    scored = sorted((s, i) for i, s in res.image_scores if not math.isnan(s))
+    k = max(0, min(cfg.panels, len(scored)))
+    worst = [(i, s) for s, i in scored[:k]]
+    best = [(i, s) for s, i in reversed(scored[-k:])] if k else []
+    colors = [c.color for c in info.classes]
+    files = ["metrics.json", "per_class_iou.csv", "confusion_matrix.csv", "per_class_iou.png",
+             "confusion_matrix.png"]
+    for name, chosen in (("best", best), ("worst", worst)):
+        if not chosen:
+            continue
+        rows = []
+        for idx, score in chosen:
+            image, mask, _ = ds.load(idx)
+            pred = predict_array(model, rt, image, size)
+            rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image,
+                         colorize(mask, colors, info.ignore_index), colorize(pred, colors)))
+        plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU", out / f"panels_{name}.png")
+        files.append(f"panels_{name}.png")
+    metrics_csv = Path(cfg.checkpoint).parent / "metrics.csv"
+    if plot_curves(metrics_csv, out / "curves.png"):
+        files.append("curves.png")
+    write_per_class_csv(out / "per_class_iou.csv", summary, res.confusion, info.class_names)
+    write_confusion_csv(out / "confusion_matrix.csv", res.confusion, info.class_names)
+    plot_per_class_iou(summary, colors, out / "per_class_iou.png")
+    plot_confusion(res.confusion, info.class_names, out / "confusion_matrix.png")
+    metrics = {
+        "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
+        "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
+        "input_size": size, **summary,
+        "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask)["miou"]
+                            for s, m in sorted(res.per_sensor.items())},
+        "best_images": [{"id": ds.samples[i].id, "miou": s} for i, s in best],
+        "worst_images": [{"id": ds.samples[i].id, "miou": s} for i, s in worst],
+        "files": sorted(files),
+    }
+    write_metrics_json(out / "metrics.json", metrics)
+    return metrics
+
+
+@dataclass
+class PredictResult:
+    written: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expanded to the images below them (sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
+                            and not any(part.startswith(".") for part in q.relative_to(p).parts))
+        else:
+            paths.append(p)
+    return paths
+
+
+def output_stem(path: Path) -> str:
+    """File stem without a Cityscapes `_leftImg8bit` suffix (so outputs read <id>_color.png)."""
+    return path.stem.removesuffix("_leftImg8bit")
+
+
+def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
+    """Write <stem>_labelTrainIds.png and <stem>_color.png for every input image, at its size.
+
+    An unreadable image is reported and skipped; the others are still predicted.
+    """
+    if not cfg.out:
+        raise SegtrainError("no output folder given: use --out DIR")
+    paths = expand_inputs(cfg.inputs)
+    if not paths:
+        raise SegtrainError("no input images given")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if output_stem(p) in seen:
+            raise SegtrainError(f"{p}: same name as {seen[output_stem(p)]}; outputs would collide "
+                                "(predict them separately)")
+        seen[output_stem(p)] = p
+    ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
+    size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
+    colors = [c.color for c in classes_from_json(ckpt["classes"])]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = PredictResult()
+    for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
+        try:
+            image = read_rgb(p)
+        except SegtrainError as e:
+            result.problems.append(str(e))  # reported by the caller; the batch goes on
+            continue
+        pred = predict_array(model, rt, image, size)
+        stem = output_stem(p)
+        label_path, color_path = out / f"{stem}_labelTrainIds.png", out / f"{stem}_color.png"
+        write_png(label_path, pred)
+        write_png(color_path, colorize(pred, colors))
+        result.written += [label_path, color_path]
+    return result

@@ -1,0 +1,98 @@
+"""Loss registry: ce, wce (class-weighted CE), dice (multi-class, ignore-aware), ce+dice.
+
+All losses ignore pixels labelled `ignore_index` and return 0 (not NaN) for a batch with
+no labelled pixel, so the NaN/inf detector only fires on real divergence. They are
+computed in float32 even under autocast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CrossEntropy(nn.Module):
+    """(Weighted) cross-entropy, mean over labelled pixels (weighted mean when weighted)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.num_classes = num_classes
+        self.register_buffer("weight", None if weight is None else weight.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        total = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                                reduction="sum")
+        valid = target != self.ignore_index
+        if self.weight is None:
+            denom = valid.sum()
+        else:
+            denom = self.weight[target.clamp(max=self.num_classes - 1)][valid].sum()
+        return total / denom.clamp(min=1e-12)
+
+
+class DiceLoss(nn.Module):
+    """1 - soft Dice, per class over the whole batch, averaged over classes in the labels.
+
+    Computed with scatter_add instead of a one-hot tensor (which would be C times the
+    size of the batch at 480x640 and 39 classes).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, smooth: float = 1.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.smooth = smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c = self.num_classes
+        probs = logits.float().softmax(dim=1)
+        valid = target != self.ignore_index
+        t = torch.where(valid, target, torch.zeros_like(target)).long()
+        vf = valid.unsqueeze(1).to(probs.dtype)
+        p_sum = (probs * vf).sum(dim=(0, 2, 3))
+        p_true = probs.gather(1, t.unsqueeze(1)).squeeze(1)
+        tv = t[valid]
+        inter = torch.zeros(c, device=probs.device, dtype=probs.dtype).scatter_add_(0, tv, p_true[valid])
+        g_sum = torch.bincount(tv, minlength=c).to(probs.dtype)
+        dice = (2 * inter + self.smooth) / (p_sum + g_sum + self.smooth)
+        present = (g_sum > 0).to(probs.dtype)
+        return 1.0 - (dice * present).sum() / present.sum().clamp(min=1.0) * (present.sum() > 0)
+
+
+class CEDice(nn.Module):
+    def __init__(self, ce: CrossEntropy, dice: DiceLoss):
+        super().__init__()
+        self.ce, self.dice = ce, dice
+
+    def forward(self, logits, target):
+        return self.ce(logits, target) + self.dice(logits, target)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    build: Callable[..., nn.Module]
+    weighted_by_default: bool  # uses dataset.json class weights unless --class-weights none
+    description: str
+
+
+LOSSES: dict[str, LossSpec] = {
+    "ce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), False, "cross-entropy"),
+    "wce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), True,
+                    "cross-entropy weighted by dataset.json class_weights"),
+    "dice": LossSpec(lambda n, ig, w: DiceLoss(n, ig), False, "multi-class soft Dice"),
+    "ce+dice": LossSpec(lambda n, ig, w: CEDice(CrossEntropy(n, ig, w), DiceLoss(n, ig)), False,
+                        "cross-entropy (weighted with --class-weights) + Dice"),
+}
+
+
+def build_loss(name: str, num_classes: int, ignore_index: int = 255,
+               weight: torch.Tensor | None = None) -> nn.Module:
+    if name not in LOSSES:
+        raise KeyError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
+    return LOSSES[name].build(num_classes, ignore_index, weight)

@@ -1,0 +1,85 @@
+"""Dataset-level segmentation metrics from one confusion matrix (torchvision-reference style).
+
+The matrix is accumulated on the device with bincount over every pixel of the split;
+mIoU is computed once at the end, never as an average of per-batch mIoUs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class ConfusionMatrix:
+    """mat[gt, pred] pixel counts; pixels labelled ignore (or >= num_classes) are skipped."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+
+    def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
+        n = self.num_classes
+        target = target.reshape(-1).long()
+        pred = pred.reshape(-1).long()
+        k = (target >= 0) & (target < n)
+        idx = n * target[k] + pred[k]
+        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n)
+
+    def reset(self) -> None:
+        self.mat.zero_()
+
+    def numpy(self) -> np.ndarray:
+        return self.mat.cpu().numpy()
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | None = None) -> dict:
+    """Metrics from a confusion matrix (rows ground truth, columns prediction).
+
+    mIoU averages IoU over classes that are evaluated (not ignore_in_eval) AND occur in the
+    ground truth; evaluated classes absent from the ground truth are excluded and listed
+    in `absent_classes` (their IoU would be 0 or undefined and only reflects the split).
+    """
+    mat = np.asarray(mat, dtype=np.int64)
+    n = mat.shape[0]
+    eval_mask = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    tp = np.diag(mat).astype(np.float64)
+    gt = mat.sum(axis=1).astype(np.float64)
+    pred = mat.sum(axis=0).astype(np.float64)
+    union = gt + pred - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        acc = np.where(gt > 0, tp / gt, np.nan)
+    present = eval_mask & (gt > 0)
+    iou_present = np.where(present, iou, np.nan)
+    miou = float(np.mean(iou[present])) if present.any() else float("nan")
+    labelled = gt[eval_mask].sum()
+    pixel_acc = float(tp[eval_mask].sum() / labelled) if labelled > 0 else float("nan")
+    mean_acc = float(np.mean(acc[present])) if present.any() else float("nan")
+    return {
+        "miou": _clean(miou),
+        "pixel_accuracy": _clean(pixel_acc),
+        "mean_class_accuracy": _clean(mean_acc),
+        "per_class_iou": {name: _clean(v) for name, v in zip(class_names, iou_present, strict=True)},
+        "per_class_accuracy": {name: _clean(v) for name, v in
+                               zip(class_names, np.where(present, acc, np.nan), strict=True)},
+        "classes_evaluated": int(present.sum()),
+        "absent_classes": [name for name, m, g in zip(class_names, eval_mask, gt, strict=True) if m and g == 0],
+        "ignored_classes": [name for name, m in zip(class_names, eval_mask, strict=True) if not m],
+        "labelled_pixels": int(gt.sum()),
+    }
+
+
+def image_miou(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
+               eval_mask: torch.Tensor) -> float:
+    """mIoU of one image over the evaluated classes in its ground truth (for best/worst panels)."""
+    cm = ConfusionMatrix(num_classes, target.device)
+    cm.update(target, pred)
+    s = summarize(cm.numpy(), [str(i) for i in range(num_classes)], eval_mask.cpu().numpy())
+    return float("nan") if s["miou"] is None else s["miou"]

@@ -1,0 +1,92 @@
+"""The clean-tree contract as a Dataset: manifest and manifest-less (Cityscapes glob) trees."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from cleantree import write_clean_tree
+
+from segtrain.data import DataError, EpochSampler, SegDataset, list_samples, load_dataset_info
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    return write_clean_tree(tmp_path / "data", counts={"train": 3, "val": 2}, size=(32, 48),
+                            sensors=("kv2", "kv1"))
+
+
+def test_manifest_and_glob_give_the_same_samples(tree):
+    info = load_dataset_info(tree.root)
+    by_manifest = list_samples(info, "train")
+    (tree.root / "manifest.csv").unlink()
+    by_glob = list_samples(info, "train")
+    key = lambda s: (s.id, s.sensor, s.image, s.label, s.depth)  # noqa: E731
+    assert sorted(map(key, by_manifest)) == sorted(map(key, by_glob))
+    assert {s.sensor for s in by_glob} == {"kv1", "kv2"}
+
+
+def test_label_ids_are_mapped_through_the_class_table_without_train_id_files(tree):
+    info = load_dataset_info(tree.root)
+    with_train_ids = [SegDataset(info, list_samples(info, "val"))[i]["mask"] for i in range(2)]
+    (tree.root / "manifest.csv").unlink()
+    for p in (tree.root / "gtFine").rglob("*_labelTrainIds.png"):
+        p.unlink()
+    samples = list_samples(info, "val")
+    assert {s.label_kind for s in samples} == {"ids"}
+    ds = SegDataset(info, samples)
+    order = {s.id: i for i, s in enumerate(samples)}
+    for sid, expected in zip(tree.ids["val"], with_train_ids, strict=True):
+        assert torch.equal(ds[order[sid]]["mask"], expected)
+
+
+def test_items_are_uint8_and_normalisation_falls_back_to_imagenet_with_a_warning(tree, caplog):
+    with caplog.at_level(logging.WARNING, logger="segtrain"):
+        info = load_dataset_info(tree.root)
+    assert info.normalization_source == "imagenet" and "ImageNet" in caplog.text
+    item = SegDataset(info, list_samples(info, "train"), with_depth=True)[0]
+    assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 48)
+    assert item["mask"].dtype == torch.uint8 and item["mask"].shape == (32, 48)
+    assert item["depth"].dtype == torch.float32 and 0 <= float(item["depth"].max()) <= 8.0
+    meta = json.loads((tree.root / "dataset.json").read_text())
+    meta.update(mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    (tree.root / "dataset.json").write_text(json.dumps(meta))
+    info = load_dataset_info(tree.root)
+    assert info.mean == (0.5, 0.4, 0.3) and info.normalization_source == "dataset.json"
+
+
+def test_sampler_is_a_function_of_seed_and_epoch():
+    a, b = EpochSampler(10, True, seed=3), EpochSampler(10, True, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    assert list(a) == list(b)
+    b.set_epoch(3)
+    assert list(a) != list(b)
+    assert sorted(i for i, _ in a) == list(range(10))
+
+
+def test_bad_class_table_and_labels(tree):
+    meta = json.loads((tree.root / "dataset.json").read_text())
+    broken = dict(meta, num_classes=12)
+    (tree.root / "dataset.json").write_text(json.dumps(broken))
+    with pytest.raises(DataError, match="num_classes is 12 but the class table has 39"):
+        load_dataset_info(tree.root)
+    (tree.root / "dataset.json").write_text(json.dumps(meta))
+    info = load_dataset_info(tree.root)
+    (tree.root / "manifest.csv").unlink()
+    for p in (tree.root / "gtFine").rglob("*_labelTrainIds.png"):
+        p.unlink()
+    lab = next((tree.root / "gtFine" / "train").rglob("*_labelIds.png"))
+    m = cv2.imread(str(lab), cv2.IMREAD_UNCHANGED)
+    m[0, 0] = 200  # no class has id 200
+    cv2.imwrite(str(lab), m)
+    samples = list_samples(info, "train")
+    ds = SegDataset(info, samples)
+    idx = next(i for i, s in enumerate(samples) if s.label == lab)
+    with pytest.raises(DataError, match=r"label id\(s\) \[200\] not in the class table"):
+        ds[idx]
+    assert np.all(info.id_to_train_id[[0, 1, 39]] == [255, 0, 38])

@@ -1,0 +1,107 @@
+"""Metrics and losses against independent numpy / hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segtrain.losses import CrossEntropy, DiceLoss, build_loss
+from segtrain.metrics import ConfusionMatrix, summarize
+
+
+def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarray, ignore: int = 255):
+    """Per-class IoU by counting pixels class by class (no confusion matrix)."""
+    valid = gt != ignore
+    ious, present = {}, []
+    for c in range(n):
+        g, p = (gt == c) & valid, (pred == c) & valid
+        union = np.logical_or(g, p).sum()
+        if eval_mask[c] and g.sum() > 0:
+            ious[c] = np.logical_and(g, p).sum() / union
+            present.append(c)
+    evaluated = valid & eval_mask[np.where(valid, gt, 0)]
+    pixel_acc = (gt[evaluated] == pred[evaluated]).mean()
+    return ious, float(np.mean([ious[c] for c in present])), float(pixel_acc)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed):
+    rng = np.random.default_rng(seed)
+    n = 7
+    gt = rng.choice([0, 1, 3, 4, 255], size=(3, 20, 30), p=[0.3, 0.2, 0.2, 0.2, 0.1]).astype(np.uint8)
+    pred = rng.integers(0, n, size=gt.shape)  # predicts absent classes 2, 5, 6 too
+    agree = (rng.random(gt.shape) < 0.5) & (gt != 255)
+    pred[agree] = gt[agree]  # some agreement, so IoUs are not all ~0
+    eval_mask = np.array([True, True, True, True, False, True, True])  # class 4 ignored in eval
+    cm = ConfusionMatrix(n)
+    for i in range(3):  # accumulated over batches == one dataset-level matrix
+        cm.update(torch.from_numpy(gt[i]), torch.from_numpy(pred[i]))
+    names = [f"c{i}" for i in range(n)]
+    s = summarize(cm.numpy(), names, eval_mask)
+    ious, miou, acc = numpy_metrics(gt, pred, n, eval_mask)
+    assert s["miou"] == pytest.approx(miou, abs=1e-12)
+    assert s["pixel_accuracy"] == pytest.approx(acc, abs=1e-12)
+    for c in range(n):
+        expected = ious.get(c)
+        got = s["per_class_iou"][names[c]]
+        assert (got is None) == (expected is None)
+        if expected is not None:
+            assert got == pytest.approx(expected, abs=1e-12)
+    assert s["absent_classes"] == ["c2", "c5", "c6"]
+    assert s["ignored_classes"] == ["c4"]
+    assert s["classes_evaluated"] == 3
+    assert cm.numpy().sum() == (gt != 255).sum()  # ignore pixels never counted
+
+
+def test_confusion_rows_are_ground_truth():
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 0, 1, 255]), torch.tensor([1, 1, 1, 2]))
+    assert cm.numpy().tolist() == [[0, 2, 0], [0, 1, 0], [0, 0, 0]]
+    s = summarize(cm.numpy(), ["a", "b", "c"])
+    assert s["per_class_iou"] == {"a": 0.0, "b": pytest.approx(1 / 3), "c": None}
+    assert s["miou"] == pytest.approx(1 / 6)
+
+
+def test_dice_ignores_ignore_pixels_and_is_zero_for_perfect_logits():
+    target = torch.tensor([[[0, 1], [2, 255]]])
+    perfect = torch.nn.functional.one_hot(target.clamp(max=2), 3).permute(0, 3, 1, 2).float() * 50
+    dice = DiceLoss(3, smooth=0.0)
+    assert dice(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    changed = perfect.clone()
+    changed[0, :, 1, 1] = torch.tensor([0.0, 0.0, 50.0])  # only the ignored pixel differs
+    assert dice(changed, target).item() == pytest.approx(dice(perfect, target).item(), abs=1e-7)
+
+
+def test_dice_matches_hand_computation():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5, 6)
+    target = torch.randint(0, 3, (2, 5, 6))  # class 3 absent: not averaged
+    target[0, 0, :] = 255
+    p = logits.softmax(1).numpy()
+    t = target.numpy()
+    valid = t != 255
+    dices = []
+    for c in range(3):
+        g = (t == c) & valid
+        inter = p[:, c][g].sum()
+        dices.append((2 * inter + 1) / (p[:, c][valid].sum() + g.sum() + 1))
+    assert DiceLoss(4, smooth=1.0)(logits, target).item() == pytest.approx(1 - np.mean(dices), rel=1e-5)
+
+
+def test_weighted_ce_is_weighted_mean_and_all_ignored_batch_is_zero():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4)
+    target = torch.randint(0, 3, (1, 4, 4))
+    w = torch.tensor([1.0, 2.0, 0.5])
+    ref = torch.nn.functional.cross_entropy(logits, target, weight=w)  # torch's weighted mean
+    assert CrossEntropy(3, weight=w)(logits, target).item() == pytest.approx(ref.item(), rel=1e-6)
+    empty = torch.full((1, 4, 4), 255)
+    for name in ("ce", "wce", "dice", "ce+dice"):
+        loss = build_loss(name, 3, 255, w if name == "wce" else None)(logits, empty)
+        assert torch.isfinite(loss)
+
+
+def test_unknown_loss_lists_valid_names():
+    with pytest.raises(KeyError, match="ce, wce, dice, ce\\+dice"):
+        build_loss("focal", 3)
