@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -23,10 +24,13 @@ class SegtrainError(Exception):
     """A problem with the user's input (paths, files, flags): reported as one line, exit 2."""
 
 
-def _umask() -> int:
+@cache
+def _file_mode() -> int:
+    """Mode for new files: 0o666 minus the umask (mkstemp itself creates 0600 files).
+    Read once: os.umask can only be read by setting it."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 @contextmanager
@@ -39,7 +43,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give normal permissions
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,34 @@
+"""Atomic writes: files appear whole or not at all, with normal permissions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sunrgbd_tools.fsutil import atomic_path, atomic_write_text, is_within
+
+
+def test_atomic_write_gives_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "a" / "b.txt"
+        atomic_write_text(p, "hello")
+        assert p.read_text() == "hello"
+        assert os.stat(p).st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(old)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "x.png"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_is_within(tmp_path):
+    assert is_within(tmp_path, tmp_path / "a" / "b")
+    assert not is_within(tmp_path / "a", tmp_path / "a" / ".." / "b")
