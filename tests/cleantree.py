@@ -16,21 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sunrgbd_tools.convert import FILES as CONVERT_FILES
+from sunrgbd_tools.convert import MANIFEST_COLUMNS
 from sunrgbd_tools.labels import ClassTable
 
-FILES = {
-    "image": "leftImg8bit/{split}/{sensor}/{id}_leftImg8bit.png",
-    "label_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelIds.png",
-    "label_train_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelTrainIds.png",
-    "color": "gtFine/{split}/{sensor}/{id}_gtFine_color.png",
-    "depth": "depth/{split}/{sensor}/{id}_depth.png",
-}
-
-MANIFEST_COLUMNS = [
-    "id", "split", "sensor", "scene", "label_source", "src_height", "src_width", "height",
-    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems",
-    *FILES, *(f"{k}_sha256" for k in FILES),
-]
+# the converter's own path patterns and manifest columns: one definition of the contract
+FILES = {k: v.replace("{ext}", "png") for k, v in CONVERT_FILES.items()}
 
 
 @dataclass
