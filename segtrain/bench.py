@@ -4,6 +4,11 @@ Both modes run the same training step on the same model in one process; the synt
 batches are uint8 tensors already on the device (normalised there, like real batches), so
 real / synthetic near 1 means the data pipeline keeps the accelerator fed and a low ratio
 means it is starved (more --workers, smaller images on disk, or a faster decoder needed).
+
+Memory is reported as parameters (+ gradients and Adam state for the trainable ones) and as
+the activations autograd keeps for the backward pass of one batch (measured with saved-tensor
+hooks, so it exists on CPU too); on CUDA the allocator's peak is reported as well.
+`--model all` runs every registered model in turn with its default options.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from segtrain.config import BenchConfig
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
 from segtrain.losses import build_loss
-from segtrain.models import check_model, count_parameters, create_model
-from segtrain.utils import SegtrainError, parse_hw
+from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
+from segtrain.utils import SegtrainError, parse_hw, parse_parts
 
 
 def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: int) -> float:
@@ -29,6 +34,33 @@ def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: 
         run_step(*next(batches))
     rt.sync()
     return steps * batch_size / (time.perf_counter() - t0)
+
+
+def bench_models(spec: str) -> list[str]:
+    """'all' or a comma list of registered names (checked)."""
+    names = list(MODELS) if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
+    for n in names:
+        if n not in MODELS:
+            raise SegtrainError(f"unknown model {n!r}; available: {', '.join(sorted(MODELS))}, all")
+    return names
+
+
+def activation_bytes(model, x, y, loss_fn, rt: Runtime) -> int:
+    """Bytes of the distinct tensors autograd saves for backward in one training forward."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        try:
+            key = (t.untyped_storage().data_ptr(), t.device.type)
+            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse)
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), rt.autocast():
+        loss = loss_fn(model(x), y)
+    del loss
+    return sum(seen.values())
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -45,12 +77,17 @@ def run_bench(cfg: BenchConfig) -> dict:
         raise SegtrainError("--steps must be >= 1 and --warmup >= 0")
     seed_everything(cfg.seed)
     rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
-    model = create_model(cfg.model, info.num_classes, **cfg.model_options)
+    try:
+        model = create_model(cfg.model, info.num_classes, **cfg.model_options)
+        model.set_train_parts(parse_parts(cfg.train_parts))
+    except ValueError as e:
+        raise SegtrainError(str(e)) from None
     params = count_parameters(model)["total"]
+    trainable = count_trainable(model)["total"]
     net = prepare_model(model, rt, cfg.compile)
     net.train()
     loss_fn = build_loss("ce", info.num_classes, info.ignore_index).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     scaler = rt.make_scaler()
     bs = cfg.batch_size
 
@@ -78,13 +115,19 @@ def run_bench(cfg: BenchConfig) -> dict:
                 yield batch["image"], batch["mask"]
             epoch += 1
 
+    act = activation_bytes(model, rt.images(x_syn), rt.masks(y_syn), loss_fn, rt)
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     syn = _timed(step, synthetic(), cfg.warmup, cfg.steps, rt, bs)
     rl = _timed(step, real(), cfg.warmup, cfg.steps, rt, bs)
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "model": cfg.model, "model_options": cfg.model_options, "parameters": params,
+        "train_parts": cfg.train_parts, "trainable_parameters": trainable,
+        # fp32 weights, plus gradient and two Adam moments for each trainable one
+        "weights_and_optimizer_mib": (params + 3 * trainable) * 4 / 2**20,
+        "activations_mib": act / 2**20,
         "size": size, "batch_size": bs, "workers": cfg.workers, "augment": cfg.augment,
         "precision": str(rt.amp_dtype).removeprefix("torch.") if rt.amp_dtype else "float32",
         "channels_last": rt.channels_last, "compile": cfg.compile,

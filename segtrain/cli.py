@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -79,8 +80,11 @@ def _model_opts(values) -> dict:
 def main(quiet: bool) -> None:
     """Train, evaluate and predict segmentation models on Cityscapes-style trees
     (a folder with dataset.json, e.g. `sunrgbd convert` output)."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="segtrain: %(message)s", stream=sys.stderr)
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="segtrain: %(message)s", stream=sys.stderr)
+    for h in logging.getLogger().handlers:  # a run raises segtrain's level for train.log, not the console's
+        if type(h) is logging.StreamHandler and h.stream is sys.stderr:
+            h.setLevel(level)
 
 
 @main.command("run")
@@ -110,9 +114,19 @@ def main(quiet: bool) -> None:
 @click.option("--model-opt", multiple=True, help="Model option KEY=VALUE, e.g. base_width=8 (repeatable).")
 @click.option("--val-split", help=f"[default: {_T.val_split}]")
 @click.option("--max-train-batches", type=int, help="Cap batches per epoch (quick experiments).")
+@click.option("--train-parts", help="Parts to train: head | decoder,head | all; the rest is frozen, "
+              "BatchNorm statistics included [default: all].")
+@click.option("--pretrained", type=click.Path(), help="Encoder weights: a local PyTorch or .safetensors "
+              "file (timm / torchvision / facebookresearch names are mapped; see docs/models.md).")
+@click.option("--init-from", type=click.Path(), help="Start from another run's checkpoint (same model; "
+              "a different class table rebuilds the head).")
+@click.option("--sync-bn/--no-sync-bn", default=None, help="SyncBatchNorm across processes under torchrun.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
 def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **flags):
-    """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out."""
+    """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out.
+
+    Under `torchrun --nproc_per_node=N -m segtrain run …` it trains with DistributedDataParallel
+    (--batch-size is the global batch); only rank 0 writes."""
     from segtrain.engine import train
 
     cli = {k: v for k, v in flags.items() if v is not None}
@@ -135,6 +149,8 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
     layers += [file_layer, cli]
     cfg = _guard(build_config, TrainConfig, *layers)
     result = _guard(train, cfg, resume=resume, progress=sys.stderr.isatty())
+    if os.environ.get("RANK", "0") != "0":
+        return
     best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} (epoch {result.best_epoch})"
     click.echo(f"{result.stopped}: {result.epochs_completed} epochs, best val mIoU {best}; "
                f"run folder {result.out}")
@@ -194,20 +210,28 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict):
 
 @main.command("models")
 @click.option("--num-classes", default=39, show_default=True, help="Classes for the parameter counts.")
-def models_cmd(num_classes):
-    """List the registered models with parameter counts per part."""
-    from segtrain.models import MODELS, count_parameters, create_model
+@click.option("-v", "--verbose", is_flag=True, help="Also list each model's options and their defaults.")
+def models_cmd(num_classes, verbose):
+    """List the registered models with parameter counts per part (encoder, decoder, head)."""
+    from segtrain.models import MODELS, count_parameters, create_model, model_options
 
-    click.echo(f"{'model':<16}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
+    click.echo(f"{'model':<18}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
     for name, spec in MODELS.items():
         c = count_parameters(create_model(name, num_classes))
-        click.echo(f"{name:<16}{c['total']:>13,}{c['encoder']:>13,}{c['decoder']:>13,}{c['head']:>9,}  "
+        click.echo(f"{name:<18}{c['total']:>13,}{c['encoder']:>13,}{c['decoder']:>13,}{c['head']:>9,}  "
                    f"{spec.description}")
+        if verbose:
+            import inspect
+
+            params = inspect.signature(spec.builder).parameters
+            opts = ", ".join(f"{k}={spec.defaults.get(k, params[k].default)}" for k in model_options(name))
+            click.echo(f"{'':<18}options: {opts}")
 
 
 @main.command("bench")
 @click.option("--data", required=True, type=click.Path(), help="Clean tree (its train split is read).")
-@click.option("--model", default="unet_small", show_default=True)
+@click.option("--model", default="unet_small", show_default=True,
+              help="A model, a comma list, or all (each with its default options).")
 @click.option("--model-opt", multiple=True, help="Model option KEY=VALUE (repeatable).")
 @click.option("--size", callback=_size, help="Input size HxW [default: dataset.json image_size].")
 @click.option("--batch-size", default=8, show_default=True)
@@ -219,25 +243,134 @@ def models_cmd(num_classes):
 @click.option("--amp/--no-amp", default=True, show_default=True)
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
-@click.option("--json-out", type=click.Path(), help="Also write the result as JSON here.")
+@click.option("--train-parts", default="all", show_default=True, help="Parts trained (the rest frozen).")
+@click.option("--json-out", type=click.Path(), help="Also write the result as JSON here (a list for "
+              "several models).")
 def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, workers, device,
-              amp, channels_last, compile_model, json_out):
-    """Training images/s: real input pipeline vs synthetic on-device batches, and their ratio."""
-    from segtrain.bench import run_bench
+              amp, channels_last, compile_model, train_parts, json_out):
+    """Training images/s: real input pipeline vs synthetic on-device batches, and their ratio;
+    parameters and training memory per model."""
+    from segtrain.bench import bench_models, run_bench
     from segtrain.utils import atomic_write_json
 
-    cfg = BenchConfig(data=data, model=model, model_options=_model_opts(model_opt), size=size,
-                      batch_size=batch_size, steps=steps, warmup=warmup, augment=augment,
-                      device=device, amp=amp, channels_last=channels_last, compile=compile_model)
-    if workers is not None:
-        cfg.workers = workers
-    r = _guard(run_bench, cfg)
-    click.echo(json.dumps(r, indent=2))
-    click.echo(f"{r['model']} {r['size'][0]}x{r['size'][1]} batch {r['batch_size']} on {r['device']} "
-               f"({r['precision']}): synthetic {r['synthetic_images_per_s']:.2f} img/s, real pipeline "
-               f"{r['real_images_per_s']:.2f} img/s, ratio {r['real_over_synthetic']:.3f}")
+    names = _guard(bench_models, model)
+    if model_opt and len(names) > 1:
+        raise CliError("--model-opt applies to one model; bench several models with their defaults")
+    results = []
+    for name in names:
+        cfg = BenchConfig(data=data, model=name, model_options=_model_opts(model_opt), size=size,
+                          batch_size=batch_size, steps=steps, warmup=warmup, augment=augment,
+                          device=device, amp=amp, channels_last=channels_last, compile=compile_model,
+                          train_parts=train_parts)
+        if workers is not None:
+            cfg.workers = workers
+        results.append(_guard(run_bench, cfg))
+    if len(results) == 1:
+        click.echo(json.dumps(results[0], indent=2))
+    for r in results:
+        mem = f", GPU peak {r['peak_gpu_memory_gib']:.2f} GiB" if "peak_gpu_memory_gib" in r else ""
+        click.echo(f"{r['model']} {r['size'][0]}x{r['size'][1]} batch {r['batch_size']} on {r['device']} "
+                   f"({r['precision']}): synthetic {r['synthetic_images_per_s']:.2f} img/s, real pipeline "
+                   f"{r['real_images_per_s']:.2f} img/s, ratio {r['real_over_synthetic']:.3f}; "
+                   f"{r['parameters'] / 1e6:.2f} M params ({r['trainable_parameters'] / 1e6:.2f} M trained), "
+                   f"activations {r['activations_mib']:.0f} MiB{mem}")
     if json_out:
-        atomic_write_json(json_out, r)
+        atomic_write_json(json_out, results[0] if len(results) == 1 else results)
+
+
+@main.command("sweep")
+@click.argument("models")
+@click.option("--data", required=True, type=click.Path(), help="Clean tree (folder with dataset.json).")
+@click.option("--out", required=True, type=click.Path(), help="Sweep folder: one run folder per grid point.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML with options shared by every run.")
+@click.option("--lr", help="Comma list, e.g. 1e-2,1e-3,1e-4.")
+@click.option("--train-parts", help="e.g. head,decoder,head,all (values end at head/all) or head|decoder,head|all.")
+@click.option("--batch-size", help="Comma list.")
+@click.option("--weight-decay", help="Comma list.")
+@click.option("--optimizer", help="Comma list of " + ", ".join(OPTIMIZERS) + ".")
+@click.option("--scheduler", help="Comma list of " + ", ".join(SCHEDULERS) + ".")
+@click.option("--loss", help="Comma list of ce, wce, dice, ce+dice.")
+@click.option("--augment", help="Comma list of " + ", ".join(AUGMENTS) + ".")
+@click.option("--epochs", help="Comma list.")
+@click.option("--seed", help="Comma list (repeat a setting over seeds).")
+@click.option("--size", callback=_size, help="Resize every sample to HxW (all runs).")
+@click.option("--crop", callback=_size, help="Train on random HxW crops (all runs).")
+@click.option("--early-stop", type=int, help="Patience in epochs (all runs).")
+@click.option("--max-train-batches", type=int, help="Cap batches per epoch (all runs).")
+@click.option("--model-opt", multiple=True, help="Model option KEY=VALUE (all runs).")
+@click.option("--pretrained", type=click.Path(), help="Encoder weights file (all runs).")
+@click.option("--init-from", type=click.Path(), help="Checkpoint to start every run from.")
+@click.option("--device", type=click.Choice(DEVICES), help="[default: auto]")
+@click.option("--workers", type=int, help="DataLoader workers [default: cores, at most 8].")
+@click.option("--dry-run", is_flag=True, help="Only list the runs.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any run failed.")
+def sweep_cmd(models, data, out, config_file, model_opt, dry_run, strict, **flags):
+    """Train a grid of runs one after another (MODELS: comma list) and write one comparison table
+    (OUT/sweep.csv, OUT/sweep.md) of best val mIoU, its epoch, trainable parameters and time."""
+    from segtrain.sweep import GRID_KEYS, SweepConfig, plan, run_sweep, split_values
+
+    grid = {"model": _guard(split_values, "model", models)}
+    base = _guard(load_config_file, config_file) if config_file else {}
+    base = {k: v for k, v in base.items() if k != "out"}
+    base["data"] = data
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in GRID_KEYS:
+            values = _guard(split_values, key, value)
+            if len(values) > 1:
+                grid[key] = values
+            else:  # one value is a fixed option, not a column of the table
+                base[key] = values[0]
+        else:
+            base[key] = value
+    if model_opt:
+        base["model_options"] = _model_opts(model_opt)
+    cfg = SweepConfig(out=out, base=base, grid=grid, strict=strict)
+    runs = _guard(plan, cfg)
+    if dry_run:
+        for r in runs:
+            click.echo(r.name)
+        click.echo(f"{len(runs)} runs")
+        return
+    rows = _guard(run_sweep, cfg, progress=sys.stderr.isatty())
+    failed = [r for r in rows if str(r.get("stopped", "")).startswith("error")
+              or r.get("stopped") == "non-finite-loss"]
+    best = max((r for r in rows if r.get("best_val_miou") is not None), key=lambda r: r["best_val_miou"],
+               default=None)
+    click.echo(Path(out, "sweep.md").read_text(encoding="utf-8"), nl=False)
+    click.echo(f"{len(rows)} runs, {len(failed)} failed; best: "
+               + (f"{best['run']} (val mIoU {best['best_val_miou']:.4f})" if best else "none")
+               + f"; table in {Path(out) / 'sweep.csv'}")
+    if failed and strict:
+        sys.exit(1)
+
+
+@main.group("dataset-json")
+def dataset_json_group():
+    """Write a dataset.json for a dataset in its own standard layout."""
+
+
+@dataset_json_group.command("cityscapes")
+@click.argument("root", type=click.Path())
+@click.option("--force", is_flag=True, help="Replace an existing, different dataset.json.")
+@click.option("--strict", is_flag=True, help="Exit 1 when problems were reported.")
+def dataset_json_cityscapes(root, force, strict):
+    """ROOT/dataset.json for a Cityscapes tree (leftImg8bit/ + gtFine/): the official 34 label ids,
+    19 train classes, splits and image size."""
+    from segtrain.cityscapes import write_cityscapes_json
+
+    meta, problems = _guard(write_cityscapes_json, root, force)
+    for p in problems[:20]:
+        click.echo(f"problem: {p}", err=True)
+    if len(problems) > 20:
+        click.echo(f"problem: … and {len(problems) - 20} more", err=True)
+    splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
+    size = "x".join(map(str, meta["image_size"])) if meta["image_size"] else "mixed sizes"
+    click.echo(f"wrote {Path(root) / 'dataset.json'}: {meta['num_classes']} train classes, "
+               f"{len(meta['classes'])} label ids; {splits}; {size}; {len(problems)} problems")
+    if problems and strict:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from segtrain.utils import SegtrainError, atomic_write_text, parse_hw
+from segtrain.utils import SegtrainError, atomic_write_text, parse_hw, parse_parts, parts_label
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
@@ -23,8 +23,13 @@ DEVICES = ("auto", "cuda", "cpu")
 
 
 def default_workers() -> int:
-    """DataLoader workers: one per core up to 8 (decoding PNGs is the CPU-side bottleneck)."""
-    return min(8, os.cpu_count() or 1)
+    """DataLoader workers: one per core up to 8 (decoding PNGs is the CPU-side bottleneck);
+    under torchrun the cores are shared by the processes of this machine."""
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, min(8, (os.cpu_count() or 1) // local))
 
 
 @dataclass
@@ -61,6 +66,10 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     max_train_batches: int = 0  # cap batches per epoch (quick experiments); 0 = all
+    train_parts: str = "all"  # head | decoder,head | all: the rest is frozen (BN statistics too)
+    pretrained: str | None = None  # encoder weights file (PyTorch or safetensors)
+    init_from: str | None = None  # another run's checkpoint; the head is rebuilt for new classes
+    sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
 
     def validate(self) -> None:
         """Check values a flag parser cannot (raises SegtrainError, one line)."""
@@ -83,6 +92,12 @@ class TrainConfig:
         self.crop = list(parse_hw(self.crop)) if self.crop else None
         if self.workers < 0:
             raise SegtrainError("workers must be >= 0")
+        try:
+            self.train_parts = parts_label(parse_parts(self.train_parts))
+        except ValueError as e:
+            raise SegtrainError(str(e)) from None
+        if self.pretrained and self.init_from:
+            raise SegtrainError("give either --pretrained (encoder weights) or --init-from (a whole run), not both")
 
 
 @dataclass
@@ -126,6 +141,7 @@ class BenchConfig:
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
+    train_parts: str = "all"
 
 
 def to_dict(cfg) -> dict[str, Any]:

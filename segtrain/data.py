@@ -309,23 +309,36 @@ class EpochSampler(Sampler):
 
     Like DistributedSampler, call `set_epoch` before each epoch. Because nothing depends on
     hidden RNG state, a resumed run sees exactly the batches an uninterrupted run would.
+
+    With `world_size` > 1 process `rank` takes positions rank, rank + W, … of the same
+    permutation (seeds unchanged). `drop_tail` (training) first cuts the permutation to a
+    multiple of W, so every process runs the same number of steps and the union of the
+    per-process batches of a step is the single-process batch; without it (evaluation) the
+    shards are uneven but cover every sample exactly once (no padding duplicates).
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int = 0):
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 drop_tail: bool = False):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+        self.rank, self.world_size, self.drop_tail = rank, world_size, drop_tail
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _total(self) -> int:
+        return self.n - self.n % self.world_size if self.drop_tail else self.n
+
     def __len__(self) -> int:
-        return self.n
+        return len(range(self.rank, self._total(), self.world_size))
 
     def __iter__(self):
         g = torch.Generator()
         g.manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g)
-        for i in order.tolist():
+        for i in order[: self._total()][self.rank::self.world_size].tolist():
             yield i, int(seeds[i])
 
 
@@ -337,8 +350,12 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
-                device: torch.device, drop_last: bool = False) -> tuple[DataLoader, EpochSampler]:
-    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+                device: torch.device, drop_last: bool = False, rank: int = 0,
+                world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
+    """`batch_size` is per process; with world_size > 1 the loader reads this rank's shard
+    (training shards when `drop_last`, evaluation shards otherwise: see EpochSampler)."""
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                           drop_tail=drop_last)
     if workers > 0:
         # OpenCV's thread pool does not survive fork(): a worker forked after the main process
         # used it can deadlock in its first cv2 call. Stop the pool before the workers fork
@@ -349,7 +366,7 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        drop_last=drop_last and len(dataset) > batch_size, worker_init_fn=seed_worker,
+        drop_last=drop_last and len(sampler) > batch_size, worker_init_fn=seed_worker,
         generator=g, prefetch_factor=4 if workers > 0 else None,
     )
     return loader, sampler

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from segtrain import distributed
 from segtrain.config import TrainConfig, save_config, to_dict
 from segtrain.data import (
     DataError,
@@ -33,13 +34,15 @@ from segtrain.data import (
 )
 from segtrain.losses import LOSSES, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
-from segtrain.models import check_model, count_parameters, create_model
+from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
+from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
 from segtrain.utils import (
     SegtrainError,
     atomic_path,
     atomic_write_json,
     atomic_write_text,
     environment_info,
+    parse_parts,
 )
 
 log = logging.getLogger("segtrain")
@@ -245,13 +248,22 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
 # ----------------------------------------------------------------------------- loops
 
 
-def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: float = 0.0) -> float:
+def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: float = 0.0,
+               dist_info: distributed.DistInfo | None = None) -> float:
     """Forward, backward, step. Returns the loss value; a non-finite loss is returned before
-    any update, so the weights stay those of the last good step."""
+    any update, so the weights stay those of the last good step.
+
+    Under DDP the value is the mean over processes, so every process sees the same number
+    and a non-finite loss anywhere stops all of them at the same step (none is left waiting
+    in the gradient all-reduce)."""
     with rt.autocast():
         logits = model(x)
     loss = loss_fn(logits, y)
-    value = loss.item()  # one sync per step, as the torchvision reference does
+    if dist_info is not None and dist_info.enabled:
+        t = loss.detach().float().reshape(1).clone()
+        value = distributed.all_reduce_sum_(t, dist_info).item() / dist_info.world_size
+    else:
+        value = loss.item()  # one sync per step, as the torchvision reference does
     if not math.isfinite(value):
         return value
     optimizer.zero_grad(set_to_none=True)
@@ -266,8 +278,11 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
 
 def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt: Runtime,
                     epoch: int, global_step: int, grad_clip: float, max_batches: int = 0,
-                    progress: bool = True) -> tuple[float, int, int]:
-    """One pass over the training data. Returns (mean loss, global step, images seen)."""
+                    progress: bool = True, dist_info: distributed.DistInfo | None = None
+                    ) -> tuple[float, int, int]:
+    """One pass over the training data. Returns (mean loss, global step, images seen by
+    all processes)."""
+    world = dist_info.world_size if dist_info is not None else 1
     model.train()
     total, count, images = 0.0, 0, 0
     n_batches = len(loader) if not max_batches else min(max_batches, len(loader))
@@ -276,7 +291,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_
         if max_batches and step >= max_batches:
             break
         x, y = rt.images(batch["image"]), rt.masks(batch["mask"])
-        value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip)
+        value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip, dist_info)
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, global_step, value)
         if scheduler is not None and sched_mode == "step":
@@ -284,7 +299,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_
         global_step += 1
         total += value * x.shape[0]
         count += x.shape[0]
-        images += x.shape[0]
+        images += x.shape[0] * world
         bar.set_postfix(loss=f"{value:.4f}")
     return total / max(count, 1), global_step, images
 
@@ -299,11 +314,18 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_mask=None,
-             per_image: bool = False, progress: bool = True, desc: str = "eval") -> EvalResult:
-    """Accumulate one confusion matrix over the split (and one per sensor) on the device."""
+             per_image: bool = False, progress: bool = True, desc: str = "eval",
+             dist_info: distributed.DistInfo | None = None) -> EvalResult:
+    """Accumulate one confusion matrix over the split (and one per sensor) on the device.
+
+    Under DDP each process evaluates its shard (no sample twice) and the matrices and loss
+    sums are all-reduced, so every process returns the whole split's result."""
     model.eval()
     cm = ConfusionMatrix(num_classes, rt.device)
-    sensors: dict[str, ConfusionMatrix] = {}
+    samples = getattr(loader.dataset, "samples", None)
+    # one matrix per sensor of the split, created up front: the same keys on every process
+    sensors: dict[str, ConfusionMatrix] = {
+        s: ConfusionMatrix(num_classes, rt.device) for s in sorted({x.sensor for x in samples or []})}
     total, count = 0.0, 0
     scores = []
     emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
@@ -329,6 +351,13 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
                 one.update(y[i], pred[i])
                 s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy())
                 scores.append((idx, float("nan") if s["miou"] is None else s["miou"]))
+    if dist_info is not None and dist_info.enabled:
+        distributed.all_reduce_sum_(cm.mat, dist_info)
+        for k in sorted(sensors):
+            distributed.all_reduce_sum_(sensors[k].mat, dist_info)
+        sums = distributed.all_reduce_sum_(torch.tensor([total, float(count)], dtype=torch.float64,
+                                                        device=rt.device), dist_info)
+        total, count = float(sums[0]), int(sums[1])
     return EvalResult(cm.numpy(), {k: v.numpy() for k, v in sensors.items()},
                       total / count if count else float("nan"), scores)
 
@@ -345,6 +374,14 @@ class RunResult:
     stopped: str  # "completed", "early-stop", "non-finite-loss", "already-complete"
     history: list[dict]
     message: str = ""
+    trainable_parameters: int = 0
+    parameters: int = 0
+    train_parts: str = "all"
+
+    @property
+    def train_time_s(self) -> float:
+        """Wall time of all epochs (summed from the history, so it survives --resume)."""
+        return float(sum(r.get("epoch_time_s") or 0.0 for r in self.history))
 
 
 def _write_metrics_csv(path: Path, history: list[dict]) -> None:
@@ -369,18 +406,55 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoc
     """Train `cfg.model` on `cfg.data`, writing everything to `cfg.out`.
 
     `on_epoch_end(epoch, row)` is called after each epoch's checkpoint is written (tests use it
-    to interrupt a run). With `resume`, training continues from `out/last.pt` exactly.
+    to interrupt a run). With `resume`, training continues from `out/last.pt` exactly. Under
+    torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0 writes.
     """
     cfg.validate()
+    dist_info, device_name = distributed.setup(cfg.device)
+    quiet = distributed.quiet_non_main(dist_info)
+    try:
+        return _train(cfg, dist_info, device_name, resume, progress and dist_info.is_main, on_epoch_end)
+    finally:
+        if quiet is not None:
+            log.removeFilter(quiet)
+        distributed.cleanup(dist_info)
+
+
+def init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig, info: DatasetInfo,
+                         options: dict) -> LoadReport:
+    """Start from another run's weights: same architecture, any class table (the head is
+    rebuilt when the classes differ, everything else loads)."""
+    src = load_checkpoint(cfg.init_from)
+    same_arch = (src["model_name"] in MODELS and MODELS[src["model_name"]].builder is MODELS[cfg.model].builder
+                 and src["model_options"] == options)
+    if not same_arch:
+        opts = " ".join(f"--model-opt {k}={v}" for k, v in src["model_options"].items())
+        raise SegtrainError(f"{cfg.init_from}: was trained as {src['model_name']} ({opts}); --init-from needs "
+                            f"the same architecture, not {cfg.model} {options}")
+    mine = [(c["train_id"], c["name"]) for c in src["classes"]]
+    same_classes = mine == [(c.train_id, c.name) for c in info.classes]
+    report = init_from_state(model, src["model"], str(cfg.init_from), same_classes)
+    if not same_classes:
+        report.note = (f"class table differs ({len(mine)} classes in {src.get('dataset', 'the checkpoint')}, "
+                       f"{info.num_classes} here): head rebuilt")
+    return report
+
+
+def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, resume: bool,
+           progress: bool, on_epoch_end) -> RunResult:
     out = Path(cfg.out)
     info = load_dataset_info(cfg.data)
-    device = resolve_device(cfg.device)
+    device = resolve_device(device_name)
     if cfg.loss not in LOSSES:
         raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
     try:
         options = check_model(cfg.model, cfg.model_options)
     except KeyError as e:
         raise SegtrainError(e.args[0]) from None
+    world = dist_info.world_size
+    if cfg.batch_size % world:
+        raise SegtrainError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly over "
+                            f"{world} processes")
     ckpt = None
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
@@ -396,6 +470,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoc
         model = create_model(cfg.model, info.num_classes, **cfg.model_options)  # seeded init
     except ValueError as e:
         raise SegtrainError(str(e)) from None
+    init_report = None
+    if ckpt is None and cfg.pretrained:  # a resumed run has its own weights
+        init_report = load_encoder_weights(model, cfg.pretrained, cfg.model)
+    elif ckpt is None and cfg.init_from:
+        init_report = init_from_checkpoint(model, cfg, info, options)
+    parts = model.set_train_parts(parse_parts(cfg.train_parts))
+    if cfg.sync_bn and dist_info.enabled:
+        model = distributed.convert_sync_batchnorm(model, device)
     rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
     method = class_weight_method(cfg, info)
     weight = torch.tensor(info.weights(method), dtype=torch.float32) if method else None
@@ -403,30 +485,48 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoc
 
     train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop)
     val_ds = eval_dataset(info, cfg.val_split, cfg.size)
-    train_loader, train_sampler = make_loader(train_ds, cfg.batch_size, True, cfg.seed, cfg.workers,
-                                              device, drop_last=True)
-    val_bs = cfg.batch_size if info.image_size is not None else 1
-    val_loader, _ = make_loader(val_ds, val_bs, False, cfg.seed, cfg.workers, device)
+    per_process = cfg.batch_size // world
+    shard = {"rank": dist_info.rank, "world_size": world}
+    train_loader, train_sampler = make_loader(train_ds, per_process, True, cfg.seed, cfg.workers,
+                                              device, drop_last=True, **shard)
+    val_bs = per_process if info.image_size is not None else 1
+    val_loader, _ = make_loader(val_ds, val_bs, False, cfg.seed, cfg.workers, device, **shard)
 
-    raw_model = model.to(device)
-    net = prepare_model(raw_model, rt, cfg.compile)
+    raw_model = prepare_model(model, rt)
+    net = raw_model
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    # evaluation runs on the unwrapped model: shards may be uneven and DDP's forward would
+    # wait on a buffer broadcast from processes that have already finished their shard
+    eval_net = net if not dist_info.enabled else raw_model
     optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
     steps = len(train_loader) if not cfg.max_train_batches else min(cfg.max_train_batches, len(train_loader))
     scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
     scaler = rt.make_scaler()
 
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
+    handler, level = None, log.level
+    if dist_info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(out / "train.log", encoding="utf-8")
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        if log.getEffectiveLevel() > logging.INFO:  # train.log gets the run log whatever the console shows
+            log.setLevel(logging.INFO)
     setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, optimizer, scheduler,
                    sched_mode, scaler, train_ds, val_ds, train_loader, train_sampler, val_loader,
-                   options)
+                   options, eval_net, dist_info, parts, init_report)
     try:
         return _train_loop(setup, ckpt, progress, on_epoch_end)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+            log.setLevel(level)
 
 
 @dataclass
@@ -451,6 +551,10 @@ class _Setup:
     train_sampler: object
     val_loader: object
     options: dict
+    eval_net: torch.nn.Module
+    dist_info: distributed.DistInfo
+    parts: tuple[str, ...]
+    init_report: LoadReport | None
 
 
 def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> RunResult:
@@ -459,6 +563,7 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
     sched_mode, scaler, train_ds, val_ds = s.sched_mode, s.scaler, s.train_ds, s.val_ds
     train_loader, train_sampler, val_loader = s.train_loader, s.train_sampler, s.val_loader
     options, device = s.options, s.rt.device
+    eval_net, dist_info, main = s.eval_net, s.dist_info, s.dist_info.is_main
     start_epoch, global_step, history = 1, 0, []
     best_miou, best_epoch, since_best = -1.0, None, 0
     if ckpt is not None:
@@ -476,20 +581,35 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         _set_rng_state(ckpt["rng"])
         log.info("resuming %s from epoch %d", out, start_epoch)
 
-    save_config(cfg, out / "config.yaml")
-    atomic_write_json(out / "environment.json", environment_info(str(device)))
+    if main:
+        save_config(cfg, out / "config.yaml")
+        env = environment_info(str(device))
+        env["world_size"] = dist_info.world_size
+        atomic_write_json(out / "environment.json", env)
     params = count_parameters(raw_model)
-    log.info("model %s: %s parameters (%s); %d train / %d val images; device %s%s; loss %s%s; "
+    trainable = count_trainable(raw_model)
+    log.info("model %s: %s parameters (%s); %d train / %d val images; device %s%s%s; loss %s%s; "
              "normalisation from %s", cfg.model, f"{params['total']:,}",
              ", ".join(f"{k} {v:,}" for k, v in params.items() if k != "total"), len(train_ds),
-             len(val_ds), device, f" ({rt.amp_dtype})" if rt.amp_dtype else "", cfg.loss,
+             len(val_ds), device, f" ({rt.amp_dtype})" if rt.amp_dtype else "",
+             f" x {dist_info.world_size} processes (DDP{', SyncBatchNorm' if cfg.sync_bn else ''})"
+             if dist_info.enabled else "", cfg.loss,
              f" weighted by {method}" if method else "", info.normalization_source)
+    frozen = [p for p in raw_model.PARTS if p not in s.parts] if hasattr(raw_model, "PARTS") else []
+    log.info("train parts %s: %s of %s parameters trainable (%s)%s", cfg.train_parts,
+             f"{trainable['total']:,}", f"{params['total']:,}",
+             ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k != "total"),
+             f"; frozen: {', '.join(frozen)} (weights and BatchNorm statistics)" if frozen else "")
+    if s.init_report is not None:
+        log.info("%s: %s", "pretrained encoder" if cfg.pretrained else "init-from", s.init_report.summary())
 
     base = {
         "format": CHECKPOINT_FORMAT, "model_name": cfg.model, "model_options": options,
         "classes": [c.to_json() for c in info.classes], "ignore_index": info.ignore_index,
         "mean": list(info.mean), "std": list(info.std), "normalization_source": info.normalization_source,
         "size": cfg.size, "crop": cfg.crop, "config": to_dict(cfg), "dataset": info.name,
+        "train_parts": cfg.train_parts, "trainable_parameters": trainable["total"],
+        "parameters": params["total"], "world_size": dist_info.world_size,
     }
     stopped, message = "completed", ""
     if start_epoch > cfg.epochs:
@@ -504,7 +624,7 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         try:
             train_loss, global_step, seen = train_one_epoch(
                 net, train_loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
-                global_step, cfg.grad_clip, cfg.max_train_batches, progress)
+                global_step, cfg.grad_clip, cfg.max_train_batches, progress, dist_info)
         except NonFiniteLossError as e:
             last = f"last.pt (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
             message = f"{e}; training stopped, last good checkpoint: {last}"
@@ -512,7 +632,9 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
             stopped = "non-finite-loss"
             break
         t_train = time.perf_counter() - t0
-        res = evaluate(net, val_loader, rt, info.num_classes, loss_fn, eval_mask, progress=progress, desc="val")
+        distributed.broadcast_buffers(raw_model, dist_info)
+        res = evaluate(eval_net, val_loader, rt, info.num_classes, loss_fn, eval_mask, progress=progress,
+                       desc="val", dist_info=dist_info)
         summary = summarize(res.confusion, info.class_names, eval_mask)
         miou = summary["miou"]
         lr = optimizer.param_groups[0]["lr"]
@@ -537,10 +659,11 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
             "best_miou": best_miou, "best_epoch": best_epoch, "epochs_since_best": since_best,
             "history": history, "rng": _rng_state(), "val_miou": miou,
         }
-        save_checkpoint(out / "last.pt", state)
-        if improved:
-            save_checkpoint(out / "best.pt", state)
-        _write_metrics_csv(out / "metrics.csv", history)
+        if main:
+            save_checkpoint(out / "last.pt", state)
+            if improved:
+                save_checkpoint(out / "best.pt", state)
+            _write_metrics_csv(out / "metrics.csv", history)
         log.info("epoch %d/%d  train_loss %s  val_loss %s  val_mIoU %s%s  lr %.3g  %.1f s",
                  epoch, cfg.epochs, _fmt(train_loss), _fmt(res.loss), _fmt(miou),
                  " (best)" if improved else "", lr, row["epoch_time_s"])
@@ -550,4 +673,4 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         log.info("early stop: no val mIoU improvement for %d epochs", cfg.early_stop)
     done = history[-1]["epoch"] if history else start_epoch - 1
     return RunResult(out, done, best_miou if best_epoch is not None else None, best_epoch, stopped,
-                     history, message)
+                     history, message, trainable["total"], params["total"], cfg.train_parts)

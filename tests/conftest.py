@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Tests use tiny tensors: one intra-op thread is fastest and keeps the suite quick when
+# the machine is shared (2 threads per process made small convolutions ~100x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real SUN RGB-D files shared beside the checkout (never copied into the project).

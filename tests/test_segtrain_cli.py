@@ -178,6 +178,7 @@ def test_error_bad_checkpoint_and_unknown_model(trained, tmp_path):
     r = invoke("eval", tmp_path / "junk.pt", "--data", tree.root, "--out", tmp_path / "rep")
     assert r.exit_code == 2 and "not a loadable checkpoint" in error_line(r)
     r = invoke("run", "resnet", "--data", tree.root, "--out", tmp_path / "run")
-    assert r.exit_code == 2 and "unknown model 'resnet'; available: unet" in error_line(r)
+    assert r.exit_code == 2 and "unknown model 'resnet'; available: baseline, convnext_upernet, " \
+        "deeplabv3plus, fcn8s, unet, unet_bilinear, unet_small" in error_line(r)
     r = invoke("run", "unet_small", "--data", tree.root, "--size", "48by64")
     assert r.exit_code == 2

@@ -1,7 +1,7 @@
 """Model registry: name -> builder (plus default options).
 
 Add a model by writing a builder `fn(num_classes, **options) -> SegmentationModel` and one
-entry in MODELS; `segtrain models` and `create_model` pick it up.
+entry in MODELS; `segtrain models`, `segtrain bench --model all` and `create_model` pick it up.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from segtrain.models.base import SegmentationModel
+from segtrain.models.base import PARTS, SegmentationModel, parse_parts, parts_label
+from segtrain.models.baseline import build_baseline
+from segtrain.models.deeplab import build_deeplabv3plus
+from segtrain.models.fcn import build_fcn8s
 from segtrain.models.unet import build_unet
+from segtrain.models.upernet import build_convnext_upernet
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,14 @@ MODELS: dict[str, ModelSpec] = {
                                {"base_width": 64, "depth": 4, "up": "bilinear"}),
     "unet_small": ModelSpec(build_unet, "U-Net, 16-base, 4 down-samplings (CPU / demo size)",
                             {"base_width": 16, "depth": 4, "up": "transpose"}),
+    "baseline": ModelSpec(build_baseline, "conv stack without down-sampling (course baseline)",
+                          {"width": 64, "depth": 4, "decoder_depth": 2}),
+    "fcn8s": ModelSpec(build_fcn8s, "FCN-8s skip fusion (strides 32/16/8) on ResNet-50",
+                       {"backbone": "resnet50", "base_width": 64, "channels": 512}),
+    "deeplabv3plus": ModelSpec(build_deeplabv3plus, "DeepLabV3+: ResNet-50, output stride 16, ASPP",
+                               {"backbone": "resnet50", "base_width": 64, "output_stride": 16}),
+    "convnext_upernet": ModelSpec(build_convnext_upernet, "UPerNet on ConvNeXt-T (variant=small: ConvNeXt-S)",
+                                  {"variant": "tiny", "channels": 512}),
 }
 
 
@@ -53,7 +65,10 @@ def check_model(name: str, options: dict[str, Any]) -> dict[str, Any]:
 def create_model(name: str, num_classes: int, **options) -> SegmentationModel:
     """Build a registered model (KeyError for unknown names/options, ValueError for bad values)."""
     resolved = check_model(name, options)
-    return MODELS[name].builder(num_classes, **resolved)
+    try:
+        return MODELS[name].builder(num_classes, **resolved)
+    except TypeError as e:  # e.g. a list where a number belongs
+        raise ValueError(f"model {name!r}: bad option value ({e})") from None
 
 
 def count_parameters(model) -> dict[str, int]:
@@ -62,5 +77,12 @@ def count_parameters(model) -> dict[str, int]:
     return counts
 
 
-__all__ = ["MODELS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
-           "model_options", "check_model"]
+def count_trainable(model) -> dict[str, int]:
+    """Trainable parameters per part and in total (what --train-parts leaves to the optimizer)."""
+    counts = model.trainable_parameters() if hasattr(model, "trainable_parameters") else {}
+    counts["total"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return counts
+
+
+__all__ = ["MODELS", "PARTS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
+           "count_trainable", "model_options", "check_model", "parse_parts", "parts_label"]

@@ -1,0 +1,212 @@
+"""Encoder weights from a local file (`--pretrained`) and warm starts from another run
+(`--init-from`). Nothing is ever downloaded.
+
+Files: a PyTorch checkpoint (`torch.load(weights_only=True)`: a state dict, or one nested
+under `state_dict` / `model` / `state_dict_ema` / `module`) or a `.safetensors` file, read by
+the small reader below (the format is an 8-byte little-endian header length, a JSON header
+of name -> {dtype, shape, data_offsets} and the raw little-endian bytes; adding the
+`safetensors` package for that would be a dependency for 40 lines). Keys are matched to the
+encoder through each encoder's `key_layouts()` (timm / torchvision / facebookresearch names,
+after stripping `module.` / `backbone.` / `encoder.` prefixes); the layout that matches most
+tensors wins. A shape mismatch is refused, naming the tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from segtrain.utils import SegtrainError
+
+log = logging.getLogger("segtrain")
+
+_ST_DTYPES = {
+    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None),
+    "BF16": (np.int16, torch.bfloat16), "I64": (np.int64, None), "I32": (np.int32, None),
+    "I16": (np.int16, None), "I8": (np.int8, None), "U8": (np.uint8, None), "BOOL": (np.bool_, None),
+}
+PREFIXES = ("", "module.", "backbone.", "encoder.", "model.", "module.backbone.", "module.encoder.",
+            "model.backbone.", "model.encoder.")
+NESTED = ("state_dict", "model", "state_dict_ema", "model_ema", "module", "params")
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read every tensor of a .safetensors file (CPU, the file's dtypes)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise SegtrainError(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise SegtrainError(f"{path}: safetensors header length {n} exceeds the file size")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SegtrainError(f"{path}: safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise SegtrainError(f"{path}: safetensors header is not a JSON object")
+    body = memoryview(data)[8 + n:]
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = meta["dtype"], [int(s) for s in meta["shape"]], meta["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise SegtrainError(f"{path}: safetensors entry {name!r} needs dtype, shape, data_offsets") from None
+        if dtype not in _ST_DTYPES:
+            raise SegtrainError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+        np_dtype, view = _ST_DTYPES[dtype]
+        count = int(np.prod(shape)) if shape else 1
+        if not 0 <= begin <= end <= len(body) or end - begin != count * np.dtype(np_dtype).itemsize:
+            raise SegtrainError(f"{path}: tensor {name!r} has data_offsets {[begin, end]} that do not fit "
+                                f"shape {shape} {dtype} (file body is {len(body)} bytes)")
+        arr = np.frombuffer(body[begin:end], dtype=np.dtype(np_dtype).newbyteorder("<")).reshape(shape)
+        t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
+        out[name] = t.view(view) if view is not None else t
+    return out
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A flat name -> tensor dict from a PyTorch or safetensors file (one-line errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegtrainError(f"{path}: weights file not found")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    is_st = path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"
+                                              and not head.startswith(b"PK"))
+    if is_st:
+        return read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign / corrupt files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SegtrainError(f"{path}: not a loadable PyTorch or safetensors file ({first})") from None
+    for _ in range(3):  # unwrap {"state_dict": {...}} and the like
+        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, dict):
+        raise SegtrainError(f"{path}: holds a {type(obj).__name__}, not a state dict of tensors")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise SegtrainError(f"{path}: no tensors found (expected a state dict)")
+    return tensors
+
+
+@dataclass
+class LoadReport:
+    """What a weight load did: for the run log and the tests."""
+
+    source: str
+    layout: str = ""
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # ours, not in the file (kept as initialised)
+    unexpected: list[str] = field(default_factory=list)  # the file's, not used
+    skipped: list[str] = field(default_factory=list)  # deliberately not loaded (rebuilt head)
+    note: str = ""
+
+    def summary(self) -> str:
+        def few(keys):
+            return "" if not keys else " (" + ", ".join(keys[:4]) + (", …" if len(keys) > 4 else "") + ")"
+
+        layout = f" [{self.layout} layout]" if self.layout else ""
+        return (f"{self.source}{layout}: loaded {len(self.loaded)} tensors; missing {len(self.missing)}"
+                f"{few(self.missing)}; unexpected {len(self.unexpected)}{few(self.unexpected)}"
+                + (f"; skipped {len(self.skipped)}{few(self.skipped)}" if self.skipped else "")
+                + (f"; {self.note}" if self.note else ""))
+
+
+def _layouts(encoder: nn.Module) -> dict:
+    """The encoder's known public layouts first (on a tie they name the match), then our own
+    names (a segtrain checkpoint or an encoder state dict saved from segtrain)."""
+    layouts = dict(encoder.key_layouts()) if hasattr(encoder, "key_layouts") else {}
+    layouts["segtrain"] = lambda k: k
+    return layouts
+
+
+def _fit(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """The value in the target's shape and dtype, or None when the shapes really differ
+    (a (C,) vs (C,1,1) layer scale is the same tensor)."""
+    if value.shape != target.shape:
+        if value.numel() != target.numel() or value.squeeze().shape != target.squeeze().shape:
+            return None
+        value = value.reshape(target.shape)
+    return value.to(target.dtype)
+
+
+def load_encoder_weights(model: nn.Module, path: str | Path, model_name: str = "model") -> LoadReport:
+    """Load a checkpoint's encoder tensors into `model.encoder` (see module docstring)."""
+    sd = read_state_dict(path)
+    encoder = model.encoder
+    ours = encoder.state_dict()
+    best: tuple[int, str, str, dict] = (0, "", "", {})
+    for prefix in PREFIXES:
+        sub = {k[len(prefix):]: k for k in sd if k.startswith(prefix)}
+        if not sub:
+            continue
+        for name, fn in _layouts(encoder).items():
+            mapped = {}
+            for k, orig in sub.items():
+                mk = fn(k)
+                if mk is not None and mk in ours:
+                    mapped[mk] = orig
+            if len(mapped) > best[0]:
+                best = (len(mapped), name, prefix, mapped)
+    count, layout, prefix, mapped = best
+    if count == 0:
+        sample = ", ".join(list(sd)[:3])
+        raise SegtrainError(f"{path}: no tensor matches the {model_name} encoder (tried layouts "
+                            f"{', '.join(_layouts(encoder))}; the file has e.g. {sample})")
+    new_state = {}
+    for ours_key, their_key in mapped.items():
+        value = _fit(sd[their_key], ours[ours_key])
+        if value is None:
+            raise SegtrainError(f"{path}: {their_key} has shape {list(sd[their_key].shape)} but {model_name} "
+                                f"encoder.{ours_key} needs {list(ours[ours_key].shape)} (another depth or "
+                                "width: check --model-opt)")
+        new_state[ours_key] = value
+    encoder.load_state_dict(new_state, strict=False)
+    used = set(mapped.values())
+    report = LoadReport(source=str(path), layout=layout + (f", prefix {prefix!r}" if prefix else ""),
+                        loaded=sorted(mapped),
+                        missing=sorted(k for k in ours if k not in mapped and not k.endswith("num_batches_tracked")),
+                        unexpected=sorted(k for k in sd if k not in used))
+    return report
+
+
+def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    same_classes: bool) -> LoadReport:
+    """Load another run's weights: everything but the head, and the head only when the class
+    table is the same. Any other shape mismatch means another architecture and is refused."""
+    ours = model.state_dict()
+    report = LoadReport(source=source)
+    new_state = {}
+    for k, v in state.items():
+        if k not in ours:
+            report.unexpected.append(k)
+            continue
+        if k.startswith("head.") and not same_classes:
+            report.skipped.append(k)
+            continue
+        fitted = _fit(v, ours[k])
+        if fitted is None:
+            raise SegtrainError(f"{source}: {k} has shape {list(v.shape)} but this model needs "
+                                f"{list(ours[k].shape)} (the checkpoint is another architecture or width)")
+        new_state[k] = fitted
+    model.load_state_dict(new_state, strict=False)
+    report.loaded = sorted(new_state)
+    report.skipped.sort()
+    report.unexpected.sort()
+    report.missing = sorted(k for k in ours if k not in state and not k.endswith("num_batches_tracked"))
+    return report

@@ -1,0 +1,190 @@
+"""`segtrain sweep`: a grid of training runs, one after another, and one comparison table.
+
+Each run is an ordinary run folder under the sweep folder (config.yaml, metrics.csv,
+checkpoints), so any of them can be evaluated or resumed on its own. Re-running the same
+sweep resumes unfinished runs and reuses finished ones (their numbers come from their
+checkpoints). The table (`sweep.csv`, `sweep.md`) is rewritten after every run, so an
+interrupted sweep still leaves the results so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segtrain.config import TrainConfig, build_config, save_config
+from segtrain.data import load_dataset_info
+from segtrain.models import check_model
+from segtrain.utils import PARTS, SegtrainError, atomic_write_text
+
+log = logging.getLogger("segtrain")
+
+# flags that take a comma-separated list of values, in the order the grid nests them
+GRID_KEYS = ("model", "lr", "train_parts", "batch_size", "weight_decay", "optimizer", "scheduler",
+             "loss", "augment", "epochs", "seed")
+TABLE_COLUMNS = ("best_val_miou", "best_epoch", "epochs", "trainable_params", "params", "time_s", "stopped")
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: fixed run options, the grid, and where it goes (saved as sweep.yaml)."""
+
+    out: str = ""
+    base: dict[str, Any] = field(default_factory=dict)  # TrainConfig options shared by every run
+    grid: dict[str, list] = field(default_factory=dict)  # GRID_KEYS -> values
+    strict: bool = False
+
+
+def split_values(key: str, text: str) -> list:
+    """'1e-2,1e-3' -> [0.01, 0.001] typed like TrainConfig's field. train_parts values contain
+    commas themselves: they are split on '|' or ';' when given, else grouped so that every
+    value ends at 'head' or 'all' ('head,decoder,head,all' -> head | decoder,head | all)."""
+    text = str(text).strip()
+    if key == "train_parts":
+        if "|" in text or ";" in text:
+            values = [v.strip() for v in re.split(r"[|;]", text) if v.strip()]
+        else:
+            values, group = [], []
+            for tok in (t.strip() for t in text.replace("+", ",").split(",")):
+                if not tok:
+                    continue
+                group.append(tok)
+                if tok in ("head", "all"):
+                    values.append(",".join(group))
+                    group = []
+            if group:
+                raise SegtrainError(f"--train-parts {text!r}: {','.join(group)!r} does not end with head "
+                                    f"(separate values with | to train parts without the head; parts: "
+                                    f"{', '.join(PARTS)}, all)")
+        return values
+    raw = [v.strip() for v in text.split(",") if v.strip()]
+    if not raw:
+        raise SegtrainError(f"--{key.replace('_', '-')}: no values given")
+    default = getattr(TrainConfig(), key)
+    kind = type(default) if default is not None else str
+    try:
+        return [kind(v) for v in raw]
+    except ValueError:
+        raise SegtrainError(f"--{key.replace('_', '-')} {text!r}: values must be {kind.__name__}s") from None
+
+
+def expand(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """The cartesian product, nested in GRID_KEYS order (the first key varies slowest)."""
+    keys = [k for k in GRID_KEYS if k in grid]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _slug(value) -> str:
+    text = "all" if value == "all" else str(value)
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "+", text).strip("+")
+
+
+def run_name(index: int, combo: dict[str, Any]) -> str:
+    parts = [f"{index:02d}", _slug(combo.get("model", ""))]
+    parts += [f"{k}={_slug(v)}" for k, v in combo.items() if k != "model"]
+    return "-".join(p for p in parts if p)
+
+
+@dataclass
+class SweepRun:
+    name: str
+    combo: dict[str, Any]
+    config: TrainConfig
+
+
+def plan(cfg: SweepConfig) -> list[SweepRun]:
+    """Every run's resolved and validated config, before anything is trained."""
+    if not cfg.out:
+        raise SegtrainError("no output folder given: use --out DIR")
+    if "model" not in cfg.grid and "model" not in cfg.base:
+        raise SegtrainError("no model given")
+    runs = []
+    for i, combo in enumerate(expand(cfg.grid), 1):
+        name = run_name(i, combo)
+        tc = build_config(TrainConfig, cfg.base, combo, {"out": str(Path(cfg.out) / name)})
+        try:
+            tc.validate()
+            check_model(tc.model, tc.model_options)
+        except KeyError as e:
+            raise SegtrainError(f"sweep run {name}: {e.args[0]}") from None
+        except SegtrainError as e:
+            raise SegtrainError(f"sweep run {name}: {e}") from None
+        runs.append(SweepRun(name, combo, tc))
+    return runs
+
+
+def _fmt(v, key: str) -> str:
+    if v is None or v == "":
+        return ""
+    if key == "best_val_miou":
+        return f"{v:.4f}"
+    if key == "time_s":
+        return f"{v:.1f}"
+    if key in ("trainable_params", "params"):
+        return f"{v:,}"
+    return str(v)
+
+
+def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
+    """sweep.csv (raw numbers) and sweep.md (formatted, best mIoU in bold)."""
+    cols = ["run", *grid_keys, *TABLE_COLUMNS]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+    scores = [r["best_val_miou"] for r in rows if r.get("best_val_miou") is not None]
+    best = max(scores) if scores else None
+    names = {"best_val_miou": "best val mIoU", "best_epoch": "best epoch", "trainable_params": "trainable params",
+             "params": "params", "time_s": "time (s)", "train_parts": "train parts",
+             "batch_size": "batch size", "weight_decay": "weight decay"}
+    lines = ["| " + " | ".join(names.get(c, c) for c in cols) + " |",
+             "|" + "|".join("---:" if c in TABLE_COLUMNS[:-1] else "---" for c in cols) + "|"]
+    for r in rows:
+        cells = []
+        for c in cols:
+            cell = _fmt(r.get(c), c)
+            if c == "best_val_miou" and best is not None and r.get(c) == best:
+                cell = f"**{cell}**"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
+
+
+def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
+    """Train every run of the grid in order; returns the table rows. A run that fails is
+    reported in its row (`stopped` = error: …) and the sweep goes on."""
+    from segtrain.engine import train
+
+    train_fn = train_fn or train
+    runs = plan(cfg)
+    load_dataset_info(runs[0].config.data)  # a missing dataset is one error, not one per run
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "sweep.yaml")
+    grid_keys = [k for k in GRID_KEYS if k in cfg.grid]
+    rows: list[dict] = []
+    for i, run in enumerate(runs, 1):
+        log.info("sweep run %d/%d: %s", i, len(runs), run.name)
+        row: dict[str, Any] = {"run": run.name, **run.combo}
+        resume = (Path(run.config.out) / "last.pt").is_file()
+        try:
+            res = train_fn(run.config, resume=resume, progress=progress)
+        except SegtrainError as e:
+            log.error("sweep run %s failed: %s", run.name, e)
+            row["stopped"] = f"error: {e}"
+        else:
+            row.update({"best_val_miou": res.best_miou, "best_epoch": res.best_epoch,
+                        "epochs": res.epochs_completed, "trainable_params": res.trainable_parameters,
+                        "params": res.parameters, "time_s": res.train_time_s,
+                        "stopped": "completed (reused)" if res.stopped == "already-complete" else res.stopped})
+        rows.append(row)
+        write_tables(out, rows, grid_keys)
+    return rows
