@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 demo: setup
-	bash scripts/demo.sh
+	VENV=$(VENV) bash scripts/demo.sh
 
 bench: setup
 	$(BIN)/python benchmarks/bench_convert.py

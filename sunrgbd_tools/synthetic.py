@@ -35,6 +35,10 @@ from .fsutil import atomic_path, atomic_write_bytes, atomic_write_text, dumps_js
 from .parallel import pool_context
 
 SCHEMA_VERSION = 1
+# Bumped whenever the same arguments would give different scenes (looks, furniture, scene
+# mix), so a resumed run never mixes scenes of two generator revisions. 2: distinct looks for
+# room-mates, bigger sinks/paper/shelves, more bathrooms and kitchens.
+GENERATOR_REVISION = 2
 SAMPLE_FILE = "SAMPLE.json"
 KV2_SIZE = (530, 730)  # (H, W) of kv2 image/ and depth/ files
 KV1_SIZE = (427, 561)  # (H, W) of kv1 (b3dodata) files
@@ -157,7 +161,9 @@ QUIRKS: tuple[str, ...] = tuple(q for qs in QUIRK_PLAN for q in qs)
 _FIRST_SPLITS = ("train", "test", "val", "test", "train", "val", "test", "train",
                  "test", "val", "train", "test", "train", "val", "test", "test")
 SCENE_TYPES = ("office", "bedroom", "living_room", "kitchen", "bathroom", "classroom")
-_SCENE_P = (0.28, 0.24, 0.16, 0.12, 0.08, 0.12)
+# roughly the kv2 mix, with bathrooms and kitchens frequent enough that their classes
+# (toilet, bathtub, sink, mirror, towel, fridge, counter) occur in a small sample's val split
+_SCENE_P = (0.24, 0.22, 0.16, 0.14, 0.12, 0.12)
 _SERIALS = ("260595134347", "094959634447")
 
 
@@ -241,6 +247,7 @@ class SampleInfo:
         return {
             "schema_version": SCHEMA_VERSION,
             "generator": {"tool": "sunrgbd-tools", "version": __version__,
+                          "revision": GENERATOR_REVISION,
                           "command": "sunrgbd sample"},
             "complete": self.complete,
             "args": self.params.to_json(),
@@ -559,10 +566,10 @@ def _on_top(b: _Builder, top: Box, kinds: Iterable[str]) -> list[Poly]:
     out = []
     rng = b.rng
     sizes = {"monitor": (0.52, 0.2, 0.42), "laptop": (0.34, 0.24, 0.24), "keyboard": (0.44, 0.15, 0.03),
-             "mouse": (0.07, 0.11, 0.04), "paper": (0.21, 0.3, 0.004), "books": (0.2, 0.26, 0.12),
+             "mouse": (0.07, 0.11, 0.04), "paper": (0.22, 0.3, 0.03), "books": (0.2, 0.26, 0.12),
              "cup": (0.08, 0.08, 0.1), "telephone": (0.18, 0.2, 0.1), "lamp": (0.3, 0.3, 0.55),
              "bottle": (0.08, 0.08, 0.26), "vase": (0.14, 0.14, 0.3), "box": (0.35, 0.28, 0.22),
-             "sink": (0.5, 0.38, 0.03), "tv": (1.0, 0.22, 0.62), "speaker": (0.18, 0.2, 0.3),
+             "sink": (0.5, 0.38, 0.12), "tv": (1.0, 0.22, 0.62), "speaker": (0.18, 0.2, 0.3),
              "printer": (0.45, 0.4, 0.25), "unknown": (0.15, 0.15, 0.15)}
     for kind in kinds:
         w, d, h = sizes[kind]
@@ -585,8 +592,6 @@ def _on_top(b: _Builder, top: Box, kinds: Iterable[str]) -> list[Poly]:
             parts = [Box(x - 0.08, x + 0.08, y, y + 0.03, z + 0.07, z + 0.23),
                      Box(x - 0.015, x + 0.015, y, y + 0.32 * s, z + 0.14, z + 0.16),
                      Box(x - w / 2, x + w / 2, y + 0.3 * s, y + h, z, z + d)]
-        elif kind == "sink":
-            parts = [Box(x - w / 2, x + w / 2, y, y + 0.02, z, z + d)]
         else:
             parts = [Box(x - w / 2, x + w / 2, y, y + h, z, z + d)]
         out.append(b.boxes(kind, parts, depth=z))
@@ -652,6 +657,11 @@ def _wall_items(b: _Builder, st: str) -> None:
         w = rng.uniform(1.6, 2.6)
         a, c = span(w)
         b.polys.append(b.on_wall("whiteboard", "back", a, c, 0.9, 0.9 + w * 0.45))
+    if st in ("office", "classroom"):  # notices pinned on the wall (or the whiteboard)
+        for _ in range(int(rng.integers(0, 3))):
+            a, c = span(0.21)
+            y0 = rng.uniform(1.2, 1.6)
+            b.polys.append(b.on_wall("paper", "back", a, c, y0, y0 + 0.3))
     n_pic = {"bedroom": 2, "living_room": 3, "office": 1, "kitchen": 1}.get(st, 0)
     for _ in range(int(rng.integers(0, n_pic + 1))):
         w = rng.uniform(0.35, 0.9)
@@ -697,6 +707,9 @@ def _scene_objects(b: _Builder, st: str) -> None:
                 _add_group(b, [p])
         if rng.random() < 0.5:
             _add_group(b, _bookshelf(b))
+        elif rng.random() < 0.5:
+            X, Z = _place(b, 0.9, 0.4, against=True)
+            _add_group(b, [_floor_box(b, "shelves", X, Z, 0.9, 0.4, 1.8)[0]])
         for kind, p, dims in (("cabinet", 0.4, (0.8, 0.5, 1.0)), ("garbage_bin", 0.5, (0.3, 0.3, 0.4)),
                               ("box", 0.4, (0.5, 0.4, 0.35)), ("printer", 0.2, (0.5, 0.45, 0.35)),
                               ("bag", 0.3, (0.35, 0.2, 0.4))):
@@ -788,6 +801,8 @@ def _scene_objects(b: _Builder, st: str) -> None:
         if rng.random() < 0.6:
             up = b.boxes("cabinet", [Box(X - w / 2, X + w / 2, 1.5, 2.2, r.d_back - 0.35, r.d_back)])
             b.polys.append(up)
+        else:  # open wall shelves instead
+            b.polys.append(b.boxes("shelves", [Box(X - w / 3, X + w / 3, 1.45, 2.1, r.d_back - 0.3, r.d_back)]))
         if rng.random() < 0.7:
             fX = X + w / 2 + 0.45 if X < 0 else X - w / 2 - 0.45
             _add_group(b, [_floor_box(b, "fridge", fX, r.d_back - 0.7, 0.8, 0.7, 1.8)[0]])
@@ -817,7 +832,7 @@ def _scene_objects(b: _Builder, st: str) -> None:
             _add_group(b, [_floor_box(b, "bathtub", side_x, max(1.2, r.d_back - 1.8), 0.75, 1.7, 0.55)[0]])
         if rng.random() < 0.5:
             sx = rng.uniform(r.left + 0.5, r.right - 0.5)
-            sh, top = _floor_box(b, "shelves", sx, r.d_back - 0.25, 0.6, 0.25, 0.03, y0=1.4)
+            sh, top = _floor_box(b, "shelves", sx, r.d_back - 0.25, 0.6, 0.25, 0.7, y0=1.0)
             b.polys.append(sh)
             b.polys.extend(_on_top(b, top, ["bottle"]))
         if rng.random() < 0.5:
@@ -935,8 +950,8 @@ def plan_scene(params: SampleParams, index: int) -> ScenePlan:
     _scene_objects(bld, scene_type)
     for _, polys in sorted(bld.groups, key=lambda g: -g[0]):
         bld.polys.extend(polys)
-    wall_rgb = tuple(int(c) for c in [(214, 205, 188), (200, 201, 197), (188, 199, 210),
-                                      (222, 212, 192), (205, 196, 200)][int(rng.integers(5))])
+    wall_rgb = tuple(int(c) for c in [(200, 190, 172), (186, 188, 184), (174, 186, 198),
+                                      (206, 196, 174), (192, 182, 188)][int(rng.integers(5))])
     floor_look = {"kitchen": "tiles", "bathroom": "tiles", "office": "carpet", "classroom": "tiles"}.get(
         scene_type, "planks")
     if rng.random() < 0.25:
@@ -1080,32 +1095,35 @@ def _identity(params: SampleParams, index: int, rng: np.random.Generator | None 
 
 # ----------------------------------------------------------------------------- appearance
 
-# kind -> (base RGB, texture). One look per class, so a model can learn classes from pixels.
+# kind -> (base RGB, texture). One look per class, so a model can learn classes from pixels:
+# classes that share scenes (night stand / dresser, sink / toilet / bathtub, pillow / bed,
+# desk / cabinet / shelves, chair / bag) get different colours or textures, as a model
+# trained on the real data would have to tell them apart by more than shape.
 LOOKS: dict[str, tuple[tuple[int, int, int], str]] = {
-    "ceiling": ((236, 236, 231), "flat"), "bed": ((205, 210, 226), "fabric"),
-    "headboard": ((96, 62, 40), "grain"), "chair": ((48, 48, 58), "fabric"),
+    "ceiling": ((240, 242, 244), "flat"), "bed": ((205, 210, 226), "fabric"),
+    "headboard": ((96, 62, 40), "grain"), "chair": ((52, 58, 96), "fabric"),
     "table": ((160, 114, 72), "grain"), "desk": ((196, 176, 146), "grain"),
     "sofa": ((92, 112, 142), "fabric"), "door": ((140, 92, 56), "panel"),
-    "window": ((196, 222, 246), "window"), "bookshelf": ((98, 64, 40), "grain"),
-    "picture": ((150, 120, 100), "picture"), "lamp": ((244, 230, 186), "glow"),
-    "pillow": ((238, 232, 220), "fabric"), "cabinet": ((178, 152, 120), "panel"),
-    "tv": ((22, 22, 28), "screen"), "box": ((186, 146, 96), "cardboard"),
-    "books": ((120, 60, 60), "books"), "night_stand": ((122, 82, 52), "drawers"),
-    "dresser": ((134, 92, 62), "drawers"), "curtain": ((152, 62, 62), "vfolds"),
-    "mirror": ((172, 186, 198), "glossy"), "floor_mat": ((142, 42, 48), "rug"),
-    "counter": ((206, 200, 190), "speckle"), "sink": ((232, 234, 238), "glossy"),
+    "window": ((196, 222, 246), "window"), "bookshelf": ((66, 44, 30), "grain"),
+    "picture": ((150, 120, 100), "picture"), "lamp": ((250, 222, 150), "glow"),
+    "pillow": ((222, 184, 112), "fabric"), "cabinet": ((138, 156, 130), "panel"),
+    "tv": ((22, 22, 28), "screen"), "box": ((214, 176, 104), "cardboard"),
+    "books": ((120, 60, 60), "books"), "night_stand": ((196, 132, 88), "drawers"),
+    "dresser": ((124, 118, 62), "drawers"), "curtain": ((152, 62, 62), "vfolds"),
+    "mirror": ((140, 160, 174), "glossy"), "floor_mat": ((142, 42, 48), "rug"),
+    "counter": ((206, 200, 190), "speckle"), "sink": ((146, 152, 160), "basin"),
     "toilet": ((242, 242, 242), "glossy"), "towel": ((80, 152, 172), "fabric"),
-    "bathtub": ((238, 238, 240), "glossy"), "whiteboard": ((246, 246, 246), "board"),
-    "fridge": ((222, 222, 226), "glossy"), "paper": ((248, 248, 244), "flat"),
-    "bag": ((40, 62, 94), "fabric"), "shelves": ((166, 126, 86), "grain"),
-    "blinds": ((222, 216, 200), "slats"), "clothes": ((162, 92, 142), "fabric"),
+    "bathtub": ((150, 210, 214), "glossy"), "whiteboard": ((246, 246, 246), "board"),
+    "fridge": ((124, 130, 138), "brushed"), "paper": ((248, 248, 244), "text"),
+    "bag": ((44, 98, 70), "fabric"), "shelves": ((92, 124, 134), "shelving"),
+    "blinds": ((176, 166, 146), "slats"), "clothes": ((162, 92, 142), "fabric"),
     "monitor": ((28, 28, 34), "monitor"), "laptop": ((172, 172, 178), "laptop"),
     "cpu": ((40, 40, 46), "flat"), "keyboard": ((52, 52, 58), "keys"),
     "mouse": ((60, 60, 66), "flat"), "plant": ((52, 112, 52), "leaves"),
     "bottle": ((60, 140, 90), "glossy"), "cup": ((230, 230, 226), "flat"),
     "vase": ((60, 100, 166), "glossy"), "garbage_bin": ((72, 72, 76), "flat"),
     "clock": ((240, 240, 236), "clock"), "sign": ((36, 84, 160), "flat"),
-    "outlet": ((236, 236, 230), "flat"), "pillar": ((190, 186, 178), "flat"),
+    "outlet": ((236, 236, 230), "flat"), "pillar": ((120, 110, 100), "flat"),
     "speaker": ((26, 26, 26), "fabric"), "printer": ((205, 205, 205), "flat"),
     "telephone": ((32, 32, 32), "flat"), "stool": ((120, 80, 50), "grain"),
     "ottoman": ((110, 70, 92), "fabric"), "unknown": ((150, 150, 150), "flat"),
@@ -1159,8 +1177,19 @@ def _texture(tex: str, base: np.ndarray, X: np.ndarray, Y: np.ndarray, lf: np.nd
             | (v < 0.05) | (v > 0.95)
         sky = np.stack([base[0] - 40 * v + 20 * lf, base[1] - 20 * v + 10 * lf, base[2] + 0 * lf], -1)
         rgb = np.where(bar[..., None], np.float32(242), sky)
-    elif tex == "slats":
-        lum = lum - 0.2 * (np.mod(Y / (3.0 + prm[0] * 3), 1.0) < 0.28)
+    elif tex == "slats":  # 9-13 slats whatever the image size, so they survive resizing
+        lum = lum - 0.25 * (np.mod(v * (9 + 4 * prm[0]), 1.0) < 0.3)
+    elif tex == "shelving":  # boards with darker gaps between them
+        board = (np.mod(v * 3, 1.0) < 0.2) | (u < 0.06) | (u > 0.94)
+        lum = lum + 0.35 * board + 0.03 * hf
+    elif tex == "brushed":  # vertical brushing and a door gap with a handle
+        lum = lum + 0.04 * np.sin(X * 1.7 + 3 * lf) + 0.02 * hf - 0.25 * (np.abs(v - 0.32) < 0.015) \
+            - 0.35 * ((np.abs(u - 0.88) < 0.025) & (v > 0.38) & (v < 0.62))
+    elif tex == "basin":  # a steel bowl: bright rim, darker inside
+        inner = (u > 0.12) & (u < 0.88) & (v > 0.3)
+        lum = lum - 0.3 * inner + 0.25 * (v < 0.15) + 0.02 * hf
+    elif tex == "text":  # printed lines
+        lum = lum - 0.35 * ((np.mod(v * 9, 1.0) < 0.35) & (u > 0.1) & (u < 0.9) & (v > 0.08))
     elif tex == "vfolds":
         lum = lum + 0.17 * np.sin(X * (0.25 + prm[0] * 0.15)) + 0.02 * hf
     elif tex == "books":
@@ -1271,7 +1300,7 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
         else:
             rgb0, tex = LOOKS[p.kind]
             base = np.float32(rgb0)
-            if p.kind in ("unknown", "clothes", "towel", "bag") and prm[0] < 0.5:
+            if p.kind == "unknown" and prm[0] < 0.5:  # an odd thing has any colour
                 base = np.float32(prng.integers(40, 220, 3))
         base = base * np.float32(prng.uniform(0.9, 1.1)) + prng.normal(0, 5, 3).astype(np.float32)
         X, Y = xs[c0:c1], ys[r0:r1]
@@ -1285,7 +1314,7 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
                 _fill(sm, np.asarray(pts) - [c0, r0], 1)
                 fac = np.where(sm > 0, np.float32(f), fac)
             col = col * fac[..., None]
-        if tex in ("flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard"):
+        if tex in ("flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard", "brushed"):
             col = col * (1.0 + 0.08 * (0.5 - (Y[:, None] - box[1]) / max(box[3] - box[1], 1.0)))[..., None]
         np.copyto(img[r0:r1, c0:c1], col, where=m[..., None])
         kind = p.depth[0]
@@ -1602,8 +1631,10 @@ def _check_target(out: Path, params: SampleParams) -> None:
     if not ours:
         return
     try:
-        prev = SampleInfo.load(out / SAMPLE_FILE).params
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = json.loads((out / SAMPLE_FILE).read_text(encoding="utf-8"))
+        prev = SampleInfo.from_json(doc).params
+        revision = int(doc.get("generator", {}).get("revision", 1))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise SampleConflict(
             f"{out / ours[0]}: already exists and was not written by `sunrgbd sample` "
             f"(no readable {SAMPLE_FILE}); refusing to overwrite it") from None
@@ -1611,6 +1642,11 @@ def _check_target(out: Path, params: SampleParams) -> None:
         raise SampleConflict(
             f"{out / ours[0]}: already holds a sample made with different arguments "
             f"({_describe(prev)}); refusing to overwrite it, choose another --out")
+    if revision != GENERATOR_REVISION:
+        raise SampleConflict(
+            f"{out / SAMPLE_FILE}: was written by generator revision {revision}, this is "
+            f"revision {GENERATOR_REVISION} (its scenes differ); refusing to mix them, "
+            f"choose another --out")
 
 
 def _describe(p: SampleParams) -> str:
