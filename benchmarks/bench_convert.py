@@ -24,11 +24,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sunrgbd_tools.convert import PNG_PARAMS, ConvertConfig, convert
+from sunrgbd_tools.convert import PNG_PARAMS, ConvertConfig, convert, encode_color_png
+from sunrgbd_tools.labels import ClassTable
 from sunrgbd_tools.parallel import pool_context
 from sunrgbd_tools.resize import parse_size
 
 KV2_FRAMES = 3784
+PALETTE = ClassTable.load().id_to_color
 
 
 def _floor_one(task) -> int:
@@ -36,8 +38,11 @@ def _floor_one(task) -> int:
     img = cv2.imdecode(np.fromfile(jpg, dtype=np.uint8), cv2.IMREAD_COLOR)
     n = img.size
     for kind, a in arrays:
-        ok, buf = cv2.imencode(".png", a, PNG_PARAMS[kind])
-        n += len(buf)
+        if kind == "color":  # written from the label ids as a palette PNG
+            n += len(encode_color_png(a, PALETTE))
+        else:
+            ok, buf = cv2.imencode(".png", a, PNG_PARAMS[kind])
+            n += len(buf)
     return n
 
 
@@ -53,9 +58,10 @@ def floor_seconds(out: Path, raw: Path, workers: int) -> tuple[float, int]:
             jpg = sorted((raw / "SUNRGBD" / row["scene"] / "image").glob("*.jpg"))[0]
             arrays = [
                 (k, cv2.imread(str(out / row[k]), cv2.IMREAD_UNCHANGED))
-                for k in ("image", "label_ids", "label_train_ids", "color", "depth")
+                for k in ("image", "label_ids", "label_train_ids", "depth")
                 if row[k]
             ]
+            arrays.append(("color", arrays[1][1]))
             tasks.append((str(jpg), arrays))
     t = time.perf_counter()
     if workers == 1:

@@ -73,7 +73,6 @@ PNG_PARAMS = {
     "image": _png_params("UP", rle=False),
     "label_ids": _png_params("SUB", rle=True),
     "label_train_ids": _png_params("SUB", rle=True),
-    "color": _png_params("SUB", rle=True),
     "depth": _png_params("SUB", rle=True),
 }
 
@@ -151,6 +150,19 @@ def _encode(ext: str, arr: np.ndarray, path: str, kind: str) -> bytes:
     if not ok:
         raise RawDataError(path, f"could not encode {ext}")
     return buf.tobytes()
+
+
+def encode_color_png(label_ids: np.ndarray, palette: np.ndarray) -> bytes:
+    """The colour mask as a palette PNG (like PASCAL VOC's): pixel value = class id,
+    palette = class colours. Viewers and cv2.imread show RGB; it is ~5x faster to write
+    and smaller than an RGB PNG, and the class ids survive in it."""
+    from PIL import Image
+
+    img = Image.fromarray(label_ids)  # mode L; putpalette turns it into P
+    img.putpalette(palette.reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def _labels_from_seg(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
@@ -250,7 +262,6 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     small = resize_nearest(small, size)
     label_ids = lut[small]
     train_ids = cv2.LUT(label_ids, table.id_to_train_id)
-    color_bgr = cv2.LUT(cv2.merge([label_ids] * 3), table.id_to_color[:, ::-1].reshape(256, 1, 3).copy())
 
     unmapped_px: dict[str, int] = {}
     if unmapped:
@@ -288,7 +299,7 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
         blobs["image"] = _encode("." + ext, bgr, rel["image"], "image")
     blobs["label_ids"] = _encode(".png", label_ids, rel["label_ids"], "label_ids")
     blobs["label_train_ids"] = _encode(".png", train_ids, rel["label_train_ids"], "label_train_ids")
-    blobs["color"] = _encode(".png", color_bgr, rel["color"], "color")
+    blobs["color"] = encode_color_png(label_ids, table.id_to_color)
     if depth is not None:
         blobs["depth"] = _encode(".png", depth, rel["depth"], "depth")
     for key, data in blobs.items():

@@ -1,5 +1,5 @@
 """Check a clean tree: every sample complete, sizes agree, label values inside the class
-table, train ids consistent with label ids, checksums as in the manifest."""
+table, train ids and colours consistent with label ids, checksums as in the manifest."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _load_json(path: Path, report: VerifyReport):
 
 
 def _check_sample(task) -> list[str]:
-    root, row, valid_ids, id_to_train, check_checksums = task
+    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
     out: list[str] = []
     sid = row.get("id", "?")
     try:
@@ -77,6 +77,9 @@ def _check_sample(task) -> list[str]:
             tr = arrays.get("label_train_ids")
             if tr is not None and not np.array_equal(tr, id_to_train[lab]):
                 out.append(f"{root / row['label_train_ids']}: train ids do not match labelIds")
+            col = arrays.get("color")
+            if col is not None and (col.ndim != 3 or not np.array_equal(col[:, :, :3], id_to_bgr[lab])):
+                out.append(f"{root / row['color']}: colours do not match the class colours of labelIds")
     d = arrays.get("depth")
     if d is not None and (d.dtype != np.uint16 or d.ndim != 2):
         out.append(f"{root / row['depth']}: depth must be 16-bit single channel")
@@ -94,9 +97,11 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
         classes = meta["classes"]
         valid = np.zeros(256, dtype=bool)
         id_to_train = np.full(256, meta.get("ignore_index", 255), dtype=np.uint8)
+        id_to_bgr = np.zeros((256, 3), dtype=np.uint8)
         for c in classes:
             valid[int(c["id"])] = True
             id_to_train[int(c["id"])] = int(c["train_id"])
+            id_to_bgr[int(c["id"])] = list(c["color"])[::-1]
     except (KeyError, TypeError, ValueError):
         report.problems.append(f"{root / 'dataset.json'}: 'classes' is missing or malformed")
         return report
@@ -115,7 +120,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
             report.problems.append(
                 f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
-    tasks = [(root, r, valid, id_to_train, check_checksums) for r in rows]
+    tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
     workers = max(1, workers or os.cpu_count() or 1)
     if workers == 1 or len(tasks) < 8:
         results = map(_check_sample, tasks)

@@ -121,6 +121,10 @@ def test_seg_mat_masks_are_exact(raw, tmp_path):
         assert (train[expected == 0] == 255).all()
         color = cv2.imread(str(out / r["color"]))[:, :, ::-1]
         assert np.array_equal(color, table.id_to_color[expected])
+        from PIL import Image  # a palette PNG whose indices are the class ids
+
+        with Image.open(out / r["color"]) as im:
+            assert im.mode == "P" and np.array_equal(np.asarray(im), expected)
         assert json.loads(r["unmapped_names"])["zorbulator"] > 0
         depth = cv2.imread(str(out / r["depth"]), cv2.IMREAD_UNCHANGED)
         assert depth.dtype == np.uint16 and depth.shape == (240, 320) and depth.max() <= 8000
@@ -271,9 +275,11 @@ def test_verify_catches_damage(raw, tmp_path):
     arr[0, 0] = 200
     cv2.imwrite(str(lab), arr)
     (out / rows[1]["depth"]).unlink()
+    cv2.imwrite(str(out / rows[2]["color"]), np.zeros((60, 80, 3), dtype=np.uint8))
     r = CliRunner().invoke(main, ["verify", str(out)])
     assert r.exit_code == 1
     assert "values not in the class table: [200]" in r.output
+    assert "colours do not match" in r.output
     assert "sha256 differs" in r.output and "_depth.png: missing" in r.output
 
 
