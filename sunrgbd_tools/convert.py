@@ -39,6 +39,7 @@ from .raw import (
     SceneRef,
     discover_scenes,
     first_file,
+    probe_jpeg,
     read_camera,
     read_depth,
     read_index_json,
@@ -251,8 +252,14 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     rgb_path = first_file(scene.path / "image", "*.jpg") or first_file(scene.path / "image", "*.png")
     if rgb_path is None:
         raise RawDataError(scene.path / "image", "no image file")
-    rgb = read_rgb(rgb_path)
-    src_h, src_w = rgb.shape[:2]
+    ext = cfg.image_format
+    copy_jpeg = ext == "jpg" and cfg.size is None and rgb_path.suffix.lower() == ".jpg"
+    if copy_jpeg:  # the source bytes are the output: only prove they decode
+        rgb = None
+        src_h, src_w = probe_jpeg(rgb_path)
+    else:
+        rgb = read_rgb(rgb_path)
+        src_h, src_w = rgb.shape[:2]
     idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems)
     where = str(scene.path)
     lut, unmapped = _class_lut(names, int(idx.max(initial=0)), problems, where)
@@ -288,11 +295,10 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
                 problems.append(f"{e}; depth written as all-missing (0)")
                 depth = np.zeros(size, dtype=np.uint16)
 
-    ext = cfg.image_format
     fmt = {"split": split, "sensor": scene.sensor, "id": scene.sample_id, "ext": ext}
     rel = {k: v.format(**fmt) for k, v in FILES.items()}
     blobs: dict[str, bytes] = {}
-    if ext == "jpg" and cfg.size is None and rgb_path.suffix.lower() == ".jpg":
+    if copy_jpeg:
         blobs["image"] = rgb_path.read_bytes()  # native size: the source JPEG, no re-encode
     else:
         bgr = cv2.cvtColor(resize_image(rgb, size), cv2.COLOR_RGB2BGR)

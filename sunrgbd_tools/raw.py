@@ -8,6 +8,7 @@ objects, seg.mat files of the wrong size, JPEGs that do not decode.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -103,6 +104,28 @@ def read_rgb(path: Path) -> np.ndarray:
     if img is None:
         raise RawDataError(path, "image does not decode (corrupt or not an image)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def probe_jpeg(path: Path) -> tuple[int, int]:
+    """(height, width) of a JPEG that decodes, without a full-size decode: the header
+    gives the size and a 1/8-scale decode (libjpeg still reads every coded block) proves
+    the data is usable. For copying source JPEGs unchanged."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = np.fromfile(path, dtype=np.uint8) if path.exists() else None
+    if data is None:
+        raise RawDataError(path, "file not found")
+    small = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            w, h = im.size
+            if im.format != "JPEG":
+                raise RawDataError(path, f"is a {im.format} image, not a JPEG")
+    except (UnidentifiedImageError, OSError):
+        small = None
+    if small is None or small.shape != (-(-h // 8), -(-w // 8)):
+        raise RawDataError(path, "image does not decode (corrupt or not an image)")
+    return h, w
 
 
 def decode_depth(raw: np.ndarray) -> np.ndarray:

@@ -171,3 +171,16 @@ def test_cli_sample_convert_verify(tmp_path):
     assert "problem(s) reported" in r.output
     r = runner.invoke(main, ["verify", str(clean)])
     assert r.exit_code == 0 and "samples OK" in r.output
+
+
+def test_jpg_copy_mode_still_rejects_the_corrupt_jpeg(sample, tmp_path):
+    root, info = sample
+    out = tmp_path / "jpg"
+    s = convert(ConvertConfig(src=str(root), out=str(out), image_format="jpg", depth=False), workers=1)
+    q = _by_quirk(info)
+    rows = _rows(out)
+    assert q["corrupt_jpeg"].key not in rows and "image does not decode" in "\n".join(s.problems)
+    for key, r in rows.items():
+        src = root / info.scene(key).image
+        assert (out / r["image"]).read_bytes() == src.read_bytes()
+    assert verify_tree(out).ok

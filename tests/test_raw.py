@@ -291,3 +291,19 @@ def test_image_and_mask_stay_aligned_after_resize():
     mask = (rgb[:, :, 0] > 0).astype(np.uint8)
     small_rgb, small_mask = resize_image(rgb, (30, 40)), resize_nearest(mask, (30, 40))
     assert np.array_equal(small_rgb[:, :, 0] > 127, small_mask > 0)
+
+
+def test_probe_jpeg_gives_the_size_and_rejects_garbage(tmp_path):
+    real = realdata(*KV2_SCENE) / "image" / "0000144.jpg"
+    from sunrgbd_tools.raw import probe_jpeg
+
+    assert probe_jpeg(real) == (530, 730)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0garbage")
+    with pytest.raises(RawDataError, match="does not decode"):
+        probe_jpeg(bad)
+    png = tmp_path / "x.jpg"  # a PNG named .jpg decodes, but is no JPEG to copy
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((9, 9, 3), np.uint8))
+    (tmp_path / "x.png").rename(png)
+    with pytest.raises(RawDataError, match="is a PNG image, not a JPEG"):
+        probe_jpeg(png)
