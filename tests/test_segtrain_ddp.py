@@ -27,13 +27,6 @@ ARGS = ["--epochs", "3", "--batch-size", "2", "--workers", "0", "--device", "cpu
         "--lr", "0.1", "--early-stop", "0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_sampler_shards_rebuild_the_single_process_batches():
     single = list(EpochSampler(7, shuffle=True, seed=3, drop_tail=True))

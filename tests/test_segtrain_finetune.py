@@ -27,13 +27,6 @@ RESNET = {"backbone": "resnet18", "base_width": 8, "aspp_channels": 16, "low_lev
 CONVNEXT = {"depths": [1, 2, 1, 1], "dims": [8, 16, 32, 64], "channels": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def write_safetensors(path, tensors: dict[str, torch.Tensor]) -> None:
     """An independent writer of the format (header length, JSON header, raw little-endian data)."""

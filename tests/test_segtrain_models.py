@@ -29,16 +29,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a shared 2-core machine OpenMP
-    threads spinning against another process make them 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build(key: str, num_classes: int):
     torch.manual_seed(0)
     return create_model(key.removesuffix("_os8"), num_classes, **TINY[key])

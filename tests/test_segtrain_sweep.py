@@ -25,13 +25,6 @@ from segtrain.utils import SegtrainError
 TINY = ["--model-opt", "width=8", "--model-opt", "depth=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
