@@ -436,11 +436,12 @@ def convert(
     problems: list[str] = []
     tasks = []
     results: list[SampleResult] = []
-    resumed = 0
+    resumed = not_in_split = 0
     for scene in scenes:
         s = split.of(scene.key)
         if s is None:
             problems.append(f"{scene.path}: scene is in no split of {SPLIT_FILE} (scene skipped)")
+            not_in_split += 1
             continue
         done = _finished(out, scene)
         if done is not None:
@@ -470,7 +471,6 @@ def convert(
             pool.terminate()
             pool.join()
 
-    results.sort(key=lambda r: r.key)
     rows = [r.row for r in results if r.row is not None]
     rows.sort(key=lambda r: r["id"])
     for r in results:
@@ -485,7 +485,7 @@ def convert(
     for row in rows:
         counts[row["split"]] += 1
         sources[row["label_source"]] = sources.get(row["label_source"], 0) + 1
-    skipped = sum(1 for r in results if r.row is None) + sum(1 for p in problems if "is in no split" in p)
+    skipped = sum(1 for r in results if r.row is None) + not_in_split
 
     _write_manifest(out, rows)
     _write_problems(out, problems)
