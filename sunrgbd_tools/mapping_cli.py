@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -221,3 +222,52 @@ def report(mapping_path, as_json):
         click.echo(json.dumps(rep, indent=2))
     else:
         click.echo(report_markdown(rep, [c.name for c in m.table.classes if c.id != 0]), nl=False)
+
+
+@mapping.command()
+@click.option("--src", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Raw tree: SUNRGBD/ plus SUNRGBDtoolbox/Metadata/SUNRGBD2Dseg.mat and SUNRGBDMeta.mat.")
+@click.option("--subset", default="kv2", show_default=True,
+              help="kv1, kv2, realsense, xtion, all, or a sub-subset such as kv2/align_kv2.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("audit"),
+              show_default=True, help="Folder for the outputs (new, empty, or the same audit re-run).")
+@_MAPPING_OPT
+@click.option("--min-share", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+              help="Learned mapping: the official majority class must hold this share of a name's pixels ...")
+@click.option("--min-pixels", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="... of at least this many pixels.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: number of cores). Output does not depend on it.")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Names listed in the console summary.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def audit(src, subset, out, mapping_path, min_share, min_pixels, workers, limit, strict, progress):
+    """Compare our mapping with SUN RGB-D's own seg37 labels and learn a mapping from them.
+
+    For every scene of SUBSET, the raw names and their pixels (seg.mat, else the
+    annotation2Dfinal polygons) are laid over the official seglabel of SUNRGBD2Dseg.mat.
+    Writes OUT/names.csv (per raw name, sorted by pixels in disagreement), confusion.csv
+    and confusion.png (our classes × official), per_class.csv (agreement per class),
+    learned_mapping.csv (usable with `sunrgbd convert --mapping`), problems.txt and
+    config.json. See docs/mapping.md.
+    """
+    from .mapping_audit import AuditConfig, AuditError, run_audit, summary_lines
+
+    if not src.is_dir():
+        raise click.BadParameter(f"{src}: not a folder", param_hint="--src")
+    cfg = AuditConfig(src=os.fspath(src), out=os.fspath(out), subset=subset,
+                      mapping=os.fspath(mapping_path) if mapping_path else None,
+                      min_share=min_share, min_pixels=min_pixels)
+    try:
+        res = run_audit(cfg, workers=workers, progress=progress and sys.stderr.isatty())
+    except (AuditError, ValueError) as e:
+        raise click.UsageError(str(e)) from None
+    for p in res.problems:
+        click.echo(f"problem: {p}", err=True)
+    for line in summary_lines(res, limit):
+        click.echo(line)
+    click.echo(f"wrote {', '.join(p.name for p in res.written)} to {out}"
+               + (f"; {len(res.problems)} problem(s) reported" if res.problems else ""))
+    if strict and res.problems:
+        sys.exit(1)

@@ -28,7 +28,7 @@ PHRASES_FILE = "phrases.csv"
 PHRASE_ROLES = ("preposition", "partitive")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
-RULES = ("exact", "manual", "normalised", "synonym", "spelling", "default")
+RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "default")
 PATTERN_PREFIX = "*" + SEPARATOR
 
 

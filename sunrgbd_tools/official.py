@@ -81,7 +81,7 @@ class OfficialLabels:
         self.src = Path(src)
         self.seg_path = self.src / SEG2D_FILE
         if not self.seg_path.exists():
-            raise RawDataError(self.seg_path, "file not found (needed for --labels official)")
+            raise RawDataError(self.seg_path, "file not found (the toolbox's official labels)")
         keys = read_sequence_names(self.src / META_FILE)
         self.index = {k: i for i, k in enumerate(keys)}
         names_path = self.src / SEGLISTALL_FILE
@@ -103,15 +103,17 @@ class OfficialLabels:
                 raise RawDataError(self.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
         return self._file
 
-    def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
+    def read(self, key: str, seg37: bool = False) -> tuple[np.ndarray, list[str] | None]:
         """Label image of `key` (HxW int32) and the names its values index (1-based), or
-        None when the values are already seg37 ids (no seglistall available)."""
+        None when the values are already seg37 ids (no seglistall available, or `seg37`
+        asked for the official 37-class `seglabel` itself, as the audit does)."""
         i = self.index.get(key)
         if i is None:
             raise RawDataError(self.src / META_FILE, f"no entry for scene {key}")
         f = self._open()
         group = f["SUNRGBD2Dseg"]
-        field = "seglabelall" if self.seglistall is not None and "seglabelall" in group else "seglabel"
+        use_all = not seg37 and self.seglistall is not None and "seglabelall" in group
+        field = "seglabelall" if use_all else "seglabel"
         refs = np.asarray(group[field][()]).ravel()
         if i >= refs.size:
             raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")

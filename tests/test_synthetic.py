@@ -32,6 +32,8 @@ from sunrgbd_tools.synthetic import (
     decode_depth,
     encode_depth,
     make_sample,
+    official_lut,
+    plan_scene,
     scene_truth,
 )
 
@@ -301,7 +303,7 @@ def test_metadata_and_v73_labels(sample):
             l37, lall = d37[()].T, dall[()].T
             truth, names = scene_truth(info, s.key, image_grid=True)
             lut_all = np.array([0] + [seglistall.index(n) + 1 for n in names])
-            lut_37 = np.array([0] + [OFFICIAL_SEG37[n] for n in names])
+            lut_37 = official_lut(plan_scene(info.params, s.index), names)
             assert np.array_equal(lall, lut_all[truth]) and np.array_equal(l37, lut_37[truth])
             assert l37.max() <= 37
 
