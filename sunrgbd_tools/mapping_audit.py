@@ -406,35 +406,37 @@ def agreement(result: AuditResult) -> tuple[int, int]:
 
 
 def summary_lines(result: AuditResult, limit: int = 10) -> list[str]:
-    """The short console summary."""
-    cfg = result.config
-    table = result.table
+    """The short console summary (the CSVs hold everything)."""
+    cfg, table = result.config, result.table
     src = ", ".join(f"{k} {v}" for k, v in result.sources.items()) or "none"
     px = sum(n.pixels for n in result.names)
     same, both = agreement(result)
+    seg_void = sum(int(n.counts[0]) for n in result.names if n.expected != 0)
+    ours_not_seg = sum(n.pixels - int(n.counts[0]) for n in result.names if n.expected == 0)
     lines = [
         f"audited {result.audited} of {result.scenes} scenes of {cfg.subset} (label sources: {src}), "
         f"skipped {result.skipped}; {len(result.names)} raw names, {px} labelled pixels",
-        f"pixel agreement with the official seg37: {_pct(same, both)} of the {both} pixels both label "
-        "with a seg37 class",
+        f"pixel agreement with the official seg37: {_pct(same, both)} of the {both} pixels both give "
+        f"a seg37 class; official void under our seg37 classes: {seg_void} px; official seg37 under "
+        f"our {', '.join(c.name for c in table.classes if c.id >= N_OFFICIAL)}: {ours_not_seg} px",
     ]
     changes = [n for n in result.learned if n.class_id != n.majority]
     lines.append(
-        f"learned mapping: {len(result.learned)} names (official share ≥ {cfg.min_share:g}, "
-        f"≥ {cfg.min_pixels} px), {len(changes)} differ from ours"
-        + (": " + ", ".join(f"{n.name} {n.class_name}→{_cls(table, n.majority)}" for n in changes[:limit])
+        f"learned mapping: {len(result.learned)} names (official share >= {cfg.min_share:g} of "
+        f">= {cfg.min_pixels} px), {len(changes)} differ from ours"
+        + (": " + ", ".join(f"{n.name} {n.class_name}->{_official_name(table, n.majority)}"
+                            for n in changes[:limit])
            + (" …" if len(changes) > limit else "") if changes else ""))
     rows = [n for n in result.names if n.disagree][:limit]
     if rows:
         lines.append(f"{'disagree':>10} {'pixels':>10}  {'ours':<12} {'official (share)':<22} name")
         for n in rows:
-            maj = f"{_cls(table, n.majority)} ({n.share:.2f})"
+            maj = f"{_official_name(table, n.majority)} ({n.share:.2f})"
             lines.append(f"{n.disagree:>10} {n.pixels:>10}  {n.class_name:<12} {maj:<22} {n.name}")
+        more = sum(1 for n in result.names if n.disagree) - len(rows)
+        if more > 0:
+            lines.append(f"… {more} more names disagree (names.csv lists every name)")
     return lines
-
-
-def _cls(table: ClassTable, v: int) -> str:
-    return _official_name(table, v)
 
 
 def _pct(a: int, b: int) -> str:
