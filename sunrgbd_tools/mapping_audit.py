@@ -87,13 +87,16 @@ def audit_scene(scene: SceneRef, official: OfficialLabels) -> SceneAudit:
     distinct = list(dict.fromkeys(n for n in names if n))
     pos = {n: i + 1 for i, n in enumerate(distinct)}
     top = int(idx.max(initial=0))
-    lut = np.zeros(max(top, len(names)) + 1, dtype=np.int64)
-    lut[1:len(names) + 1] = [pos.get(n, 0) for n in names]
+    lut = np.zeros(max(top, len(names)) + 1, dtype=np.int32)  # value → compact id · 38
+    lut[1:len(names) + 1] = [pos.get(n, 0) * N_OFFICIAL for n in names]
     if top > len(names):
         res.problems.append(f"{scene.path}: label values up to {top} but only {len(names)} names; "
                             "extra values counted as unlabelled")
-    joint = np.bincount((lut[idx] * N_OFFICIAL + off).ravel(),
-                        minlength=(len(distinct) + 1) * N_OFFICIAL).reshape(-1, N_OFFICIAL)
+    if idx.flags.f_contiguous and off.flags.f_contiguous:
+        idx, off = idx.T, off.T  # MATLAB files are column-major: walk both in memory order
+    code = lut[idx]
+    code += off
+    joint = np.bincount(code.ravel(), minlength=(len(distinct) + 1) * N_OFFICIAL).reshape(-1, N_OFFICIAL)
     res.unlabelled = joint[0]
     res.names = {n: joint[i + 1] for i, n in enumerate(distinct) if joint[i + 1].any()}
     return res
