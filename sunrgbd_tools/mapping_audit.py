@@ -83,23 +83,45 @@ def audit_scene(scene: SceneRef, official: OfficialLabels) -> SceneAudit:
         off = np.where(off >= N_OFFICIAL, 0, off)
     # the official label is on the image grid: it is the reference size for seg.mat/polygons
     idx, names, res.source = _read_labels(scene, off.shape, "auto", res.problems)
-    # value v>0 → a compact id per distinct name (a name may be listed twice); 0 = unlabelled
-    distinct = list(dict.fromkeys(n for n in names if n))
-    pos = {n: i + 1 for i, n in enumerate(distinct)}
     top = int(idx.max(initial=0))
-    lut = np.zeros(max(top, len(names)) + 1, dtype=np.int32)  # value → compact id · 38
-    lut[1:len(names) + 1] = [pos.get(n, 0) * N_OFFICIAL for n in names]
     if top > len(names):
         res.problems.append(f"{scene.path}: label values up to {top} but only {len(names)} names; "
                             "extra values counted as unlabelled")
+    joint = _joint_histogram(idx, off, top)  # [raw value 0..top, official 0..37]
+    res.unlabelled = joint[0].copy()
+    for v in range(1, top + 1):
+        if not joint[v].any():
+            continue
+        name = names[v - 1] if v <= len(names) else ""
+        if not name:  # nameless object or a value past the names: unlabelled
+            res.unlabelled += joint[v]
+        elif name in res.names:  # a name listed twice
+            res.names[name] = res.names[name] + joint[v]
+        else:
+            res.names[name] = joint[v]
+    return res
+
+
+_HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24
+
+
+def _joint_histogram(idx: np.ndarray, off: np.ndarray, top: int) -> np.ndarray:
+    """int64[top + 1, 38]: pixels per (raw label value, official class)."""
+    import cv2
+
     if idx.flags.f_contiguous and off.flags.f_contiguous:
         idx, off = idx.T, off.T  # MATLAB files are column-major: walk both in memory order
-    code = lut[idx]
-    code += off
-    joint = np.bincount(code.ravel(), minlength=(len(distinct) + 1) * N_OFFICIAL).reshape(-1, N_OFFICIAL)
-    res.unlabelled = joint[0]
-    res.names = {n: joint[i + 1] for i, n in enumerate(distinct) if joint[i + 1].any()}
-    return res
+    bins = (top + 1) * N_OFFICIAL
+    if bins <= 1 << 16 and idx.size < _HIST_EXACT:  # the usual case: a uint16 code, cv2's histogram
+        code = idx.astype(np.uint16)
+        code *= N_OFFICIAL
+        code += off.astype(np.uint16)
+        hist = cv2.calcHist([np.ascontiguousarray(code)], [0], None, [bins], [0, bins])
+        counts = hist.ravel().astype(np.int64)
+    else:
+        code = idx.astype(np.int64) * N_OFFICIAL + off
+        counts = np.bincount(code.ravel(), minlength=bins)
+    return counts.reshape(top + 1, N_OFFICIAL)
 
 
 def _audit_chunk(task) -> list[SceneAudit]:

@@ -265,3 +265,19 @@ def test_bad_scenes_are_reported_and_skipped(small, tmp_path):
     assert rows == {n: sum(d.values()) for n, (_, d) in truth.items()}
     strict = _run("--src", raw, "--out", tmp_path / "b", "--strict")
     assert strict.exit_code == 1 and "Traceback" not in strict.output
+
+
+@pytest.mark.parametrize("top", [0, 5, 1723, 1724, 3000])  # 1724 · 38 > 65536: the bincount path
+@pytest.mark.parametrize("column_major", [False, True])
+def test_joint_histogram_matches_a_plain_count(top, column_major):
+    from sunrgbd_tools.mapping_audit import _joint_histogram
+
+    rng = np.random.default_rng(top)
+    idx = rng.integers(0, top + 1, (53, 73)).astype(np.int32)
+    idx.flat[0] = top
+    off = rng.integers(0, 38, (53, 73)).astype(np.int32)
+    if column_major:  # as scipy and h5py hand MATLAB's arrays over
+        idx, off = np.asfortranarray(idx), np.asfortranarray(off)
+    expected = np.zeros((top + 1, 38), np.int64)
+    np.add.at(expected, (idx.ravel(), off.ravel()), 1)
+    assert np.array_equal(_joint_histogram(idx, off, top), expected)
