@@ -239,6 +239,11 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     if not scenes:
         raise AuditError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}")
     config_text = _check_out(cfg, mapper.sha256) if write else ""
+    if write:  # claim --out first: a run interrupted later can simply be run again
+        atomic_write_bytes(Path(cfg.out) / CONFIG_FILE, config_text.encode("utf-8"))
+        for name in OUTPUTS:  # temporary files a killed run left (fsutil's ".<name>.<random>.tmp")
+            for tmp in Path(cfg.out).glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     workers = max(1, workers or default_workers())
     chunks = _chunks(scenes, workers)
@@ -414,7 +419,7 @@ def _write_outputs(result: AuditResult, config_text: str) -> None:
         "per_class.csv": per_class_csv(result).encode("utf-8"),
         "learned_mapping.csv": learned_csv(result).encode("utf-8"),
         "problems.txt": "".join(p + "\n" for p in result.problems).encode("utf-8"),
-        CONFIG_FILE: config_text.encode("utf-8"),
+        CONFIG_FILE: config_text.encode("utf-8"),  # written first by run_audit; listed for `written`
     }
     for name, data in files.items():
         atomic_write_bytes(out / name, data)

@@ -160,7 +160,16 @@ def test_outputs_are_deterministic_for_any_worker_count(sample, audited, tmp_pat
     assert cfg["config"] == {"src": str(root), "out": str(other), "subset": "kv2", "mapping": None,
                              "min_share": 0.8, "min_pixels": MIN_PIXELS}
     before = {n: (other / n).read_bytes() for n in OUTPUTS}
-    run_audit(AuditConfig(src=str(root), out=str(other), min_pixels=MIN_PIXELS), workers=2)  # re-run
+    # an interrupted run (config.json claimed the folder, some outputs missing or half
+    # written under a temporary name) is finished by running it again
+    (other / "confusion.png").unlink()
+    (other / ".names.csv.x1y2.tmp").write_bytes(b"half")
+    run_audit(AuditConfig(src=str(root), out=str(other), min_pixels=MIN_PIXELS), workers=2)
+    assert {n: (other / n).read_bytes() for n in OUTPUTS} == before
+    assert sorted(p.name for p in other.iterdir()) == sorted(OUTPUTS)
+    # the same folder with other options is refused, nothing changed
+    with pytest.raises(AuditError, match="other options"):
+        run_audit(AuditConfig(src=str(root), out=str(other), min_pixels=1), workers=1)
     assert {n: (other / n).read_bytes() for n in OUTPUTS} == before
 
 
