@@ -436,8 +436,9 @@ def agreement(result: AuditResult) -> tuple[int, int]:
 
 
 def summary_lines(result: AuditResult, limit: int = 10) -> list[str]:
-    """The short console summary (the CSVs hold everything)."""
+    """The short console summary (the CSVs hold everything); limit 0 lists every name."""
     cfg, table = result.config, result.table
+    limit = limit or len(result.names)
     src = ", ".join(f"{k} {v}" for k, v in result.sources.items()) or "none"
     px = sum(n.pixels for n in result.names)
     same, both = agreement(result)

@@ -239,7 +239,7 @@ def report(mapping_path, as_json):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: number of cores). Output does not depend on it.")
 @click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Names listed in the console summary.")
+              help="Names listed in the console summary (0 = all).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def audit(src, subset, out, mapping_path, min_share, min_pixels, workers, limit, strict, progress):

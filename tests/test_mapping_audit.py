@@ -143,6 +143,10 @@ def test_confusion_matrix_and_per_class_agree_with_the_names(sample, audited):
     assert png is not None and png.shape[0] > 40 * 16 and png.shape[1] > 38 * 16
     assert "pixel agreement with the official seg37" in res.output
     assert "cushion pillow->sofa" in res.output
+    listed = [ln for ln in res.output.splitlines() if ln.split()[:1] and ln.split()[0].isdigit()]
+    disagreeing = [r for r in rows if int(r["disagree_pixels"])]
+    assert len(listed) == 10 < len(disagreeing)
+    assert f"… {len(disagreeing) - 10} more names disagree" in res.output
 
 
 def test_outputs_are_deterministic_for_any_worker_count(sample, audited, tmp_path):
