@@ -294,3 +294,75 @@ def test_joint_histogram_matches_a_plain_count(top, column_major):
     expected = np.zeros((top + 1, 38), np.int64)
     np.add.at(expected, (idx.ravel(), off.ravel()), 1)
     assert np.array_equal(_joint_histogram(idx, off, top), expected)
+
+
+# ------------------------------------------------------------------ real frames and JSON
+def _write_official(root: Path, labels: dict[str, np.ndarray]) -> None:
+    """SUNRGBDMeta.mat (v5) and a minimal v7.3-layout SUNRGBD2Dseg.mat (images transposed)."""
+    import h5py
+    import scipy.io
+
+    md = root / "SUNRGBDtoolbox" / "Metadata"
+    md.mkdir(parents=True, exist_ok=True)
+    meta = np.zeros((1, len(labels)), dtype=[("sequenceName", object)])
+    for i, key in enumerate(labels):
+        meta[0, i]["sequenceName"] = f"/n/fs/sun3d/data/SUNRGBD/{key}/"
+    scipy.io.savemat(md / "SUNRGBDMeta.mat", {"SUNRGBDMeta": meta})
+    with h5py.File(md / "SUNRGBD2Dseg.mat", "w") as f:
+        refs = f.create_group("#refs#")
+        r = np.empty((len(labels), 1), dtype=h5py.ref_dtype)
+        for i, lab in enumerate(labels.values()):
+            r[i, 0] = refs.create_dataset(f"r{i}", data=np.ascontiguousarray(lab.T.astype(np.uint8))).ref
+        f.create_group("SUNRGBD2Dseg").create_dataset("seglabel", data=r)
+
+
+def test_real_frames_and_real_polygons(tmp_path):
+    """The real kv2 frame with seg.mat files and the real img_0063 index.json (kv1), against
+    official labels made here: every count is checked against a plain count of the arrays."""
+    from test_convert import SEG_NAMES, build_raw
+
+    from sunrgbd_tools.rasterize import paint_polygons
+    from sunrgbd_tools.raw import read_index_json
+
+    root = tmp_path / "raw"
+    truth = build_raw(root, n_kv2=3)  # key -> seglabel; names SEG_NAMES
+    ids = {"unlabeled": 0} | {n: i + 1 for i, n in enumerate(SEG37)}
+    official, expected = {}, {}
+
+    def count(name_of_value, raw, off):
+        for v in np.unique(raw):
+            name = name_of_value(int(v))
+            if not name:
+                continue
+            by_id = expected.setdefault(name, {})
+            vals, n = np.unique(off[raw == v], return_counts=True)
+            for c, k in zip(vals, n, strict=True):
+                by_id[int(c)] = by_id.get(int(c), 0) + int(k)
+
+    seg_official = {"wall": "wall", "floor": "floor", "chair2": "chair", "zorbulator": "table"}
+    for key, seg in truth.items():
+        lut = np.array([0] + [ids[seg_official[n]] for n in SEG_NAMES])
+        off = lut[seg]
+        off[:40] = 0  # the official annotators left the top rows void
+        official[key] = off
+        count(lambda v: SEG_NAMES[v - 1] if v else "", seg, off)
+    key = "kv1/b3dodata/img_0063"
+    ann = read_index_json(root / "SUNRGBD" / key / "annotation2Dfinal" / "index.json")
+    poly = paint_polygons(ann, 427, 561)
+    poly_official = {"shelf": "bookshelf", "wall": "wall", "floor": "floor", "chair": "chair",
+                     "books": "books", "box": "unlabeled"}
+    lut = np.array([0] + [ids[poly_official[n]] for n in ann.names])
+    official[key] = lut[poly]
+    count(lambda v: ann.names[v - 1] if v else "", poly, official[key])
+    _write_official(root, official)
+
+    out = tmp_path / "audit"
+    res = _run("--src", root, "--subset", "all", "--out", out, "--min-pixels", 100, "--workers", 1)
+    assert res.exit_code == 0, res.output
+    assert "audited 4 of 4 scenes of all (label sources: polygons 1, seg 3)" in res.output
+    rows = {r["raw_name"]: r for r in _csv(out / "names.csv")}
+    assert {n: _dist(r["official_distribution"]) for n, r in rows.items()} == expected
+    learned = {r["raw_name"]: r["class"] for r in _csv(out / "learned_mapping.csv")}
+    assert learned["zorbulator"] == "table" and learned["shelf"] == "bookshelf"
+    assert "box" not in learned  # an official void majority keeps our class
+    assert rows["wall"]["images"] == "4" and float(rows["wall"]["majority_share"]) < 1
