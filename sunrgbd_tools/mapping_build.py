@@ -137,6 +137,7 @@ def load_build_inputs(tables: str | Path | None = None):
     rules = RuleTables.load(folder, class_names, manual=True, fallback=mappings_dir())
     rpath = folder / RAW_NAMES_FILE
     raw = read_raw_names(rpath if rpath.is_file() else None)
+    rules.attach_words([n.name for n in raw] + list(rules.manual))  # = names.csv's raw names
     return table, rules, raw
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from .labels import NameMapper
 from .mapping_build import RawName
 from .normalise import normalise, squash, tokens
+from .words import deletes
 
 MANIFEST = "manifest.csv"
 
@@ -185,14 +186,6 @@ def levenshtein(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _deletes(word: str, depth: int) -> set[str]:
-    out, frontier = {word}, {word}
-    for _ in range(depth):
-        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
-        out |= frontier
-    return out
-
-
 @dataclass(frozen=True)
 class Candidate:
     class_name: str
@@ -228,7 +221,7 @@ class Suggester:
                 self.display.setdefault(k, k)
         self.index: dict[str, set[str]] = {}
         for k in self.known:
-            for d in _deletes(k, max_distance if len(k) > 4 else 1):
+            for d in deletes(k, max_distance if len(k) > 4 else 1):
                 self.index.setdefault(d, set()).add(k)
         self.by_token: dict[str, set[str]] = {}
         for k in self.known:
@@ -238,7 +231,7 @@ class Suggester:
 
     def _close(self, word: str) -> set[str]:
         pool: set[str] = set()
-        for d in _deletes(word, self.max_distance if len(word) > 4 else 1):
+        for d in deletes(word, self.max_distance if len(word) > 4 else 1):
             pool |= self.index.get(d, set())
         return pool
 
