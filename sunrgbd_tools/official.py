@@ -142,10 +142,11 @@ class OfficialLabels:
         field = self.field
         if group is None or field not in group:
             raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{field}")
-        refs = np.asarray(group[field][()]).ravel()
+        refs = group[field]
         if i >= refs.size:
             raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
-        img = np.asarray(f[refs[i]][()]).T
+        # one reference read, not the whole field (10,335 of them) per scene
+        img = np.asarray(f[refs[np.unravel_index(i, refs.shape)]][()]).T
         if img.ndim != 2:
             raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image")
         return img.astype(np.int32), self.seglistall
