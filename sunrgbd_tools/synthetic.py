@@ -1068,19 +1068,14 @@ def scene_truth(info_or_params: SampleInfo | SampleParams, key: str, *, image_gr
     return lab, names
 
 
-def _seg37_image(lab: np.ndarray, names: list[str]) -> np.ndarray:
-    """The official seg37 image (uint8, 0 = void) of a painted label image: what
-    SUNRGBD2Dseg.seglabel holds for the scene."""
-    lut37 = np.array([0] + [OFFICIAL_SEG37.get(x, 0) for x in names], np.uint8)
-    return lut37[lab]
-
-
 def official_seglabel(info_or_params: SampleInfo | SampleParams, key: str) -> np.ndarray:
     """SUNRGBD2Dseg.seglabel of scene `key` (HxW uint8 on the image grid, 0 = void, 1..37 the
     official seg37 ids) exactly as the generator writes it, without reading any file: the
     ground truth of `sunrgbd convert --labels official`."""
-    lab, names = scene_truth(info_or_params, key, image_grid=True)
-    return _seg37_image(lab, names)
+    params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+    plan = plan_scene(params, _index_of(params, key))
+    lab, names = scene_truth(params, key, image_grid=True)
+    return official_lut(plan, names)[lab]
 
 
 def _index_of(params: SampleParams, key: str) -> int:
@@ -1607,6 +1602,11 @@ def _ref_name(i: int) -> str:
     return s
 
 
+def official_lut(plan: ScenePlan, names: list[str]) -> np.ndarray:
+    """seg.mat value (1-based into names) → the scene's official seg37 id; 0 stays 0."""
+    return np.array([0] + [OFFICIAL_SEG37.get(x, 0) for x in names], np.uint8)
+
+
 def _write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
     """SUNRGBD2Dseg.mat in MATLAB v7.3 layout (HDF5 with a 512-byte MAT header).
     Returns each scene's names (so they are painted once)."""
@@ -1634,8 +1634,9 @@ def _write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
                 else:
                     lab, names = _paint_labels(p)
                 all_names.append(names)
+                lut37 = official_lut(p, names)
                 lutall = np.array([0] + [pos[x] for x in names], np.uint16)
-                for arr, out, cls in ((_seg37_image(lab, names), r37, "uint8"), (lutall[lab], rall, "uint16")):
+                for arr, out, cls in ((lut37[lab], r37, "uint8"), (lutall[lab], rall, "uint16")):
                     ds = refs.create_dataset(_ref_name(n), data=np.ascontiguousarray(arr.T),
                                              compression="gzip", compression_opts=3, chunks=True)
                     _ascii_attr(ds, "MATLAB_class", cls)
