@@ -31,7 +31,7 @@ from .fsutil import (
     sha256_bytes,
 )
 from .labels import IGNORE_INDEX, NameMapper
-from .official import OfficialLabels
+from .official import FIELDS, OfficialLabels, check_seg37_order
 from .rasterize import paint_polygons
 from .raw import (
     DEPTH_MAX_MM,
@@ -49,8 +49,19 @@ from .raw import (
 from .resize import resize_image, resize_nearest
 from .splits import SPLIT_FILE, read_split
 
-SCHEMA_VERSION = 1
-LABEL_SOURCES = ("auto", "seg", "polygons", "official")
+# 2: `label_mode` added; `--labels official` became seglabel as stored (schema 1's
+# `official` read seglabelall through our mapping, today's `official-all`)
+SCHEMA_VERSION = 2
+# --labels mode → what it puts in the label images (dataset.json `label_mode_description`)
+LABEL_MODES = {
+    "auto": "seg.mat names through the mapping tables, the annotation2Dfinal polygons where seg.mat is missing or unusable",
+    "seg": "seg.mat names through the mapping tables",
+    "polygons": "annotation2Dfinal/index.json polygons, names through the mapping tables",
+    "official": "SUNRGBD2Dseg.mat seglabel as stored: SUN RGB-D's own seg37 labels (0 void, 1..37), "
+                "nothing remapped, other and computer empty; the labels of published SUN RGB-D results",
+    "official-all": "SUNRGBD2Dseg.mat seglabelall (indices into seglistall) through the mapping tables",
+}
+LABEL_SOURCES = tuple(LABEL_MODES)
 STATE_DIR = ".sunrgbd"
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
 
@@ -190,14 +201,15 @@ def _labels_from_polygons(scene: SceneRef, shape, problems) -> tuple[np.ndarray,
 
 def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
     """→ (index image, names, source) where index value v>0 means names[v-1]."""
-    if mode == "official":
-        idx, names = _WORKER["official"].read(scene.key)
+    if mode in FIELDS:
+        official: OfficialLabels = _WORKER["official"]
+        idx, names = official.read(scene.key)
         if idx.shape != shape:
             raise RawDataError(
-                _WORKER["official"].seg_path,
-                f"{scene.key}: label is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
+                official.seg_path,
+                f"{scene.key}: {official.field} is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
             )
-        return idx, names, "official"
+        return idx, names, mode
     if mode == "seg":
         return (*_labels_from_seg(scene, shape, problems), "seg")
     if mode == "polygons":
@@ -426,7 +438,9 @@ def convert(
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
         scenes = discover_scenes(src, cfg.subset)
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
-        official = OfficialLabels(src) if cfg.labels == "official" else None
+        official = OfficialLabels(src, cfg.labels) if cfg.labels in FIELDS else None
+        if cfg.labels == "official":
+            check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
     except (RawDataError, ValueError, OSError) as e:
         raise ConvertError(str(e)) from None
     if not scenes:
@@ -526,6 +540,8 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         },
         "subset": cfg.subset,
         "label_source": cfg.labels,
+        "label_mode": cfg.labels,
+        "label_mode_description": LABEL_MODES[cfg.labels],
         "label_source_counts": sources,
         "classes": table.to_json(),
         "num_classes": table.num_train_classes,

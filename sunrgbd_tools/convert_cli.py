@@ -36,8 +36,11 @@ def _progress(desc: str):
               help="Output folder (new or empty, or an interrupted conversion to resume).")
 @click.option("--size", callback=_size, default=None, metavar="HxW",
               help="Resize every sample to HEIGHTxWIDTH (e.g. 480x640); default: native size.")
-@click.option("--labels", type=click.Choice(["auto", "seg", "polygons", "official"]), default="auto",
-              show_default=True, help="Label source; auto = seg.mat, else the annotation2Dfinal polygons.")
+@click.option("--labels", type=click.Choice(["auto", "seg", "polygons", "official", "official-all"]),
+              default="auto", show_default=True,
+              help="Label source; auto = seg.mat, else the annotation2Dfinal polygons. official = the "
+                   "toolbox's seg37 seglabel as stored (benchmark labels); official-all = its seglabelall "
+                   "through our mapping.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: number of cores). Output does not depend on it.")
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,

@@ -102,6 +102,8 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
               f"- Subset: {meta.get('subset') or nr}",
               f"- Label source: {meta.get('label_source') or nr}"
               + (f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""),
+              f"- Label mode: {meta.get('label_mode') or nr}"
+              + (f" ({meta['label_mode_description']})" if meta.get("label_mode_description") else ""),
               f"- Image size (H x W): {' x '.join(map(str, meta['image_size'])) if meta.get('image_size') else 'native (see manifest.csv)'}",
               f"- Image format: {meta.get('image_format') or nr}"]
     depth = meta.get("depth")

@@ -41,7 +41,7 @@ def _http_options(f):
 @click.option("--base-url", default=OFFICIAL_BASE_URL, show_default=True,
               help="Folder URL holding SUNRGBD.zip and SUNRGBDtoolbox.zip (or a mirror).")
 @click.option("--with-official-labels", is_flag=True,
-              help="Also fetch SUNRGBD2Dseg.mat + SUNRGBDMeta.mat (for --labels official).")
+              help="Also fetch SUNRGBD2Dseg.mat + SUNRGBDMeta.mat (for --labels official or official-all).")
 @click.option("--jobs", type=click.IntRange(min=1, max=64), default=4, show_default=True,
               help="Range requests in flight.")
 @click.option("--keep-archives", is_flag=True,
