@@ -86,7 +86,7 @@ FILES = {
 }
 MANIFEST_COLUMNS = [
     "id", "split", "sensor", "scene", "label_source", "src_height", "src_width", "height",
-    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems",
+    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems", "salvaged",
     *FILES, *(f"{k}_sha256" for k in FILES),
 ]
 
@@ -181,15 +181,18 @@ def _labels_from_seg(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list
     return seg, names
 
 
-def _labels_from_polygons(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
+def _labels_from_polygons(scene: SceneRef, shape, problems, extra: dict) -> tuple[np.ndarray, list[str]]:
     ann = read_index_json(scene.path / "annotation2Dfinal" / "index.json")
     problems.extend(ann.warnings)
+    if ann.salvage is not None:
+        extra["salvaged"] = ann.salvage
     names = [n if n is not None else "" for n in ann.names]
     return paint_polygons(ann, shape[0], shape[1]), names
 
 
-def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
-    """→ (index image, names, source) where index value v>0 means names[v-1]."""
+def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str], extra: dict):
+    """→ (index image, names, source) where index value v>0 means names[v-1]; `extra`
+    receives what a damaged index.json lost (`salvaged`)."""
     if mode == "official":
         idx, names = _WORKER["official"].read(scene.key)
         if idx.shape != shape:
@@ -201,7 +204,7 @@ def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
     if mode == "seg":
         return (*_labels_from_seg(scene, shape, problems), "seg")
     if mode == "polygons":
-        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
     # auto: seg.mat, then polygons
     seg_path = scene.path / "seg.mat"
     if seg_path.exists():
@@ -210,7 +213,7 @@ def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
         except RawDataError as e:
             problems.append(f"{e} (falling back to polygons)")
     if (scene.path / "annotation2Dfinal" / "index.json").exists():
-        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
     raise RawDataError(scene.path, "no labels (neither seg.mat nor annotation2Dfinal/index.json)")
 
 
@@ -260,7 +263,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     else:
         rgb = read_rgb(rgb_path)
         src_h, src_w = rgb.shape[:2]
-    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems)
+    extra: dict = {}
+    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems, extra)
     where = str(scene.path)
     lut, unmapped = _class_lut(names, int(idx.max(initial=0)), problems, where)
 
@@ -332,11 +336,16 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
             ensure_ascii=False, separators=(",", ":"),
         ) if unmapped_px else "",
         "problems": " | ".join(problems),
+        "salvaged": dumps_compact(extra["salvaged"].to_json()) if "salvaged" in extra else "",
     }
     for key in FILES:
         row[key] = rel[key] if key in blobs else ""
         row[f"{key}_sha256"] = sha256_bytes(blobs[key]) if key in blobs else ""
     return SampleResult(scene.key, row, problems, source)
+
+
+def dumps_compact(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
 
 def _record_path(out: Path, sample_id: str) -> Path:
@@ -486,11 +495,12 @@ def convert(
         counts[row["split"]] += 1
         sources[row["label_source"]] = sources.get(row["label_source"], 0) + 1
     skipped = sum(1 for r in results if r.row is None) + not_in_split
+    salvaged = sum(1 for row in rows if row.get("salvaged"))
 
     _write_manifest(out, rows)
     _write_problems(out, problems)
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
-                        len(problems), skipped)
+                        len(problems), skipped, salvaged)
     return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
                           dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out)
 
@@ -508,7 +518,7 @@ def _write_problems(out: Path, problems: list[str]) -> None:
 
 
 def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, counts, sources, val_source,
-                        n_problems: int, skipped: int) -> None:
+                        n_problems: int, skipped: int, salvaged: int = 0) -> None:
     table = mapper.table
     sizes = {(r["height"], r["width"]) for r in rows}
     files = {k: v.replace("{ext}", cfg.image_format) for k, v in FILES.items()}
@@ -538,7 +548,7 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         "files": files,
         "mapping_sha256": mapper.sha256,
         "mapping_files": getattr(mapper, "files", {}),
-        "problems": {"reported": n_problems, "skipped_samples": skipped},
+        "problems": {"reported": n_problems, "skipped_samples": skipped, "salvaged_samples": salvaged},
         "created_with": {
             "tool": "sunrgbd-tools",
             "version": __version__,
