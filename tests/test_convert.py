@@ -292,3 +292,21 @@ def test_jpg_at_native_size_copies_source_bytes(raw, tmp_path):
     assert (out / r["image"]).read_bytes() == src.read_bytes()
     assert r["depth"] == "" and json.loads((out / "dataset.json").read_text())["depth"] is None
     assert verify_tree(out).ok
+
+
+def test_official_allsplit_file_assigns_real_scenes(tmp_path):
+    """The original allsplit.mat (official /n/fs/sun3d/data/ prefix, trailing slashes on
+    most paths) used as is: the real kv1 and kv2 scenes land in their official splits."""
+    root = tmp_path / "raw"
+    for key, src in [("kv1/b3dodata/img_0063", KV1), ("kv2/align_kv2/2014-12-18_11-31-54_260595134347", KV2)]:
+        dst = root / "SUNRGBD" / key
+        shutil.copytree(realdata(*src), dst)
+        (dst / "annotation2Dfinal").mkdir(exist_ok=True)
+        shutil.copy(realdata(*ANNOTATION), dst / "annotation2Dfinal" / "index.json")
+    (root / "SUNRGBDtoolbox/traintestSUNRGBD").mkdir(parents=True)
+    shutil.copy(realdata("jorisgu-jg_toolbox_sunrgbd", "allsplit.mat"),
+                root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat")
+    s = convert(_cfg(root, tmp_path / "clean", subset="kv1,kv2", labels="polygons"), workers=1)
+    assert s.samples == 2 and s.skipped == 0
+    rows = {r["scene"]: r["split"] for r in _manifest(tmp_path / "clean")}
+    assert rows == {"kv1/b3dodata/img_0063": "train", "kv2/align_kv2/2014-12-18_11-31-54_260595134347": "test"}
