@@ -37,8 +37,9 @@ from .raw import (
     DEPTH_MAX_MM,
     RawDataError,
     SceneRef,
-    discover_scenes,
+    discover,
     first_file,
+    parse_subset,
     probe_jpeg,
     read_camera,
     read_depth,
@@ -105,6 +106,7 @@ class ConvertConfig:
     mapping: str | None = None  # a user's names.csv; None = the shipped tables
     val_fraction: float = 0.1  # only used when allsplit.mat has no trainvalsplit
     seed: int = 0
+    keep_unlabelled: bool = False  # write samples whose labels hold no labelled pixel
 
     def command(self) -> str:
         """The canonical command line that reproduces this conversion."""
@@ -115,6 +117,8 @@ class ConvertConfig:
         args.append("--depth" if self.depth else "--no-depth")
         if self.mapping:
             args += ["--mapping", self.mapping]
+        if self.keep_unlabelled:
+            args.append("--keep-unlabelled")
         return shlex.join(args)
 
     def to_json(self) -> dict:
@@ -272,6 +276,13 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     small = idx.astype(np.uint16) if idx.max(initial=0) < 65536 else idx
     small = resize_nearest(small, size)
     label_ids = lut[small]
+    if not label_ids.any():  # e.g. `"frames": null` and no seg.mat: nothing to learn from
+        if not cfg.keep_unlabelled:
+            e = RawDataError(scene.path, f"no labelled pixel in its {source} labels "
+                                         "(--keep-unlabelled writes such samples)")
+            e.problems = problems  # what the readers said, e.g. `"frames": null`
+            raise e
+        problems.append(f"{scene.path}: no labelled pixel in its {source} labels; written all unlabelled")
     train_ids = cv2.LUT(label_ids, table.id_to_train_id)
 
     unmapped_px: dict[str, int] = {}
@@ -357,7 +368,7 @@ def _run_one(task) -> SampleResult:
     try:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
-        return SampleResult(scene.key, None, [f"{e} (scene skipped)"])
+        return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
         return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
@@ -433,16 +444,18 @@ def convert(
         raise ConvertError(f"unknown image format {cfg.image_format!r}; use png or jpg")
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
-        scenes = discover_scenes(src, cfg.subset)
+        found = discover(src, cfg.subset)
+        scenes = found.scenes
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
         official = OfficialLabels(src) if cfg.labels == "official" else None
     except (RawDataError, ValueError, OSError) as e:
         raise ConvertError(str(e)) from None
     if not scenes:
-        raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}")
+        unreadable = "".join(f"; cannot read {p} ({why})" for p, why in found.unreadable)
+        raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}{unreadable}")
     out = _prepare_out(cfg, mapper.sha256)
 
-    problems: list[str] = []
+    problems, not_found = _scenes_not_found(src / "SUNRGBD", cfg.subset, split, scenes, found.unreadable)
     tasks = []
     results: list[SampleResult] = []
     resumed = not_in_split = 0
@@ -494,7 +507,7 @@ def convert(
     for row in rows:
         counts[row["split"]] += 1
         sources[row["label_source"]] = sources.get(row["label_source"], 0) + 1
-    skipped = sum(1 for r in results if r.row is None) + not_in_split
+    skipped = sum(1 for r in results if r.row is None) + not_in_split + not_found
     salvaged = sum(1 for row in rows if row.get("salvaged"))
 
     _write_manifest(out, rows)
@@ -503,6 +516,40 @@ def convert(
                         len(problems), skipped, salvaged)
     return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
                           dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out)
+
+
+def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
+                      unreadable: list[tuple[Path, str]]) -> tuple[list[str], int]:
+    """Problems and a skip count for what the split lists under the subset but the walk
+    did not find: one line per folder that cannot be read or is missing altogether (with
+    the number of listed scenes inside), one line per other missing scene."""
+    prefixes = parse_subset(subset)
+    present = {s.key for s in scenes}
+    missing = sorted(k for k in split.assignment
+                     if k not in present and any(k == p or k.startswith(p + "/") for p in prefixes))
+    problems: list[str] = []
+    count = 0
+    for path, why in unreadable:
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
+        inside = {k for k in missing if rel and (k == rel or k.startswith(rel + "/"))}
+        missing = [k for k in missing if k not in inside]
+        problems.append(f"{path}: cannot read folder ({why}); {len(inside)} scene(s) of {SPLIT_FILE} "
+                        "inside it, and any others, skipped")
+        count += max(1, len(inside))
+    by_folder: dict[str, list[str]] = {}
+    for k in missing:
+        parts = k.split("/")
+        # the highest folder of the key that is absent: one line for all scenes under it
+        top = next((i for i in range(1, len(parts)) if not (root / "/".join(parts[:i])).exists()), len(parts))
+        by_folder.setdefault("/".join(parts[:top]), []).append(k)
+    for folder, keys in sorted(by_folder.items()):
+        if len(keys) == 1 and keys[0] == folder:
+            problems.append(f"{root / folder}: scene listed in {SPLIT_FILE} not found (scene skipped)")
+        else:
+            problems.append(f"{root / folder}: not found; {len(keys)} scene(s) listed under it in "
+                            f"{SPLIT_FILE} skipped")
+        count += len(keys)
+    return problems, count
 
 
 def _write_manifest(out: Path, rows: list[dict]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,24 +70,53 @@ def parse_subset(subset: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def discover_scenes(src: Path, subset: str) -> list[SceneRef]:
-    """Scene folders (those holding image/) under `src/SUNRGBD/<subset>`, sorted by key."""
+@dataclass
+class Discovery:
+    """The scene folders found, and every folder that could not be read (path, reason)."""
+
+    scenes: list[SceneRef]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def discover(src: Path, subset: str) -> Discovery:
+    """Scene folders (those holding image/) under `src/SUNRGBD/<subset>`, sorted by key.
+
+    A folder that cannot be listed (permissions, I/O) is not silently passed over as a
+    plain directory walk would: it is returned in `unreadable`, so its scenes can be
+    reported and counted. The inside of a scene folder is left to the scene's readers.
+    """
     root = Path(src) / "SUNRGBD"
     if not root.is_dir():
         raise RawDataError(root, "not found (expected the SUNRGBD/ folder of the official zip)")
     scenes: dict[str, SceneRef] = {}
+    unreadable: dict[str, tuple[Path, str]] = {}
+
+    def failed(e: OSError) -> None:
+        path = Path(e.filename) if e.filename else root
+        unreadable[str(path)] = (path, e.strerror or type(e).__name__)
+
     for prefix in parse_subset(subset):
         base = root / prefix
-        if not base.is_dir():
-            continue
-        for image_dir in base.rglob("image"):
-            if not image_dir.is_dir():
+        try:
+            if not base.is_dir():
                 continue
-            scene = image_dir.parent
-            # fullres/ and other inner folders never hold image/, so this is a scene
-            key = scene.relative_to(root).as_posix()
-            scenes[key] = SceneRef(key, scene)
-    return [scenes[k] for k in sorted(scenes)]
+        except OSError as e:  # a folder above it cannot be searched
+            failed(e)
+            continue
+        for dirpath, dirnames, _files in os.walk(base, onerror=failed):
+            if "image" in dirnames:
+                scene = Path(dirpath)
+                key = scene.relative_to(root).as_posix()
+                scenes[key] = SceneRef(key, scene)
+                dirnames[:] = []  # fullres/ and the other inner folders hold no scenes
+            else:
+                dirnames.sort()
+    return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def discover_scenes(src: Path, subset: str) -> list[SceneRef]:
+    """Scene folders under `src/SUNRGBD/<subset>`, sorted by key (see `discover`)."""
+    return discover(src, subset).scenes
 
 
 def first_file(folder: Path, pattern: str) -> Path | None:
@@ -444,8 +474,9 @@ class _Salvager:
         while True:
             i = _ws(text, i)
             if i < len(text) and text[i] == "]":
-                j = _ws(text, i + 1)
-                if j < len(text) and text[j] in ",}":
+                j = _ws(text, i + 1)  # the list ends where the next key (or the document) begins
+                if j < len(text) and (text[j] == "}" or (
+                        text[j] == "," and text[_ws(text, j + 1):_ws(text, j + 1) + 1] == '"')):
                     return values, lost, True, len(values)
                 self.damage.append(i)  # a stray `]`: entries may follow
                 return values, lost, False, len(values) + self._count_rest(i)
@@ -566,6 +597,10 @@ def read_index_json(path: Path) -> Annotation:
     frames = doc.get("frames")
     frame = frames[0] if isinstance(frames, list) and frames and isinstance(frames[0], dict) else {}
     plist = frame.get("polygon")
+    if not isinstance(plist, list) or not plist:
+        what = ("frames is " + json.dumps(frames)[:20] if not isinstance(frames, list) or not frames
+                else "frame 0 has no polygon list" if not isinstance(plist, list) else "frame 0 has no polygons")
+        warnings.append(f"{path}: no polygons ({what})")
     polygons: list[Polygon] = []
     bad: dict[str, int] = {}
     for poly in plist if isinstance(plist, list) else []:

@@ -12,7 +12,7 @@ from .download import OFFICIAL_BASE_URL, TOOLBOX_MD5, DownloadConfig, parse_subs
 from .download import download as run_download
 from .httpclient import HttpConfig, HttpError
 from .remotezip import ZipFormatError
-from .share import FetchConfig, PackConfig, ShareError, pack_tree
+from .share import DestinationError, FetchConfig, PackConfig, ShareError, pack_tree
 from .share import fetch as fetch_archive
 
 
@@ -134,6 +134,8 @@ def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, ret
                       http=HttpConfig(timeout=timeout, retries=retries))
     try:
         rep = fetch_archive(cfg)
+    except DestinationError as e:
+        raise click.UsageError(str(e)) from None
     except (ShareError, HttpError, ZipFormatError) as e:
         raise click.ClickException(str(e)) from None
     if rep.checked == "none":

@@ -292,7 +292,7 @@ def test_convert_counts_a_salvaged_scene_in_the_manifest(originals, tmp_path):
     index.write_bytes(orig.data[:i] + b'"\\q",' + orig.data[i:])
     (root / "SUNRGBDtoolbox/traintestSUNRGBD").mkdir(parents=True)
     scipy.io.savemat(root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat",
-                     {"alltrain": _cell([PREFIX + key]), "alltest": _cell([PREFIX + "kv1/x/y"])})
+                     {"alltrain": _cell([PREFIX + key]), "alltest": _cell([PREFIX + "kv2/x/y"])})
     out = tmp_path / "clean"
     summary = convert(ConvertConfig(src=str(root), out=str(out), subset="kv1"), workers=1)
     assert summary.samples == 1 and summary.skipped == 0
