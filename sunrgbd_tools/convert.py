@@ -37,6 +37,7 @@ from .raw import (
     DEPTH_MAX_MM,
     RawDataError,
     SceneRef,
+    UnreadableFile,
     discover,
     first_file,
     parse_subset,
@@ -306,6 +307,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
                         f"{dpath}: depth is {depth.shape[0]}x{depth.shape[1]}, image {src_h}x{src_w}; resized (nearest)"
                     )
                 depth = resize_nearest(depth, size)
+            except UnreadableFile:
+                raise  # there but unreadable: skip the scene rather than hide its depth
             except RawDataError as e:
                 problems.append(f"{e}; depth written as all-missing (0)")
                 depth = np.zeros(size, dtype=np.uint16)

@@ -32,6 +32,20 @@ class RawDataError(Exception):
         self.problem = problem
 
 
+class UnreadableFile(RawDataError):
+    """The file is there but cannot be read (permissions, I/O): the scene is skipped rather
+    than written with a part missing."""
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise RawDataError(path, "file not found") from None
+    except OSError as e:
+        raise UnreadableFile(path, f"cannot read ({e.strerror or type(e).__name__})") from None
+
+
 # ---------------------------------------------------------------------------- discovery
 @dataclass(frozen=True)
 class SceneRef:
@@ -127,9 +141,7 @@ def first_file(folder: Path, pattern: str) -> Path | None:
 # ---------------------------------------------------------------------------- rgb, depth
 def read_rgb(path: Path) -> np.ndarray:
     """Decode a colour image to RGB uint8 HxWx3."""
-    data = np.fromfile(path, dtype=np.uint8) if path.exists() else None
-    if data is None:
-        raise RawDataError(path, "file not found")
+    data = _read_bytes(path)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise RawDataError(path, "image does not decode (corrupt or not an image)")
@@ -142,9 +154,7 @@ def probe_jpeg(path: Path) -> tuple[int, int]:
     the data is usable. For copying source JPEGs unchanged."""
     from PIL import Image, UnidentifiedImageError
 
-    data = np.fromfile(path, dtype=np.uint8) if path.exists() else None
-    if data is None:
-        raise RawDataError(path, "file not found")
+    data = _read_bytes(path)
     small = cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) if data.size else None
     try:
         with Image.open(io.BytesIO(data.tobytes())) as im:
@@ -167,9 +177,8 @@ def decode_depth(raw: np.ndarray) -> np.ndarray:
 
 def read_depth(path: Path) -> np.ndarray:
     """Decode a SUN RGB-D depth PNG to uint16 millimetres (0 = missing)."""
-    if not path.exists():
-        raise RawDataError(path, "file not found")
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    data = _read_bytes(path)
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if raw is None:
         raise RawDataError(path, "depth image does not decode")
     if raw.dtype != np.uint16 or raw.ndim != 2:
@@ -217,7 +226,10 @@ def read_camera(scene: Path) -> Camera:
             cam.warnings.append(str(e))
     p = scene / "scene.txt"
     if p.exists():
-        cam.scene_type = p.read_text(encoding="utf-8", errors="replace").strip()
+        try:
+            cam.scene_type = p.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError as e:
+            cam.warnings.append(f"{p}: cannot read ({e.strerror or type(e).__name__})")
     return cam
 
 

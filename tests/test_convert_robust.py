@@ -126,3 +126,22 @@ def test_verify_of_a_folder_that_is_not_a_tree_is_a_usage_error(tmp_path):
     (tmp_path / "notatree").mkdir()
     res = CliRunner().invoke(main, ["verify", str(tmp_path / "notatree")])
     assert res.exit_code == 2 and "not a clean tree (no dataset.json)" in res.output
+
+
+def test_unreadable_jpeg_and_depth_skip_their_scene_with_the_plain_cause(sample, tmp_path):
+    raw = _copy(sample, tmp_path)
+    a, b, c = sorted((raw / "SUNRGBD/kv2/kinect2data").iterdir())[:3]
+    jpg = sorted((a / "image").glob("*.jpg"))[0]
+    png = sorted((b / "depth").glob("*.png"))[0]
+    txt = c / "scene.txt"
+    for p in (jpg, png, txt):
+        p.chmod(0)
+    res = _unprivileged(["convert", "--src", str(raw), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert res.returncode == 0, res.stderr
+    assert "unexpected" not in res.stderr and "Traceback" not in res.stderr
+    assert f"problem: {jpg}: cannot read (Permission denied) (scene skipped)" in res.stderr
+    assert f"problem: {png}: cannot read (Permission denied) (scene skipped)" in res.stderr
+    assert f"problem: {txt}: cannot read (Permission denied)" in res.stderr
+    assert "skipped 2," in res.stdout
+    rows = {r["scene"] for r in _manifest(tmp_path / "out")}
+    assert not any(r.endswith((a.name, b.name)) for r in rows) and any(r.endswith(c.name) for r in rows)
