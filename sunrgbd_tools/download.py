@@ -361,6 +361,9 @@ class Downloader:
             rep.mode = "whole"
             local = self.state / name
             if not local.exists():
+                part = self.state / (name + ".part")
+                have = part.stat().st_size if part.exists() else 0
+                check_space(self.state, max(0, (info.size or 0) - have), rep.url)
                 bar = self._bar(f"{name} (whole, no Range)")
                 try:
                     def on_total(size: int, have: int) -> None:
@@ -402,13 +405,12 @@ class Downloader:
         for req in required:
             if not any(m.name == req or m.name.startswith(req) for m in members):
                 rep.problems.append(f"{rep.url}: no member {req!r} in the archive")
-        refused: list[str] = []  # one bad member is reported; the others go on
-        rels = check_members(members, self.limits, rep.url,
-                             on_bad=lambda m, msg: refused.append(msg) if not m.is_dir else None)
+        refused: list[tuple[ZipMember, str]] = []  # one bad member is reported; the others go on
+        rels = check_members(members, self.limits, rep.url, on_bad=lambda m, msg: refused.append((m, msg)))
         files = [m for m in members if not m.is_dir]
         rep.members = len(files)
-        rep.failed += len(refused)
-        rep.problems.extend(refused)
+        rep.failed += sum(1 for m, _ in refused if not m.is_dir)
+        rep.problems.extend(msg for _, msg in refused)
         files = [m for m in files if m.name in rels]
         rep.wanted_bytes = sum(m.compress_size for m in files)
         bounds = zdir.data_bounds()

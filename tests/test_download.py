@@ -20,7 +20,7 @@ from httpfixtures import (
 )
 
 from sunrgbd_tools.cli import main
-from sunrgbd_tools.download import DownloadConfig, download, parse_subset
+from sunrgbd_tools.download import DownloadConfig, UnsafeArchive, download, parse_subset
 from sunrgbd_tools.httpclient import HttpConfig, HttpError
 from sunrgbd_tools.remotezip import FileReader, read_directory
 
@@ -343,6 +343,11 @@ def test_declared_size_must_fit_free_space_and_limit(server, tmp_path: Path, mon
     assert res.exit_code == 1 and "bytes free; nothing was written" in res.output
     assert res.output.count("\n") == 1 and "Traceback" not in res.output
     assert not list(dest.rglob("*.mat")) and not (dest / "SUNRGBD").exists()
+    server.faults.ignore_range = True  # whole-archive mode: the archive itself must fit first
+    with pytest.raises(UnsafeArchive, match="bytes free"):
+        download(cfg(dest, server.url, toolbox_md5=None))
+    assert not list((dest / ".sunrgbd-download").glob("*.zip")) and not list((dest / ".sunrgbd-download").glob("*.part"))
+    server.faults.ignore_range = False
     monkeypatch.setattr(shutil, "disk_usage", real)
     res = CliRunner().invoke(main, ["download", "--dest", str(dest), "--base-url", server.url,
                                     "--no-progress", "--max-size", "1K"])
