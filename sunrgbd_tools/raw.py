@@ -389,6 +389,8 @@ _POLYGON_KEY = re.compile(r'"polygon"\s*:\s*\[')
 _OBJECTS_KEY = re.compile(r'"objects"\s*:\s*\[')
 _ONE_NAMED_OBJECT = re.compile(r'\{\s*"name"\s*:\s*"(.*)"\s*\}\Z', re.S)
 _KEY = re.compile(r'"\s*:|:\s*"')  # what is left of a key: two entries may have merged
+_JUNK_THEN_SEPARATOR = re.compile(r'[^{}\[\]",]*([,\]])')
+_LIST_END = re.compile(r'\]\s*(?:,\s*"|\}|\Z)')
 
 
 def _value_at(text: str, i: int) -> tuple[bool, object, int]:
@@ -457,7 +459,8 @@ class _Salvager:
             self.damage.append(failed_at)
             nxt = self._next_polygon(failed_at, stop)
             # polygons whose start lies in the skipped text (for the report)
-            lost += max(1, text.count("{", i, nxt if nxt >= 0 else stop))
+            skipped = text.count("{", i, nxt if nxt >= 0 else stop)
+            lost += skipped if ok else max(1, skipped)
             if nxt < 0:
                 return out, lost, m.end()
             i = nxt
@@ -506,7 +509,7 @@ class _Salvager:
                     continue
                 self.damage.append(j)
                 # junk after a whole entry, then its comma: the numbering is still sure
-                sep = re.compile(r'[^{}\[\]",]*([,\]])').match(text, j)
+                sep = _JUNK_THEN_SEPARATOR.match(text, j)
                 if isinstance(value, dict) and sep:
                     values.append(value)
                     i = sep.end() if sep.group(1) == "," else sep.start(1)
@@ -530,8 +533,10 @@ class _Salvager:
             return values, lost, False, len(values) + self._count_rest(i)
 
     def _count_rest(self, i: int) -> int:
-        """Object entries that seem to start at or after i (for the report only)."""
-        return len(re.findall(r'\{\s*"name"\s*:|\bnull\b|\{\s*\}', self.text[i:]))
+        """Object entries that seem to start at or after i, up to what looks like the end of
+        the list (for the report only)."""
+        end = _LIST_END.search(self.text, i)
+        return len(re.findall(r'\{\s*"name"\s*:|\bnull\b|\{\s*\}', self.text[i:end.start() if end else None]))
 
 
 def _load_json_lenient(path: Path) -> tuple[object, str, Salvage | None, dict | None]:
@@ -539,15 +544,17 @@ def _load_json_lenient(path: Path) -> tuple[object, str, Salvage | None, dict | 
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise RawDataError(path, f"cannot read ({e.strerror})") from None
+        raise UnreadableFile(path, f"cannot read ({e.strerror or type(e).__name__})") from None
     # one character per undecodable byte, so character offsets map back to byte offsets
     text = data.decode("utf-8", errors="surrogateescape")
     try:
         return json.loads(text), "strict", None, None
     except json.JSONDecodeError as e:
         first = (e.lineno, e.colno, e.msg)
+        first_pos = [e.pos]
     except (ValueError, RecursionError) as e:
         first = (1, 1, type(e).__name__)
+        first_pos = []
     try:
         return json.loads(_repair_json(text)), "repaired", None, None
     except (ValueError, RecursionError):
@@ -559,10 +566,11 @@ def _load_json_lenient(path: Path) -> tuple[object, str, Salvage | None, dict | 
         raise RawDataError(
             path, f"not valid JSON (line {first[0]} column {first[1]}: {first[2]}) and nothing could be salvaged"
         )
-    at = min(sv.damage) if sv.damage else len(text)
+    places = set(sv.damage) | set(first_pos)  # the strict parser's stop may lie outside both lists
+    at = min(places) if places else len(text)
     offset = len(text[:at].encode("utf-8", errors="surrogateescape"))
     kept_objs = sum(1 for k in range(len(objs)) if k not in objs_lost)
-    salvage = Salvage(offset, len(set(sv.damage)), (kept_objs, max(found, len(objs))),
+    salvage = Salvage(offset, len(places), (kept_objs, max(found, len(objs))),
                       (len(polys), len(polys) + polys_lost))
     doc = {"objects": objs, "frames": [{"polygon": polys}]}
     return doc, "salvaged", salvage, {"first": first, "objects_complete": complete,
