@@ -38,8 +38,8 @@ def _read_chunk(task) -> int:
     n = 0
     for scene in scenes:
         try:
-            off, _ = official.read(scene.key, seg37=True)
-            _read_labels(scene, off.shape, "auto", [])
+            off, _ = official.read(scene.key)
+            _read_labels(scene, off.shape, "auto", [], {})
             n += 1
         except RawDataError:
             pass

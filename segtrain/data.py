@@ -71,6 +71,7 @@ class DatasetInfo:
     default_weight_method: str | None = None
     image_size: tuple[int, int] | None = None
     has_depth: bool = False
+    label_mode: str = "not recorded"  # which labels the tree holds; printed next to every mIoU
 
     @property
     def num_classes(self) -> int:
@@ -166,7 +167,18 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
         id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
         normalization_source=source, class_weights=weights, default_weight_method=default_method,
         image_size=tuple(size) if size else None, has_depth=bool(meta.get("depth")),
+        label_mode=_label_mode(meta),
     )
+
+
+def _label_mode(meta: dict) -> str:
+    """dataset.json `label_mode` (schema 2), so scores on different labels are never compared
+    by accident; older trees only name their `label_source`, which is shown as such."""
+    if meta.get("label_mode"):
+        return str(meta["label_mode"])
+    if meta.get("label_source"):
+        return f"label_source {meta['label_source']} (no label_mode recorded)"
+    return "not recorded"
 
 
 @dataclass(frozen=True)

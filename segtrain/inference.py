@@ -111,7 +111,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
-        "input_size": size, **summary,
+        "input_size": size, "label_mode": info.label_mode, **summary,
         "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask)["miou"]
                             for s, m in sorted(res.per_sensor.items())},
         "best_images": [{"id": ds.samples[i].id, "miou": s} for i, s in best],

@@ -31,14 +31,16 @@ from .fsutil import (
     sha256_bytes,
 )
 from .labels import IGNORE_INDEX, NameMapper
-from .official import OfficialLabels
+from .official import FIELDS, OfficialLabels, check_seg37_order
 from .rasterize import paint_polygons
 from .raw import (
     DEPTH_MAX_MM,
     RawDataError,
     SceneRef,
-    discover_scenes,
+    UnreadableFile,
+    discover,
     first_file,
+    parse_subset,
     probe_jpeg,
     read_camera,
     read_depth,
@@ -49,8 +51,19 @@ from .raw import (
 from .resize import resize_image, resize_nearest
 from .splits import SPLIT_FILE, read_split
 
-SCHEMA_VERSION = 1
-LABEL_SOURCES = ("auto", "seg", "polygons", "official")
+# 2: `label_mode` added; `--labels official` became seglabel as stored (schema 1's
+# `official` read seglabelall through our mapping, today's `official-all`)
+SCHEMA_VERSION = 2
+# --labels mode → what it puts in the label images (dataset.json `label_mode_description`)
+LABEL_MODES = {
+    "auto": "seg.mat names through the mapping tables, the annotation2Dfinal polygons where seg.mat is missing or unusable",
+    "seg": "seg.mat names through the mapping tables",
+    "polygons": "annotation2Dfinal/index.json polygons, names through the mapping tables",
+    "official": "SUNRGBD2Dseg.mat seglabel as stored: SUN RGB-D's own seg37 labels (0 void, 1..37), "
+                "nothing remapped, other and computer empty; the labels of published SUN RGB-D results",
+    "official-all": "SUNRGBD2Dseg.mat seglabelall (indices into seglistall) through the mapping tables",
+}
+LABEL_SOURCES = tuple(LABEL_MODES)
 STATE_DIR = ".sunrgbd"
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
 
@@ -86,7 +99,7 @@ FILES = {
 }
 MANIFEST_COLUMNS = [
     "id", "split", "sensor", "scene", "label_source", "src_height", "src_width", "height",
-    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems",
+    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems", "salvaged",
     *FILES, *(f"{k}_sha256" for k in FILES),
 ]
 
@@ -105,6 +118,7 @@ class ConvertConfig:
     mapping: str | None = None  # a user's names.csv; None = the shipped tables
     val_fraction: float = 0.1  # only used when allsplit.mat has no trainvalsplit
     seed: int = 0
+    keep_unlabelled: bool = False  # write samples whose labels hold no labelled pixel
 
     def command(self) -> str:
         """The canonical command line that reproduces this conversion."""
@@ -115,6 +129,8 @@ class ConvertConfig:
         args.append("--depth" if self.depth else "--no-depth")
         if self.mapping:
             args += ["--mapping", self.mapping]
+        if self.keep_unlabelled:
+            args.append("--keep-unlabelled")
         return shlex.join(args)
 
     def to_json(self) -> dict:
@@ -181,27 +197,31 @@ def _labels_from_seg(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list
     return seg, names
 
 
-def _labels_from_polygons(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
+def _labels_from_polygons(scene: SceneRef, shape, problems, extra: dict) -> tuple[np.ndarray, list[str]]:
     ann = read_index_json(scene.path / "annotation2Dfinal" / "index.json")
     problems.extend(ann.warnings)
+    if ann.salvage is not None:
+        extra["salvaged"] = ann.salvage
     names = [n if n is not None else "" for n in ann.names]
     return paint_polygons(ann, shape[0], shape[1]), names
 
 
-def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
-    """→ (index image, names, source) where index value v>0 means names[v-1]."""
-    if mode == "official":
-        idx, names = _WORKER["official"].read(scene.key)
+def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str], extra: dict):
+    """→ (index image, names, source) where index value v>0 means names[v-1]; `extra`
+    receives what a damaged index.json lost (`salvaged`)."""
+    if mode in FIELDS:
+        official: OfficialLabels = _WORKER["official"]
+        idx, names = official.read(scene.key)
         if idx.shape != shape:
             raise RawDataError(
-                _WORKER["official"].seg_path,
-                f"{scene.key}: label is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
+                official.seg_path,
+                f"{scene.key}: {official.field} is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
             )
-        return idx, names, "official"
+        return idx, names, mode
     if mode == "seg":
         return (*_labels_from_seg(scene, shape, problems), "seg")
     if mode == "polygons":
-        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
     # auto: seg.mat, then polygons
     seg_path = scene.path / "seg.mat"
     if seg_path.exists():
@@ -210,7 +230,7 @@ def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str]):
         except RawDataError as e:
             problems.append(f"{e} (falling back to polygons)")
     if (scene.path / "annotation2Dfinal" / "index.json").exists():
-        return (*_labels_from_polygons(scene, shape, problems), "polygons")
+        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
     raise RawDataError(scene.path, "no labels (neither seg.mat nor annotation2Dfinal/index.json)")
 
 
@@ -260,7 +280,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     else:
         rgb = read_rgb(rgb_path)
         src_h, src_w = rgb.shape[:2]
-    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems)
+    extra: dict = {}
+    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems, extra)
     where = str(scene.path)
     lut, unmapped = _class_lut(names, int(idx.max(initial=0)), problems, where)
 
@@ -268,6 +289,13 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     small = idx.astype(np.uint16) if idx.max(initial=0) < 65536 else idx
     small = resize_nearest(small, size)
     label_ids = lut[small]
+    if not label_ids.any():  # e.g. `"frames": null` and no seg.mat: nothing to learn from
+        if not cfg.keep_unlabelled:
+            e = RawDataError(scene.path, f"no labelled pixel in its {source} labels "
+                                         "(--keep-unlabelled writes such samples)")
+            e.problems = problems  # what the readers said, e.g. `"frames": null`
+            raise e
+        problems.append(f"{scene.path}: no labelled pixel in its {source} labels; written all unlabelled")
     train_ids = cv2.LUT(label_ids, table.id_to_train_id)
 
     unmapped_px: dict[str, int] = {}
@@ -291,6 +319,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
                         f"{dpath}: depth is {depth.shape[0]}x{depth.shape[1]}, image {src_h}x{src_w}; resized (nearest)"
                     )
                 depth = resize_nearest(depth, size)
+            except UnreadableFile:
+                raise  # there but unreadable: skip the scene rather than hide its depth
             except RawDataError as e:
                 problems.append(f"{e}; depth written as all-missing (0)")
                 depth = np.zeros(size, dtype=np.uint16)
@@ -332,11 +362,16 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
             ensure_ascii=False, separators=(",", ":"),
         ) if unmapped_px else "",
         "problems": " | ".join(problems),
+        "salvaged": dumps_compact(extra["salvaged"].to_json()) if "salvaged" in extra else "",
     }
     for key in FILES:
         row[key] = rel[key] if key in blobs else ""
         row[f"{key}_sha256"] = sha256_bytes(blobs[key]) if key in blobs else ""
     return SampleResult(scene.key, row, problems, source)
+
+
+def dumps_compact(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
 
 def _record_path(out: Path, sample_id: str) -> Path:
@@ -348,7 +383,7 @@ def _run_one(task) -> SampleResult:
     try:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
-        return SampleResult(scene.key, None, [f"{e} (scene skipped)"])
+        return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
         return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
@@ -424,16 +459,20 @@ def convert(
         raise ConvertError(f"unknown image format {cfg.image_format!r}; use png or jpg")
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
-        scenes = discover_scenes(src, cfg.subset)
+        found = discover(src, cfg.subset)
+        scenes = found.scenes
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
-        official = OfficialLabels(src) if cfg.labels == "official" else None
+        official = OfficialLabels(src, cfg.labels) if cfg.labels in FIELDS else None
+        if cfg.labels == "official":
+            check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
     except (RawDataError, ValueError, OSError) as e:
         raise ConvertError(str(e)) from None
     if not scenes:
-        raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}")
+        unreadable = "".join(f"; cannot read {p} ({why})" for p, why in found.unreadable)
+        raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}{unreadable}")
     out = _prepare_out(cfg, mapper.sha256)
 
-    problems: list[str] = []
+    problems, not_found = _scenes_not_found(src / "SUNRGBD", cfg.subset, split, scenes, found.unreadable)
     tasks = []
     results: list[SampleResult] = []
     resumed = not_in_split = 0
@@ -485,14 +524,49 @@ def convert(
     for row in rows:
         counts[row["split"]] += 1
         sources[row["label_source"]] = sources.get(row["label_source"], 0) + 1
-    skipped = sum(1 for r in results if r.row is None) + not_in_split
+    skipped = sum(1 for r in results if r.row is None) + not_in_split + not_found
+    salvaged = sum(1 for row in rows if row.get("salvaged"))
 
     _write_manifest(out, rows)
     _write_problems(out, problems)
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
-                        len(problems), skipped)
+                        len(problems), skipped, salvaged)
     return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
                           dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out)
+
+
+def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
+                      unreadable: list[tuple[Path, str]]) -> tuple[list[str], int]:
+    """Problems and a skip count for what the split lists under the subset but the walk
+    did not find: one line per folder that cannot be read or is missing altogether (with
+    the number of listed scenes inside), one line per other missing scene."""
+    prefixes = parse_subset(subset)
+    present = {s.key for s in scenes}
+    missing = sorted(k for k in split.assignment
+                     if k not in present and any(k == p or k.startswith(p + "/") for p in prefixes))
+    problems: list[str] = []
+    count = 0
+    for path, why in unreadable:
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
+        inside = {k for k in missing if rel and (k == rel or k.startswith(rel + "/"))}
+        missing = [k for k in missing if k not in inside]
+        problems.append(f"{path}: cannot read folder ({why}); {len(inside)} scene(s) of {SPLIT_FILE} "
+                        "inside it, and any others, skipped")
+        count += max(1, len(inside))
+    by_folder: dict[str, list[str]] = {}
+    for k in missing:
+        parts = k.split("/")
+        # the highest folder of the key that is absent: one line for all scenes under it
+        top = next((i for i in range(1, len(parts)) if not (root / "/".join(parts[:i])).exists()), len(parts))
+        by_folder.setdefault("/".join(parts[:top]), []).append(k)
+    for folder, keys in sorted(by_folder.items()):
+        if len(keys) == 1 and keys[0] == folder:
+            problems.append(f"{root / folder}: scene listed in {SPLIT_FILE} not found (scene skipped)")
+        else:
+            problems.append(f"{root / folder}: not found; {len(keys)} scene(s) listed under it in "
+                            f"{SPLIT_FILE} skipped")
+        count += len(keys)
+    return problems, count
 
 
 def _write_manifest(out: Path, rows: list[dict]) -> None:
@@ -508,7 +582,7 @@ def _write_problems(out: Path, problems: list[str]) -> None:
 
 
 def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, counts, sources, val_source,
-                        n_problems: int, skipped: int) -> None:
+                        n_problems: int, skipped: int, salvaged: int = 0) -> None:
     table = mapper.table
     sizes = {(r["height"], r["width"]) for r in rows}
     files = {k: v.replace("{ext}", cfg.image_format) for k, v in FILES.items()}
@@ -526,6 +600,8 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         },
         "subset": cfg.subset,
         "label_source": cfg.labels,
+        "label_mode": cfg.labels,
+        "label_mode_description": LABEL_MODES[cfg.labels],
         "label_source_counts": sources,
         "classes": table.to_json(),
         "num_classes": table.num_train_classes,
@@ -538,7 +614,7 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         "files": files,
         "mapping_sha256": mapper.sha256,
         "mapping_files": getattr(mapper, "files", {}),
-        "problems": {"reported": n_problems, "skipped_samples": skipped},
+        "problems": {"reported": n_problems, "skipped_samples": skipped, "salvaged_samples": salvaged},
         "created_with": {
             "tool": "sunrgbd-tools",
             "version": __version__,

@@ -36,8 +36,11 @@ def _progress(desc: str):
               help="Output folder (new or empty, or an interrupted conversion to resume).")
 @click.option("--size", callback=_size, default=None, metavar="HxW",
               help="Resize every sample to HEIGHTxWIDTH (e.g. 480x640); default: native size.")
-@click.option("--labels", type=click.Choice(["auto", "seg", "polygons", "official"]), default="auto",
-              show_default=True, help="Label source; auto = seg.mat, else the annotation2Dfinal polygons.")
+@click.option("--labels", type=click.Choice(["auto", "seg", "polygons", "official", "official-all"]),
+              default="auto", show_default=True,
+              help="Label source; auto = seg.mat, else the annotation2Dfinal polygons. official = the "
+                   "toolbox's seg37 seglabel as stored (benchmark labels); official-all = its seglabelall "
+                   "through our mapping.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: number of cores). Output does not depend on it.")
 @click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
@@ -49,8 +52,11 @@ def _progress(desc: str):
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="Share of train used for val, only when allsplit.mat has no trainvalsplit.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that fallback val split.")
+@click.option("--keep-unlabelled", is_flag=True,
+              help="Write samples whose labels hold no labelled pixel (default: report and skip).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
-def convert(subset, src, out, size, labels, workers, image_format, depth, mapping, val_fraction, seed, strict):
+def convert(subset, src, out, size, labels, workers, image_format, depth, mapping, val_fraction, seed,
+            keep_unlabelled, strict):
     """Convert raw SUN RGB-D into a Cityscapes-style dataset (resumable; re-run to continue)."""
     from .convert import ConvertConfig, ConvertError
     from .convert import convert as run
@@ -60,7 +66,7 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
     cfg = ConvertConfig(
         src=os.fspath(src), out=os.fspath(out), subset=subset, size=size, labels=labels,
         image_format=image_format, depth=depth, mapping=os.fspath(mapping) if mapping else None,
-        val_fraction=val_fraction, seed=seed,
+        val_fraction=val_fraction, seed=seed, keep_unlabelled=keep_unlabelled,
     )
     try:
         summary = run(cfg, workers=workers, progress=_progress("convert"))
@@ -95,6 +101,8 @@ def verify(root, workers, no_checksums):
     """Check a clean tree: complete samples, sizes, label values, checksums. Exit 1 on problems."""
     from .verify import verify_tree
 
+    if not (root / "dataset.json").is_file():
+        raise click.UsageError(f"{root}: not a clean tree (no dataset.json)")
     report = verify_tree(root, workers=workers, check_checksums=not no_checksums)
     for p in report.problems:
         click.echo(p, err=True)

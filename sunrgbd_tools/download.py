@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from .remotezip import (
     parse_local_header,
     read_directory,
 )
-from .safezip import Limits, UnsafeArchive, check_members, target_path
+from .safezip import Limits, UnsafeArchive, check_members, check_space, target_path
 
 OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
 DATA_ZIP = "SUNRGBD.zip"
@@ -73,6 +74,7 @@ class DownloadConfig:
     span_bytes: int = 0  # most bytes per request; 0 = from total / jobs (1 MiB .. 64 MiB)
     memory_limit: int = 1 << 20  # members up to this size are staged in memory, not part files
     keep_archives: bool = False  # keep a whole-archive fallback download after extraction
+    max_bytes: int = 256 << 30  # the most bytes the wanted members may declare, per archive
     toolbox_md5: str | None = TOOLBOX_MD5
     progress: bool = True
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -296,13 +298,15 @@ class Downloader:
         self.dest = Path(cfg.dest)
         self.state = self.dest / STATE_DIR
         self.on_bytes = on_bytes
-        self.limits = Limits()
+        self.limits = Limits(max_total=cfg.max_bytes)
         self._lock = threading.Lock()
 
     def run(self) -> DownloadReport:
         parse_subset(self.cfg.subset)  # fail on a bad subset before touching the network
         self.dest.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(exist_ok=True)
+        for tmp in self.state.rglob(".*.tmp"):  # all ours: a killed run's temporaries
+            tmp.unlink(missing_ok=True)
         atomic_write_json(self.state / "config.json", self.cfg.to_json())
         report = DownloadReport()
         for name in (TOOLBOX_ZIP, DATA_ZIP):
@@ -357,6 +361,9 @@ class Downloader:
             rep.mode = "whole"
             local = self.state / name
             if not local.exists():
+                part = self.state / (name + ".part")
+                have = part.stat().st_size if part.exists() else 0
+                check_space(self.state, max(0, (info.size or 0) - have), rep.url)
                 bar = self._bar(f"{name} (whole, no Range)")
                 try:
                     def on_total(size: int, have: int) -> None:
@@ -398,13 +405,27 @@ class Downloader:
         for req in required:
             if not any(m.name == req or m.name.startswith(req) for m in members):
                 rep.problems.append(f"{rep.url}: no member {req!r} in the archive")
-        rels = check_members(members, self.limits, rep.url)
+        refused: list[tuple[ZipMember, str]] = []  # one bad member is reported; the others go on
+        rels = check_members(members, self.limits, rep.url, on_bad=lambda m, msg: refused.append((m, msg)))
         files = [m for m in members if not m.is_dir]
         rep.members = len(files)
+        rep.failed += sum(1 for m, _ in refused if not m.is_dir)
+        rep.problems.extend(msg for _, msg in refused)
+        files = [m for m in files if m.name in rels]
         rep.wanted_bytes = sum(m.compress_size for m in files)
         bounds = zdir.data_bounds()
+        self._remove_stale_temporaries(files, rels, rep.url)
         todo = self._verify_existing(files, rels, rep)
-        tasks = [self._task(name, m, rels[m.name], bounds[m.name]) for m in todo]
+        # what matters is the bytes written, never the compression ratio: the declared
+        # sizes (the decoder stops any member at its own) must fit the free space
+        check_space(self.dest, sum(m.file_size for m in todo), rep.url)
+        tasks = []
+        for m in todo:
+            try:
+                tasks.append(self._task(name, m, rels[m.name], bounds[m.name]))
+            except UnsafeArchive as e:  # e.g. a symlink already at its place under --dest
+                rep.failed += 1
+                rep.problems.append(str(e))
         failed = self._fetch(reader, tasks, rep, remote)
         if failed:  # one more try for members that failed (CRC, network), from scratch
             retry = []
@@ -417,15 +438,46 @@ class Downloader:
             rep.problems.append(err)
         rep.fetched = len(tasks) - len(failed)
 
+    def _remove_stale_temporaries(self, files: list[ZipMember], rels, where: str) -> None:
+        """A killed run can leave `.<name>.<random>.tmp` (fsutil.atomic_path) beside a
+        member's place; remove those, and only those, of the members wanted now."""
+        by_dir: dict[Path, set[str]] = {}
+        for m in files:
+            try:
+                final = target_path(self.dest, rels[m.name], where)
+            except UnsafeArchive:
+                continue
+            by_dir.setdefault(final.parent, set()).add(f".{final.name}.")
+        for folder, prefixes in by_dir.items():
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for e in entries:
+                n = e.name
+                if n.endswith(".tmp") and n.startswith(".") and e.is_file(follow_symlinks=False):
+                    head = n[: n.rfind(".", 0, len(n) - 4) + 1]  # ".<name>." before the random part
+                    if head in prefixes:
+                        Path(e.path).unlink(missing_ok=True)
+
     def _verify_existing(self, files: list[ZipMember], rels, rep: ArchiveReport) -> list[ZipMember]:
         """Members already on disk are re-checked (size + CRC-32), never just trusted."""
         def ok(m: ZipMember) -> bool:
             path = target_path(self.dest, rels[m.name], rep.url)
             if not path.is_file() or path.stat().st_size != m.file_size:
                 return False
-            return file_crc32(path) == (m.crc, m.file_size)
+            try:
+                return file_crc32(path) == (m.crc, m.file_size)
+            except OSError:  # unreadable: fetched again (and reported if it cannot be written)
+                return False
 
-        present = [m for m in files if target_path(self.dest, rels[m.name], rep.url).is_file()]
+        def is_file(m: ZipMember) -> bool:
+            try:
+                return target_path(self.dest, rels[m.name], rep.url).is_file()
+            except UnsafeArchive:
+                return False  # reported when its task is made
+
+        present = [m for m in files if is_file(m)]
         good: set[str] = set()
         if present:
             with ThreadPoolExecutor(max(1, self.cfg.jobs)) as ex:
@@ -487,6 +539,9 @@ class Downloader:
                 t.part.unlink(missing_ok=True)
                 with self._lock:
                     failed.append((t, str(e)))
+            except OSError as e:  # this member cannot be written; the others go on
+                with self._lock:
+                    failed.append((t, f"{t.final}: cannot write ({e.strerror or e})"))
 
         def run_local(span: list[_Task]) -> None:
             """The no-Range path: members come from the downloaded archive on disk."""
@@ -496,6 +551,8 @@ class Downloader:
                         extract_member(reader, t.member, out, rep.url, progress)
                 except ZipFormatError as e:
                     failed.append((t, str(e)))
+                except OSError as e:
+                    failed.append((t, f"{t.final}: cannot write ({e.strerror or e})"))
 
         def run_span(span: list[_Task]) -> None:
             if not remote:

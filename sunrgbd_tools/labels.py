@@ -241,6 +241,7 @@ class NameMapper:
         files = {CLASSES_FILE: table.sha256}
         names_path = folder / NAMES_FILE
         rows, via, data = _read_names(names_path, table, overlay=False)
+        rules.attach_words(rows)  # the same raw names as at build time: names.csv's
         files[NAMES_FILE] = _sha(data)
         files.update(rules.sha256())
         if overlay is not None:

@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .fsutil import atomic_write_bytes, dumps_json
 from .labels import UNLABELED_ID, ClassTable, NameMapper
-from .official import OfficialLabels
+from .official import OfficialLabels, check_seg37_order
 from .raw import RawDataError, SceneRef, discover_scenes
 
 N_OFFICIAL = 38  # official seglabel values: 0 = void, 1..37 = seg37 (= our class ids 1..37)
@@ -77,12 +77,12 @@ def audit_scene(scene: SceneRef, official: OfficialLabels) -> SceneAudit:
     from .convert import _read_labels
 
     res = SceneAudit(scene.key)
-    off, _ = official.read(scene.key, seg37=True)
+    off, _ = official.read(scene.key)
     if off.max(initial=0) >= N_OFFICIAL:
         res.problems.append(f"{official.seg_path}: {scene.key}: seglabel values above 37 counted as void")
         off = np.where(off >= N_OFFICIAL, 0, off)
     # the official label is on the image grid: it is the reference size for seg.mat/polygons
-    idx, names, res.source = _read_labels(scene, off.shape, "auto", res.problems)
+    idx, names, res.source = _read_labels(scene, off.shape, "auto", res.problems, {})
     top = int(idx.max(initial=0))
     if top > len(names):
         res.problems.append(f"{scene.path}: label values up to {top} but only {len(names)} names; "
@@ -232,8 +232,9 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
         scenes = discover_scenes(src, cfg.subset)
-        official = OfficialLabels(src)
+        official = OfficialLabels(src)  # mode "official": seglabel, SUN RGB-D's own seg37
         _check_official(official)
+        check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
     except (RawDataError, ValueError, OSError) as e:
         raise AuditError(str(e)) from None
     if not scenes:

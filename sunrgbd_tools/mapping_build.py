@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .labels import CLASSES_FILE, NAMES_COLUMNS, NAMES_FILE, UNLABELED_ID, ClassTable, mappings_dir
-from .mapping_rules import RuleTables, read_csv_table
-from .normalise import normalise
+from .mapping_rules import RULES, Resolution, RuleTables, read_csv_table
+from .normalise import normalise, squash
 
 RAW_NAMES_FILE = "raw_names.csv"
 RAW_NAMES_COLUMNS = ("raw_name", "seglistall_index", "images")
@@ -137,6 +137,7 @@ def load_build_inputs(tables: str | Path | None = None):
     rules = RuleTables.load(folder, class_names, manual=True, fallback=mappings_dir())
     rpath = folder / RAW_NAMES_FILE
     raw = read_raw_names(rpath if rpath.is_file() else None)
+    rules.attach_words([n.name for n in raw] + list(rules.manual))  # = names.csv's raw names
     return table, rules, raw
 
 
@@ -145,9 +146,19 @@ def build_rows(rules: RuleTables, raw: list[RawName]) -> list[tuple[str, str, st
     names = {n.name: n for n in raw}
     for extra in rules.manual:
         names.setdefault(extra, RawName(extra))
+    resolved = {name: rules.resolve(name) for name in sorted(names)}
+    # `mailbox` falls through every rule but `mail_box` does not: names whose squashed keys
+    # meet take the class of the strongest such row, as NameMapper does at convert time
+    rank = {r: i for i, r in enumerate(RULES)}
+    same_key: dict[str, tuple[str, str]] = {}
+    for name, res in sorted(resolved.items(), key=lambda kv: (rank[kv[1].rule] if kv[1] else 99, kv[0])):
+        if res is not None and squash(normalise(name)):
+            same_key.setdefault(squash(normalise(name)), (res.class_name, name))
     rows = []
-    for name in sorted(names):
-        res = rules.resolve(name)
+    for name, res in resolved.items():
+        if res is None and squash(normalise(name)) in same_key:
+            cls, row = same_key[squash(normalise(name))]
+            res = Resolution(cls, "normalised", f"same key as {row}")
         cls, rule, via = (res.class_name, res.rule, res.via) if res else ("other", "default", "")
         imgs = names[name].images
         rows.append((name, cls, rule, normalise(name), via, "" if imgs is None else str(imgs)))

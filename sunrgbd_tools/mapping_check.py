@@ -23,6 +23,7 @@ import numpy as np
 from .labels import NameMapper
 from .mapping_build import RawName
 from .normalise import normalise, squash, tokens
+from .words import deletes
 
 MANIFEST = "manifest.csv"
 
@@ -185,14 +186,6 @@ def levenshtein(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _deletes(word: str, depth: int) -> set[str]:
-    out, frontier = {word}, {word}
-    for _ in range(depth):
-        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
-        out |= frontier
-    return out
-
-
 @dataclass(frozen=True)
 class Candidate:
     class_name: str
@@ -228,7 +221,7 @@ class Suggester:
                 self.display.setdefault(k, k)
         self.index: dict[str, set[str]] = {}
         for k in self.known:
-            for d in _deletes(k, max_distance if len(k) > 4 else 1):
+            for d in deletes(k, max_distance if len(k) > 4 else 1):
                 self.index.setdefault(d, set()).add(k)
         self.by_token: dict[str, set[str]] = {}
         for k in self.known:
@@ -238,7 +231,7 @@ class Suggester:
 
     def _close(self, word: str) -> set[str]:
         pool: set[str] = set()
-        for d in _deletes(word, self.max_distance if len(word) > 4 else 1):
+        for d in deletes(word, self.max_distance if len(word) > 4 else 1):
             pool |= self.index.get(d, set())
         return pool
 
@@ -300,66 +293,3 @@ def unmapped_raw_names(mapper: NameMapper, raw: list[RawName]) -> list[NameCount
         if mapper.is_unmapped(mapper.lookup(r.name)):
             out.append(NameCount(r.name, 0, r.images or 0))
     return sorted(out, key=lambda n: (-n.images, n.name))
-
-
-# ------------------------------------------------------------------------------ report
-GROUPS = ("seg37", "computer", "other")
-
-
-def _group(class_name: str) -> str:
-    return class_name if class_name in ("computer", "other") else "seg37"
-
-
-def coverage_report(mapper: NameMapper, raw: list[RawName]) -> dict:
-    """Share of raw names and of image-weighted occurrences per group, ours vs exact names.
-
-    The baseline maps a name only when it is exactly one of the 37 seg37 names (what
-    crmauceri's seglistall.csv and the official toolbox do); everything else is Other.
-    Only names with a seglistall index count, so both sides measure the same 6,585 names.
-    """
-    seg37 = {c.name for c in mapper.table.classes if 1 <= c.id <= 37}
-    names = [r for r in raw if r.seglistall_index is not None]
-    res: dict = {"names": len(names), "images": sum(r.images or 0 for r in names)}
-    for label, fn in (("exact_baseline", lambda n: n if n in seg37 else "other"),
-                      ("ours", lambda n: mapper.lookup(n).class_name)):
-        by_names = dict.fromkeys(GROUPS, 0)
-        by_images = dict.fromkeys(GROUPS, 0)
-        per_class: dict[str, int] = {}
-        for r in names:
-            cls_name = fn(r.name)
-            g = _group(cls_name)
-            by_names[g] += 1
-            by_images[g] += r.images or 0
-            per_class[cls_name] = per_class.get(cls_name, 0) + (r.images or 0)
-        res[label] = {"names": by_names, "images": by_images, "images_per_class": per_class}
-    rules: dict[str, int] = {}
-    for r in names:
-        rule = mapper.lookup(r.name).rule
-        rules[rule] = rules.get(rule, 0) + 1
-    res["rules"] = dict(sorted(rules.items()))
-    return res
-
-
-def report_markdown(rep: dict, table_order: list[str]) -> str:
-    n, im = rep["names"], rep["images"]
-    lines = [
-        f"Names: {n} seglistall names; image-weighted occurrences: {im} (sum of `number of images`).",
-        "",
-        "| mapping | names → seg37 | names → computer | names → other | occurrences → seg37 | occurrences → computer | occurrences → other |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label in ("exact_baseline", "ours"):
-        s = rep[label]
-        cells = [f"{s['names'][g]} ({100 * s['names'][g] / n:.1f}%)" for g in GROUPS]
-        cells += [f"{s['images'][g]} ({100 * s['images'][g] / im:.1f}%)" for g in GROUPS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Image-weighted occurrences per class (exact baseline → ours):", "",
-              "| class | exact | ours | ratio |", "|---|---|---|---|"]
-    for c in table_order:
-        a = rep["exact_baseline"]["images_per_class"].get(c, 0)
-        b = rep["ours"]["images_per_class"].get(c, 0)
-        ratio = f"{b / a:.2f}×" if a else "new"
-        lines.append(f"| {c} | {a} | {b} | {ratio} |")
-    lines += ["", "Rules that produced the mapping of the seglistall names: "
-              + ", ".join(f"{k} {v}" for k, v in rep["rules"].items()) + "."]
-    return "\n".join(lines) + "\n"

@@ -211,13 +211,41 @@ def suggest(src, mapping_path, out, prefill, min_score):
 @mapping.command()
 @_MAPPING_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
-def report(mapping_path, as_json):
-    """Coverage of the seglistall names: ours vs the exact-name mapping (docs/mapping.md)."""
+@click.option("--real-names", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON list (or object keyed by name) of names as written in real index.json files.")
+@click.option("--frequencies", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV of real names with the number of scenes using each (class,scene_frequency).")
+@click.option("--scannet", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="ScanNet's scannetv2-labels.combined.tsv, to cross-check against its NYU40 classes.")
+def report(mapping_path, as_json, real_names, frequencies, scannet):
+    """Coverage of seglistall's and the real names, ours vs exact names; ScanNet cross-check.
+
+    Without options, measures the shipped seglistall names (raw_names.csv). docs/mapping.md
+    shows the output for the real SUN RGB-D names and ScanNet's table.
+    """
     from .mapping_build import read_raw_names
-    from .mapping_check import coverage_report, report_markdown
+    from .mapping_report import (
+        WeightedName,
+        coverage,
+        coverage_report,
+        crosscheck,
+        read_frequencies,
+        read_real_names,
+        read_scannet,
+        report_markdown,
+    )
 
     m = _mapper(mapping_path)
-    rep = coverage_report(m, read_raw_names())
+    try:
+        rep = {"seglistall": coverage_report(m, read_raw_names())}
+        if frequencies is not None:
+            rep["real_frequencies"] = coverage(m, read_frequencies(frequencies))
+        if real_names is not None:
+            rep["real_names"] = coverage(m, [WeightedName(n, 1) for n in read_real_names(real_names)])
+        if scannet is not None:
+            rep["scannet"] = crosscheck(read_scannet(scannet, m))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     if as_json:
         click.echo(json.dumps(rep, indent=2))
     else:

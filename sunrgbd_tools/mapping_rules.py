@@ -5,10 +5,16 @@ names.csv at convert time, so a name gets the same class either way:
 
     manual row (raw name)  →  exact class name  →  normalised key equals a class name
     →  synonym (a name, or a `*_head` pattern for compounds such as `coffee_table`)
-    →  spelling fix, then the class/synonym steps again  →  Other (rule `default`)
+    →  spelling fix, then the class/synonym steps again
+    →  compound: tokens cut into known words (`officechair` → `office_chair` → `*_chair`)
+    →  fuzzy: tokens that are no word corrected to the one closest word (`celing` → ceiling)
+    →  Other (rule `default`)
 
-Every step is a table look-up on normalised keys: nothing is fuzzy, so the result is a
-pure function of the tables (see docs/mapping.md).
+A part names its whole (`chair_leg`, `chairback`, `cabinet_door` → the whole's class; the
+part words are the partitives of phrases.csv); otherwise the last word, the head noun,
+decides. The word list of the last two steps is derived from the tables and names.csv
+(sunrgbd_tools/words.py), so every result is a pure function of the mapping files
+(see docs/mapping.md).
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .normalise import SEPARATOR, fold_plural, normalise, squash, tokens
+from .words import Vocabulary
 
 SYNONYMS_FILE = "synonyms.csv"
 SPELLING_FILE = "spelling.csv"
 MANUAL_FILE = "manual.csv"
 PHRASES_FILE = "phrases.csv"
-PHRASE_ROLES = ("preposition", "partitive")
+PHRASE_ROLES = ("preposition", "genitive", "partitive")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
-RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "default")
+RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
+         "default")
 PATTERN_PREFIX = "*" + SEPARATOR
+MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,10 @@ class RuleTables:
     spelling_tokens: dict[str, str] = field(default_factory=dict)  # wrong token → right key
     manual: dict[str, str] = field(default_factory=dict)  # raw name → class
     prepositions: frozenset[str] = frozenset()  # `box_of_paper`: the head is before `of`
+    genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
     partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
     files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
+    words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
 
     def __post_init__(self):
         self.class_keys = {}
@@ -114,7 +125,8 @@ class RuleTables:
                 if role not in roles or not word or SEPARATOR in word:
                     raise ValueError(f"{p} line {line}: need one word and a role in {', '.join(PHRASE_ROLES)}")
                 roles[role].add(word)
-            t.prepositions, t.partitives = frozenset(roles["preposition"]), frozenset(roles["partitive"])
+            t.prepositions = frozenset(roles["preposition"] | roles["genitive"])
+            t.genitives, t.partitives = frozenset(roles["genitive"]), frozenset(roles["partitive"])
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
             rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"))
@@ -127,6 +139,21 @@ class RuleTables:
                     raise ValueError(f"{where}: {raw!r} is listed twice with different classes")
                 t.manual[raw] = target
         return t
+
+    def table_words(self) -> set[str]:
+        """Every word of the class names, synonyms, spelling fixes and phrase words."""
+        names = list(self.class_names) + [n for _c, n in self.synonyms.values()]
+        names += [n[len(PATTERN_PREFIX):] for _c, n in self.heads.values()]
+        names += [r for r, _w in self.spelling.values()]
+        keys = [normalise(n) for n in names]
+        out = {t for k in keys for t in tokens(k)} | {squash(k) for k in keys}  # `floormat` too
+        return out | self.prepositions | self.partitives
+
+    def attach_words(self, raw_names) -> RuleTables:
+        """Enable the compound and fuzzy steps with a word list from these raw names
+        (names.csv's, so that build time and convert time use the same list)."""
+        self.words = Vocabulary.build((normalise(n) for n in raw_names), self.table_words())
+        return self
 
     def _add_synonym(self, name: str, target: str, valid: set[str], where: str) -> None:
         if target not in valid:
@@ -171,9 +198,13 @@ class RuleTables:
         for i in range(1, len(toks) - 1):  # `box_of_paper`, `stack_of_books`
             if toks[i] in self.prepositions:
                 left, right = toks[:i], toks[i + 1:]
-                if fold_plural(left[-1]) in self.partitives:
+                if toks[i] in self.genitives and fold_plural(left[-1]) in self.partitives:
                     return self.resolve_key(SEPARATOR.join(right))
                 return self.resolve_key(SEPARATOR.join(left))
+        if len(toks) > 1 and fold_plural(toks[-1]) in self.partitives:  # `chair_leg`, `table_top`
+            hit = self.resolve_key(SEPARATOR.join(toks[:-1]))
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"part of {hit.via}")
         for i in range(1, len(toks)):  # longest head first: `big_office_chair` → `*_chair`
             hit = self.heads.get(squash(SEPARATOR.join(toks[i:])))
             if hit is not None:
@@ -213,6 +244,58 @@ class RuleTables:
             hit = self.resolve_key(fixed)
             if hit is not None:
                 return Resolution(hit.class_name, "spelling", f"{note}; {hit.rule} {hit.via}")
+        if self.words is None:
+            return None
+        return self._resolve_words(fixed)
+
+    def head_split(self, token: str) -> tuple[str, str] | None:
+        """`smallpaper` → (small, paper): the longest `*_head` pattern ending the token after
+        a modifier of 3 to MAX_MODIFIER letters (longer only when it splits into words),
+        for a token that is not itself a known word; else None. Only patterns
+        count, not every synonym, so endings such as `art`, `man`, `ground` never cut;
+        words that merely end in a head (`vegetable`) are known words or synonyms.csv rows."""
+        if not token.isalpha() or token in self.words:
+            return None
+        for i in range(3, len(token) - 1):
+            if token[i:] in self.heads:
+                # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
+                if i > MAX_MODIFIER and self.words.split(token[:i]) is None:
+                    return None
+                return token[:i], token[i:]
+        return None
+
+    def _split_heads(self, key: str) -> tuple[str, str]:
+        toks, notes = [], []
+        for t in tokens(key):
+            cut = None if self.resolve_key(t) else self.head_split(t)
+            toks.extend(cut or (t,))
+            if cut:
+                notes.append("+".join(cut))
+        return SEPARATOR.join(toks), ", ".join(notes)
+
+    def _is_compound(self, token: str) -> bool:
+        return self.words.split(token) is not None or self.head_split(token) is not None
+
+    def _resolve_words(self, key: str) -> Resolution | None:
+        """The compound step (known words, then a `*_head` ending), then the fuzzy step,
+        each followed by the spelling table. Compounds are never spelling-corrected."""
+        steps = []
+        split, split_note = self.words.split_key(key)
+        if split_note:
+            steps.append(("compound", split, split_note))
+        heads, heads_note = self._split_heads(split)
+        if heads_note:
+            steps.append(("compound", heads, ", ".join(x for x in (split_note, heads_note) if x)))
+        corrected, fix_note = self.words.correct_key(key, keep=self._is_compound)
+        if fix_note:
+            again, again_note = self.words.split_key(corrected)
+            steps.append(("fuzzy", again, fix_note + (f", {again_note}" if again_note else "")))
+        for rule, k, note in steps:
+            fixed, spell_note = self.fix_spelling(k)
+            hit = self.resolve_key(fixed)
+            if hit is not None:
+                notes = "; ".join(x for x in (note, spell_note, f"{hit.rule} {hit.via}") if x)
+                return Resolution(hit.class_name, rule, notes)
         return None
 
     def sha256(self) -> dict[str, str]:

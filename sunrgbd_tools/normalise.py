@@ -13,7 +13,9 @@ possibly the empty key), and idempotent: ``normalise(normalise(s)) == normalise(
 Steps, in order (see docs/mapping.md):
 1. repair mojibake (UTF-8 read as cp1252 / Latin-1 / Mac Roman, possibly twice);
 2. drop symbol characters (`©`, `√`, `№`, `¬`, …) and control/format characters;
-3. Unicode NFKC, case folding, accents stripped (`é` → `e`);
+3. camel-case boundaries become separators (`CubicleWall` → `Cubicle_Wall`, `PCTower` →
+   `PC_Tower`; `iPad`, `TV` and all-caps words are left alone), then Unicode NFKC, case
+   folding, accents stripped (`é` → `e`);
 4. drop bracketed qualifiers: `painting_(bottom)` → `painting` (kept when nothing else is left);
 5. separators (space, `_`, `-`, `/`, `&`, `+`, `.`, `,`, `:`) → one `_`; any other
    punctuation (quotes, `#`, backslashes, `;`, `]`, `|`, …) is deleted, so `wal;l` → `wall`;
@@ -37,6 +39,9 @@ _BRACKETED = re.compile(r"\([^()]*\)")
 _RUNS = re.compile(r"_+")
 _TRAILING_DIGITS = re.compile(r"[\d_]+$")
 _MAX_PASSES = 8
+# `CubicleWall`, `officeChair`: a lower-case run of 2+ letters followed by a capital;
+# `PCTower`, `DVDPlayer`: a capital run followed by a capitalised word of 2+ letters.
+_CAMEL = re.compile(r"(?<=[a-z]{2})(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]{2})")
 
 
 def _repair_mojibake(s: str) -> str:
@@ -103,6 +108,7 @@ def fold_plural(token: str) -> str:
 def _one_pass(name: str) -> str:
     s = _repair_mojibake(name)
     s = "".join(ch for ch in s if _keep_char(ch))
+    s = _CAMEL.sub(SEPARATOR, s)
     s = unicodedata.normalize("NFKC", s).casefold()
     s = _strip_accents(s)
     s = _drop_bracketed(s)

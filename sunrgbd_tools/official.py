@@ -73,26 +73,52 @@ def read_sequence_names(path: Path) -> list[str]:
     return [normalise_scene_path(s) for s in _cell_strings(meta["sequenceName"].ravel())]
 
 
+# SUNRGBD2Dseg field read per label mode: `official` is SUN RGB-D's own seg37 labelling as
+# stored (the one every published number uses); `official-all` is the full-vocabulary
+# labelling, whose names go through our mapping (so Other and Computer exist).
+FIELDS = {"official": "seglabel", "official-all": "seglabelall"}
+
+
+def check_seg37_order(src: Path, class_names: dict[int, str]) -> None:
+    """`--labels official` keeps seglabel's values as class ids, which is right only when
+    the class table's ids 1..37 are seg37list in order; a toolbox without seg37list.mat
+    is taken to be the standard one."""
+    path = Path(src) / SEG37_FILE
+    if not path.exists():
+        return
+    seg37 = read_name_list(path, "seg37list")
+    ours = [class_names.get(i, "") for i in range(1, len(seg37) + 1)]
+    for i, (a, b) in enumerate(zip(seg37, ours, strict=True), start=1):
+        if a.strip() != b:
+            raise RawDataError(path, f"seg37list({i}) is {a!r} but class id {i} of the class table is "
+                                     f"{b!r}; --labels official keeps seglabel values as class ids")
+
+
 class OfficialLabels:
     """Random access to SUNRGBD2Dseg entries by scene key; opens the HDF5 file lazily so
     each worker process holds its own handle."""
 
-    def __init__(self, src: Path):
+    def __init__(self, src: Path, mode: str = "official"):
         self.src = Path(src)
+        self.mode = mode
+        self.field = FIELDS[mode]
         self.seg_path = self.src / SEG2D_FILE
         if not self.seg_path.exists():
-            raise RawDataError(self.seg_path, "file not found (the toolbox's official labels)")
+            raise RawDataError(self.seg_path, f"file not found (needed for --labels {mode})")
         keys = read_sequence_names(self.src / META_FILE)
         self.index = {k: i for i, k in enumerate(keys)}
-        names_path = self.src / SEGLISTALL_FILE
-        self.seglistall = read_name_list(names_path, "seglistall") if names_path.exists() else None
+        self.seglistall = None
+        if self.field == "seglabelall":
+            names_path = self.src / SEGLISTALL_FILE
+            if not names_path.exists():
+                raise RawDataError(names_path, "file not found (--labels official-all maps seglabelall "
+                                               "through it; --labels official needs only seglabel)")
+            self.seglistall = read_name_list(names_path, "seglistall")
         self._file = None
-        self._refs: dict[str, np.ndarray] = {}  # field -> its N refs, read once per handle
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_file"] = None
-        state["_refs"] = {}
         return state
 
     def _open(self):
@@ -105,23 +131,22 @@ class OfficialLabels:
                 raise RawDataError(self.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
         return self._file
 
-    def read(self, key: str, seg37: bool = False) -> tuple[np.ndarray, list[str] | None]:
-        """Label image of `key` (HxW int32) and the names its values index (1-based), or
-        None when the values are already seg37 ids (no seglistall available, or `seg37`
-        asked for the official 37-class `seglabel` itself, as the audit does)."""
+    def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
+        """Label image of `key` (HxW int32) and the names its values index (1-based, for
+        seglabelall), or None when the values are seg37 ids as stored (seglabel)."""
         i = self.index.get(key)
         if i is None:
             raise RawDataError(self.src / META_FILE, f"no entry for scene {key}")
         f = self._open()
-        group = f["SUNRGBD2Dseg"]
-        use_all = not seg37 and self.seglistall is not None and "seglabelall" in group
-        field = "seglabelall" if use_all else "seglabel"
-        refs = self._refs.get(field)
-        if refs is None:  # the real file has 10,335 refs: reading them per scene costs ~1.4 ms
-            refs = self._refs[field] = np.asarray(group[field][()]).ravel()
+        group = f.get("SUNRGBD2Dseg")
+        field = self.field
+        if group is None or field not in group:
+            raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{field}")
+        refs = group[field]
         if i >= refs.size:
             raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
-        img = np.asarray(f[refs[i]][()]).T
+        # one reference read, not the whole field (10,335 of them) per scene
+        img = np.asarray(f[refs[np.unravel_index(i, refs.shape)]][()]).T
         if img.ndim != 2:
             raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image")
-        return img.astype(np.int32), (self.seglistall if field == "seglabelall" else None)
+        return img.astype(np.int32), self.seglistall

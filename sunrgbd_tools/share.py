@@ -41,6 +41,10 @@ class ShareError(Exception):
     """A pack/fetch failure worth one line (checksum mismatch, not a clean tree, ...)."""
 
 
+class DestinationError(ShareError):
+    """`--dest` is not a new or empty folder: a usage error, nothing was touched."""
+
+
 # ----------------------------------------------------------------------------- pack
 @dataclass
 class PackConfig:
@@ -102,6 +106,8 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
               f"- Subset: {meta.get('subset') or nr}",
               f"- Label source: {meta.get('label_source') or nr}"
               + (f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""),
+              f"- Label mode: {meta.get('label_mode') or nr}"
+              + (f" ({meta['label_mode_description']})" if meta.get("label_mode_description") else ""),
               f"- Image size (H x W): {' x '.join(map(str, meta['image_size'])) if meta.get('image_size') else 'native (see manifest.csv)'}",
               f"- Image format: {meta.get('image_format') or nr}"]
     depth = meta.get("depth")
@@ -328,10 +334,10 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     """Get, check, extract and verify a packed dataset into `cfg.dest` (module docstring)."""
     dest = Path(cfg.dest)
     if dest.exists() and not dest.is_dir():
-        raise ShareError(f"{dest}: exists and is not a folder")
+        raise DestinationError(f"{dest}: exists and is not a folder")
     dest.mkdir(parents=True, exist_ok=True)
     if any(not p.name.startswith(".") for p in dest.iterdir()):
-        raise ShareError(f"{dest}: not empty; fetch into a new or empty folder")
+        raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
     work = dest / FETCH_DIR
     work.mkdir(exist_ok=True)
     expected = cfg.sha256.lower() if cfg.sha256 else None

@@ -12,7 +12,7 @@ from .download import OFFICIAL_BASE_URL, TOOLBOX_MD5, DownloadConfig, parse_subs
 from .download import download as run_download
 from .httpclient import HttpConfig, HttpError
 from .remotezip import ZipFormatError
-from .share import FetchConfig, PackConfig, ShareError, pack_tree
+from .share import DestinationError, FetchConfig, PackConfig, ShareError, pack_tree
 from .share import fetch as fetch_archive
 
 
@@ -21,6 +21,28 @@ def _subset(ctx, param, value: str) -> str:
         parse_subset(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+    return value
+
+
+def _byte_size(ctx, param, value: str) -> int:
+    """`300G`, `1.5T`, `800M` or a plain number of bytes (binary units)."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    scale = 1
+    if text and text[-1] in "KMGT":
+        scale = 1 << (10 * ("KMGT".index(text[-1]) + 1))
+        text = text[:-1]
+    try:
+        n = float(text)
+    except ValueError:
+        n = -1.0
+    if not n >= 1 or n * scale > 1 << 60:
+        raise click.BadParameter(f"{value!r} is not a size such as 300G, 1.5T or 800M")
+    return int(n * scale)
+
+
+def _base_url(ctx, param, value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r}: only http:// and https:// URLs are supported")
     return value
 
 
@@ -38,26 +60,29 @@ def _http_options(f):
                    "or a comma list.")
 @click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Raw tree to write (what `sunrgbd convert --src` reads).")
-@click.option("--base-url", default=OFFICIAL_BASE_URL, show_default=True,
+@click.option("--base-url", default=OFFICIAL_BASE_URL, show_default=True, callback=_base_url,
               help="Folder URL holding SUNRGBD.zip and SUNRGBDtoolbox.zip (or a mirror).")
 @click.option("--with-official-labels", is_flag=True,
-              help="Also fetch SUNRGBD2Dseg.mat + SUNRGBDMeta.mat (for --labels official).")
+              help="Also fetch SUNRGBD2Dseg.mat + SUNRGBDMeta.mat (for --labels official or official-all).")
 @click.option("--jobs", type=click.IntRange(min=1, max=64), default=4, show_default=True,
               help="Range requests in flight.")
 @click.option("--keep-archives", is_flag=True,
               help="Keep a whole archive downloaded from a server without Range support.")
 @click.option("--toolbox-md5", default=TOOLBOX_MD5, show_default=True,
               help="Expected MD5 of a wholly downloaded SUNRGBDtoolbox.zip ('none' to skip).")
+@click.option("--max-size", default="256G", show_default=True, callback=_byte_size,
+              help="Refuse an archive whose wanted members declare more bytes than this "
+                   "(they must also fit the free space of --dest).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_http_options
 def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, toolbox_md5,
-             strict, no_progress, timeout, retries):
+             max_size, strict, no_progress, timeout, retries):
     """Fetch only the SUN RGB-D members a subset needs (HTTP Range), resumable and verified."""
     cfg = DownloadConfig(
         dest=str(dest), subset=subset, base_url=base_url,
         with_official_labels=with_official_labels, jobs=jobs, keep_archives=keep_archives,
-        toolbox_md5=None if toolbox_md5.lower() == "none" else toolbox_md5.lower(),
+        max_bytes=max_size, toolbox_md5=None if toolbox_md5.lower() == "none" else toolbox_md5.lower(),
         progress=not no_progress, http=HttpConfig(timeout=timeout, retries=retries))
     try:
         report = run_download(cfg)
@@ -109,6 +134,8 @@ def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, ret
                       http=HttpConfig(timeout=timeout, retries=retries))
     try:
         rep = fetch_archive(cfg)
+    except DestinationError as e:
+        raise click.UsageError(str(e)) from None
     except (ShareError, HttpError, ZipFormatError) as e:
         raise click.ClickException(str(e)) from None
     if rep.checked == "none":

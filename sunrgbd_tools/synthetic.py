@@ -33,13 +33,16 @@ from PIL import Image
 from . import __version__
 from .fsutil import atomic_path, atomic_write_bytes, atomic_write_text, dumps_json
 from .parallel import pool_context
+from .rawzip import RAW_ZIPS
 
 SCHEMA_VERSION = 1
 # Bumped whenever the same arguments would give different scenes (looks, furniture, scene
 # mix), so a resumed run never mixes scenes of two generator revisions. 2: distinct looks for
-# room-mates, bigger sinks/paper/shelves, more bathrooms and kitchens. 3: SUNRGBD2Dseg.mat's
-# seglabel follows the generator's own official mapping (OFFICIAL_DIFFERENCES).
-GENERATOR_REVISION = 3
+# room-mates, bigger sinks/paper/shelves, more bathrooms and kitchens. 3: allsplit.mat
+# trailing slashes follow the real file and SUNRGBDMeta paths carry the matching '//'.
+# 4: SUNRGBD2Dseg.mat's seglabel follows the generator's own official mapping
+# (OFFICIAL_DIFFERENCES, OFFICIAL_BY_SCENE_TYPE).
+GENERATOR_REVISION = 4
 SAMPLE_FILE = "SAMPLE.json"
 KV2_SIZE = (530, 730)  # (H, W) of kv2 image/ and depth/ files
 KV1_SIZE = (427, 561)  # (H, W) of kv1 (b3dodata) files
@@ -945,7 +948,12 @@ def plan_scene(params: SampleParams, index: int) -> ScenePlan:
         split = str(rng.choice(["train", "val", "test"], p=[0.25, 0.25, 0.5]))
     if "no_split" in quirks:
         split = "none"
-    slash = sensor == "kv1" or subset == "align_kv2" or index == 4 or rng.random() < 0.03
+    # Trailing '/' of the allsplit.mat entry, as in the real file: every entry outside
+    # kinect2data has one, no kinect2data train entry does, a few kinect2data test ones do
+    # (3 of 1,711; here always scene 6, a test scene). The draw is kept where revision 2
+    # made it, so the scenes' random numbers (and pixels) stay as they were.
+    draw = None if sensor == "kv1" or subset == "align_kv2" or index == 4 else rng.random()
+    slash = subset != "kinect2data" or (split == "test" and (index == 6 or (draw is not None and draw < 0.002)))
 
     pitch, roll = rng.uniform(0.05, 0.4), rng.uniform(-0.03, 0.03)
     t_ext = t + timedelta(days=int(rng.integers(30, 200)), seconds=int(rng.integers(0, 86400)))
@@ -1071,6 +1079,16 @@ def scene_truth(info_or_params: SampleInfo | SampleParams, key: str, *, image_gr
         h, w = _segmat_shape(plan)
         lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
     return lab, names
+
+
+def official_seglabel(info_or_params: SampleInfo | SampleParams, key: str) -> np.ndarray:
+    """SUNRGBD2Dseg.seglabel of scene `key` (HxW uint8 on the image grid, 0 = void, 1..37 the
+    official seg37 ids) exactly as the generator writes it, without reading any file: the
+    ground truth of `sunrgbd convert --labels official`."""
+    params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+    plan = plan_scene(params, _index_of(params, key))
+    lab, names = scene_truth(params, key, image_grid=True)
+    return official_lut(plan, names)[lab]
 
 
 def _index_of(params: SampleParams, key: str) -> int:
@@ -1559,8 +1577,11 @@ def _write_meta(root: Path, plans: list[ScenePlan]) -> None:
         e["groundtruth3DBB"] = np.zeros((0, 0))
         e["Rtilt"] = p.extrinsics[-1][1][:, :3].T.copy()
         e["K"] = p.intrinsics.copy()
-        e["depthpath"] = f"{MACHINE_PREFIX}{seq}/depth_bfx/{p.depth_file}.png"
-        e["rgbpath"] = f"{MACHINE_PREFIX}{seq}/image/{p.frame}.jpg"
+        # the real paths carry '//' where the allsplit entry ends in '/' (tools that match
+        # rgbpath minus /image/<file> against allsplit by exact string rely on it)
+        folder = f"{MACHINE_PREFIX}{seq}/" + ("/" if p.slash else "")
+        e["depthpath"] = f"{folder}depth_bfx/{p.depth_file}.png"
+        e["rgbpath"] = f"{folder}image/{p.frame}.jpg"
         e["anno_extrinsics"] = p.extrinsics[-1][1][:, :3].copy()
         e["depthname"] = f"{p.depth_file}.png"
         e["rgbname"] = f"{p.frame}.jpg"
@@ -1678,7 +1699,7 @@ def _write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
 def _check_target(out: Path, params: SampleParams) -> None:
     if out.exists() and not out.is_dir():
         raise SampleConflict(f"{out}: exists and is not a folder")
-    ours = [n for n in ("SUNRGBD", "SUNRGBDtoolbox", SAMPLE_FILE) if (out / n).exists()]
+    ours = [n for n in ("SUNRGBD", "SUNRGBDtoolbox", SAMPLE_FILE, *RAW_ZIPS) if (out / n).exists()]
     if not ours:
         return
     try:

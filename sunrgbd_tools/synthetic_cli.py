@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from .rawzip import write_raw_zips
 from .synthetic import KV2_SIZE, SampleConflict, make_sample
 
 
@@ -35,8 +36,10 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:
               callback=_parse_size, help="HxW of kv2 images (kv1 scenes keep 427x561).")
 @click.option("--workers", default=None, type=click.IntRange(1, 256),
               help="Processes for the scenes [default: number of cores]; output is identical.")
+@click.option("--zips", is_flag=True,
+              help="Also write OUT/SUNRGBD.zip and OUT/SUNRGBDtoolbox.zip, packed like the official ones.")
 def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int],
-           workers: int | None) -> None:
+           workers: int | None, zips: bool) -> None:
     """Write a synthetic SUN RGB-D raw tree in the exact on-disk format of the official zips."""
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()
@@ -48,6 +51,7 @@ def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int
         raise click.UsageError(str(e)) from None
     finally:
         bar.close()
+    archives = write_raw_zips(out) if zips else {}
     counts = {s: sum(1 for x in info.scenes if x.split == s) for s in ("train", "val", "test", "none")}
     planted = sorted({q for s in info.scenes for q in s.quirks})
     click.echo(
@@ -55,3 +59,5 @@ def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int
         f"(train {counts['train']}, val {counts['val']}, test {counts['test']}, no split {counts['none']}; "
         f"quirks: {', '.join(planted) if planted else 'none'})"
     )
+    for path in archives.values():
+        click.echo(f"wrote {path} ({path.stat().st_size} bytes)")

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -112,27 +113,22 @@ def write_zip64(path: Path, entries: list[Entry], prefix: bytes = b"") -> Path:
     return path
 
 
-def entries_from_tree(root: Path, top: str) -> list[Entry]:
-    """Members for `root/top`: folders, JPEG/PNG stored, everything else deflated."""
-    out: list[Entry] = []
-    for p in sorted((root / top).rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_dir():
-            out.append(Entry(rel + "/", is_dir=True))
-        else:
-            method = 0 if p.suffix.lower() in (".jpg", ".png") else 8
-            out.append(Entry(rel, p.read_bytes(), method))
-    return out
+def entries_from_zip(path: Path) -> list[Entry]:
+    """The members of an archive, in its order, with their compression methods."""
+    with zipfile.ZipFile(path) as zf:
+        return [Entry(i.filename, is_dir=True) if i.is_dir() else Entry(i.filename, zf.read(i), i.compress_type)
+                for i in zf.infolist()]
 
 
 def build_archives(raw: Path, outdir: Path) -> dict[str, Path]:
-    """SUNRGBD.zip (members SUNRGBD/...) and SUNRGBDtoolbox.zip, both fully ZIP64."""
+    """SUNRGBD.zip (members SUNRGBD/...) and SUNRGBDtoolbox.zip as `sunrgbd sample --zips`
+    packs them (sunrgbd_tools.rawzip), rewritten with every structure in ZIP64 form: the
+    real SUNRGBD.zip is over 4 GB, so the downloader must read ZIP64 directories."""
+    from sunrgbd_tools.rawzip import write_raw_zips
+
     outdir.mkdir(parents=True, exist_ok=True)
-    return {
-        "SUNRGBD.zip": write_zip64(outdir / "SUNRGBD.zip", entries_from_tree(raw, "SUNRGBD")),
-        "SUNRGBDtoolbox.zip": write_zip64(outdir / "SUNRGBDtoolbox.zip",
-                                          entries_from_tree(raw, "SUNRGBDtoolbox")),
-    }
+    plain = write_raw_zips(raw, outdir.with_name(outdir.name + "-plain"))
+    return {name: write_zip64(outdir / name, entries_from_zip(p)) for name, p in plain.items()}
 
 
 # ----------------------------------------------------------------------------- fault server

@@ -21,6 +21,7 @@ from sunrgbd_tools.cli import main
 from sunrgbd_tools.convert import ConvertConfig, ConvertError, convert
 from sunrgbd_tools.labels import ClassTable, NameMapper
 from sunrgbd_tools.resize import resize_nearest
+from sunrgbd_tools.splits import read_split
 from sunrgbd_tools.verify import verify_tree
 
 KV2 = ("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
@@ -292,3 +293,32 @@ def test_jpg_at_native_size_copies_source_bytes(raw, tmp_path):
     assert (out / r["image"]).read_bytes() == src.read_bytes()
     assert r["depth"] == "" and json.loads((out / "dataset.json").read_text())["depth"] is None
     assert verify_tree(out).ok
+
+
+def test_official_allsplit_file_assigns_real_scenes(tmp_path):
+    """The original allsplit.mat (official /n/fs/sun3d/data/ prefix, trailing slashes on
+    most paths) used as is: the real kv1 and kv2 scenes land in their official splits."""
+    root = tmp_path / "raw"
+    for key, src in [("kv1/b3dodata/img_0063", KV1), ("kv2/align_kv2/2014-12-18_11-31-54_260595134347", KV2)]:
+        dst = root / "SUNRGBD" / key
+        shutil.copytree(realdata(*src), dst)
+        (dst / "annotation2Dfinal").mkdir(exist_ok=True)
+        shutil.copy(realdata(*ANNOTATION), dst / "annotation2Dfinal" / "index.json")
+    (root / "SUNRGBDtoolbox/traintestSUNRGBD").mkdir(parents=True)
+    shutil.copy(realdata("jorisgu-jg_toolbox_sunrgbd", "allsplit.mat"),
+                root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat")
+    s = convert(_cfg(root, tmp_path / "clean", subset="kv1,kv2", labels="polygons"), workers=1)
+    rows = {r["scene"]: r["split"] for r in _manifest(tmp_path / "clean")}
+    assert rows == {"kv1/b3dodata/img_0063": "train", "kv2/align_kv2/2014-12-18_11-31-54_260595134347": "test"}
+    # every other kv1/kv2 scene the official split lists is reported missing and counted:
+    # a missing folder in one line, a missing scene in a folder that exists in one line each
+    listed = [k for k in read_split(root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat").assignment
+              if k.startswith(("kv1/", "kv2/"))]
+    assert s.samples == 2 and s.skipped == len(listed) - 2
+    kinect2 = sum(k.startswith("kv2/kinect2data/") for k in listed)
+    assert kinect2 == 3485
+    assert f"{root / 'SUNRGBD/kv2/kinect2data'}: not found; {kinect2} scene(s) listed under it" in " ".join(s.problems)
+    b3do = [p for p in s.problems if "kv1/b3dodata/" in p]
+    assert len(b3do) == sum(k.startswith("kv1/b3dodata/") for k in listed) - 1
+    assert all(p.endswith("scene listed in SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat not found (scene skipped)")
+               for p in b3do)

@@ -136,12 +136,12 @@ def test_broken_polygon_input_is_repaired_or_skipped(sample, polygons):
     assert "null or nameless object" in r["problems"] and "dangling object index" in r["problems"]
 
 
-def test_official_labels_through_seglistall(sample, tmp_path):
+def test_official_all_labels_through_seglistall(sample, tmp_path):
     root, info = sample
-    out = tmp_path / "official"
-    s = convert(ConvertConfig(src=str(root), out=str(out), labels="official", size=(60, 80)), workers=1)
+    out = tmp_path / "official-all"
+    s = convert(ConvertConfig(src=str(root), out=str(out), labels="official-all", size=(60, 80)), workers=1)
     rows = _rows(out)
-    assert s.label_sources == {"official": len(rows)}
+    assert s.label_sources == {"official-all": len(rows)}
     for sc in info.scenes:
         r = rows.get(sc.key)
         if r is None or "segmat_size_mismatch" in sc.quirks:

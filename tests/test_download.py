@@ -20,7 +20,7 @@ from httpfixtures import (
 )
 
 from sunrgbd_tools.cli import main
-from sunrgbd_tools.download import DownloadConfig, download, parse_subset
+from sunrgbd_tools.download import DownloadConfig, UnsafeArchive, download, parse_subset
 from sunrgbd_tools.httpclient import HttpConfig, HttpError
 from sunrgbd_tools.remotezip import FileReader, read_directory
 
@@ -289,3 +289,157 @@ def test_cli_download(nginx, archives, tmp_path: Path):
     assert tree_bytes(dest) == local_extraction(archives, ("SUNRGBD/kv2/",), NEEDED)
     res = CliRunner().invoke(main, ["download", "--subset", "kv9", "--dest", str(dest)])
     assert res.exit_code == 2 and "unknown subset" in res.output
+
+
+# ----------------------------------------------------------------- issue 10 §3 / issue 15
+def _mostly_zero_mat(nbytes: int = 3 << 20) -> bytes:
+    """A MATLAB v5 seg.mat saved without compression, nearly all zeros (real ones deflate
+    ~200x and more)."""
+    import numpy as np
+    import scipy.io
+
+    h, w = 530, 730
+    seg = np.zeros((h, w), dtype=np.float64)
+    seg[100:140, 200:260] = 2
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"seglabel": seg}, do_compression=False)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def high_ratio(tmp_path_factory) -> tuple[dict[str, Path], str]:
+    d = tmp_path_factory.mktemp("ratio")
+    raw = make_raw_tree(d / "raw", scenes_per_dir=2)
+    seg = sorted((raw / "SUNRGBD/kv2").rglob("seg.mat"))[0]
+    seg.write_bytes(_mostly_zero_mat())
+    return build_archives(raw, d / "www"), seg.relative_to(raw).as_posix()
+
+
+def test_high_ratio_member_is_downloaded_not_called_a_bomb(high_ratio, tmp_path: Path):
+    archives, name = high_ratio
+    with FileReader(archives["SUNRGBD.zip"]) as r:
+        m = next(m for m in read_directory(r).members if m.name == name)
+    assert m.file_size > 3_000_000 and m.file_size / m.compress_size > 200  # ~the real 223x
+    srv = FaultServer({n: p.read_bytes() for n, p in archives.items()})
+    try:
+        dest = tmp_path / "raw"
+        rep = download(cfg(dest, srv.url))
+    finally:
+        srv.close()
+    assert not rep.problems and rep.archives[1].failed == 0
+    assert tree_bytes(dest) == local_extraction(archives, ("SUNRGBD/kv2/",), NEEDED)
+
+
+def test_declared_size_must_fit_free_space_and_limit(server, tmp_path: Path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    dest = tmp_path / "raw"
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1000))
+    res = CliRunner().invoke(main, ["download", "--dest", str(dest), "--base-url", server.url,
+                                    "--no-progress"])
+    assert res.exit_code == 1 and "bytes free; nothing was written" in res.output
+    assert res.output.count("\n") == 1 and "Traceback" not in res.output
+    assert not list(dest.rglob("*.mat")) and not (dest / "SUNRGBD").exists()
+    server.faults.ignore_range = True  # whole-archive mode: the archive itself must fit first
+    with pytest.raises(UnsafeArchive, match="bytes free"):
+        download(cfg(dest, server.url, toolbox_md5=None))
+    assert not list((dest / ".sunrgbd-download").glob("*.zip")) and not list((dest / ".sunrgbd-download").glob("*.part"))
+    server.faults.ignore_range = False
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    res = CliRunner().invoke(main, ["download", "--dest", str(dest), "--base-url", server.url,
+                                    "--no-progress", "--max-size", "1K"])
+    assert res.exit_code == 1 and "over the 1024-byte limit" in res.output
+    for bad in ("banana", "-5G", "0", "nan", "inf"):
+        res = CliRunner().invoke(main, ["download", "--dest", str(dest), "--max-size", bad])
+        assert res.exit_code == 2 and "--max-size" in res.output
+
+
+def test_usage_errors_exit_2(tmp_path: Path):
+    res = CliRunner().invoke(main, ["download", "--dest", str(tmp_path / "d"), "--base-url",
+                                    "ftp://example.org/data/"])
+    assert res.exit_code == 2 and "only http:// and https://" in res.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_bad_members_never_stop_the_others_and_a_rerun_retries_only_them(archives, tmp_path: Path):
+    """A symlink member, a `..` member, one that inflates past its declared size and one
+    with a flipped byte are each reported; every other member is written; --strict exits 1;
+    a re-run fetches only the failed data again; fixed on the server, it completes."""
+    import zlib
+
+    from httpfixtures import Entry, entries_from_tree, write_zip64
+
+    raw = tmp_path / "src"
+    make_raw_tree(raw, scenes_per_dir=2, seed=3)
+    entries = entries_from_tree(raw, "SUNRGBD")
+    jpg = next(e for e in entries if e.name.startswith("SUNRGBD/kv2/") and e.name.endswith(".jpg"))
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    hostile = [
+        Entry("SUNRGBD/kv2/link", b"/etc", method=0, mode=0o120777),
+        Entry("SUNRGBD/kv2/x/../../../evil.txt", b"pwned"),
+        Entry("SUNRGBD/kv2/lie.bin", method=8, raw=c.compress(bytes(1 << 20)) + c.flush(), declared_size=4096),
+    ]
+    good_zip = write_zip64(tmp_path / "good.zip", entries)
+    bad_entries = list(entries) + hostile
+    bad_zip = bytearray(write_zip64(tmp_path / "bad.zip", bad_entries).read_bytes())
+    with FileReader(tmp_path / "bad.zip") as r:
+        m = next(m for m in read_directory(r).members if m.name == jpg.name)
+    bad_zip[m.header_offset + 30 + len(m.raw_name) + 20 + 100] ^= 0x55
+    srv = FaultServer({"SUNRGBD.zip": bytes(bad_zip),
+                       "SUNRGBDtoolbox.zip": archives["SUNRGBDtoolbox.zip"].read_bytes()})
+    try:
+        dest = tmp_path / "raw"
+        args = ["download", "--dest", str(dest), "--base-url", srv.url, "--no-progress", "--strict"]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1, res.output
+        assert "4 failed" in res.output and "run the same command again" in res.output
+        for what in ("symlink member refused", "'..' refused", "expands past its declared size",
+                     f"{jpg.name}: CRC-32 mismatch"):
+            assert what in res.output, what
+        want = {k: v for k, v in local_extraction({**archives, "SUNRGBD.zip": good_zip},
+                                                   ("SUNRGBD/kv2/",), NEEDED).items()
+                if k != jpg.name}
+        assert tree_bytes(dest) == want  # every other member, byte for byte
+        assert not (tmp_path / "evil.txt").exists() and not list(tmp_path.rglob("evil.txt"))
+        # the same archive again: only the damaged member's bytes are requested
+        n0 = len(srv.log)
+        rep = download(cfg(dest, srv.url))
+        data = rep.archives[1]
+        assert data.failed == 4 and data.skipped == len(want) - len(NEEDED)
+        with FileReader(tmp_path / "bad.zip") as r:
+            lie = next(m for m in read_directory(r).members if m.name == "SUNRGBD/kv2/lie.bin")
+        moved = sum(x[3] for x in srv.log[n0:] if x[0] == "SUNRGBD.zip") - data.directory_bytes - 1
+        # the two failed data members (local header + data), each fetched and retried once
+        again = sum(30 + len(x.raw_name) + 20 + x.compress_size for x in (m, lie))
+        assert moved == 2 * again
+        # fixed on the server: the re-run fetches that one member and nothing else
+        srv.set_file("SUNRGBD.zip", good_zip.read_bytes())
+        rep = download(cfg(dest, srv.url))
+        data = rep.archives[1]
+        assert data.failed == 0 and data.fetched == 1
+        assert tree_bytes(dest) == local_extraction({**archives, "SUNRGBD.zip": good_zip},
+                                                    ("SUNRGBD/kv2/",), NEEDED)
+    finally:
+        srv.close()
+
+
+def test_rerun_removes_its_own_stale_temporaries(server, archives, tmp_path: Path):
+    """A kill can leave a 0-byte `.<name>.<random>.tmp` beside a member (and in the state
+    folder); the next run removes those and nothing of the user's."""
+    dest = tmp_path / "raw"
+    download(cfg(dest, server.url))
+    jpg = sorted((dest / "SUNRGBD/kv2").rglob("*.jpg"))[0]
+    stale = jpg.parent / f".{jpg.name}.k2j4h1x9.tmp"
+    stale.write_bytes(b"")
+    state_tmp = dest / ".sunrgbd-download" / ".config.json.abc123.tmp"
+    state_tmp.write_bytes(b"")
+    mine = [jpg.parent / ".notes.tmp", jpg.parent / ".other.jpg.x.tmp", dest / "mine.txt"]
+    for p in mine:
+        p.write_text("user data")
+    rep = download(cfg(dest, server.url))
+    assert not rep.problems
+    assert not stale.exists() and not state_tmp.exists()
+    assert all(p.read_text() == "user data" for p in mine)

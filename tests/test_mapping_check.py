@@ -45,13 +45,13 @@ def raw_tree(tmp_path):
     a = _scene(root, "scene_a")
     seg = np.zeros((H, W), np.int32)
     seg[:5, :] = 1  # wall: 100 px
-    seg[5:8, :] = 2  # chaiir: 60 px
-    seg[8:, :15] = 3  # monittor: 30 px
+    seg[5:8, :] = 2  # xhair: 60 px
+    seg[8:, :15] = 3  # monittorr: 30 px
     seg[8:, 15:] = 4  # zorblax: 10 px
-    _seg_mat(a / "seg.mat", seg, ["wall", "chaiir", "monittor", "zorblax"])
+    _seg_mat(a / "seg.mat", seg, ["wall", "xhair", "monittorr", "zorblax"])
     b = _scene(root, "scene_b")
     (b / "annotation2Dfinal").mkdir()
-    doc = {"objects": [{"name": "chaiir"}, {"name": "floor"}, None],
+    doc = {"objects": [{"name": "xhair"}, {"name": "floor"}, None],
            "frames": [{"polygon": [
                {"x": [0, 10, 10, 0], "y": [0, 0, 4, 4], "object": 0},
                {"x": [0, 19, 19, 0], "y": [5, 5, 9, 9], "object": 1},
@@ -67,9 +67,9 @@ def test_check_raw_tree_lists_names_that_fall_to_other(raw_tree):
     res = check_tree(raw_tree, NameMapper.load())
     assert res.kind == "raw" and res.scenes == 3
     got = [(n.name, n.pixels, n.images) for n in res.names]
-    assert [g[0] for g in got] == ["chaiir", "monittor", "zorblax"]  # by pixels; wall/floor map
+    assert [g[0] for g in got] == ["xhair", "monittorr", "zorblax"]  # by pixels; wall/floor map
     assert got[0][2] == 2 and got[0][1] > 60  # seg.mat 60 px + the polygon
-    assert got[1:] == [("monittor", 30, 1), ("zorblax", 10, 1)]
+    assert got[1:] == [("monittorr", 30, 1), ("zorblax", 10, 1)]
     assert len(res.problems) == 1 and "scene_c" in res.problems[0]
 
 
@@ -78,9 +78,9 @@ def test_check_cli_json_csv_and_strict(raw_tree, tmp_path):
     r = CliRunner().invoke(mapping, ["check", str(raw_tree), "--json", "--csv", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert [u["name"] for u in doc["unmapped"]] == ["chaiir", "monittor", "zorblax"]
+    assert [u["name"] for u in doc["unmapped"]] == ["xhair", "monittorr", "zorblax"]
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert rows[1] == {"raw_name": "monittor", "pixels": "30", "images": "1", "key": "monittor"}
+    assert rows[1] == {"raw_name": "monittorr", "pixels": "30", "images": "1", "key": "monittorr"}
     r = CliRunner().invoke(mapping, ["check", str(raw_tree), "--strict"])
     assert r.exit_code == 1 and "3 names fell to Other" in r.stdout
     r = CliRunner().invoke(mapping, ["check", str(tmp_path / "unmapped.csv")])
@@ -116,8 +116,8 @@ def test_parse_unmapped_keeps_names_with_separators():
 
 def test_suggest_ranks_the_intended_class_first():
     sug = Suggester(NameMapper.load())
-    assert sug.candidates("chaiir")[0].class_name == "chair"
-    assert sug.candidates("monittor")[0].class_name == "computer"
+    assert sug.candidates("xhair")[0].class_name == "chair"
+    assert sug.candidates("monittorr")[0].class_name == "computer"
     assert sug.candidates("bookshelff")[0].class_name == "bookshelf"
     assert sug.candidates("kitchen_cabnett")[0].class_name == "cabinet"  # shared token
     assert all(c.score < 0.5 for c in sug.candidates("zorblax"))
@@ -130,10 +130,10 @@ def test_suggest_csv_round_trips_into_convert_mapping(raw_tree, tmp_path):
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [(x["raw_name"], x["class"], x["suggested_class"]) for x in rows] == [
-        ("chaiir", "chair", "chair"), ("monittor", "computer", "computer")]
+        ("xhair", "chair", "chair"), ("monittorr", "computer", "computer")]
     m = NameMapper.load(out)
-    assert (m.lookup("chaiir").class_name, m.lookup("chaiir").rule) == ("chair", "manual")
-    assert not m.is_unmapped(m.lookup("monittor"))
+    assert (m.lookup("xhair").class_name, m.lookup("xhair").rule) == ("chair", "manual")
+    assert not m.is_unmapped(m.lookup("monittorr"))
     assert m.is_unmapped(m.lookup("zorblax"))
     # without --prefill the class column is left for a person to fill in
     text = suggest_csv(check_tree(raw_tree, NameMapper.load()).names, NameMapper.load())

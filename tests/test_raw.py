@@ -32,6 +32,8 @@ from sunrgbd_tools.splits import normalise_scene_path, read_split
 KV2_SCENE = ("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
 ANNOTATION = ("LucBourrat1-sunrgbd_dataset", "prepare", "annotation2Dfinal.json")
 ALLSPLIT = ("jiangliux-SUNRGBDtoolbox", "traintestSUNRGBD", "allsplit.mat")
+# the original official file (MATLAB 5.0 MACI64, 2015) with the /n/fs/sun3d/data/ prefix
+ALLSPLIT_OFFICIAL = ("jorisgu-jg_toolbox_sunrgbd", "allsplit.mat")
 
 
 # ----------------------------------------------------------------- index.json
@@ -217,14 +219,25 @@ def test_subsets_and_discovery(tmp_path):
 
 
 # ----------------------------------------------------------------- split file
-def test_real_allsplit():
-    split = read_split(realdata(*ALLSPLIT))
+@pytest.mark.parametrize("where", [ALLSPLIT, ALLSPLIT_OFFICIAL], ids=["resaved", "official"])
+def test_real_allsplit(where):
+    split = read_split(realdata(*where))
     assert split.counts() == {"train": 2666, "val": 2619, "test": 5050}
     assert split.val_source == {"source": "trainvalsplit"}
     assert split.of("kv2/align_kv2/2014-12-18_11-31-54_260595134347") == "test"
     assert split.of("kv1/b3dodata/img_0063") == "train"
     # keys never carry prefixes or trailing slashes
     assert not any(k.endswith("/") or k.startswith("/") for k in split.assignment)
+
+
+def test_official_allsplit_equals_the_resaved_copy():
+    """The raw paths differ (official prefix, trailing slashes); the keys must not."""
+    official, resaved = realdata(*ALLSPLIT_OFFICIAL), realdata(*ALLSPLIT)
+    raw = scipy.io.loadmat(str(official))
+    paths = [str(np.asarray(c).ravel()[0]) for c in raw["alltrain"].ravel()]
+    assert all(p.startswith("/n/fs/sun3d/data/SUNRGBD/") for p in paths)
+    assert any(p.endswith("/") for p in paths) and not all(p.endswith("/") for p in paths)
+    assert read_split(official).assignment == read_split(resaved).assignment
 
 
 @pytest.mark.parametrize(

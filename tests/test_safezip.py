@@ -65,17 +65,65 @@ def test_hostile_archive_refused_nothing_written(kind: str, tmp_path: Path):
     assert (dest / "mine.txt").read_text() == "user data"
 
 
-def test_zip_bomb_refused_by_ratio(tmp_path: Path):
-    """An honest 1 GiB-expanding member (~1000x) is refused before any byte is inflated."""
-    data = bomb_stream(1)
+def mostly_zero_mat(nbytes: int = 3 << 20) -> bytes:
+    """A MATLAB v5 file saved without compression whose label image is nearly all zeros,
+    as the real seg.mat files are: it deflates a few hundred times."""
+    import io
+
+    import numpy as np
+    import scipy.io
+
+    side = int((nbytes / 8) ** 0.5)
+    seg = np.zeros((side, side), dtype=np.float64)
+    seg[10:40, 10:60] = 3
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"seglabel": seg}, do_compression=False)
+    return buf.getvalue()
+
+
+def test_high_ratio_member_is_not_called_a_bomb(tmp_path: Path):
+    """A compression ratio proves nothing: a 3 MB mostly-zero seg.mat deflating 200x+ is
+    extracted byte for byte."""
+    data = mostly_zero_mat()
+    arc = write_zip64(tmp_path / "a.zip", [Entry("scene/seg.mat", data)])
+    from sunrgbd_tools.remotezip import FileReader, read_directory
+
+    with FileReader(arc) as r:
+        (m,) = read_directory(r).members
+    assert m.file_size > 200 * m.compress_size and m.file_size > 1 << 20
+    extract_zip(arc, tmp_path / "dest")
+    assert (tmp_path / "dest/scene/seg.mat").read_bytes() == data
+
+
+def test_honest_bomb_refused_by_the_total_limit(tmp_path: Path):
+    """A member that honestly declares 1 GiB is refused by the user's limit before a byte
+    is inflated."""
     arc = write_zip64(tmp_path / "bomb.zip", [
         Entry("readme.txt", b"hello"),
-        Entry("zeros.bin", method=8, raw=data, declared_size=1 << 30),
+        Entry("zeros.bin", method=8, raw=bomb_stream(1), declared_size=1 << 30),
     ])
     dest = tmp_path / "dest"
-    with pytest.raises(UnsafeArchive, match="decompression bomb"):
+    with pytest.raises(UnsafeArchive, match="over the 536870912-byte limit"):
+        extract_zip(arc, dest, limits=Limits(max_total=512 << 20))
+    assert not dest.exists() or _snapshot(dest) == set()
+
+
+def test_honest_bomb_refused_by_free_space(tmp_path: Path, monkeypatch):
+    """Within the limit but larger than the free space of the destination: refused, nothing
+    written (the free space is faked at 100 MiB)."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 100 << 20))
+    arc = write_zip64(tmp_path / "bomb.zip", [
+        Entry("readme.txt", b"hello"),
+        Entry("zeros.bin", method=8, raw=bomb_stream(1), declared_size=1 << 30),
+    ])
+    dest = tmp_path / "dest"
+    with pytest.raises(UnsafeArchive, match=r"needs 1073741829 bytes but .*dest has only 104857600 bytes free"):
         extract_zip(arc, dest)
-    assert _snapshot(dest) == set()
+    assert not dest.exists() or _snapshot(dest) == set()
 
 
 def test_lying_bomb_stops_at_declared_size(tmp_path: Path):

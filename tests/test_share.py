@@ -105,8 +105,10 @@ def test_round_trip_local_and_cli(packed, tmp_path: Path):
                                     "--sha256", rep.sha256, "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "6 samples OK" in res.output
+    before = tree_bytes(tmp_path / "d2")
     res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(tmp_path / "d2")])
-    assert res.exit_code == 1 and "not empty" in res.output
+    assert res.exit_code == 2 and "not empty" in res.output  # a usage error (issue 15)
+    assert tree_bytes(tmp_path / "d2") == before
 
 
 def test_round_trip_over_http_nginx(packed, tmp_path: Path):

@@ -1,0 +1,151 @@
+"""The mapping on SUN RGB-D's object names as they are really written (issue 10 §1).
+
+The names come from ../shared/realdata (never copied into the project): every distinct name
+of the real annotation2Dfinal/index.json files (Yannick947's list), how many real scenes use
+each (ryanlearnscs50's frequencies) and ScanNet's expert raw-name → NYU40 table.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import realdata
+
+from sunrgbd_tools.labels import NameMapper
+from sunrgbd_tools.mapping_cli import mapping
+from sunrgbd_tools.mapping_report import (
+    WeightedName,
+    coverage,
+    crosscheck,
+    read_frequencies,
+    read_real_names,
+    read_scannet,
+)
+from sunrgbd_tools.normalise import normalise
+from sunrgbd_tools.words import Vocabulary, osa_distance
+
+REAL_NAMES = ("Yannick947-data_generator_sunrgbd", "sunrgbd_generator", "class_map_detected_full.json")
+FREQUENCIES = ("ryanlearnscs50-sunrgbd-exploration", "01_class_frequencies", "class_frequencies.csv")
+SCANNET = ("ScanNet-labels", "scannetv2-labels.combined.tsv")
+
+
+@pytest.fixture(scope="module")
+def mapper() -> NameMapper:
+    return NameMapper.load()
+
+
+@pytest.fixture(scope="module")
+def real_names() -> list[str]:
+    return read_real_names(realdata(*REAL_NAMES))
+
+
+# ---------------------------------------------------------------- the examples of the issue
+@pytest.mark.parametrize("name, cls, rule", [
+    ("officechair", "chair", "compound"), ("deskchair", "chair", "compound"),
+    ("rollingchair", "chair", "compound"), ("roundtable", "table", "compound"),
+    ("computertable", "table", "compound"), ("tabletop", "table", "compound"),
+    ("brickwall", "wall", "compound"), ("cubiclewall", "wall", "compound"),
+    ("glasswall", "wall", "compound"), ("backwall", "wall", "compound"),
+    ("glassdoor", "door", "compound"), ("tilefloor", "floor", "compound"),
+    ("kitchencabinet", "cabinet", "compound"), ("filecabinet", "cabinet", "compound"),
+    ("computerdesk", "desk", "compound"), ("kitchencounter", "counter", "compound"),
+    ("celing", "ceiling", "fuzzy"), ("cuboard", "cabinet", "fuzzy"),
+    ("floormate", "floor_mat", "fuzzy"), ("pctower", "computer", None),
+    ("whitebox", "box", "compound"),
+    # camel case is a word boundary
+    ("CubicleWall", "wall", "synonym"), ("PCTower", "computer", "synonym"),
+    ("BackWallofHallway", "wall", "compound"),
+    # a part names its whole; hardware and bedding are their own objects
+    ("chairleg", "chair", "compound"), ("tableleg", "table", "compound"),
+    ("chairback", "chair", "compound"), ("cabinetdoor", "cabinet", "synonym"),
+    ("lampbase", "lamp", "compound"), ("doorknob", "other", None),
+    ("doorhandle", "other", "compound"), ("comforter", "other", "synonym"),
+    ("bedsheet", "other", None), ("bedspread", "other", "synonym"),
+    ("countertop", "counter", "synonym"), ("woodenwall", "wall", "compound"),
+    ("stool", "other", "synonym"), ("drawers", "other", "synonym"), ("deskdrawer", "desk", None),
+    ("ceilinglight", "other", None), ("posterboard", "other", "synonym"),
+    ("laptopscreen", "computer", "compound"), ("screen", "other", "synonym"),
+    # guards: words that end in a head are not compounds; short words are not corrected
+    ("vegetable", "other", "default"), ("ottoman", "other", "synonym"),
+    ("cart", "other", "default"), ("lable", "other", "default"),
+    ("background", "other", "default"),
+])
+def test_real_forms(mapper, name, cls, rule):
+    hit = mapper.lookup(name)
+    assert hit.class_name == cls, hit
+    assert rule is None or hit.rule == rule, hit  # None: found through a names.csv row's key
+
+
+def test_every_real_name_maps_deterministically(mapper, real_names):
+    assert len(real_names) == 14424
+    assert len({n.lower() for n in real_names}) == 11182
+    first = {n: mapper.lookup(n) for n in real_names}
+    again = NameMapper.load()  # a fresh mapper (no cache) gives the same answer
+    for n in real_names:
+        hit = first[n]
+        assert mapper.table.valid_ids[hit.class_id] and hit.class_id != 0, n
+        assert again.lookup(n) == hit, n
+        # idempotent: the key of a name maps like the name
+        assert again.lookup(normalise(n)).class_name == hit.class_name, n
+
+
+def test_real_coverage_beats_the_exact_baseline(mapper):
+    rep = coverage(mapper, read_frequencies(realdata(*FREQUENCIES)))
+    assert rep["names"] == 10192
+    ours, base = rep["ours"]["weight"], rep["exact_baseline"]["weight"]
+    assert ours["seg37"] / rep["weight"] > 0.60 > base["seg37"] / rep["weight"]
+    assert ours["other"] < 0.7 * base["other"]
+    assert rep["rules"]["compound"]["weight"] > 3000 and rep["rules"]["fuzzy"]["weight"] > 300
+
+
+def test_scannet_crosscheck(mapper):
+    rows = read_scannet(realdata(*SCANNET), mapper)
+    rep = crosscheck(rows)
+    by = {r.name: r for r in rows}
+    assert by["chair"].kind == "agree" and by["monitor"].kind == "computer"
+    assert by["kitchen counter"].ours == "counter" and by["lamp base"].ours == "lamp"
+    agree = rep["kinds"]["agree"]["instances"] + rep["kinds"]["computer"]["instances"]
+    assert agree / rep["instances"] > 0.95
+    assert all(d["kind"] != "agree" for d in rep["disagreements"])
+
+
+def test_report_cli_with_real_names(tmp_path):
+    r = CliRunner().invoke(mapping, [
+        "report", "--json", "--real-names", str(realdata(*REAL_NAMES)),
+        "--frequencies", str(realdata(*FREQUENCIES)), "--scannet", str(realdata(*SCANNET))])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["real_names"]["names"] == 14424 and doc["real_frequencies"]["names"] == 10192
+    assert doc["scannet"]["names"] > 500
+    r = CliRunner().invoke(mapping, ["report", "--real-names", str(realdata(*REAL_NAMES))])
+    assert r.exit_code == 0 and "Real names as written: 14424 distinct" in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,count\nchair,many\n")
+    r = CliRunner().invoke(mapping, ["report", "--frequencies", str(bad)])
+    assert r.exit_code == 2 and "bad.csv line 2" in r.output and "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------- the word list
+def test_vocabulary_split_and_correct():
+    v = Vocabulary.build(["office_chair", "office_desk", "chair", "bed_sheet", "bed", "she_et"],
+                         ["chair", "table", "ceiling", "sheet"])
+    assert v.split("officechair") == ("office", "chair")
+    assert v.split("bedsheet") == ("bed", "sheet")  # fewest words, not bed+she+et
+    assert v.split("chair") is None  # one word is no compound
+    assert v.correct("celing") == "ceiling" and v.correct("cieling") == "ceiling"
+    assert v.correct("ceiling") is None and v.correct("chai") is None  # a word; too short
+    assert v.correct("xhair") is None  # short tokens keep their first letter
+    assert osa_distance("cahir", "chair") == 1 and osa_distance("kitten", "sitting") == 3
+
+
+def test_vocabulary_ties_give_up():
+    v = Vocabulary.build([], ["boxer", "boxes"])
+    assert v.correct("boxed") is None  # boxer and boxes are equally close and common
+
+
+def test_synthetic_weights_name_list(mapper):
+    rep = coverage(mapper, [WeightedName("officechair", 3), WeightedName("zorblax", 1)])
+    assert rep["ours"]["weight"] == {"seg37": 3, "computer": 0, "other": 1}
+    assert rep["rules"] == {"compound": {"names": 1, "weight": 3}, "default": {"names": 1, "weight": 1}}
