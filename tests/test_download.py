@@ -370,11 +370,13 @@ def test_bad_members_never_stop_the_others_and_a_rerun_retries_only_them(archive
     a re-run fetches only the failed data again; fixed on the server, it completes."""
     import zlib
 
-    from httpfixtures import Entry, entries_from_tree, write_zip64
+    from httpfixtures import Entry, entries_from_zip, write_zip64
+
+    from sunrgbd_tools.rawzip import write_raw_zips
 
     raw = tmp_path / "src"
     make_raw_tree(raw, scenes_per_dir=2, seed=3)
-    entries = entries_from_tree(raw, "SUNRGBD")
+    entries = entries_from_zip(write_raw_zips(raw, tmp_path / "plain")["SUNRGBD.zip"])
     jpg = next(e for e in entries if e.name.startswith("SUNRGBD/kv2/") and e.name.endswith(".jpg"))
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
     hostile = [

@@ -73,8 +73,8 @@ def test_official_labels_are_the_generators_seglabel_pixel_for_pixel(sample, off
     rows = _rows(out)
     table = ClassTable.load()
     no_seg37 = {table.id_of("other"), table.id_of("computer")}
-    # every kv2 scene converts except the undecodable JPEG, the one outside allsplit and the
-    # unlabelled one (no labelled pixel: skipped without --keep-unlabelled)
+    # every kv2 scene converts except the undecodable JPEG, the one outside allsplit and
+    # the one with no labelled pixel (skipped unless --keep-unlabelled)
     assert set(rows) == {s.key for s in info.scenes
                          if s.sensor == "kv2" and s.split != "none"
                          and not {"corrupt_jpeg", "unlabelled"} & set(s.quirks)}
