@@ -241,6 +241,17 @@ def test_usage_errors_exit_2_in_one_line(small, tmp_path):
     (meta / "SUNRGBD2Dseg.mat").write_bytes(b"MATLAB 7.3 MAT-file, but then nothing")
     _one_line_error(_run("--src", bare, "--out", tmp_path / "c"), 2, "SUNRGBD2Dseg.mat: not a readable")
     _one_line_error(_run("--src", root, "--subset", "kv9", "--out", tmp_path / "d"), 2, "unknown subset")
+    # official values are our class ids only when seg37list is the class table's order
+    import scipy.io
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(root, swapped)
+    names = list(SEG37)
+    names[0], names[1] = names[1], names[0]
+    cell = np.empty((1, 37), dtype=object)
+    cell[0, :] = names
+    scipy.io.savemat(swapped / "SUNRGBDtoolbox/Metadata/seg37list.mat", {"seg37list": cell})
+    _one_line_error(_run("--src", swapped, "--out", tmp_path / "f"), 2, "seg37list(1) is 'floor'")
     _one_line_error(_run("--src", root, "--min-share", "1.5"), 2, "--min-share")
     # an --out that holds the user's files is never touched
     busy = tmp_path / "busy"
@@ -248,7 +259,7 @@ def test_usage_errors_exit_2_in_one_line(small, tmp_path):
     (busy / "notes.txt").write_text("mine")
     _one_line_error(_run("--src", root, "--out", busy), 2, "use a new --out folder")
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
-    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "d", "f"))
     with pytest.raises(AuditError, match="min_share"):
         run_audit(AuditConfig(src=str(root), out=str(tmp_path / "e"), min_share=0), workers=1)
 
