@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segtrain.transforms import build_eval_transform, build_train_transform
-from segtrain.utils import SegtrainError, read_rgb, read_unchanged
+from segtrain.utils import SegtrainError, check_readable_image, read_rgb, read_unchanged
 
 log = logging.getLogger("segtrain")
 
@@ -216,17 +216,42 @@ def _glob_samples(info: DatasetInfo, split: str) -> list[Sample]:
     return out
 
 
+def _exists(path: Path) -> bool:
+    """False only when the file is really absent (a folder we may not enter counts as present:
+    reading it then reports "permission denied" instead of a wrong "not found")."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
-    """Samples of one split, from manifest.csv or (without one) by globbing; files checked."""
+    """Samples of one split, from manifest.csv or (without one) by globbing. A missing image
+    or label file is an error (the tree breaks the contract); one that exists but cannot be
+    read (permission denied, empty, not an image) is reported and its sample skipped."""
     if (info.root / "manifest.csv").is_file():
         samples = _manifest_samples(info, split)
     else:
         samples = _glob_samples(info, split)
+    readable = []
     for s in samples:
         for p in (s.image, s.label):
-            if not p.is_file():
+            if not _exists(p):
                 raise DataError(f"{p}: file not found (sample {s.id}, split {split})")
-    return samples
+        try:
+            for p in (s.image, s.label):
+                check_readable_image(p)
+        except SegtrainError as e:  # a file that exists but cannot be read: report, skip, go on
+            log.warning("problem: %s; sample %s of split %s skipped", e, s.id, split)
+            continue
+        readable.append(s)
+    if len(readable) < len(samples):
+        log.warning("%d of %d samples of split %s skipped (unreadable files)", len(samples) - len(readable),
+                    len(samples), split)
+    return readable
 
 
 def read_label(sample: Sample, info: DatasetInfo) -> np.ndarray:
