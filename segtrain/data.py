@@ -15,8 +15,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import random
+import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -374,6 +377,15 @@ def seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+@cache
+def _warn_workers(workers: int, cores: int) -> None:
+    """Said once, in our words; PyTorch's own UserWarning (printed twice, with its source
+    line, for every loader) is dropped."""
+    log.warning("warning: --workers %d is more than the %d CPU cores this process may use; loading "
+                "may be slower than with %d", workers, cores, cores)
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+
+
 def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
                 device: torch.device, drop_last: bool = False, rank: int = 0,
                 world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
@@ -381,6 +393,9 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     (training shards when `drop_last`, evaluation shards otherwise: see EpochSampler)."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                            drop_tail=drop_last)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers > cores:
+        _warn_workers(workers, cores)
     if workers > 0:
         # OpenCV's thread pool does not survive fork(): a worker forked after the main process
         # used it can deadlock in its first cv2 call. Stop the pool before the workers fork
