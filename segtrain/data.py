@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import random
 import warnings
@@ -28,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segtrain.transforms import build_eval_transform, build_train_transform
-from segtrain.utils import SegtrainError, check_readable_image, read_rgb, read_unchanged
+from segtrain.utils import SegtrainError, check_readable_image, os_cause, read_rgb, read_unchanged
 
 log = logging.getLogger("segtrain")
 
@@ -102,10 +103,53 @@ class DatasetInfo:
         return [float(v) for v in w]
 
 
-def _triple(value, where: str) -> tuple[float, float, float]:
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _int(value, where: str, lo: int | None = None, hi: int | None = None) -> int:
+    """A whole number (JSON int, integral float or digit string) within [lo, hi]."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: expected a whole number, got {_short(value)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise DataError(f"{where}: {value} outside {lo}..{hi}")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"{where}: expected a finite number, got {_short(value)}")
+    return float(value)
+
+
+def _triple(value, where: str, positive: bool = False) -> tuple[float, float, float]:
     if not isinstance(value, list | tuple) or len(value) != 3:
-        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {value!r}")
-    return tuple(float(v) for v in value)
+        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {_short(value)}")
+    out = tuple(_number(v, where) for v in value)
+    if positive and min(out) <= 0:
+        raise DataError(f"{where}: expected 3 numbers > 0, got {_short(value)}")
+    return out
+
+
+def _read_json(path: Path):
+    """json.loads with one-line errors for everything a hostile file can do."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: {os_cause(e)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not usable JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer with thousands of digits
+        raise DataError(f"{path}: not usable JSON ({str(e).split('(')[0].strip()})") from None
 
 
 def load_dataset_info(root: str | Path) -> DatasetInfo:
@@ -117,40 +161,42 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     if not path.is_file():
         raise DataError(f"{root}: no dataset.json (not a clean tree; convert it with "
                         "`sunrgbd convert` or write a dataset.json with the class table)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    meta = _read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
         raise DataError(f"{path}: missing the 'classes' table")
-    ignore = int(meta.get("ignore_index", 255))
+    ignore = _int(meta.get("ignore_index", 255), f"{path}: ignore_index", 0, 255)
     by_tid: dict[int, list[dict]] = {}
     id_to_tid = np.full(256, ignore, dtype=np.uint8)
     known = np.zeros(256, dtype=bool)
     for row in meta["classes"]:
-        try:
-            cid, tid = int(row["id"]), int(row["train_id"])
-            row["name"], row["color"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{path}: class entry {row!r} needs id, train_id, name, color") from None
-        if not 0 <= cid <= 255:
-            raise DataError(f"{path}: class id {cid} outside 0..255")
-        id_to_tid[cid] = tid if tid != ignore else ignore
+        if not isinstance(row, dict) or not {"id", "train_id", "name", "color"} <= set(row):
+            raise DataError(f"{path}: class entry {_short(row)} needs id, train_id, name, color")
+        where = f"{path}: class {_short(row.get('name'))}"
+        cid = _int(row["id"], f"{where} id", 0, 255)
+        tid = _int(row["train_id"], f"{where} train_id", 0, 255)
+        if not isinstance(row["name"], str):
+            raise DataError(f"{where}: name must be text")
+        color = row["color"]
+        if not isinstance(color, list) or len(color) != 3:
+            raise DataError(f"{where}: color must be [R, G, B], got {_short(color)}")
+        row = {**row, "color": [_int(c, f"{where} color", 0, 255) for c in color]}
+        id_to_tid[cid] = tid
         known[cid] = True
         if tid != ignore:
             by_tid.setdefault(tid, []).append(row)
     n = len(by_tid)
     if sorted(by_tid) != list(range(n)):
-        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {sorted(by_tid)}")
-    if "num_classes" in meta and int(meta["num_classes"]) != n:
+        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {_short(sorted(by_tid))}")
+    if "num_classes" in meta and _int(meta["num_classes"], f"{path}: num_classes") != n:
         raise DataError(f"{path}: num_classes is {meta['num_classes']} but the class table has {n} train ids")
     classes = []
     for tid in range(n):
         rows = by_tid[tid]
-        classes.append(TrainClass(tid, str(rows[0]["name"]), tuple(int(c) for c in rows[0]["color"]),
+        classes.append(TrainClass(tid, rows[0]["name"], tuple(rows[0]["color"]),
                                   all(bool(r.get("ignore_in_eval", False)) for r in rows)))
     if meta.get("mean") is not None and meta.get("std") is not None:
-        mean, std = _triple(meta["mean"], f"{path} mean"), _triple(meta["std"], f"{path} std")
+        mean = _triple(meta["mean"], f"{path}: mean")
+        std = _triple(meta["std"], f"{path}: std", positive=True)
         source = "dataset.json"
     else:
         log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
@@ -160,15 +206,23 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     if isinstance(weights, dict):
         default_method = weights.get("default") if isinstance(weights.get("default"), str) else None
         default_method = default_method or meta.get("class_weights_default")
-        weights = {k: v for k, v in weights.items() if isinstance(v, list)}
+        if default_method is not None and not isinstance(default_method, str):
+            raise DataError(f"{path}: class_weights_default must be text, got {_short(default_method)}")
+        weights = {str(k): [_number(x, f"{path}: class_weights[{k!r}]") for x in v]
+                   for k, v in weights.items() if isinstance(v, list)}
     else:
         weights = {}
     size = meta.get("image_size")
+    if size:
+        if not isinstance(size, list) or len(size) != 2:
+            raise DataError(f"{path}: image_size must be [H, W] or null, got {_short(size)}")
+        size = tuple(_int(v, f"{path}: image_size", 1, 1 << 16) for v in size)
+    name = meta.get("name", root.name)
     return DatasetInfo(
-        root=root, name=str(meta.get("name", root.name)), classes=classes, ignore_index=ignore,
+        root=root, name=name if isinstance(name, str) else _short(name), classes=classes, ignore_index=ignore,
         id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
         normalization_source=source, class_weights=weights, default_weight_method=default_method,
-        image_size=tuple(size) if size else None, has_depth=bool(meta.get("depth")),
+        image_size=size or None, has_depth=bool(meta.get("depth")),
     )
 
 

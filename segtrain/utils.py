@@ -12,6 +12,7 @@ import platform
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -185,7 +186,9 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
         kind = "a text file" if _looks_like_text(path) else "an unknown format"
         raise SegtrainError(f"{path}: not a loadable {what} ({kind}; torch.save writes a zip archive)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 62": our error says it better
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         if "weights_only" in text or "Weights only" in text:

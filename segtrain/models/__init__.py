@@ -61,7 +61,8 @@ def check_model(name: str, options: dict[str, Any]) -> dict[str, Any]:
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise KeyError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
+        raise KeyError(f"model {name!r} has no option(s) {shown}; valid: {', '.join(valid)}")
     for key, value in options.items():
         _check_option(name, key, value)
     return {**MODELS[name].defaults, **options}
