@@ -156,7 +156,7 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     """Read and check dataset.json; every problem is one line naming the file."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data folder not found")
+        raise DataError(f"{root}: " + ("is a file, not a data folder" if root.exists() else "data folder not found"))
     path = root / "dataset.json"
     if not path.is_file():
         raise DataError(f"{root}: no dataset.json (not a clean tree; convert it with "
@@ -293,7 +293,7 @@ def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
         samples = _manifest_samples(info, split)
     else:
         samples = _glob_samples(info, split)
-    readable = []
+    readable, first = [], None
     for s in samples:
         for p in (s.image, s.label):
             if not _exists(p):
@@ -303,8 +303,12 @@ def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
                 check_readable_image(p)
         except SegtrainError as e:  # a file that exists but cannot be read: report, skip, go on
             log.warning("problem: %s; sample %s of split %s skipped", e, s.id, split)
+            first = first or str(e)
             continue
         readable.append(s)
+    if samples and not readable:
+        raise DataError(f"{info.root}: none of the {len(samples)} samples of split {split!r} can be read "
+                        f"(first: {first})")
     if len(readable) < len(samples):
         log.warning("%d of %d samples of split %s skipped (unreadable files)", len(samples) - len(readable),
                     len(samples), split)

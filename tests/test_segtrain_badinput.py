@@ -319,6 +319,12 @@ def test_unreadable_sample_is_skipped_with_a_report(tree, tmp_path, caplog):
         samples = list_samples(info, "train")
     assert len(samples) == 3 and all(s.label != bad for s in samples)
     assert f"problem: {bad}: not an image" in caplog.text and "1 of 4 samples of split train skipped" in caplog.text
+    for label in (data / "gtFine" / "train").rglob("*_labelTrainIds.png"):
+        label.write_bytes(b"")
+    with pytest.raises(SegtrainError, match=r"none of the 4 samples of split 'train' can be read \(first: .*: empty file\)"):
+        list_samples(info, "train")
+    with pytest.raises(SegtrainError, match="is a file, not a data folder"):
+        load_dataset_info(data / "dataset.json")
 
 
 def _unprivileged() -> list[str]:
