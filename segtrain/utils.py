@@ -98,8 +98,10 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-# signatures of the formats OpenCV decodes that segtrain reads (PNG, JPEG, BMP, TIFF, WebP)
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*")
+# signatures of the formats OpenCV decodes that segtrain reads (PNG, JPEG, BMP, TIFF, WebP
+# below; also PNM and JPEG 2000)
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*",
+                b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ", b"\xffO\xffQ")
 
 
 def check_readable_image(path: str | os.PathLike) -> None:
@@ -113,7 +115,7 @@ def check_readable_image(path: str | os.PathLike) -> None:
     if not head:
         raise SegtrainError(f"{path}: empty file")
     if not (head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
-        raise SegtrainError(f"{path}: not an image (no PNG/JPEG/BMP/TIFF/WebP signature)")
+        raise SegtrainError(f"{path}: not an image (no PNG/JPEG/BMP/TIFF/WebP/PNM/JPEG 2000 signature)")
 
 
 def _decode(path, flags: int) -> np.ndarray:
