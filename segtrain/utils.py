@@ -119,12 +119,16 @@ def check_readable_image(path: str | os.PathLike) -> None:
 
 
 def _decode(path, flags: int) -> np.ndarray:
-    # the bytes are read here, not by cv2.imread: an unreadable file then gets its real cause
-    # (permission denied, a folder, ...) and OpenCV prints no "findDecoder" warning
-    data = read_file_bytes(path)
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    # cv2.imread is the fast path (reading the bytes in Python first costs 4-16 % of a decode,
+    # benchmarks/bench_segtrain_read.py); when it fails, Python reads the file to name the real
+    # cause (permission denied, a folder, empty ...), which OpenCV does not tell. Its own
+    # "findDecoder" warning is silenced by quiet_opencv() and list_samples' check beforehand.
+    arr = cv2.imread(str(path), flags)
     if arr is None:
-        raise SegtrainError(f"{path}: does not decode as an image (corrupt or not an image format)")
+        data = read_file_bytes(path)
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)  # e.g. a path imread cannot open
+        if arr is None:
+            raise SegtrainError(f"{path}: does not decode as an image (corrupt or not an image format)")
     return arr
 
 
