@@ -51,9 +51,6 @@ from segtrain.utils import (
 log = logging.getLogger("segtrain")
 
 CHECKPOINT_FORMAT = "segtrain-checkpoint-v1"
-# What makes a folder a segtrain run: this file with this format, written when the run starts.
-RUN_MARKER = "segtrain-run.json"
-RUN_FORMAT = "segtrain-run-v1"
 
 
 class NonFiniteLossError(Exception):
