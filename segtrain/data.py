@@ -239,20 +239,32 @@ class Sample:
 
 def _manifest_samples(info: DatasetInfo, split: str) -> list[Sample]:
     path = info.root / "manifest.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        need = {"id", "split", "image", "label_train_ids"}
-        if not need <= cols:
-            raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
-        out = []
-        for row in reader:
-            if row["split"] != split:
-                continue
-            depth = row.get("depth") or ""
-            out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
-                              info.root / row["label_train_ids"], "train_ids",
-                              info.root / depth if depth else None))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _manifest_rows(info, split, path, csv.DictReader(f))
+    except OSError as e:
+        raise DataError(f"{path}: {os_cause(e)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except csv.Error as e:  # e.g. a NUL byte, an over-long field
+        raise DataError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _manifest_rows(info: DatasetInfo, split: str, path: Path, reader: csv.DictReader) -> list[Sample]:
+    cols = set(reader.fieldnames or [])
+    need = {"id", "split", "image", "label_train_ids"}
+    if not need <= cols:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
+    out = []
+    for row in reader:
+        if row["split"] != split:
+            continue
+        if not all(row.get(k) for k in ("id", "image", "label_train_ids")):
+            raise DataError(f"{path}: line {reader.line_num} of split {split} lacks id, image or label_train_ids")
+        depth = row.get("depth") or ""
+        out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
+                          info.root / row["label_train_ids"], "train_ids",
+                          info.root / depth if depth else None))
     return out
 
 
@@ -285,10 +297,11 @@ def _exists(path: Path) -> bool:
     return True
 
 
-def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
+def list_samples(info: DatasetInfo, split: str, with_depth: bool = False) -> list[Sample]:
     """Samples of one split, from manifest.csv or (without one) by globbing. A missing image
     or label file is an error (the tree breaks the contract); one that exists but cannot be
-    read (permission denied, empty, not an image) is reported and its sample skipped."""
+    read (permission denied, empty, not an image) is reported and its sample skipped. With
+    `with_depth` the depth file is checked the same way."""
     if (info.root / "manifest.csv").is_file():
         samples = _manifest_samples(info, split)
     else:
@@ -299,7 +312,7 @@ def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
             if not _exists(p):
                 raise DataError(f"{p}: file not found (sample {s.id}, split {split})")
         try:
-            for p in (s.image, s.label):
+            for p in (s.image, s.label, *([s.depth] if with_depth and s.depth else [])):
                 check_readable_image(p)
         except SegtrainError as e:  # a file that exists but cannot be read: report, skip, go on
             log.warning("problem: %s; sample %s of split %s skipped", e, s.id, split)

@@ -401,3 +401,22 @@ def test_bench_shows_progress_on_stderr(tree, tmp_path):
     assert "unet_small real input pipeline: 1 warm-up + 1 timed steps" in r.stderr
     _only_own_lines(r.stderr)
     assert (tmp_path / "b.json").is_file()
+
+
+def test_depth_checked_only_when_used_and_manifest_errors(tree, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    depth = next((data / "depth" / "train").rglob("*_depth.png"))
+    depth.write_bytes(b"")
+    info = load_dataset_info(data)
+    assert len(list_samples(info, "train")) == 4  # training without depth keeps the sample
+    assert depth not in [s.depth for s in list_samples(info, "train", with_depth=True)]
+    manifest = data / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    train_row = next(i for i, ln in enumerate(lines) if ",train," in ln)
+    manifest.write_text("\n".join(lines[:train_row] + [lines[train_row].split(",")[0] + ",train"]) + "\n")
+    with pytest.raises(SegtrainError, match=rf"{manifest}: line {train_row + 1} of split train lacks id, image"):
+        list_samples(info, "train")
+    manifest.write_bytes(b"id,split\n\xff\xfe\n")
+    with pytest.raises(SegtrainError, match=f"{manifest}: not UTF-8 text"):
+        list_samples(info, "train")
