@@ -13,27 +13,39 @@ hooks, so it exists on CPU too); on CUDA the allocator's peak is reported as wel
 
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
+from tqdm import tqdm
 
-from segtrain.config import BenchConfig
+from segtrain.config import BenchConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
 from segtrain.losses import build_loss
 from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
 from segtrain.utils import SegtrainError, parse_hw, parse_parts
 
+log = logging.getLogger("segtrain")
 
-def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: int) -> float:
+
+def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: int,
+           desc: str = "", progress: bool = False) -> float:
+    """Images/s over `steps` steps after `warmup` untimed ones; a progress bar on stderr."""
+    log.info("%s: %d warm-up + %d timed steps of batch %d", desc, warmup, steps, batch_size)
+    bar = tqdm(total=warmup + steps, desc=desc, leave=False, disable=not progress, unit="step")
     for _ in range(warmup):
         run_step(*next(batches))
+        bar.update()
     rt.sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         run_step(*next(batches))
+        bar.update()
     rt.sync()
-    return steps * batch_size / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    bar.close()
+    return steps * batch_size / elapsed
 
 
 def bench_models(spec: str) -> list[str]:
@@ -63,7 +75,10 @@ def activation_bytes(model, x, y, loss_fn, rt: Runtime) -> int:
     return sum(seen.values())
 
 
-def run_bench(cfg: BenchConfig) -> dict:
+def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
+    """Time one model (see the module docstring); progress goes to the log and, with
+    `progress`, a bar per mode on stderr (the result itself only to the caller)."""
+    check_fields(cfg)
     info = load_dataset_info(cfg.data)
     device = resolve_device(cfg.device)
     size = list(parse_hw(cfg.size)) if cfg.size else (list(info.image_size) if info.image_size else None)
@@ -71,10 +86,10 @@ def run_bench(cfg: BenchConfig) -> dict:
         raise SegtrainError(f"{cfg.data}: samples have different sizes; give --size HxW")
     try:
         check_model(cfg.model, cfg.model_options)
-    except KeyError as e:
+    except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
-    if cfg.steps < 1 or cfg.warmup < 0:
-        raise SegtrainError("--steps must be >= 1 and --warmup >= 0")
+    log.info("bench %s %dx%d batch %d on %s: building the model and measuring activations", cfg.model,
+             size[0], size[1], cfg.batch_size, device)
     seed_everything(cfg.seed)
     rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
     try:
@@ -119,8 +134,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    syn = _timed(step, synthetic(), cfg.warmup, cfg.steps, rt, bs)
-    rl = _timed(step, real(), cfg.warmup, cfg.steps, rt, bs)
+    syn = _timed(step, synthetic(), cfg.warmup, cfg.steps, rt, bs, f"{cfg.model} synthetic batches", progress)
+    rl = _timed(step, real(), cfg.warmup, cfg.steps, rt, bs, f"{cfg.model} real input pipeline", progress)
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "model": cfg.model, "model_options": cfg.model_options, "parameters": params,

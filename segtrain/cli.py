@@ -22,7 +22,7 @@ from segtrain.config import (
     build_config,
     load_config_file,
 )
-from segtrain.utils import SegtrainError, parse_hw
+from segtrain.utils import SegtrainError, check_out_dir, check_out_file, parse_hw, quiet_opencv
 
 log = logging.getLogger("segtrain")
 _T = TrainConfig()
@@ -71,7 +71,10 @@ def _model_opts(values) -> dict:
         if "=" not in item:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--model-opt")
         k, v = item.split("=", 1)
-        opts[k.strip()] = yaml.safe_load(v)
+        try:
+            opts[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise click.BadParameter(f"{item!r}: the value is not valid YAML", param_hint="--model-opt") from None
     return opts
 
 
@@ -80,6 +83,7 @@ def _model_opts(values) -> dict:
 def main(quiet: bool) -> None:
     """Train, evaluate and predict segmentation models on Cityscapes-style trees
     (a folder with dataset.json, e.g. `sunrgbd convert` output)."""
+    quiet_opencv()
     level = logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="segtrain: %(message)s", stream=sys.stderr)
     for h in logging.getLogger().handlers:  # a run raises segtrain's level for train.log, not the console's
@@ -141,6 +145,7 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
     file_layer = _guard(load_config_file, config_file) if config_file else {}
     out = out or file_layer.get("out") or f"runs/{model}"
     cli["out"] = out
+    _guard(check_out_dir, out)
     if resume:
         saved = Path(out) / "config.yaml"
         if not saved.is_file():
@@ -196,13 +201,22 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
 @click.option("--strict", is_flag=True, help="Exit 1 when any image was skipped.")
 def predict_cmd(checkpoint, inputs, out, size, device, amp, strict):
     """Predict label and colour masks for image files or folders (at each image's size)."""
-    from segtrain.inference import run_predict
+    from segtrain.inference import NoReadableInput, run_predict
 
     cfg = PredictConfig(checkpoint=checkpoint, inputs=list(inputs), out=out, size=size,
                         device=device, amp=amp, strict=strict)
-    res = _guard(run_predict, cfg, progress=sys.stderr.isatty())
+
+    def predict():
+        try:
+            return run_predict(cfg, progress=sys.stderr.isatty())
+        except NoReadableInput as e:  # each image's reason, then the one Error line (exit 2)
+            for problem in e.problems:
+                click.echo(f"problem: {problem} (skipped)", err=True)
+            raise
+
+    res = _guard(predict)
     for problem in res.problems:
-        click.echo(f"skipped: {problem}", err=True)
+        click.echo(f"problem: {problem} (skipped)", err=True)
     click.echo(f"{len(res.written) // 2} images predicted, {len(res.problems)} skipped; masks in {out}")
     if res.problems and strict:
         sys.exit(1)
@@ -253,6 +267,8 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, 
     from segtrain.bench import bench_models, run_bench
     from segtrain.utils import atomic_write_json
 
+    if json_out:  # checked before minutes of benchmarking, not after
+        _guard(check_out_file, json_out, "--json-out")
     names = _guard(bench_models, model)
     if model_opt and len(names) > 1:
         raise CliError("--model-opt applies to one model; bench several models with their defaults")
@@ -264,7 +280,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, 
                           train_parts=train_parts)
         if workers is not None:
             cfg.workers = workers
-        results.append(_guard(run_bench, cfg))
+        results.append(_guard(run_bench, cfg, progress=sys.stderr.isatty()))
     if len(results) == 1:
         click.echo(json.dumps(results[0], indent=2))
     for r in results:

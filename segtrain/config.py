@@ -7,14 +7,25 @@ Precedence for `segtrain run`: dataclass defaults < the run folder's saved confi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import typing
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from segtrain.utils import SegtrainError, atomic_write_text, parse_hw, parse_parts, parts_label
+from segtrain.utils import (
+    SegtrainError,
+    atomic_write_text,
+    os_cause,
+    parse_hw,
+    parse_parts,
+    parts_label,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
@@ -32,6 +43,15 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 1) // local))
 
 
+def num(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, factory=None):
+    """A numeric config field with its allowed range: the one place the range is written
+    (flags, YAML files and library callers are all checked against it by `check_value`)."""
+    md = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (saved as runs/<name>/config.yaml)."""
@@ -40,32 +60,32 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 100
-    batch_size: int = 16
+    epochs: int = num(100, ge=1)
+    batch_size: int = num(16, ge=1)
     size: list[int] | None = None  # [H, W]: resize every sample (image linear, mask nearest)
     crop: list[int] | None = None  # [H, W]: random crops for training, full images for val
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd and rmsprop
+    lr: float = num(1e-4, gt=0)
+    weight_decay: float = num(0.0, ge=0)
+    momentum: float = num(0.9, ge=0)  # sgd and rmsprop
     optimizer: str = "adam"
     scheduler: str = "plateau"
-    plateau_patience: int = 5
-    plateau_factor: float = 0.1
-    poly_power: float = 0.9
+    plateau_patience: int = num(5, ge=0)
+    plateau_factor: float = num(0.1, gt=0, lt=1)
+    poly_power: float = num(0.9, ge=0)
     loss: str = "ce"
     class_weights: str | None = None  # method in dataset.json class_weights; None = auto
     augment: str = "basic"
-    early_stop: int = 10  # epochs without val mIoU improvement; 0 = off
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    early_stop: int = num(10, ge=0)  # epochs without val mIoU improvement; 0 = off
+    grad_clip: float = num(0.0, ge=0)  # max gradient norm; 0 = off
     amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile the model (CUDA recommended)
     device: str = "auto"
-    workers: int = field(default_factory=default_workers)
-    seed: int = 0
+    workers: int = num(factory=default_workers, ge=0)
+    seed: int = num(0, ge=0, lt=2**32)
     train_split: str = "train"
     val_split: str = "val"
-    max_train_batches: int = 0  # cap batches per epoch (quick experiments); 0 = all
+    max_train_batches: int = num(0, ge=0)  # cap batches per epoch (quick experiments); 0 = all
     train_parts: str = "all"  # head | decoder,head | all: the rest is frozen (BN statistics too)
     pretrained: str | None = None  # encoder weights file (PyTorch or safetensors)
     init_from: str | None = None  # another run's checkpoint; the head is rebuilt for new classes
@@ -81,17 +101,9 @@ class TrainConfig:
                               ("augment", AUGMENTS), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise SegtrainError(f"{name} must be at least 1")
-        if self.lr <= 0:
-            raise SegtrainError("lr must be positive")
+        check_fields(self)
         if self.size and self.crop:
             raise SegtrainError("give either --size or --crop, not both")
-        self.size = list(parse_hw(self.size)) if self.size else None
-        self.crop = list(parse_hw(self.crop)) if self.crop else None
-        if self.workers < 0:
-            raise SegtrainError("workers must be >= 0")
         try:
             self.train_parts = parts_label(parse_parts(self.train_parts))
         except ValueError as e:
@@ -106,11 +118,11 @@ class EvalConfig:
     data: str = ""
     split: str = "test"
     out: str = ""
-    batch_size: int = 4
+    batch_size: int = num(4, ge=1)
     size: list[int] | None = None  # default: the size the checkpoint was trained with
     device: str = "auto"
-    workers: int = field(default_factory=default_workers)
-    panels: int = 4  # images in each of the best / worst panels
+    workers: int = num(factory=default_workers, ge=0)
+    panels: int = num(4, ge=0)  # images in each of the best / worst panels
     amp: bool = True
 
 
@@ -131,16 +143,16 @@ class BenchConfig:
     model: str = "unet_small"
     model_options: dict[str, Any] = field(default_factory=dict)
     size: list[int] | None = None
-    batch_size: int = 8
-    steps: int = 20
-    warmup: int = 5
+    batch_size: int = num(8, ge=1)
+    steps: int = num(20, ge=1)
+    warmup: int = num(5, ge=0)
     augment: str = "basic"
-    workers: int = field(default_factory=default_workers)
+    workers: int = num(factory=default_workers, ge=0)
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    seed: int = 0
+    seed: int = num(0, ge=0, lt=2**32)
     train_parts: str = "all"
 
 
@@ -153,26 +165,148 @@ def save_config(cfg, path: str | Path) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def load_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
-    """Read a YAML config; unknown keys are an error that lists the valid ones."""
-    p = Path(path)
-    if not p.is_file():
-        raise SegtrainError(f"{p}: config file not found")
+@cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _is_number_text(v: str) -> bool:
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def check_value(cls, key: str, value):
+    """One option's value converted to its field's type and checked against its range.
+
+    Numbers given as text are accepted ("1e-4": YAML 1.1, which PyYAML follows, reads an
+    exponent without a dot as a string); anything else of the wrong type, non-finite
+    numbers and values out of range raise ValueError with the reason."""
+    hint = _hints(cls)[key]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ValueError("needs a value")
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if base is int:
+        if isinstance(value, str) and _INT.fullmatch(value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        _check_range(cls, key, value)
+        return value
+    if base is float:
+        if isinstance(value, str) and _is_number_text(value.strip()):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        _check_range(cls, key, value)
+        return value
+    if base is str:
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        return value
+    if typing.get_origin(base) is list and typing.get_args(base) != (int,):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of text")
+        return value
+    if typing.get_origin(base) is list:  # size / crop: "HxW" or [H, W]
+        try:
+            hw = parse_hw(value)
+        except (SegtrainError, TypeError, ValueError):
+            raise ValueError("must be HxW (e.g. 480x640) or a list [H, W] of positive whole numbers") from None
+        return list(hw) if hw else None
+    if typing.get_origin(base) is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError("must be a mapping of name: value")
+        return value
+    return value
+
+
+def _check_range(cls, key: str, value) -> None:
+    md = next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
+    if md.get("ge") is not None and value < md["ge"]:
+        raise ValueError(f"must be at least {md['ge']}")
+    if md.get("gt") is not None and value <= md["gt"]:
+        raise ValueError(f"must be greater than {md['gt']}")
+    if md.get("le") is not None and value > md["le"]:
+        raise ValueError(f"must be at most {md['le']}")
+    if md.get("lt") is not None and value >= md["lt"]:
+        raise ValueError(f"must be less than {md['lt']}")
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_fields(cfg) -> None:
+    """Check (and normalise) every field of a config dataclass; one line naming the option."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        try:
+            setattr(cfg, f.name, check_value(type(cfg), f.name, value))
+        except ValueError as e:
+            raise SegtrainError(f"{flag(f.name)} {_show(value)}: {e}") from None
+
+
+def _show(value) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
+    """Read a YAML config; unknown keys and bad values are an error naming the file and key."""
+    p = Path(path)
+    if p.is_dir():
+        raise SegtrainError(f"{p}: is a folder, not a config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SegtrainError(f"{p}: config file not found") from None
+    except OSError as e:
+        raise SegtrainError(f"{p}: {os_cause(e)}") from None
+    except UnicodeDecodeError:
+        raise SegtrainError(f"{p}: not a text file (not valid UTF-8)") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise SegtrainError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001  PyYAML's constructors fail in many ways on hostile input
+        # (absurd nesting, a 5,000-digit int, "!!timestamp" without a date: all found by the fuzz suite)
+        raise SegtrainError(f"{p}: not a usable YAML config ({type(e).__name__} while reading it)") from None
     if not isinstance(data, dict):
         raise SegtrainError(f"{p}: expected a mapping of option: value")
     valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise SegtrainError(f"{p}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    return data
+    unknown = sorted(set(map(str, data)) - valid)
+    if unknown or not all(isinstance(k, str) for k in data):
+        shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
+        raise SegtrainError(f"{p}: unknown option(s) {_show(shown)}; valid: {', '.join(sorted(valid))}")
+    out = {}
+    for key, value in data.items():
+        try:
+            out[key] = check_value(cls, key, value)
+        except ValueError as e:
+            raise SegtrainError(f"{p}: {key}: {_show(value)} {e}") from None
+    return out
 
 
 def build_config(cls, *layers: dict[str, Any]):
-    """Later layers override earlier ones; the result is a fresh dataclass instance."""
+    """Later layers override earlier ones; the result is a fresh dataclass instance whose
+    values are checked (a bad one is an error naming its option)."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update({k: v for k, v in layer.items()})
@@ -180,4 +314,9 @@ def build_config(cls, *layers: dict[str, Any]):
     unknown = sorted(set(merged) - valid)
     if unknown:
         raise SegtrainError(f"unknown option(s) {', '.join(unknown)}")
+    for key, value in merged.items():
+        try:
+            merged[key] = check_value(cls, key, value)
+        except ValueError as e:
+            raise SegtrainError(f"{flag(key)} {_show(value)}: {e}") from None
     return cls(**merged)

@@ -15,8 +15,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+import os
 import random
+import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -25,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segtrain.transforms import build_eval_transform, build_train_transform
-from segtrain.utils import SegtrainError, read_rgb, read_unchanged
+from segtrain.utils import SegtrainError, check_readable_image, os_cause, read_rgb, read_unchanged
 
 log = logging.getLogger("segtrain")
 
@@ -100,55 +104,100 @@ class DatasetInfo:
         return [float(v) for v in w]
 
 
-def _triple(value, where: str) -> tuple[float, float, float]:
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _int(value, where: str, lo: int | None = None, hi: int | None = None) -> int:
+    """A whole number (JSON int, integral float or digit string) within [lo, hi]."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{where}: expected a whole number, got {_short(value)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise DataError(f"{where}: {value} outside {lo}..{hi}")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"{where}: expected a finite number, got {_short(value)}")
+    return float(value)
+
+
+def _triple(value, where: str, positive: bool = False) -> tuple[float, float, float]:
     if not isinstance(value, list | tuple) or len(value) != 3:
-        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {value!r}")
-    return tuple(float(v) for v in value)
+        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {_short(value)}")
+    out = tuple(_number(v, where) for v in value)
+    if positive and min(out) <= 0:
+        raise DataError(f"{where}: expected 3 numbers > 0, got {_short(value)}")
+    return out
+
+
+def _read_json(path: Path):
+    """json.loads with one-line errors for everything a hostile file can do."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: {os_cause(e)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not usable JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer with thousands of digits
+        raise DataError(f"{path}: not usable JSON ({str(e).split('(')[0].strip()})") from None
 
 
 def load_dataset_info(root: str | Path) -> DatasetInfo:
     """Read and check dataset.json; every problem is one line naming the file."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: data folder not found")
+        raise DataError(f"{root}: " + ("is a file, not a data folder" if root.exists() else "data folder not found"))
     path = root / "dataset.json"
     if not path.is_file():
         raise DataError(f"{root}: no dataset.json (not a clean tree; convert it with "
                         "`sunrgbd convert` or write a dataset.json with the class table)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    meta = _read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
         raise DataError(f"{path}: missing the 'classes' table")
-    ignore = int(meta.get("ignore_index", 255))
+    ignore = _int(meta.get("ignore_index", 255), f"{path}: ignore_index", 0, 255)
     by_tid: dict[int, list[dict]] = {}
     id_to_tid = np.full(256, ignore, dtype=np.uint8)
     known = np.zeros(256, dtype=bool)
     for row in meta["classes"]:
-        try:
-            cid, tid = int(row["id"]), int(row["train_id"])
-            row["name"], row["color"]
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{path}: class entry {row!r} needs id, train_id, name, color") from None
-        if not 0 <= cid <= 255:
-            raise DataError(f"{path}: class id {cid} outside 0..255")
-        id_to_tid[cid] = tid if tid != ignore else ignore
+        if not isinstance(row, dict) or not {"id", "train_id", "name", "color"} <= set(row):
+            raise DataError(f"{path}: class entry {_short(row)} needs id, train_id, name, color")
+        where = f"{path}: class {_short(row.get('name'))}"
+        cid = _int(row["id"], f"{where} id", 0, 255)
+        tid = _int(row["train_id"], f"{where} train_id", 0, 255)
+        if not isinstance(row["name"], str):
+            raise DataError(f"{where}: name must be text")
+        color = row["color"]
+        if not isinstance(color, list) or len(color) != 3:
+            raise DataError(f"{where}: color must be [R, G, B], got {_short(color)}")
+        row = {**row, "color": [_int(c, f"{where} color", 0, 255) for c in color]}
+        id_to_tid[cid] = tid
         known[cid] = True
         if tid != ignore:
             by_tid.setdefault(tid, []).append(row)
     n = len(by_tid)
     if sorted(by_tid) != list(range(n)):
-        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {sorted(by_tid)}")
-    if "num_classes" in meta and int(meta["num_classes"]) != n:
+        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {_short(sorted(by_tid))}")
+    if "num_classes" in meta and _int(meta["num_classes"], f"{path}: num_classes") != n:
         raise DataError(f"{path}: num_classes is {meta['num_classes']} but the class table has {n} train ids")
     classes = []
     for tid in range(n):
         rows = by_tid[tid]
-        classes.append(TrainClass(tid, str(rows[0]["name"]), tuple(int(c) for c in rows[0]["color"]),
+        classes.append(TrainClass(tid, rows[0]["name"], tuple(rows[0]["color"]),
                                   all(bool(r.get("ignore_in_eval", False)) for r in rows)))
     if meta.get("mean") is not None and meta.get("std") is not None:
-        mean, std = _triple(meta["mean"], f"{path} mean"), _triple(meta["std"], f"{path} std")
+        mean = _triple(meta["mean"], f"{path}: mean")
+        std = _triple(meta["std"], f"{path}: std", positive=True)
         source = "dataset.json"
     else:
         log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
@@ -158,15 +207,23 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
     if isinstance(weights, dict):
         default_method = weights.get("default") if isinstance(weights.get("default"), str) else None
         default_method = default_method or meta.get("class_weights_default")
-        weights = {k: v for k, v in weights.items() if isinstance(v, list)}
+        if default_method is not None and not isinstance(default_method, str):
+            raise DataError(f"{path}: class_weights_default must be text, got {_short(default_method)}")
+        weights = {str(k): [_number(x, f"{path}: class_weights[{k!r}]") for x in v]
+                   for k, v in weights.items() if isinstance(v, list)}
     else:
         weights = {}
     size = meta.get("image_size")
+    if size:
+        if not isinstance(size, list) or len(size) != 2:
+            raise DataError(f"{path}: image_size must be [H, W] or null, got {_short(size)}")
+        size = tuple(_int(v, f"{path}: image_size", 1, 1 << 16) for v in size)
+    name = meta.get("name", root.name)
     return DatasetInfo(
-        root=root, name=str(meta.get("name", root.name)), classes=classes, ignore_index=ignore,
+        root=root, name=name if isinstance(name, str) else _short(name), classes=classes, ignore_index=ignore,
         id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
         normalization_source=source, class_weights=weights, default_weight_method=default_method,
-        image_size=tuple(size) if size else None, has_depth=bool(meta.get("depth")),
+        image_size=size or None, has_depth=bool(meta.get("depth")),
         label_mode=_label_mode(meta),
     )
 
@@ -174,10 +231,11 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
 def _label_mode(meta: dict) -> str:
     """dataset.json `label_mode` (schema 2), so scores on different labels are never compared
     by accident; older trees only name their `label_source`, which is shown as such."""
-    if meta.get("label_mode"):
-        return str(meta["label_mode"])
-    if meta.get("label_source"):
-        return f"label_source {meta['label_source']} (no label_mode recorded)"
+    mode, source = meta.get("label_mode"), meta.get("label_source")
+    if mode:
+        return mode if isinstance(mode, str) and mode.isprintable() else _short(mode)
+    if source:
+        return f"label_source {_short(source)} (no label_mode recorded)"
     return "not recorded"
 
 
@@ -194,20 +252,32 @@ class Sample:
 
 def _manifest_samples(info: DatasetInfo, split: str) -> list[Sample]:
     path = info.root / "manifest.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        need = {"id", "split", "image", "label_train_ids"}
-        if not need <= cols:
-            raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
-        out = []
-        for row in reader:
-            if row["split"] != split:
-                continue
-            depth = row.get("depth") or ""
-            out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
-                              info.root / row["label_train_ids"], "train_ids",
-                              info.root / depth if depth else None))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _manifest_rows(info, split, path, csv.DictReader(f))
+    except OSError as e:
+        raise DataError(f"{path}: {os_cause(e)}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except csv.Error as e:  # e.g. a NUL byte, an over-long field
+        raise DataError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _manifest_rows(info: DatasetInfo, split: str, path: Path, reader: csv.DictReader) -> list[Sample]:
+    cols = set(reader.fieldnames or [])
+    need = {"id", "split", "image", "label_train_ids"}
+    if not need <= cols:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
+    out = []
+    for row in reader:
+        if row["split"] != split:
+            continue
+        if not all(row.get(k) for k in ("id", "image", "label_train_ids")):
+            raise DataError(f"{path}: line {reader.line_num} of split {split} lacks id, image or label_train_ids")
+        depth = row.get("depth") or ""
+        out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
+                          info.root / row["label_train_ids"], "train_ids",
+                          info.root / depth if depth else None))
     return out
 
 
@@ -228,17 +298,47 @@ def _glob_samples(info: DatasetInfo, split: str) -> list[Sample]:
     return out
 
 
-def list_samples(info: DatasetInfo, split: str) -> list[Sample]:
-    """Samples of one split, from manifest.csv or (without one) by globbing; files checked."""
+def _exists(path: Path) -> bool:
+    """False only when the file is really absent (a folder we may not enter counts as present:
+    reading it then reports "permission denied" instead of a wrong "not found")."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def list_samples(info: DatasetInfo, split: str, with_depth: bool = False) -> list[Sample]:
+    """Samples of one split, from manifest.csv or (without one) by globbing. A missing image
+    or label file is an error (the tree breaks the contract); one that exists but cannot be
+    read (permission denied, empty, not an image) is reported and its sample skipped. With
+    `with_depth` the depth file is checked the same way."""
     if (info.root / "manifest.csv").is_file():
         samples = _manifest_samples(info, split)
     else:
         samples = _glob_samples(info, split)
+    readable, first = [], None
     for s in samples:
         for p in (s.image, s.label):
-            if not p.is_file():
+            if not _exists(p):
                 raise DataError(f"{p}: file not found (sample {s.id}, split {split})")
-    return samples
+        try:
+            for p in (s.image, s.label, *([s.depth] if with_depth and s.depth else [])):
+                check_readable_image(p)
+        except SegtrainError as e:  # a file that exists but cannot be read: report, skip, go on
+            log.warning("problem: %s; sample %s of split %s skipped", e, s.id, split)
+            first = first or str(e)
+            continue
+        readable.append(s)
+    if samples and not readable:
+        raise DataError(f"{info.root}: none of the {len(samples)} samples of split {split!r} can be read "
+                        f"(first: {first})")
+    if len(readable) < len(samples):
+        log.warning("%d of %d samples of split %s skipped (unreadable files)", len(samples) - len(readable),
+                    len(samples), split)
+    return readable
 
 
 def read_label(sample: Sample, info: DatasetInfo) -> np.ndarray:
@@ -361,6 +461,15 @@ def seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+@cache
+def _warn_workers(workers: int, cores: int) -> None:
+    """Said once, in our words; PyTorch's own UserWarning (printed twice, with its source
+    line, for every loader) is dropped."""
+    log.warning("warning: --workers %d is more than the %d CPU cores this process may use; loading "
+                "may be slower than with %d", workers, cores, cores)
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+
+
 def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
                 device: torch.device, drop_last: bool = False, rank: int = 0,
                 world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
@@ -368,6 +477,9 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     (training shards when `drop_last`, evaluation shards otherwise: see EpochSampler)."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                            drop_tail=drop_last)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers > cores:
+        _warn_workers(workers, cores)
     if workers > 0:
         # OpenCV's thread pool does not survive fork(): a worker forked after the main process
         # used it can deadlock in its first cv2 call. Stop the pool before the workers fork

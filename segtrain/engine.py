@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import random
@@ -41,7 +42,9 @@ from segtrain.utils import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    check_out_dir,
     environment_info,
+    load_torch_file,
     parse_parts,
 )
 
@@ -216,16 +219,46 @@ def save_checkpoint(path: Path, obj: dict) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Load with weights_only=True (no pickled code); one-line errors for bad files."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SegtrainError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt / foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SegtrainError(f"{path}: not a loadable checkpoint ({first})") from None
+    ckpt = load_torch_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SegtrainError(f"{path}: not a segtrain checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return ckpt
+
+
+def is_run_folder(out: Path, kind: str = "run") -> bool:
+    """True when `out` holds segtrain-<kind>.json with format segtrain-<kind>-v1 (what
+    `segtrain run` / `sweep` write first into a folder they own)."""
+    try:
+        meta = json.loads((out / f"segtrain-{kind}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == f"segtrain-{kind}-v1"
+
+
+def check_run_folder(out: str | Path, resume: bool = False, kind: str = "run") -> Path:
+    """Refuse an --out that is a file, or a non-empty folder that is not a segtrain <kind>
+    (so nothing the user keeps there is overwritten). With --resume the folder's own
+    config.yaml and last.pt are checked instead."""
+    out = check_out_dir(out)
+    if resume or not out.is_dir():
+        return out
+    try:
+        empty = next(out.iterdir(), None) is None
+    except OSError as e:
+        raise SegtrainError(f"{out}: cannot list the folder ({e.strerror or e})") from None
+    if not empty and not is_run_folder(out, kind):
+        raise SegtrainError(f"{out}: folder is not empty and is not a segtrain {kind} (no segtrain-{kind}.json); "
+                            f"use a new or empty --out" + (", or --resume a run" if kind == "run" else ""))
+    return out
+
+
+def claim_run_folder(out: Path, kind: str = "run", **info) -> None:
+    """Create `out` and mark it as a segtrain <kind> (deterministic content)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not is_run_folder(out, kind):
+        atomic_write_json(out / f"segtrain-{kind}.json", {"format": f"segtrain-{kind}-v1", **info})
 
 
 def check_classes(ckpt: dict, info: DatasetInfo, ckpt_path) -> None:
@@ -410,6 +443,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoc
     torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel; only rank 0 writes.
     """
     cfg.validate()
+    # before the process group forms: no rank has written anything yet
+    check_run_folder(cfg.out, resume)
     dist_info, device_name = distributed.setup(cfg.device)
     quiet = distributed.quiet_non_main(dist_info)
     try:
@@ -449,7 +484,7 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
     try:
         options = check_model(cfg.model, cfg.model_options)
-    except KeyError as e:
+    except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
     world = dist_info.world_size
     if cfg.batch_size % world:
@@ -489,6 +524,10 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
     shard = {"rank": dist_info.rank, "world_size": world}
     train_loader, train_sampler = make_loader(train_ds, per_process, True, cfg.seed, cfg.workers,
                                               device, drop_last=True, **shard)
+    if per_process > len(train_sampler):
+        n = len(train_sampler) * world
+        log.warning("warning: --batch-size %d is more than the %d images of split %r: every epoch is one "
+                    "step on a batch of %d", cfg.batch_size, len(train_ds), cfg.train_split, n)
     val_bs = per_process if info.image_size is not None else 1
     val_loader, _ = make_loader(val_ds, val_bs, False, cfg.seed, cfg.workers, device, **shard)
 
@@ -510,7 +549,7 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
 
     handler, level = None, log.level
     if dist_info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_run_folder(out, model=cfg.model)
         handler = logging.FileHandler(out / "train.log", encoding="utf-8")
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -635,6 +674,13 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         distributed.broadcast_buffers(raw_model, dist_info)
         res = evaluate(eval_net, val_loader, rt, info.num_classes, loss_fn, eval_mask, progress=progress,
                        desc="val", dist_info=dist_info)
+        if not math.isfinite(res.loss):  # diverged weights: no checkpoint, never "best"
+            last = f"last.pt (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
+            message = (f"validation loss became {res.loss} at epoch {epoch}; training stopped, last good "
+                       f"checkpoint: {last}")
+            log.error(message)
+            stopped = "non-finite-loss"
+            break
         summary = summarize(res.confusion, info.class_names, eval_mask)
         miou = summary["miou"]
         lr = optimizer.param_groups[0]["lr"]

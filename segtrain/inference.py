@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from segtrain.config import EvalConfig, PredictConfig, save_config
+from segtrain.config import EvalConfig, PredictConfig, check_fields, save_config
 from segtrain.data import classes_from_json, eval_dataset, load_dataset_info, make_loader
 from segtrain.engine import (
     Runtime,
@@ -35,7 +35,7 @@ from segtrain.report import (
     write_metrics_json,
     write_per_class_csv,
 )
-from segtrain.utils import SegtrainError, parse_hw, read_rgb, write_png
+from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")
 
@@ -68,6 +68,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     """Evaluate a checkpoint on one split; write metrics, CSVs and figures to cfg.out."""
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
+    check_fields(cfg)
+    check_out_dir(cfg.out)
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
     check_classes(ckpt, info, cfg.checkpoint)
@@ -122,6 +124,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     return metrics
 
 
+class NoReadableInput(SegtrainError):
+    """Not one input image could be read; `problems` says why for each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"none of the {len(problems)} input image(s) could be read; nothing predicted")
+        self.problems = problems
+
+
 @dataclass
 class PredictResult:
     written: list[Path] = field(default_factory=list)
@@ -153,6 +163,8 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     """
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
+    check_fields(cfg)
+    check_out_dir(cfg.out)
     paths = expand_inputs(cfg.inputs)
     if not paths:
         raise SegtrainError("no input images given")
@@ -166,7 +178,6 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     colors = [c.color for c in classes_from_json(ckpt["classes"])]
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     result = PredictResult()
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
@@ -180,4 +191,6 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
+    if not result.written:  # nothing to predict is a usage error, not a finished job
+        raise NoReadableInput(result.problems)
     return result

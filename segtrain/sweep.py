@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segtrain.config import TrainConfig, build_config, save_config
+from segtrain.config import TrainConfig, build_config, check_value, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
-from segtrain.utils import PARTS, SegtrainError, atomic_write_text
+from segtrain.utils import PARTS, SegtrainError, atomic_write_text, check_out_dir
 
 log = logging.getLogger("segtrain")
 
@@ -66,12 +66,13 @@ def split_values(key: str, text: str) -> list:
     raw = [v.strip() for v in text.split(",") if v.strip()]
     if not raw:
         raise SegtrainError(f"--{key.replace('_', '-')}: no values given")
-    default = getattr(TrainConfig(), key)
-    kind = type(default) if default is not None else str
-    try:
-        return [kind(v) for v in raw]
-    except ValueError:
-        raise SegtrainError(f"--{key.replace('_', '-')} {text!r}: values must be {kind.__name__}s") from None
+    values = []
+    for v in raw:
+        try:
+            values.append(check_value(TrainConfig, key, v))
+        except ValueError as e:
+            raise SegtrainError(f"--{key.replace('_', '-')} {text!r}: {v!r} {e}") from None
+    return values
 
 
 def expand(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -102,6 +103,7 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
     """Every run's resolved and validated config, before anything is trained."""
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
+    check_out_dir(cfg.out)
     if "model" not in cfg.grid and "model" not in cfg.base:
         raise SegtrainError("no model given")
     runs = []
@@ -111,7 +113,7 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
         try:
             tc.validate()
             check_model(tc.model, tc.model_options)
-        except KeyError as e:
+        except (KeyError, ValueError) as e:
             raise SegtrainError(f"sweep run {name}: {e.args[0]}") from None
         except SegtrainError as e:
             raise SegtrainError(f"sweep run {name}: {e}") from None
@@ -161,13 +163,13 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
-    from segtrain.engine import train
+    from segtrain.engine import check_run_folder, claim_run_folder, train
 
     train_fn = train_fn or train
     runs = plan(cfg)
     load_dataset_info(runs[0].config.data)  # a missing dataset is one error, not one per run
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_run_folder(cfg.out, kind="sweep")  # never write into a folder that is not a sweep
+    claim_run_folder(out, "sweep")
     save_config(cfg, out / "sweep.yaml")
     grid_keys = [k for k in GRID_KEYS if k in cfg.grid]
     rows: list[dict] = []

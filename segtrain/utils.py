@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -72,26 +74,148 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
+def os_cause(e: OSError) -> str:
+    """The plain words for why a file could not be opened (no errno numbers, no class names)."""
+    if isinstance(e, FileNotFoundError):
+        return "file not found"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(e, NotADirectoryError):
+        return "a parent of it is a file, not a folder"
+    return f"cannot be read ({e.strerror or e})"
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes, or one SegtrainError naming the file and the plain cause."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SegtrainError(f"{path}: {os_cause(e)}") from None
+    if not data:
+        raise SegtrainError(f"{path}: empty file")
+    return data
+
+
+# signatures of the formats OpenCV decodes that segtrain reads (PNG, JPEG, BMP, TIFF, WebP
+# below; also PNM and JPEG 2000)
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*",
+                b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ", b"\xffO\xffQ")
+
+
+def check_readable_image(path: str | os.PathLike) -> None:
+    """Cheap check before a long job: the file opens and starts like an image
+    (reads 16 bytes, decodes nothing). Raises SegtrainError with the plain cause."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise SegtrainError(f"{path}: {os_cause(e)}") from None
+    if not head:
+        raise SegtrainError(f"{path}: empty file")
+    if not (head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
+        raise SegtrainError(f"{path}: not an image (no PNG/JPEG/BMP/TIFF/WebP/PNM/JPEG 2000 signature)")
+
+
+def _decode(path, flags: int) -> np.ndarray:
+    # cv2.imread is the fast path (reading the bytes in Python first costs 4-16 % of a decode,
+    # benchmarks/bench_segtrain_read.py); when it fails, Python reads the file to name the real
+    # cause (permission denied, a folder, empty ...), which OpenCV does not tell. Its own
+    # "findDecoder" warning is silenced by quiet_opencv() and list_samples' check beforehand.
+    arr = cv2.imread(str(path), flags)
+    if arr is None:
+        data = read_file_bytes(path)
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)  # e.g. a path imread cannot open
+        if arr is None:
+            raise SegtrainError(f"{path}: does not decode as an image (corrupt or not an image format)")
+    return arr
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3); a clear error when it cannot be read."""
-    if not Path(path).is_file():
-        raise SegtrainError(f"{path}: file not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SegtrainError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_unchanged(path: str | os.PathLike) -> np.ndarray:
     """Read a label or depth PNG without any conversion (uint8 / uint16, one channel)."""
-    if not Path(path).is_file():
-        raise SegtrainError(f"{path}: file not found")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise SegtrainError(f"{path}: not a readable image")
+    arr = _decode(path, cv2.IMREAD_UNCHANGED)
     if arr.ndim != 2:
         raise SegtrainError(f"{path}: expected a single-channel image, got shape {arr.shape}")
     return arr
+
+
+def quiet_opencv() -> None:
+    """OpenCV logs its own warnings ("[ WARN:0@…] …") to the console; segtrain reports the file
+    and the cause itself, so only OpenCV's errors stay on (called by the CLI, not on import)."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """An output folder may be created or written into: it is not an existing file, and
+    no parent of it is a file (checked before any work, so the error is one line)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SegtrainError(f"{p}: exists and is not a folder ({option} names a folder)")
+    _check_parents(p, option)
+    return p
+
+
+def check_out_file(path: str | os.PathLike, option: str) -> Path:
+    """An output file path: not an existing folder, and its parents are folders."""
+    p = Path(path)
+    if p.is_dir():
+        raise SegtrainError(f"{p}: is a folder ({option} names a file to write)")
+    _check_parents(p, option)
+    return p
+
+
+def _check_parents(p: Path, option: str) -> None:
+    for parent in p.absolute().parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise SegtrainError(f"{p}: {parent} is a file, not a folder ({option})")
+            return
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
+    """torch.load(weights_only=True): tensors and plain containers only, never pickled code.
+
+    Errors are one line in plain words; a file that needs unpickling arbitrary objects is
+    refused and the message never suggests turning the safety off."""
+    import pickle
+
+    import torch
+
+    head = read_file_bytes(path)[:4]  # missing, unreadable, a folder or empty: the plain cause
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip archive (legacy: a pickle)
+        kind = "a text file" if _looks_like_text(path) else "an unknown format"
+        raise SegtrainError(f"{path}: not a loadable {what} ({kind}; torch.save writes a zip archive)")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 62": our error says it better
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "weights_only" in text or "Weights only" in text:
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            obj = f" such as {found.group(1)}" if found else ""
+            raise SegtrainError(f"{path}: not a loadable {what} (it holds pickled Python objects{obj}, not "
+                                "only tensors; refused: unpickling them can run code)") from None
+        raise SegtrainError(f"{path}: not a loadable {what} (corrupt pickle data)") from None
+    except Exception as e:  # torch raises many types for corrupt / truncated archives
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in first:
+            first = type(e).__name__
+        raise SegtrainError(f"{path}: not a loadable {what} (corrupt or truncated: {first})") from None
+
+
+def _looks_like_text(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"\x00" not in f.read(4096)
+    except OSError:
+        return False
 
 
 def parse_hw(text: str | None) -> tuple[int, int] | None:

@@ -59,7 +59,8 @@ def ddp_run(tmp_path_factory):
 def test_ddp_run_writes_once_and_logs_world_size(ddp_run):
     tree, root, proc = ddp_run
     files = sorted(p.name for p in (root / "ddp").iterdir())
-    assert files == ["best.pt", "config.yaml", "environment.json", "last.pt", "metrics.csv", "train.log"]
+    assert files == ["best.pt", "config.yaml", "environment.json", "last.pt", "metrics.csv", "segtrain-run.json",
+                     "train.log"]
     assert proc.stdout.count("completed: 3 epochs") == 1  # only rank 0 reports
     log = (root / "ddp" / "train.log").read_text()
     assert "x 2 processes (DDP, SyncBatchNorm)" in log and log.count("epoch 3/3") == 1

@@ -42,7 +42,7 @@ def test_split_values():
     assert split_values("batch_size", "2,4") == [2, 4]
     with pytest.raises(SegtrainError, match="'decoder' does not end with head"):
         split_values("train_parts", "head,decoder")
-    with pytest.raises(SegtrainError, match="--lr 'fast': values must be floats"):
+    with pytest.raises(SegtrainError, match="--lr .fast.: .fast. must be a number"):
         split_values("lr", "fast")
 
 

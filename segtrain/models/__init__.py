@@ -7,6 +7,8 @@ entry in MODELS; `segtrain models`, `segtrain bench --model all` and `create_mod
 from __future__ import annotations
 
 import inspect
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,14 +54,49 @@ def model_options(name: str) -> list[str]:
 
 def check_model(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Validate a model name and options without building it; returns the resolved options
-    (registry defaults with the user's applied: what a run records). Errors list valid names."""
+    (registry defaults with the user's applied: what a run records). Errors list valid names
+    (KeyError) or say what type a value needs (ValueError)."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     valid = model_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise KeyError(f"model {name!r} has no option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+        shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
+        raise KeyError(f"model {name!r} has no option(s) {shown}; valid: {', '.join(valid)}")
+    for key, value in options.items():
+        _check_option(name, key, value)
     return {**MODELS[name].defaults, **options}
+
+
+def _check_option(name: str, key: str, value) -> None:
+    """An option's value has the type its builder declares (int, float, str, list of ints,
+    optionally None) and numbers are finite and not negative: ValueError otherwise."""
+    hint = typing.get_type_hints(MODELS[name].builder).get(key)
+    if hint is None:
+        return
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return
+    base = next((a for a in args if a is not type(None)), hint) if args and type(None) in args else hint
+
+    def number(v, kind) -> bool:
+        ok = not isinstance(v, bool) and isinstance(v, int if kind is int else int | float)
+        return ok and math.isfinite(v) and v >= 0
+
+    if base is int or base is float:
+        ok = number(value, base)
+        what = "a whole number >= 0" if base is int else "a finite number >= 0"
+    elif typing.get_origin(base) is list:
+        kind = (typing.get_args(base) or (int,))[0]
+        ok = isinstance(value, list) and all(number(v, kind) for v in value)
+        what = f"a list of {'whole numbers' if kind is int else 'numbers'} >= 0"
+    elif base is str:
+        ok, what = isinstance(value, str), "text"
+    else:
+        return
+    if not ok:
+        default = MODELS[name].defaults.get(key, inspect.signature(MODELS[name].builder).parameters[key].default)
+        raise ValueError(f"model {name!r} option {key}={value!r}: must be {what} (default {default!r})")
 
 
 def create_model(name: str, num_classes: int, **options) -> SegmentationModel:
@@ -67,7 +104,7 @@ def create_model(name: str, num_classes: int, **options) -> SegmentationModel:
     resolved = check_model(name, options)
     try:
         return MODELS[name].builder(num_classes, **resolved)
-    except TypeError as e:  # e.g. a list where a number belongs
+    except (TypeError, RuntimeError) as e:  # e.g. sizes torch cannot build
         raise ValueError(f"model {name!r}: bad option value ({e})") from None
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segtrain.utils import SegtrainError
+from segtrain.utils import SegtrainError, load_torch_file, os_cause
 
 log = logging.getLogger("segtrain")
 
@@ -40,7 +40,10 @@ NESTED = ("state_dict", "model", "state_dict_ema", "model_ema", "module", "param
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Read every tensor of a .safetensors file (CPU, the file's dtypes)."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SegtrainError(f"{path}: {os_cause(e)}") from None
     if len(data) < 8:
         raise SegtrainError(f"{path}: too short for a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
@@ -77,19 +80,18 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A flat name -> tensor dict from a PyTorch or safetensors file (one-line errors)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SegtrainError(f"{path}: weights file not found")
-    with open(path, "rb") as f:
-        head = f.read(16)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise SegtrainError(f"{path}: {os_cause(e)}") from None
     is_st = path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"
                                               and not head.startswith(b"PK"))
     if is_st:
         return read_safetensors(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for foreign / corrupt files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SegtrainError(f"{path}: not a loadable PyTorch or safetensors file ({first})") from None
+    obj = load_torch_file(path, "PyTorch or safetensors file")
     for _ in range(3):  # unwrap {"state_dict": {...}} and the like
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
