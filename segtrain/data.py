@@ -231,11 +231,14 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
 def _label_mode(meta: dict) -> str:
     """dataset.json `label_mode` (schema 2), so scores on different labels are never compared
     by accident; older trees only name their `label_source`, which is shown as such."""
+    def text(v) -> str:
+        return v if isinstance(v, str) and v.isprintable() and len(v) <= 80 else _short(v)
+
     mode, source = meta.get("label_mode"), meta.get("label_source")
     if mode:
-        return mode if isinstance(mode, str) and mode.isprintable() else _short(mode)
+        return text(mode)
     if source:
-        return f"label_source {_short(source)} (no label_mode recorded)"
+        return f"label_source {text(source)} (no label_mode recorded)"
     return "not recorded"
 
 
