@@ -28,8 +28,9 @@ system-deps:
 	     || (sudo -E apt-get update -qq && sudo -E apt-get install -y -qq --no-install-recommends nginx-light >/dev/null))) \
 	     || echo "warning: nginx not installed; its integration tests will be skipped"; }
 
+# HYPOTHESIS_PROFILE=ci: property tests on fixed examples (tests/conftest.py); plain pytest explores
 test: setup system-deps
-	$(BIN)/python -m pytest -q tests
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -490,7 +490,7 @@ class _Salvager:
             i = _ws(text, i)
             if i < len(text) and text[i] == "]":
                 j = _ws(text, i + 1)  # the list ends where the next key (or the document) begins
-                if j < len(text) and (text[j] == "}" or (
+                if j < len(text) and ((text[j] == "}" and _ws(text, j + 1) == len(text)) or (
                         text[j] == "," and text[_ws(text, j + 1):_ws(text, j + 1) + 1] == '"')):
                     return values, lost, True, len(values)
                 self.damage.append(i)  # a stray `]`: entries may follow
@@ -501,12 +501,16 @@ class _Salvager:
                 return values, lost, False, len(values) + self._count_rest(i)
             if ok:
                 j = _ws(text, end)
-                if j < len(text) and (text[j] in ",]" or (text[j] == "{" and isinstance(value, dict))):
-                    values.append(value)  # a lost comma between two whole entries: still sure
+                if j < len(text) and text[j] in ",]":
+                    values.append(value)
                     i = j + (text[j] == ",")
-                    if text[j] == "{":
-                        self.damage.append(j)
                     continue
+                if j < len(text) and text[j] == "{" and isinstance(value, dict):
+                    # `}{`: a lost comma, or a whole entry deleted with its comma; the two
+                    # look the same, so the numbering of every later entry is uncertain
+                    values.append(value)
+                    self.damage.append(j)
+                    return values, lost, False, len(values) + self._count_rest(j)
                 self.damage.append(j)
                 # junk after a whole entry, then its comma: the numbering is still sure
                 sep = _JUNK_THEN_SEPARATOR.match(text, j)

@@ -41,8 +41,9 @@ SCHEMA_VERSION = 1
 # room-mates, bigger sinks/paper/shelves, more bathrooms and kitchens. 3: allsplit.mat
 # trailing slashes follow the real file and SUNRGBDMeta paths carry the matching '//'.
 # 4: SUNRGBD2Dseg.mat's seglabel follows the generator's own official mapping
-# (OFFICIAL_DIFFERENCES, OFFICIAL_BY_SCENE_TYPE).
-GENERATOR_REVISION = 4
+# (OFFICIAL_DIFFERENCES, OFFICIAL_BY_SCENE_TYPE). 5: index.json names have no spaces, as in
+# every real index.json (`nightstand`; seg.mat keeps `night stand`).
+GENERATOR_REVISION = 5
 SAMPLE_FILE = "SAMPLE.json"
 KV2_SIZE = (530, 730)  # (H, W) of kv2 image/ and depth/ files
 KV1_SIZE = (427, 561)  # (H, W) of kv1 (b3dodata) files
@@ -1469,7 +1470,7 @@ def index_json_text(plan: ScenePlan) -> str:
         "date": plan.date,
         "name": f"{base}{sub}/{plan.name}/annotation2Dfinal/index.json",
         "frames": [{"polygon": polys}],
-        "objects": plan.objects,
+        "objects": [json_object(o) for o in plan.objects],
         "extrinsics": f"{plan.extrinsics[-1][0]}.txt",
         "conflictList": [None],
         "fileList": [f"{base}{sub}/{plan.name}/image/{plan.frame}.jpg"],
@@ -1480,6 +1481,16 @@ def index_json_text(plan: ScenePlan) -> str:
     if "json_bad_quotes" in plan.quirks:
         text = _unescape_name(text, '"propulsion"tool')
     return text
+
+
+def json_name(name: str) -> str:
+    """An object name as index.json spells it: none of the 14,424 real names has a space
+    (seg.mat and seglistall say `night stand`, index.json `nightstand`)."""
+    return name.replace(" ", "")
+
+
+def json_object(obj):
+    return {"name": json_name(obj["name"])} if isinstance(obj, dict) and isinstance(obj.get("name"), str) else obj
 
 
 def _corrupt(jpeg: bytes, rng: np.random.Generator) -> bytes:
@@ -1630,11 +1641,13 @@ def official_lut(plan: ScenePlan, names: list[str]) -> np.ndarray:
     return np.array([0] + [official_seg37(x, plan.scene_type) for x in names], np.uint8)
 
 
-def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterable[str]
-                         ) -> dict[str, tuple[int, dict[int, int]]]:
+def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterable[str],
+                         from_polygons: Iterable[str] = ()) -> dict[str, tuple[int, dict[int, int]]]:
     """What `sunrgbd mapping audit` must find, regenerated from the seed: per raw name over
     the labelled scenes among `keys`, (images, {official seg37 id: pixels}) on the image
-    grid. Unlabelled pixels (value 0) are left out."""
+    grid. Unlabelled pixels (value 0) are left out. Scenes without seg.mat, and those in
+    `from_polygons` (a seg.mat the audit cannot read), are counted under index.json's names."""
+    from_polygons = set(from_polygons)
     params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
     out: dict[str, tuple[int, dict[int, int]]] = {}
     for key in keys:
@@ -1643,7 +1656,8 @@ def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterab
             continue
         lab, names = _paint_labels(plan)
         off = official_lut(plan, names)[lab]
-        for v, name in enumerate(names, start=1):
+        read = names if plan.has_seg and key not in from_polygons else [json_name(n) for n in names]
+        for v, name in zip(range(1, len(names) + 1), read, strict=True):
             counts = np.bincount(off[lab == v], minlength=38)
             if counts.sum() == 0:
                 continue

@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# `make test` (and so CI) runs the property tests on a fixed, derandomised set of examples,
+# so a green main stays green; a plain `pytest` explores new random examples each run.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # Tests use tiny tensors: one intra-op thread is fastest and keeps the suite quick when

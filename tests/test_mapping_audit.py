@@ -284,7 +284,8 @@ def test_bad_scenes_are_reported_and_skipped(small, tmp_path):
     problems = (tmp_path / "a" / "problems.txt").read_text().splitlines()
     assert sorted(ln.removeprefix("problem: ") for ln in lines) == problems
     # the broken seg.mat scene still counts, through its polygons
-    truth = official_name_pixels(info, [s.key for s in info.scenes if s.sensor == "kv2"])
+    truth = official_name_pixels(info, [s.key for s in info.scenes if s.sensor == "kv2"],
+                                 from_polygons=[broken_seg.key])
     rows = {r["raw_name"]: int(r["pixels"]) for r in _csv(tmp_path / "a" / "names.csv")}
     assert rows == {n: sum(d.values()) for n, (_, d) in truth.items()}
     strict = _run("--src", raw, "--out", tmp_path / "b", "--strict")

@@ -31,6 +31,7 @@ from sunrgbd_tools.synthetic import (
     SampleParams,
     decode_depth,
     encode_depth,
+    json_name,
     make_sample,
     official_lut,
     plan_scene,
@@ -211,7 +212,8 @@ def test_seglabel_is_the_polygons_painted_in_order(sample):
             continue
         lab, names = _paint(json.loads(p.read_text()), s.size)
         truth, tnames = scene_truth(info, s.key, image_grid=True)
-        assert names == tnames
+        assert names == [json_name(n) for n in tnames]  # index.json spells names without spaces
+        assert not any(" " in n for n in names)
         tol = 0.03 if "coords_float" in s.quirks else 0.0  # float vertices: boundary pixels only
         assert (lab != truth).mean() <= tol, s.key
         checked += 1
@@ -469,3 +471,13 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path):
 
     r = runner.invoke(main, ["sample", "--out", str(tmp_path / "x"), "--size", "big"])
     assert r.exit_code == 2 and "HxW" in r.output
+
+
+def test_index_json_names_are_spelled_as_in_the_real_files():
+    """The names the generator writes into index.json are, with few planted exceptions,
+    names that occur verbatim in the real annotation2Dfinal/index.json files."""
+    real = set(json.loads(realdata("Yannick947-data_generator_sunrgbd", "sunrgbd_generator",
+                                   "class_map_detected_full.json").read_text()))
+    spelled = {json_name(v[0]) for v in VOCAB}
+    assert not any(" " in n for n in spelled) and not any(" " in n for n in real)
+    assert len(spelled & real) >= 0.8 * len(spelled)
