@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cliutil import OutPath
 from .fsutil import atomic_write_text
 
 _MAPPING_OPT = click.option(
@@ -104,7 +105,7 @@ def build(tables, check):
 
 @mapping.command("import-seglistall")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="Where to write (default: raw_names.csv of the shipped mappings/).")
 def import_seglistall(path, out):
     """One-off: read the raw names from crmauceri's seglistall.csv or the toolbox's seglistall.mat.
@@ -134,7 +135,7 @@ def _progress(label):
 @mapping.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_MAPPING_OPT
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--csv", "csv_out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="Also write the full list as CSV (raw_name, pixels, images, key).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
@@ -178,7 +179,7 @@ def check(src, mapping_path, csv_out, as_json, limit, strict):
 @mapping.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
 @_MAPPING_OPT
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="CSV to write (default: print to stdout).")
 @click.option("--prefill", is_flag=True, help="Put the best candidate in the `class` column too.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.7, show_default=True,
