@@ -6,6 +6,7 @@ and light commands start fast and never pay for h5py/pandas imports they do not 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 
@@ -53,6 +54,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OSError as e:  # last resort: a file-system failure we did not foresee is one line
+            if e.errno == errno.EPIPE:  # `| head`: click's own handling exits quietly
+                raise
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
 

@@ -43,16 +43,16 @@ def mapping() -> None:
 @_MAPPING_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print the class table as JSON.")
 def show(mapping_path, as_json):
-    """Print the class table (id, train id, name, colour) and the tables' checksums."""
+    """Print the class table (id, train_id, name, colour) and the tables' checksums."""
     m = _mapper(mapping_path)
     if as_json:
         click.echo(json.dumps({"classes": m.table.to_json(), "mapping_sha256": m.sha256,
                                "mapping_files": m.files}, indent=2))
         return
-    click.echo(f"{'id':>3} {'train':>5}  {'colour':7}  name")
+    click.echo(f"{'id':>3} {'train_id':>8}  {'colour':7}  name")
     for c in m.table.classes:
         col = "#{:02x}{:02x}{:02x}".format(*c.color)
-        click.echo(f"{c.id:>3} {c.train_id:>5}  {col}  {c.name}" + ("  (ignored)" if c.ignore_in_eval else ""))
+        click.echo(f"{c.id:>3} {c.train_id:>8}  {col}  {c.name}" + ("  (ignored)" if c.ignore_in_eval else ""))
     click.echo(f"\nmapping sha256 {m.sha256}")
     for name, digest in m.files.items():
         click.echo(f"  {name:14} {digest}")
@@ -71,9 +71,11 @@ def lookup(names, mapping_path, as_json):
                                 "rule": h.rule, "via": h.via, "key": h.key} for h in hits],
                               indent=2, ensure_ascii=False))
         return
+    train_id = {c.id: c.train_id for c in m.table.classes}
     for h in hits:
         via = f"  ({h.via})" if h.via else ""
-        click.echo(f"{h.name!r} → {h.class_name} [{h.class_id}]  rule={h.rule}{via}")
+        click.echo(f"{h.name!r} → {h.class_name} [id {h.class_id}, train_id {train_id.get(h.class_id)}]  "
+                   f"rule={h.rule}{via}")
 
 
 @mapping.command()

@@ -106,3 +106,17 @@ def test_no_opencv_noise_on_the_console(tmp_path: Path):
     proc = subprocess.run([*SUNRGBD, "verify", str(tree), "--workers", "1"],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1 and "WARN" not in proc.stderr and "imread" not in proc.stderr, proc.stderr
+
+
+def test_column_labels_say_which_id(clean: Path):
+    """stats lists train ids, mapping show/lookup class ids: each column says which (chair: id 5, train_id 4)."""
+    r = CliRunner().invoke(main, ["stats", str(clean), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    head = r.stdout.splitlines()[0].split()
+    assert head[:2] == ["train_id", "class"] and "id" not in head
+    r = CliRunner().invoke(main, ["mapping", "show"])
+    assert r.output.splitlines()[0].split()[:2] == ["id", "train_id"]
+    chair = next(ln.split() for ln in r.output.splitlines() if ln.endswith(" chair"))
+    assert chair[:2] == ["5", "4"]
+    r = CliRunner().invoke(main, ["mapping", "lookup", "officechair"])
+    assert "→ chair [id 5, train_id 4]" in r.output
