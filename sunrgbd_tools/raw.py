@@ -125,7 +125,29 @@ def discover(src: Path, subset: str) -> Discovery:
                 dirnames[:] = []  # fullres/ and the other inner folders hold no scenes
             else:
                 dirnames.sort()
+                for d in dirnames:  # os.walk passes over linked folders: say so (see scene_links)
+                    link = Path(dirpath) / d
+                    if link.is_symlink():
+                        unreadable[str(link)] = (link, f"symbolic link to {os.readlink(link)} (not followed)")
     return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def check_scene_links(scene: Path) -> None:
+    """Refuse a scene holding a symbolic link that leads outside its own folder.
+
+    The raw tree often comes from someone else's archive or mirror; a link inside a scene
+    could make `convert` read (and publish) any file on the machine. Links that stay inside
+    the scene are followed; links above the scene folders (`--src`, `SUNRGBD/`, a subset
+    folder) are the user's own arrangement and followed too. See docs/converter.md.
+    """
+    base = scene.resolve()
+    for dirpath, dirnames, filenames in os.walk(scene):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                target = p.resolve()
+                if target != base and base not in target.parents:
+                    raise RawDataError(p, f"symbolic link to {os.readlink(p)}, outside the scene folder (not followed)")
 
 
 def discover_scenes(src: Path, subset: str) -> list[SceneRef]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .fsutil import sha256_file
+from .fsutil import is_within, sha256_file
 
 FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
 
@@ -53,6 +53,9 @@ def _check_sample(task) -> list[str]:
                 out.append(f"manifest.csv: sample {sid}: no {key} file listed")
             continue
         path = root / rel
+        if not is_within(root, path):
+            out.append(f"{path}: leads outside the tree (symbolic link or '..'); not read")
+            continue
         if not path.is_file():
             out.append(f"{path}: missing")
             continue
