@@ -120,3 +120,16 @@ def test_column_labels_say_which_id(clean: Path):
     assert chair[:2] == ["5", "4"]
     r = CliRunner().invoke(main, ["mapping", "lookup", "officechair"])
     assert "→ chair [id 5, train_id 4]" in r.output
+
+
+def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
+    """The last-resort guard of the `sunrgbd` group: no traceback for a file-system failure."""
+    import sunrgbd_tools.share_cli as share_cli
+
+    def denied(cfg):
+        raise PermissionError(13, "Permission denied", cfg.out)
+
+    monkeypatch.setattr(share_cli, "pack_tree", denied)
+    out = tmp_path / "k.zip"
+    res = CliRunner().invoke(main, ["pack", str(clean), "--out", str(out)])
+    assert res.exit_code == 1 and res.output == f"Error: {out}: Permission denied\n"
