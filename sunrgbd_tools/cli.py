@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import warnings
 
 import click
 
@@ -26,6 +27,11 @@ COMMANDS: dict[str, str] = {
     "pack": "sunrgbd_tools.share_cli:pack",
     "fetch": "sunrgbd_tools.share_cli:fetch",
 }
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    click.echo(f"warning: {text} ({category.__name__})", err=True)
 
 
 class LazyGroup(click.Group):
@@ -51,6 +57,9 @@ class LazyGroup(click.Group):
         # duplicate the one-line problems we report. Set before cv2 is first imported (in the
         # sub-command modules), inherited by worker processes; a user's own setting wins.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        # a Python warning from a library (numpy, scipy, PIL, h5py) that slips through is one
+        # `warning:` line, not Python's two-line "file:line: Category: …" + source excerpt
+        warnings.showwarning = _one_line_warning
         try:
             return super().invoke(ctx)
         except OSError as e:  # last resort: a file-system failure we did not foresee is one line

@@ -133,3 +133,22 @@ def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeyp
     out = tmp_path / "k.zip"
     res = CliRunner().invoke(main, ["pack", str(clean), "--out", str(out)])
     assert res.exit_code == 1 and res.output == f"Error: {out}: Permission denied\n"
+
+
+def test_a_library_warning_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
+    import warnings
+
+    import sunrgbd_tools.share_cli as share_cli
+
+    def noisy(cfg):
+        warnings.warn("invalid value encountered\nin cast", RuntimeWarning, stacklevel=1)
+        raise share_cli.ShareError(f"{cfg.src}: stop here")
+
+    monkeypatch.setattr(share_cli, "pack_tree", noisy)
+    showwarning = warnings.showwarning
+    try:
+        res = CliRunner().invoke(main, ["pack", str(clean), "--out", str(tmp_path / "k.zip")])
+    finally:
+        warnings.showwarning = showwarning
+    assert "warning: invalid value encountered in cast (RuntimeWarning)\n" in res.output
+    assert "test_cli_paths.py" not in res.output and res.exit_code == 2
