@@ -6,11 +6,15 @@ and light commands start fast and never pay for h5py/pandas imports they do not 
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import warnings
 
 import click
 
 from . import __version__
+from .cliutil import remember_argv
 
 # command name -> "module:attribute" (a click.Command); one module per concern.
 COMMANDS: dict[str, str] = {
@@ -23,6 +27,11 @@ COMMANDS: dict[str, str] = {
     "pack": "sunrgbd_tools.share_cli:pack",
     "fetch": "sunrgbd_tools.share_cli:fetch",
 }
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    click.echo(f"warning: {text} ({category.__name__})", err=True)
 
 
 class LazyGroup(click.Group):
@@ -38,6 +47,26 @@ class LazyGroup(click.Group):
             module, attr = self.lazy[name].split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def parse_args(self, ctx, args):
+        remember_argv(ctx, args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        # Library noise is not ours to print: OpenCV's "[ WARN:0@…] imread_…/findDecoder" lines
+        # duplicate the one-line problems we report. Set before cv2 is first imported (in the
+        # sub-command modules), inherited by worker processes; a user's own setting wins.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        # a Python warning from a library (numpy, scipy, PIL, h5py) that slips through is one
+        # `warning:` line, not Python's two-line "file:line: Category: …" + source excerpt
+        warnings.showwarning = _one_line_warning
+        try:
+            return super().invoke(ctx)
+        except OSError as e:  # last resort: a file-system failure we did not foresee is one line
+            if e.errno == errno.EPIPE:  # `| head`: click's own handling exits quietly
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -38,6 +38,7 @@ from .raw import (
     RawDataError,
     SceneRef,
     UnreadableFile,
+    check_scene_links,
     discover,
     first_file,
     parse_subset,
@@ -269,6 +270,7 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     table = mapper.table
     problems: list[str] = []
 
+    check_scene_links(scene.path)
     rgb_path = first_file(scene.path / "image", "*.jpg") or first_file(scene.path / "image", "*.png")
     if rgb_path is None:
         raise RawDataError(scene.path / "image", "no image file")
@@ -550,7 +552,8 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
         inside = {k for k in missing if rel and (k == rel or k.startswith(rel + "/"))}
         missing = [k for k in missing if k not in inside]
-        problems.append(f"{path}: cannot read folder ({why}); {len(inside)} scene(s) of {SPLIT_FILE} "
+        what = why if why.startswith("symbolic link") else f"cannot read folder ({why})"
+        problems.append(f"{path}: {what}; {len(inside)} scene(s) of {SPLIT_FILE} "
                         "inside it, and any others, skipped")
         count += max(1, len(inside))
     by_folder: dict[str, list[str]] = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cliutil import OutPath
 from .resize import parse_size
 
 
@@ -32,7 +33,7 @@ def _progress(desc: str):
               help="kv1, kv2, realsense, xtion, all, or a sub-subset such as kv2/align_kv2.")
 @click.option("--src", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder holding SUNRGBD/ and SUNRGBDtoolbox/ as extracted from the official zips.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutPath(file_okay=False, path_type=Path),
               help="Output folder (new or empty, or an interrupted conversion to resume).")
 @click.option("--size", callback=_size, default=None, metavar="HxW",
               help="Resize every sample to HEIGHTxWIDTH (e.g. 480x640); default: native size.")

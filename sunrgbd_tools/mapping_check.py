@@ -74,8 +74,9 @@ def _scene_names(scene_path: Path) -> tuple[dict[str, int], str]:
     """{name: pixels} of one raw scene at its native size, and the label source used."""
     from PIL import Image
 
-    from .raw import RawDataError, first_file, read_index_json, read_seg_mat
+    from .raw import RawDataError, check_scene_links, first_file, read_index_json, read_seg_mat
 
+    check_scene_links(scene_path)
     seg_path = scene_path / "seg.mat"
     seg_error = None
     if seg_path.exists():
@@ -121,12 +122,14 @@ def check_tree(src: str | Path, mapper: NameMapper,
     src = Path(src)
     if (src / MANIFEST).is_file():
         return _check_clean(src / MANIFEST)
-    from .raw import RawDataError, discover_scenes
+    from .raw import RawDataError, discover
 
     if not (src / "SUNRGBD").is_dir():
         raise ValueError(f"{src}: neither a clean tree (no {MANIFEST}) nor a raw tree (no SUNRGBD/)")
-    scenes = discover_scenes(src, "all")
+    found = discover(src, "all")
+    scenes = found.scenes
     result = CheckResult("raw", scenes=len(scenes))
+    result.problems += [f"{p}: {why} (folder skipped)" for p, why in found.unreadable]
     acc: dict[str, NameCount] = {}
     it = progress(scenes, len(scenes)) if progress else scenes
     for scene in it:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .cliutil import OutPath
 from .fsutil import atomic_write_text
 
 _MAPPING_OPT = click.option(
@@ -43,16 +44,16 @@ def mapping() -> None:
 @_MAPPING_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print the class table as JSON.")
 def show(mapping_path, as_json):
-    """Print the class table (id, train id, name, colour) and the tables' checksums."""
+    """Print the class table (id, train_id, name, colour) and the tables' checksums."""
     m = _mapper(mapping_path)
     if as_json:
         click.echo(json.dumps({"classes": m.table.to_json(), "mapping_sha256": m.sha256,
                                "mapping_files": m.files}, indent=2))
         return
-    click.echo(f"{'id':>3} {'train':>5}  {'colour':7}  name")
+    click.echo(f"{'id':>3} {'train_id':>8}  {'colour':7}  name")
     for c in m.table.classes:
         col = "#{:02x}{:02x}{:02x}".format(*c.color)
-        click.echo(f"{c.id:>3} {c.train_id:>5}  {col}  {c.name}" + ("  (ignored)" if c.ignore_in_eval else ""))
+        click.echo(f"{c.id:>3} {c.train_id:>8}  {col}  {c.name}" + ("  (ignored)" if c.ignore_in_eval else ""))
     click.echo(f"\nmapping sha256 {m.sha256}")
     for name, digest in m.files.items():
         click.echo(f"  {name:14} {digest}")
@@ -71,9 +72,11 @@ def lookup(names, mapping_path, as_json):
                                 "rule": h.rule, "via": h.via, "key": h.key} for h in hits],
                               indent=2, ensure_ascii=False))
         return
+    train_id = {c.id: c.train_id for c in m.table.classes}
     for h in hits:
         via = f"  ({h.via})" if h.via else ""
-        click.echo(f"{h.name!r} → {h.class_name} [{h.class_id}]  rule={h.rule}{via}")
+        click.echo(f"{h.name!r} → {h.class_name} [id {h.class_id}, train_id {train_id.get(h.class_id)}]  "
+                   f"rule={h.rule}{via}")
 
 
 @mapping.command()
@@ -105,7 +108,7 @@ def build(tables, check):
 
 @mapping.command("import-seglistall")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="Where to write (default: raw_names.csv of the shipped mappings/).")
 def import_seglistall(path, out):
     """One-off: read the raw names from crmauceri's seglistall.csv or the toolbox's seglistall.mat.
@@ -135,7 +138,7 @@ def _progress(label):
 @mapping.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_MAPPING_OPT
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--csv", "csv_out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="Also write the full list as CSV (raw_name, pixels, images, key).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
@@ -179,7 +182,7 @@ def check(src, mapping_path, csv_out, as_json, limit, strict):
 @mapping.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False)
 @_MAPPING_OPT
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=OutPath(dir_okay=False, path_type=Path), default=None,
               help="CSV to write (default: print to stdout).")
 @click.option("--prefill", is_flag=True, help="Put the best candidate in the `class` column too.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.7, show_default=True,

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +127,29 @@ def discover(src: Path, subset: str) -> Discovery:
                 dirnames[:] = []  # fullres/ and the other inner folders hold no scenes
             else:
                 dirnames.sort()
+                for d in dirnames:  # os.walk passes over linked folders: say so (see scene_links)
+                    link = Path(dirpath) / d
+                    if link.is_symlink():
+                        unreadable[str(link)] = (link, f"symbolic link to {os.readlink(link)} (not followed)")
     return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def check_scene_links(scene: Path) -> None:
+    """Refuse a scene holding a symbolic link that leads outside its own folder.
+
+    The raw tree often comes from someone else's archive or mirror; a link inside a scene
+    could make `convert` read (and publish) any file on the machine. Links that stay inside
+    the scene are followed; links above the scene folders (`--src`, `SUNRGBD/`, a subset
+    folder) are the user's own arrangement and followed too. See docs/converter.md.
+    """
+    base = scene.resolve()
+    for dirpath, dirnames, filenames in os.walk(scene):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                target = p.resolve()
+                if target != base and base not in target.parents:
+                    raise RawDataError(p, f"symbolic link to {os.readlink(p)}, outside the scene folder (not followed)")
 
 
 def discover_scenes(src: Path, subset: str) -> list[SceneRef]:
@@ -161,7 +185,7 @@ def probe_jpeg(path: Path) -> tuple[int, int]:
             w, h = im.size
             if im.format != "JPEG":
                 raise RawDataError(path, f"is a {im.format} image, not a JPEG")
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):  # PIL's ways to say "damaged"
         small = None
     if small is None or small.shape != (-(-h // 8), -(-w // 8)):
         raise RawDataError(path, "image does not decode (corrupt or not an image)")
@@ -255,6 +279,62 @@ def _h5_string(ds) -> str:
     return "".join(chr(int(c)) for c in codes if int(c) != 0)
 
 
+_MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})  # MAT v5 data types
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MAT_INFLATE_LIMIT = 1 << 30
+
+
+def mat5_structure_problem(data: bytes) -> str | None:
+    """Why the element tags of MATLAB v5 bytes are unusable, or None when they are sound.
+
+    scipy.io.loadmat trusts the tags: an unknown data type or a size past the end of its
+    parent can crash the whole process (a segmentation fault, found by the fuzz suite), which
+    would take a conversion's worker pool down with it. So the tags are walked here first;
+    the values inside are still left to scipy."""
+    if len(data) < 128:
+        return "too short for a MATLAB v5 file"
+    order = {b"IM": "<", b"MI": ">"}.get(data[126:128])
+    if order is None:
+        return "no MATLAB v5 endian indicator"
+    u32 = struct.Struct(order + "I")
+
+    def walk(buf: bytes, off: int, end: int, depth: int) -> str | None:
+        if depth > 32:
+            return "elements nested too deeply"
+        while off < end:
+            if end - off < 8:
+                return f"truncated element tag at byte {off}"
+            tag = u32.unpack_from(buf, off)[0]
+            small = tag >> 16
+            if small:  # small data element: type and size in one word, data in the next
+                mtype, n, start, nxt = tag & 0xFFFF, small, off + 4, off + 8
+                if n > 4:
+                    return f"bad small element at byte {off}"
+            else:
+                mtype, n, start = tag, u32.unpack_from(buf, off + 4)[0], off + 8
+                nxt = start + n if mtype == _MI_COMPRESSED else start + (n + 7) // 8 * 8
+            if mtype not in _MI_TYPES:
+                return f"unknown data type {mtype} at byte {off}"
+            if start + n > end:
+                return f"element at byte {off} runs past its end"
+            if mtype == _MI_MATRIX and (problem := walk(buf, start, start + n, depth + 1)):
+                return problem
+            if mtype == _MI_COMPRESSED:
+                try:
+                    d = zlib.decompressobj()
+                    inner = d.decompress(buf[start:start + n], _MAT_INFLATE_LIMIT)
+                except zlib.error:
+                    return f"compressed element at byte {off} does not inflate"
+                if d.unconsumed_tail:
+                    return f"compressed element at byte {off} inflates past {_MAT_INFLATE_LIMIT} bytes"
+                if problem := walk(inner, 0, len(inner), depth + 1):
+                    return f"in the compressed element at byte {off}: {problem}"
+            off = nxt
+        return None
+
+    return walk(data, 128, len(data), 0)
+
+
 def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
     """seg.mat → (seglabel HxW int32, names). Values are 1-based into names, 0 = unlabelled.
 
@@ -271,8 +351,11 @@ def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
         return _read_seg_mat_v73(path)
     import scipy.io
 
+    data = _read_bytes(path).tobytes()
+    if problem := mat5_structure_problem(data):
+        raise RawDataError(path, f"not a readable MATLAB file ({problem})")
     try:
-        m = scipy.io.loadmat(str(path), variable_names=["seglabel", "names"])
+        m = scipy.io.loadmat(io.BytesIO(data), variable_names=["seglabel", "names"])
     except Exception as e:  # scipy raises many types for damaged files
         raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
     if "seglabel" not in m:
@@ -294,19 +377,23 @@ def _read_seg_mat_v73(path: Path) -> tuple[np.ndarray, list[str]]:
             if "names" in f:
                 refs = np.asarray(f["names"][()]).ravel()
                 names = [_h5_string(f[r]) for r in refs]
-    except OSError as e:
-        raise RawDataError(path, f"not a readable MATLAB v7.3 file ({e})") from None
+    except (OSError, KeyError, TypeError, ValueError) as e:  # h5py: damaged file or wrong layout
+        raise RawDataError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {e})") from None
     return _check_seglabel(path, seg, names)
 
 
 def _check_seglabel(path: Path, seg: np.ndarray, names: list[str]):
     if seg.ndim != 2 or seg.size == 0:
         raise RawDataError(path, f"seglabel must be a 2-D array, got shape {seg.shape}")
+    if seg.dtype.kind not in "biuf":
+        raise RawDataError(path, f"seglabel must hold numbers, got {seg.dtype.name}")
     if seg.dtype.kind == "f":
         if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
             raise RawDataError(path, "seglabel holds non-integer values")
     if seg.size and seg.min() < 0:
         raise RawDataError(path, "seglabel holds negative values")
+    if seg.max() > np.iinfo(np.int32).max:
+        raise RawDataError(path, "seglabel holds values too large to index names")
     return seg.astype(np.int32), names
 
 

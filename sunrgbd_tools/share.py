@@ -71,6 +71,11 @@ def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPa
     root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in dirnames + filenames:  # never publish a file from outside the tree
+            link = Path(dirpath) / name
+            if link.is_symlink() and not is_within(root, link):
+                raise ShareError(f"{link}: symbolic link to {os.readlink(link)}, outside the tree; "
+                                 "copy the file in or remove the link (nothing was written)")
         for fn in filenames:
             if fn.startswith("."):
                 continue

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cliutil import OutPath, recorded_command
 from .download import OFFICIAL_BASE_URL, TOOLBOX_MD5, DownloadConfig, parse_subset
 from .download import download as run_download
 from .httpclient import HttpConfig, HttpError
@@ -58,7 +59,7 @@ def _http_options(f):
 @click.option("--subset", default="kv2", show_default=True, callback=_subset,
               help="kv1, kv2, realsense, xtion, all, a sub-folder such as kv2/align_kv2, "
                    "or a comma list.")
-@click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dest", required=True, type=OutPath(file_okay=False, path_type=Path),
               help="Raw tree to write (what `sunrgbd convert --src` reads).")
 @click.option("--base-url", default=OFFICIAL_BASE_URL, show_default=True, callback=_base_url,
               help="Folder URL holding SUNRGBD.zip and SUNRGBDtoolbox.zip (or a mirror).")
@@ -101,12 +102,13 @@ def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, 
 
 @click.command()
 @click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", required=True, type=OutPath(dir_okay=False, path_type=Path),
               help="Archive to write (a .zip); <out>.sha256 is written beside it.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def pack(tree, out, no_progress):
+@click.pass_context
+def pack(ctx, tree, out, no_progress):
     """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md."""
-    command = shlex.join(["sunrgbd", "pack", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
+    command = recorded_command(ctx)
     try:
         rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command,
                                    progress=not no_progress))
@@ -117,7 +119,7 @@ def pack(tree, out, no_progress):
 
 @click.command()
 @click.argument("source")
-@click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dest", required=True, type=OutPath(file_okay=False, path_type=Path),
               help="New or empty folder to receive the clean tree.")
 @click.option("--sha256", "sha256", default=None,
               help="Expected archive sha256 (default: the .sha256 file beside it, if any).")

@@ -183,8 +183,10 @@ def _class_table(dataset: dict, where: Path) -> tuple[list[TrainClass], np.ndarr
         table = [(int(c["id"]), int(c["train_id"]), str(c["name"]), bool(c.get("ignore_in_eval", False)))
                  for c in dataset["classes"]]
         k = int(dataset["num_classes"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise StatsInputError(f"{where}: bad or missing class table ({e!r})") from None
+    if not 1 <= k <= 255:
+        raise StatsInputError(f"{where}: num_classes is {k}, not in 1..255")
     id_to_train = np.full(256, IGNORE, dtype=np.uint8)
     valid = np.zeros(256, dtype=bool)
     members: dict[int, list[tuple[int, str, bool]]] = {}
@@ -227,6 +229,9 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
         raise StatsInputError(f"{mpath}: not found (is this a clean tree written by `sunrgbd convert`?)") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise StatsInputError(f"{mpath}: cannot be read ({e})") from None
+    for line, r in enumerate(all_rows, start=2):
+        if any(r.get(k) is None for k in need):  # csv fills a short row with None
+            raise StatsInputError(f"{mpath}: line {line} has fewer columns than the header (truncated?)")
     rows = sorted((r for r in all_rows if r["split"] == split), key=lambda r: r["id"])
     if not rows:
         have = sorted({r["split"] for r in all_rows})
@@ -443,8 +448,13 @@ def sample_files(tree: Tree) -> list[tuple[str, str, str]]:
     for r in tree.rows:
         files = (r["image"], r["label_ids"], r.get("depth") or "")
         for f in files:
-            if f and (os.path.isabs(f) or not is_within(tree.root, tree.root / f)):
-                raise StatsInputError(f"{tree.root / 'manifest.csv'}: row {r['id']}: path {f!r} is outside the tree")
+            try:
+                inside = not os.path.isabs(f) and "\0" not in f and is_within(tree.root, tree.root / f)
+            except OSError:  # e.g. a name too long to resolve
+                inside = False
+            if f and not inside:
+                raise StatsInputError(f"{tree.root / 'manifest.csv'}: row {r['id']}: path {f!r} is outside the tree "
+                                      "or not a usable path")
         out.append(files)
     return out
 

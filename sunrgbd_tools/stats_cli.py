@@ -26,13 +26,13 @@ def format_table(stats: dict, weights: bool) -> str:
     method = stats["class_weights_default"]
     w = stats["class_weights"][method]
     px = stats["pixels"]
-    head = f"{'id':>3}  {'class':<16} {'pixels':>14} {'%':>7} {'images':>7}"
+    head = f"{'train_id':>8}  {'class':<16} {'pixels':>14} {'%':>7} {'images':>7}"
     if weights:
         head += f" {'weight':>9}"
     lines = [head, "-" * len(head)]
     for c in stats["classes"]:
         pct = 100.0 * c["pixels"] / px["labelled"] if px["labelled"] and not c["ignore_in_eval"] else 0.0
-        line = f"{c['train_id']:>3}  {c['name'][:16]:<16} {c['pixels']:>14,} {pct:>7.3f} {c['images']:>7}"
+        line = f"{c['train_id']:>8}  {c['name'][:16]:<16} {c['pixels']:>14,} {pct:>7.3f} {c['images']:>7}"
         if weights:
             line += f" {w[c['train_id']]:>9.4f}"
         lines.append(line)

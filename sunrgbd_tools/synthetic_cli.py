@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from .cliutil import OutPath
 from .rawzip import write_raw_zips
 from .synthetic import KV2_SIZE, SampleConflict, make_sample
 
@@ -25,7 +26,7 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:
 
 
 @click.command("sample")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, type=OutPath(file_okay=False, path_type=Path),
               help="Folder to write SUNRGBD/, SUNRGBDtoolbox/ and SAMPLE.json into.")
 @click.option("--scenes", default=40, show_default=True, type=click.IntRange(1, 100000),
               help="Number of scene folders (about 85% kinect2data, 12% align_kv2, 3% kv1).")

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .fsutil import sha256_file
+from .fsutil import is_within, sha256_file
 
 FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
 
@@ -41,31 +41,42 @@ def _check_sample(task) -> list[str]:
     root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
     out: list[str] = []
     sid = row.get("id", "?")
+    where = root / "manifest.csv"
     try:
         h, w = int(row["height"]), int(row["width"])
-    except (KeyError, ValueError):
-        return [f"manifest.csv: sample {sid}: bad height/width"]
+    except (KeyError, TypeError, ValueError):
+        return [f"{where}: sample {sid}: bad height/width"]
     arrays = {}
     for key in FILE_KEYS:
         rel = row.get(key, "")
         if not rel:
             if key != "depth":
-                out.append(f"manifest.csv: sample {sid}: no {key} file listed")
+                out.append(f"{where}: sample {sid}: no {key} file listed")
+            continue
+        if "\0" in rel:
+            out.append(f"{where}: sample {sid}: {key} path holds a NUL byte")
             continue
         path = root / rel
-        if not path.is_file():
-            out.append(f"{path}: missing")
-            continue
-        if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
-            out.append(f"{path}: sha256 differs from manifest.csv")
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            out.append(f"{path}: does not decode")
-            continue
-        if img.shape[:2] != (h, w):
-            out.append(f"{path}: size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}")
-            continue
-        arrays[key] = img
+        try:
+            if not is_within(root, path):
+                out.append(f"{where}: sample {sid}: {key} {rel!r} leads outside the tree "
+                           "(absolute, '..' or a symbolic link); not read")
+                continue
+            if not path.is_file():
+                out.append(f"{path}: missing")
+                continue
+            if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
+                out.append(f"{path}: sha256 differs from manifest.csv")
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                out.append(f"{path}: does not decode")
+                continue
+            if img.shape[:2] != (h, w):
+                out.append(f"{path}: size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}")
+                continue
+            arrays[key] = img
+        except OSError as e:  # a name too long, a file we may not read, …
+            out.append(f"{path}: cannot read ({e.strerror or type(e).__name__})")
     lab = arrays.get("label_ids")
     if lab is not None:
         if lab.dtype != np.uint8 or lab.ndim != 2:
@@ -96,14 +107,25 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     try:
         classes = meta["classes"]
         valid = np.zeros(256, dtype=bool)
-        id_to_train = np.full(256, meta.get("ignore_index", 255), dtype=np.uint8)
+        ignore = meta.get("ignore_index", 255)
+        if type(ignore) is not int or not 0 <= ignore <= 255:
+            raise ValueError("ignore_index is not an integer in 0..255")
+        id_to_train = np.full(256, ignore, dtype=np.uint8)
         id_to_bgr = np.zeros((256, 3), dtype=np.uint8)
         for c in classes:
-            valid[int(c["id"])] = True
-            id_to_train[int(c["id"])] = int(c["train_id"])
-            id_to_bgr[int(c["id"])] = list(c["color"])[::-1]
-    except (KeyError, TypeError, ValueError):
-        report.problems.append(f"{root / 'dataset.json'}: 'classes' is missing or malformed")
+            cid, train = int(c["id"]), int(c["train_id"])
+            if not (0 <= cid <= 255 and 0 <= train <= 255):
+                raise ValueError("id out of 0..255")
+            valid[cid] = True
+            id_to_train[cid] = train
+            id_to_bgr[cid] = list(c["color"])[::-1]
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        report.problems.append(f"{root / 'dataset.json'}: 'classes' or 'ignore_index' is missing or malformed")
+        return report
+    try:
+        splits = {str(k): int(v) for k, v in (meta.get("splits") or {}).items()}
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        report.problems.append(f"{root / 'dataset.json'}: 'splits' is malformed (want split name → count)")
         return report
     try:
         with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
@@ -111,11 +133,14 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     except FileNotFoundError:
         report.problems.append(f"{root / 'manifest.csv'}: missing")
         return report
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        report.problems.append(f"{root / 'manifest.csv'}: cannot be read ({e})")
+        return report
     report.samples = len(rows)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("split", "")] = counts.get(r.get("split", ""), 0) + 1
-    for split, n in (meta.get("splits") or {}).items():
+    for split, n in splits.items():
         if counts.get(split, 0) != n:
             report.problems.append(
                 f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
@@ -130,5 +155,6 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
         with pool_context().Pool(workers) as pool:
             results = pool.map(_check_sample, tasks, chunksize=4)
     for probs in results:
-        report.problems.extend(probs)
+        # a file name from the manifest may hold a line break: a problem stays one line
+        report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in probs)
     return report

@@ -306,3 +306,59 @@ def test_convert_counts_a_salvaged_scene_in_the_manifest(originals, tmp_path):
     lut = np.array([0] + [mapper.lookup(n).class_id for n in ann.names], dtype=np.uint8)
     label = cv2.imread(str(out / row["label_ids"]), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(label, lut[paint_polygons(ann, *label.shape)])
+
+
+# ------------------------------------------------------------ generated bad index.json (fuzz)
+_VALID_DOC = {"name": "img", "frames": [{"polygon": [
+    {"x": [1, 20.5, 20, 1], "y": [1, 1, 15.25, 15], "object": 0},
+    {"x": [-5, 40, 40], "y": [3, 3, 90], "object": 1},
+    {"x": [2, 3, 4], "y": [2, 8, 2], "object": 2}]}],
+    "objects": [{"name": "wall"}, {"name": "chair2"}, None]}
+_VALID_JSON = json.dumps(_VALID_DOC, separators=(",", ":"))
+_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["x", "y", "object", "name",
+                                                                                 "polygon", "frames", "objects"]),
+                                                                 inner, max_size=4),
+    max_leaves=10)
+
+
+@st.composite
+def _wrong_shapes(draw) -> bytes:
+    """A valid index.json with one value anywhere in it replaced by a value of any type."""
+    doc = json.loads(_VALID_JSON)
+    paths = []
+
+    def walk(node, path):
+        paths.append(path)
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for k, v in items:
+            walk(v, (*path, k))
+
+    walk(doc, ())
+    path = draw(st.sampled_from(paths[1:]))
+    target = doc
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = draw(_ANY)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.slow
+def test_fuzz_index_json(tmp_path_factory):
+    """≥ 1,000 generated bad index.json (counted in docs/robustness.md): the reader returns
+    an annotation that paints, or raises one line naming the file; no library warning."""
+    from test_fuzz_readers import FUZZ, Probe, call_reader, damaged
+
+    folder = tmp_path_factory.mktemp("indexjson")
+
+    @FUZZ
+    @given(data=st.one_of(damaged(_VALID_JSON.encode()), _wrong_shapes()))
+    def run(data):
+        ann = call_reader(read_index_json, Probe(folder, "index.json", data))
+        if ann is not None:
+            assert len(ann.names) >= 0 and all(isinstance(w, str) and "\n" not in w for w in ann.warnings)
+            idx = paint_polygons(ann, 24, 32)
+            assert idx.shape == (24, 32) and int(idx.max()) <= len(ann.names)
+
+    run()

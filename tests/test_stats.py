@@ -359,7 +359,7 @@ def test_cli_table_json_and_exit_codes(tmp_path):
     res = _cli(root, "--weights", "--workers", "1")
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0].split() == ["id", "class", "pixels", "%", "images", "weight"]
+    assert lines[0].split() == ["train_id", "class", "pixels", "%", "images", "weight"]
     st = json.loads((root / "stats.json").read_text())
     wall = next(line for line in lines if line.split()[1:2] == ["wall"]).split()
     assert wall[2] == f"{st['class_pixel_counts'][0]:,}" and int(wall[4]) == st["class_image_counts"][0]

@@ -1,0 +1,325 @@
+"""Fuzz suite for the `sunrgbd` readers (issue 15): hypothesis throws generated bad inputs at
+each reader and checks the promise of the docs — the reader returns, or fails with its
+documented error whose message is one line naming the file; no other exception, no library
+warning on the console, the input file unchanged, nothing written beside it. The counts and
+the command are in docs/robustness.md. (index.json has its own fuzz test in
+tests/test_json_salvage.py, next to the salvage property tests.)"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+from cleantree import write_clean_tree
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sunrgbd_tools.cli import main
+from sunrgbd_tools.raw import RawDataError, probe_jpeg, read_depth, read_rgb, read_seg_mat
+from sunrgbd_tools.remotezip import ZipFormatError, read_directory
+from sunrgbd_tools.safezip import check_members
+from sunrgbd_tools.stats import StatsError, load_tree, sample_files
+from sunrgbd_tools.verify import verify_tree
+
+pytestmark = pytest.mark.slow
+EXAMPLES = int(os.environ.get("SUNRGBD_FUZZ_EXAMPLES", "1000"))  # per reader; docs/robustness.md
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                       HealthCheck.data_too_large])
+
+
+def damaged(valid: bytes) -> st.SearchStrategy[bytes]:
+    """Bytes a damaged copy of `valid` could hold: truncated, bytes overwritten, inserted or
+    deleted at any place, a random prefix kept, or plain random bytes."""
+    n = len(valid)
+    at = st.integers(0, n)
+    return st.one_of(
+        at.map(lambda i: valid[:i]),
+        st.tuples(at, st.binary(min_size=1, max_size=16)).map(
+            lambda t: valid[:t[0]] + t[1] + valid[t[0] + len(t[1]):]),
+        st.tuples(at, st.binary(min_size=1, max_size=64)).map(lambda t: valid[:t[0]] + t[1] + valid[t[0]:]),
+        st.tuples(at, st.integers(1, 64)).map(lambda t: valid[:t[0]] + valid[t[0] + t[1]:]),
+        st.lists(st.tuples(st.integers(0, max(n - 1, 0)), st.integers(0, 255)), min_size=1, max_size=8).map(
+            lambda flips: bytes(_flip(valid, flips))),
+        st.binary(max_size=512),
+    )
+
+
+def _flip(data: bytes, flips) -> bytearray:
+    b = bytearray(data)
+    for i, v in flips:
+        if i < len(b):
+            b[i] = v
+    return b
+
+
+class Probe:
+    """One input file in its own folder: checks it is unchanged and nothing appeared beside it."""
+
+    def __init__(self, folder: Path, name: str, data: bytes):
+        self.folder = folder
+        for p in folder.iterdir():
+            p.unlink()
+        self.path = folder / name
+        self.path.write_bytes(data)
+        self.data = data
+
+    def check(self) -> None:
+        assert self.path.read_bytes() == self.data, "the reader changed its input"
+        assert [p.name for p in self.folder.iterdir()] == [self.path.name], "the reader wrote a file"
+
+
+def one_line_naming(msg: str, path: Path) -> None:
+    assert "\n" not in msg and str(path) in msg, msg
+
+
+def call_reader(fn, probe: Probe, error=RawDataError):
+    """fn(path) returns or raises `error` with one line naming the file; no library warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning we trigger would reach the user's console
+        try:
+            return fn(probe.path)
+        except error as e:
+            one_line_naming(str(e), probe.path)
+        finally:
+            probe.check()
+
+
+# ------------------------------------------------------------------------------- seg.mat
+def _segmat_bytes(obj: dict) -> bytes:
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, obj, do_compression=False)
+    return buf.getvalue()
+
+
+_SEG = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
+_NAMES = np.array([np.array(["wall"]), np.array(["floor"])], dtype=object)
+VALID_SEGMAT = _segmat_bytes({"seglabel": _SEG, "names": _NAMES})
+VALID_SEGMAT_Z = io.BytesIO()
+scipy.io.savemat(VALID_SEGMAT_Z, {"seglabel": _SEG, "names": _NAMES}, do_compression=True)
+
+_matlab_value = st.one_of(
+    st.integers(-2**31, 2**31 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8), st.just(np.zeros((0, 0))), st.just(np.full((2, 2), np.nan)),
+    st.just(np.full((2, 3), -5.0)), st.just(np.zeros((2, 2, 2))), st.just(np.array([[70000]])),
+    st.just(np.array([["a", "b"]])), st.just(np.array([[1 + 2j]])),
+    st.just(np.array([np.array([1, 2]), np.array(["x"])], dtype=object)),
+)
+
+
+@st.composite
+def wrong_types(draw) -> bytes:
+    obj = {}
+    if draw(st.booleans()):
+        obj["seglabel"] = draw(_matlab_value)
+    if draw(st.booleans()):
+        obj["names"] = draw(_matlab_value)
+    obj["other"] = 1
+    return _segmat_bytes(obj)
+
+
+@FUZZ
+@given(data=st.one_of(damaged(VALID_SEGMAT), damaged(VALID_SEGMAT_Z.getvalue()), wrong_types()))
+def test_fuzz_seg_mat(tmp_path_factory, data: bytes):
+    folder = _folder(tmp_path_factory, "segmat")
+    out = call_reader(read_seg_mat, Probe(folder, "seg.mat", data))
+    if out is not None:
+        seg, names = out
+        assert seg.ndim == 2 and seg.dtype.kind in "iu" and isinstance(names, list)
+
+
+# ----------------------------------------------------------------------------- PNG / JPEG
+_RNG = np.random.default_rng(0)
+_RGB = _RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+VALID_JPG = cv2.imencode(".jpg", _RGB)[1].tobytes()
+VALID_PNG = cv2.imencode(".png", _RGB)[1].tobytes()
+VALID_DEPTH = cv2.imencode(".png", _RNG.integers(0, 65535, (24, 32), dtype=np.uint16))[1].tobytes()
+
+
+@FUZZ
+@given(data=st.one_of(damaged(VALID_JPG), damaged(VALID_PNG)), kind=st.sampled_from(["jpg", "png"]))
+def test_fuzz_colour_images(tmp_path_factory, data: bytes, kind: str):
+    folder = _folder(tmp_path_factory, "rgb")
+    img = call_reader(read_rgb, Probe(folder, f"0000001.{kind}", data))
+    assert img is None or (img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8)
+    hw = call_reader(probe_jpeg, Probe(folder, f"0000001.{kind}", data))
+    assert hw is None or (hw[0] > 0 and hw[1] > 0)
+
+
+@FUZZ
+@given(data=st.one_of(damaged(VALID_DEPTH), damaged(VALID_PNG)))
+def test_fuzz_depth_png(tmp_path_factory, data: bytes):
+    folder = _folder(tmp_path_factory, "depth")
+    depth = call_reader(read_depth, Probe(folder, "0000001.png", data))
+    assert depth is None or depth.ndim == 2
+
+
+# ------------------------------------------------------------------ ZIP central directory
+def _zip_bytes() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, name in enumerate(["SUNRGBD/kv2/a/image/1.jpg", "SUNRGBD/kv2/a/seg.mat", "readme.txt"]):
+            zf.writestr(name, bytes([i]) * (10 + 50 * i), compress_type=zipfile.ZIP_DEFLATED if i else 0)
+    return buf.getvalue()
+
+
+VALID_ZIP = _zip_bytes()
+
+
+class BytesReader:
+    def __init__(self, data: bytes, where: str):
+        self.data, self.size, self.where = data, len(data), where
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        if offset < 0 or offset + n > self.size:
+            raise ZipFormatError(f"{self.where}: truncated (wanted {n} bytes at {offset})")
+        return self.data[offset:offset + n]
+
+
+def _tail_damage() -> st.SearchStrategy[bytes]:
+    """Damage aimed at the central directory and end records (the last ~220 bytes)."""
+    n = len(VALID_ZIP)
+    lo = n - 220
+    at = st.integers(lo, n)
+    return st.one_of(
+        st.tuples(at, st.binary(min_size=1, max_size=8)).map(
+            lambda t: VALID_ZIP[:t[0]] + t[1] + VALID_ZIP[t[0] + len(t[1]):]),
+        st.tuples(at, st.integers(1, 40)).map(lambda t: VALID_ZIP[:t[0]] + VALID_ZIP[t[0] + t[1]:]),
+        st.lists(st.tuples(st.integers(lo, n - 1), st.integers(0, 255)), min_size=1, max_size=6).map(
+            lambda flips: bytes(_flip(VALID_ZIP, flips))),
+        damaged(VALID_ZIP),
+    )
+
+
+@FUZZ
+@given(data=_tail_damage())
+def test_fuzz_zip_central_directory(data: bytes):
+    where = "mirror/SUNRGBD.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            d = read_directory(BytesReader(data, where), where)
+            check_members(d.members, where=where)
+        except ZipFormatError as e:  # UnsafeArchive among them
+            one_line_naming(str(e), Path(where))
+
+
+# ------------------------------------------------------------- dataset.json / manifest.csv
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return write_clean_tree(tmp_path_factory.mktemp("fuzztree") / "clean", counts={"train": 2, "val": 1}).root
+
+
+_json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-300, 300) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def dataset_json(draw, valid: str) -> bytes:
+    """A damaged dataset.json: byte damage, or one key (or one class field) of a valid one
+    given a value of the wrong type or range."""
+    if draw(st.booleans()):
+        return draw(damaged(valid.encode()))
+    meta = json.loads(valid)
+    target = meta
+    if draw(st.booleans()) and meta.get("classes"):
+        target = meta["classes"][draw(st.integers(0, len(meta["classes"]) - 1))]
+    key = draw(st.sampled_from(sorted(target) + ["classes", "splits", "id", "train_id", "color"]))
+    target[key] = draw(_json_value)
+    return json.dumps(meta).encode()
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() or p.is_symlink()}
+
+
+def _check_tree_readers(root: Path, victim: Path, data: bytes) -> None:
+    """Write the damaged `victim`, run the readers (library and CLI) over the tree, and check
+    that nothing in the tree changed."""
+    victim.write_bytes(data)
+    before = _SNAPSHOTS.setdefault(root, _snapshot(root))
+    before = {**before, victim.name: data}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = verify_tree(root, workers=1, check_checksums=False)
+        for p in rep.problems:
+            assert "\n" not in p and str(root) in p, p
+        try:
+            sample_files(load_tree(root))
+        except StatsError as e:
+            one_line_naming(str(e), root)
+    res = CliRunner().invoke(main, ["verify", str(root), "--workers", "1", "--no-checksums"])
+    assert res.exit_code in (0, 1, 2) and (res.exception is None or isinstance(res.exception, SystemExit)), \
+        res.output
+    assert "Traceback" not in res.output
+    assert _snapshot(root) == before, f"{victim.name}: a reader changed the tree"
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_dataset_json(tmp_path_factory, tree: Path, data):
+    root = _copy_tree(tmp_path_factory, tree, "dsjson")
+    valid = (tree / "dataset.json").read_text(encoding="utf-8")
+    _check_tree_readers(root, root / "dataset.json", data.draw(dataset_json(valid)))
+
+
+@st.composite
+def manifest_csv(draw, valid: str) -> bytes:
+    """A damaged manifest.csv: byte damage, or one cell of a valid one replaced."""
+    if draw(st.booleans()):
+        return draw(damaged(valid.encode()))
+    rows = list(csv.reader(io.StringIO(valid)))
+    r = draw(st.integers(0, len(rows) - 1))
+    c = draw(st.integers(0, len(rows[r]) - 1))
+    rows[r][c] = draw(st.sampled_from(["", "..", "../../x.png", "/etc/passwd", "-1", "1e999", "nan",
+                                       "a\x00b", "x" * 300]) | st.text(max_size=12))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode("utf-8", "surrogatepass")
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_manifest_csv(tmp_path_factory, tree: Path, data):
+    root = _copy_tree(tmp_path_factory, tree, "manifest")
+    valid = (tree / "manifest.csv").read_text(encoding="utf-8")
+    _check_tree_readers(root, root / "manifest.csv", data.draw(manifest_csv(valid)))
+
+
+# ---------------------------------------------------------------------------- helpers
+_FOLDERS: dict[str, Path] = {}
+
+
+def _folder(factory, name: str) -> Path:
+    """One folder per test, reused by its examples (hypothesis runs them in one test call)."""
+    if name not in _FOLDERS:
+        _FOLDERS[name] = factory.mktemp(name)
+    return _FOLDERS[name]
+
+
+_SNAPSHOTS: dict[Path, dict[str, bytes]] = {}
+
+
+def _copy_tree(factory, tree: Path, name: str) -> Path:
+    """One copy of the small clean tree per test; each example rewrites only its victim file
+    and checks every other file against the snapshot taken before the first example."""
+    import shutil
+
+    root = _folder(factory, name) / "clean"
+    if not root.exists():
+        shutil.copytree(tree, root)
+    return root
