@@ -436,7 +436,7 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
         "Semantic segmentation of indoor RGB-D scenes, exported from a clean tree written by "
         "sunrgbd-tools (`sunrgbd convert`). Every image, label and depth "
         "file is stored byte for byte as in that tree (no re-encoding).", "",
-        "## Loading", "", "```python", "import datasets",
+        "## Loading", "", "```python", "import datasets", "import numpy as np",
         'ds = datasets.load_dataset("<this repo id or folder>")',
         'names = ds["train"].features["classes"].feature.names   # train id -> class name',
         'label = np.array(ds["train"][0]["label"])                # uint8 train ids, 255 = ignore',
