@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .fsutil import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from .fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # clean tree -> Hub names
 STAGE = ".sunrgbd-hub"
@@ -56,6 +57,7 @@ class HubConfig:
     out: str
     command: str = ""  # the command line recorded in the card
     shard_bytes: int = SHARD_BYTES
+    workers: int | None = None  # reader threads; None = cores (at most 8); same bytes for any
     progress: bool = True
 
 
@@ -228,34 +230,41 @@ def _record(src: Path, r: dict, depth: bool, problems: list[str]) -> dict | None
     return out
 
 
+def _record_job(args) -> tuple[dict | None, list[str]]:
+    src, r, depth = args
+    probs: list[str] = []
+    return _record(src, r, depth, probs), probs
+
+
 def _write_shard(path: Path, schema, src: Path, rows: list[dict], depth: bool, n_classes: int,
-                 problems: list[str], bar) -> int:
+                 problems: list[str], bar, pool) -> int:
+    """Rows are read, hashed and decoded in `pool` (threads: hashlib and cv2 release the GIL),
+    one row group at a time, and written in manifest order."""
     _, pa, pq = _libs()
     written = 0
     with atomic_path(path) as tmp:
         # no compression: the columns that matter are PNG/JPEG bytes already
         with pq.ParquetWriter(tmp, schema, compression="none", write_statistics=False,
                               use_dictionary=False) as w:
-            batch: list[dict] = []
-            for r in rows:
-                rec = _record(src, r, depth, problems)
-                if bar is not None:
-                    bar.update(1)
-                if rec is None:
-                    continue
-                bad = [t for t in rec["classes"] if t >= n_classes]
-                if bad:
-                    problems.append(f"{src / r['label_train_ids']}: train ids {bad} are not in "
-                                    "dataset.json's class table; sample skipped")
-                    continue
-                batch.append(rec)
-                if len(batch) == ROWS_PER_GROUP:
+            for i in range(0, len(rows), ROWS_PER_GROUP):
+                chunk = rows[i:i + ROWS_PER_GROUP]
+                batch: list[dict] = []
+                for r, (rec, probs) in zip(chunk, pool.map(_record_job, [(src, r, depth) for r in chunk]),
+                                           strict=True):
+                    problems += probs
+                    if bar is not None:
+                        bar.update(1)
+                    if rec is None:
+                        continue
+                    bad = [t for t in rec["classes"] if t >= n_classes]
+                    if bad:
+                        problems.append(f"{src / r['label_train_ids']}: train ids {bad} are not in "
+                                        "dataset.json's class table; sample skipped")
+                        continue
+                    batch.append(rec)
+                if batch:
                     w.write_table(pa.Table.from_pylist(batch, schema=schema), ROWS_PER_GROUP)
                     written += len(batch)
-                    batch = []
-            if batch or written == 0:
-                w.write_table(pa.Table.from_pylist(batch, schema=schema), ROWS_PER_GROUP)
-                written += len(batch)
     return written
 
 
@@ -314,6 +323,7 @@ def export_hf(cfg: HubConfig) -> HubReport:
     resumed = 0
     total = sum(len(r) for _, r in plan)
     bar = tqdm(total=total, desc="hf export", unit="sample", disable=not cfg.progress)
+    pool = ThreadPoolExecutor(max_workers=cfg.workers or min(8, os.cpu_count() or 1))
     try:
         for name, shard_rows in plan:
             target = stage / name
@@ -336,7 +346,8 @@ def export_hf(cfg: HubConfig) -> HubReport:
                 size = done["path"].stat().st_size
             else:
                 probs = []
-                n = _write_shard(target, schema, src, shard_rows, has_depth, len(names), probs, bar)
+                n = _write_shard(target, schema, src, shard_rows, has_depth, len(names), probs, bar,
+                                 pool)
                 size = target.stat().st_size
                 atomic_write_json(side, {"rows": n, "problems": probs})
             problems += probs
@@ -344,6 +355,7 @@ def export_hf(cfg: HubConfig) -> HubReport:
             split_rows[split] += n
             shard_bytes[name] = size
     finally:
+        pool.shutdown(cancel_futures=True)
         bar.close()
 
     card = dataset_card(meta, feats, split_rows, shard_bytes, names, cfg.command, datasets)
