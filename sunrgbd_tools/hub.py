@@ -103,7 +103,9 @@ def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
     except (UnicodeDecodeError, csv.Error) as e:
         raise HubUsageError(f"{man_path}: not a readable CSV ({e})") from None
     need = {"id", "split", "image", "label_train_ids"}
-    if rows and not need <= set(rows[0]):
+    if not rows:
+        raise HubUsageError(f"{man_path}: no samples to export")
+    if not need <= set(rows[0]):
         raise HubUsageError(f"{man_path}: missing column(s) {', '.join(sorted(need - set(rows[0])))}")
     return meta, meta_bytes + man_path.read_bytes(), rows
 
@@ -360,8 +362,8 @@ def export_hf(cfg: HubConfig) -> HubReport:
 
     card = dataset_card(meta, feats, split_rows, shard_bytes, names, cfg.command, datasets)
     atomic_write_text(stage / "README.md", card)
-    shutil.copyfile(src / "dataset.json", stage / "dataset.json.tmp")
-    os.replace(stage / "dataset.json.tmp", stage / "dataset.json")
+    with atomic_path(stage / "dataset.json") as tmp:
+        shutil.copyfile(src / "dataset.json", tmp)
     # move into place: shards first (their sidecars follow, so a re-run still knows them)
     (out / "data").mkdir(exist_ok=True)
     for name, _ in plan:

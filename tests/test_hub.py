@@ -40,6 +40,15 @@ def clean(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def clean_jpg(clean, tmp_path_factory):
+    """The same scenes with JPEG images copied from the source and no depth."""
+    out = tmp_path_factory.mktemp("hubjpg") / "clean"
+    convert(ConvertConfig(src=str(clean.parent / "raw"), out=str(out), image_format="jpg",
+                          depth=False), workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
 def exported(clean, tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "sunrgbd-hf"
     r = CliRunner().invoke(main, ["pack", str(clean), "--format", "hf", "--out", str(out),
@@ -96,6 +105,21 @@ def test_loads_with_datasets_pixel_equal(clean, exported, tmp_path, monkeypatch)
     for ex in raw:
         rel = by_id[ex["id"]]["label_train_ids"]
         assert ex["label"]["bytes"] == (clean / rel).read_bytes() and ex["label"]["path"] == rel
+
+
+def test_jpeg_images_and_no_depth(clean_jpg, tmp_path, monkeypatch):
+    out = tmp_path / "hf"
+    rep = export_hf(HubConfig(src=str(clean_jpg), out=str(out), progress=False))
+    assert rep.problems == []
+    ds = _load(out, tmp_path, monkeypatch)
+    assert "depth" not in ds["train"].features
+    by_id = {r["id"]: r for r in _manifest(clean_jpg)}
+    raw = ds["train"].cast_column("image", datasets.Image(decode=False))
+    for ex in raw:
+        rel = by_id[ex["id"]]["image"]
+        assert rel.endswith(".jpg") and ex["image"]["bytes"] == (clean_jpg / rel).read_bytes()
+    assert ds["train"][0]["image"].format == "JPEG"
+    assert "| `depth` |" not in (out / "README.md").read_text()
 
 
 def test_card_yaml_names_every_split_and_feature(clean, exported):
@@ -207,6 +231,10 @@ def test_usage_errors_touch_nothing(clean, tmp_path, monkeypatch):
     cases = [([str(clean), "--out", str(busy)], "not empty"),
              ([str(clean), "--out", str(afile)], "not a folder"),
              ([str(tmp_path / "empty"), "--out", str(tmp_path / "o1")], "no dataset.json")]
+    (tmp_path / "nosamples").mkdir()
+    shutil.copy(clean / "dataset.json", tmp_path / "nosamples")
+    (tmp_path / "nosamples" / "manifest.csv").write_text((clean / "manifest.csv").read_text().splitlines()[0] + "\n")
+    cases.append(([str(tmp_path / "nosamples"), "--out", str(tmp_path / "o1")], "no samples"))
     for args, msg in cases:
         r = CliRunner().invoke(main, ["pack", *args, "--format", "hf", "--no-progress"])
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
