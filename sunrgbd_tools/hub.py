@@ -558,6 +558,10 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
     lines.append(cw.get("command") or "# sunrgbd convert: command not recorded")
     if meta.get("stats_command"):
         lines.append(meta["stats_command"])
+    elif meta.get("stats_split"):  # stats records its options, not its command line
+        lines.append(f"sunrgbd stats CLEAN --split {meta['stats_split']} --method "
+                     f"{meta.get('class_weights_default') or 'median-freq'}"
+                     "   # rebuilt from dataset.json's stats_split / class_weights_default")
     lines.append(command or "sunrgbd pack CLEAN --format hf --out DIR")
     lines += ["```", "",
               f"Converted with {cw.get('tool') or 'sunrgbd-tools'} {cw.get('version') or ''}".rstrip()

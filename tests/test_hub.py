@@ -146,7 +146,7 @@ def test_card_yaml_names_every_split_and_feature(clean, exported):
     for needle in (meta["mapping_sha256"], "| 2 | 1 | floor | #008000 | no |", "Silberman",
                    "SUN3D", "B3DO", "license: other", f"Label mode: `{meta['label_mode']}`",
                    "not** SUN RGB-D's official seg37", "mean: ", "weight (", meta["created_with"]["command"],
-                   "sunrgbd pack "):
+                   "sunrgbd pack ", "sunrgbd stats CLEAN --split train --method median-freq"):
         assert needle in text, needle
     assert (exported / "dataset.json").read_bytes() == (clean / "dataset.json").read_bytes()
 
