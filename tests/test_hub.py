@@ -252,3 +252,29 @@ def test_converter_does_not_import_the_hub_stack():
             "bad = [m for m in ('datasets', 'pyarrow') if m in sys.modules]; "
             "sys.exit(str(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_docs_write_back_gives_a_tree_segtrain_reads(clean, exported, tmp_path, monkeypatch):
+    """The recipe in docs/sharing.md: rows' bytes written to their paths + dataset.json."""
+    from segtrain.data import list_samples, load_dataset_info
+
+    ds = _load(exported, tmp_path, monkeypatch)
+    root = tmp_path / "data"
+    for split in ds:
+        raw = ds[split]
+        for col in ("image", "label", "depth"):
+            raw = raw.cast_column(col, datasets.Image(decode=False))
+        for ex in raw:
+            for col in ("image", "label", "depth"):
+                p = root / ex[col]["path"]
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(ex[col]["bytes"])
+    shutil.copy(exported / "dataset.json", root / "dataset.json")
+    info = load_dataset_info(root)
+    rows = _manifest(clean)
+    for split in ("train", "val", "test"):
+        got = list_samples(info, split, with_depth=True)
+        assert sorted(s.id for s in got) == sorted(r["id"] for r in rows if r["split"] == split)
+    for rel, data in tree_bytes(root).items():
+        if rel != "dataset.json":
+            assert (clean / rel).read_bytes() == data
