@@ -153,7 +153,7 @@ def test_card_yaml_names_every_split_and_feature(clean, exported):
 
 def test_two_exports_are_byte_identical(clean, exported, tmp_path):
     again = tmp_path / "again"
-    rep = export_hf(HubConfig(src=str(clean), out=str(again), progress=False,
+    rep = export_hf(HubConfig(src=str(clean), out=str(again), progress=False, workers=1,
                               command=_recorded_command(exported)))
     assert rep.problems == []
     assert tree_bytes(again) == tree_bytes(exported)
