@@ -12,6 +12,7 @@ from .cliutil import OutPath, recorded_command
 from .download import OFFICIAL_BASE_URL, TOOLBOX_MD5, DownloadConfig, parse_subset
 from .download import download as run_download
 from .httpclient import HttpConfig, HttpError
+from .hub_cli import pack_hf
 from .remotezip import ZipFormatError
 from .share import DestinationError, FetchConfig, PackConfig, ShareError, pack_tree
 from .share import fetch as fetch_archive
@@ -102,13 +103,21 @@ def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, 
 
 @click.command()
 @click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=OutPath(dir_okay=False, path_type=Path),
-              help="Archive to write (a .zip); <out>.sha256 is written beside it.")
+@click.option("--out", required=True, type=OutPath(path_type=Path),
+              help="zip: the archive to write (<out>.sha256 goes beside it); "
+                   "hf: a new or empty folder.")
+@click.option("--format", "fmt", type=click.Choice(["zip", "hf"]), default="zip", show_default=True,
+              help="zip: one verified archive; hf: Hugging Face `datasets` parquet shards + "
+                   "dataset card (needs the 'hub' extra).")
+@click.option("--strict", is_flag=True, help="hf: exit 1 when any problem was reported.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def pack(ctx, tree, out, no_progress):
-    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md."""
+def pack(ctx, tree, out, fmt, strict, no_progress):
+    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md,
+    or (--format hf) into a Hugging Face dataset folder."""
     command = recorded_command(ctx)
+    if fmt == "hf":
+        return pack_hf(tree, out, command, not no_progress, strict)
     try:
         rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command,
                                    progress=not no_progress))
