@@ -195,7 +195,7 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
     m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
     miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
     pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
-    click.echo(f"{split}: mIoU {miou} ({m['miou_rule']} rule, labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
+    click.echo(f"{split}: {m['miou_rule']} mIoU {miou} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
                f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
                f"the ground truth); report in {out}")
 

@@ -111,7 +111,7 @@ def test_eval_records_the_miou_rule_and_both_numbers(trained, tmp_path):
         assert r.exit_code == 0, r.output
         m = json.loads((tmp_path / rule / "metrics.json").read_text())
         assert m["miou_rule"] == rule and m["miou"] == m["miou_by_rule"][rule]
-        assert f"({rule} rule, labels:" in r.stdout
+        assert r.stdout.startswith(f"test: {rule} mIoU ")
         got[rule] = m
     assert got["standard"]["miou_by_rule"] == got["gt-present"]["miou_by_rule"]
     # the standard rule scores every class it predicts (0 when absent), so it never scores fewer
