@@ -133,7 +133,8 @@ def plot_per_class_iou(summary: dict, colors, path: Path) -> None:
             if v == 0:  # a visible stub: scored, and scored zero
                 ax.plot([0], [i], marker="|", markersize=11, markeredgewidth=2, color="black")
             extra = " (absent from ground truth)" if name in absent else ""
-            ax.text(v + top * 0.015, i, f"{v:.2f}{extra}", va="center", fontsize=8)
+            shown = f"{v:.2f}" if v == 0 or v >= 0.01 else f"{v:.1e}"  # 0.004 is not "0.00"
+            ax.text(v + top * 0.015, i, f"{shown}{extra}", va="center", fontsize=8)
     if summary["miou"] is not None:
         ax.axvline(summary["miou"], color="red", linestyle="--", linewidth=1,
                    label=f"mIoU {summary['miou']:.3f} ({summary.get('miou_rule', 'standard')} rule)")

@@ -49,13 +49,14 @@ def test_panel_legend_is_capped_with_a_count_of_the_rest(figures, tmp_path):
 
 
 def test_per_class_bars_tell_zero_from_not_scored_and_scale_to_the_data(figures, tmp_path):
-    summary = {"per_class_iou": {"wall": 0.12, "floor": 0.0, "chair": None, "table": 0.05, "lamp": None},
+    summary = {"per_class_iou": {"wall": 0.12, "floor": 0.0, "chair": None, "table": 0.004, "lamp": None},
                "miou": 0.0567, "miou_rule": "standard", "ignored_classes": ["lamp"],
                "absent_classes": ["floor", "chair"]}
     report.plot_per_class_iou(summary, COLORS, tmp_path / "b.png")
     ax = figures[0].axes[0]
     texts = [t.get_text() for t in ax.texts]
     assert "0.00 (absent from ground truth)" in texts  # scored 0: predicted, not there
+    assert "4.0e-03" in texts  # small but not zero
     assert "n/a (absent from ground truth and prediction)" in texts and "n/a (ignored in eval)" in texts
     assert [t.get_text() for t in ax.get_yticklabels()] == list(summary["per_class_iou"])
     assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 8
