@@ -13,6 +13,7 @@ import click
 from segtrain.config import (
     AUGMENTS,
     DEVICES,
+    MIOU_RULES,
     OPTIMIZERS,
     SCHEDULERS,
     BenchConfig,
@@ -120,11 +121,15 @@ def main(quiet: bool) -> None:
 @click.option("--max-train-batches", type=int, help="Cap batches per epoch (quick experiments).")
 @click.option("--train-parts", help="Parts to train: head | decoder,head | all; the rest is frozen, "
               "BatchNorm statistics included [default: all].")
-@click.option("--pretrained", type=click.Path(), help="Encoder weights: a local PyTorch or .safetensors "
-              "file (timm / torchvision / facebookresearch names are mapped; see docs/models.md).")
+@click.option("--pretrained", help="Encoder weights: a timm name listed by `segtrain models` (e.g. "
+              "convnext_tiny.fb_in22k; read from the Hugging Face cache, downloaded there when missing) or a "
+              "local PyTorch / .safetensors file (timm / torchvision / facebookresearch keys; docs/models.md).")
 @click.option("--init-from", type=click.Path(), help="Start from another run's checkpoint (same model; "
               "a different class table rebuilds the head).")
 @click.option("--sync-bn/--no-sync-bn", default=None, help="SyncBatchNorm across processes under torchrun.")
+@click.option("--miou-rule", type=click.Choice(MIOU_RULES), help="Val mIoU: standard counts every class "
+              "predicted or labelled (IoU 0 when predicted but absent); gt-present only classes in the "
+              "ground truth (the old rule) [default: standard].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
 def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **flags):
     """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out.
@@ -175,18 +180,22 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
 @click.option("--workers", type=int, default=None, help="[default: cores, at most 8]")
 @click.option("--panels", type=int, default=4, show_default=True, help="Images in the best / worst panels.")
 @click.option("--amp/--no-amp", default=True, show_default=True)
-def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp):
+@click.option("--miou-rule", type=click.Choice(MIOU_RULES), default="standard", show_default=True,
+              help="standard: classes with an empty union are left out, a class predicted but absent "
+              "scores 0 (mmsegmentation, torchmetrics, Cityscapes); gt-present: only classes in the ground "
+              "truth (segtrain's old rule). metrics.json records the rule and both numbers.")
+def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp, miou_rule):
     """Evaluate CHECKPOINT on a split: metrics.json, CSVs and figures in --out."""
     from segtrain.inference import run_eval
 
     cfg = EvalConfig(checkpoint=checkpoint, data=data, split=split, out=out, batch_size=batch_size,
-                     size=size, device=device, panels=panels, amp=amp)
+                     size=size, device=device, panels=panels, amp=amp, miou_rule=miou_rule)
     if workers is not None:
         cfg.workers = workers
     m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
     miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
     pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
-    click.echo(f"{split}: mIoU {miou} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
+    click.echo(f"{split}: {m['miou_rule']} mIoU {miou} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
                f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
                f"the ground truth); report in {out}")
 
@@ -199,12 +208,19 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when any image was skipped.")
-def predict_cmd(checkpoint, inputs, out, size, device, amp, strict):
-    """Predict label and colour masks for image files or folders (at each image's size)."""
+@click.option("--keep-exif-orientation", is_flag=True, help="Predict on the pixels as stored and write "
+              "the masks in that orientation, ignoring a JPEG's EXIF rotation tag [default: the image is "
+              "turned upright as viewers show it, and so are its masks].")
+def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_orientation):
+    """Predict label and colour masks for image files or folders (at each image's size).
+
+    JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
+    the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order."""
     from segtrain.inference import NoReadableInput, run_predict
 
     cfg = PredictConfig(checkpoint=checkpoint, inputs=list(inputs), out=out, size=size,
-                        device=device, amp=amp, strict=strict)
+                        device=device, amp=amp, strict=strict,
+                        keep_exif_orientation=keep_exif_orientation)
 
     def predict():
         try:
@@ -226,8 +242,10 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict):
 @click.option("--num-classes", default=39, show_default=True, help="Classes for the parameter counts.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list each model's options and their defaults.")
 def models_cmd(num_classes, verbose):
-    """List the registered models with parameter counts per part (encoder, decoder, head)."""
+    """List the registered models with parameter counts per part (encoder, decoder, head) and
+    the pretrained encoder names each accepts (--pretrained NAME)."""
     from segtrain.models import MODELS, count_parameters, create_model, model_options
+    from segtrain.models.hub import accepted_names
 
     click.echo(f"{'model':<18}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
     for name, spec in MODELS.items():
@@ -240,6 +258,8 @@ def models_cmd(num_classes, verbose):
             params = inspect.signature(spec.builder).parameters
             opts = ", ".join(f"{k}={spec.defaults.get(k, params[k].default)}" for k in model_options(name))
             click.echo(f"{'':<18}options: {opts}")
+        for opt, names in accepted_names(name).items():
+            click.echo(f"{'':<18}--pretrained{f' (with --model-opt {opt})' if opt else ''}: {', '.join(names)}")
 
 
 @main.command("bench")
@@ -314,7 +334,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, 
 @click.option("--early-stop", type=int, help="Patience in epochs (all runs).")
 @click.option("--max-train-batches", type=int, help="Cap batches per epoch (all runs).")
 @click.option("--model-opt", multiple=True, help="Model option KEY=VALUE (all runs).")
-@click.option("--pretrained", type=click.Path(), help="Encoder weights file (all runs).")
+@click.option("--pretrained", help="Encoder weights: a name from `segtrain models` or a file (all runs).")
 @click.option("--init-from", type=click.Path(), help="Checkpoint to start every run from.")
 @click.option("--device", type=click.Choice(DEVICES), help="[default: auto]")
 @click.option("--workers", type=int, help="DataLoader workers [default: cores, at most 8].")

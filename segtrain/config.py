@@ -31,6 +31,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
 AUGMENTS = ("none", "basic", "strong")
 DEVICES = ("auto", "cuda", "cpu")
+MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what each counts
 
 
 def default_workers() -> int:
@@ -90,6 +91,7 @@ class TrainConfig:
     pretrained: str | None = None  # encoder weights file (PyTorch or safetensors)
     init_from: str | None = None  # another run's checkpoint; the head is rebuilt for new classes
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
+    miou_rule: str = "standard"  # val mIoU (best.pt, plateau, early stop): standard | gt-present
 
     def validate(self) -> None:
         """Check values a flag parser cannot (raises SegtrainError, one line)."""
@@ -98,7 +100,7 @@ class TrainConfig:
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("device", DEVICES)):
+                              ("augment", AUGMENTS), ("device", DEVICES), ("miou_rule", MIOU_RULES)):
             if getattr(self, name) not in allowed:
                 raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         check_fields(self)
@@ -124,6 +126,12 @@ class EvalConfig:
     workers: int = num(factory=default_workers, ge=0)
     panels: int = num(4, ge=0)  # images in each of the best / worst panels
     amp: bool = True
+    miou_rule: str = "standard"  # standard | gt-present (see segtrain.metrics.MIOU_RULES)
+
+    def validate(self) -> None:
+        if self.miou_rule not in MIOU_RULES:
+            raise SegtrainError(f"miou_rule {self.miou_rule!r} is not one of {', '.join(MIOU_RULES)}")
+        check_fields(self)
 
 
 @dataclass
@@ -135,6 +143,7 @@ class PredictConfig:
     device: str = "auto"
     amp: bool = True
     strict: bool = False
+    keep_exif_orientation: bool = False  # masks in the stored pixel order, not as viewers turn JPEGs
 
 
 @dataclass
@@ -160,9 +169,11 @@ def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def save_config(cfg, path: str | Path) -> None:
-    """Write the fully resolved config as YAML (keys in dataclass order), atomically."""
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+def save_config(cfg, path: str | Path, comment: str = "") -> None:
+    """Write the fully resolved config as YAML (keys in dataclass order), atomically; `comment`
+    lines go first as YAML comments (facts a person reads, never read back as options)."""
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    atomic_write_text(path, head + yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 @cache

@@ -8,6 +8,7 @@ never touches them and is deterministic for a given seed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ from segtrain.data import (
 from segtrain.losses import LOSSES, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
 from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
+from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
 from segtrain.utils import (
     SegtrainError,
@@ -171,6 +173,39 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total)), "step"
     return None, "none"
+
+
+def _schedule_total(scheduler) -> int | None:
+    """Steps the per-step schedule is planned over (None for plateau / none)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) and isinstance(scheduler.lr_lambdas[0], PolyLR):
+        return scheduler.lr_lambdas[0].total
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return scheduler.T_max
+    return None
+
+
+def replan_schedule(scheduler, optimizer, total: int) -> int | None:
+    """After a resumed scheduler's state is loaded (which restores the total it was planned
+    for), plan it over `total` steps instead, as if the run had been started with the new
+    --epochs: the lr of every parameter group is set to the new schedule's value at the
+    current step. Returns the old total when it changed, else None. ReduceLROnPlateau has no
+    total (it reacts to val mIoU), so it simply continues."""
+    old = _schedule_total(scheduler)
+    if old is None or old == total:
+        return None
+    step = scheduler.last_epoch
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.T_max = total
+        eta = scheduler.eta_min
+        lrs = [eta + (base - eta) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
+               for base in scheduler.base_lrs]
+    else:
+        scheduler.lr_lambdas[0].total = total
+        lrs = [base * scheduler.lr_lambdas[0](step) for base in scheduler.base_lrs]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = list(lrs)
+    return old
 
 
 def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
@@ -348,7 +383,7 @@ class EvalResult:
 @torch.inference_mode()
 def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_mask=None,
              per_image: bool = False, progress: bool = True, desc: str = "eval",
-             dist_info: distributed.DistInfo | None = None) -> EvalResult:
+             dist_info: distributed.DistInfo | None = None, miou_rule: str = "standard") -> EvalResult:
     """Accumulate one confusion matrix over the split (and one per sensor) on the device.
 
     Under DDP each process evaluates its shard (no sample twice) and the matrices and loss
@@ -382,7 +417,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
             for i, idx in enumerate(batch["index"].tolist()):
                 one = ConfusionMatrix(num_classes, rt.device)
                 one.update(y[i], pred[i])
-                s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy())
+                s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy(), miou_rule)
                 scores.append((idx, float("nan") if s["miou"] is None else s["miou"]))
     if dist_info is not None and dist_info.enabled:
         distributed.all_reduce_sum_(cm.mat, dist_info)
@@ -507,7 +542,10 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         raise SegtrainError(str(e)) from None
     init_report = None
     if ckpt is None and cfg.pretrained:  # a resumed run has its own weights
-        init_report = load_encoder_weights(model, cfg.pretrained, cfg.model)
+        weights_file = resolve_pretrained(cfg.pretrained, cfg.model, options)
+        init_report = load_encoder_weights(model, weights_file, cfg.model)
+        if weights_file != cfg.pretrained:
+            init_report.source = f"{cfg.pretrained} ({weights_file})"
     elif ckpt is None and cfg.init_from:
         init_report = init_from_checkpoint(model, cfg, info, options)
     parts = model.set_train_parts(parse_parts(cfg.train_parts))
@@ -515,7 +553,8 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         model = distributed.convert_sync_batchnorm(model, device)
     rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
     method = class_weight_method(cfg, info)
-    weight = torch.tensor(info.weights(method), dtype=torch.float32) if method else None
+    weight_values = [float(w) for w in info.weights(method)] if method else None
+    weight = torch.tensor(weight_values, dtype=torch.float32) if method else None
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index, weight).to(device)
 
     train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop)
@@ -556,8 +595,8 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         log.addHandler(handler)
         if log.getEffectiveLevel() > logging.INFO:  # train.log gets the run log whatever the console shows
             log.setLevel(logging.INFO)
-    setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, optimizer, scheduler,
-                   sched_mode, scaler, train_ds, val_ds, train_loader, train_sampler, val_loader,
+    setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, weight_values, optimizer,
+                   scheduler, sched_mode, scaler, train_ds, val_ds, train_loader, train_sampler, val_loader,
                    options, eval_net, dist_info, parts, init_report)
     try:
         return _train_loop(setup, ckpt, progress, on_epoch_end)
@@ -580,6 +619,7 @@ class _Setup:
     net: torch.nn.Module  # what runs forward (compiled when --compile)
     loss_fn: torch.nn.Module
     weight_method: str | None
+    weight_values: list[float] | None  # the resolved vector (None = unweighted)
     optimizer: torch.optim.Optimizer
     scheduler: object
     sched_mode: str
@@ -609,7 +649,12 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
+            planned = _schedule_total(scheduler)
             scheduler.load_state_dict(ckpt["scheduler"])
+            old_total = replan_schedule(scheduler, optimizer, planned) if planned is not None else None
+            if old_total is not None:
+                log.info("%s schedule re-planned over %d steps (was %d): --epochs %d; lr now %.3g",
+                         cfg.scheduler, planned, old_total, cfg.epochs, optimizer.param_groups[0]["lr"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch = int(ckpt["epoch"]) + 1
@@ -620,8 +665,15 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         _set_rng_state(ckpt["rng"])
         log.info("resuming %s from epoch %d", out, start_epoch)
 
+    # the resolved weighting, not `class_weights: null`: what this run used, and what a
+    # resume reuses even if the dataset's default method changes
+    weights = s.weight_values
+    cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
     if main:
-        save_config(cfg, out / "config.yaml")
+        note = (f"class_weights {method} (dataset.json), by train id: "
+                + ", ".join(f"{n} {w:.6g}" for n, w in zip(info.class_names, weights, strict=True))
+                if method else "class_weights none: the loss is unweighted")
+        save_config(cfg_saved, out / "config.yaml", comment=note)
         env = environment_info(str(device))
         env["world_size"] = dist_info.world_size
         atomic_write_json(out / "environment.json", env)
@@ -646,7 +698,8 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         "format": CHECKPOINT_FORMAT, "model_name": cfg.model, "model_options": options,
         "classes": [c.to_json() for c in info.classes], "ignore_index": info.ignore_index,
         "mean": list(info.mean), "std": list(info.std), "normalization_source": info.normalization_source,
-        "size": cfg.size, "crop": cfg.crop, "config": to_dict(cfg), "dataset": info.name,
+        "size": cfg.size, "crop": cfg.crop, "config": to_dict(cfg_saved), "dataset": info.name,
+        "class_weights": {"method": method or "none", "values": weights},
         "train_parts": cfg.train_parts, "trainable_parameters": trainable["total"],
         "parameters": params["total"], "world_size": dist_info.world_size,
     }
@@ -681,7 +734,7 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
             log.error(message)
             stopped = "non-finite-loss"
             break
-        summary = summarize(res.confusion, info.class_names, eval_mask)
+        summary = summarize(res.confusion, info.class_names, eval_mask, cfg.miou_rule)
         miou = summary["miou"]
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None and sched_mode == "epoch":
@@ -694,7 +747,7 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": res.loss, "val_miou": miou,
                "val_pixel_accuracy": summary["pixel_accuracy"], "lr": lr, "global_step": global_step}
         for sensor, mat in sorted(res.per_sensor.items()):
-            row[f"val_miou_{sensor}"] = summarize(mat, info.class_names, eval_mask)["miou"]
+            row[f"val_miou_{sensor}"] = summarize(mat, info.class_names, eval_mask, cfg.miou_rule)["miou"]
         row["train_images_per_s"] = seen / t_train if t_train > 0 else None
         row["epoch_time_s"] = time.perf_counter() - t0
         history.append(row)

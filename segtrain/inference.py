@@ -68,7 +68,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     """Evaluate a checkpoint on one split; write metrics, CSVs and figures to cfg.out."""
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
-    check_fields(cfg)
+    cfg.validate()
     check_out_dir(cfg.out)
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
@@ -79,8 +79,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
-                   progress=progress, desc=f"eval {cfg.split}")
-    summary = summarize(res.confusion, info.class_names, info.eval_mask)
+                   progress=progress, desc=f"eval {cfg.split}", miou_rule=cfg.miou_rule)
+    summary = summarize(res.confusion, info.class_names, info.eval_mask, cfg.miou_rule)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")
@@ -99,9 +99,9 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         for idx, score in chosen:
             image, mask, _ = ds.load(idx)
             pred = predict_array(model, rt, image, size)
-            rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image,
-                         colorize(mask, colors, info.ignore_index), colorize(pred, colors)))
-        plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU", out / f"panels_{name}.png")
+            rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image, mask, pred))
+        plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU ({cfg.miou_rule} rule)",
+                    out / f"panels_{name}.png", info.class_names, colors, info.ignore_index)
         files.append(f"panels_{name}.png")
     metrics_csv = Path(cfg.checkpoint).parent / "metrics.csv"
     if plot_curves(metrics_csv, out / "curves.png"):
@@ -114,7 +114,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
         "input_size": size, "label_mode": info.label_mode, **summary,
-        "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask)["miou"]
+        "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask, cfg.miou_rule)["miou"]
                             for s, m in sorted(res.per_sensor.items())},
         "best_images": [{"id": ds.samples[i].id, "miou": s} for i, s in best],
         "worst_images": [{"id": ds.samples[i].id, "miou": s} for i, s in worst],
@@ -159,6 +159,10 @@ def output_stem(path: Path) -> str:
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     """Write <stem>_labelTrainIds.png and <stem>_color.png for every input image, at its size.
 
+    A JPEG with an EXIF orientation tag is turned upright first (as viewers show it), so the
+    masks overlay the image as people see it; `keep_exif_orientation` keeps the stored pixel
+    order instead (masks then overlay the raw pixels, as a program reading them sees them).
+
     An unreadable image is reported and skipped; the others are still predicted.
     """
     if not cfg.out:
@@ -181,7 +185,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     result = PredictResult()
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
-            image = read_rgb(p)
+            image = read_rgb(p, exif_orientation=not cfg.keep_exif_orientation)
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue

@@ -62,7 +62,8 @@ class DiceLoss(nn.Module):
         g_sum = torch.bincount(tv, minlength=c).to(probs.dtype)
         dice = (2 * inter + self.smooth) / (p_sum + g_sum + self.smooth)
         present = (g_sum > 0).to(probs.dtype)
-        return 1.0 - (dice * present).sum() / present.sum().clamp(min=1.0) * (present.sum() > 0)
+        # no labelled pixel: 0 (still attached to the graph), as the module docstring promises
+        return (1.0 - (dice * present).sum() / present.sum().clamp(min=1.0)) * (present.sum() > 0)
 
 
 class CEDice(nn.Module):

@@ -39,13 +39,25 @@ def _clean(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | None = None) -> dict:
+MIOU_RULES = ("standard", "gt-present")
+"""standard: every evaluated class whose union (ground truth or prediction) is not empty counts,
+IoU 0 when it is predicted but absent (mmsegmentation, torchmetrics macro, Cityscapes);
+gt-present: only evaluated classes that occur in the ground truth count (segtrain's rule
+before issue 13, kept to compare with numbers published with it)."""
+
+
+def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | None = None,
+              rule: str = "standard") -> dict:
     """Metrics from a confusion matrix (rows ground truth, columns prediction).
 
-    mIoU averages IoU over classes that are evaluated (not ignore_in_eval) AND occur in the
-    ground truth; evaluated classes absent from the ground truth are excluded and listed
-    in `absent_classes` (their IoU would be 0 or undefined and only reflects the split).
+    mIoU averages IoU over the evaluated (not ignore_in_eval) classes that `rule` counts (see
+    MIOU_RULES): by default every class with a non-empty union, so a class predicted but absent
+    from the ground truth counts as 0 as in other toolkits; with "gt-present" such classes are
+    left out (null). `absent_classes` lists evaluated classes absent from the ground truth;
+    `miou_by_rule` gives both numbers so results from either convention can be compared.
     """
+    if rule not in MIOU_RULES:
+        raise ValueError(f"unknown mIoU rule {rule!r}; one of {', '.join(MIOU_RULES)}")
     mat = np.asarray(mat, dtype=np.int64)
     n = mat.shape[0]
     eval_mask = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
@@ -57,19 +69,23 @@ def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | N
         iou = np.where(union > 0, tp / union, np.nan)
         acc = np.where(gt > 0, tp / gt, np.nan)
     present = eval_mask & (gt > 0)
-    iou_present = np.where(present, iou, np.nan)
-    miou = float(np.mean(iou[present])) if present.any() else float("nan")
+    counted = {"standard": eval_mask & (union > 0), "gt-present": present}
+    by_rule = {r: float(np.mean(iou[m])) if m.any() else float("nan") for r, m in counted.items()}
+    chosen = counted[rule]
     labelled = gt[eval_mask].sum()
     pixel_acc = float(tp[eval_mask].sum() / labelled) if labelled > 0 else float("nan")
     mean_acc = float(np.mean(acc[present])) if present.any() else float("nan")
     return {
-        "miou": _clean(miou),
+        "miou": _clean(by_rule[rule]),
+        "miou_rule": rule,
+        "miou_by_rule": {r: _clean(v) for r, v in by_rule.items()},
         "pixel_accuracy": _clean(pixel_acc),
         "mean_class_accuracy": _clean(mean_acc),
-        "per_class_iou": {name: _clean(v) for name, v in zip(class_names, iou_present, strict=True)},
+        "per_class_iou": {name: _clean(v) for name, v in
+                          zip(class_names, np.where(chosen, iou, np.nan), strict=True)},
         "per_class_accuracy": {name: _clean(v) for name, v in
                                zip(class_names, np.where(present, acc, np.nan), strict=True)},
-        "classes_evaluated": int(present.sum()),
+        "classes_evaluated": int(chosen.sum()),
         "absent_classes": [name for name, m, g in zip(class_names, eval_mask, gt, strict=True) if m and g == 0],
         "ignored_classes": [name for name, m in zip(class_names, eval_mask, strict=True) if not m],
         "labelled_pixels": int(gt.sum()),
@@ -77,9 +93,9 @@ def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | N
 
 
 def image_miou(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
-               eval_mask: torch.Tensor) -> float:
-    """mIoU of one image over the evaluated classes in its ground truth (for best/worst panels)."""
+               eval_mask: torch.Tensor, rule: str = "standard") -> float:
+    """mIoU of one image under `rule` (for best/worst panels)."""
     cm = ConfusionMatrix(num_classes, target.device)
     cm.update(target, pred)
-    s = summarize(cm.numpy(), [str(i) for i in range(num_classes)], eval_mask.cpu().numpy())
+    s = summarize(cm.numpy(), [str(i) for i in range(num_classes)], eval_mask.cpu().numpy(), rule)
     return float("nan") if s["miou"] is None else s["miou"]

@@ -132,9 +132,13 @@ def _decode(path, flags: int) -> np.ndarray:
     return arr
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3); a clear error when it cannot be read."""
-    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+def read_rgb(path: str | os.PathLike, exif_orientation: bool = True) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3); a clear error when it cannot be read.
+
+    OpenCV turns a JPEG by its EXIF orientation tag (as viewers show it); with
+    `exif_orientation=False` the pixels come in the order they are stored."""
+    flags = cv2.IMREAD_COLOR | (0 if exif_orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+    return cv2.cvtColor(_decode(path, flags), cv2.COLOR_BGR2RGB)
 
 
 def read_unchanged(path: str | os.PathLike) -> np.ndarray:

@@ -101,6 +101,51 @@ def test_predict_writes_masks_at_original_size_and_skips_bad_images(trained, tmp
     assert cv2.imread(str(tmp_path / "out" / f"{stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == (32, 48)
 
 
+def test_eval_records_the_miou_rule_and_both_numbers(trained, tmp_path):
+    tree, root = trained
+    got = {}
+    for rule in ("standard", "gt-present"):
+        extra = () if rule == "standard" else ("--miou-rule", rule)  # standard is the default
+        r = invoke("eval", root / "run" / "best.pt", "--data", tree.root, "--out", tmp_path / rule,
+                   "--workers", 0, "--panels", 0, *extra)
+        assert r.exit_code == 0, r.output
+        m = json.loads((tmp_path / rule / "metrics.json").read_text())
+        assert m["miou_rule"] == rule and m["miou"] == m["miou_by_rule"][rule]
+        assert r.stdout.startswith(f"test: {rule} mIoU ")
+        got[rule] = m
+    assert got["standard"]["miou_by_rule"] == got["gt-present"]["miou_by_rule"]
+    # the standard rule scores every class it predicts (0 when absent), so it never scores fewer
+    assert got["standard"]["classes_evaluated"] >= got["gt-present"]["classes_evaluated"]
+    predicted_absent = [c for c in got["standard"]["absent_classes"]
+                        if got["standard"]["per_class_iou"][c] is not None]
+    assert all(got["standard"]["per_class_iou"][c] == 0.0 for c in predicted_absent)
+    assert all(got["gt-present"]["per_class_iou"][c] is None for c in predicted_absent)
+    r = invoke("eval", root / "run" / "best.pt", "--data", tree.root, "--out", tmp_path / "x",
+               "--miou-rule", "macro")
+    assert r.exit_code == 2 and "'macro' is not one of 'standard', 'gt-present'" in r.stderr
+
+
+def test_predict_follows_exif_orientation_unless_told_to_keep_the_stored_pixels(trained, tmp_path):
+    from PIL import Image
+
+    tree, root = trained
+    src = tmp_path / "in"
+    src.mkdir()
+    stored = (np.random.default_rng(1).random((20, 30, 3)) * 255).astype(np.uint8)  # H 20, W 30
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": viewers show it 30 high, 20 wide
+    Image.fromarray(stored).save(src / "phone.jpg", exif=exif)
+    r = invoke("predict", root / "run" / "last.pt", src / "phone.jpg", "--out", tmp_path / "upright")
+    assert r.exit_code == 0, r.output
+    r = invoke("predict", root / "run" / "last.pt", src / "phone.jpg", "--out", tmp_path / "stored",
+               "--keep-exif-orientation")
+    assert r.exit_code == 0, r.output
+    upright = cv2.imread(str(tmp_path / "upright" / "phone_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
+    kept = cv2.imread(str(tmp_path / "stored" / "phone_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
+    assert upright.shape == (30, 20) and kept.shape == (20, 30)
+    assert "EXIF orientation" in invoke("predict", "--help").stdout
+
+
 def test_models_lists_registry_with_parameter_counts():
     r = invoke("models")
     assert r.exit_code == 0

@@ -10,14 +10,17 @@ from segtrain.losses import CrossEntropy, DiceLoss, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
 
 
-def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarray, ignore: int = 255):
-    """Per-class IoU by counting pixels class by class (no confusion matrix)."""
+def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarray, ignore: int = 255,
+                  rule: str = "standard"):
+    """Per-class IoU by counting pixels class by class (no confusion matrix). standard: every
+    class with a non-empty union counts (mmsegmentation / torchmetrics macro / Cityscapes);
+    gt-present: only classes in the ground truth."""
     valid = gt != ignore
     ious, present = {}, []
     for c in range(n):
         g, p = (gt == c) & valid, (pred == c) & valid
         union = np.logical_or(g, p).sum()
-        if eval_mask[c] and g.sum() > 0:
+        if eval_mask[c] and (g.sum() > 0 if rule == "gt-present" else union > 0):
             ious[c] = np.logical_and(g, p).sum() / union
             present.append(c)
     evaluated = valid & eval_mask[np.where(valid, gt, 0)]
@@ -25,8 +28,9 @@ def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarra
     return ious, float(np.mean([ious[c] for c in present])), float(pixel_acc)
 
 
+@pytest.mark.parametrize("rule", ["standard", "gt-present"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed):
+def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed, rule):
     rng = np.random.default_rng(seed)
     n = 7
     gt = rng.choice([0, 1, 3, 4, 255], size=(3, 20, 30), p=[0.3, 0.2, 0.2, 0.2, 0.1]).astype(np.uint8)
@@ -38,8 +42,10 @@ def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed):
     for i in range(3):  # accumulated over batches == one dataset-level matrix
         cm.update(torch.from_numpy(gt[i]), torch.from_numpy(pred[i]))
     names = [f"c{i}" for i in range(n)]
-    s = summarize(cm.numpy(), names, eval_mask)
-    ious, miou, acc = numpy_metrics(gt, pred, n, eval_mask)
+    s = summarize(cm.numpy(), names, eval_mask, rule)
+    ious, miou, acc = numpy_metrics(gt, pred, n, eval_mask, rule=rule)
+    assert s["miou_rule"] == rule
+    assert s["miou_by_rule"][rule] == s["miou"]
     assert s["miou"] == pytest.approx(miou, abs=1e-12)
     assert s["pixel_accuracy"] == pytest.approx(acc, abs=1e-12)
     for c in range(n):
@@ -50,7 +56,9 @@ def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed):
             assert got == pytest.approx(expected, abs=1e-12)
     assert s["absent_classes"] == ["c2", "c5", "c6"]
     assert s["ignored_classes"] == ["c4"]
-    assert s["classes_evaluated"] == 3
+    assert s["classes_evaluated"] == (6 if rule == "standard" else 3)  # c2, c5, c6 predicted: IoU 0
+    if rule == "standard":
+        assert [s["per_class_iou"][c] for c in ("c2", "c5", "c6")] == [0.0, 0.0, 0.0]
     assert cm.numpy().sum() == (gt != 255).sum()  # ignore pixels never counted
 
 
@@ -61,6 +69,33 @@ def test_confusion_rows_are_ground_truth():
     s = summarize(cm.numpy(), ["a", "b", "c"])
     assert s["per_class_iou"] == {"a": 0.0, "b": pytest.approx(1 / 3), "c": None}
     assert s["miou"] == pytest.approx(1 / 6)
+
+
+def test_standard_rule_counts_predicted_absent_classes_as_zero_and_skips_empty_unions():
+    # gt: class 0 only; pred: half right, half class 1 (absent from gt); class 2 nowhere
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 1, 1]))
+    std = summarize(cm.numpy(), ["a", "b", "c"])
+    old = summarize(cm.numpy(), ["a", "b", "c"], rule="gt-present")
+    assert std["miou_rule"] == "standard" and old["miou_rule"] == "gt-present"
+    assert std["per_class_iou"] == {"a": 0.5, "b": 0.0, "c": None}
+    assert std["miou"] == pytest.approx(0.25)  # mean of a and b: c's union is empty
+    assert old["per_class_iou"] == {"a": 0.5, "b": None, "c": None}
+    assert old["miou"] == pytest.approx(0.5)
+    assert std["miou_by_rule"] == old["miou_by_rule"] == {"standard": 0.25, "gt-present": 0.5}
+    assert std["absent_classes"] == old["absent_classes"] == ["b", "c"]
+    with pytest.raises(ValueError, match="unknown mIoU rule"):
+        summarize(cm.numpy(), ["a", "b", "c"], rule="macro")
+
+
+def test_every_loss_is_zero_without_labelled_pixels_and_keeps_the_graph():
+    logits = torch.randn(2, 4, 3, 5, requires_grad=True)
+    target = torch.full((2, 3, 5), 255)
+    for name in ("ce", "wce", "dice", "ce+dice"):
+        loss = build_loss(name, 4, weight=torch.ones(4) if name == "wce" else None)(logits, target)
+        assert loss.item() == 0.0, name
+        loss.backward()  # still differentiable (the run does not special-case such a batch)
+        assert torch.isfinite(logits.grad).all()
 
 
 def test_dice_ignores_ignore_pixels_and_is_zero_for_perfect_logits():

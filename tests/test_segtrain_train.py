@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from cleantree import write_clean_tree
 
 from segtrain import engine
@@ -156,3 +158,53 @@ def test_weighted_ce_uses_dataset_weights(tree, tmp_path):
     res = train(TrainConfig(model="unet_small", data=str(data), out=str(tmp_path / "r"), model_options=TINY,
                             epochs=1, batch_size=2, workers=0, loss="wce"), progress=False)
     assert res.epochs_completed == 1
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["class_weights"] == {"method": "median-freq", "values": pytest.approx(meta["class_weights"]
+                                                                                      ["median-freq"])}
+    assert ckpt["config"]["class_weights"] == "median-freq"
+    text = (tmp_path / "r" / "config.yaml").read_text()
+    assert "class_weights: median-freq" in text  # the resolved method, not null
+    assert text.startswith("# class_weights median-freq (dataset.json), by train id: wall 1,")
+    assert yaml.safe_load(text)["class_weights"] == "median-freq"  # the vector is a comment only
+    plain = train(cfg_for(tree, tmp_path / "plain", epochs=1), progress=False)
+    assert plain.epochs_completed == 1
+    ckpt = load_checkpoint(tmp_path / "plain" / "last.pt")
+    assert ckpt["class_weights"] == {"method": "none", "values": None}
+    assert "class_weights: none" in (tmp_path / "plain" / "config.yaml").read_text()
+
+
+def lrs(path: Path) -> list[float]:
+    with open(path / "metrics.csv", newline="") as f:
+        return [float(r["lr"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("scheduler", ["poly", "cosine", "plateau"])
+def test_resume_with_more_epochs_continues_the_schedule_planned_for_the_new_total(tree, tmp_path, scheduler):
+    """--epochs 2, then --resume --epochs 4: the resumed epochs train at the lr of a run planned
+    for 4 epochs from the start (poly used to train at lr 0, cosine used to climb back up)."""
+    kw = dict(scheduler=scheduler, early_stop=0, plateau_patience=0, plateau_factor=0.5)
+    long = train(cfg_for(tree, tmp_path / "long", epochs=4, **kw), progress=False)
+    assert long.epochs_completed == 4
+    train(cfg_for(tree, tmp_path / "ext", epochs=2, **kw), progress=False)
+    resumed = train(cfg_for(tree, tmp_path / "ext", epochs=4, **kw), resume=True, progress=False)
+    assert resumed.epochs_completed == 4
+    planned, extended = lrs(tmp_path / "long"), lrs(tmp_path / "ext")
+    steps = load_checkpoint(tmp_path / "ext" / "last.pt")["global_step"]
+    assert steps == 8  # 2 steps per epoch
+    base = 1e-2
+    if scheduler == "poly":  # lr logged after each epoch = the lr of the next step
+        expect = [base * (1 - 2 * e / 8) ** 0.9 for e in (3, 4)]
+    elif scheduler == "cosine":
+        expect = [base * (1 + math.cos(math.pi * 2 * e / 8)) / 2 for e in (3, 4)]
+    if scheduler != "plateau":
+        assert extended[2:] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+        assert planned[2:] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+        assert extended[2] > 0  # poly used to train every resumed epoch at lr 0
+        assert extended[3] < extended[2]  # still decaying, never climbing back
+        log = (tmp_path / "ext" / "train.log").read_text()
+        assert f"{scheduler} schedule re-planned over 8 steps (was 4)" in log
+    else:  # ReduceLROnPlateau has no planned total: extending it is the same run
+        assert extended == planned
+        a = load_checkpoint(tmp_path / "long" / "last.pt")["model"]
+        b = load_checkpoint(tmp_path / "ext" / "last.pt")["model"]
+        assert all(torch.equal(v, b[k]) for k, v in a.items())

@@ -1,5 +1,6 @@
 """Encoder weights from a local file (`--pretrained`) and warm starts from another run
-(`--init-from`). Nothing is ever downloaded.
+(`--init-from`). Nothing is downloaded here: a `--pretrained NAME` is first turned into a
+file in the Hugging Face cache by `segtrain.models.hub`.
 
 Files: a PyTorch checkpoint (`torch.load(weights_only=True)`: a state dict, or one nested
 under `state_dict` / `model` / `state_dict_ema` / `module`) or a `.safetensors` file, read by
