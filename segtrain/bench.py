@@ -24,7 +24,14 @@ from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
 from segtrain.losses import build_loss
-from segtrain.models import MODELS, check_inputs, check_model, count_parameters, count_trainable, create_model
+from segtrain.models import (
+    MODELS,
+    check_inputs,
+    check_model,
+    count_parameters,
+    count_trainable,
+    create_model,
+)
 from segtrain.utils import SegtrainError, parse_hw, parse_parts
 
 log = logging.getLogger("segtrain")

@@ -34,10 +34,17 @@ from segtrain.data import (
     make_loader,
     train_dataset,
 )
+from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
 from segtrain.losses import LOSSES, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
-from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
-from segtrain.models import MODELS, check_inputs, check_model, count_parameters, count_trainable, create_model
+from segtrain.models import (
+    MODELS,
+    check_inputs,
+    check_model,
+    count_parameters,
+    count_trainable,
+    create_model,
+)
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
 from segtrain.utils import (

@@ -14,7 +14,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from segtrain.config import EvalConfig, PredictConfig, check_fields, save_config
-from segtrain.data import classes_from_json, eval_dataset, load_dataset_info, make_loader, read_depth
+from segtrain.data import (
+    classes_from_json,
+    eval_dataset,
+    load_dataset_info,
+    make_loader,
+    read_depth,
+)
 from segtrain.depth import uses_depth
 from segtrain.engine import (
     Runtime,
@@ -22,9 +28,9 @@ from segtrain.engine import (
     evaluate,
     load_checkpoint,
     model_from_checkpoint,
-    runtime_for_checkpoint,
     prepare_model,
     resolve_device,
+    runtime_for_checkpoint,
 )
 from segtrain.metrics import summarize
 from segtrain.report import (

@@ -20,7 +20,7 @@ from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth
 from segtrain.engine import Runtime, load_checkpoint
 from segtrain.models import create_model, fusion_models
 from segtrain.models.fusion import FUSIONS, TwoBranchEncoder
-from segtrain.models.pretrained import _fit
+from segtrain.models.pretrained import _fit, load_encoder_weights
 from segtrain.transforms import build_train_transform
 
 N = 64
@@ -174,6 +174,21 @@ def test_pretrained_rgb_first_conv_extends_with_the_mean_filter():
     w_rgb = model.encoder.rgb.stages[0][0].weight
     assert torch.allclose(model.encoder.depth.stages[0][0].weight, w_rgb.mean(1, keepdim=True))
     assert torch.equal(model.encoder.depth.stages[1][1][0].weight, model.encoder.rgb.stages[1][1][0].weight)
+
+
+
+def test_pretrained_resnet_weights_load_into_both_fusion_designs(tmp_path):
+    src = create_model("deeplabv3plus", 5, backbone="resnet18", base_width=8)
+    torch.save(src.encoder.state_dict(), tmp_path / "enc.pt")
+    early = create_model("deeplabv3plus", 5, inputs="rgbd", backbone="resnet18", base_width=8)
+    assert not load_encoder_weights(early, tmp_path / "enc.pt").missing
+    assert torch.equal(early.encoder.conv1.weight[:, :3], src.encoder.conv1.weight)
+    mid = create_model("deeplabv3plus", 5, inputs="rgbd", fusion="mid", backbone="resnet18", base_width=8)
+    report = load_encoder_weights(mid, tmp_path / "enc.pt")
+    assert "rgb branch" in report.layout and all(k.startswith(("depth.", "se_")) for k in report.missing)
+    mid.encoder.init_depth_from_rgb()
+    assert torch.allclose(mid.encoder.depth.conv1.weight, src.encoder.conv1.weight.mean(1, keepdim=True))
+    assert torch.equal(mid.encoder.depth.layer2[0].conv1.weight, src.encoder.layer2[0].conv1.weight)
 
 
 # ----------------------------------------------------------------------------- CLI
