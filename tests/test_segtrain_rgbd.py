@@ -159,6 +159,10 @@ def test_fusion_registry_builds_every_supported_pair_and_lists_the_valid_ones():
         create_model("baseline", 5, inputs="rgbd", fusion="mid")
     with pytest.raises(ValueError, match="needs --inputs rgbd"):
         create_model("unet_small", 5, inputs="depth", fusion="mid")
+    with pytest.raises(ValueError, match="needs --inputs rgbd"):
+        create_model("unet_small", 5, fusion="mid")
+    fcn = create_model("fcn8s", 5, inputs="rgbd", fusion="mid", backbone="resnet18", base_width=8).eval()
+    assert fcn(x).shape == (2, 5, 32, 32)
     with pytest.raises(ValueError, match="in_channels"):
         create_model("unet_small", 5, inputs="rgbd", in_channels=4)
 

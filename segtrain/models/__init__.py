@@ -109,6 +109,8 @@ def fusion_models(fusion: str) -> list[str]:
 def check_inputs(name: str, options: dict[str, Any], inputs: str = "rgb", fusion: str = "early") -> None:
     """ValueError (listing the valid combinations) when the model cannot take these inputs."""
     if inputs == "rgb":
+        if fusion == "mid":
+            raise ValueError("--fusion mid fuses RGB and depth: it needs --inputs rgbd")
         return
     if fusion not in FUSIONS:
         raise ValueError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
