@@ -6,6 +6,7 @@ that moves when someone changes a default.
     python benchmarks/bench_learning.py                       # unet_small, the CPU recipe (make demo's)
     python benchmarks/bench_learning.py --recipe unet         # GPU recipes: need --device cuda
     python benchmarks/bench_learning.py --work /tmp/bl --json-out bl.json
+    python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --inputs rgbd   # RGB-D (issue 14)
 
 The tree is made once under --work (sample 600 scenes at 240x320 -> convert kv2 at 120x160 ->
 stats --weights; the same commands as `make demo`) and reused by later runs; each run trains
@@ -26,7 +27,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from segtrain.config import EvalConfig, TrainConfig
+from segtrain.config import FUSIONS, INPUTS, EvalConfig, TrainConfig
 from segtrain.engine import train
 from segtrain.inference import run_eval
 from segtrain.metrics import summarize
@@ -84,11 +85,17 @@ def majority_floor(report: Path) -> dict[str, float]:
 @click.option("--work", type=click.Path(), help="Folder for the tree and runs [default: a temporary one].")
 @click.option("--scenes", default=600, show_default=True)
 @click.option("--epochs", type=int, help="Override the recipe's epochs (a quicker, different number).")
+@click.option("--inputs", type=click.Choice(INPUTS), default="rgb", show_default=True,
+              help="Network inputs (rgbd / depth: the tree's depth, see docs/training.md RGB-D).")
+@click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON.")
-def main(recipe: str, work: str | None, scenes: int, epochs: int | None, json_out: str | None) -> None:
+def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs: str, fusion: str,
+         json_out: str | None) -> None:
     opts = dict(RECIPES[recipe])
     if epochs:
         opts["epochs"] = epochs
+    if inputs != "rgb":  # an RGB recipe stays exactly what it was
+        opts.update(inputs=inputs, fusion=fusion)
     if opts["device"] == "cuda":
         import torch
 
@@ -99,11 +106,12 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, json_ou
     root = Path(work or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     data, t_tree = make_tree(root, scenes)
-    out = root / f"run-{recipe}-{opts['epochs']}"
+    tag = "" if inputs == "rgb" else f"-{inputs}-{fusion}"
+    out = root / f"run-{recipe}-{opts['epochs']}{tag}"
     n = 0
     while out.exists():  # a fresh run every time (the tree is what is reused)
         n += 1
-        out = root / f"run-{recipe}-{opts['epochs']}-{n}"
+        out = root / f"run-{recipe}-{opts['epochs']}{tag}-{n}"
     cfg = TrainConfig(data=str(data), out=str(out), workers=2, **opts)
     t0 = time.perf_counter()
     res = train(cfg, progress=False)

@@ -21,9 +21,17 @@ from tqdm import tqdm
 
 from segtrain.config import BenchConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
+from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
 from segtrain.losses import build_loss
-from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
+from segtrain.models import (
+    MODELS,
+    check_inputs,
+    check_model,
+    count_parameters,
+    count_trainable,
+    create_model,
+)
 from segtrain.utils import SegtrainError, parse_hw, parse_parts
 
 log = logging.getLogger("segtrain")
@@ -35,12 +43,12 @@ def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: 
     log.info("%s: %d warm-up + %d timed steps of batch %d", desc, warmup, steps, batch_size)
     bar = tqdm(total=warmup + steps, desc=desc, leave=False, disable=not progress, unit="step")
     for _ in range(warmup):
-        run_step(*next(batches))
+        run_step(next(batches))
         bar.update()
     rt.sync()
     t0 = time.perf_counter()
     for _ in range(steps):
-        run_step(*next(batches))
+        run_step(next(batches))
         bar.update()
     rt.sync()
     elapsed = time.perf_counter() - t0
@@ -86,14 +94,19 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
         raise SegtrainError(f"{cfg.data}: samples have different sizes; give --size HxW")
     try:
         check_model(cfg.model, cfg.model_options)
+        check_inputs(cfg.model, cfg.model_options, cfg.inputs, cfg.fusion)
     except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
     log.info("bench %s %dx%d batch %d on %s: building the model and measuring activations", cfg.model,
              size[0], size[1], cfg.batch_size, device)
     seed_everything(cfg.seed)
-    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
+    with_depth = uses_depth(cfg.inputs)
+    depth_stats = info.depth_stats()[:2] if with_depth else FALLBACK_DEPTH_STATS
+    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
+                        cfg.depth_encoding, depth_stats)
     try:
-        model = create_model(cfg.model, info.num_classes, **cfg.model_options)
+        model = create_model(cfg.model, info.num_classes, inputs=cfg.inputs, fusion=cfg.fusion,
+                             **cfg.model_options)
         model.set_train_parts(parse_parts(cfg.train_parts))
     except ValueError as e:
         raise SegtrainError(str(e)) from None
@@ -106,18 +119,21 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
     scaler = rt.make_scaler()
     bs = cfg.batch_size
 
-    def step(x_u8, y_u8):
-        train_step(net, rt.images(x_u8), rt.masks(y_u8), loss_fn, optimizer, scaler, rt)
+    def step(batch):
+        train_step(net, rt.batch_inputs(batch), rt.masks(batch["mask"]), loss_fn, optimizer, scaler, rt)
 
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
     x_syn = torch.randint(0, 256, (bs, 3, *size), generator=g, dtype=torch.uint8).to(device)
     y_syn = torch.randint(0, info.num_classes, (bs, *size), generator=g, dtype=torch.uint8).to(device)
+    syn_batch = {"image": x_syn, "mask": y_syn}
+    if with_depth:  # metres in the converter's 0.5..8 m range
+        syn_batch["depth"] = (torch.rand((bs, *size), generator=g) * 7.5 + 0.5).to(device)
 
     def synthetic():
         while True:
-            yield x_syn, y_syn
+            yield syn_batch
 
-    ds = train_dataset(info, "train", cfg.augment, size=size)
+    ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth)
     if len(ds) < bs:
         raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
     loader, sampler = make_loader(ds, bs, True, cfg.seed, cfg.workers, device, drop_last=True)
@@ -126,11 +142,10 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
         epoch = 0
         while True:
             sampler.set_epoch(epoch)
-            for batch in loader:
-                yield batch["image"], batch["mask"]
+            yield from loader
             epoch += 1
 
-    act = activation_bytes(model, rt.images(x_syn), rt.masks(y_syn), loss_fn, rt)
+    act = activation_bytes(model, rt.batch_inputs(syn_batch), rt.masks(y_syn), loss_fn, rt)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -139,6 +154,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "model": cfg.model, "model_options": cfg.model_options, "parameters": params,
+        "inputs": cfg.inputs, **({"depth_encoding": cfg.depth_encoding, "fusion": cfg.fusion} if with_depth else {}),
         "train_parts": cfg.train_parts, "trainable_parameters": trainable,
         # fp32 weights, plus gradient and two Adam moments for each trainable one
         "weights_and_optimizer_mib": (params + 3 * trainable) * 4 / 2**20,

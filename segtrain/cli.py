@@ -12,7 +12,10 @@ import click
 
 from segtrain.config import (
     AUGMENTS,
+    DEPTH_ENCODINGS,
     DEVICES,
+    FUSIONS,
+    INPUTS,
     MIOU_RULES,
     OPTIMIZERS,
     SCHEDULERS,
@@ -130,6 +133,12 @@ def main(quiet: bool) -> None:
 @click.option("--miou-rule", type=click.Choice(MIOU_RULES), help="Val mIoU: standard counts every class "
               "predicted or labelled (IoU 0 when predicted but absent); gt-present only classes in the "
               "ground truth (the old rule) [default: standard].")
+@click.option("--inputs", type=click.Choice(INPUTS), help="What the network sees: rgb, rgbd (RGB + depth) or "
+              "depth alone [default: rgb].")
+@click.option("--depth-encoding", type=click.Choice(DEPTH_ENCODINGS), help="Depth as metres (clipped, "
+              "normalised with dataset.json depth_mean/std) or inverse depth [default: metres].")
+@click.option("--fusion", type=click.Choice(FUSIONS), help="early: depth as extra input channels (any model); "
+              "mid: two encoders with SE fusion per stage (unet*, deeplabv3plus, fcn8s) [default: early].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
 def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **flags):
     """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out.
@@ -211,7 +220,9 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
 @click.option("--keep-exif-orientation", is_flag=True, help="Predict on the pixels as stored and write "
               "the masks in that orientation, ignoring a JPEG's EXIF rotation tag [default: the image is "
               "turned upright as viewers show it, and so are its masks].")
-def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_orientation):
+@click.option("--depth", "depth_dir", type=click.Path(), help="Folder with <stem>_depth.png (uint16 mm) for "
+              "each image: required by, and only accepted by, checkpoints trained with --inputs rgbd/depth.")
+def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_orientation, depth_dir):
     """Predict label and colour masks for image files or folders (at each image's size).
 
     JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
@@ -220,7 +231,7 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
 
     cfg = PredictConfig(checkpoint=checkpoint, inputs=list(inputs), out=out, size=size,
                         device=device, amp=amp, strict=strict,
-                        keep_exif_orientation=keep_exif_orientation)
+                        keep_exif_orientation=keep_exif_orientation, depth=depth_dir)
 
     def predict():
         try:
@@ -244,7 +255,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
 def models_cmd(num_classes, verbose):
     """List the registered models with parameter counts per part (encoder, decoder, head) and
     the pretrained encoder names each accepts (--pretrained NAME)."""
-    from segtrain.models import MODELS, count_parameters, create_model, model_options
+    from segtrain.models import FUSIONS as FUSION_SPECS
+    from segtrain.models import MODELS, count_parameters, create_model, fusion_models, model_options
     from segtrain.models.hub import accepted_names
 
     click.echo(f"{'model':<18}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
@@ -260,6 +272,10 @@ def models_cmd(num_classes, verbose):
             click.echo(f"{'':<18}options: {opts}")
         for opt, names in accepted_names(name).items():
             click.echo(f"{'':<18}--pretrained{f' (with --model-opt {opt})' if opt else ''}: {', '.join(names)}")
+    click.echo(f"\n--inputs {'|'.join(INPUTS)} (depth: --depth-encoding {'|'.join(DEPTH_ENCODINGS)}); "
+               "RGB-D fusion designs:")
+    for fusion, spec in FUSION_SPECS.items():
+        click.echo(f"  --fusion {fusion:<6} {spec.description}: {', '.join(fusion_models(fusion))}")
 
 
 @main.command("bench")
@@ -278,10 +294,14 @@ def models_cmd(num_classes, verbose):
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
 @click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
 @click.option("--train-parts", default="all", show_default=True, help="Parts trained (the rest frozen).")
+@click.option("--inputs", type=click.Choice(INPUTS), default="rgb", show_default=True,
+              help="Network inputs (rgbd/depth read the depth files too).")
+@click.option("--depth-encoding", type=click.Choice(DEPTH_ENCODINGS), default="metres", show_default=True)
+@click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON here (a list for "
               "several models).")
 def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, workers, device,
-              amp, channels_last, compile_model, train_parts, json_out):
+              amp, channels_last, compile_model, train_parts, inputs, depth_encoding, fusion, json_out):
     """Training images/s: real input pipeline vs synthetic on-device batches, and their ratio;
     parameters and training memory per model."""
     from segtrain.bench import bench_models, run_bench
@@ -297,7 +317,8 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, 
         cfg = BenchConfig(data=data, model=name, model_options=_model_opts(model_opt), size=size,
                           batch_size=batch_size, steps=steps, warmup=warmup, augment=augment,
                           device=device, amp=amp, channels_last=channels_last, compile=compile_model,
-                          train_parts=train_parts)
+                          train_parts=train_parts, inputs=inputs, depth_encoding=depth_encoding,
+                          fusion=fusion)
         if workers is not None:
             cfg.workers = workers
         results.append(_guard(run_bench, cfg, progress=sys.stderr.isatty()))

@@ -32,6 +32,9 @@ SCHEDULERS = ("plateau", "poly", "cosine", "none")
 AUGMENTS = ("none", "basic", "strong")
 DEVICES = ("auto", "cuda", "cpu")
 MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what each counts
+INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
+DEPTH_ENCODINGS = ("metres", "inverse")
+FUSIONS = ("early", "mid")  # segtrain.models.fusion: which models support which
 
 
 def default_workers() -> int:
@@ -92,6 +95,9 @@ class TrainConfig:
     init_from: str | None = None  # another run's checkpoint; the head is rebuilt for new classes
     sync_bn: bool = False  # SyncBatchNorm across processes under torchrun
     miou_rule: str = "standard"  # val mIoU (best.pt, plateau, early stop): standard | gt-present
+    inputs: str = "rgb"  # rgb | rgbd | depth
+    depth_encoding: str = "metres"  # metres | inverse (ignored for --inputs rgb)
+    fusion: str = "early"  # early (depth as extra input channels) | mid (two encoders, SE fusion)
 
     def validate(self) -> None:
         """Check values a flag parser cannot (raises SegtrainError, one line)."""
@@ -100,7 +106,8 @@ class TrainConfig:
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("device", DEVICES), ("miou_rule", MIOU_RULES)):
+                              ("augment", AUGMENTS), ("device", DEVICES), ("miou_rule", MIOU_RULES),
+                              ("inputs", INPUTS), ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
             if getattr(self, name) not in allowed:
                 raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         check_fields(self)
@@ -144,6 +151,7 @@ class PredictConfig:
     amp: bool = True
     strict: bool = False
     keep_exif_orientation: bool = False  # masks in the stored pixel order, not as viewers turn JPEGs
+    depth: str | None = None  # folder of <stem>_depth.png (uint16 mm) for rgbd/depth checkpoints
 
 
 @dataclass
@@ -163,6 +171,9 @@ class BenchConfig:
     compile: bool = False
     seed: int = num(0, ge=0, lt=2**32)
     train_parts: str = "all"
+    inputs: str = "rgb"
+    depth_encoding: str = "metres"
+    fusion: str = "early"
 
 
 def to_dict(cfg) -> dict[str, Any]:

@@ -76,6 +76,18 @@ class DatasetInfo:
     image_size: tuple[int, int] | None = None
     has_depth: bool = False
     label_mode: str = "not recorded"  # which labels the tree holds; printed next to every mIoU
+    depth_mean: float | None = None  # metres over valid pixels (`sunrgbd stats`); None = not computed
+    depth_std: float | None = None
+
+    def depth_stats(self) -> tuple[float, float, str]:
+        """(mean, std, source) for depth normalisation; segtrain.depth says the fallback."""
+        from segtrain.depth import FALLBACK_DEPTH_STATS
+
+        if self.depth_mean is not None and self.depth_std is not None:
+            return self.depth_mean, self.depth_std, "dataset.json"
+        log.warning("%s has no depth_mean/depth_std (run `sunrgbd stats`); normalising depth with "
+                    "%.1f m / %.1f m", self.root / "dataset.json", *FALLBACK_DEPTH_STATS)
+        return (*FALLBACK_DEPTH_STATS, "fallback")
 
     @property
     def num_classes(self) -> int:
@@ -218,13 +230,20 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
         if not isinstance(size, list) or len(size) != 2:
             raise DataError(f"{path}: image_size must be [H, W] or null, got {_short(size)}")
         size = tuple(_int(v, f"{path}: image_size", 1, 1 << 16) for v in size)
+    depth_mean = depth_std = None
+    if meta.get("depth_mean") is not None and meta.get("depth_std") is not None:
+        depth_mean = _number(meta["depth_mean"], f"{path}: depth_mean")
+        depth_std = _number(meta["depth_std"], f"{path}: depth_std")
+        if depth_mean <= 0 or depth_std <= 0:
+            raise DataError(f"{path}: depth_mean and depth_std must be > 0 (metres), got "
+                            f"{depth_mean}, {depth_std}")
     name = meta.get("name", root.name)
     return DatasetInfo(
         root=root, name=name if isinstance(name, str) else _short(name), classes=classes, ignore_index=ignore,
         id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
         normalization_source=source, class_weights=weights, default_weight_method=default_method,
         image_size=size or None, has_depth=bool(meta.get("depth")),
-        label_mode=_label_mode(meta),
+        label_mode=_label_mode(meta), depth_mean=depth_mean, depth_std=depth_std,
     )
 
 
@@ -392,7 +411,7 @@ class SegDataset(Dataset):
         if self.with_depth:
             if s.depth is None:
                 raise DataError(f"sample {s.id}: no depth file but depth was requested")
-            depth = read_unchanged(s.depth)
+            depth = read_depth(s.depth, image)
         return image, mask, depth
 
     def __getitem__(self, key):
@@ -408,6 +427,10 @@ class SegDataset(Dataset):
             image, mask, depth = out["image"], out["mask"], out.get("depth")
         if self.image_transform is not None:
             image = self.image_transform(image=image)["image"]
+            if depth is not None and depth.shape[:2] != image.shape[:2]:
+                # nearest (pixel centres): depth is never interpolated across an edge or a hole
+                depth = cv2.resize(depth, (image.shape[1], image.shape[0]),
+                                   interpolation=cv2.INTER_NEAREST_EXACT)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask)),
@@ -499,18 +522,42 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     return loader, sampler
 
 
-def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None) -> SegDataset:
-    samples = list_samples(info, split)
+def _check_depth(info: DatasetInfo, split: str, samples: list[Sample]) -> None:
+    missing = [s.id for s in samples if s.depth is None]
+    if missing:
+        raise DataError(f"{info.root}: {len(missing)} of {len(samples)} samples of split {split!r} have no "
+                        f"depth file (e.g. {missing[0]}) but the inputs need depth (converted with --no-depth?)")
+
+
+def read_depth(path: Path, like: np.ndarray) -> np.ndarray:
+    """uint16 millimetres (0 = missing) of the same size as `like` (an image)."""
+    depth = read_unchanged(path)
+    if depth.ndim != 2 or depth.dtype != np.uint16:
+        raise DataError(f"{path}: depth must be single-channel 16-bit millimetres, got "
+                        f"{depth.dtype} with shape {depth.shape}")
+    if depth.shape != like.shape[:2]:
+        raise DataError(f"{path}: size {depth.shape} differs from its image {like.shape[:2]}")
+    return depth
+
+
+def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None,
+                  with_depth: bool = False) -> SegDataset:
+    samples = list_samples(info, split, with_depth)
     if not samples:
         raise DataError(f"{info.root}: split {split!r} has no samples")
+    if with_depth:
+        _check_depth(info, split, samples)
     if not size and not crop and info.image_size is None:
         raise DataError(f"{info.root}: samples have different sizes (image_size is null); "
                         "give --size HxW or --crop HxW")
-    return SegDataset(info, samples, transform=build_train_transform(augment, size, crop))
+    return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
+                      with_depth=with_depth)
 
 
-def eval_dataset(info: DatasetInfo, split: str, size=None) -> SegDataset:
-    samples = list_samples(info, split)
+def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False) -> SegDataset:
+    samples = list_samples(info, split, with_depth)
     if not samples:
         raise DataError(f"{info.root}: split {split!r} has no samples")
-    return SegDataset(info, samples, image_transform=build_eval_transform(size))
+    if with_depth:
+        _check_depth(info, split, samples)
+    return SegDataset(info, samples, image_transform=build_eval_transform(size), with_depth=with_depth)

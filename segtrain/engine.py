@@ -34,9 +34,17 @@ from segtrain.data import (
     make_loader,
     train_dataset,
 )
+from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
 from segtrain.losses import LOSSES, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
-from segtrain.models import MODELS, check_model, count_parameters, count_trainable, create_model
+from segtrain.models import (
+    MODELS,
+    check_inputs,
+    check_model,
+    count_parameters,
+    count_trainable,
+    create_model,
+)
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
 from segtrain.utils import (
@@ -84,15 +92,31 @@ class Runtime:
     std: torch.Tensor
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
+    inputs: str = "rgb"  # rgb | rgbd | depth (segtrain.depth)
+    depth_encoding: str = "metres"
+    depth_stats: tuple[float, float] = FALLBACK_DEPTH_STATS  # metres (mean, std)
 
     @classmethod
-    def create(cls, device: torch.device, mean, std, amp: bool, channels_last: bool) -> Runtime:
+    def create(cls, device: torch.device, mean, std, amp: bool, channels_last: bool, inputs: str = "rgb",
+               depth_encoding: str = "metres", depth_stats=FALLBACK_DEPTH_STATS) -> Runtime:
         amp_dtype = None
         if device.type == "cuda" and amp:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        return cls(device, m, s, amp_dtype, channels_last and device.type == "cuda")
+        return cls(device, m, s, amp_dtype, channels_last and device.type == "cuda", inputs, depth_encoding,
+                   (float(depth_stats[0]), float(depth_stats[1])))
+
+    def batch_inputs(self, batch: dict) -> torch.Tensor:
+        """The network input of a batch: normalised RGB, encoded depth, or both (RGB first)."""
+        if self.inputs == "rgb":
+            return self.images(batch["image"])
+        d = encode_depth(batch["depth"].to(self.device, non_blocking=True).float(), self.depth_encoding,
+                         *self.depth_stats)
+        x = d if self.inputs == "depth" else torch.cat([self.images(batch["image"]), d], dim=1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def images(self, batch_images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the host -> normalised float on the device."""
@@ -307,8 +331,29 @@ def check_classes(ckpt: dict, info: DatasetInfo, ckpt_path) -> None:
         raise DataError(f"{ckpt_path}: class table differs from {info.root / 'dataset.json'} ({diff})")
 
 
+def checkpoint_inputs(ckpt: dict) -> tuple[str, str, str]:
+    """(inputs, depth encoding, fusion) a checkpoint was trained with (older ones: RGB)."""
+    return ckpt.get("inputs", "rgb"), ckpt.get("depth_encoding", "metres"), ckpt.get("fusion", "early")
+
+
+def _network_inputs(inputs: str, encoding: str, fusion: str) -> str:
+    """The flags that change what the network sees, as a user types them (rgb: none matter)."""
+    if inputs == "rgb":
+        return "--inputs rgb"
+    return f"--inputs {inputs} --depth-encoding {encoding} --fusion {fusion}"
+
+
+def runtime_for_checkpoint(ckpt: dict, device: torch.device, amp: bool) -> Runtime:
+    inputs, encoding, _ = checkpoint_inputs(ckpt)
+    stats = (ckpt.get("depth_mean", FALLBACK_DEPTH_STATS[0]), ckpt.get("depth_std", FALLBACK_DEPTH_STATS[1]))
+    return Runtime.create(device, ckpt["mean"], ckpt["std"], amp, channels_last=True, inputs=inputs,
+                          depth_encoding=encoding, depth_stats=stats)
+
+
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
-    model = create_model(ckpt["model_name"], len(ckpt["classes"]), **ckpt["model_options"])
+    inputs, _, fusion = checkpoint_inputs(ckpt)
+    model = create_model(ckpt["model_name"], len(ckpt["classes"]), inputs=inputs, fusion=fusion,
+                         **ckpt["model_options"])
     model.load_state_dict(ckpt["model"])
     return model
 
@@ -358,7 +403,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_
     for step, batch in enumerate(bar):
         if max_batches and step >= max_batches:
             break
-        x, y = rt.images(batch["image"]), rt.masks(batch["mask"])
+        x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
         value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip, dist_info)
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, global_step, value)
@@ -398,7 +443,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     scores = []
     emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-        x, y = rt.images(batch["image"]), rt.masks(batch["mask"])
+        x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
         with rt.autocast():
             logits = model(x)
         logits = logits.float()
@@ -501,6 +546,10 @@ def init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig, info: Dataset
         opts = " ".join(f"--model-opt {k}={v}" for k, v in src["model_options"].items())
         raise SegtrainError(f"{cfg.init_from}: was trained as {src['model_name']} ({opts}); --init-from needs "
                             f"the same architecture, not {cfg.model} {options}")
+    theirs, mine_ = checkpoint_inputs(src), (cfg.inputs, cfg.depth_encoding, cfg.fusion)
+    if _network_inputs(*theirs) != _network_inputs(*mine_):
+        raise SegtrainError(f"{cfg.init_from}: was trained with {_network_inputs(*theirs)}; --init-from needs "
+                            f"the same, not {_network_inputs(*mine_)}")
     mine = [(c["train_id"], c["name"]) for c in src["classes"]]
     same_classes = mine == [(c.train_id, c.name) for c in info.classes]
     report = init_from_state(model, src["model"], str(cfg.init_from), same_classes)
@@ -519,8 +568,10 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
     try:
         options = check_model(cfg.model, cfg.model_options)
+        check_inputs(cfg.model, cfg.model_options, cfg.inputs, cfg.fusion)
     except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
+    with_depth = uses_depth(cfg.inputs)
     world = dist_info.world_size
     if cfg.batch_size % world:
         raise SegtrainError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly over "
@@ -532,18 +583,25 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         if ckpt["model_name"] != cfg.model or ckpt["model_options"] != options:
             raise SegtrainError(f"{out / 'last.pt'}: was trained as {ckpt['model_name']} "
                                 f"{ckpt['model_options']}, not {cfg.model} {options}")
+        theirs = _network_inputs(*checkpoint_inputs(ckpt))
+        if theirs != _network_inputs(cfg.inputs, cfg.depth_encoding, cfg.fusion):
+            raise SegtrainError(f"{out / 'last.pt'}: was trained with {theirs}, not "
+                                f"{_network_inputs(cfg.inputs, cfg.depth_encoding, cfg.fusion)}")
     elif (out / "last.pt").exists():
         raise SegtrainError(f"{out}: already holds a run (last.pt); use --resume or another --out")
 
     seed_everything(cfg.seed)
     try:
-        model = create_model(cfg.model, info.num_classes, **cfg.model_options)  # seeded init
+        model = create_model(cfg.model, info.num_classes, inputs=cfg.inputs, fusion=cfg.fusion,
+                             **cfg.model_options)  # seeded init
     except ValueError as e:
         raise SegtrainError(str(e)) from None
     init_report = None
     if ckpt is None and cfg.pretrained:  # a resumed run has its own weights
         weights_file = resolve_pretrained(cfg.pretrained, cfg.model, options)
         init_report = load_encoder_weights(model, weights_file, cfg.model)
+        if hasattr(model.encoder, "init_depth_from_rgb"):  # mid fusion: depth branch from the RGB one
+            model.encoder.init_depth_from_rgb()
         if weights_file != cfg.pretrained:
             init_report.source = f"{cfg.pretrained} ({weights_file})"
     elif ckpt is None and cfg.init_from:
@@ -551,14 +609,16 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
     parts = model.set_train_parts(parse_parts(cfg.train_parts))
     if cfg.sync_bn and dist_info.enabled:
         model = distributed.convert_sync_batchnorm(model, device)
-    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last)
+    depth_mean, depth_std, _ = info.depth_stats() if with_depth else (*FALLBACK_DEPTH_STATS, "")
+    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
+                        cfg.depth_encoding, (depth_mean, depth_std))
     method = class_weight_method(cfg, info)
     weight_values = [float(w) for w in info.weights(method)] if method else None
     weight = torch.tensor(weight_values, dtype=torch.float32) if method else None
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index, weight).to(device)
 
-    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop)
-    val_ds = eval_dataset(info, cfg.val_split, cfg.size)
+    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop, with_depth)
+    val_ds = eval_dataset(info, cfg.val_split, cfg.size, with_depth)
     per_process = cfg.batch_size // world
     shard = {"rank": dist_info.rank, "world_size": world}
     train_loader, train_sampler = make_loader(train_ds, per_process, True, cfg.seed, cfg.workers,
@@ -691,6 +751,11 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
              f"{trainable['total']:,}", f"{params['total']:,}",
              ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k != "total"),
              f"; frozen: {', '.join(frozen)} (weights and BatchNorm statistics)" if frozen else "")
+    if uses_depth(cfg.inputs):
+        log.info("inputs %s: depth encoded as %s, normalised with %.3g m / %.3g m (%s)%s", cfg.inputs,
+                 cfg.depth_encoding, *rt.depth_stats,
+                 "dataset.json" if info.depth_mean is not None else "fallback: no depth_mean/std",
+                 f"; fusion {cfg.fusion}" if cfg.inputs == "rgbd" else "")
     if s.init_report is not None:
         log.info("%s: %s", "pretrained encoder" if cfg.pretrained else "init-from", s.init_report.summary())
 
@@ -703,6 +768,11 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
         "train_parts": cfg.train_parts, "trainable_parameters": trainable["total"],
         "parameters": params["total"], "world_size": dist_info.world_size,
     }
+    if uses_depth(cfg.inputs):  # an RGB checkpoint stays as it was (absent keys read as rgb)
+        base.update({"inputs": cfg.inputs, "depth_encoding": cfg.depth_encoding, "fusion": cfg.fusion,
+                     "depth_mean": rt.depth_stats[0], "depth_std": rt.depth_stats[1],
+                     "depth_normalization_source": "dataset.json" if info.depth_mean is not None
+                     else "fallback"})
     stopped, message = "completed", ""
     if start_epoch > cfg.epochs:
         stopped = "already-complete"

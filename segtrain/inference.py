@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from segtrain.config import EvalConfig, PredictConfig, check_fields, save_config
-from segtrain.data import classes_from_json, eval_dataset, load_dataset_info, make_loader
+from segtrain.data import (
+    classes_from_json,
+    eval_dataset,
+    load_dataset_info,
+    make_loader,
+    read_depth,
+)
+from segtrain.depth import uses_depth
 from segtrain.engine import (
     Runtime,
     check_classes,
@@ -23,6 +30,7 @@ from segtrain.engine import (
     model_from_checkpoint,
     prepare_model,
     resolve_device,
+    runtime_for_checkpoint,
 )
 from segtrain.metrics import summarize
 from segtrain.report import (
@@ -43,13 +51,19 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @torch.inference_mode()
-def predict_array(model, rt: Runtime, image: np.ndarray, size=None) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> train-id mask (H, W) at the image's own size."""
+def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """RGB uint8 (H, W, 3) (+ uint16 depth in mm for depth checkpoints) -> train-id mask (H, W)
+    at the image's own size."""
     h, w = image.shape[:2]
     x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    batch = {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]}
+    if depth is not None:
+        if size:
+            depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+        batch["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)[None]
     with rt.autocast():
-        logits = model(rt.images(t))
+        logits = model(rt.batch_inputs(batch))
     logits = logits.float()
     if logits.shape[-2:] != (h, w):
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
@@ -59,7 +73,7 @@ def predict_array(model, rt: Runtime, image: np.ndarray, size=None) -> np.ndarra
 def _load_model(checkpoint: str, device_name: str, amp: bool):
     ckpt = load_checkpoint(checkpoint)
     device = resolve_device(device_name)
-    rt = Runtime.create(device, ckpt["mean"], ckpt["std"], amp, channels_last=True)
+    rt = runtime_for_checkpoint(ckpt, device, amp)
     model = prepare_model(model_from_checkpoint(ckpt), rt).eval()
     return ckpt, rt, model
 
@@ -75,7 +89,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     check_classes(ckpt, info, cfg.checkpoint)
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     cfg.size = size
-    ds = eval_dataset(info, cfg.split, size)
+    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs))
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
@@ -97,8 +111,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
             continue
         rows = []
         for idx, score in chosen:
-            image, mask, _ = ds.load(idx)
-            pred = predict_array(model, rt, image, size)
+            image, mask, depth = ds.load(idx)
+            pred = predict_array(model, rt, image, size, depth)
             rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image, mask, pred))
         plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU ({cfg.miou_rule} rule)",
                     out / f"panels_{name}.png", info.class_names, colors, info.ignore_index)
@@ -156,6 +170,12 @@ def output_stem(path: Path) -> str:
     return path.stem.removesuffix("_leftImg8bit")
 
 
+def depth_file(folder: Path, image: Path) -> Path:
+    """<stem>_depth.png (the clean tree's name) or else <image stem>.png in `folder`."""
+    named = folder / f"{output_stem(image)}_depth.png"
+    return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
+
+
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     """Write <stem>_labelTrainIds.png and <stem>_color.png for every input image, at its size.
 
@@ -179,6 +199,13 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                                 "(predict them separately)")
         seen[output_stem(p)] = p
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
+    if uses_depth(rt.inputs) and not cfg.depth:
+        raise SegtrainError(f"{cfg.checkpoint}: was trained with --inputs {rt.inputs}; give --depth DIR "
+                            "(<stem>_depth.png, uint16 millimetres, for every image)")
+    if cfg.depth and not uses_depth(rt.inputs):
+        raise SegtrainError(f"{cfg.checkpoint}: was trained with --inputs rgb; it takes no --depth")
+    if cfg.depth and not Path(cfg.depth).is_dir():
+        raise SegtrainError(f"{cfg.depth}: depth folder not found")
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     colors = [c.color for c in classes_from_json(ckpt["classes"])]
     out = Path(cfg.out)
@@ -186,10 +213,11 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
             image = read_rgb(p, exif_orientation=not cfg.keep_exif_orientation)
+            depth = read_depth(depth_file(Path(cfg.depth), p), image) if cfg.depth else None
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue
-        pred = predict_array(model, rt, image, size)
+        pred = predict_array(model, rt, image, size, depth)
         stem = output_stem(p)
         label_path, color_path = out / f"{stem}_labelTrainIds.png", out / f"{stem}_color.png"
         write_png(label_path, pred)

@@ -17,6 +17,7 @@ from segtrain.models.base import PARTS, SegmentationModel, parse_parts, parts_la
 from segtrain.models.baseline import build_baseline
 from segtrain.models.deeplab import build_deeplabv3plus
 from segtrain.models.fcn import build_fcn8s
+from segtrain.models.fusion import FUSIONS
 from segtrain.models.unet import build_unet
 from segtrain.models.upernet import build_convnext_upernet
 
@@ -99,11 +100,40 @@ def _check_option(name: str, key: str, value) -> None:
         raise ValueError(f"model {name!r} option {key}={value!r}: must be {what} (default {default!r})")
 
 
-def create_model(name: str, num_classes: int, **options) -> SegmentationModel:
-    """Build a registered model (KeyError for unknown names/options, ValueError for bad values)."""
+def fusion_models(fusion: str) -> list[str]:
+    """Registered models that support a --fusion design."""
+    builders = FUSIONS[fusion].builders
+    return [n for n, spec in MODELS.items() if builders is None or spec.builder in builders]
+
+
+def check_inputs(name: str, options: dict[str, Any], inputs: str = "rgb", fusion: str = "early") -> None:
+    """ValueError (listing the valid combinations) when the model cannot take these inputs."""
+    if inputs == "rgb":
+        if fusion == "mid":
+            raise ValueError("--fusion mid fuses RGB and depth: it needs --inputs rgbd")
+        return
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
+    if "in_channels" in options:
+        raise ValueError("--inputs sets the input channels; drop --model-opt in_channels")
+    if name not in fusion_models(fusion):
+        combos = "; ".join(f"--fusion {f}: {', '.join(fusion_models(f))}" for f in FUSIONS)
+        raise ValueError(f"model {name!r} does not support --fusion {fusion}; valid: {combos}")
+    if fusion == "mid" and inputs != "rgbd":
+        raise ValueError(f"--fusion mid fuses two inputs and needs --inputs rgbd, not {inputs} "
+                         "(use --fusion early)")
+
+
+def create_model(name: str, num_classes: int, inputs: str = "rgb", fusion: str = "early",
+                 **options) -> SegmentationModel:
+    """Build a registered model (KeyError for unknown names/options, ValueError for bad values).
+    `inputs` other than rgb go through the fusion registry (segtrain.models.fusion)."""
     resolved = check_model(name, options)
+    check_inputs(name, options, inputs, fusion)
     try:
-        return MODELS[name].builder(num_classes, **resolved)
+        if inputs == "rgb":
+            return MODELS[name].builder(num_classes, **resolved)
+        return FUSIONS[fusion].build(MODELS[name].builder, num_classes, inputs, resolved)
     except (TypeError, RuntimeError) as e:  # e.g. sizes torch cannot build
         raise ValueError(f"model {name!r}: bad option value ({e})") from None
 
@@ -122,4 +152,4 @@ def count_trainable(model) -> dict[str, int]:
 
 
 __all__ = ["MODELS", "PARTS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
-           "count_trainable", "model_options", "check_model", "parse_parts", "parts_label"]
+           "count_trainable", "model_options", "check_model", "check_inputs", "fusion_models", "FUSIONS", "parse_parts", "parts_label"]

@@ -140,7 +140,12 @@ def _layouts(encoder: nn.Module) -> dict:
 
 def _fit(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
     """The value in the target's shape and dtype, or None when the shapes really differ
-    (a (C,) vs (C,1,1) layer scale is the same tensor)."""
+    (a (C,) vs (C,1,1) layer scale is the same tensor). An RGB first convolution fits a
+    depth (1 channel) or RGB-D (4 channel) one: the depth filter is the mean of the RGB filters."""
+    if (value.ndim == 4 and target.ndim == 4 and value.shape[1] == 3 and target.shape[1] in (1, 4)
+            and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]):
+        mean = value.mean(dim=1, keepdim=True)
+        value = mean if target.shape[1] == 1 else torch.cat([value, mean], dim=1)
     if value.shape != target.shape:
         if value.numel() != target.numel() or value.squeeze().shape != target.squeeze().shape:
             return None
