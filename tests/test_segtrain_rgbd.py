@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 from cleantree import write_clean_tree
-from click.testing import CliRunner
+from test_segtrain_cli import TINY, error_line, invoke
 
-from segtrain.cli import main
 from segtrain.data import Sample, SegDataset, eval_dataset, load_dataset_info, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth
 from segtrain.engine import Runtime, load_checkpoint
@@ -197,17 +196,6 @@ def test_pretrained_resnet_weights_load_into_both_fusion_designs(tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 
-TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result) -> str:
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
