@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import click
+from benchutil import best
 
 from sunrgbd_tools.convert import _read_labels
 from sunrgbd_tools.mapping_audit import AuditConfig, _chunks, run_audit
@@ -52,15 +53,6 @@ def floor(src: Path, subset: str, workers: int) -> int:
     chunks = _chunks(scenes, workers)
     return sum(map_chunks(_read_chunk, [(official, c) for c in chunks], workers, False,
                           [len(c) for c in chunks], "floor"))
-
-
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 @click.command()
@@ -100,8 +92,8 @@ def main(raw_dir: Path | None, scenes: int, subset: str, small_subset: str, work
             # alternate floor and audit so both see the same machine load
             f = a = float("inf")
             for _ in range(repeats):
-                f = min(f, _best(lambda sub=sub: floor(raw_dir, sub, workers), 1))
-                a = min(a, _best(audit, 1))
+                f = min(f, best(lambda sub=sub: floor(raw_dir, sub, workers), 1))
+                a = min(a, best(audit, 1))
             times[("floor", sub)], times[("audit", sub)] = f, a
         n, m = counts[subset], counts[small_subset]
         print(f"scenes: {n} of {subset}, {m} of {small_subset} in {raw_dir}; workers: {workers}, best of {repeats}")

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from benchutil import timed_convert
 
-from sunrgbd_tools.convert import PNG_PARAMS, ConvertConfig, convert, encode_color_png
+from sunrgbd_tools.convert import PNG_PARAMS, encode_color_png
 from sunrgbd_tools.labels import ClassTable
 from sunrgbd_tools.parallel import pool_context
 from sunrgbd_tools.resize import parse_size
@@ -71,14 +72,6 @@ def floor_seconds(out: Path, raw: Path, workers: int) -> tuple[float, int]:
         with pool_context().Pool(workers, initializer=_init) as pool:
             pool.map(_floor_one, tasks, chunksize=2)
     return time.perf_counter() - t, len(tasks)
-
-
-def timed_convert(raw: Path, out: Path, workers: int, **kw) -> tuple[float, int]:
-    if out.exists():
-        shutil.rmtree(out)
-    t = time.perf_counter()
-    s = convert(ConvertConfig(src=str(raw), out=str(out), **kw), workers=workers)
-    return time.perf_counter() - t, s.samples
 
 
 def main(argv=None) -> int:

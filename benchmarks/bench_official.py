@@ -19,18 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from sunrgbd_tools.convert import ConvertConfig, convert
+from benchutil import timed_convert
+
 from sunrgbd_tools.rawzip import RAW_ZIPS, write_raw_zips
 
 KV2_FRAMES = 3784
-
-
-def timed_convert(raw: Path, out: Path, workers: int, labels: str) -> tuple[float, int]:
-    if out.exists():
-        shutil.rmtree(out)
-    t = time.perf_counter()
-    s = convert(ConvertConfig(src=str(raw), out=str(out), labels=labels), workers=workers)
-    return time.perf_counter() - t, s.samples
 
 
 def timed_zips(raw: Path, out: Path) -> float:
@@ -71,9 +64,9 @@ def main(argv=None) -> int:
         make_sample(raw, scenes=args.scenes, seed=0, quirks=False, workers=args.workers)
     seg_s = off_s = zip_s = copy_s = float("inf")
     for _ in range(args.repeats):  # alternating, so a burst of load hits both sides
-        t, n = timed_convert(raw, work / "seg", args.workers, "seg")
+        t, n = timed_convert(raw, work / "seg", args.workers, labels="seg")
         seg_s = min(seg_s, t)
-        t, m = timed_convert(raw, work / "official", args.workers, "official")
+        t, m = timed_convert(raw, work / "official", args.workers, labels="official")
         off_s = min(off_s, t)
         zip_s = min(zip_s, timed_zips(raw, work / "zips"))
         copy_s = min(copy_s, timed_floor(raw, work / "floor"))

@@ -17,24 +17,16 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchutil import best  # noqa: E402
+
 from sunrgbd_tools.raw import discover, read_index_json  # noqa: E402
 
 ANNOTATION = ROOT.parent / "shared/realdata/LucBourrat1-sunrgbd_dataset/prepare/annotation2Dfinal.json"
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def old_rglob(src: Path, prefix: str) -> list[str]:

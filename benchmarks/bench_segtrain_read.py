@@ -12,7 +12,6 @@ from __future__ import annotations
 import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
@@ -21,19 +20,11 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchutil import best  # noqa: E402
 from cleantree import write_clean_tree  # noqa: E402
 
 from segtrain import data  # noqa: E402
 from segtrain.utils import parse_hw, read_rgb, read_unchanged  # noqa: E402
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 @click.command()
@@ -66,10 +57,10 @@ def main(count: int, size: str, repeats: int) -> None:
 
         results = {}
         for _ in range(2):  # alternate so that load changes hit both
-            results["floor"] = min(results.get("floor", 1e9), _best(floor, repeats))
-            results["read"] = min(results.get("read", 1e9), _best(segtrain_read, repeats))
-            results["list"] = min(results.get("list", 1e9), _best(listing, repeats))
-            results["checked"] = min(results.get("checked", 1e9), _best(listing_checked, repeats))
+            results["floor"] = min(results.get("floor", 1e9), best(floor, repeats))
+            results["read"] = min(results.get("read", 1e9), best(segtrain_read, repeats))
+            results["list"] = min(results.get("list", 1e9), best(listing, repeats))
+            results["checked"] = min(results.get("checked", 1e9), best(listing_checked, repeats))
     per = {k: v / count * 1e3 for k, v in results.items()}
     print(f"$ python benchmarks/bench_segtrain_read.py {shlex.join(sys.argv[1:])}")
     print(f"{count} samples of {h}x{w} (image + label), best of {repeats} x 2 alternating runs")
