@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .fsutil import atomic_path, atomic_write_json, atomic_write_text
+from .share import format_value
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # clean tree -> Hub names
 STAGE = ".sunrgbd-hub"
@@ -393,14 +394,6 @@ CITATIONS = [
 _NR = "_not recorded_"
 
 
-def _num(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, list):
-        return ", ".join(_num(x) for x in v)
-    return "" if v is None else str(v)
-
-
 def _md(text) -> str:
     """A value safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -527,7 +520,7 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
         if isinstance(pixels, list):
             row += f" {pixels[tid] if ok and tid < len(pixels) else ''} |"
         if isinstance(weights, list):
-            row += f" {_num(weights[tid]) if ok and tid < len(weights) else ''} |"
+            row += f" {format_value(weights[tid]) if ok and tid < len(weights) else ''} |"
         lines.append(row)
     lines += ["", "## Splits", "", "| split | rows here | samples in the clean tree |",
               "|---|---:|---:|"]
@@ -538,13 +531,13 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
     vs = meta.get("val_split") or {}
     lines += ["", "train/test is SUN RGB-D's official split (`allsplit.mat`); validation: "
               + ({"trainvalsplit": "the toolbox's `trainvalsplit` (part of official train)",
-                  "seeded": f"a seeded draw from official train ({_num(vs.get('fraction'))} with "
+                  "seeded": f"a seeded draw from official train ({format_value(vs.get('fraction'))} with "
                             f"seed {vs.get('seed')})"}.get(vs.get("source"), "not recorded")) + "."]
     lines += ["", "## Statistics", ""]
     keys = ["stats_split", "mean", "std", "depth_mean", "depth_std", "stats_sha256"]
     present = [k for k in keys if meta.get(k) is not None]
     if present:
-        lines += [f"- {k}: {_num(meta[k])}" for k in present]
+        lines += [f"- {k}: {format_value(meta[k])}" for k in present]
         lines.append("- mean/std are of RGB in 0..1; depth in metres; class pixels and weights "
                      "are in the class table above (also in `dataset.json`).")
     else:

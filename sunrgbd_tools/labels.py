@@ -189,18 +189,10 @@ class NameMapper:
         self.files = dict(files)  # file name -> sha256, for dataset.json's mapping_files
         self.sha256 = _sha("".join(f"{n}\t{h}\n" for n, h in sorted(self.files.items())).encode())
         self.other_id = table.id_of(self.OTHER)
-        # normalised key -> class, from the rows that some rule mapped (strongest rule wins)
-        from .mapping_rules import RULES
-        from .normalise import normalise, squash
+        from .mapping_rules import by_squashed_key
 
-        rank = {r: i for i, r in enumerate(RULES)}
-        self._norm_index: dict[str, str] = {}
-        for raw, (cls_name, rule) in sorted(rows.items(), key=lambda kv: (rank.get(kv[1][1], 99), kv[0])):
-            if rule == "default":
-                continue
-            key = squash(normalise(raw))
-            if key:
-                self._norm_index.setdefault(key, cls_name)
+        # normalised key -> class, from the rows that some rule mapped (strongest rule wins)
+        self._norm_index = {k: c for k, (c, _raw) in by_squashed_key(rows).items()}
         self._cache: dict[str, Lookup] = {}
 
     # ---- loading ---------------------------------------------------------------------

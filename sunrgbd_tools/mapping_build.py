@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .labels import CLASSES_FILE, NAMES_COLUMNS, NAMES_FILE, UNLABELED_ID, ClassTable, mappings_dir
-from .mapping_rules import RULES, Resolution, RuleTables, read_csv_table
+from .mapping_rules import Resolution, RuleTables, by_squashed_key, read_csv_table
 from .normalise import normalise, squash
 
 RAW_NAMES_FILE = "raw_names.csv"
@@ -149,11 +149,7 @@ def build_rows(rules: RuleTables, raw: list[RawName]) -> list[tuple[str, str, st
     resolved = {name: rules.resolve(name) for name in sorted(names)}
     # `mailbox` falls through every rule but `mail_box` does not: names whose squashed keys
     # meet take the class of the strongest such row, as NameMapper does at convert time
-    rank = {r: i for i, r in enumerate(RULES)}
-    same_key: dict[str, tuple[str, str]] = {}
-    for name, res in sorted(resolved.items(), key=lambda kv: (rank[kv[1].rule] if kv[1] else 99, kv[0])):
-        if res is not None and squash(normalise(name)):
-            same_key.setdefault(squash(normalise(name)), (res.class_name, name))
+    same_key = by_squashed_key({n: (r.class_name, r.rule) for n, r in resolved.items() if r is not None})
     rows = []
     for name, res in resolved.items():
         if res is None and squash(normalise(name)) in same_key:

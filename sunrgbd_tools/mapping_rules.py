@@ -41,6 +41,19 @@ PATTERN_PREFIX = "*" + SEPARATOR
 MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
 
 
+def by_squashed_key(rows: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{squashed normalised key: (class, raw name)} from {raw name: (class, rule)}: for each
+    key the row of the strongest rule (then the first name), `default` rows left out. Names
+    whose keys meet share this class, at build time and at convert time alike."""
+    rank = {r: i for i, r in enumerate(RULES)}
+    out: dict[str, tuple[str, str]] = {}
+    for raw, (cls_name, rule) in sorted(rows.items(), key=lambda kv: (rank.get(kv[1][1], 99), kv[0])):
+        key = squash(normalise(raw))
+        if rule != "default" and key:
+            out.setdefault(key, (cls_name, raw))
+    return out
+
+
 @dataclass(frozen=True)
 class Resolution:
     """Outcome of the rule chain: target class, the rule that fired and the table entry."""

@@ -86,11 +86,12 @@ def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPa
     return sorted(out, key=lambda p: p.as_posix())
 
 
-def _fmt(v) -> str:
+def format_value(v) -> str:
+    """A dataset.json value for a datasheet or dataset card (6 significant digits)."""
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, list):
-        return ", ".join(_fmt(x) for x in v)
+        return ", ".join(format_value(x) for x in v)
     return "" if v is None else str(v)
 
 
@@ -151,7 +152,7 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
             if isinstance(weights, list):
                 tid = c.get("train_id")
                 w = weights[tid] if isinstance(tid, int) and 0 <= tid < len(weights) else ""
-                row += f" {_fmt(w)} |"
+                row += f" {format_value(w)} |"
             lines.append(row)
     else:
         lines.append(nr)
@@ -165,7 +166,7 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
     stat_keys = ["mean", "std", "depth_mean", "depth_std", "stats_split", "stats_sha256"]
     present = [k for k in stat_keys if meta.get(k) is not None]
     if present:
-        lines += [f"- {k}: {_fmt(meta[k])}" for k in present]
+        lines += [f"- {k}: {format_value(meta[k])}" for k in present]
         if isinstance(pixels, (list, dict)):
             lines.append("- Class pixel counts: in dataset.json (`class_pixel_counts`)")
     else:
