@@ -120,7 +120,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
     bs = cfg.batch_size
 
     def step(batch):
-        train_step(net, rt.batch_inputs(batch), rt.masks(batch["mask"]), loss_fn, optimizer, scaler, rt)
+        train_step(net, *rt.train_batch(batch), loss_fn, optimizer, scaler, rt)
 
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
     x_syn = torch.randint(0, 256, (bs, 3, *size), generator=g, dtype=torch.uint8).to(device)

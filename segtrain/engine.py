@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,9 @@ class Runtime:
     inputs: str = "rgb"  # rgb | rgbd | depth (segtrain.depth)
     depth_encoding: str = "metres"
     depth_stats: tuple[float, float] = FALLBACK_DEPTH_STATS  # metres (mean, std)
+    # batch augmentation on the device: takes and returns a batch dict whose uint8 "image",
+    # "mask" (and float "depth") are already on the device; None = augmented in the loader
+    augment: Callable[[dict], dict] | None = None
 
     @classmethod
     def create(cls, device: torch.device, mean, std, amp: bool, channels_last: bool, inputs: str = "rgb",
@@ -106,6 +110,14 @@ class Runtime:
         s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         return cls(device, m, s, amp_dtype, channels_last and device.type == "cuda", inputs, depth_encoding,
                    (float(depth_stats[0]), float(depth_stats[1])))
+
+    def train_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(network input, mask) of a training batch, augmented on the device first when
+        `augment` is set (before normalisation, so it sees uint8 images like the loader)."""
+        if self.augment is not None:
+            batch = self.augment({k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                                  for k, v in batch.items()})
+        return self.batch_inputs(batch), self.masks(batch["mask"])
 
     def batch_inputs(self, batch: dict) -> torch.Tensor:
         """The network input of a batch: normalised RGB, encoded depth, or both (RGB first)."""
@@ -403,7 +415,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_
     for step, batch in enumerate(bar):
         if max_batches and step >= max_batches:
             break
-        x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
+        x, y = rt.train_batch(batch)
         value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip, dist_info)
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, global_step, value)
