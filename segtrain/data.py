@@ -480,6 +480,33 @@ class EpochSampler(Sampler):
             yield i, int(seeds[i])
 
 
+class EpochBatches(Sampler):
+    """The batches of `sampler`'s epochs in `epochs`, back to back, for one DataLoader
+    iterator that spans the whole run: its workers go on building the next epoch's first
+    batches while this epoch ends and while validation runs. (A new iterator per epoch
+    leaves the device idle at every epoch start until a worker has built a whole batch.)
+
+    Each epoch is batched on its own, as a per-epoch loader would: `drop_last` drops its
+    partial tail (unless that is its only batch), `max_batches` caps it."""
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool, epochs: range,
+                 max_batches: int = 0):
+        self.sampler, self.batch_size, self.epochs = sampler, batch_size, epochs
+        n = len(sampler)
+        full = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+        self.per_epoch = min(full, max_batches) if max_batches else full
+
+    def __len__(self) -> int:
+        return self.per_epoch * len(self.epochs)
+
+    def __iter__(self):
+        for epoch in self.epochs:
+            self.sampler.set_epoch(epoch)
+            keys = iter(self.sampler)
+            for _ in range(self.per_epoch):
+                yield [k for _, k in zip(range(self.batch_size), keys, strict=False)]
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed numpy/random per worker from torch's per-worker seed (workers are the parallelism)."""
     s = torch.initial_seed() % 2**32
@@ -498,9 +525,12 @@ def _warn_workers(workers: int, cores: int) -> None:
 
 def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, workers: int,
                 device: torch.device, drop_last: bool = False, rank: int = 0,
-                world_size: int = 1) -> tuple[DataLoader, EpochSampler]:
+                world_size: int = 1, epochs: range | None = None,
+                max_batches: int = 0) -> tuple[DataLoader, EpochSampler]:
     """`batch_size` is per process; with world_size > 1 the loader reads this rank's shard
-    (training shards when `drop_last`, evaluation shards otherwise: see EpochSampler)."""
+    (training shards when `drop_last`, evaluation shards otherwise: see EpochSampler).
+    With `epochs`, one iterator of the loader yields all those epochs (see EpochBatches;
+    `max_batches` caps each) and `loader.batch_sampler.per_epoch` says how many per epoch."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                            drop_tail=drop_last)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -513,11 +543,14 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
         cv2.setNumThreads(0)
     g = torch.Generator()
     g.manual_seed(seed)
+    if epochs is not None:
+        batching = {"batch_sampler": EpochBatches(sampler, batch_size, drop_last, epochs, max_batches)}
+    else:
+        batching = {"batch_size": batch_size, "sampler": sampler,
+                    "drop_last": drop_last and len(sampler) > batch_size}
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        drop_last=drop_last and len(sampler) > batch_size, worker_init_fn=seed_worker,
-        generator=g, prefetch_factor=4 if workers > 0 else None,
+        dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        worker_init_fn=seed_worker, generator=g, prefetch_factor=4 if workers > 0 else None, **batching,
     )
     return loader, sampler
 

@@ -177,15 +177,20 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """Adam, AdamW and SGD use their fused kernel (one launch for all parameters, and a bad
+    step skipped on the device: see train_step); RMSprop has none."""
+    params = list(params)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise SegtrainError(f"unknown optimizer {cfg.optimizer!r}")
+    kinds = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
+             "sgd": (torch.optim.SGD, {"momentum": cfg.momentum})}
+    if cfg.optimizer not in kinds:
+        raise SegtrainError(f"unknown optimizer {cfg.optimizer!r}")
+    cls, extra = kinds[cfg.optimizer]
+    try:
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, **extra)
+    except RuntimeError:  # a device without fused kernels: the default implementation
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
 class PolyLR:
@@ -373,60 +378,100 @@ def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
 # ----------------------------------------------------------------------------- loops
 
 
-def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: float = 0.0,
-               dist_info: distributed.DistInfo | None = None) -> float:
-    """Forward, backward, step. Returns the loss value; a non-finite loss is returned before
-    any update, so the weights stay those of the last good step.
+def supports_device_skip(optimizer: torch.optim.Optimizer) -> bool:
+    """True for fused optimizers: they take GradScaler's `found_inf` flag and skip an update
+    on the device, so a bad step needs no host sync (Adam, AdamW, SGD on CPU and CUDA)."""
+    return bool(optimizer.param_groups) and all(g.get("fused") for g in optimizer.param_groups)
 
-    Under DDP the value is the mean over processes, so every process sees the same number
-    and a non-finite loss anywhere stops all of them at the same step (none is left waiting
-    in the gradient all-reduce)."""
+
+def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: float = 0.0,
+               dist_info: distributed.DistInfo | None = None) -> torch.Tensor:
+    """Forward, backward, step without waiting for the device. Returns the loss as a detached
+    0-d float32 tensor on the device; nothing is read back here, so the host can queue the
+    next batch's copy and kernels while this one runs.
+
+    A non-finite loss never updates the weights: the gradients are poisoned (NaN), and the
+    update is skipped on the device, as GradScaler does for fused optimizers (the fp16
+    scaler finds the poisoned gradients itself; an optimizer without a fused kernel needs
+    one sync to decide). Under DDP the loss is the mean over processes, so every process
+    skips the same steps and the caller's periodic check stops all of them together."""
     with rt.autocast():
         logits = model(x)
     loss = loss_fn(logits, y)
+    value = loss.detach().float()
     if dist_info is not None and dist_info.enabled:
-        t = loss.detach().float().reshape(1).clone()
-        value = distributed.all_reduce_sum_(t, dist_info).item() / dist_info.world_size
-    else:
-        value = loss.item()  # one sync per step, as the torchvision reference does
-    if not math.isfinite(value):
-        return value
+        value = distributed.all_reduce_sum_(value.reshape(1).clone(), dist_info).reshape(()) / dist_info.world_size
+    bad = ~torch.isfinite(value)
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    # a bad loss (here or on another process) poisons the gradients, so any inf check sees it
+    scaler.scale(loss * torch.where(bad, torch.nan, 1.0)).backward()
     if grad_clip > 0:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
+    if scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+    elif supports_device_skip(optimizer):
+        optimizer.found_inf, optimizer.grad_scale = bad.float(), None
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf, optimizer.grad_scale
+    elif not bool(bad):  # e.g. RMSprop: no fused kernel, so one sync per step
+        optimizer.step()
     return value
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt: Runtime,
-                    epoch: int, global_step: int, grad_clip: float, max_batches: int = 0,
-                    progress: bool = True, dist_info: distributed.DistInfo | None = None
-                    ) -> tuple[float, int, int]:
-    """One pass over the training data. Returns (mean loss, global step, images seen by
-    all processes)."""
+# a training epoch reads the device back this often (and at its end): the non-finite check
+# and the progress bar's loss; between reads the host runs ahead and keeps the device fed
+CHECK_EVERY = 50
+
+
+def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, scheduler, sched_mode,
+                    rt: Runtime, epoch: int, global_step: int, grad_clip: float, progress: bool = True,
+                    dist_info: distributed.DistInfo | None = None,
+                    check_every: int = CHECK_EVERY) -> tuple[float, int, int]:
+    """One epoch: `n_batches` batches taken from the iterator `batches` (one iterator spans
+    the run: data.EpochBatches). Returns (mean loss, global step, images seen by all processes).
+
+    Losses are summed on the device; the first non-finite one (its step and value) is
+    remembered there and read back every `check_every` steps and at the end, when
+    NonFiniteLossError names it. Steps after it were real updates on good batches, but the
+    run stops without saving, so the last checkpoint stays the last good state."""
     world = dist_info.world_size if dist_info is not None else 1
     model.train()
-    total, count, images = 0.0, 0, 0
-    n_batches = len(loader) if not max_batches else min(max_batches, len(loader))
-    bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
-    for step, batch in enumerate(bar):
-        if max_batches and step >= max_batches:
-            break
-        x, y = rt.train_batch(batch)
+    device = rt.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    bad_value = torch.zeros((), dtype=torch.float32, device=device)
+    count, images, start = 0, 0, global_step
+
+    def check(step: int) -> None:
+        bad_step, value, total = torch.stack([first_bad.double(), bad_value.double(), loss_sum]).tolist()
+        if bad_step >= 0:
+            raise NonFiniteLossError(epoch, int(bad_step), start + int(bad_step), value)
+        bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
+    step = -1
+    for step in range(n_batches):
+        x, y = rt.train_batch(next(batches))
         value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip, dist_info)
-        if not math.isfinite(value):
-            raise NonFiniteLossError(epoch, step, global_step, value)
+        is_bad = ~torch.isfinite(value)
+        first_bad = torch.where(is_bad & (first_bad < 0), step, first_bad)
+        bad_value = torch.where(is_bad & (first_bad == step), value, bad_value)
+        loss_sum += value.double() * x.shape[0]
         if scheduler is not None and sched_mode == "step":
             scheduler.step()
         global_step += 1
-        total += value * x.shape[0]
         count += x.shape[0]
         images += x.shape[0] * world
-        bar.set_postfix(loss=f"{value:.4f}")
-    return total / max(count, 1), global_step, images
+        bar.update()
+        if (step + 1) % check_every == 0:
+            check(step)
+    check(step)
+    bar.close()
+    return float(loss_sum) / max(count, 1), global_step, images
 
 
 @dataclass
@@ -446,12 +491,13 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     Under DDP each process evaluates its shard (no sample twice) and the matrices and loss
     sums are all-reduced, so every process returns the whole split's result."""
     model.eval()
-    cm = ConfusionMatrix(num_classes, rt.device)
     samples = getattr(loader.dataset, "samples", None)
-    # one matrix per sensor of the split, created up front: the same keys on every process
-    sensors: dict[str, ConfusionMatrix] = {
-        s: ConfusionMatrix(num_classes, rt.device) for s in sorted({x.sensor for x in samples or []})}
-    total, count = 0.0, 0
+    # one matrix per sensor of the split, known up front: the same groups on every process
+    sensors = sorted({x.sensor for x in samples or []})
+    group_of = {s: i for i, s in enumerate(sensors)}
+    cm = ConfusionMatrix(num_classes, rt.device, groups=max(1, len(sensors)))
+    total = torch.zeros((), dtype=torch.float64, device=rt.device)
+    count = 0
     scores = []
     emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
@@ -462,14 +508,11 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
         if logits.shape[-2:] != y.shape[-2:]:
             logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
         if loss_fn is not None:
-            total += float(loss_fn(logits, y)) * x.shape[0]
+            total += loss_fn(logits, y).double() * x.shape[0]
             count += x.shape[0]
         pred = logits.argmax(1)
-        cm.update(y, pred)
-        names = list(batch["sensor"])
-        for s in sorted(set(names)):
-            sel = torch.tensor([n == s for n in names], device=rt.device)
-            sensors.setdefault(s, ConfusionMatrix(num_classes, rt.device)).update(y[sel], pred[sel])
+        groups = torch.tensor([group_of.get(s, 0) for s in batch["sensor"]]).to(rt.device, non_blocking=True)
+        cm.update(y, pred, groups)
         if per_image:
             for i, idx in enumerate(batch["index"].tolist()):
                 one = ConfusionMatrix(num_classes, rt.device)
@@ -477,14 +520,12 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
                 s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy(), miou_rule)
                 scores.append((idx, float("nan") if s["miou"] is None else s["miou"]))
     if dist_info is not None and dist_info.enabled:
-        distributed.all_reduce_sum_(cm.mat, dist_info)
-        for k in sorted(sensors):
-            distributed.all_reduce_sum_(sensors[k].mat, dist_info)
-        sums = distributed.all_reduce_sum_(torch.tensor([total, float(count)], dtype=torch.float64,
-                                                        device=rt.device), dist_info)
-        total, count = float(sums[0]), int(sums[1])
-    return EvalResult(cm.numpy(), {k: v.numpy() for k, v in sensors.items()},
-                      total / count if count else float("nan"), scores)
+        distributed.all_reduce_sum_(cm.mats, dist_info)
+        sums = distributed.all_reduce_sum_(torch.stack([total, torch.tensor(float(count), dtype=torch.float64,
+                                                                             device=rt.device)]), dist_info)
+        total, count = sums[0], int(sums[1])
+    return EvalResult(cm.numpy(), {s: cm.group_numpy(i) for s, i in group_of.items()},
+                      float(total) / count if count else float("nan"), scores)
 
 
 # ----------------------------------------------------------------------------- run
@@ -633,8 +674,10 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
     val_ds = eval_dataset(info, cfg.val_split, cfg.size, with_depth)
     per_process = cfg.batch_size // world
     shard = {"rank": dist_info.rank, "world_size": world}
-    train_loader, train_sampler = make_loader(train_ds, per_process, True, cfg.seed, cfg.workers,
-                                              device, drop_last=True, **shard)
+    first_epoch = int(ckpt["epoch"]) + 1 if ckpt is not None else 1
+    train_loader, train_sampler = make_loader(train_ds, per_process, True, cfg.seed, cfg.workers, device,
+                                              drop_last=True, epochs=range(first_epoch, cfg.epochs + 1),
+                                              max_batches=cfg.max_train_batches, **shard)
     if per_process > len(train_sampler):
         n = len(train_sampler) * world
         log.warning("warning: --batch-size %d is more than the %d images of split %r: every epoch is one "
@@ -654,7 +697,7 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
     # wait on a buffer broadcast from processes that have already finished their shard
     eval_net = net if not dist_info.enabled else raw_model
     optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
-    steps = len(train_loader) if not cfg.max_train_batches else min(cfg.max_train_batches, len(train_loader))
+    steps = train_loader.batch_sampler.per_epoch
     scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
     scaler = rt.make_scaler()
 
@@ -668,7 +711,7 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
         if log.getEffectiveLevel() > logging.INFO:  # train.log gets the run log whatever the console shows
             log.setLevel(logging.INFO)
     setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, weight_values, optimizer,
-                   scheduler, sched_mode, scaler, train_ds, val_ds, train_loader, train_sampler, val_loader,
+                   scheduler, sched_mode, scaler, train_ds, val_ds, train_loader, val_loader,
                    options, eval_net, dist_info, parts, init_report)
     try:
         return _train_loop(setup, ckpt, progress, on_epoch_end)
@@ -699,7 +742,6 @@ class _Setup:
     train_ds: object
     val_ds: object
     train_loader: object
-    train_sampler: object
     val_loader: object
     options: dict
     eval_net: torch.nn.Module
@@ -712,7 +754,7 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
     cfg, info, out, rt, raw_model, net = s.cfg, s.info, s.out, s.rt, s.raw_model, s.net
     loss_fn, method, optimizer, scheduler = s.loss_fn, s.weight_method, s.optimizer, s.scheduler
     sched_mode, scaler, train_ds, val_ds = s.sched_mode, s.scaler, s.train_ds, s.val_ds
-    train_loader, train_sampler, val_loader = s.train_loader, s.train_sampler, s.val_loader
+    train_loader, val_loader = s.train_loader, s.val_loader
     options, device = s.options, s.rt.device
     eval_net, dist_info, main = s.eval_net, s.dist_info, s.dist_info.is_main
     start_epoch, global_step, history = 1, 0, []
@@ -789,16 +831,17 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
     if start_epoch > cfg.epochs:
         stopped = "already-complete"
     eval_mask = info.eval_mask
+    batches = iter(train_loader) if start_epoch <= cfg.epochs else iter(())
+    steps = train_loader.batch_sampler.per_epoch
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.early_stop and since_best >= cfg.early_stop:
             stopped = "early-stop"
             break
         t0 = time.perf_counter()
-        train_sampler.set_epoch(epoch)
         try:
             train_loss, global_step, seen = train_one_epoch(
-                net, train_loader, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
-                global_step, cfg.grad_clip, cfg.max_train_batches, progress, dist_info)
+                net, batches, steps, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
+                global_step, cfg.grad_clip, progress, dist_info)
         except NonFiniteLossError as e:
             last = f"last.pt (epoch {epoch - 1})" if epoch > 1 else "none (first epoch)"
             message = f"{e}; training stopped, last good checkpoint: {last}"

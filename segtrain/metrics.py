@@ -13,26 +13,43 @@ import torch
 
 
 class ConfusionMatrix:
-    """mat[gt, pred] pixel counts; pixels labelled ignore (or >= num_classes) are skipped."""
+    """mats[group, gt, pred] pixel counts, one matrix per group (e.g. per sensor) of which
+    `mat` is the sum; pixels labelled ignore (or >= num_classes) are skipped.
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255):
+    `update` never reads the device back (no boolean indexing, no bincount, which syncs on
+    CUDA to find its maximum): skipped pixels go to an extra bin that is dropped, and the
+    counts are added with index_add_ (as fast as bincount on the CPU, exact on any device)."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255,
+                 groups: int = 1):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+        self.mats = torch.zeros((groups, num_classes, num_classes), dtype=torch.int64, device=device)
 
-    def update(self, target: torch.Tensor, pred: torch.Tensor) -> None:
-        n = self.num_classes
-        target = target.reshape(-1).long()
-        pred = pred.reshape(-1).long()
-        k = (target >= 0) & (target < n)
-        idx = n * target[k] + pred[k]
-        self.mat += torch.bincount(idx, minlength=n * n).reshape(n, n)
+    @property
+    def mat(self) -> torch.Tensor:
+        return self.mats.sum(0)
+
+    def update(self, target: torch.Tensor, pred: torch.Tensor, group: torch.Tensor | None = None) -> None:
+        """`group`: one group index per image of a (B, H, W) batch (default: group 0)."""
+        n, g = self.num_classes, self.mats.shape[0]
+        target = target.long()
+        idx = n * target + pred.long()
+        if group is not None:
+            idx = idx + (n * n) * group.long().view(-1, *([1] * (target.dim() - 1)))
+        idx = torch.where((target >= 0) & (target < n), idx, g * n * n).reshape(-1)
+        counts = torch.zeros(g * n * n + 1, dtype=torch.int64, device=idx.device)
+        counts.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=idx.device).expand_as(idx))
+        self.mats += counts[: g * n * n].view(g, n, n)
 
     def reset(self) -> None:
-        self.mat.zero_()
+        self.mats.zero_()
 
     def numpy(self) -> np.ndarray:
         return self.mat.cpu().numpy()
+
+    def group_numpy(self, group: int) -> np.ndarray:
+        return self.mats[group].cpu().numpy()
 
 
 def _clean(x: float) -> float | None:
