@@ -57,9 +57,12 @@ class DiceLoss(nn.Module):
         vf = valid.unsqueeze(1).to(probs.dtype)
         p_sum = (probs * vf).sum(dim=(0, 2, 3))
         p_true = probs.gather(1, t.unsqueeze(1)).squeeze(1)
-        tv = t[valid]
-        inter = torch.zeros(c, device=probs.device, dtype=probs.dtype).scatter_add_(0, tv, p_true[valid])
-        g_sum = torch.bincount(tv, minlength=c).to(probs.dtype)
+        # ignored pixels add 0 to class 0 (no boolean indexing or bincount: no host sync)
+        tf = t.reshape(-1)
+        inter = torch.zeros(c, device=probs.device, dtype=probs.dtype).scatter_add_(
+            0, tf, (p_true * vf.squeeze(1)).reshape(-1))
+        g_sum = torch.zeros(c, device=probs.device, dtype=torch.int64).index_add_(
+            0, tf, valid.reshape(-1).long()).to(probs.dtype)
         dice = (2 * inter + self.smooth) / (p_sum + g_sum + self.smooth)
         present = (g_sum > 0).to(probs.dtype)
         # no labelled pixel: 0 (still attached to the graph), as the module docstring promises
