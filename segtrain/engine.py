@@ -100,6 +100,11 @@ class Runtime:
     # "mask" (and float "depth") are already on the device; None = augmented in the loader
     augment: Callable[[dict], dict] | None = None
 
+    def __post_init__(self) -> None:
+        # normalisation as one multiply-add from uint8: x * scale + shift
+        self.scale = 1.0 / (255.0 * self.std)
+        self.shift = -self.mean / self.std
+
     @classmethod
     def create(cls, device: torch.device, mean, std, amp: bool, channels_last: bool, inputs: str = "rgb",
                depth_encoding: str = "metres", depth_stats=FALLBACK_DEPTH_STATS) -> Runtime:
@@ -131,12 +136,13 @@ class Runtime:
         return x
 
     def images(self, batch_images: torch.Tensor) -> torch.Tensor:
-        """uint8 NCHW on the host -> normalised float on the device."""
-        x = batch_images.to(self.device, non_blocking=True).float().div_(255.0)
-        x = (x - self.mean) / self.std
-        if self.channels_last:
+        """uint8 NCHW on the host -> normalised float on the device, in one pass that reads
+        the uint8 directly: x * 1/(255 std) - mean/std (a quarter of the memory traffic of
+        converting, dividing, subtracting and re-laying out in turn)."""
+        x = batch_images.to(self.device, non_blocking=True)
+        if self.channels_last:  # re-laid out as uint8, a quarter of the bytes of float
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return torch.addcmul(self.shift, x, self.scale)
 
     def masks(self, batch_masks: torch.Tensor) -> torch.Tensor:
         return batch_masks.to(self.device, non_blocking=True).long()
