@@ -167,3 +167,38 @@ def test_a_non_finite_loss_leaves_weights_and_optimizer_state_alone(tree, optimi
     good = train_step(model, *rt.train_batch(batch), loss_fn, opt, scaler, rt)
     assert torch.isfinite(good)
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if k in before)
+
+
+@pytest.mark.parametrize(("model_name", "fusion", "options"), [
+    ("unet_small", "early", {"base_width": 4, "depth": 2}),
+    ("fcn8s", "mid", {"backbone": "resnet18", "base_width": 8}),
+])
+def test_an_rgbd_training_step_never_reads_the_device(tree, monkeypatch, model_name, fusion, options):
+    torch.manual_seed(0)
+    info = load_dataset_info(tree.root)
+    rt = Runtime.create(torch.device("cpu"), info.mean, info.std, False, False, "rgbd", "inverse", (2.0, 1.0))
+    model = create_model(model_name, info.num_classes, inputs="rgbd", fusion=fusion, **options).train()
+    cfg = TrainConfig(model=model_name, data=str(tree.root), out="unused", lr=1e-3)
+    opt = build_optimizer(cfg, model.parameters())
+    loss_fn = build_loss("ce", info.num_classes)
+    loader, _ = make_loader(train_dataset(info, "train", "basic", with_depth=True), 2, True, 0, 0, rt.device,
+                            drop_last=True)
+    batch = next(iter(loader))
+    with count_syncs(monkeypatch) as found:
+        for _ in range(2):
+            train_step(model, *rt.train_batch(batch), loss_fn, opt, rt.make_scaler(), rt)
+    assert found == []
+
+
+@pytest.mark.parametrize("key", ["unet", "baseline", "fcn8s", "deeplabv3plus", "convnext_upernet"])
+def test_every_model_trains_without_reading_the_device(tree, monkeypatch, key):
+    from test_segtrain_models import build  # the tiny configuration of each registered model
+
+    info, rt, _, _, loss_fn = _setup(tree, loss="ce")
+    model = build(key, info.num_classes).train()
+    opt = build_optimizer(TrainConfig(model=key, data=str(tree.root), out="unused"), model.parameters())
+    loader, _ = make_loader(train_dataset(info, "train", "none"), 2, True, 0, 0, rt.device, drop_last=True)
+    batch = next(iter(loader))
+    with count_syncs(monkeypatch) as found:
+        train_step(model, *rt.train_batch(batch), loss_fn, opt, rt.make_scaler(), rt, grad_clip=1.0)
+    assert found == []
