@@ -19,6 +19,12 @@ from typing import BinaryIO, Protocol
 
 from .httpclient import HttpClient, RemoteInfo
 
+
+def shown(name: str) -> str:
+    """A member name fit for a one-line message: as is when printable, else its repr (a
+    newline or escape in a hostile archive's name must not split or forge the line)."""
+    return name if name.isprintable() else repr(name)
+
 _EOCD = b"PK\x05\x06"
 _EOCD64 = b"PK\x06\x06"
 _LOC64 = b"PK\x06\x07"
@@ -257,7 +263,7 @@ def _parse_cd(cd: bytes, count: int, base: int, size: int, where: str) -> list[Z
             usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff, name, where)
         hoff += base
         if hoff + LFH_LEN > size or csize > size:
-            raise ZipFormatError(f"{where}: {name}: offsets point past the end of the archive")
+            raise ZipFormatError(f"{where}: {shown(name)}: offsets point past the end of the archive")
         out.append(ZipMember(name=name, raw_name=raw, method=method, flags=flags, crc=crc,
                              compress_size=csize, file_size=usize, header_offset=hoff,
                              create_system=made_by >> 8, external_attr=eattr, dos_time=t,
@@ -286,32 +292,32 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, hoff: int, name: str, whe
             for v in (usize, csize, hoff):
                 if v == 0xFFFFFFFF:
                     if q + 8 > len(body):
-                        raise ZipFormatError(f"{where}: {name}: ZIP64 extra field too short")
+                        raise ZipFormatError(f"{where}: {shown(name)}: ZIP64 extra field too short")
                     vals.append(_u64(body, q))
                     q += 8
                 else:
                     vals.append(v)
             return tuple(vals)
         p += 4 + ln
-    raise ZipFormatError(f"{where}: {name}: ZIP64 sizes without a ZIP64 extra field")
+    raise ZipFormatError(f"{where}: {shown(name)}: ZIP64 sizes without a ZIP64 extra field")
 
 
 def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
     """Check a local header (first 30 bytes + name + extra) against the central directory;
     return its total length (the data starts that many bytes after `header_offset`)."""
     if head[:4] != _LFH:
-        raise ZipFormatError(f"{where}: {member.name}: no local header at offset {member.header_offset}")
+        raise ZipFormatError(f"{where}: {shown(member.name)}: no local header at offset {member.header_offset}")
     (_sig, _need, flags, method, _t, _d, crc, csize, usize, nlen, xlen) = struct.unpack_from(
         "<IHHHHHIIIHH", head, 0)
     name = head[LFH_LEN:LFH_LEN + nlen]
     if len(head) >= LFH_LEN + nlen and name != member.raw_name:
-        raise ZipFormatError(f"{where}: {member.name}: local header names {name!r} instead")
+        raise ZipFormatError(f"{where}: {shown(member.name)}: local header names {name!r} instead")
     if method != member.method:
-        raise ZipFormatError(f"{where}: {member.name}: local header method differs from directory")
+        raise ZipFormatError(f"{where}: {shown(member.name)}: local header method differs from directory")
     if not flags & 0x8:  # sizes/CRC are in the local header too: they must agree
         if crc != member.crc or (csize != 0xFFFFFFFF and csize != member.compress_size) or \
                 (usize != 0xFFFFFFFF and usize != member.file_size):
-            raise ZipFormatError(f"{where}: {member.name}: local header disagrees with directory")
+            raise ZipFormatError(f"{where}: {shown(member.name)}: local header disagrees with directory")
     return LFH_LEN + nlen + xlen
 
 
@@ -326,9 +332,9 @@ class MemberDecoder:
 
     def __init__(self, member: ZipMember, out: BinaryIO | None, where: str = "archive"):
         if member.encrypted:
-            raise ZipFormatError(f"{where}: {member.name}: encrypted members are not supported")
+            raise ZipFormatError(f"{where}: {shown(member.name)}: encrypted members are not supported")
         if member.method not in (STORED, DEFLATED):
-            raise ZipFormatError(f"{where}: {member.name}: compression {member.method_name()} "
+            raise ZipFormatError(f"{where}: {shown(member.name)}: compression {member.method_name()} "
                                  "is not supported (only stored and deflated)")
         self.m = member
         self.out = out
@@ -395,7 +401,7 @@ def extract_member(reader: Reader, member: ZipMember, out: BinaryIO | None, wher
     head += reader.read_at(member.header_offset + LFH_LEN, extra)
     data_off = member.header_offset + parse_local_header(head, member, where)
     if data_off + member.compress_size > reader.size:
-        raise ZipFormatError(f"{where}: {member.name}: data runs past the end of the archive")
+        raise ZipFormatError(f"{where}: {shown(member.name)}: data runs past the end of the archive")
     dec = MemberDecoder(member, out, where)
     pos = 0
     while pos < member.compress_size:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .fsutil import is_within
-from .remotezip import FileReader, ZipFormatError, ZipMember, extract_member, read_directory
+from .remotezip import FileReader, ZipFormatError, ZipMember, extract_member, read_directory, shown
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -103,7 +103,7 @@ def check_members(members: Iterable[ZipMember], limits: Limits | None = None,
             dirs.add(rel)
         else:
             if m.file_size > limits.max_member:
-                bad(m, f"{where}: {m.name}: {m.file_size} bytes, over the "
+                bad(m, f"{where}: {shown(m.name)}: {m.file_size} bytes, over the "
                        f"{limits.max_member}-byte member limit")
                 continue
             files[rel] = m

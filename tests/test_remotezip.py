@@ -123,3 +123,17 @@ def test_plan_spans_groups_neighbours(tmp_path: Path):
     assert len(spans) == 1
     spans = plan_spans(tasks, max_gap=10_000, span_bytes=2500)
     assert all(len(s) <= 2 for s in spans) and sum(len(s) for s in spans) == 5
+
+
+def test_a_member_name_with_a_newline_stays_on_one_line(tmp_path: Path):
+    """A hostile name must not split (or forge) the one-line error: it is shown as its repr."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("a\nError: forged.txt", date_time=(2017, 5, 4, 0, 0, 0)), b"x")
+    data = bytearray(buf.getvalue())
+    cd = data.index(b"PK\x01\x02")
+    data[cd + 42:cd + 46] = (len(data) + 100).to_bytes(4, "little")  # local header offset past the end
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with FileReader(tmp_path / "bad.zip") as r, pytest.raises(ZipFormatError) as e:
+        read_directory(r, "bad.zip")
+    assert "\n" not in str(e.value) and "'a\\nError: forged.txt': offsets point past" in str(e.value)
