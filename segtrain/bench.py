@@ -243,7 +243,7 @@ def markdown_table(results: list[dict]) -> str:
     head = (f"{r0['device']}, torch {r0['torch']}, {r0['size'][0]}x{r0['size'][1]}, batch {r0['batch_size']}, "
             f"{r0['precision']}, {r0['workers']} workers, augment {r0['augment']}, {r0['steps']} timed steps in "
             f"{r0['windows']} windows after {r0['warmup']} warm-up (medians of windows); matmul peak "
-            f"{r0['matmul_peak_tflops']:.1f} TFLOP/s ({r0['matmul_peak_dtype']} {r0['matmul_peak_size']}^3)")
+            f"{r0['matmul_peak_tflops']:.3g} TFLOP/s ({r0['matmul_peak_dtype']} {r0['matmul_peak_size']}^3)")
     cols = ["model", "synthetic img/s", "real img/s", "real ÷ synthetic", "loader-only img/s",
             "GPU busy syn / real", "TFLOP/s syn / real", "share of matmul peak syn / real", "peak GiB",
             "host ms/step syn / real"]
