@@ -53,6 +53,7 @@ from segtrain.utils import SegtrainError, parse_hw, parse_parts
 
 log = logging.getLogger("segtrain")
 
+
 def bench_models(spec: str) -> list[str]:
     """'all' or a comma list of registered names (checked)."""
     names = list(MODELS) if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
@@ -162,8 +163,8 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
             yield syn_batch
 
     # one sampler epoch covers real + loader modes and what the workers prefetch past them
-    depth = max(cfg.workers, 1) * 4  # make_loader's prefetch_factor 4 per worker
-    needed = (2 * (cfg.warmup + cfg.steps) + 3 * depth) * bs
+    prefetched = max(cfg.workers, 1) * 4  # make_loader's prefetch_factor 4 per worker
+    needed = (2 * (cfg.warmup + cfg.steps) + 3 * prefetched) * bs
     times = -(-needed // len(ds))
     loader, sampler = make_loader(_Repeated(ds, times), bs, True, cfg.seed, cfg.workers, device, drop_last=True)
 
@@ -185,7 +186,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         rl = timed_windows(step, batches, cfg.warmup, cfg.steps, cfg.windows, rt, bs,
                            f"{cfg.model} real input pipeline", progress, gpu_events=cuda)
         # the loader alone; its warm-up first takes what real mode left prefetched
-        ld = timed_windows(to_device, batches, cfg.warmup + depth, cfg.steps, cfg.windows, rt, bs,
+        ld = timed_windows(to_device, batches, cfg.warmup + prefetched, cfg.steps, cfg.windows, rt, bs,
                            f"{cfg.model} input pipeline alone", progress)
     finally:
         batches.close()  # ends the loader's iterator, so its workers exit before the next model
@@ -223,11 +224,11 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
         "gpu_memory_at_start_gib": start_gib,
     }
-    falling = rl.window_images_per_s[0] > 1.15 * rl.window_images_per_s[-1]
-    if falling and len(rl.window_images_per_s) > 2:
-        log.warning("warning: %s real-pipeline windows fell from %.1f to %.1f img/s: prefetched batches "
-                    "were still draining; give more --steps for the steady state", cfg.model,
-                    rl.window_images_per_s[0], rl.window_images_per_s[-1])
+    windows = rl.window_images_per_s
+    if len(windows) > 2 and windows[0] > 1.15 * rl.images_per_s:  # early windows above the steady ones
+        log.warning("warning: %s: the first real-pipeline window ran at %.1f img/s, the median at %.1f: "
+                    "prefetched batches were still draining (or the machine was busy); give more --steps "
+                    "for the steady state", cfg.model, windows[0], rl.images_per_s)
     return result
 
 

@@ -49,9 +49,10 @@ def split_windows(steps: int, windows: int) -> list[int]:
 def timed_windows(run_step, batches: Iterator, warmup: int, steps: int, windows: int, rt: Runtime,
                   batch_size: int, desc: str = "", progress: bool = False,
                   gpu_events: bool = False) -> Phase:
-    """Run `warmup` untimed steps, then `steps` timed ones in windows (see the module
-    docstring); a progress bar on stderr."""
+    """Run `warmup` untimed steps, then `steps` timed ones in windows (what each number means:
+    segtrain.bench's docstring); a progress bar on stderr."""
     sizes = split_windows(steps, windows)
+    stream = torch.cuda.current_stream(rt.device) if gpu_events else None
     log.info("%s: %d warm-up + %d timed steps of batch %d in %d windows", desc, warmup, steps, batch_size,
              len(sizes))
     bar = tqdm(total=warmup + steps, desc=desc, leave=False, disable=not progress, unit="step")
@@ -67,10 +68,10 @@ def timed_windows(run_step, batches: Iterator, warmup: int, steps: int, windows:
             batch = next(batches)
             if gpu_events:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
+                start.record(stream)
             run_step(batch)
             if gpu_events:
-                end.record()
+                end.record(stream)
                 marks.append((start, end))
             bar.update()
         rt.sync()
@@ -135,10 +136,11 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
     times = []
     for _ in range(reps):
         if cuda:
+            stream = torch.cuda.current_stream(device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+            start.record(stream)
             torch.mm(a, b)
-            end.record()
+            end.record(stream)
             end.synchronize()
             times.append(start.elapsed_time(end) / 1000)
         else:

@@ -140,3 +140,44 @@ def test_several_models_each_report_their_own_and_release_their_workers(tree):
     table = markdown_table(results).splitlines()
     assert [ln.split(" | ")[0] for ln in table if ln.startswith("| ") and "model" not in ln] == \
         ["| baseline", "| unet_small"]
+
+
+def test_json_out_keeps_the_models_measured_before_a_failure(tree, tmp_path, monkeypatch):
+    import segtrain.bench as bench
+
+    real_run, calls = bench.run_bench, []
+
+    def second_fails(cfg, *args):
+        calls.append(cfg.model)
+        if len(calls) == 2:
+            raise bench.SegtrainError(f"{cfg.model}: planted failure")
+        return real_run(cfg, *args)
+
+    monkeypatch.setattr(bench, "run_bench", second_fails)
+    r = invoke("bench", "--data", tree.root, "--model", "baseline,unet_small", "--batch-size", 2, "--steps", 1,
+               "--warmup", 0, "--workers", 0, "--device", "cpu", "--json-out", tmp_path / "b.json")
+    assert r.exit_code == 2 and "unet_small: planted failure" in r.stderr
+    assert [x["model"] for x in json.loads((tmp_path / "b.json").read_text())] == ["baseline"]
+
+
+def test_gpu_busy_is_the_step_spans_over_the_window(monkeypatch):
+    """The CUDA-event path with stand-in events that read the host clock: the spans around each
+    step lie inside their window, so the fraction is in (0, 1]."""
+    import time
+
+    class HostEvent:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = time.perf_counter()
+
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1000
+
+    monkeypatch.setattr(torch.cuda, "Event", HostEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.2,) * 3, amp=True, channels_last=True)
+    phase = timed_windows(lambda b: sum(range(20000)), iter(range(100)), warmup=1, steps=6, windows=2, rt=rt,
+                          batch_size=2, gpu_events=True)
+    assert 0 < phase.gpu_busy <= 1
