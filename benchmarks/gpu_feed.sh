@@ -9,7 +9,7 @@
 # Planned to finish in about 6 minutes (each model < 40 s; compile ~1.5 min); each step has its
 # own time limit, and the bench writes its JSON after every model, so a slow step loses only itself.
 #
-# Before the session, here: bash benchmarks/gpu_feed_prepare.sh   (fills .whl/)
+# Before the session, here: bash benchmarks/gpu_feed_prepare.sh   (fills .whl/; again after code changes)
 # On the device:  run(command="bash benchmarks/gpu_feed.sh", carry=[".whl"], timeout_s=540)
 # Smoke test here, on CPU, tiny: GPU_FEED_SMOKE=1 bash benchmarks/gpu_feed.sh
 #   (64 scenes, 120x160, two small models, a few steps; the venv's python, the project wheel only)

@@ -2,12 +2,14 @@
 # Run HERE (with network), before a device session: puts into .whl/ what benchmarks/gpu_feed.sh
 # installs on the device machine, which has Python 3.12 and torch with CUDA but no albumentations
 # or pydantic and no network: the project's own wheel plus the wheels of the packages that
-# machine lacks, at the versions this project's venv tests with. .whl/ is git-ignored (through
-# .git/info/exclude) and travels with the device tool's `carry: [".whl"]`.
+# machine lacks, at the versions this project's venv tests with. .whl/ is git-ignored
+# (.gitignore) and travels with the device tool's `carry: [".whl"]`. Run it again after any
+# change to the code: gpu_feed.sh runs the wheel, not the working tree.
 #
 #   bash benchmarks/gpu_feed_prepare.sh          # VENV=.venv by default
 #
-# Only .whl/ is written (emptied first, so it holds one version of each package).
+# Writes .whl/ (emptied first, so it holds one version of each package) and setuptools' build/
+# scratch folder (git-ignored), nothing else.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,10 +24,6 @@ if [[ ! -x "$PY" ]]; then
     echo "gpu_feed_prepare: $PY not found; run 'make setup' first (or set VENV)" >&2
     exit 2
 fi
-exclude=$(git rev-parse --git-path info/exclude)
-mkdir -p "$(dirname "$exclude")"
-grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >>"$exclude"
-
 rm -rf "$WHL"
 mkdir -p "$WHL"
 # pinned to the versions installed here, so the device runs what the tests ran
