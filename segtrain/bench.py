@@ -1,29 +1,46 @@
-"""`segtrain bench`: training throughput with the real input pipeline vs synthetic batches.
+"""`segtrain bench`: steady-state training throughput with the real input pipeline vs synthetic
+batches, the input pipeline alone, and how close the step comes to the chip's limit.
 
-Both modes run the same training step on the same model in one process; the synthetic
-batches are uint8 tensors already on the device (normalised there, like real batches), so
-real / synthetic near 1 means the data pipeline keeps the accelerator fed and a low ratio
-means it is starved (more --workers, smaller images on disk, or a faster decoder needed).
+Three modes run in one process on the same model. *synthetic*: the training step on uint8
+batches already on the device (normalised there like real ones): what the model can do when
+fed. *real*: the same step on batches from the training loader. *loader*: the loader alone,
+each batch moved to the device (pinned, as in training) and normalised, no model: whether the
+pipeline could keep up at all. Each mode runs `warmup` untimed steps, then `steps` timed ones
+split into `windows` windows; the rate reported is the median window, so worker start-up and
+prefetched batches do not set it (the windows are in the result: falling windows mean the
+prefetch buffer was still draining, and more --steps are needed). The loader is fed by one
+sampler epoch that covers every batch the bench takes, so no epoch boundary (where a new
+iterator restarts the workers' prefetch from empty) falls inside the measurement.
+
+Per mode: the main thread's CPU time per step (the host work that must stay under the GPU's
+step time, or the GPU starves; on CPU it includes the main thread's share of the compute) and,
+on CUDA, the GPU-busy fraction: CUDA events around each step's work on the stream, summed,
+over the window's wall time. FLOPs of one training step (forward + backward, as
+torch.utils.flop_counter counts them: matrix products and convolutions) give the achieved
+TFLOP/s and its share of a large matrix product's rate measured in the same run, in the
+step's compute precision.
 
 Memory is reported as parameters (+ gradients and Adam state for the trainable ones) and as
 the activations autograd keeps for the backward pass of one batch (measured with saved-tensor
-hooks, so it exists on CPU too); on CUDA the allocator's peak is reported as well.
-`--model all` runs every registered model in turn with its default options.
+hooks, so it exists on CPU too); on CUDA the allocator's peak since this model was built
+(each model of `--model all` starts from a released cache, so the peak is its own).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import time
+from collections.abc import Iterable, Iterator
 
 import torch
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
 from segtrain.config import BenchConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
 from segtrain.losses import build_loss
+from segtrain.measure import MATMUL_SIZE, activation_bytes, matmul_peak, timed_windows, train_flops
 from segtrain.models import (
     MODELS,
     check_inputs,
@@ -37,25 +54,6 @@ from segtrain.utils import SegtrainError, parse_hw, parse_parts
 log = logging.getLogger("segtrain")
 
 
-def _timed(run_step, batches, warmup: int, steps: int, rt: Runtime, batch_size: int,
-           desc: str = "", progress: bool = False) -> float:
-    """Images/s over `steps` steps after `warmup` untimed ones; a progress bar on stderr."""
-    log.info("%s: %d warm-up + %d timed steps of batch %d", desc, warmup, steps, batch_size)
-    bar = tqdm(total=warmup + steps, desc=desc, leave=False, disable=not progress, unit="step")
-    for _ in range(warmup):
-        run_step(next(batches))
-        bar.update()
-    rt.sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        run_step(next(batches))
-        bar.update()
-    rt.sync()
-    elapsed = time.perf_counter() - t0
-    bar.close()
-    return steps * batch_size / elapsed
-
-
 def bench_models(spec: str) -> list[str]:
     """'all' or a comma list of registered names (checked)."""
     names = list(MODELS) if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m.strip()]
@@ -65,27 +63,42 @@ def bench_models(spec: str) -> list[str]:
     return names
 
 
-def activation_bytes(model, x, y, loss_fn, rt: Runtime) -> int:
-    """Bytes of the distinct tensors autograd saves for backward in one training forward."""
-    seen: dict[tuple, int] = {}
+class _Repeated(Dataset):
+    """`times` passes over a dataset as one sampler epoch (keys may carry an augmentation seed,
+    which the sampler draws per position, so repeated samples are augmented afresh)."""
 
-    def pack(t):
-        try:
-            key = (t.untyped_storage().data_ptr(), t.device.type)
-            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
-        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse)
-            pass
-        return t
+    def __init__(self, base: Dataset, times: int):
+        self.base, self.times = base, times
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), rt.autocast():
-        loss = loss_fn(model(x), y)
-    del loss
-    return sum(seen.values())
+    def __len__(self) -> int:
+        return len(self.base) * self.times
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        index %= len(self.base)
+        return self.base[index if seed is None else (index, seed)]
 
 
-def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
+def _release(device: torch.device) -> None:
+    """Free what earlier models left (cycles, the allocator's cache) and restart the peak."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_benches(cfgs: Iterable[BenchConfig], progress: bool = False) -> Iterator[dict]:
+    """`run_bench` for each config in turn, one result at a time (so a caller can save each
+    as it comes); the matrix-product peak is measured once per device and precision."""
+    peaks: dict = {}
+    for cfg in cfgs:
+        yield run_bench(cfg, progress, peaks)
+
+
+def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = None) -> dict:
     """Time one model (see the module docstring); progress goes to the log and, with
-    `progress`, a bar per mode on stderr (the result itself only to the caller)."""
+    `progress`, a bar per mode on stderr (the result itself only to the caller). `peaks`
+    caches matrix-product peaks across calls."""
     check_fields(cfg)
     info = load_dataset_info(cfg.data)
     device = resolve_device(cfg.device)
@@ -97,13 +110,27 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
         check_inputs(cfg.model, cfg.model_options, cfg.inputs, cfg.fusion)
     except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
-    log.info("bench %s %dx%d batch %d on %s: building the model and measuring activations", cfg.model,
-             size[0], size[1], cfg.batch_size, device)
-    seed_everything(cfg.seed)
     with_depth = uses_depth(cfg.inputs)
+    bs = cfg.batch_size
+    ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth)
+    if len(ds) < bs:
+        raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
     depth_stats = info.depth_stats()[:2] if with_depth else FALLBACK_DEPTH_STATS
     rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
                         cfg.depth_encoding, depth_stats)
+    compute_dtype = rt.amp_dtype or torch.float32
+    peaks = {} if peaks is None else peaks
+    if (str(device), compute_dtype) not in peaks:
+        log.info("bench: %d^3 %s matrix product on %s (the peak the step is compared with)",
+                 MATMUL_SIZE[device.type], str(compute_dtype).removeprefix("torch."), device)
+        peaks[(str(device), compute_dtype)] = matmul_peak(device, compute_dtype)
+    peak = peaks[(str(device), compute_dtype)]
+    _release(device)
+    cuda = device.type == "cuda"
+    start_gib = torch.cuda.memory_allocated(device) / 2**30 if cuda else None
+    log.info("bench %s %dx%d batch %d on %s: building the model and measuring activations and FLOPs",
+             cfg.model, size[0], size[1], bs, device)
+    seed_everything(cfg.seed)
     try:
         model = create_model(cfg.model, info.num_classes, inputs=cfg.inputs, fusion=cfg.fusion,
                              **cfg.model_options)
@@ -117,10 +144,12 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
     loss_fn = build_loss("ce", info.num_classes, info.ignore_index).to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     scaler = rt.make_scaler()
-    bs = cfg.batch_size
 
     def step(batch):
         train_step(net, *rt.train_batch(batch), loss_fn, optimizer, scaler, rt)
+
+    def to_device(batch):  # the loader alone: what training does to a batch before the model
+        rt.train_batch(batch)
 
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
     x_syn = torch.randint(0, 256, (bs, 3, *size), generator=g, dtype=torch.uint8).to(device)
@@ -133,10 +162,11 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
         while True:
             yield syn_batch
 
-    ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth)
-    if len(ds) < bs:
-        raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
-    loader, sampler = make_loader(ds, bs, True, cfg.seed, cfg.workers, device, drop_last=True)
+    # one sampler epoch covers real + loader modes and what the workers prefetch past them
+    prefetched = max(cfg.workers, 1) * 4  # make_loader's prefetch_factor 4 per worker
+    needed = (2 * (cfg.warmup + cfg.steps) + 3 * prefetched) * bs
+    times = -(-needed // len(ds))
+    loader, sampler = make_loader(_Repeated(ds, times), bs, True, cfg.seed, cfg.workers, device, drop_last=True)
 
     def real():
         epoch = 0
@@ -145,14 +175,26 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
             yield from loader
             epoch += 1
 
-    act = activation_bytes(model, rt.batch_inputs(syn_batch), rt.masks(y_syn), loss_fn, rt)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    syn = _timed(step, synthetic(), cfg.warmup, cfg.steps, rt, bs, f"{cfg.model} synthetic batches", progress)
-    rl = _timed(step, real(), cfg.warmup, cfg.steps, rt, bs, f"{cfg.model} real input pipeline", progress)
+    batches = real()
+    try:
+        x, y = rt.train_batch(syn_batch)
+        act = activation_bytes(model, x, y, loss_fn, rt)
+        flops = train_flops(model, x, y, loss_fn, rt)
+        del x, y
+        syn = timed_windows(step, synthetic(), cfg.warmup, cfg.steps, cfg.windows, rt, bs,
+                            f"{cfg.model} synthetic batches", progress, gpu_events=cuda)
+        rl = timed_windows(step, batches, cfg.warmup, cfg.steps, cfg.windows, rt, bs,
+                           f"{cfg.model} real input pipeline", progress, gpu_events=cuda)
+        # the loader alone; its warm-up first takes what real mode left prefetched
+        ld = timed_windows(to_device, batches, cfg.warmup + prefetched, cfg.steps, cfg.windows, rt, bs,
+                           f"{cfg.model} input pipeline alone", progress)
+    finally:
+        batches.close()  # ends the loader's iterator, so its workers exit before the next model
+    flops_per_image = flops / bs
+    tflops = {k: flops_per_image * p.images_per_s / 1e12 for k, p in (("synthetic", syn), ("real", rl))}
     result = {
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "device": str(device) if not cuda else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
         "model": cfg.model, "model_options": cfg.model_options, "parameters": params,
         "inputs": cfg.inputs, **({"depth_encoding": cfg.depth_encoding, "fusion": cfg.fusion} if with_depth else {}),
         "train_parts": cfg.train_parts, "trainable_parameters": trainable,
@@ -163,8 +205,67 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> dict:
         "precision": str(rt.amp_dtype).removeprefix("torch.") if rt.amp_dtype else "float32",
         "channels_last": rt.channels_last, "compile": cfg.compile,
         "torch_threads": torch.get_num_threads(), "steps": cfg.steps, "warmup": cfg.warmup,
-        "synthetic_images_per_s": syn, "real_images_per_s": rl, "real_over_synthetic": rl / syn,
+        "windows": len(syn.window_images_per_s), "train_images": len(ds),
+        "synthetic_images_per_s": syn.images_per_s, "real_images_per_s": rl.images_per_s,
+        "real_over_synthetic": rl.images_per_s / syn.images_per_s,
+        "loader_images_per_s": ld.images_per_s,
+        "loader_over_synthetic": ld.images_per_s / syn.images_per_s,
+        "synthetic_window_images_per_s": syn.window_images_per_s,
+        "real_window_images_per_s": rl.window_images_per_s,
+        "loader_window_images_per_s": ld.window_images_per_s,
+        "synthetic_host_ms_per_step": syn.host_ms_per_step, "real_host_ms_per_step": rl.host_ms_per_step,
+        "loader_host_ms_per_batch": ld.host_ms_per_step,
+        "synthetic_gpu_busy": syn.gpu_busy, "real_gpu_busy": rl.gpu_busy,
+        "train_flops_per_image": flops_per_image,
+        "synthetic_tflops": tflops["synthetic"], "real_tflops": tflops["real"],
+        **peak,
+        "synthetic_share_of_matmul_peak": tflops["synthetic"] / peak["matmul_peak_tflops"],
+        "real_share_of_matmul_peak": tflops["real"] / peak["matmul_peak_tflops"],
+        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        "gpu_memory_at_start_gib": start_gib,
     }
-    if device.type == "cuda":
-        result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    windows = rl.window_images_per_s
+    if len(windows) > 2 and windows[0] > 1.15 * rl.images_per_s:  # early windows above the steady ones
+        log.warning("warning: %s: the first real-pipeline window ran at %.1f img/s, the median at %.1f: "
+                    "prefetched batches were still draining (or the machine was busy); give more --steps "
+                    "for the steady state", cfg.model, windows[0], rl.images_per_s)
     return result
+
+
+def _cell(*values, fmt: str = "{:.1f}") -> str:
+    return " / ".join("–" if v is None else fmt.format(v) for v in values)
+
+
+def markdown_table(results: list[dict]) -> str:
+    """One row per result: the numbers issue 11 asks for, with a line naming the setting."""
+    if not results:
+        return ""
+    r0 = results[0]
+    head = (f"{r0['device']}, torch {r0['torch']}, {r0['size'][0]}x{r0['size'][1]}, batch {r0['batch_size']}, "
+            f"{r0['precision']}, {r0['workers']} workers, augment {r0['augment']}, {r0['steps']} timed steps in "
+            f"{r0['windows']} windows after {r0['warmup']} warm-up (medians of windows); matmul peak "
+            f"{r0['matmul_peak_tflops']:.3g} TFLOP/s ({r0['matmul_peak_dtype']} {r0['matmul_peak_size']}^3)")
+    cols = ["model", "synthetic img/s", "real img/s", "real ÷ synthetic", "loader-only img/s",
+            "GPU busy syn / real", "TFLOP/s syn / real", "share of matmul peak syn / real", "peak GiB",
+            "host ms/step syn / real"]
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        name = r["model"] + "".join(f" {flag}" for flag, on in (("--compile", r["compile"]),) if on)
+        if r["precision"] != r0["precision"]:
+            name += f" ({r['precision']})"
+        row = [
+            name,
+            f"{r['synthetic_images_per_s']:.1f} ({min(r['synthetic_window_images_per_s']):.1f}–"
+            f"{max(r['synthetic_window_images_per_s']):.1f})",
+            f"{r['real_images_per_s']:.1f} ({min(r['real_window_images_per_s']):.1f}–"
+            f"{max(r['real_window_images_per_s']):.1f})",
+            f"{r['real_over_synthetic']:.2f}",
+            f"{r['loader_images_per_s']:.1f}",
+            _cell(r["synthetic_gpu_busy"], r["real_gpu_busy"], fmt="{:.0%}"),
+            _cell(r["synthetic_tflops"], r["real_tflops"], fmt="{:.3g}"),
+            _cell(r["synthetic_share_of_matmul_peak"], r["real_share_of_matmul_peak"], fmt="{:.1%}"),
+            _cell(r["peak_gpu_memory_gib"], fmt="{:.1f}"),
+            _cell(r["synthetic_host_ms_per_step"], r["real_host_ms_per_step"]),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"

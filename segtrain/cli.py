@@ -285,8 +285,10 @@ def models_cmd(num_classes, verbose):
 @click.option("--model-opt", multiple=True, help="Model option KEY=VALUE (repeatable).")
 @click.option("--size", callback=_size, help="Input size HxW [default: dataset.json image_size].")
 @click.option("--batch-size", default=8, show_default=True)
-@click.option("--steps", default=20, show_default=True, help="Timed steps per mode.")
-@click.option("--warmup", default=5, show_default=True, help="Untimed steps per mode.")
+@click.option("--steps", default=100, show_default=True, help="Timed steps per mode.")
+@click.option("--warmup", default=10, show_default=True, help="Untimed steps per mode.")
+@click.option("--windows", default=5, show_default=True,
+              help="Windows the timed steps are split into; each rate is the median window.")
 @click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
 @click.option("--workers", type=int, default=None, help="[default: cores - 2, at least 1]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
@@ -300,11 +302,12 @@ def models_cmd(num_classes, verbose):
 @click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON here (a list for "
               "several models).")
-def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, workers, device,
+def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, augment, workers, device,
               amp, channels_last, compile_model, train_parts, inputs, depth_encoding, fusion, json_out):
-    """Training images/s: real input pipeline vs synthetic on-device batches, and their ratio;
-    parameters and training memory per model."""
-    from segtrain.bench import bench_models, run_bench
+    """Steady-state training images/s: real input pipeline vs synthetic on-device batches and
+    their ratio, the input pipeline alone, GPU-busy fraction, TFLOP/s against a matrix
+    product's peak, host CPU per step; parameters and training memory per model."""
+    from segtrain.bench import bench_models, markdown_table, run_benches
     from segtrain.utils import atomic_write_json
 
     if json_out:  # checked before minutes of benchmarking, not after
@@ -312,27 +315,35 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, augment, 
     names = _guard(bench_models, model)
     if model_opt and len(names) > 1:
         raise CliError("--model-opt applies to one model; bench several models with their defaults")
-    results = []
+    cfgs = []
     for name in names:
         cfg = BenchConfig(data=data, model=name, model_options=_model_opts(model_opt), size=size,
-                          batch_size=batch_size, steps=steps, warmup=warmup, augment=augment,
+                          batch_size=batch_size, steps=steps, warmup=warmup, windows=windows, augment=augment,
                           device=device, amp=amp, channels_last=channels_last, compile=compile_model,
                           train_parts=train_parts, inputs=inputs, depth_encoding=depth_encoding,
                           fusion=fusion)
         if workers is not None:
             cfg.workers = workers
-        results.append(_guard(run_bench, cfg, progress=sys.stderr.isatty()))
+        cfgs.append(cfg)
+    results, runs = [], run_benches(cfgs, progress=sys.stderr.isatty())
+    while True:
+        result = _guard(next, runs, None)
+        if result is None:
+            break
+        results.append(result)
+        if json_out:  # after each model, so an interrupted `--model all` keeps what it measured
+            atomic_write_json(json_out, results[0] if len(cfgs) == 1 else results)
     if len(results) == 1:
         click.echo(json.dumps(results[0], indent=2))
     for r in results:
-        mem = f", GPU peak {r['peak_gpu_memory_gib']:.2f} GiB" if "peak_gpu_memory_gib" in r else ""
+        mem = f", GPU peak {r['peak_gpu_memory_gib']:.2f} GiB" if r["peak_gpu_memory_gib"] is not None else ""
         click.echo(f"{r['model']} {r['size'][0]}x{r['size'][1]} batch {r['batch_size']} on {r['device']} "
                    f"({r['precision']}): synthetic {r['synthetic_images_per_s']:.2f} img/s, real pipeline "
-                   f"{r['real_images_per_s']:.2f} img/s, ratio {r['real_over_synthetic']:.3f}; "
+                   f"{r['real_images_per_s']:.2f} img/s, ratio {r['real_over_synthetic']:.3f}, loader alone "
+                   f"{r['loader_images_per_s']:.2f} img/s; {r['train_flops_per_image'] / 1e9:.3g} GFLOP/image; "
                    f"{r['parameters'] / 1e6:.2f} M params ({r['trainable_parameters'] / 1e6:.2f} M trained), "
                    f"activations {r['activations_mib']:.0f} MiB{mem}")
-    if json_out:
-        atomic_write_json(json_out, results[0] if len(results) == 1 else results)
+    click.echo("\n" + markdown_table(results), nl=False)
 
 
 @main.command("sweep")

@@ -164,8 +164,9 @@ class BenchConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     size: list[int] | None = None
     batch_size: int = num(8, ge=1)
-    steps: int = num(20, ge=1)
-    warmup: int = num(5, ge=0)
+    steps: int = num(100, ge=1)
+    warmup: int = num(10, ge=0)
+    windows: int = num(5, ge=1)
     augment: str = "basic"
     workers: int = num(factory=default_workers, ge=0)
     device: str = "auto"

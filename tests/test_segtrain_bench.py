@@ -1,0 +1,183 @@
+"""`segtrain bench` on CPU (issue 11 §4): windowed steady-state rates, the loader alone, FLOPs
+against a matrix product's peak, host CPU per step, one result per model with its own
+resources, and the CUDA-only numbers left empty. Never asserts a timing."""
+
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import statistics
+
+import pytest
+import torch
+from cleantree import write_clean_tree
+from click.testing import CliRunner
+
+from segtrain.bench import _Repeated, markdown_table, run_bench, run_benches
+from segtrain.cli import main
+from segtrain.config import BenchConfig
+from segtrain.engine import Runtime
+from segtrain.measure import matmul_peak, split_windows, timed_windows, train_flops
+
+TINY = {"base_width": 4, "depth": 2}
+CUDA_ONLY = ("synthetic_gpu_busy", "real_gpu_busy", "peak_gpu_memory_gib", "gpu_memory_at_start_gib")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_clean_tree(tmp_path_factory.mktemp("bench") / "data", counts={"train": 5, "val": 1},
+                            size=(32, 48))
+
+
+def cfg(tree, **kw) -> BenchConfig:
+    base = {"data": str(tree.root), "model": "unet_small", "model_options": dict(TINY), "batch_size": 2,
+            "steps": 4, "warmup": 1, "windows": 2, "workers": 0, "device": "cpu"}
+    return BenchConfig(**{**base, **kw})
+
+
+def test_split_windows():
+    assert split_windows(10, 5) == [2, 2, 2, 2, 2]
+    assert split_windows(11, 5) == [3, 2, 2, 2, 2]
+    assert split_windows(2, 5) == [1, 1]  # never an empty window
+    assert split_windows(7, 1) == [7]
+
+
+def test_timed_windows_counts_every_step_once_and_has_no_gpu_numbers_on_cpu():
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.2,) * 3, amp=True, channels_last=True)
+    seen = []
+    phase = timed_windows(seen.append, iter(range(100)), warmup=3, steps=7, windows=3, rt=rt, batch_size=4)
+    assert seen == list(range(10))  # 3 warm-up + 7 timed, in order, none skipped
+    assert len(phase.window_images_per_s) == 3 and min(phase.window_images_per_s) > 0
+    assert phase.images_per_s == statistics.median(phase.window_images_per_s)
+    assert phase.host_ms_per_step >= 0 and phase.gpu_busy is None
+
+
+def test_train_flops_of_one_convolution_is_the_hand_count():
+    """Forward 2·N·H·W·Cout·Cin·k² multiply-adds; backward the weight gradient (the same again),
+    no input gradient (the input needs none)."""
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.2,) * 3, amp=True, channels_last=True)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    x, y = torch.randn(2, 3, 10, 12), torch.randint(0, 8, (2, 10, 12))
+    fwd = 2 * 2 * 10 * 12 * 8 * 3 * 9
+    assert train_flops(conv, x, y, torch.nn.CrossEntropyLoss(), rt) == 2 * fwd
+    assert conv.weight.grad is None  # the count leaves no gradient behind
+
+
+def test_matmul_peak_on_cpu():
+    peak = matmul_peak(torch.device("cpu"), torch.float32, n=64, reps=3)
+    assert peak["matmul_peak_tflops"] > 0
+    assert (peak["matmul_peak_dtype"], peak["matmul_peak_size"]) == ("float32", 64)
+
+
+def test_repeated_dataset_passes_keys_and_seeds_through():
+    class Items:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, key):
+            return key
+
+    rep = _Repeated(Items(), 4)
+    assert len(rep) == 12
+    assert [rep[i] for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert rep[(5, 99)] == (2, 99)
+
+
+def test_bench_reports_windows_loader_flops_and_no_cuda_numbers(tree, tmp_path):
+    r = invoke("bench", "--data", tree.root, "--batch-size", 2, "--steps", 6, "--warmup", 1, "--windows", 3,
+               "--workers", 1, "--device", "cpu", "--model-opt", "base_width=4", "--model-opt", "depth=2",
+               "--json-out", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.json").read_text())
+    for mode in ("synthetic", "real", "loader"):
+        windows = res[f"{mode}_window_images_per_s"]
+        assert len(windows) == 3 and min(windows) > 0
+        assert res[f"{mode}_images_per_s"] == statistics.median(windows)
+    assert res["windows"] == 3 and res["steps"] == 6
+    assert res["real_over_synthetic"] == pytest.approx(res["real_images_per_s"] / res["synthetic_images_per_s"])
+    assert res["loader_over_synthetic"] == pytest.approx(res["loader_images_per_s"] / res["synthetic_images_per_s"])
+    assert res["train_flops_per_image"] > 0 and res["matmul_peak_tflops"] > 0
+    assert res["matmul_peak_dtype"] == "float32" and res["precision"] == "float32"
+    for mode in ("synthetic", "real"):
+        tflops = res["train_flops_per_image"] * res[f"{mode}_images_per_s"] / 1e12
+        assert res[f"{mode}_tflops"] == pytest.approx(tflops)
+        assert res[f"{mode}_share_of_matmul_peak"] == pytest.approx(tflops / res["matmul_peak_tflops"])
+        assert res[f"{mode}_host_ms_per_step"] > 0
+    assert res["loader_host_ms_per_batch"] >= 0
+    for key in CUDA_ONLY:
+        assert key in res and res[key] is None
+    assert res["train_images"] == 5 and res["torch"] == torch.__version__
+    # the table: a header naming the setting and one row for the model, CUDA-only cells empty
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| unet_small |")]
+    assert len(rows) == 1 and "| – / – |" in rows[0]
+    assert "3 windows" in r.stdout and "matmul peak" in r.stdout
+
+
+def test_flops_are_deterministic_and_scale_with_the_image(tree):
+    a = run_bench(cfg(tree, steps=1, windows=1, warmup=0))
+    b = run_bench(cfg(tree, steps=1, windows=1, warmup=0, seed=7))
+    assert a["train_flops_per_image"] == b["train_flops_per_image"] > 0
+    # convolutions are per pixel: a quarter of the pixels, a quarter of the FLOPs
+    c = run_bench(cfg(tree, steps=1, windows=1, warmup=0, size=[16, 24]))
+    assert c["train_flops_per_image"] * 4 == pytest.approx(a["train_flops_per_image"], rel=1e-6)
+
+
+def test_several_models_each_report_their_own_and_release_their_workers(tree):
+    cfgs = [cfg(tree, model="baseline", model_options={}, workers=1), cfg(tree, workers=1)]
+    results = list(run_benches(cfgs))
+    assert [r["model"] for r in results] == ["baseline", "unet_small"]
+    assert results[0]["train_flops_per_image"] != results[1]["train_flops_per_image"]
+    assert results[0]["parameters"] != results[1]["parameters"]
+    # the peak is measured once and shared: the same ceiling for every row of one run
+    assert results[0]["matmul_peak_tflops"] == results[1]["matmul_peak_tflops"]
+    gc.collect()
+    assert multiprocessing.active_children() == []  # each model's loader workers have exited
+    table = markdown_table(results).splitlines()
+    assert [ln.split(" | ")[0] for ln in table if ln.startswith("| ") and "model" not in ln] == \
+        ["| baseline", "| unet_small"]
+
+
+def test_json_out_keeps_the_models_measured_before_a_failure(tree, tmp_path, monkeypatch):
+    import segtrain.bench as bench
+
+    real_run, calls = bench.run_bench, []
+
+    def second_fails(cfg, *args):
+        calls.append(cfg.model)
+        if len(calls) == 2:
+            raise bench.SegtrainError(f"{cfg.model}: planted failure")
+        return real_run(cfg, *args)
+
+    monkeypatch.setattr(bench, "run_bench", second_fails)
+    r = invoke("bench", "--data", tree.root, "--model", "baseline,unet_small", "--batch-size", 2, "--steps", 1,
+               "--warmup", 0, "--workers", 0, "--device", "cpu", "--json-out", tmp_path / "b.json")
+    assert r.exit_code == 2 and "unet_small: planted failure" in r.stderr
+    assert [x["model"] for x in json.loads((tmp_path / "b.json").read_text())] == ["baseline"]
+
+
+def test_gpu_busy_is_the_step_spans_over_the_window(monkeypatch):
+    """The CUDA-event path with stand-in events that read the host clock: the spans around each
+    step lie inside their window, so the fraction is in (0, 1]."""
+    import time
+
+    class HostEvent:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = time.perf_counter()
+
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1000
+
+    monkeypatch.setattr(torch.cuda, "Event", HostEvent)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.2,) * 3, amp=True, channels_last=True)
+    phase = timed_windows(lambda b: sum(range(20000)), iter(range(100)), warmup=1, steps=6, windows=2, rt=rt,
+                          batch_size=2, gpu_events=True)
+    assert 0 < phase.gpu_busy <= 1
