@@ -8,9 +8,10 @@ each batch moved to the device (pinned, as in training) and normalised, no model
 pipeline could keep up at all. Each mode runs `warmup` untimed steps, then `steps` timed ones
 split into `windows` windows; the rate reported is the median window, so worker start-up and
 prefetched batches do not set it (the windows are in the result: falling windows mean the
-prefetch buffer was still draining, and more --steps are needed). The loader is fed by one
-sampler epoch that covers every batch the bench takes, so no epoch boundary (where a new
-iterator restarts the workers' prefetch from empty) falls inside the measurement.
+prefetch buffer was still draining, and more --steps are needed). The loader is one iterator
+over all the epochs the bench takes, as in `segtrain run` (data.EpochBatches), so no epoch
+boundary restarts the workers' prefetch from empty inside the measurement. The optimizer is
+`segtrain run`'s default (fused Adam), so the step reads nothing back, as in training.
 
 Per mode: the main thread's CPU time per step (the host work that must stay under the GPU's
 step time, or the GPU starves; on CPU it includes the main thread's share of the compute) and,
@@ -33,12 +34,18 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import torch
-from torch.utils.data import Dataset
 
-from segtrain.config import BenchConfig, check_fields
+from segtrain.config import BenchConfig, TrainConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
-from segtrain.engine import Runtime, prepare_model, resolve_device, seed_everything, train_step
+from segtrain.engine import (
+    Runtime,
+    make_optimizer,
+    prepare_model,
+    resolve_device,
+    seed_everything,
+    train_step,
+)
 from segtrain.losses import build_loss
 from segtrain.measure import MATMUL_SIZE, activation_bytes, matmul_peak, timed_windows, train_flops
 from segtrain.models import (
@@ -61,22 +68,6 @@ def bench_models(spec: str) -> list[str]:
         if n not in MODELS:
             raise SegtrainError(f"unknown model {n!r}; available: {', '.join(sorted(MODELS))}, all")
     return names
-
-
-class _Repeated(Dataset):
-    """`times` passes over a dataset as one sampler epoch (keys may carry an augmentation seed,
-    which the sampler draws per position, so repeated samples are augmented afresh)."""
-
-    def __init__(self, base: Dataset, times: int):
-        self.base, self.times = base, times
-
-    def __len__(self) -> int:
-        return len(self.base) * self.times
-
-    def __getitem__(self, key):
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        index %= len(self.base)
-        return self.base[index if seed is None else (index, seed)]
 
 
 def _release(device: torch.device) -> None:
@@ -142,7 +133,9 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     net = prepare_model(model, rt, cfg.compile)
     net.train()
     loss_fn = build_loss("ce", info.num_classes, info.ignore_index).to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    # segtrain run's default optimizer and rate (fused: no sync per step, as in training)
+    optimizer = make_optimizer(TrainConfig.optimizer, [p for p in model.parameters() if p.requires_grad],
+                               TrainConfig.lr)
     scaler = rt.make_scaler()
 
     def step(batch):
@@ -162,18 +155,13 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         while True:
             yield syn_batch
 
-    # one sampler epoch covers real + loader modes and what the workers prefetch past them
+    # one iterator over as many epochs as the modes take, as `segtrain run` iterates (no
+    # epoch boundary restarts the workers inside a measurement)
     prefetched = max(cfg.workers, 1) * 4  # make_loader's prefetch_factor 4 per worker
-    needed = (2 * (cfg.warmup + cfg.steps) + 3 * prefetched) * bs
-    times = -(-needed // len(ds))
-    loader, sampler = make_loader(_Repeated(ds, times), bs, True, cfg.seed, cfg.workers, device, drop_last=True)
+    loader, _ = make_loader(ds, bs, True, cfg.seed, cfg.workers, device, drop_last=True, epochs=range(1, 2**31))
 
     def real():
-        epoch = 0
-        while True:
-            sampler.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+        yield from loader
 
     batches = real()
     try:

@@ -185,20 +185,25 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    return make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
     """Adam, AdamW and SGD use their fused kernel (one launch for all parameters, and a bad
     step skipped on the device: see train_step); RMSprop has none."""
     params = list(params)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     kinds = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
-             "sgd": (torch.optim.SGD, {"momentum": cfg.momentum})}
-    if cfg.optimizer not in kinds:
-        raise SegtrainError(f"unknown optimizer {cfg.optimizer!r}")
-    cls, extra = kinds[cfg.optimizer]
+             "sgd": (torch.optim.SGD, {"momentum": momentum})}
+    if name not in kinds:
+        raise SegtrainError(f"unknown optimizer {name!r}")
+    cls, extra = kinds[name]
     try:
-        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True, **extra)
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=True, **extra)
     except RuntimeError:  # a device without fused kernels: the default implementation
-        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+        return cls(params, lr=lr, weight_decay=weight_decay, **extra)
 
 
 class PolyLR:

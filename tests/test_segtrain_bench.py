@@ -14,7 +14,7 @@ import torch
 from cleantree import write_clean_tree
 from click.testing import CliRunner
 
-from segtrain.bench import _Repeated, markdown_table, run_bench, run_benches
+from segtrain.bench import markdown_table, run_bench, run_benches
 from segtrain.cli import main
 from segtrain.config import BenchConfig
 from segtrain.engine import Runtime
@@ -72,20 +72,6 @@ def test_matmul_peak_on_cpu():
     peak = matmul_peak(torch.device("cpu"), torch.float32, n=64, reps=3)
     assert peak["matmul_peak_tflops"] > 0
     assert (peak["matmul_peak_dtype"], peak["matmul_peak_size"]) == ("float32", 64)
-
-
-def test_repeated_dataset_passes_keys_and_seeds_through():
-    class Items:
-        def __len__(self):
-            return 3
-
-        def __getitem__(self, key):
-            return key
-
-    rep = _Repeated(Items(), 4)
-    assert len(rep) == 12
-    assert [rep[i] for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
-    assert rep[(5, 99)] == (2, 99)
 
 
 def test_bench_reports_windows_loader_flops_and_no_cuda_numbers(tree, tmp_path):

@@ -90,3 +90,24 @@ def test_bad_class_table_and_labels(tree):
     with pytest.raises(DataError, match=r"label id\(s\) \[200\] not in the class table"):
         ds[idx]
     assert np.all(info.id_to_train_id[[0, 1, 39]] == [255, 0, 38])
+
+
+def test_epoch_batches_are_the_per_epoch_batches_back_to_back():
+    """One iterator over epochs 2..4 yields exactly what a per-epoch loader would: each epoch's
+    own order and seeds, its partial tail dropped, the cap applied per epoch."""
+    from segtrain.data import EpochBatches
+
+    def per_epoch(epoch, bs, drop_last, cap=0):
+        s = EpochSampler(11, shuffle=True, seed=5, drop_tail=drop_last)
+        s.set_epoch(epoch)
+        keys = list(s)
+        stop = len(keys) - len(keys) % bs if drop_last and len(keys) > bs else len(keys)
+        batches = [keys[i:i + bs] for i in range(0, stop, bs)]
+        return batches[:cap] if cap else batches
+
+    for bs, drop_last, cap in ((4, True, 0), (4, False, 0), (20, True, 0), (3, True, 2)):
+        spans = EpochBatches(EpochSampler(11, shuffle=True, seed=5, drop_tail=drop_last), bs, drop_last,
+                             range(2, 5), max_batches=cap)
+        expected = [b for e in range(2, 5) for b in per_epoch(e, bs, drop_last, cap)]
+        assert list(spans) == expected and len(spans) == len(expected) == 3 * spans.per_epoch
+    assert EpochBatches(EpochSampler(11, True), 20, True, range(1, 2)).per_epoch == 1  # the only batch stays
