@@ -11,7 +11,9 @@ epochs are timed in the same run:
   the workers build the next epoch's batches while this one ends.
 
 Efficiency = ideal time (steps x step-ms) / measured time; 1.0 means the device never
-waited. The loader-only rate (no step) says what the workers can supply at most.
+waited. The loader-only rate (no step) says what the workers can supply at most. It also
+times `Runtime.images` (uint8 batch -> normalised float, channels_last) against the
+four-step formula it replaced (convert, divide, subtract, divide, re-layout), best of 5.
 
     python benchmarks/bench_feed.py                       # 48 images, 4 epochs, batch 8, 2 workers
     python benchmarks/bench_feed.py --images 96 --step-ms 300 --workers 2 --epochs 3
@@ -31,9 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchutil import best  # noqa: E402
 from cleantree import write_clean_tree  # noqa: E402
 
 from segtrain.data import load_dataset_info, make_loader, train_dataset  # noqa: E402
+from segtrain.engine import Runtime  # noqa: E402
 from segtrain.utils import parse_hw  # noqa: E402
 
 
@@ -93,12 +97,25 @@ def main(images: int, size: str, batch_size: int, epochs: int, workers: int, ste
 
         ideal = per_epoch * epochs * step_s
         a, b = min(run_per_epoch(), run_per_epoch()), min(run_spanning(), run_spanning())
+
+        x = next(iter(make_loader(ds, batch_size, False, 0, 0, cpu)[0]))["image"]
+        rt = Runtime(cpu, torch.tensor(info.mean).view(1, 3, 1, 1), torch.tensor(info.std).view(1, 3, 1, 1),
+                     channels_last=True)
+
+        def four_steps():
+            y = x.float().div_(255.0)
+            return ((y - rt.mean) / rt.std).contiguous(memory_format=torch.channels_last)
+
+        assert torch.allclose(four_steps(), rt.images(x), atol=1e-5)
+        norm_old, norm_new = best(four_steps, 5), best(lambda: rt.images(x), 5)
     print(f"$ python benchmarks/bench_feed.py {shlex.join(sys.argv[1:])}")
     print(f"{images} images {h}x{w}, batch {batch_size} ({per_epoch} per epoch), {epochs} epochs, "
           f"{workers} workers; loader alone {batch_size / loader_s:.1f} img/s; "
           f"device step {step_s * 1000:.0f} ms = {batch_size / step_s:.1f} img/s")
     print(f"per-epoch iterators: {a:.2f} s, efficiency {ideal / a:.2f}")
     print(f"one spanning iterator: {b:.2f} s, efficiency {ideal / b:.2f}  ({a / b:.2f}x faster)")
+    print(f"normalising a batch ({batch_size}x3x{h}x{w}, 1 thread): {norm_new * 1000:.1f} ms against "
+          f"{norm_old * 1000:.1f} ms for the four-step formula ({norm_old / norm_new:.2f}x)")
 
 
 if __name__ == "__main__":
