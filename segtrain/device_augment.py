@@ -94,7 +94,7 @@ class DeviceAugment:
 
     def _gray_weights(self, device: torch.device) -> torch.Tensor:
         if device not in self._gray:
-            self._gray[device] = torch.tensor(_GRAY, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self._gray[device] = torch.tensor(_GRAY, dtype=torch.float32, device=device).view(1, 3)
         return self._gray[device]
 
     def __call__(self, batch: dict) -> dict:
@@ -111,7 +111,7 @@ class DeviceAugment:
         if "depth" in batch:
             planes.append(batch["depth"].unsqueeze(1).float())
         y = F.grid_sample(torch.cat(planes, 1), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        mean_gray = (x * self._gray_weights(x.device)).sum(1).mean((1, 2))
+        mean_gray = (x.mean((2, 3)) * self._gray_weights(x.device)).sum(1)  # channel means first: no HxW temporary
         x = torch.einsum("nij,njhw->nihw", p[:, 6:15].reshape(n, 3, 3), x)
         x = x + (p[:, 15] * mean_gray).view(n, 1, 1, 1)
         out = dict(batch)
