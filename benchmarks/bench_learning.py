@@ -91,16 +91,17 @@ def majority_floor(report: Path) -> dict[str, float]:
 @click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
 @click.option("--augment", type=click.Choice(AUGMENTS), help="Override the recipe's augmentation.")
 @click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where it runs (docs/training.md).")
+@click.option("--seed", type=int, help="Override the recipe's seed (spread between runs).")
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON.")
 def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs: str, fusion: str,
-         augment: str | None, augment_on: str | None, json_out: str | None) -> None:
+         augment: str | None, augment_on: str | None, seed: int | None, json_out: str | None) -> None:
     opts = dict(RECIPES[recipe])
     if epochs:
         opts["epochs"] = epochs
     if inputs != "rgb":  # an RGB recipe stays exactly what it was
         opts.update(inputs=inputs, fusion=fusion)
-    for key, value in (("augment", augment), ("augment_on", augment_on)):
-        if value:
+    for key, value in (("augment", augment), ("augment_on", augment_on), ("seed", seed)):
+        if value is not None:
             opts[key] = value
     if opts["device"] == "cuda":
         import torch
@@ -113,6 +114,7 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs:
     root.mkdir(parents=True, exist_ok=True)
     data, t_tree = make_tree(root, scenes)
     tag = ("" if inputs == "rgb" else f"-{inputs}-{fusion}") + "".join(f"-{v}" for v in (augment, augment_on) if v)
+    tag += f"-seed{seed}" if seed is not None else ""
     out = root / f"run-{recipe}-{opts['epochs']}{tag}"
     n = 0
     while out.exists():  # a fresh run every time (the tree is what is reused)

@@ -116,8 +116,9 @@ class TrainConfig:
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("augment_on", AUGMENT_ON), ("device", DEVICES), ("miou_rule", MIOU_RULES),
-                              ("inputs", INPUTS), ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
+                              ("augment", AUGMENTS), ("augment_on", AUGMENT_ON), ("device", DEVICES),
+                              ("miou_rule", MIOU_RULES), ("inputs", INPUTS),
+                              ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
             if getattr(self, name) not in allowed:
                 raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         check_fields(self)
