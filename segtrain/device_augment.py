@@ -113,7 +113,7 @@ class DeviceAugment:
         y = F.grid_sample(torch.cat(planes, 1), grid, mode="nearest", padding_mode="zeros", align_corners=False)
         mean_gray = (x.mean((2, 3)) * self._gray_weights(x.device)).sum(1)  # channel means first: no HxW temporary
         x = torch.einsum("nij,njhw->nihw", p[:, 6:15].reshape(n, 3, 3), x)
-        x = x + (p[:, 15] * mean_gray).view(n, 1, 1, 1)
+        x.add_((p[:, 15] * mean_gray).view(n, 1, 1, 1))
         out = dict(batch)
         out["image"] = x.round_().clamp_(0, 255).to(torch.uint8)
         out["mask"] = torch.where(y[:, 0] > 0, y[:, 0] - 1, IGNORE).to(torch.uint8)
