@@ -1,6 +1,6 @@
 """`--augment basic` applied on the training device to a whole batch (`--augment-on device`).
 
-Why: albumentations' warp and colour jitter cost a DataLoader worker ~45 % of a 480x640
+Why: albumentations' warp and colour jitter cost a DataLoader worker ~30-45 % of a 480x640
 sample's CPU time; on a GPU the same work is a few batched kernels, so the workers are left
 with decoding. The loader then does only the geometry that must happen before batching
 (resize to --size, pad/crop to --crop) and attaches each sample's parameters.
