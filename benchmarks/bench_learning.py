@@ -7,6 +7,7 @@ that moves when someone changes a default.
     python benchmarks/bench_learning.py --recipe unet         # GPU recipes: need --device cuda
     python benchmarks/bench_learning.py --work /tmp/bl --json-out bl.json
     python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --inputs rgbd   # RGB-D (issue 14)
+    python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --augment basic --augment-on device
 
 The tree is made once under --work (sample 600 scenes at 240x320 -> convert kv2 at 120x160 ->
 stats --weights; the same commands as `make demo`) and reused by later runs; each run trains
@@ -27,7 +28,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from segtrain.config import FUSIONS, INPUTS, EvalConfig, TrainConfig
+from segtrain.config import AUGMENT_ON, AUGMENTS, FUSIONS, INPUTS, EvalConfig, TrainConfig
 from segtrain.engine import train
 from segtrain.inference import run_eval
 from segtrain.metrics import summarize
@@ -88,14 +89,20 @@ def majority_floor(report: Path) -> dict[str, float]:
 @click.option("--inputs", type=click.Choice(INPUTS), default="rgb", show_default=True,
               help="Network inputs (rgbd / depth: the tree's depth, see docs/training.md RGB-D).")
 @click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
+@click.option("--augment", type=click.Choice(AUGMENTS), help="Override the recipe's augmentation.")
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where it runs (docs/training.md).")
+@click.option("--seed", type=int, help="Override the recipe's seed (spread between runs).")
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON.")
 def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs: str, fusion: str,
-         json_out: str | None) -> None:
+         augment: str | None, augment_on: str | None, seed: int | None, json_out: str | None) -> None:
     opts = dict(RECIPES[recipe])
     if epochs:
         opts["epochs"] = epochs
     if inputs != "rgb":  # an RGB recipe stays exactly what it was
         opts.update(inputs=inputs, fusion=fusion)
+    for key, value in (("augment", augment), ("augment_on", augment_on), ("seed", seed)):
+        if value is not None:
+            opts[key] = value
     if opts["device"] == "cuda":
         import torch
 
@@ -106,7 +113,8 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs:
     root = Path(work or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     data, t_tree = make_tree(root, scenes)
-    tag = "" if inputs == "rgb" else f"-{inputs}-{fusion}"
+    tag = ("" if inputs == "rgb" else f"-{inputs}-{fusion}") + "".join(f"-{v}" for v in (augment, augment_on) if v)
+    tag += f"-seed{seed}" if seed is not None else ""
     out = root / f"run-{recipe}-{opts['epochs']}{tag}"
     n = 0
     while out.exists():  # a fresh run every time (the tree is what is reused)

@@ -38,6 +38,7 @@ import torch
 from segtrain.config import BenchConfig, TrainConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
+from segtrain.device_augment import PARAMS_KEY, DeviceAugment, batch_params, resolve_augment_on
 from segtrain.engine import (
     Runtime,
     make_optimizer,
@@ -103,7 +104,8 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         raise SegtrainError(e.args[0]) from None
     with_depth = uses_depth(cfg.inputs)
     bs = cfg.batch_size
-    ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth)
+    augment_on = resolve_augment_on(cfg.augment_on, cfg.augment, device)
+    ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth, augment_on=augment_on)
     if len(ds) < bs:
         raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
     depth_stats = info.depth_stats()[:2] if with_depth else FALLBACK_DEPTH_STATS
@@ -150,6 +152,9 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     syn_batch = {"image": x_syn, "mask": y_syn}
     if with_depth:  # metres in the converter's 0.5..8 m range
         syn_batch["depth"] = (torch.rand((bs, *size), generator=g) * 7.5 + 0.5).to(device)
+    if augment_on == "device" and cfg.augment != "none":  # the same device work in both modes
+        rt.augment = DeviceAugment()
+        syn_batch[PARAMS_KEY] = batch_params(range(bs)).to(device)
 
     def synthetic():
         while True:
@@ -189,7 +194,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         # fp32 weights, plus gradient and two Adam moments for each trainable one
         "weights_and_optimizer_mib": (params + 3 * trainable) * 4 / 2**20,
         "activations_mib": act / 2**20,
-        "size": size, "batch_size": bs, "workers": cfg.workers, "augment": cfg.augment,
+        "size": size, "batch_size": bs, "workers": cfg.workers, "augment": cfg.augment, "augment_on": augment_on,
         "precision": str(rt.amp_dtype).removeprefix("torch.") if rt.amp_dtype else "float32",
         "channels_last": rt.channels_last, "compile": cfg.compile,
         "torch_threads": torch.get_num_threads(), "steps": cfg.steps, "warmup": cfg.warmup,
@@ -238,7 +243,9 @@ def markdown_table(results: list[dict]) -> str:
             "host ms/step syn / real"]
     lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
-        name = r["model"] + "".join(f" {flag}" for flag, on in (("--compile", r["compile"]),) if on)
+        name = r["model"] + "".join(f" {flag}" for flag, on in (("--compile", r["compile"]),
+                                                                ("--augment-on device", r["augment_on"] == "device"))
+                                    if on)
         if r["precision"] != r0["precision"]:
             name += f" ({r['precision']})"
         row = [

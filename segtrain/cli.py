@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from segtrain.config import (
+    AUGMENT_ON,
     AUGMENTS,
     DEPTH_ENCODINGS,
     DEVICES,
@@ -24,6 +25,7 @@ from segtrain.config import (
     PredictConfig,
     TrainConfig,
     build_config,
+    check_augment_on,
     load_config_file,
 )
 from segtrain.utils import SegtrainError, check_out_dir, check_out_file, parse_hw, quiet_opencv
@@ -112,6 +114,8 @@ def main(quiet: bool) -> None:
 @click.option("--class-weights", help="Weighting method in dataset.json class_weights, or none "
               "[default: the dataset's default for wce, none otherwise].")
 @click.option("--augment", type=click.Choice(AUGMENTS), help=f"[default: {_T.augment}]")
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where none/basic run: loader = in the "
+              f"workers, device = batched on the GPU, auto = device on CUDA [default: {_T.augment_on}].")
 @click.option("--early-stop", type=int, help=f"Patience in epochs on val mIoU, 0 = off [default: {_T.early_stop}]")
 @click.option("--grad-clip", type=float, help="Max gradient norm, 0 = off [default: 0].")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")
@@ -290,6 +294,8 @@ def models_cmd(num_classes, verbose):
 @click.option("--windows", default=5, show_default=True,
               help="Windows the timed steps are split into; each rate is the median window.")
 @click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="loader", show_default=True,
+              help="Where none/basic run, as for `run`.")
 @click.option("--workers", type=int, default=None, help="[default: cores - 2, at least 1]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True)
@@ -302,8 +308,8 @@ def models_cmd(num_classes, verbose):
 @click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON here (a list for "
               "several models).")
-def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, augment, workers, device,
-              amp, channels_last, compile_model, train_parts, inputs, depth_encoding, fusion, json_out):
+def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, augment, augment_on, workers,
+              device, amp, channels_last, compile_model, train_parts, inputs, depth_encoding, fusion, json_out):
     """Steady-state training images/s: real input pipeline vs synthetic on-device batches and
     their ratio, the input pipeline alone, GPU-busy fraction, TFLOP/s against a matrix
     product's peak, host CPU per step; parameters and training memory per model."""
@@ -312,6 +318,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
 
     if json_out:  # checked before minutes of benchmarking, not after
         _guard(check_out_file, json_out, "--json-out")
+    _guard(check_augment_on, augment, augment_on)
     names = _guard(bench_models, model)
     if model_opt and len(names) > 1:
         raise CliError("--model-opt applies to one model; bench several models with their defaults")
@@ -319,6 +326,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
     for name in names:
         cfg = BenchConfig(data=data, model=name, model_options=_model_opts(model_opt), size=size,
                           batch_size=batch_size, steps=steps, warmup=warmup, windows=windows, augment=augment,
+                          augment_on=augment_on,
                           device=device, amp=amp, channels_last=channels_last, compile=compile_model,
                           train_parts=train_parts, inputs=inputs, depth_encoding=depth_encoding,
                           fusion=fusion)

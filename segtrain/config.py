@@ -30,6 +30,8 @@ from segtrain.utils import (
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
 AUGMENTS = ("none", "basic", "strong")
+AUGMENT_ON = ("auto", "loader", "device")  # where --augment runs (segtrain.device_augment)
+DEVICE_AUGMENTS = ("none", "basic")  # what the batched on-device augmentation implements
 DEVICES = ("auto", "cuda", "cpu")
 MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what each counts
 INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
@@ -48,6 +50,13 @@ def default_workers() -> int:
         local = 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // local - 2)
+
+
+def check_augment_on(augment: str, augment_on: str) -> None:
+    """`--augment-on device` only for what the device path implements (`strong` stays in the loader)."""
+    if augment_on == "device" and augment not in DEVICE_AUGMENTS:
+        raise SegtrainError(f"--augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, not "
+                            f"{augment}; use --augment-on loader or auto")
 
 
 def num(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, factory=None):
@@ -82,6 +91,10 @@ class TrainConfig:
     loss: str = "ce"
     class_weights: str | None = None  # method in dataset.json class_weights; None = auto
     augment: str = "basic"
+    # loader | device | auto (device on CUDA for none/basic). Loader by default: issue 11's H200
+    # workers supplied several times what any model consumed, so the GPU path is for machines
+    # short of cores per GPU until a GPU measurement says otherwise (docs/performance.md)
+    augment_on: str = "loader"
     early_stop: int = num(10, ge=0)  # epochs without val mIoU improvement; 0 = off
     grad_clip: float = num(0.0, ge=0)  # max gradient norm; 0 = off
     amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a grad scaler
@@ -109,11 +122,13 @@ class TrainConfig:
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("device", DEVICES), ("miou_rule", MIOU_RULES),
-                              ("inputs", INPUTS), ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
+                              ("augment", AUGMENTS), ("augment_on", AUGMENT_ON), ("device", DEVICES),
+                              ("miou_rule", MIOU_RULES), ("inputs", INPUTS),
+                              ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
             if getattr(self, name) not in allowed:
                 raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         check_fields(self)
+        check_augment_on(self.augment, self.augment_on)
         if self.size and self.crop:
             raise SegtrainError("give either --size or --crop, not both")
         try:
@@ -168,6 +183,7 @@ class BenchConfig:
     warmup: int = num(10, ge=0)
     windows: int = num(5, ge=1)
     augment: str = "basic"
+    augment_on: str = "loader"  # see TrainConfig
     workers: int = num(factory=default_workers, ge=0)
     device: str = "auto"
     amp: bool = True

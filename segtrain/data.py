@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from segtrain.config import check_augment_on
+from segtrain.device_augment import PARAMS_KEY, sample_params
 from segtrain.transforms import build_eval_transform, build_train_transform
 from segtrain.utils import SegtrainError, check_readable_image, os_cause, read_rgb, read_unchanged
 
@@ -391,12 +393,15 @@ class SegDataset(Dataset):
     """
 
     def __init__(self, info: DatasetInfo, samples: list[Sample], transform=None,
-                 image_transform=None, with_depth: bool = False):
+                 image_transform=None, with_depth: bool = False, augment_params=None):
         self.info = info
         self.samples = samples
         self.transform = transform  # joint image + mask (+ depth)
         self.image_transform = image_transform  # image only (evaluation resize)
         self.with_depth = with_depth
+        # seed -> float32 row of on-device augmentation parameters (segtrain.device_augment),
+        # computed here in the worker so the main process only copies a pinned tensor
+        self.augment_params = augment_params
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -439,6 +444,12 @@ class SegDataset(Dataset):
         }
         if depth is not None:
             item["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)
+        if seed is not None:
+            item["seed"] = seed
+        if self.augment_params is not None:
+            if seed is None:
+                raise ValueError("on-device augmentation needs (index, seed) keys from EpochSampler")
+            item[PARAMS_KEY] = torch.from_numpy(self.augment_params(seed))
         return item
 
 
@@ -574,7 +585,11 @@ def read_depth(path: Path, like: np.ndarray) -> np.ndarray:
 
 
 def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None,
-                  with_depth: bool = False) -> SegDataset:
+                  with_depth: bool = False, augment_on: str = "loader") -> SegDataset:
+    """`augment_on` "device": the loader only resizes / pads / crops and attaches each sample's
+    parameters; `--augment` itself runs batched on the device (segtrain.device_augment)."""
+    if augment_on not in ("loader", "device"):
+        raise ValueError(f"augment_on {augment_on!r} is not resolved to loader or device")
     samples = list_samples(info, split, with_depth)
     if not samples:
         raise DataError(f"{info.root}: split {split!r} has no samples")
@@ -583,8 +598,12 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
     if not size and not crop and info.image_size is None:
         raise DataError(f"{info.root}: samples have different sizes (image_size is null); "
                         "give --size HxW or --crop HxW")
-    return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
-                      with_depth=with_depth)
+    if augment_on == "loader":
+        return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
+                          with_depth=with_depth)
+    check_augment_on(augment, augment_on)
+    return SegDataset(info, samples, transform=build_train_transform("none", size, crop),
+                      with_depth=with_depth, augment_params=sample_params if augment != "none" else None)
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False) -> SegDataset:

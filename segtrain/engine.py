@@ -36,6 +36,7 @@ from segtrain.data import (
     train_dataset,
 )
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
+from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
 from segtrain.metrics import ConfusionMatrix, summarize
 from segtrain.models import (
@@ -683,7 +684,10 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
     weight = torch.tensor(weight_values, dtype=torch.float32) if method else None
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index, weight).to(device)
 
-    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop, with_depth)
+    augment_on = resolve_augment_on(cfg.augment_on, cfg.augment, device)
+    if augment_on == "device" and cfg.augment != "none":
+        rt.augment = DeviceAugment()
+    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop, with_depth, augment_on)
     val_ds = eval_dataset(info, cfg.val_split, cfg.size, with_depth)
     per_process = cfg.batch_size // world
     shard = {"rank": dist_info.rank, "world_size": world}
@@ -725,7 +729,7 @@ def _train(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, 
             log.setLevel(logging.INFO)
     setup = _Setup(cfg, info, out, rt, raw_model, net, loss_fn, method, weight_values, optimizer,
                    scheduler, sched_mode, scaler, train_ds, val_ds, train_loader, val_loader,
-                   options, eval_net, dist_info, parts, init_report)
+                   options, eval_net, dist_info, parts, init_report, augment_on)
     try:
         return _train_loop(setup, ckpt, progress, on_epoch_end)
     finally:
@@ -761,6 +765,7 @@ class _Setup:
     dist_info: distributed.DistInfo
     parts: tuple[str, ...]
     init_report: LoadReport | None
+    augment_on: str = "loader"  # resolved --augment-on: loader | device
 
 
 def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> RunResult:
@@ -807,12 +812,13 @@ def _train_loop(s: _Setup, ckpt: dict | None, progress: bool, on_epoch_end) -> R
     params = count_parameters(raw_model)
     trainable = count_trainable(raw_model)
     log.info("model %s: %s parameters (%s); %d train / %d val images; device %s%s%s; loss %s%s; "
-             "normalisation from %s", cfg.model, f"{params['total']:,}",
+             "normalisation from %s; augment %s %s (--augment-on %s)", cfg.model, f"{params['total']:,}",
              ", ".join(f"{k} {v:,}" for k, v in params.items() if k != "total"), len(train_ds),
              len(val_ds), device, f" ({rt.amp_dtype})" if rt.amp_dtype else "",
              f" x {dist_info.world_size} processes (DDP{', SyncBatchNorm' if cfg.sync_bn else ''})"
              if dist_info.enabled else "", cfg.loss,
-             f" weighted by {method}" if method else "", info.normalization_source)
+             f" weighted by {method}" if method else "", info.normalization_source, cfg.augment,
+             "on the device, batched" if s.augment_on == "device" else "in the loader", cfg.augment_on)
     frozen = [p for p in raw_model.PARTS if p not in s.parts] if hasattr(raw_model, "PARTS") else []
     log.info("train parts %s: %s of %s parameters trainable (%s)%s", cfg.train_parts,
              f"{trainable['total']:,}", f"{params['total']:,}",

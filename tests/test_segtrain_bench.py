@@ -167,3 +167,13 @@ def test_gpu_busy_is_the_step_spans_over_the_window(monkeypatch):
     phase = timed_windows(lambda b: sum(range(20000)), iter(range(100)), warmup=1, steps=6, windows=2, rt=rt,
                           batch_size=2, gpu_events=True)
     assert 0 < phase.gpu_busy <= 1
+
+
+def test_bench_with_augmentation_on_the_device(tree, tmp_path):
+    r = invoke("bench", "--data", tree.root, "--batch-size", 2, "--steps", 2, "--warmup", 1, "--windows", 1,
+               "--workers", 0, "--device", "cpu", "--augment-on", "device", "--model-opt", "base_width=4",
+               "--model-opt", "depth=2", "--json-out", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["augment_on"] == "device" and res["real_images_per_s"] > 0
+    assert "unet_small --augment-on device |" in r.stdout
