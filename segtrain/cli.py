@@ -263,9 +263,12 @@ def models_cmd(num_classes, verbose):
     from segtrain.models import MODELS, count_parameters, create_model, fusion_models, model_options
     from segtrain.models.hub import accepted_names
 
+    import torch
+
     click.echo(f"{'model':<18}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
     for name, spec in MODELS.items():
-        c = count_parameters(create_model(name, num_classes))
+        with torch.device("meta"):  # shapes only: counting needs no memory and no initialisation
+            c = count_parameters(create_model(name, num_classes))
         click.echo(f"{name:<18}{c['total']:>13,}{c['encoder']:>13,}{c['decoder']:>13,}{c['head']:>9,}  "
                    f"{spec.description}")
         if verbose:

@@ -38,7 +38,7 @@ from segtrain.data import (
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
-from segtrain.metrics import ConfusionMatrix, summarize
+from segtrain.metrics import ConfusionMatrix, image_miou, summarize
 from segtrain.models import (
     MODELS,
     check_inputs,
@@ -529,10 +529,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
         cm.update(y, pred, groups)
         if per_image:
             for i, idx in enumerate(batch["index"].tolist()):
-                one = ConfusionMatrix(num_classes, rt.device)
-                one.update(y[i], pred[i])
-                s = summarize(one.numpy(), [str(k) for k in range(num_classes)], emask.numpy(), miou_rule)
-                scores.append((idx, float("nan") if s["miou"] is None else s["miou"]))
+                scores.append((idx, image_miou(y[i], pred[i], num_classes, emask, miou_rule)))
     if dist_info is not None and dist_info.enabled:
         distributed.all_reduce_sum_(cm.mats, dist_info)
         sums = distributed.all_reduce_sum_(torch.stack([total, torch.tensor(float(count), dtype=torch.float64,

@@ -14,16 +14,15 @@ import torch
 
 class ConfusionMatrix:
     """mats[group, gt, pred] pixel counts, one matrix per group (e.g. per sensor) of which
-    `mat` is the sum; pixels labelled ignore (or >= num_classes) are skipped.
+    `mat` is the sum; pixels whose label is not a class (ignore = 255, or any value >=
+    num_classes) are skipped.
 
     `update` never reads the device back (no boolean indexing, no bincount, which syncs on
     CUDA to find its maximum): skipped pixels go to an extra bin that is dropped, and the
     counts are added with index_add_ (as fast as bincount on the CPU, exact on any device)."""
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255,
-                 groups: int = 1):
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", groups: int = 1):
         self.num_classes = num_classes
-        self.ignore_index = ignore_index
         self.mats = torch.zeros((groups, num_classes, num_classes), dtype=torch.int64, device=device)
 
     @property

@@ -1,7 +1,7 @@
 """The `sunrgbd` command: a thin click shell over the library modules.
 
 Sub-commands are imported only when invoked (click's lazy-group pattern), so `--help`
-and light commands start fast and never pay for h5py/pandas imports they do not use.
+and light commands start fast and never pay for h5py/scipy imports they do not use.
 """
 
 from __future__ import annotations

@@ -160,10 +160,6 @@ def _u16(b: bytes, o: int) -> int:
     return struct.unpack_from("<H", b, o)[0]
 
 
-def _u32(b: bytes, o: int) -> int:
-    return struct.unpack_from("<I", b, o)[0]
-
-
 def _u64(b: bytes, o: int) -> int:
     return struct.unpack_from("<Q", b, o)[0]
 
