@@ -8,7 +8,7 @@ TORCH_PIN ?= torch==2.13.0
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test demo bench lint clean system-deps readme readme-check
+.PHONY: setup test test-fast demo bench lint clean system-deps readme readme-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ system-deps:
 # HYPOTHESIS_PROFILE=ci: property tests on fixed examples (tests/conftest.py); plain pytest explores
 test: setup system-deps
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q tests
+
+# the edit loop: everything but the tests marked slow (fuzz suites, torchrun, network time-outs)
+test-fast: setup
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: setup
 	$(BIN)/ruff check .

@@ -22,6 +22,8 @@ from segtrain.engine import Runtime, evaluate, load_checkpoint, model_from_check
 from segtrain.losses import build_loss
 from segtrain.metrics import summarize
 
+pytestmark = pytest.mark.slow  # two torchrun processes per fixture
+
 ARGS = ["--epochs", "3", "--batch-size", "2", "--workers", "0", "--device", "cpu", "--augment", "none",
         "--model-opt", "width=8", "--model-opt", "depth=2", "--scheduler", "none", "--optimizer", "sgd",
         "--lr", "0.1", "--early-stop", "0"]
