@@ -259,11 +259,11 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
 def models_cmd(num_classes, verbose):
     """List the registered models with parameter counts per part (encoder, decoder, head) and
     the pretrained encoder names each accepts (--pretrained NAME)."""
+    import torch
+
     from segtrain.models import FUSIONS as FUSION_SPECS
     from segtrain.models import MODELS, count_parameters, create_model, fusion_models, model_options
     from segtrain.models.hub import accepted_names
-
-    import torch
 
     click.echo(f"{'model':<18}{'total':>13}{'encoder':>13}{'decoder':>13}{'head':>9}  description")
     for name, spec in MODELS.items():

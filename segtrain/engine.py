@@ -460,14 +460,13 @@ def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, 
     bad_value = torch.zeros((), dtype=torch.float32, device=device)
     count, images, start = 0, 0, global_step
 
-    def check(step: int) -> None:
+    def check() -> None:
         bad_step, value, total = torch.stack([first_bad.double(), bad_value.double(), loss_sum]).tolist()
         if bad_step >= 0:
             raise NonFiniteLossError(epoch, int(bad_step), start + int(bad_step), value)
         bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
 
     bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress, unit="batch")
-    step = -1
     for step in range(n_batches):
         x, y = rt.train_batch(next(batches))
         value = train_step(model, x, y, loss_fn, optimizer, scaler, rt, grad_clip, dist_info)
@@ -482,8 +481,8 @@ def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, 
         images += x.shape[0] * world
         bar.update()
         if (step + 1) % check_every == 0:
-            check(step)
-    check(step)
+            check()
+    check()
     bar.close()
     return float(loss_sum) / max(count, 1), global_step, images
 
