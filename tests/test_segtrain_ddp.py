@@ -104,3 +104,22 @@ def test_ddp_training_equals_single_process_training(ddp_run, tmp_path):
     for a, b in zip(single.history, ddp["history"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_ddp_non_finite_training_loss_stops_every_process_together(tmp_path):
+    """--lr 1e30: the first step is finite and leaves the weights huge, so the second step's
+    loss is inf/NaN. The loss is all-reduced on the device and checked at the epoch's end:
+    both processes skip the bad updates, raise at the same step, and exit (no one waits in a
+    collective); rank 0 alone reports it."""
+    tree = write_clean_tree(tmp_path / "data", counts={"train": 8, "val": 2}, size=(32, 48),
+                            class_ids=[1, 2, 5, 7, 38])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_"))}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [a if a != "0.1" else "1e30" for a in ARGS]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "segtrain", "run", "baseline", "--data", str(tree.root), "--out", str(tmp_path / "run"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    errors = [ln for ln in proc.stderr.splitlines() if "loss became" in ln and ln.startswith("Error:")]
+    assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-3000:]
+    assert "epoch 1, step 1 (global step 1)" in errors[0], errors
+    assert not (tmp_path / "run" / "last.pt").exists()
