@@ -162,8 +162,8 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
 
     # one iterator over as many epochs as the modes take, as `segtrain run` iterates (no
     # epoch boundary restarts the workers inside a measurement)
-    prefetched = max(cfg.workers, 1) * 4  # make_loader's prefetch_factor 4 per worker
     loader, _ = make_loader(ds, bs, True, cfg.seed, cfg.workers, device, drop_last=True, epochs=range(1, 2**31))
+    prefetched = max(cfg.workers, 1) * (loader.prefetch_factor or 1)  # batches the workers hold ready
 
     def real():
         yield from loader
