@@ -24,10 +24,11 @@ from pathlib import Path
 import click
 from benchutil import best
 
-from sunrgbd_tools.convert import _read_labels
-from sunrgbd_tools.mapping_audit import AuditConfig, _chunks, run_audit
-from sunrgbd_tools.official import OfficialLabels
-from sunrgbd_tools.raw import RawDataError, discover_scenes
+from sunrgbd_tools.convert.pipeline import _read_labels
+from sunrgbd_tools.labels.audit import AuditConfig, _chunks, run_audit
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.official import OfficialLabels
+from sunrgbd_tools.raw.scenes import discover_scenes
 from sunrgbd_tools.stats import default_workers, map_chunks
 
 KV2_FRAMES = 3784
@@ -71,7 +72,7 @@ def main(raw_dir: Path | None, scenes: int, subset: str, small_subset: str, work
     print("command:", shlex.join([sys.executable, *sys.argv]))
     with tempfile.TemporaryDirectory(prefix="bench_audit_") as tmp:
         if raw_dir is None:
-            from sunrgbd_tools.synthetic import make_sample
+            from sunrgbd_tools.synthetic.generator import make_sample
 
             raw_dir = (work or Path(tmp)) / f"sample{scenes}"
             t0 = time.perf_counter()

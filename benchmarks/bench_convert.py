@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 from benchutil import timed_convert
 
-from sunrgbd_tools.convert import PNG_PARAMS, encode_color_png
-from sunrgbd_tools.labels import ClassTable
+from sunrgbd_tools.convert.pipeline import PNG_PARAMS, encode_color_png
+from sunrgbd_tools.convert.resize import parse_size
+from sunrgbd_tools.labels.table import ClassTable
 from sunrgbd_tools.parallel import pool_context
-from sunrgbd_tools.resize import parse_size
 
 KV2_FRAMES = 3784
 PALETTE = ClassTable.load().id_to_color
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     raw = args.raw
     if raw is None:
-        from sunrgbd_tools.synthetic import make_sample
+        from sunrgbd_tools.synthetic.generator import make_sample
 
         raw = work / "raw"
         if not (raw / "SUNRGBD").exists():

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchutil import best  # noqa: E402
-from cleantree import write_clean_tree  # noqa: E402
+from treebuilder import write_clean_tree  # noqa: E402
 
 from segtrain.data import load_dataset_info, train_dataset  # noqa: E402
 from segtrain.device_augment import PARAMS_KEY, DeviceAugment, batch_params  # noqa: E402

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchutil import best  # noqa: E402
-from cleantree import write_clean_tree  # noqa: E402
+from treebuilder import write_clean_tree  # noqa: E402
 
 from segtrain.data import load_dataset_info, make_loader, train_dataset  # noqa: E402
 from segtrain.engine import Runtime  # noqa: E402

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sunrgbd_tools.hub import HubConfig, export_hf  # noqa: E402
+from sunrgbd_tools.acquire.hub import HubConfig, export_hf  # noqa: E402
 
 KV2_SIZE = (530, 730)  # (H, W) of kv2 images
 
@@ -63,7 +63,7 @@ def main(clean_dir: Path | None, samples: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_hub_") as tmp:
         tmp = Path(tmp)
         if clean_dir is None:
-            from cleantree import write_clean_tree
+            from treebuilder import write_clean_tree
 
             t0 = time.perf_counter()
             clean_dir = tmp / "clean"

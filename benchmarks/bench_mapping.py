@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.mapping_report import read_real_names
+from sunrgbd_tools.labels.report import read_real_names
+from sunrgbd_tools.labels.table import NameMapper
 
 DEFAULT_NAMES = (Path(__file__).resolve().parents[2] / "shared" / "realdata" / "Yannick947-data_generator_sunrgbd"
                  / "sunrgbd_generator" / "class_map_detected_full.json")

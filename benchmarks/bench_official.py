@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchutil import timed_convert
 
-from sunrgbd_tools.rawzip import RAW_ZIPS, write_raw_zips
+from sunrgbd_tools.synthetic.zips import RAW_ZIPS, write_raw_zips
 
 KV2_FRAMES = 3784
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     raw = work / "raw"
     if not (raw / "SUNRGBD").exists():
-        from sunrgbd_tools.synthetic import make_sample
+        from sunrgbd_tools.synthetic.generator import make_sample
 
         make_sample(raw, scenes=args.scenes, seed=0, quirks=False, workers=args.workers)
     seg_s = off_s = zip_s = copy_s = float("inf")

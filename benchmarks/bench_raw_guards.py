@@ -26,7 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchutil import best  # noqa: E402
 
-from sunrgbd_tools.raw import check_scene_links, read_rgb, read_seg_mat  # noqa: E402
+from sunrgbd_tools.raw.images import read_rgb  # noqa: E402
+from sunrgbd_tools.raw.matfile import read_seg_mat  # noqa: E402
+from sunrgbd_tools.raw.scenes import check_scene_links  # noqa: E402
 
 
 def make_scene(root: Path) -> Path:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchutil import best  # noqa: E402
 
-from sunrgbd_tools.raw import discover, read_index_json  # noqa: E402
+from sunrgbd_tools.raw.annotation import read_index_json  # noqa: E402
+from sunrgbd_tools.raw.scenes import discover  # noqa: E402
 
 ANNOTATION = ROOT.parent / "shared/realdata/LucBourrat1-sunrgbd_dataset/prepare/annotation2Dfinal.json"
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchutil import best  # noqa: E402
-from cleantree import write_clean_tree  # noqa: E402
+from treebuilder import write_clean_tree  # noqa: E402
 
 from segtrain import data  # noqa: E402
 from segtrain.utils import parse_hw, read_rgb, read_unchanged  # noqa: E402

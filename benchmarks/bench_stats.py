@@ -72,7 +72,7 @@ def main(clean_dir: Path | None, samples: int, workers: int | None, repeats: int
     print("command:", shlex.join([sys.executable, *sys.argv]))
     with tempfile.TemporaryDirectory(prefix="bench_stats_") as tmp:
         if clean_dir is None:
-            from cleantree import write_clean_tree
+            from treebuilder import write_clean_tree
 
             t0 = time.perf_counter()
             clean_dir = Path(tmp) / "clean"

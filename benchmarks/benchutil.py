@@ -20,7 +20,7 @@ def best(fn, repeats: int) -> float:
 
 def timed_convert(raw: Path, out: Path, workers: int, **options) -> tuple[float, int]:
     """(seconds, samples written) of one `sunrgbd convert` into a fresh `out`."""
-    from sunrgbd_tools.convert import ConvertConfig, convert
+    from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
 
     if out.exists():
         shutil.rmtree(out)

@@ -77,7 +77,7 @@ step install 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-
 export PYTHONPATH="$SITE"
 cd "$WORK"  # not the repository: the installed wheel (with its mappings) is what runs
 # the two commands (arrays, not functions: `timeout` runs programs)
-SUNRGBD=("$PY" -c 'import sys; from sunrgbd_tools.cli import main; sys.argv[0] = "sunrgbd"; main()')
+SUNRGBD=("$PY" -c 'import sys; from sunrgbd_tools.cli.main import main; sys.argv[0] = "sunrgbd"; main()')
 SEGTRAIN=("$PY" -m segtrain)
 
 {

@@ -31,9 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import __version__
-from .fsutil import atomic_write_json, dumps_json, is_within
-from .parallel import pool_context
+from cleantree.files import atomic_write_json, dumps_json, is_within
+from sunrgbd_tools import __version__
+from sunrgbd_tools.parallel import pool_context
 
 STATS_FILE = "stats.json"
 STATS_SCHEMA = 1

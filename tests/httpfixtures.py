@@ -37,7 +37,7 @@ TOOLBOX_FILES = (
 def make_raw_tree(root: Path, scenes_per_dir: int = 2, seed: int = 0) -> Path:
     """A small raw tree in the SUN RGB-D layout from the project's synthetic generator
     (`sunrgbd sample`), plus the toolbox files the archives carry beside the ones it writes."""
-    from sunrgbd_tools.synthetic import make_sample
+    from sunrgbd_tools.synthetic.generator import make_sample
 
     rng = np.random.default_rng(seed)
     make_sample(root, scenes=scenes_per_dir * len(SENSOR_DIRS), seed=seed, quirks=False, size=(53, 73))
@@ -122,9 +122,9 @@ def entries_from_zip(path: Path) -> list[Entry]:
 
 def build_archives(raw: Path, outdir: Path) -> dict[str, Path]:
     """SUNRGBD.zip (members SUNRGBD/...) and SUNRGBDtoolbox.zip as `sunrgbd sample --zips`
-    packs them (sunrgbd_tools.rawzip), rewritten with every structure in ZIP64 form: the
+    packs them (sunrgbd_tools.synthetic.zips), rewritten with every structure in ZIP64 form: the
     real SUNRGBD.zip is over 4 GB, so the downloader must read ZIP64 directories."""
-    from sunrgbd_tools.rawzip import write_raw_zips
+    from sunrgbd_tools.synthetic.zips import write_raw_zips
 
     outdir.mkdir(parents=True, exist_ok=True)
     plain = write_raw_zips(raw, outdir.with_name(outdir.name + "-plain"))

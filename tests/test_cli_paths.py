@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 import pytest
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.cliutil import recorded_command
+from sunrgbd_tools.cli.common import recorded_command
+from sunrgbd_tools.cli.main import main
 
-SUNRGBD = [sys.executable, "-c", "from sunrgbd_tools.cli import main; main()"]
+SUNRGBD = [sys.executable, "-c", "from sunrgbd_tools.cli.main import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_recorded_command_drops_every_spelling_of_cosmetic_options():
     def cmd(ctx, **kw):
         click.echo(recorded_command(ctx))
 
-    from sunrgbd_tools.cliutil import remember_argv
+    from sunrgbd_tools.cli.common import remember_argv
 
     class Root(click.Group):
         def parse_args(self, ctx, args):
@@ -124,7 +124,7 @@ def test_column_labels_say_which_id(clean: Path):
 
 def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
     """The last-resort guard of the `sunrgbd` group: no traceback for a file-system failure."""
-    import sunrgbd_tools.share_cli as share_cli
+    import sunrgbd_tools.cli.share as share_cli
 
     def denied(cfg):
         raise PermissionError(13, "Permission denied", cfg.out)
@@ -138,7 +138,7 @@ def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeyp
 def test_a_library_warning_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
     import warnings
 
-    import sunrgbd_tools.share_cli as share_cli
+    import sunrgbd_tools.cli.share as share_cli
 
     def noisy(cfg):
         warnings.warn("invalid value encountered\nin cast", RuntimeWarning, stacklevel=1)

@@ -16,13 +16,13 @@ import scipy.io
 from click.testing import CliRunner
 from conftest import realdata
 
-from sunrgbd_tools import convert as convert_mod
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.convert import ConvertConfig, ConvertError, convert
-from sunrgbd_tools.labels import ClassTable, NameMapper
-from sunrgbd_tools.resize import resize_nearest
-from sunrgbd_tools.splits import read_split
-from sunrgbd_tools.verify import verify_tree
+import sunrgbd_tools.convert.pipeline as convert_mod
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError, convert
+from sunrgbd_tools.convert.resize import resize_nearest
+from sunrgbd_tools.convert.verify import verify_tree
+from sunrgbd_tools.labels.table import ClassTable, NameMapper
+from sunrgbd_tools.raw.splits import read_split
 
 KV2 = ("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
 KV1 = ("GuardianWang-sunrgbd-toy", "images", "img_0063")

@@ -17,9 +17,9 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.convert import ConvertConfig, convert
-from sunrgbd_tools.synthetic import make_sample
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
+from sunrgbd_tools.synthetic.generator import make_sample
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _manifest(out: Path) -> list[dict]:
 def _unprivileged(args: list[str]) -> subprocess.CompletedProcess:
     """Run `sunrgbd ARGS` as a user whom permissions stop: as root, without the
     capabilities that let root read anything (setpriv), else as we are."""
-    cmd = [sys.executable, "-c", "import sys; from sunrgbd_tools.cli import main; sys.exit(main())", *args]
+    cmd = [sys.executable, "-c", "import sys; from sunrgbd_tools.cli.main import main; sys.exit(main())", *args]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:

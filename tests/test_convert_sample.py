@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.convert import ConvertConfig, convert
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.resize import resize_nearest
-from sunrgbd_tools.synthetic import make_sample, scene_truth
-from sunrgbd_tools.verify import verify_tree
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
+from sunrgbd_tools.convert.resize import resize_nearest
+from sunrgbd_tools.convert.verify import verify_tree
+from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.synthetic.generator import make_sample, scene_truth
 
 SIZE = (120, 160)
 

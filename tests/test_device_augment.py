@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 from albumentations.augmentations.pixel import functional as AF
-from cleantree import write_clean_tree
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_segtrain_transforms import assert_aligned, scene
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 from segtrain.config import TrainConfig

@@ -19,10 +19,10 @@ from httpfixtures import (
     tree_bytes,
 )
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.download import DownloadConfig, UnsafeArchive, download, parse_subset
-from sunrgbd_tools.httpclient import HttpConfig, HttpError
-from sunrgbd_tools.remotezip import FileReader, read_directory
+from sunrgbd_tools.acquire.download import DownloadConfig, UnsafeArchive, download, parse_subset
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.remote.http import HttpConfig, HttpError
+from sunrgbd_tools.remote.rangezip import FileReader, read_directory
 
 FAST = HttpConfig(timeout=2.0, retries=4, backoff=0.001, backoff_max=0.01)
 NEEDED = set(TOOLBOX_FILES[:3])
@@ -372,7 +372,7 @@ def test_bad_members_never_stop_the_others_and_a_rerun_retries_only_them(archive
 
     from httpfixtures import Entry, entries_from_zip, write_zip64
 
-    from sunrgbd_tools.rawzip import write_raw_zips
+    from sunrgbd_tools.synthetic.zips import write_raw_zips
 
     raw = tmp_path / "src"
     make_raw_tree(raw, scenes_per_dir=2, seed=3)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sunrgbd_tools.fsutil import atomic_path, atomic_write_text, is_within
+from cleantree.files import atomic_path, atomic_write_text, is_within
 
 
 def test_atomic_write_gives_umask_permissions(tmp_path):

@@ -19,17 +19,19 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-from cleantree import write_clean_tree
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from treebuilder import write_clean_tree
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.raw import RawDataError, probe_jpeg, read_depth, read_rgb, read_seg_mat
-from sunrgbd_tools.remotezip import ZipFormatError, read_directory
-from sunrgbd_tools.safezip import check_members
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.verify import verify_tree
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.images import probe_jpeg, read_depth, read_rgb
+from sunrgbd_tools.raw.matfile import read_seg_mat
+from sunrgbd_tools.remote.rangezip import ZipFormatError, read_directory
+from sunrgbd_tools.remote.safezip import check_members
 from sunrgbd_tools.stats import StatsError, load_tree, sample_files
-from sunrgbd_tools.verify import verify_tree
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("SUNRGBD_FUZZ_EXAMPLES", "1000"))  # per reader; docs/robustness.md

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 from httpfixtures import tree_bytes
 
-from sunrgbd_tools import hub
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.convert import ConvertConfig, convert
-from sunrgbd_tools.hub import HubConfig, HubUsageError, export_hf
-from sunrgbd_tools.synthetic import make_sample
+from sunrgbd_tools.acquire import hub
+from sunrgbd_tools.acquire.hub import HubConfig, HubUsageError, export_hf
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
+from sunrgbd_tools.synthetic.generator import make_sample
 
 datasets = pytest.importorskip("datasets", reason="the 'hub' extra is not installed")
 yaml = pytest.importorskip("yaml")
@@ -248,7 +248,7 @@ def test_usage_errors_touch_nothing(clean, tmp_path, monkeypatch):
 
 
 def test_converter_does_not_import_the_hub_stack():
-    code = ("import sys, sunrgbd_tools.cli, sunrgbd_tools.share_cli, sunrgbd_tools.hub; "
+    code = ("import sys, sunrgbd_tools.cli.main, sunrgbd_tools.cli.share, sunrgbd_tools.acquire.hub; "
             "bad = [m for m in ('datasets', 'pyarrow') if m in sys.modules]; "
             "sys.exit(str(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)

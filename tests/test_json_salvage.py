@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_convert import KV1, PREFIX, _cell
 
-from sunrgbd_tools.convert import ConvertConfig, convert
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.rasterize import paint_polygons
-from sunrgbd_tools.raw import RawDataError, read_index_json
+from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
+from sunrgbd_tools.convert.rasterize import paint_polygons
+from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.raw.annotation import read_index_json
+from sunrgbd_tools.raw.base import RawDataError
 
 ANNOTATION = ("LucBourrat1-sunrgbd_dataset", "prepare", "annotation2Dfinal.json")
 

@@ -14,16 +14,16 @@ from conftest import realdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sunrgbd_tools.labels import ClassTable, NameMapper, mappings_dir
-from sunrgbd_tools.mapping_build import (
+from sunrgbd_tools.cli.mapping import mapping
+from sunrgbd_tools.labels.build import (
     build_names_csv,
     import_seglistall,
     load_build_inputs,
     raw_names_csv,
     read_raw_names,
 )
-from sunrgbd_tools.mapping_cli import mapping
-from sunrgbd_tools.mapping_report import coverage_report
+from sunrgbd_tools.labels.report import coverage_report
+from sunrgbd_tools.labels.table import ClassTable, NameMapper, mappings_dir
 
 SEGLISTALL = ("crmauceri-SUNRGBD_COCO", "seglistall.csv")
 
@@ -250,7 +250,7 @@ def test_mapping_folder_with_its_own_rules_and_manual_rows(tmp_path):
 
 
 def test_bad_rule_tables_are_rejected(tmp_path):
-    from sunrgbd_tools.mapping_rules import RuleTables
+    from sunrgbd_tools.labels.rules import RuleTables
 
     names = tuple(c.name for c in ClassTable.load().classes if c.id)
     (tmp_path / "synonyms.csv").write_text("name,class\nsofa_bed,bedd\n", encoding="utf-8")
@@ -311,10 +311,10 @@ def test_cli_import_seglistall_csv_and_mat(tmp_path):
 
 
 def test_synthetic_generator_names_are_covered(mapper):
-    synthetic = pytest.importorskip("sunrgbd_tools.synthetic")
+    synthetic = pytest.importorskip("sunrgbd_tools.synthetic.generator")
     names = getattr(synthetic, "OBJECT_NAMES", None)
     if names is None:
-        pytest.skip("sunrgbd_tools.synthetic has no OBJECT_NAMES yet")
+        pytest.skip("sunrgbd_tools.synthetic.generator has no OBJECT_NAMES yet")
     missing = [n for n in names if n not in mapper.rows]
     assert not missing, f"synthetic names missing from names.csv: {missing}"
     # the names written only into its broken index.json files go through the normaliser

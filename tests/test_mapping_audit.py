@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.mapping_audit import OUTPUTS, AuditConfig, AuditError, run_audit
-from sunrgbd_tools.resize import resize_nearest
-from sunrgbd_tools.synthetic import (
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.resize import resize_nearest
+from sunrgbd_tools.labels.audit import OUTPUTS, AuditConfig, AuditError, run_audit
+from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.synthetic.generator import (
     OFFICIAL_BY_SCENE_TYPE,
     OFFICIAL_DIFFERENCES,
     SEG37,
@@ -295,7 +295,7 @@ def test_bad_scenes_are_reported_and_skipped(small, tmp_path):
 @pytest.mark.parametrize("top", [0, 5, 1723, 1724, 3000])  # 1724 · 38 > 65536: the bincount path
 @pytest.mark.parametrize("column_major", [False, True])
 def test_joint_histogram_matches_a_plain_count(top, column_major):
-    from sunrgbd_tools.mapping_audit import _joint_histogram
+    from sunrgbd_tools.labels.audit import _joint_histogram
 
     rng = np.random.default_rng(top)
     idx = rng.integers(0, top + 1, (53, 73)).astype(np.int32)
@@ -333,8 +333,8 @@ def test_real_frames_and_real_polygons(tmp_path):
     official labels made here: every count is checked against a plain count of the arrays."""
     from test_convert import SEG_NAMES, build_raw
 
-    from sunrgbd_tools.rasterize import paint_polygons
-    from sunrgbd_tools.raw import read_index_json
+    from sunrgbd_tools.convert.rasterize import paint_polygons
+    from sunrgbd_tools.raw.annotation import read_index_json
 
     root = tmp_path / "raw"
     truth = build_raw(root, n_kv2=3)  # key -> seglabel; names SEG_NAMES

@@ -12,15 +12,15 @@ import scipy.io
 from click.testing import CliRunner
 from PIL import Image
 
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.mapping_check import (
+from sunrgbd_tools.cli.mapping import mapping
+from sunrgbd_tools.labels.check import (
     Suggester,
     check_tree,
     levenshtein,
     parse_unmapped,
     suggest_csv,
 )
-from sunrgbd_tools.mapping_cli import mapping
+from sunrgbd_tools.labels.table import NameMapper
 
 H, W = 10, 20
 

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import realdata
 
-from sunrgbd_tools.labels import NameMapper
-from sunrgbd_tools.mapping_cli import mapping
-from sunrgbd_tools.mapping_report import (
+from sunrgbd_tools.cli.mapping import mapping
+from sunrgbd_tools.labels.normalise import normalise
+from sunrgbd_tools.labels.report import (
     WeightedName,
     coverage,
     crosscheck,
@@ -23,8 +23,8 @@ from sunrgbd_tools.mapping_report import (
     read_real_names,
     read_scannet,
 )
-from sunrgbd_tools.normalise import normalise
-from sunrgbd_tools.words import Vocabulary, osa_distance
+from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.labels.words import Vocabulary, osa_distance
 
 REAL_NAMES = ("Yannick947-data_generator_sunrgbd", "sunrgbd_generator", "class_map_detected_full.json")
 FREQUENCIES = ("ryanlearnscs50-sunrgbd-exploration", "01_class_frequencies", "class_frequencies.csv")

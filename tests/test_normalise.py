@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sunrgbd_tools.normalise import fold_plural, normalise, squash
+from sunrgbd_tools.labels.normalise import fold_plural, normalise, squash
 
 KEY = re.compile(r"^([^\W_]+(_[^\W_]+)*)?$")
 

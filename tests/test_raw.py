@@ -14,20 +14,14 @@ from conftest import realdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sunrgbd_tools.rasterize import paint_polygons
-from sunrgbd_tools.raw import (
-    RawDataError,
-    decode_depth,
-    discover_scenes,
-    parse_subset,
-    read_camera,
-    read_depth,
-    read_index_json,
-    read_rgb,
-    read_seg_mat,
-)
-from sunrgbd_tools.resize import nearest_indices, parse_size, resize_image, resize_nearest
-from sunrgbd_tools.splits import normalise_scene_path, read_split
+from sunrgbd_tools.convert.rasterize import paint_polygons
+from sunrgbd_tools.convert.resize import nearest_indices, parse_size, resize_image, resize_nearest
+from sunrgbd_tools.raw.annotation import read_index_json
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.images import decode_depth, read_camera, read_depth, read_rgb
+from sunrgbd_tools.raw.matfile import read_seg_mat
+from sunrgbd_tools.raw.scenes import discover_scenes, parse_subset
+from sunrgbd_tools.raw.splits import normalise_scene_path, read_split
 
 KV2_SCENE = ("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
 ANNOTATION = ("LucBourrat1-sunrgbd_dataset", "prepare", "annotation2Dfinal.json")
@@ -308,7 +302,7 @@ def test_image_and_mask_stay_aligned_after_resize():
 
 def test_probe_jpeg_gives_the_size_and_rejects_garbage(tmp_path):
     real = realdata(*KV2_SCENE) / "image" / "0000144.jpg"
-    from sunrgbd_tools.raw import probe_jpeg
+    from sunrgbd_tools.raw.images import probe_jpeg
 
     assert probe_jpeg(real) == (530, 730)
     bad = tmp_path / "bad.jpg"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from httpfixtures import Entry, make_raw_tree, write_zip64
 
-from sunrgbd_tools.download import _Task, plan_spans
-from sunrgbd_tools.remotezip import (
+from sunrgbd_tools.acquire.download import _Task, plan_spans
+from sunrgbd_tools.remote.rangezip import (
     FileReader,
     MemberDecoder,
     ZipFormatError,

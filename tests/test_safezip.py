@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from httpfixtures import Entry, write_zip64
 
-from sunrgbd_tools.safezip import Limits, UnsafeArchive, check_name, extract_zip
+from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 
 def bomb_stream(gib: int = 1) -> bytes:
@@ -86,7 +86,7 @@ def test_high_ratio_member_is_not_called_a_bomb(tmp_path: Path):
     extracted byte for byte."""
     data = mostly_zero_mat()
     arc = write_zip64(tmp_path / "a.zip", [Entry("scene/seg.mat", data)])
-    from sunrgbd_tools.remotezip import FileReader, read_directory
+    from sunrgbd_tools.remote.rangezip import FileReader, read_directory
 
     with FileReader(arc) as r:
         (m,) = read_directory(r).members

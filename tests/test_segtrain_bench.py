@@ -11,8 +11,8 @@ import statistics
 
 import pytest
 import torch
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.bench import markdown_table, run_bench, run_benches
 from segtrain.cli import main

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from cleantree import write_clean_tree
+from treebuilder import write_clean_tree
 
 from segtrain.data import DataError, EpochSampler, SegDataset, list_samples, load_dataset_info
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from cleantree import write_clean_tree
+from treebuilder import write_clean_tree
 
 from segtrain.config import TrainConfig
 from segtrain.data import EpochSampler, eval_dataset, load_dataset_info, make_loader

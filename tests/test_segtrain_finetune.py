@@ -10,8 +10,8 @@ import struct
 import numpy as np
 import pytest
 import torch
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 from segtrain.config import TrainConfig

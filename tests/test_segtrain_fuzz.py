@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cleantree import write_clean_tree
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from treebuilder import write_clean_tree
 
 from segtrain.config import TrainConfig, build_config, load_config_file
 from segtrain.data import load_dataset_info

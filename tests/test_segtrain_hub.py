@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import torch
-from cleantree import write_clean_tree
 from click.testing import CliRunner
 from test_segtrain_finetune import RESNET, write_safetensors
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 from segtrain.config import TrainConfig

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 from segtrain.data import load_dataset_info, make_loader, train_dataset

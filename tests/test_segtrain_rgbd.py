@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from cleantree import write_clean_tree
 from test_segtrain_cli import TINY, error_line, invoke
+from treebuilder import write_clean_tree
 
 from segtrain.data import Sample, SegDataset, eval_dataset, load_dataset_info, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth

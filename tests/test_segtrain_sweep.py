@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.cityscapes import CITYSCAPES_LABELS
 from segtrain.cli import main

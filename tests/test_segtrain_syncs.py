@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cleantree import write_clean_tree
+from treebuilder import write_clean_tree
 
 from segtrain import engine
 from segtrain.config import TrainConfig

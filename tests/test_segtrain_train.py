@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cleantree import write_clean_tree
+from treebuilder import write_clean_tree
 
 from segtrain import engine
 from segtrain.config import TrainConfig

@@ -10,14 +10,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cleantree import write_clean_tree
 from click.testing import CliRunner
 from httpfixtures import Entry, FaultServer, Nginx, nginx_binary, tree_bytes, write_zip64
+from treebuilder import write_clean_tree
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.httpclient import HttpConfig
-from sunrgbd_tools.remotezip import ZipFormatError
-from sunrgbd_tools.share import (
+from sunrgbd_tools.acquire.share import (
     FetchConfig,
     PackConfig,
     ShareError,
@@ -26,6 +23,9 @@ from sunrgbd_tools.share import (
     fetch,
     pack_tree,
 )
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.remote.http import HttpConfig
+from sunrgbd_tools.remote.rangezip import ZipFormatError
 
 FAST = HttpConfig(timeout=2.0, retries=3, backoff=0.001, backoff_max=0.01)
 

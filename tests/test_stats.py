@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cleantree import write_clean_tree  # noqa: E402
+from treebuilder import write_clean_tree  # noqa: E402
 
-from sunrgbd_tools.cli import main  # noqa: E402
+from sunrgbd_tools.cli.main import main  # noqa: E402
 from sunrgbd_tools.stats import (  # noqa: E402
     DATASET_KEYS,
     WEIGHTING,

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cleantree import write_clean_tree
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.synthetic import make_sample
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.synthetic.generator import make_sample
 
 
 @pytest.fixture(scope="module")

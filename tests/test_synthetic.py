@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from conftest import ROOT, realdata
 from PIL import Image
 
-from sunrgbd_tools.cli import main
-from sunrgbd_tools.synthetic import (
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.synthetic.generator import (
     EMITTED_NAMES,
     GENERATOR_REVISION,
     MACHINE_PREFIX,

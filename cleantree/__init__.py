@@ -1,0 +1,1 @@
+"""The clean-tree contract between `sunrgbd` and `segtrain`: both import it, it imports neither."""

@@ -1,0 +1,416 @@
+"""`sunrgbd pack` / `sunrgbd fetch`: share a clean tree as one verifiable archive.
+
+pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions, PNG/JPEG
+        stored since they are already compressed, text deflated), `DATASHEET.md` generated
+        from dataset.json first, `SHA256SUMS` (every other member) last, and
+        `<archive>.sha256` beside it. The same tree gives the same archive bytes.
+fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
+        `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
+        every file checked against SHA256SUMS → moved into place → `verify_tree`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from tqdm import tqdm
+
+from cleantree.files import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    is_within,
+    sha256_file,
+)
+from sunrgbd_tools import __version__
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, download_file
+from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
+
+DATASHEET = "DATASHEET.md"
+SUMS = "SHA256SUMS"
+FETCH_DIR = ".sunrgbd-fetch"
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
+_STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
+_CHUNK = 1 << 20
+
+
+class ShareError(Exception):
+    """A pack/fetch failure worth one line (checksum mismatch, not a clean tree, ...)."""
+
+
+class DestinationError(ShareError):
+    """`--dest` is not a new or empty folder: a usage error, nothing was touched."""
+
+
+# ----------------------------------------------------------------------------- pack
+@dataclass
+class PackConfig:
+    src: str
+    out: str
+    command: str = ""  # the command line recorded in DATASHEET.md
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PackReport:
+    archive: Path
+    sha256: str
+    files: int
+    bytes: int
+
+
+def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPath]:
+    """Files of a clean tree, sorted; names starting with '.' (resume state) are skipped."""
+    out: list[PurePosixPath] = []
+    root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in dirnames + filenames:  # never publish a file from outside the tree
+            link = Path(dirpath) / name
+            if link.is_symlink() and not is_within(root, link):
+                raise ShareError(f"{link}: symbolic link to {os.readlink(link)}, outside the tree; "
+                                 "copy the file in or remove the link (nothing was written)")
+        for fn in filenames:
+            if fn.startswith("."):
+                continue
+            p = Path(dirpath) / fn
+            if p.resolve() in exclude or not p.is_file():
+                continue
+            out.append(PurePosixPath(p.relative_to(root).as_posix()))
+    return sorted(out, key=lambda p: p.as_posix())
+
+
+def format_value(v) -> str:
+    """A dataset.json value for a datasheet or dataset card (6 significant digits)."""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        return ", ".join(format_value(x) for x in v)
+    return "" if v is None else str(v)
+
+
+def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> str:
+    """DATASHEET.md from dataset.json; every section degrades to 'not recorded' when the
+    tree predates a field."""
+    nr = "_not recorded_"
+    src = meta.get("source") or {}
+    lines = [f"# {meta.get('name') or 'Dataset'}", ""]
+    if meta.get("description"):
+        lines += [str(meta["description"]), ""]
+    lines += ["## Source", "",
+              f"- Dataset: {src.get('dataset') or nr}",
+              f"- URL: {src.get('url') or nr}",
+              f"- Citation: {src.get('citation') or nr}", ""]
+    counts = meta.get("label_source_counts") or {}
+    lines += ["## Contents", "",
+              f"- Subset: {meta.get('subset') or nr}",
+              f"- Label source: {meta.get('label_source') or nr}"
+              + (f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""),
+              f"- Label mode: {meta.get('label_mode') or nr}"
+              + (f" ({meta['label_mode_description']})" if meta.get("label_mode_description") else ""),
+              f"- Image size (H x W): {' x '.join(map(str, meta['image_size'])) if meta.get('image_size') else 'native (see manifest.csv)'}",
+              f"- Image format: {meta.get('image_format') or nr}"]
+    depth = meta.get("depth")
+    lines.append(f"- Depth: {'none' if 'depth' in meta and depth is None else (', '.join(f'{k}={v}' for k, v in depth.items()) if isinstance(depth, dict) else nr)}")
+    if meta.get("num_classes") is not None:
+        lines.append(f"- Classes for training: {meta['num_classes']} (ignore index {meta.get('ignore_index', 255)})")
+    lines.append(f"- Files: {files} ({total_bytes} bytes), listed with their SHA-256 in `{SUMS}`")
+    lines.append("")
+    splits = meta.get("splits") or {}
+    lines += ["## Splits", ""]
+    if splits:
+        lines += ["| split | samples |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in splits.items()]
+        lines.append(f"| **total** | {sum(int(v) for v in splits.values())} |")
+        vs = meta.get("val_split")
+        if vs:
+            lines += ["", f"Validation split: {', '.join(f'{k}={v}' for k, v in vs.items())}"]
+    else:
+        lines.append(nr)
+    lines.append("")
+    lines += ["## Classes", ""]
+    classes = meta.get("classes") or []
+    weights = meta.get("class_weights")
+    pixels = meta.get("class_pixel_counts")
+    if classes:
+        head = "| id | train id | name | colour | ignored in eval |"
+        sep = "|---:|---:|---|---|---|"
+        if isinstance(weights, list):
+            head += " weight |"
+            sep += "---:|"
+        lines += [head, sep]
+        for c in classes:
+            col = c.get("color") or []
+            hexcol = "#" + "".join(f"{int(x):02x}" for x in col) if len(col) == 3 else ""
+            row = (f"| {c.get('id', '')} | {c.get('train_id', '')} | {c.get('name', '')} | "
+                   f"{hexcol} | {'yes' if c.get('ignore_in_eval') else 'no'} |")
+            if isinstance(weights, list):
+                tid = c.get("train_id")
+                w = weights[tid] if isinstance(tid, int) and 0 <= tid < len(weights) else ""
+                row += f" {format_value(w)} |"
+            lines.append(row)
+    else:
+        lines.append(nr)
+    lines.append("")
+    lines += ["## Label mapping", "",
+              f"- Mapping checksum (sha256): {meta.get('mapping_sha256') or nr}"]
+    for k, v in (meta.get("mapping_files") or {}).items():
+        lines.append(f"- `{k}`: {v}")
+    lines.append("")
+    lines += ["## Statistics", ""]
+    stat_keys = ["mean", "std", "depth_mean", "depth_std", "stats_split", "stats_sha256"]
+    present = [k for k in stat_keys if meta.get(k) is not None]
+    if present:
+        lines += [f"- {k}: {format_value(meta[k])}" for k in present]
+        if isinstance(pixels, (list, dict)):
+            lines.append("- Class pixel counts: in dataset.json (`class_pixel_counts`)")
+    else:
+        lines.append("_not computed (run `sunrgbd stats` before packing)_")
+    lines.append("")
+    probs = meta.get("problems") or {}
+    if probs:
+        lines += ["## Problems reported by the converter", ""]
+        lines += [f"- {k}: {v}" for k, v in probs.items()]
+        lines += ["", "Per-sample details are in `manifest.csv` (column `problems`).", ""]
+    cw = meta.get("created_with") or {}
+    lines += ["## How it was made", "",
+              f"- Tool: {cw.get('tool') or nr} {cw.get('version') or ''}".rstrip()]
+    if cw.get("command"):
+        lines += ["- Converted with:", "", "  ```", f"  {cw['command']}", "  ```"]
+    if meta.get("stats_command"):
+        lines += ["- Statistics with:", "", "  ```", f"  {meta['stats_command']}", "  ```"]
+    lines += [f"- Packed with sunrgbd-tools {__version__}" + (":" if command else "")]
+    if command:
+        lines += ["", "  ```", f"  {command}", "  ```"]
+    lines += ["", "## Verify", "", "```",
+              f"sha256sum -c {SUMS}          # every file",
+              "sunrgbd fetch <archive> --dest data/   # checksum, safe extract, verify",
+              "```", ""]
+    return "\n".join(lines)
+
+
+def _zinfo(name: str, size: int) -> zipfile.ZipInfo:
+    zi = zipfile.ZipInfo(name, date_time=_EPOCH)
+    zi.create_system = 3
+    zi.external_attr = 0o100644 << 16
+    zi.compress_type = (zipfile.ZIP_STORED if PurePosixPath(name).suffix.lower() in _STORED_EXT
+                        else zipfile.ZIP_DEFLATED)
+    zi.file_size = size
+    return zi
+
+
+def pack_tree(cfg: PackConfig) -> PackReport:
+    """Write the archive for the clean tree `cfg.src` (see module docstring)."""
+    src = Path(cfg.src)
+    out = Path(cfg.out)
+    if not (src / "dataset.json").is_file():
+        raise ShareError(f"{src}: not a clean tree (no dataset.json)")
+    if out.exists() and out.is_dir():
+        raise ShareError(f"{out}: is a folder; give the archive's file name")
+    try:
+        meta = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ShareError(f"{src / 'dataset.json'}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ShareError(f"{src / 'dataset.json'}: not a JSON object")
+    side = out.with_name(out.name + ".sha256")
+    files = tree_files(src, exclude={out.resolve(), side.resolve()})
+    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
+    if clash:
+        raise ShareError(f"{src}: already holds {', '.join(map(str, sorted(clash)))} "
+                         "(a fetched archive?); remove them before packing again")
+    sizes = {f: (src / f).stat().st_size for f in files}
+    total = sum(sizes.values())
+    sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
+    sums: list[tuple[str, str]] = []
+    with tqdm(total=total, desc=f"pack {out.name}", unit="B", unit_scale=True,
+              unit_divisor=1024, disable=not cfg.progress, leave=False) as bar, \
+            atomic_path(out) as tmp:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+            zf.writestr(_zinfo(DATASHEET, len(sheet)), sheet)
+            sums.append((hashlib.sha256(sheet).hexdigest(), DATASHEET))
+            for rel in files:
+                h = hashlib.sha256()
+                with open(src / rel, "rb") as f, \
+                        zf.open(_zinfo(rel.as_posix(), sizes[rel]), "w") as w:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+                        w.write(chunk)
+                        bar.update(len(chunk))
+                sums.append((h.hexdigest(), rel.as_posix()))
+            body = "".join(f"{h}  {n}\n" for h, n in sorted(sums, key=lambda x: x[1])).encode()
+            zf.writestr(_zinfo(SUMS, len(body)), body)
+        digest = sha256_file(tmp)
+    atomic_write_text(side, f"{digest}  {out.name}\n")
+    return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size)
+
+
+# ----------------------------------------------------------------------------- fetch
+@dataclass
+class FetchConfig:
+    source: str
+    dest: str
+    sha256: str | None = None
+    keep_archive: bool = False
+    workers: int | None = None
+    progress: bool = True
+    http: HttpConfig = field(default_factory=HttpConfig)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FetchReport:
+    dest: Path
+    archive_sha256: str
+    checked: str  # where the expected archive checksum came from, or "none"
+    files: int = 0
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def is_url(s: str) -> bool:
+    return urlsplit(s).scheme in ("http", "https")
+
+
+def parse_sha256_file(text: str, where: str) -> str:
+    tok = text.strip().split()
+    if not tok or len(tok[0]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in tok[0]):
+        raise ShareError(f"{where}: not a sha256 file")
+    return tok[0].lower()
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """SHA256SUMS (`sha256sum` format, text or binary marker) → {path: hex}."""
+    out: dict[str, str] = {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        h, sep, name = line.partition(" ")
+        name = name[1:] if name[:1] in (" ", "*") else name
+        if not sep or len(h) != 64 or not name:
+            raise ShareError(f"{path}:{i}: malformed line")
+        rel = check_name(name, str(path)).as_posix()
+        if rel in out:
+            raise ShareError(f"{path}:{i}: {rel} listed twice")
+        out[rel] = h.lower()
+    return out
+
+
+def check_sums(root: Path, workers: int | None = None,
+               progress: Callable[[int], None] | None = None) -> list[str]:
+    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS."""
+    sums_path = root / SUMS
+    if not sums_path.is_file():
+        return [f"{sums_path}: missing"]
+    listed = read_sums(sums_path)
+    present = {p.as_posix() for p in tree_files(root)} - {SUMS}
+    problems = [f"{root / n}: not listed in {SUMS}" for n in sorted(present - set(listed))]
+    problems += [f"{root / n}: listed in {SUMS} but missing" for n in sorted(set(listed) - present)]
+    names = sorted(set(listed) & present)
+    def one(n: str) -> str | None:
+        got = sha256_file(root / n)
+        if progress:
+            progress(1)
+        return None if got == listed[n] else f"{root / n}: sha256 {got} != {listed[n]} in {SUMS}"
+
+    with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as ex:
+        problems += [p for p in ex.map(one, names) if p]
+    return problems
+
+
+def _hash_with_bar(path: Path, progress: bool) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, desc=f"sha256 {path.name}",
+                                     unit="B", unit_scale=True, unit_divisor=1024,
+                                     disable=not progress, leave=False) as bar:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            bar.update(len(chunk))
+    return h.hexdigest()
+
+
+def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
+    """Get, check, extract and verify a packed dataset into `cfg.dest` (module docstring)."""
+    dest = Path(cfg.dest)
+    if dest.exists() and not dest.is_dir():
+        raise DestinationError(f"{dest}: exists and is not a folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(not p.name.startswith(".") for p in dest.iterdir()):
+        raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
+    work = dest / FETCH_DIR
+    work.mkdir(exist_ok=True)
+    expected = cfg.sha256.lower() if cfg.sha256 else None
+    checked = "--sha256" if expected else "none"
+    if is_url(cfg.source):
+        client = client or HttpClient(cfg.http)
+        name = unquote(PurePosixPath(urlsplit(cfg.source).path).name) or "archive.zip"
+        check_name(name, cfg.source)
+        archive = work / name
+        if expected is None:
+            side = client.get_small(cfg.source + ".sha256")
+            if side is not None:
+                expected = parse_sha256_file(side.decode("utf-8", "replace"), cfg.source + ".sha256")
+                checked = cfg.source + ".sha256"
+        if not archive.exists():
+            with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                      disable=not cfg.progress, leave=False) as bar:
+                def on_total(size: int, have: int) -> None:
+                    bar.reset(total=size)
+                    bar.update(have)
+                download_file(client, cfg.source, archive, bar.update, on_total)
+    else:
+        archive = Path(cfg.source)
+        if not archive.is_file():
+            raise ShareError(f"{archive}: no such archive")
+        side_path = archive.with_name(archive.name + ".sha256")
+        if expected is None and side_path.is_file():
+            expected = parse_sha256_file(side_path.read_text(encoding="utf-8", errors="replace"),
+                                         str(side_path))
+            checked = str(side_path)
+    digest = _hash_with_bar(archive, cfg.progress)
+    if expected is not None and digest != expected:
+        if is_url(cfg.source):
+            archive.unlink(missing_ok=True)  # a re-run downloads it afresh
+        raise ShareError(f"{cfg.source}: sha256 {digest} does not match the expected "
+                         f"{expected} (from {checked}); the archive is damaged or not the one published")
+    stage = work / "tree"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        with tqdm(desc="extract", unit="B", unit_scale=True, unit_divisor=1024,
+                  disable=not cfg.progress, leave=False) as bar:
+            written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
+        problems = check_sums(stage, cfg.workers)
+        if problems:
+            raise ShareError(f"{cfg.source}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
+                             .replace(str(stage), str(dest)))
+        for entry in sorted(stage.iterdir()):
+            target = dest / entry.name
+            if not is_within(dest, target):
+                raise UnsafeArchive(f"{cfg.source}: {entry.name} escapes {dest}")
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report = FetchReport(dest=dest, archive_sha256=digest, checked=checked, files=len(written))
+    atomic_write_json(work / "fetched.json", {"source": cfg.source, "sha256": digest,
+                                              "checked_against": checked, "files": len(written)})
+    if is_url(cfg.source) and not cfg.keep_archive:
+        archive.unlink(missing_ok=True)
+    from sunrgbd_tools.convert.verify import verify_tree
+
+    vr = verify_tree(dest, workers=cfg.workers)
+    report.samples = vr.samples
+    report.problems = list(vr.problems)
+    return report

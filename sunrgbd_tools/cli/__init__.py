@@ -1,0 +1,1 @@
+"""The `sunrgbd` command: thin click shells over the library."""

@@ -1,0 +1,81 @@
+"""Click shells for `sunrgbd pack` and `sunrgbd fetch`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sunrgbd_tools.acquire.share import (
+    DestinationError,
+    FetchConfig,
+    PackConfig,
+    ShareError,
+    pack_tree,
+)
+from sunrgbd_tools.acquire.share import fetch as fetch_archive
+from sunrgbd_tools.cli.common import OutPath, http_options, recorded_command
+from sunrgbd_tools.cli.hub import pack_hf
+from sunrgbd_tools.remote.http import HttpConfig, HttpError
+from sunrgbd_tools.remote.rangezip import ZipFormatError
+
+
+@click.command()
+@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=OutPath(path_type=Path),
+              help="zip: the archive to write (<out>.sha256 goes beside it); "
+                   "hf: a new or empty folder.")
+@click.option("--format", "fmt", type=click.Choice(["zip", "hf"]), default="zip", show_default=True,
+              help="zip: one verified archive; hf: Hugging Face `datasets` parquet shards + "
+                   "dataset card (needs the 'hub' extra).")
+@click.option("--strict", is_flag=True, help="hf: exit 1 when any problem was reported.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def pack(ctx, tree, out, fmt, strict, no_progress):
+    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md,
+    or (--format hf) into a Hugging Face dataset folder."""
+    command = recorded_command(ctx)
+    if fmt == "hf":
+        return pack_hf(tree, out, command, not no_progress, strict)
+    try:
+        rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command,
+                                   progress=not no_progress))
+    except ShareError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
+
+
+@click.command()
+@click.argument("source")
+@click.option("--dest", required=True, type=OutPath(file_okay=False, path_type=Path),
+              help="New or empty folder to receive the clean tree.")
+@click.option("--sha256", "sha256", default=None,
+              help="Expected archive sha256 (default: the .sha256 file beside it, if any).")
+@click.option("--keep-archive", is_flag=True, help="Keep a downloaded archive under --dest/.sunrgbd-fetch/.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Workers for checks.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@http_options
+def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, retries):
+    """Download (URL) or open (path) a packed dataset, check it, extract it safely, verify it."""
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
+        raise click.BadParameter("not a 64-digit hex sha256", param_hint="--sha256")
+    cfg = FetchConfig(source=source, dest=str(dest), sha256=sha256, keep_archive=keep_archive,
+                      workers=workers, progress=not no_progress,
+                      http=HttpConfig(timeout=timeout, retries=retries))
+    try:
+        rep = fetch_archive(cfg)
+    except DestinationError as e:
+        raise click.UsageError(str(e)) from None
+    except (ShareError, HttpError, ZipFormatError) as e:
+        raise click.ClickException(str(e)) from None
+    if rep.checked == "none":
+        click.echo("warning: no --sha256 and no .sha256 beside the archive; only SHA256SUMS "
+                   "inside it was checked", err=True)
+    for p in rep.problems:
+        click.echo(p, err=True)
+    if rep.problems:
+        click.echo(f"{dest}: {rep.samples} samples, {len(rep.problems)} problem(s)")
+        sys.exit(1)
+    click.echo(f"{dest}: {rep.files} files, {rep.samples} samples OK "
+               f"(sha256 {rep.archive_sha256}, checked against {rep.checked})")

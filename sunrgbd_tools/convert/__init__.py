@@ -1,0 +1,1 @@
+"""Raw scene to clean sample: the pipeline, polygon rasterising, resizing, verifying a tree."""

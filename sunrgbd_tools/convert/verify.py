@@ -1,0 +1,160 @@
+"""Check a clean tree: every sample complete, sizes agree, label values inside the class
+table, train ids and colours consistent with label ids, checksums as in the manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cleantree.files import is_within, sha256_file
+
+FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
+
+
+@dataclass
+class VerifyReport:
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _load_json(path: Path, report: VerifyReport):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        report.problems.append(f"{path}: missing")
+    except (OSError, ValueError) as e:
+        report.problems.append(f"{path}: not readable JSON ({e})")
+    return None
+
+
+def _check_sample(task) -> list[str]:
+    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
+    out: list[str] = []
+    sid = row.get("id", "?")
+    where = root / "manifest.csv"
+    try:
+        h, w = int(row["height"]), int(row["width"])
+    except (KeyError, TypeError, ValueError):
+        return [f"{where}: sample {sid}: bad height/width"]
+    arrays = {}
+    for key in FILE_KEYS:
+        rel = row.get(key, "")
+        if not rel:
+            if key != "depth":
+                out.append(f"{where}: sample {sid}: no {key} file listed")
+            continue
+        if "\0" in rel:
+            out.append(f"{where}: sample {sid}: {key} path holds a NUL byte")
+            continue
+        path = root / rel
+        try:
+            if not is_within(root, path):
+                out.append(f"{where}: sample {sid}: {key} {rel!r} leads outside the tree "
+                           "(absolute, '..' or a symbolic link); not read")
+                continue
+            if not path.is_file():
+                out.append(f"{path}: missing")
+                continue
+            if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
+                out.append(f"{path}: sha256 differs from manifest.csv")
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                out.append(f"{path}: does not decode")
+                continue
+            if img.shape[:2] != (h, w):
+                out.append(f"{path}: size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}")
+                continue
+            arrays[key] = img
+        except OSError as e:  # a name too long, a file we may not read, …
+            out.append(f"{path}: cannot read ({e.strerror or type(e).__name__})")
+    lab = arrays.get("label_ids")
+    if lab is not None:
+        if lab.dtype != np.uint8 or lab.ndim != 2:
+            out.append(f"{root / row['label_ids']}: labelIds must be 8-bit single channel")
+        else:
+            bad = np.unique(lab[~valid_ids[lab]])
+            if bad.size:
+                out.append(f"{root / row['label_ids']}: values not in the class table: {bad.tolist()}")
+            tr = arrays.get("label_train_ids")
+            if tr is not None and not np.array_equal(tr, id_to_train[lab]):
+                out.append(f"{root / row['label_train_ids']}: train ids do not match labelIds")
+            col = arrays.get("color")
+            if col is not None and (col.ndim != 3 or not np.array_equal(col[:, :, :3], id_to_bgr[lab])):
+                out.append(f"{root / row['color']}: colours do not match the class colours of labelIds")
+    d = arrays.get("depth")
+    if d is not None and (d.dtype != np.uint16 or d.ndim != 2):
+        out.append(f"{root / row['depth']}: depth must be 16-bit single channel")
+    return out
+
+
+def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True) -> VerifyReport:
+    """Verify the clean tree at `root`; every problem is one line naming the file."""
+    root = Path(root)
+    report = VerifyReport()
+    meta = _load_json(root / "dataset.json", report)
+    if meta is None:
+        return report
+    try:
+        classes = meta["classes"]
+        valid = np.zeros(256, dtype=bool)
+        ignore = meta.get("ignore_index", 255)
+        if type(ignore) is not int or not 0 <= ignore <= 255:
+            raise ValueError("ignore_index is not an integer in 0..255")
+        id_to_train = np.full(256, ignore, dtype=np.uint8)
+        id_to_bgr = np.zeros((256, 3), dtype=np.uint8)
+        for c in classes:
+            cid, train = int(c["id"]), int(c["train_id"])
+            if not (0 <= cid <= 255 and 0 <= train <= 255):
+                raise ValueError("id out of 0..255")
+            valid[cid] = True
+            id_to_train[cid] = train
+            id_to_bgr[cid] = list(c["color"])[::-1]
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        report.problems.append(f"{root / 'dataset.json'}: 'classes' or 'ignore_index' is missing or malformed")
+        return report
+    try:
+        splits = {str(k): int(v) for k, v in (meta.get("splits") or {}).items()}
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        report.problems.append(f"{root / 'dataset.json'}: 'splits' is malformed (want split name → count)")
+        return report
+    try:
+        with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        report.problems.append(f"{root / 'manifest.csv'}: missing")
+        return report
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        report.problems.append(f"{root / 'manifest.csv'}: cannot be read ({e})")
+        return report
+    report.samples = len(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.get("split", "")] = counts.get(r.get("split", ""), 0) + 1
+    for split, n in splits.items():
+        if counts.get(split, 0) != n:
+            report.problems.append(
+                f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
+            )
+    tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
+    workers = max(1, workers or os.cpu_count() or 1)
+    if workers == 1 or len(tasks) < 8:
+        results = map(_check_sample, tasks)
+    else:
+        from sunrgbd_tools.parallel import pool_context
+
+        with pool_context().Pool(workers) as pool:
+            results = pool.map(_check_sample, tasks, chunksize=4)
+    for probs in results:
+        # a file name from the manifest may hold a line break: a problem stays one line
+        report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in probs)
+    return report

@@ -1,0 +1,315 @@
+"""The rule tables (synonyms.csv, spelling.csv, manual.csv) and the rule chain over them.
+
+The same chain builds names.csv (`sunrgbd mapping build`) and maps names that are not in
+names.csv at convert time, so a name gets the same class either way:
+
+    manual row (raw name)  →  exact class name  →  normalised key equals a class name
+    →  synonym (a name, or a `*_head` pattern for compounds such as `coffee_table`)
+    →  spelling fix, then the class/synonym steps again
+    →  compound: tokens cut into known words (`officechair` → `office_chair` → `*_chair`)
+    →  fuzzy: tokens that are no word corrected to the one closest word (`celing` → ceiling)
+    →  Other (rule `default`)
+
+A part names its whole (`chair_leg`, `chairback`, `cabinet_door` → the whole's class; the
+part words are the partitives of phrases.csv); otherwise the last word, the head noun,
+decides. The word list of the last two steps is derived from the tables and names.csv
+(sunrgbd_tools/labels/words.py), so every result is a pure function of the mapping files
+(see docs/mapping.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sunrgbd_tools.labels.normalise import SEPARATOR, fold_plural, normalise, squash, tokens
+from sunrgbd_tools.labels.words import Vocabulary
+
+SYNONYMS_FILE = "synonyms.csv"
+SPELLING_FILE = "spelling.csv"
+MANUAL_FILE = "manual.csv"
+PHRASES_FILE = "phrases.csv"
+PHRASE_ROLES = ("preposition", "genitive", "partitive")
+
+# The rules a names.csv row may carry, strongest first (used to break ties between rows).
+RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
+         "default")
+PATTERN_PREFIX = "*" + SEPARATOR
+MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
+
+
+def by_squashed_key(rows: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """{squashed normalised key: (class, raw name)} from {raw name: (class, rule)}: for each
+    key the row of the strongest rule (then the first name), `default` rows left out. Names
+    whose keys meet share this class, at build time and at convert time alike."""
+    rank = {r: i for i, r in enumerate(RULES)}
+    out: dict[str, tuple[str, str]] = {}
+    for raw, (cls_name, rule) in sorted(rows.items(), key=lambda kv: (rank.get(kv[1][1], 99), kv[0])):
+        key = squash(normalise(raw))
+        if rule != "default" and key:
+            out.setdefault(key, (cls_name, raw))
+    return out
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Outcome of the rule chain: target class, the rule that fired and the table entry."""
+
+    class_name: str
+    rule: str
+    via: str
+
+
+def read_csv_table(path: Path, need: tuple[str, ...]) -> tuple[list[tuple[int, dict]], bytes]:
+    """Rows of a UTF-8 CSV (BOM tolerated) as (line number, row); checks the header."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 (byte {e.start})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = reader.fieldnames or []
+    missing = [c for c in need if c not in fields]
+    if missing:
+        raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)})")
+    rows = []
+    for r in reader:
+        rows.append((reader.line_num, {k: (v if v is not None else "") for k, v in r.items() if k}))
+    return rows, data
+
+
+@dataclass
+class RuleTables:
+    """synonyms.csv, spelling.csv and manual.csv, indexed by squashed normalised keys."""
+
+    class_names: tuple[str, ...]  # classes a name may map to (all but `unlabeled`)
+    synonyms: dict[str, tuple[str, str]] = field(default_factory=dict)  # squash → (class, name)
+    heads: dict[str, tuple[str, str]] = field(default_factory=dict)  # squash(head) → (class, pattern)
+    spelling: dict[str, tuple[str, str]] = field(default_factory=dict)  # squash(wrong) → (right key, wrong)
+    spelling_tokens: dict[str, str] = field(default_factory=dict)  # wrong token → right key
+    manual: dict[str, str] = field(default_factory=dict)  # raw name → class
+    prepositions: frozenset[str] = frozenset()  # `box_of_paper`: the head is before `of`
+    genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
+    partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
+    files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
+    words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
+
+    def __post_init__(self):
+        self.class_keys = {}
+        for c in self.class_names:
+            self.class_keys.setdefault(squash(normalise(c)), c)
+
+    # ---- loading ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: Path, class_names: tuple[str, ...], manual: bool = True,
+             fallback: Path | None = None) -> RuleTables:
+        """Read the rule tables of `folder` (those it lacks from `fallback`, else empty)."""
+        t = cls(class_names)
+        valid = set(class_names)
+
+        def pick(fname: str) -> Path | None:
+            for base in (folder, fallback):
+                if base is not None and (Path(base) / fname).is_file():
+                    return Path(base) / fname
+            return None
+
+        p = pick(SYNONYMS_FILE)
+        if p is not None:
+            rows, t.files[SYNONYMS_FILE] = read_csv_table(p, ("name", "class"))
+            for line, r in rows:
+                t._add_synonym(r["name"].strip(), r["class"].strip(), valid, f"{p} line {line}")
+        p = pick(SPELLING_FILE)
+        if p is not None:
+            rows, t.files[SPELLING_FILE] = read_csv_table(p, ("wrong", "right"))
+            for line, r in rows:
+                t._add_spelling(r["wrong"].strip(), r["right"].strip(), f"{p} line {line}")
+        p = pick(PHRASES_FILE)
+        if p is not None:
+            rows, t.files[PHRASES_FILE] = read_csv_table(p, ("word", "role"))
+            roles: dict[str, set[str]] = {r: set() for r in PHRASE_ROLES}
+            for line, r in rows:
+                word, role = normalise(r["word"]), r["role"].strip()
+                if role not in roles or not word or SEPARATOR in word:
+                    raise ValueError(f"{p} line {line}: need one word and a role in {', '.join(PHRASE_ROLES)}")
+                roles[role].add(word)
+            t.prepositions = frozenset(roles["preposition"] | roles["genitive"])
+            t.genitives, t.partitives = frozenset(roles["genitive"]), frozenset(roles["partitive"])
+        p = pick(MANUAL_FILE) if manual else None
+        if p is not None:
+            rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"))
+            for line, r in rows:
+                raw, target = r["raw_name"], r["class"].strip()
+                where = f"{p} line {line}"
+                if target not in valid:
+                    raise ValueError(f"{where}: unknown class {target!r}")
+                if raw in t.manual and t.manual[raw] != target:
+                    raise ValueError(f"{where}: {raw!r} is listed twice with different classes")
+                t.manual[raw] = target
+        return t
+
+    def table_words(self) -> set[str]:
+        """Every word of the class names, synonyms, spelling fixes and phrase words."""
+        names = list(self.class_names) + [n for _c, n in self.synonyms.values()]
+        names += [n[len(PATTERN_PREFIX):] for _c, n in self.heads.values()]
+        names += [r for r, _w in self.spelling.values()]
+        keys = [normalise(n) for n in names]
+        out = {t for k in keys for t in tokens(k)} | {squash(k) for k in keys}  # `floormat` too
+        return out | self.prepositions | self.partitives
+
+    def attach_words(self, raw_names) -> RuleTables:
+        """Enable the compound and fuzzy steps with a word list from these raw names
+        (names.csv's, so that build time and convert time use the same list)."""
+        self.words = Vocabulary.build((normalise(n) for n in raw_names), self.table_words())
+        return self
+
+    def _add_synonym(self, name: str, target: str, valid: set[str], where: str) -> None:
+        if target not in valid:
+            raise ValueError(f"{where}: unknown class {target!r}")
+        is_head = name.startswith(PATTERN_PREFIX)
+        key = squash(normalise(name[len(PATTERN_PREFIX):] if is_head else name))
+        if not key:
+            raise ValueError(f"{where}: name {name!r} normalises to nothing")
+        index = self.heads if is_head else self.synonyms
+        old = index.get(key)
+        if old is not None and old[0] != target:
+            raise ValueError(f"{where}: {name!r} already maps to {old[0]!r} (as {old[1]!r})")
+        if key in self.class_keys and not is_head and self.class_keys[key] != target:
+            raise ValueError(f"{where}: {name!r} is the class {self.class_keys[key]!r} itself")
+        index.setdefault(key, (target, name))
+
+    def _add_spelling(self, wrong: str, right: str, where: str) -> None:
+        w, r = normalise(wrong), normalise(right)
+        if not w or not r:
+            raise ValueError(f"{where}: spelling fix {wrong!r} → {right!r} normalises to nothing")
+        if squash(w) == squash(r):
+            raise ValueError(f"{where}: {wrong!r} and {right!r} are the same after normalising")
+        old = self.spelling.get(squash(w))
+        if old is not None and old[0] != r:
+            raise ValueError(f"{where}: {wrong!r} already corrected to {old[0]!r}")
+        self.spelling[squash(w)] = (r, wrong)
+        if SEPARATOR not in w:
+            self.spelling_tokens[w] = r
+
+    # ---- the chain -------------------------------------------------------------------
+    def resolve_key(self, key: str) -> Resolution | None:
+        """Class of a normalised key from the class names and synonyms, or None."""
+        if not key:
+            return None
+        sq = squash(key)
+        if sq in self.class_keys:
+            return Resolution(self.class_keys[sq], "normalised", self.class_keys[sq])
+        if sq in self.synonyms:
+            target, name = self.synonyms[sq]
+            return Resolution(target, "synonym", name)
+        toks = tokens(key)
+        for i in range(1, len(toks) - 1):  # `box_of_paper`, `stack_of_books`
+            if toks[i] in self.prepositions:
+                left, right = toks[:i], toks[i + 1:]
+                if toks[i] in self.genitives and fold_plural(left[-1]) in self.partitives:
+                    return self.resolve_key(SEPARATOR.join(right))
+                return self.resolve_key(SEPARATOR.join(left))
+        if len(toks) > 1 and fold_plural(toks[-1]) in self.partitives:  # `chair_leg`, `table_top`
+            hit = self.resolve_key(SEPARATOR.join(toks[:-1]))
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"part of {hit.via}")
+        for i in range(1, len(toks)):  # longest head first: `big_office_chair` → `*_chair`
+            hit = self.heads.get(squash(SEPARATOR.join(toks[i:])))
+            if hit is not None:
+                return Resolution(hit[0], "synonym", hit[1])
+        return None
+
+    def fix_spelling(self, key: str) -> tuple[str, str]:
+        """(corrected key, description of the fixes applied); the key itself if none apply."""
+        hit = self.spelling.get(squash(key))
+        if hit is not None:
+            return hit[0], f"{hit[1]}→{hit[0]}"
+        toks = tokens(key)
+        fixed, notes = [], []
+        for t in toks:
+            r = self.spelling_tokens.get(t)
+            if r is None:
+                fixed.append(t)
+            else:
+                fixed.append(r)
+                notes.append(f"{t}→{r}")
+        if not notes:
+            return key, ""
+        return normalise(SEPARATOR.join(fixed)), ", ".join(notes)
+
+    def resolve(self, raw: str, use_manual: bool = True) -> Resolution | None:
+        """The rule chain for one raw name (None when it falls through to Other)."""
+        if use_manual and raw in self.manual:
+            return Resolution(self.manual[raw], "manual", MANUAL_FILE)
+        if raw in self.class_names:
+            return Resolution(raw, "exact", raw)
+        key = normalise(raw)
+        hit = self.resolve_key(key)
+        if hit is not None:
+            return hit
+        fixed, note = self.fix_spelling(key)
+        if note:
+            hit = self.resolve_key(fixed)
+            if hit is not None:
+                return Resolution(hit.class_name, "spelling", f"{note}; {hit.rule} {hit.via}")
+        if self.words is None:
+            return None
+        return self._resolve_words(fixed)
+
+    def head_split(self, token: str) -> tuple[str, str] | None:
+        """`smallpaper` → (small, paper): the longest `*_head` pattern ending the token after
+        a modifier of 3 to MAX_MODIFIER letters (longer only when it splits into words),
+        for a token that is not itself a known word; else None. Only patterns
+        count, not every synonym, so endings such as `art`, `man`, `ground` never cut;
+        words that merely end in a head (`vegetable`) are known words or synonyms.csv rows."""
+        if not token.isalpha() or token in self.words:
+            return None
+        for i in range(3, len(token) - 1):
+            if token[i:] in self.heads:
+                # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
+                if i > MAX_MODIFIER and self.words.split(token[:i]) is None:
+                    return None
+                return token[:i], token[i:]
+        return None
+
+    def _split_heads(self, key: str) -> tuple[str, str]:
+        toks, notes = [], []
+        for t in tokens(key):
+            cut = None if self.resolve_key(t) else self.head_split(t)
+            toks.extend(cut or (t,))
+            if cut:
+                notes.append("+".join(cut))
+        return SEPARATOR.join(toks), ", ".join(notes)
+
+    def _is_compound(self, token: str) -> bool:
+        return self.words.split(token) is not None or self.head_split(token) is not None
+
+    def _resolve_words(self, key: str) -> Resolution | None:
+        """The compound step (known words, then a `*_head` ending), then the fuzzy step,
+        each followed by the spelling table. Compounds are never spelling-corrected."""
+        steps = []
+        split, split_note = self.words.split_key(key)
+        if split_note:
+            steps.append(("compound", split, split_note))
+        heads, heads_note = self._split_heads(split)
+        if heads_note:
+            steps.append(("compound", heads, ", ".join(x for x in (split_note, heads_note) if x)))
+        corrected, fix_note = self.words.correct_key(key, keep=self._is_compound)
+        if fix_note:
+            again, again_note = self.words.split_key(corrected)
+            steps.append(("fuzzy", again, fix_note + (f", {again_note}" if again_note else "")))
+        for rule, k, note in steps:
+            fixed, spell_note = self.fix_spelling(k)
+            hit = self.resolve_key(fixed)
+            if hit is not None:
+                notes = "; ".join(x for x in (note, spell_note, f"{hit.rule} {hit.via}") if x)
+                return Resolution(hit.class_name, rule, notes)
+        return None
+
+    def sha256(self) -> dict[str, str]:
+        return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(self.files.items())}

@@ -1,0 +1,153 @@
+"""The toolbox's own labels: SUNRGBD2Dseg.mat (MATLAB v7.3 = HDF5) and its name lists.
+
+SUNRGBD2Dseg(i) has no scene name of its own; entry i belongs to
+SUNRGBDMeta(i).sequenceName. Struct fields are Nx1 arrays of HDF5 object references and
+each referenced image is stored transposed (MATLAB is column-major).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.matfile import cell_strings, h5_string
+from sunrgbd_tools.raw.splits import normalise_scene_path
+
+METADATA = Path("SUNRGBDtoolbox/Metadata")
+SEG2D_FILE = METADATA / "SUNRGBD2Dseg.mat"
+META_FILE = METADATA / "SUNRGBDMeta.mat"
+SEGLISTALL_FILE = METADATA / "seglistall.mat"
+SEG37_FILE = METADATA / "seg37list.mat"
+
+
+def _is_v73(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"MATLAB 7.3" in f.read(20)
+
+
+def read_name_list(path: Path, variable: str) -> list[str]:
+    """A 1xN cell of char saved by MATLAB (v5 or v7.3) → list of str."""
+    if not path.exists():
+        raise RawDataError(path, "file not found")
+    if _is_v73(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if variable not in f:
+                raise RawDataError(path, f"has no variable {variable!r}")
+            return [h5_string(f[r]) for r in np.asarray(f[variable][()]).ravel()]
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path), variable_names=[variable])
+    except Exception as e:
+        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    if variable not in m:
+        raise RawDataError(path, f"has no variable {variable!r}")
+    return cell_strings(m[variable])
+
+
+def read_sequence_names(path: Path) -> list[str]:
+    """SUNRGBDMeta.mat → scene key of every entry, in file order."""
+    if not path.exists():
+        raise RawDataError(path, "file not found (it maps SUNRGBD2Dseg entries to scenes)")
+    if _is_v73(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            try:
+                refs = np.asarray(f["SUNRGBDMeta"]["sequenceName"][()]).ravel()
+            except KeyError:
+                raise RawDataError(path, "has no SUNRGBDMeta.sequenceName") from None
+            return [normalise_scene_path(h5_string(f[r])) for r in refs]
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path), variable_names=["SUNRGBDMeta"])
+    except Exception as e:
+        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    meta = m.get("SUNRGBDMeta")
+    if meta is None or not meta.dtype.names or "sequenceName" not in meta.dtype.names:
+        raise RawDataError(path, "has no SUNRGBDMeta.sequenceName")
+    return [normalise_scene_path(s) for s in cell_strings(meta["sequenceName"].ravel())]
+
+
+# SUNRGBD2Dseg field read per label mode: `official` is SUN RGB-D's own seg37 labelling as
+# stored (the one every published number uses); `official-all` is the full-vocabulary
+# labelling, whose names go through our mapping (so Other and Computer exist).
+FIELDS = {"official": "seglabel", "official-all": "seglabelall"}
+
+
+def check_seg37_order(src: Path, class_names: dict[int, str]) -> None:
+    """`--labels official` keeps seglabel's values as class ids, which is right only when
+    the class table's ids 1..37 are seg37list in order; a toolbox without seg37list.mat
+    is taken to be the standard one."""
+    path = Path(src) / SEG37_FILE
+    if not path.exists():
+        return
+    seg37 = read_name_list(path, "seg37list")
+    ours = [class_names.get(i, "") for i in range(1, len(seg37) + 1)]
+    for i, (a, b) in enumerate(zip(seg37, ours, strict=True), start=1):
+        if a.strip() != b:
+            raise RawDataError(path, f"seg37list({i}) is {a!r} but class id {i} of the class table is "
+                                     f"{b!r}; --labels official keeps seglabel values as class ids")
+
+
+class OfficialLabels:
+    """Random access to SUNRGBD2Dseg entries by scene key; opens the HDF5 file lazily so
+    each worker process holds its own handle."""
+
+    def __init__(self, src: Path, mode: str = "official"):
+        self.src = Path(src)
+        self.mode = mode
+        self.field = FIELDS[mode]
+        self.seg_path = self.src / SEG2D_FILE
+        if not self.seg_path.exists():
+            raise RawDataError(self.seg_path, f"file not found (needed for --labels {mode})")
+        keys = read_sequence_names(self.src / META_FILE)
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.seglistall = None
+        if self.field == "seglabelall":
+            names_path = self.src / SEGLISTALL_FILE
+            if not names_path.exists():
+                raise RawDataError(names_path, "file not found (--labels official-all maps seglabelall "
+                                               "through it; --labels official needs only seglabel)")
+            self.seglistall = read_name_list(names_path, "seglistall")
+        self._file = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+    def _open(self):
+        if self._file is None:
+            import h5py
+
+            try:
+                self._file = h5py.File(self.seg_path, "r")
+            except OSError as e:
+                raise RawDataError(self.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
+        return self._file
+
+    def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
+        """Label image of `key` (HxW int32) and the names its values index (1-based, for
+        seglabelall), or None when the values are seg37 ids as stored (seglabel)."""
+        i = self.index.get(key)
+        if i is None:
+            raise RawDataError(self.src / META_FILE, f"no entry for scene {key}")
+        f = self._open()
+        group = f.get("SUNRGBD2Dseg")
+        field = self.field
+        if group is None or field not in group:
+            raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{field}")
+        refs = group[field]
+        if i >= refs.size:
+            raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
+        # one reference read, not the whole field (10,335 of them) per scene
+        img = np.asarray(f[refs[np.unravel_index(i, refs.shape)]][()]).T
+        if img.ndim != 2:
+            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image")
+        return img.astype(np.int32), self.seglistall

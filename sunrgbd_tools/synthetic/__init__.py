@@ -1,0 +1,1 @@
+"""The raw-format generator behind `sunrgbd sample`."""
