@@ -232,11 +232,12 @@ def _class_lut(names: list[str] | None, max_value: int, problems: list[str], whe
     lut = np.zeros(size, dtype=np.uint8)
     unmapped: dict[int, str] = {}
     if names is None:  # official seglabel: values are seg37 ids already
-        valid = [c.id for c in table.classes if 1 <= c.id <= 37]
+        valid = table.seg37_ids
         for v in range(1, size):
             lut[v] = v if v in valid else 0
-        if max_value > 37:
-            problems.append(f"{where}: seg37 label values above 37 set to unlabelled")
+        top = max(valid, default=0)
+        if max_value > top:
+            problems.append(f"{where}: seg37 label values above {top} set to unlabelled")
         return lut, unmapped
     for v, name in enumerate(names, start=1):
         if not name:
@@ -455,7 +456,7 @@ def convert(
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
         official = OfficialLabels(src, cfg.labels) if cfg.labels in FIELDS else None
         if cfg.labels == "official":
-            check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
+            check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise ConvertError(str(e)) from None
     if not scenes:

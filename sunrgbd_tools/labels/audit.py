@@ -235,7 +235,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
         scenes = discover_scenes(src, cfg.subset)
         official = OfficialLabels(src)  # mode "official": seglabel, SUN RGB-D's own seg37
         _check_official(official)
-        check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
+        check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise AuditError(str(e)) from None
     if not scenes:
