@@ -57,7 +57,8 @@ from segtrain.models import (
     count_trainable,
     create_model,
 )
-from segtrain.utils import SegtrainError, parse_hw, parse_parts
+from segtrain.parts import parse_parts
+from segtrain.utils import SegtrainError, parse_hw
 
 log = logging.getLogger("segtrain")
 

@@ -49,6 +49,7 @@ from segtrain.models import (
 )
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
+from segtrain.parts import parse_parts
 from segtrain.utils import (
     SegtrainError,
     atomic_path,
@@ -57,7 +58,6 @@ from segtrain.utils import (
     check_out_dir,
     environment_info,
     load_torch_file,
-    parse_parts,
 )
 
 log = logging.getLogger("segtrain")

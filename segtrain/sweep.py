@@ -21,7 +21,8 @@ from typing import Any
 from segtrain.config import TrainConfig, build_config, check_value, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
-from segtrain.utils import PARTS, SegtrainError, atomic_write_text, check_out_dir
+from segtrain.parts import PARTS
+from segtrain.utils import SegtrainError, atomic_write_text, check_out_dir
 
 log = logging.getLogger("segtrain")
 

@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -236,27 +236,6 @@ def parse_hw(text: str | None) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise SegtrainError(f"size {text!r} must be positive")
     return h, w
-
-
-PARTS = ("encoder", "decoder", "head")
-
-
-def parse_parts(text: str | Iterable[str]) -> tuple[str, ...]:
-    """'head' | 'decoder,head' | 'all' (also 'decoder+head') -> parts in model order."""
-    items = text if not isinstance(text, str) else text.replace("+", ",").replace(" ", ",").split(",")
-    items = [i.strip() for i in items if i and i.strip()]
-    if items == ["all"]:
-        return PARTS
-    bad = sorted(set(items) - set(PARTS))
-    if bad or not items:
-        raise ValueError(f"train parts {','.join(items) or '(none)'!r} invalid: give all or a comma list of "
-                         f"{', '.join(PARTS)} (e.g. head, decoder,head)")
-    return tuple(p for p in PARTS if p in items)
-
-
-def parts_label(parts: Iterable[str]) -> str:
-    parts = tuple(parts)
-    return "all" if parts == PARTS else ",".join(parts)
 
 
 def environment_info(device: str = "cpu") -> dict:
