@@ -164,7 +164,8 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
-    from segtrain.engine import check_run_folder, claim_run_folder, train
+    from segtrain.engine import train
+    from segtrain.run_folder import check_run_folder, claim_run_folder
 
     train_fn = train_fn or train
     runs = plan(cfg)
