@@ -18,13 +18,12 @@ from typing import Any
 
 import yaml
 
+from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
     atomic_write_text,
     os_cause,
     parse_hw,
-    parse_parts,
-    parts_label,
 )
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")

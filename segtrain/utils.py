@@ -1,4 +1,4 @@
-"""Small helpers segtrain shares: atomic writes, PNG I/O, environment info.
+"""Small helpers segtrain shares: atomic writes, PNG I/O, one-line file errors.
 
 segtrain never imports sunrgbd_tools (it only knows the clean-tree contract), so the few
 file helpers it needs live here instead of being borrowed from the converter.
@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
-import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -236,51 +234,3 @@ def parse_hw(text: str | None) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise SegtrainError(f"size {text!r} must be positive")
     return h, w
-
-
-PARTS = ("encoder", "decoder", "head")
-
-
-def parse_parts(text: str | Iterable[str]) -> tuple[str, ...]:
-    """'head' | 'decoder,head' | 'all' (also 'decoder+head') -> parts in model order."""
-    items = text if not isinstance(text, str) else text.replace("+", ",").replace(" ", ",").split(",")
-    items = [i.strip() for i in items if i and i.strip()]
-    if items == ["all"]:
-        return PARTS
-    bad = sorted(set(items) - set(PARTS))
-    if bad or not items:
-        raise ValueError(f"train parts {','.join(items) or '(none)'!r} invalid: give all or a comma list of "
-                         f"{', '.join(PARTS)} (e.g. head, decoder,head)")
-    return tuple(p for p in PARTS if p in items)
-
-
-def parts_label(parts: Iterable[str]) -> str:
-    parts = tuple(parts)
-    return "all" if parts == PARTS else ",".join(parts)
-
-
-def environment_info(device: str = "cpu") -> dict:
-    """Versions and hardware a run used, saved next to its outputs for reproducibility."""
-    import torch
-
-    from segtrain.transforms import albumentations_version
-
-    info = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "albumentations": albumentations_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "cuda_available": torch.cuda.is_available(),
-        "cuda": torch.version.cuda,
-        "command": " ".join(sys.argv),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cudnn"] = torch.backends.cudnn.version()
-        info["bf16_supported"] = torch.cuda.is_bf16_supported()
-    return info
