@@ -16,7 +16,8 @@ from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
 from sunrgbd_tools.convert.resize import resize_nearest
 from sunrgbd_tools.convert.verify import verify_tree
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.synthetic.generator import make_sample, scene_truth
+from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.truth import scene_truth
 
 SIZE = (120, 160)
 

@@ -311,10 +311,10 @@ def test_cli_import_seglistall_csv_and_mat(tmp_path):
 
 
 def test_synthetic_generator_names_are_covered(mapper):
-    synthetic = pytest.importorskip("sunrgbd_tools.synthetic.generator")
+    synthetic = pytest.importorskip("sunrgbd_tools.synthetic.vocab")
     names = getattr(synthetic, "OBJECT_NAMES", None)
     if names is None:
-        pytest.skip("sunrgbd_tools.synthetic.generator has no OBJECT_NAMES yet")
+        pytest.skip("sunrgbd_tools.synthetic.vocab has no OBJECT_NAMES yet")
     missing = [n for n in names if n not in mapper.rows]
     assert not missing, f"synthetic names missing from names.csv: {missing}"
     # the names written only into its broken index.json files go through the normaliser

@@ -18,14 +18,9 @@ from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.convert.resize import resize_nearest
 from sunrgbd_tools.labels.audit import OUTPUTS, AuditConfig, AuditError, run_audit
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.synthetic.generator import (
-    OFFICIAL_BY_SCENE_TYPE,
-    OFFICIAL_DIFFERENCES,
-    SEG37,
-    make_sample,
-    official_name_pixels,
-    scene_truth,
-)
+from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.truth import official_name_pixels, scene_truth
+from sunrgbd_tools.synthetic.vocab import OFFICIAL_BY_SCENE_TYPE, OFFICIAL_DIFFERENCES, SEG37
 
 SIZE = (265, 365)  # half the kv2 size: the same scenes, a quarter of the pixels
 MIN_PIXELS = 500

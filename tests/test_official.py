@@ -22,7 +22,8 @@ from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError, convert
 from sunrgbd_tools.labels.table import ClassTable
 from sunrgbd_tools.raw.splits import normalise_scene_path, read_split
 from sunrgbd_tools.remote.safezip import extract_zip
-from sunrgbd_tools.synthetic.generator import make_sample, official_seglabel
+from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.truth import official_seglabel
 
 SIZE = (120, 160)
 N = 26  # scenes 0..25: quirks, kinect2data train/val/test, align_kv2 and kv1, slashed scene 6

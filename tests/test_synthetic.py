@@ -18,25 +18,22 @@ from conftest import ROOT, realdata
 from PIL import Image
 
 from sunrgbd_tools.cli.main import main
-from sunrgbd_tools.synthetic.generator import (
+from sunrgbd_tools.raw.images import DEPTH_MAX_MM, decode_depth
+from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.plan import QUIRKS, plan_scene
+from sunrgbd_tools.synthetic.render import _FLOORS, LOOKS, TEXTURES
+from sunrgbd_tools.synthetic.sample_json import GENERATOR_REVISION, SampleInfo, SampleParams
+from sunrgbd_tools.synthetic.toolbox import MACHINE_PREFIX
+from sunrgbd_tools.synthetic.truth import official_lut, scene_truth
+from sunrgbd_tools.synthetic.vocab import (
     EMITTED_NAMES,
-    GENERATOR_REVISION,
-    MACHINE_PREFIX,
     OBJECT_NAMES,
     OFFICIAL_SEG37,
-    QUIRKS,
     SEG37,
     VOCAB,
-    SampleInfo,
-    SampleParams,
-    decode_depth,
-    encode_depth,
     json_name,
-    make_sample,
-    official_lut,
-    plan_scene,
-    scene_truth,
 )
+from sunrgbd_tools.synthetic.writers import encode_depth
 
 SIZE = (120, 160)
 N = 12
@@ -310,13 +307,18 @@ def test_metadata_and_v73_labels(sample):
             assert l37.max() <= 37
 
 
+def test_every_texture_in_use_has_a_function_and_every_function_is_used():
+    used = {tex for _, tex in LOOKS.values()} | set(_FLOORS) | {"wall"}
+    assert used == set(TEXTURES)
+
+
 # ----------------------------------------------------------------------------- depth
 
 
 def test_depth_encoding_round_trips():
     mm = np.array([0, 1, 999, 8191, 8192, 9400, 65535], np.uint16)
     enc = encode_depth(mm)
-    assert np.array_equal(decode_depth(enc), mm)
+    assert np.array_equal(decode_depth(enc), np.minimum(mm, DEPTH_MAX_MM))  # the reader clips at 8 m
     assert enc[1] == 8 and enc[5] == ((9400 << 3) & 0xFFFF) | (9400 >> 13)
 
 

@@ -11,7 +11,8 @@ import click
 from tqdm import tqdm
 
 from sunrgbd_tools.cli.common import OutPath
-from sunrgbd_tools.synthetic.generator import KV2_SIZE, SampleConflict, make_sample
+from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.sample_json import KV2_SIZE, SampleConflict
 from sunrgbd_tools.synthetic.zips import write_raw_zips
 
 
