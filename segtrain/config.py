@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
+from cleantree.files import atomic_write_text
 from segtrain.utils import (
     SegtrainError,
-    atomic_write_text,
     os_cause,
     parse_hw,
     parse_parts,

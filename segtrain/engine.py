@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
 from segtrain import distributed
 from segtrain.config import TrainConfig, save_config, to_dict
 from segtrain.data import (
@@ -51,9 +52,6 @@ from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, init_from_state, load_encoder_weights
 from segtrain.utils import (
     SegtrainError,
-    atomic_path,
-    atomic_write_json,
-    atomic_write_text,
     check_out_dir,
     environment_info,
     load_torch_file,

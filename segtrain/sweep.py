@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleantree.files import atomic_write_text
 from segtrain.config import TrainConfig, build_config, check_value, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
-from segtrain.utils import PARTS, SegtrainError, atomic_write_text, check_out_dir
+from segtrain.utils import PARTS, SegtrainError, check_out_dir
 
 log = logging.getLogger("segtrain")
 
