@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 from benchutil import best
 
-from sunrgbd_tools.convert.pipeline import _read_labels
+from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.audit import AuditConfig, _chunks, run_audit
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.official import OfficialLabels
@@ -41,7 +41,7 @@ def _read_chunk(task) -> int:
     for scene in scenes:
         try:
             off, _ = official.read(scene.key)
-            _read_labels(scene, off.shape, "auto", [], {})
+            read_scene_labels(scene, off.shape, "auto", [], {})
             n += 1
         except RawDataError:
             pass

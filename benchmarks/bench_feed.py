@@ -37,7 +37,7 @@ from benchutil import best  # noqa: E402
 from treebuilder import write_clean_tree  # noqa: E402
 
 from segtrain.data import load_dataset_info, make_loader, train_dataset  # noqa: E402
-from segtrain.engine import Runtime  # noqa: E402
+from segtrain.runtime import Runtime  # noqa: E402
 from segtrain.utils import parse_hw  # noqa: E402
 
 

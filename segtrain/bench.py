@@ -39,14 +39,7 @@ from segtrain.config import BenchConfig, TrainConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.device_augment import PARAMS_KEY, DeviceAugment, batch_params, resolve_augment_on
-from segtrain.engine import (
-    Runtime,
-    make_optimizer,
-    prepare_model,
-    resolve_device,
-    seed_everything,
-    train_step,
-)
+from segtrain.engine import train_step
 from segtrain.losses import build_loss
 from segtrain.measure import MATMUL_SIZE, activation_bytes, matmul_peak, timed_windows, train_flops
 from segtrain.models import (
@@ -57,7 +50,10 @@ from segtrain.models import (
     count_trainable,
     create_model,
 )
-from segtrain.utils import SegtrainError, parse_hw, parse_parts
+from segtrain.optim import make_optimizer
+from segtrain.parts import parse_parts
+from segtrain.runtime import Runtime, prepare_model, resolve_device, seed_everything
+from segtrain.utils import SegtrainError, parse_hw
 
 log = logging.getLogger("segtrain")
 

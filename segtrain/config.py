@@ -19,12 +19,11 @@ from typing import Any
 import yaml
 
 from cleantree.files import atomic_write_text
+from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
     os_cause,
     parse_hw,
-    parse_parts,
-    parts_label,
 )
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")

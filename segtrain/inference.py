@@ -14,6 +14,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cleantree.paths import IMAGE_SUFFIX
+from segtrain.checkpoint import (
+    check_classes,
+    load_checkpoint,
+    model_from_checkpoint,
+    runtime_for_checkpoint,
+)
 from segtrain.config import EvalConfig, PredictConfig, check_fields, save_config
 from segtrain.data import (
     classes_from_json,
@@ -23,16 +29,7 @@ from segtrain.data import (
     read_depth,
 )
 from segtrain.depth import uses_depth
-from segtrain.engine import (
-    Runtime,
-    check_classes,
-    evaluate,
-    load_checkpoint,
-    model_from_checkpoint,
-    prepare_model,
-    resolve_device,
-    runtime_for_checkpoint,
-)
+from segtrain.engine import evaluate
 from segtrain.metrics import summarize
 from segtrain.report import (
     colorize,
@@ -44,6 +41,7 @@ from segtrain.report import (
     write_metrics_json,
     write_per_class_csv,
 )
+from segtrain.runtime import Runtime, prepare_model, resolve_device
 from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")

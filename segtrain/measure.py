@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from segtrain.engine import Runtime
+from segtrain.runtime import Runtime
 
 log = logging.getLogger("segtrain")
 

@@ -22,7 +22,8 @@ from cleantree.files import atomic_write_text
 from segtrain.config import TrainConfig, build_config, check_value, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
-from segtrain.utils import PARTS, SegtrainError, check_out_dir
+from segtrain.parts import PARTS
+from segtrain.utils import SegtrainError, check_out_dir
 
 log = logging.getLogger("segtrain")
 
@@ -164,7 +165,8 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
-    from segtrain.engine import check_run_folder, claim_run_folder, train
+    from segtrain.engine import train
+    from segtrain.run_folder import check_run_folder, claim_run_folder
 
     train_fn = train_fn or train
     runs = plan(cfg)

@@ -1,4 +1,4 @@
-"""Small helpers segtrain shares: PNG I/O, plain-words file errors, environment info.
+"""Small helpers segtrain shares: PNG I/O, one-line file errors.
 
 Atomic writes come from cleantree.files, the one copy both packages use (segtrain never
 imports sunrgbd_tools; both import cleantree).
@@ -7,11 +7,8 @@ imports sunrgbd_tools; both import cleantree).
 from __future__ import annotations
 
 import os
-import platform
 import re
-import sys
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -182,51 +179,3 @@ def parse_hw(text: str | None) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise SegtrainError(f"size {text!r} must be positive")
     return h, w
-
-
-PARTS = ("encoder", "decoder", "head")
-
-
-def parse_parts(text: str | Iterable[str]) -> tuple[str, ...]:
-    """'head' | 'decoder,head' | 'all' (also 'decoder+head') -> parts in model order."""
-    items = text if not isinstance(text, str) else text.replace("+", ",").replace(" ", ",").split(",")
-    items = [i.strip() for i in items if i and i.strip()]
-    if items == ["all"]:
-        return PARTS
-    bad = sorted(set(items) - set(PARTS))
-    if bad or not items:
-        raise ValueError(f"train parts {','.join(items) or '(none)'!r} invalid: give all or a comma list of "
-                         f"{', '.join(PARTS)} (e.g. head, decoder,head)")
-    return tuple(p for p in PARTS if p in items)
-
-
-def parts_label(parts: Iterable[str]) -> str:
-    parts = tuple(parts)
-    return "all" if parts == PARTS else ",".join(parts)
-
-
-def environment_info(device: str = "cpu") -> dict:
-    """Versions and hardware a run used, saved next to its outputs for reproducibility."""
-    import torch
-
-    from segtrain.transforms import albumentations_version
-
-    info = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "albumentations": albumentations_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "cuda_available": torch.cuda.is_available(),
-        "cuda": torch.version.cuda,
-        "command": " ".join(sys.argv),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cudnn"] = torch.backends.cudnn.version()
-        info["bf16_supported"] = torch.cuda.is_bf16_supported()
-    return info

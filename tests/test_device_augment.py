@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from test_segtrain_transforms import assert_aligned, scene
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint
 from segtrain.cli import main
 from segtrain.config import TrainConfig
 from segtrain.data import EpochSampler, load_dataset_info, make_loader, train_dataset
@@ -28,7 +29,7 @@ from segtrain.device_augment import (
     resolve_augment_on,
     sample_params,
 )
-from segtrain.engine import load_checkpoint, train
+from segtrain.engine import train
 from segtrain.utils import SegtrainError
 
 AUG = DeviceAugment()

@@ -254,3 +254,24 @@ def test_segtrain_eval_reports_the_label_mode(official, tmp_path):
     doc["schema_version"] = 1
     (old / "dataset.json").write_text(json.dumps(doc))
     assert load_dataset_info(old).label_mode == "label_source official (no label_mode recorded)"
+
+
+def test_seg37_group_is_what_official_mode_relies_on(tmp_path):
+    """The seg37 classes come from classes.csv's `group` column, never from an id range in code:
+    the shipped table's group is ids 1..37 in seglist order, and a table whose group says
+    otherwise is refused by the same check that holds the toolbox to the class table."""
+    from sunrgbd_tools.labels.table import mappings_dir
+    from sunrgbd_tools.raw.base import RawDataError
+    from sunrgbd_tools.raw.official import check_seg37_order
+
+    table = ClassTable.load()
+    assert table.seg37_ids == tuple(range(1, 38))
+    assert [table.by_id[i].group for i in (0, 38, 39)] == ["void", "other", "computer"]
+    root = tmp_path / "raw"
+    make_sample(root, scenes=2, seed=0, quirks=False)
+    check_seg37_order(root, table)  # the generator's toolbox agrees with the shipped table
+    text = (mappings_dir() / "classes.csv").read_text(encoding="utf-8")
+    bad = ClassTable.from_csv_text(text.replace(",36,bag,#8000c0,0,seg37,", ",36,bag,#8000c0,0,other,"))
+    assert bad.seg37_ids == tuple(range(1, 37))
+    with pytest.raises(RawDataError, match="seg37 group"):
+        check_seg37_order(root, bad)

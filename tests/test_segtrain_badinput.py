@@ -20,7 +20,7 @@ import yaml
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
-from segtrain import engine
+from segtrain import engine, run_folder
 from segtrain.cli import main
 from segtrain.config import TrainConfig, build_config, load_config_file
 from segtrain.data import list_samples, load_dataset_info
@@ -82,7 +82,7 @@ def test_run_folder_is_recognised_by_its_marker(tree, tmp_path):
     out = tmp_path / "run"
     r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2, *FAST)
     assert r.exit_code == 0, r.output
-    assert engine.is_run_folder(out)
+    assert run_folder.is_run_folder(out)
     assert yaml.safe_load((out / "segtrain-run.json").read_text()) == {"format": "segtrain-run-v1",
                                                                        "model": "unet_small"}
     r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, *FAST)
@@ -94,7 +94,7 @@ def test_run_folder_is_recognised_by_its_marker(tree, tmp_path):
     assert r.exit_code == 0, r.output
     # a marker with another format is not one
     (out / "segtrain-run.json").write_text('{"format": "something-else"}')
-    assert not engine.is_run_folder(out)
+    assert not run_folder.is_run_folder(out)
 
 
 def test_sweep_refuses_a_non_empty_folder_that_is_not_a_sweep(tree, tmp_path):

@@ -17,8 +17,8 @@ from treebuilder import write_clean_tree
 from segtrain.bench import markdown_table, run_bench, run_benches
 from segtrain.cli import main
 from segtrain.config import BenchConfig
-from segtrain.engine import Runtime
 from segtrain.measure import matmul_peak, split_windows, timed_windows, train_flops
+from segtrain.runtime import Runtime
 
 TINY = {"base_width": 4, "depth": 2}
 CUDA_ONLY = ("synthetic_gpu_busy", "real_gpu_busy", "peak_gpu_memory_gib", "gpu_memory_at_start_gib")

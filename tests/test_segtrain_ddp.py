@@ -16,11 +16,13 @@ import pytest
 import torch
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint, model_from_checkpoint
 from segtrain.config import TrainConfig
 from segtrain.data import EpochSampler, eval_dataset, load_dataset_info, make_loader
-from segtrain.engine import Runtime, evaluate, load_checkpoint, model_from_checkpoint, train
+from segtrain.engine import evaluate, train
 from segtrain.losses import build_loss
 from segtrain.metrics import summarize
+from segtrain.runtime import Runtime
 
 pytestmark = pytest.mark.slow  # two torchrun processes per fixture
 

@@ -13,13 +13,15 @@ import torch
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint
 from segtrain.cli import main
 from segtrain.config import TrainConfig
 from segtrain.data import load_dataset_info, make_loader, train_dataset
-from segtrain.engine import Runtime, load_checkpoint, seed_everything, train, train_step
+from segtrain.engine import train, train_step
 from segtrain.losses import build_loss
 from segtrain.models import count_trainable, create_model
 from segtrain.models.pretrained import load_encoder_weights, read_safetensors
+from segtrain.runtime import Runtime, seed_everything
 from segtrain.utils import SegtrainError
 
 RESNET = {"backbone": "resnet18", "base_width": 8, "aspp_channels": 16, "low_level_channels": 8,

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from segtrain.config import TrainConfig, build_config, load_config_file
 from segtrain.data import load_dataset_info
-from segtrain.engine import CHECKPOINT_FORMAT, load_checkpoint
 from segtrain.utils import SegtrainError
 
 pytestmark = pytest.mark.slow

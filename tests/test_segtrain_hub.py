@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from test_segtrain_finetune import RESNET, write_safetensors
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint
 from segtrain.cli import main
 from segtrain.config import TrainConfig
-from segtrain.engine import load_checkpoint, train
+from segtrain.engine import train
 from segtrain.models import create_model
 from segtrain.models.hub import PRETRAINED, accepted_names, resolve_pretrained
 from segtrain.utils import SegtrainError

@@ -10,11 +10,12 @@ from treebuilder import write_clean_tree
 
 from segtrain.cli import main
 from segtrain.data import load_dataset_info, make_loader, train_dataset
-from segtrain.engine import Runtime, train_step
+from segtrain.engine import train_step
 from segtrain.losses import build_loss
 from segtrain.models import MODELS, count_parameters, create_model
 from segtrain.models.convnext import ConvNeXtEncoder
 from segtrain.models.resnet import ResNetEncoder
+from segtrain.runtime import Runtime
 
 # tiny widths and depths of every architecture (the defaults are tens of millions of parameters)
 TINY = {

@@ -14,12 +14,13 @@ import torch
 from test_segtrain_cli import TINY, error_line, invoke
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint
 from segtrain.data import Sample, SegDataset, eval_dataset, load_dataset_info, train_dataset
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth
-from segtrain.engine import Runtime, load_checkpoint
 from segtrain.models import create_model, fusion_models
 from segtrain.models.fusion import FUSIONS, TwoBranchEncoder
 from segtrain.models.pretrained import _fit, load_encoder_weights
+from segtrain.runtime import Runtime
 from segtrain.transforms import build_train_transform
 
 N = 64

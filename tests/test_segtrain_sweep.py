@@ -14,11 +14,12 @@ import torch
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
+from segtrain.checkpoint import load_checkpoint
 from segtrain.cityscapes import CITYSCAPES_LABELS
 from segtrain.cli import main
 from segtrain.config import TrainConfig
 from segtrain.data import list_samples, load_dataset_info, read_label
-from segtrain.engine import load_checkpoint, train
+from segtrain.engine import train
 from segtrain.sweep import split_values
 from segtrain.utils import SegtrainError
 

@@ -21,9 +21,11 @@ from treebuilder import write_clean_tree
 from segtrain import engine
 from segtrain.config import TrainConfig
 from segtrain.data import eval_dataset, load_dataset_info, make_loader, train_dataset
-from segtrain.engine import Runtime, build_optimizer, evaluate, train_one_epoch, train_step
+from segtrain.engine import evaluate, train_one_epoch, train_step
 from segtrain.losses import LOSSES, build_loss
 from segtrain.models import create_model
+from segtrain.optim import build_optimizer
+from segtrain.runtime import Runtime
 
 TORCH_DIR = str(Path(torch.__file__).parent)
 SEGTRAIN_DIR = str(Path(engine.__file__).parent)

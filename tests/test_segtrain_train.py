@@ -12,11 +12,13 @@ import yaml
 from treebuilder import write_clean_tree
 
 from segtrain import engine
+from segtrain.checkpoint import load_checkpoint, model_from_checkpoint
 from segtrain.config import TrainConfig
 from segtrain.data import load_dataset_info, make_loader, train_dataset
-from segtrain.engine import Runtime, load_checkpoint, model_from_checkpoint, train, train_step
+from segtrain.engine import train, train_step
 from segtrain.losses import build_loss
 from segtrain.models import MODELS, count_parameters, create_model
+from segtrain.runtime import Runtime
 
 TINY = {"base_width": 4, "depth": 2}
 TIME_COLUMNS = {"train_images_per_s", "epoch_time_s"}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from segtrain.models.base import PARTS, SegmentationModel, parse_parts, parts_label
+from segtrain.models.base import SegmentationModel
 from segtrain.models.baseline import build_baseline
 from segtrain.models.deeplab import build_deeplabv3plus
 from segtrain.models.fcn import build_fcn8s
@@ -151,5 +151,5 @@ def count_trainable(model) -> dict[str, int]:
     return counts
 
 
-__all__ = ["MODELS", "PARTS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
-           "count_trainable", "model_options", "check_model", "check_inputs", "fusion_models", "FUSIONS", "parse_parts", "parts_label"]
+__all__ = ["MODELS", "ModelSpec", "SegmentationModel", "create_model", "count_parameters",
+           "count_trainable", "model_options", "check_model", "check_inputs", "fusion_models", "FUSIONS"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segtrain.utils import PARTS, parse_parts, parts_label  # noqa: F401  (re-exported)
+from segtrain.parts import PARTS, parse_parts
 
 
 class SegmentationModel(nn.Module):

@@ -39,13 +39,11 @@ from cleantree.files import (
 from cleantree.manifest import write_manifest
 from cleantree.paths import FILE_KEYS, file_templates, sample_paths
 from sunrgbd_tools import __version__
-from sunrgbd_tools.convert.rasterize import paint_polygons
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
+from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.raw.annotation import read_index_json
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
-from sunrgbd_tools.raw.matfile import read_seg_mat
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, first_file, parse_subset
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
@@ -165,58 +163,6 @@ def encode_color_png(label_ids: np.ndarray, palette: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _labels_from_seg(scene: SceneRef, shape, problems) -> tuple[np.ndarray, list[str]]:
-    path = scene.path / "seg.mat"
-    seg, names = read_seg_mat(path)
-    if seg.shape != shape:
-        if seg.shape == shape[::-1]:
-            problems.append(f"{path}: seglabel is transposed ({seg.shape[0]}x{seg.shape[1]}); used transposed")
-            seg = seg.T
-        else:
-            raise RawDataError(
-                path,
-                f"seglabel is {seg.shape[0]}x{seg.shape[1]} but the image is {shape[0]}x{shape[1]}",
-            )
-    return seg, names
-
-
-def _labels_from_polygons(scene: SceneRef, shape, problems, extra: dict) -> tuple[np.ndarray, list[str]]:
-    ann = read_index_json(scene.path / "annotation2Dfinal" / "index.json")
-    problems.extend(ann.warnings)
-    if ann.salvage is not None:
-        extra["salvaged"] = ann.salvage
-    names = [n if n is not None else "" for n in ann.names]
-    return paint_polygons(ann, shape[0], shape[1]), names
-
-
-def _read_labels(scene: SceneRef, shape, mode: str, problems: list[str], extra: dict):
-    """→ (index image, names, source) where index value v>0 means names[v-1]; `extra`
-    receives what a damaged index.json lost (`salvaged`)."""
-    if mode in FIELDS:
-        official: OfficialLabels = _WORKER["official"]
-        idx, names = official.read(scene.key)
-        if idx.shape != shape:
-            raise RawDataError(
-                official.seg_path,
-                f"{scene.key}: {official.field} is {idx.shape[0]}x{idx.shape[1]}, image {shape[0]}x{shape[1]}",
-            )
-        return idx, names, mode
-    if mode == "seg":
-        return (*_labels_from_seg(scene, shape, problems), "seg")
-    if mode == "polygons":
-        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
-    # auto: seg.mat, then polygons
-    seg_path = scene.path / "seg.mat"
-    if seg_path.exists():
-        try:
-            return (*_labels_from_seg(scene, shape, problems), "seg")
-        except RawDataError as e:
-            problems.append(f"{e} (falling back to polygons)")
-    if (scene.path / "annotation2Dfinal" / "index.json").exists():
-        return (*_labels_from_polygons(scene, shape, problems, extra), "polygons")
-    raise RawDataError(scene.path, "no labels (neither seg.mat nor annotation2Dfinal/index.json)")
-
-
 def _class_lut(names: list[str] | None, max_value: int, problems: list[str], where: str):
     """LUT from index value → class id, plus which values are unmapped names."""
     mapper: NameMapper = _WORKER["mapper"]
@@ -225,11 +171,12 @@ def _class_lut(names: list[str] | None, max_value: int, problems: list[str], whe
     lut = np.zeros(size, dtype=np.uint8)
     unmapped: dict[int, str] = {}
     if names is None:  # official seglabel: values are seg37 ids already
-        valid = [c.id for c in table.classes if 1 <= c.id <= 37]
+        valid = table.seg37_ids
         for v in range(1, size):
             lut[v] = v if v in valid else 0
-        if max_value > 37:
-            problems.append(f"{where}: seg37 label values above 37 set to unlabelled")
+        top = max(valid, default=0)
+        if max_value > top:
+            problems.append(f"{where}: seg37 label values above {top} set to unlabelled")
         return lut, unmapped
     for v, name in enumerate(names, start=1):
         if not name:
@@ -265,7 +212,8 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
         rgb = read_rgb(rgb_path)
         src_h, src_w = rgb.shape[:2]
     extra: dict = {}
-    idx, names, source = _read_labels(scene, (src_h, src_w), cfg.labels, problems, extra)
+    idx, names, source = read_scene_labels(scene, (src_h, src_w), cfg.labels, problems, extra,
+                                           _WORKER["official"])
     where = str(scene.path)
     lut, unmapped = _class_lut(names, int(idx.max(initial=0)), problems, where)
 
@@ -447,7 +395,7 @@ def convert(
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
         official = OfficialLabels(src, cfg.labels) if cfg.labels in FIELDS else None
         if cfg.labels == "official":
-            check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
+            check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise ConvertError(str(e)) from None
     if not scenes:

@@ -75,7 +75,7 @@ class SceneAudit:
 def audit_scene(scene: SceneRef, official: OfficialLabels) -> SceneAudit:
     """Joint histogram (raw name × official class) of one scene; raises RawDataError when
     the scene cannot be used (no official entry, no raw labels)."""
-    from sunrgbd_tools.convert.pipeline import _read_labels
+    from sunrgbd_tools.convert.scene_labels import read_scene_labels
 
     res = SceneAudit(scene.key)
     off, _ = official.read(scene.key)
@@ -83,7 +83,7 @@ def audit_scene(scene: SceneRef, official: OfficialLabels) -> SceneAudit:
         res.problems.append(f"{official.seg_path}: {scene.key}: seglabel values above 37 counted as void")
         off = np.where(off >= N_OFFICIAL, 0, off)
     # the official label is on the image grid: it is the reference size for seg.mat/polygons
-    idx, names, res.source = _read_labels(scene, off.shape, "auto", res.problems, {})
+    idx, names, res.source = read_scene_labels(scene, off.shape, "auto", res.problems, {})
     top = int(idx.max(initial=0))
     if top > len(names):
         res.problems.append(f"{scene.path}: label values up to {top} but only {len(names)} names; "
@@ -235,7 +235,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
         scenes = discover_scenes(src, cfg.subset)
         official = OfficialLabels(src)  # mode "official": seglabel, SUN RGB-D's own seg37
         _check_official(official)
-        check_seg37_order(src, {c.id: c.name for c in mapper.table.classes})
+        check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise AuditError(str(e)) from None
     if not scenes:

@@ -24,12 +24,12 @@ from pathlib import Path
 from sunrgbd_tools.labels.build import RawName
 from sunrgbd_tools.labels.table import NameMapper
 
-GROUPS = ("seg37", "computer", "other")
-NYU40_SEG37 = 37  # NYU40 ids 1..37 are seg37's ids 1..37; 38-40 are NYU40's other* classes
+GROUPS = ("seg37", "computer", "other")  # classes.csv `group` values a raw name can map to
+NYU40_OTHER = (38, 39, 40)  # NYU40's otherstructure/otherfurniture/otherprop; ids 1..37 are seg37's
 
 
-def _group(class_name: str) -> str:
-    return class_name if class_name in ("computer", "other") else "seg37"
+def _group(table, class_name: str) -> str:
+    return table.by_name[class_name].group
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class WeightedName:
 
 
 def _seg37(mapper: NameMapper) -> set[str]:
-    return {c.name for c in mapper.table.classes if 1 <= c.id <= NYU40_SEG37}
+    return {mapper.table.by_id[i].name for i in mapper.table.seg37_ids}
 
 
 def coverage(mapper: NameMapper, names: list[WeightedName]) -> dict:
@@ -54,7 +54,7 @@ def coverage(mapper: NameMapper, names: list[WeightedName]) -> dict:
         per_class: dict[str, int] = {}
         for n in names:
             cls_name = fn(n.name)
-            g = _group(cls_name)
+            g = _group(mapper.table, cls_name)
             by_names[g] += 1
             by_weight[g] += n.weight
             per_class[cls_name] = per_class.get(cls_name, 0) + n.weight
@@ -163,9 +163,10 @@ def read_scannet(path: str | Path, mapper: NameMapper) -> list[CrossCheckRow]:
             nyu40id, count = int(r["nyu40id"]), int(r["count"] or 0)
         except ValueError:
             raise ValueError(f"{where}: nyu40id/count must be whole numbers") from None
-        if not 1 <= nyu40id <= NYU40_SEG37 + 3:
+        seg37 = mapper.table.seg37_ids  # NYU40's first 37 classes are seg37, same ids and order
+        if nyu40id not in seg37 and nyu40id not in NYU40_OTHER:
             continue  # 0: ScanNet left the name unmapped
-        theirs = by_id[nyu40id].name if nyu40id <= NYU40_SEG37 else NameMapper.OTHER
+        theirs = by_id[nyu40id].name if nyu40id in seg37 else NameMapper.OTHER
         hit = mapper.lookup(r["raw_category"])
         rows.append(CrossCheckRow(r["raw_category"], count, hit.class_name, hit.rule, theirs, r["nyu40class"]))
     if not rows:

@@ -38,6 +38,7 @@ class ClassDef:
     name: str
     color: tuple[int, int, int]
     ignore_in_eval: bool
+    group: str = ""  # seg37, other, computer, void: what the class stands for (classes.csv `group`)
     description: str = ""
 
 
@@ -81,6 +82,7 @@ class ClassTable:
                         name=r["name"].strip(),
                         color=_parse_color(r["color"], where),
                         ignore_in_eval=r["ignore_in_eval"].strip() in ("1", "true", "True"),
+                        group=(r.get("group") or "").strip(),
                         description=(r.get("description") or "").strip(),
                     )
                 )
@@ -101,6 +103,16 @@ class ClassTable:
     @cached_property
     def by_id(self) -> dict[int, ClassDef]:
         return {c.id: c for c in self.classes}
+
+    def ids_in(self, group: str) -> tuple[int, ...]:
+        """Class ids of one `group` of classes.csv, in id order."""
+        return tuple(c.id for c in self.classes if c.group == group)
+
+    @cached_property
+    def seg37_ids(self) -> tuple[int, ...]:
+        """The classes that are SUN RGB-D's seg37 (official order = id order); the official
+        labels' values are these ids (`check_seg37_order` holds the toolbox to it)."""
+        return self.ids_in("seg37")
 
     @cached_property
     def num_train_classes(self) -> int:

@@ -80,19 +80,22 @@ def read_sequence_names(path: Path) -> list[str]:
 FIELDS = {"official": "seglabel", "official-all": "seglabelall"}
 
 
-def check_seg37_order(src: Path, class_names: dict[int, str]) -> None:
+def check_seg37_order(src: Path, table) -> None:
     """`--labels official` keeps seglabel's values as class ids, which is right only when
-    the class table's ids 1..37 are seg37list in order; a toolbox without seg37list.mat
-    is taken to be the standard one."""
+    the class table's seg37 group (classes.csv `group`) is seg37list, in order, at ids
+    1, 2, …; a toolbox without seg37list.mat is taken to be the standard one."""
     path = Path(src) / SEG37_FILE
     if not path.exists():
         return
     seg37 = read_name_list(path, "seg37list")
-    ours = [class_names.get(i, "") for i in range(1, len(seg37) + 1)]
-    for i, (a, b) in enumerate(zip(seg37, ours, strict=True), start=1):
+    for i, a in enumerate(seg37, start=1):
+        b = table.by_id[i].name if i in table.by_id else ""
         if a.strip() != b:
             raise RawDataError(path, f"seg37list({i}) is {a!r} but class id {i} of the class table is "
                                      f"{b!r}; --labels official keeps seglabel values as class ids")
+    if table.seg37_ids != tuple(range(1, len(seg37) + 1)):
+        raise RawDataError(path, f"the class table's seg37 group (classes.csv `group`) is not ids 1..{len(seg37)}; "
+                                 "--labels official keeps seglabel values as class ids")
 
 
 class OfficialLabels:
