@@ -53,14 +53,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def dumps_json(obj) -> str:
+def dumps_json(obj, *, allow_nan: bool = True) -> str:
     """Canonical JSON for files we write: sorted keys are NOT used (order is meaningful),
-    but indentation and separators are fixed so the same object gives the same bytes."""
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+    but indentation and separators are fixed so the same object gives the same bytes.
+    `allow_nan=False` refuses NaN/Infinity (not JSON) with a ValueError: segtrain's results
+    turn NaN into null first, and this catches one that slipped through."""
+    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=allow_nan) + "\n"
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, dumps_json(obj))
+def atomic_write_json(path: str | os.PathLike, obj, *, allow_nan: bool = True) -> None:
+    atomic_write_text(path, dumps_json(obj, allow_nan=allow_nan))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -80,3 +82,16 @@ def is_within(root: str | os.PathLike, path: str | os.PathLike) -> bool:
     root_r = Path(root).resolve()
     path_r = Path(path).resolve()
     return path_r == root_r or root_r in path_r.parents
+
+
+def os_cause(e: OSError) -> str:
+    """The plain words for why a file could not be opened (no errno numbers, no class names)."""
+    if isinstance(e, FileNotFoundError):
+        return "file not found"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(e, NotADirectoryError):
+        return "a parent of it is a file, not a folder"
+    return f"cannot be read ({e.strerror or e})"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cleantree.files import atomic_path
 from segtrain.config import TrainConfig, to_dict
 from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
@@ -23,7 +24,7 @@ from segtrain.models import MODELS, create_model
 from segtrain.models.pretrained import LoadReport, init_from_state
 from segtrain.optim import replan_schedule, schedule_total
 from segtrain.runtime import Runtime
-from segtrain.utils import SegtrainError, atomic_path, load_torch_file
+from segtrain.utils import SegtrainError, load_torch_file
 
 log = logging.getLogger("segtrain")
 

@@ -10,15 +10,24 @@ when cityscapesScripts made them, else `_labelIds.png` mapped through this table
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from cleantree.classes import IGNORE_INDEX
+from cleantree.dataset import ContractError, DatasetJson, load_json_object, write_dataset_json
+from cleantree.paths import (
+    IMAGE_DIR,
+    IMAGE_SUFFIX,
+    LABEL_DIR,
+    LABEL_IDS_SUFFIX,
+    LABEL_TRAIN_IDS_SUFFIX,
+    file_templates,
+)
 from segtrain import __version__
-from segtrain.utils import SegtrainError, atomic_write_json
+from segtrain.utils import SegtrainError
 
 log = logging.getLogger("segtrain")
 
@@ -60,13 +69,6 @@ CITYSCAPES_LABELS: tuple[tuple[str, int, int, str, bool, bool, tuple[int, int, i
     ("bicycle", 33, 18, "vehicle", True, False, (119, 11, 32)),
 )
 SPLITS = ("train", "val", "test")
-FILES = {
-    "image": "leftImg8bit/{split}/{sensor}/{id}_leftImg8bit.png",
-    "label_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelIds.png",
-    "label_train_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelTrainIds.png",
-    "color": "gtFine/{split}/{sensor}/{id}_gtFine_color.png",
-    "depth": None,
-}
 
 
 def class_table() -> list[dict]:
@@ -88,16 +90,16 @@ def scan(root: Path) -> CityscapesScan:
     a gtFine label; those are problems the trainer would stop on."""
     res = CityscapesScan()
     for split in SPLITS:
-        base = root / "leftImg8bit" / split
+        base = root / IMAGE_DIR / split
         if not base.is_dir():
             continue
-        images = sorted(p for p in base.glob("*/*_leftImg8bit.png") if not p.parent.name.startswith("."))
+        images = sorted(p for p in base.glob(f"*/*{IMAGE_SUFFIX}.png") if not p.parent.name.startswith("."))
         for img in images:
-            sid = img.name[: -len("_leftImg8bit.png")]
-            gt = root / "gtFine" / split / img.parent.name
-            if not (gt / f"{sid}_gtFine_labelIds.png").is_file() and \
-                    not (gt / f"{sid}_gtFine_labelTrainIds.png").is_file():
-                res.problems.append(f"{img}: no gtFine label ({sid}_gtFine_labelIds.png)")
+            sid = img.name[: -len(f"{IMAGE_SUFFIX}.png")]
+            gt = root / LABEL_DIR / split / img.parent.name
+            if not (gt / f"{sid}{LABEL_IDS_SUFFIX}").is_file() and \
+                    not (gt / f"{sid}{LABEL_TRAIN_IDS_SUFFIX}").is_file():
+                res.problems.append(f"{img}: no gtFine label ({sid}{LABEL_IDS_SUFFIX})")
             try:
                 with Image.open(img) as im:
                     res.sizes.add((im.height, im.width))
@@ -111,43 +113,44 @@ def scan(root: Path) -> CityscapesScan:
 def write_cityscapes_json(root: str | Path, force: bool = False) -> tuple[dict, list[str]]:
     """Write ROOT/dataset.json for a Cityscapes tree; returns (the JSON, problems found)."""
     root = Path(root)
-    if not (root / "leftImg8bit").is_dir():
+    if not (root / IMAGE_DIR).is_dir():
         raise SegtrainError(f"{root}: no leftImg8bit/ folder (not a Cityscapes root)")
-    if not (root / "gtFine").is_dir():
+    if not (root / LABEL_DIR).is_dir():
         raise SegtrainError(f"{root}: no gtFine/ folder (the fine annotations are needed)")
     found = scan(root)
     if not found.splits:
         raise SegtrainError(f"{root}: no leftImg8bit/<split>/<city>/*_leftImg8bit.png images found")
     target = root / "dataset.json"
     classes = class_table()
-    meta = {
-        "schema_version": 1,
-        "name": "cityscapes",
-        "description": "Cityscapes fine annotations (gtFine), 19 evaluation classes",
-        "source": {"dataset": "Cityscapes", "url": "https://www.cityscapes-dataset.com",
-                   "citation": "Cordts et al., The Cityscapes Dataset for Semantic Urban Scene "
-                               "Understanding, CVPR 2016"},
-        "label_source": "gtFine",
-        "classes": classes,
-        "num_classes": len({c["train_id"] for c in classes if c["train_id"] != 255}),
-        "ignore_index": 255,
-        "image_size": list(next(iter(found.sizes))) if len(found.sizes) == 1 else None,
-        "image_format": "png",
-        "depth": None,
-        "splits": found.splits,
-        "files": FILES,
-        "problems": {"reported": len(found.problems), "skipped_samples": 0},
-        "created_with": {"tool": "segtrain", "version": __version__,
-                         "command": "segtrain dataset-json cityscapes", "config": {}},
-    }
+    doc = DatasetJson(
+        schema_version=1,
+        name="cityscapes",
+        description="Cityscapes fine annotations (gtFine), 19 evaluation classes",
+        source={"dataset": "Cityscapes", "url": "https://www.cityscapes-dataset.com",
+                "citation": "Cordts et al., The Cityscapes Dataset for Semantic Urban Scene "
+                            "Understanding, CVPR 2016"},
+        label_source="gtFine",
+        classes=classes,
+        num_classes=len({c["train_id"] for c in classes if c["train_id"] != IGNORE_INDEX}),
+        ignore_index=IGNORE_INDEX,
+        image_size=list(next(iter(found.sizes))) if len(found.sizes) == 1 else None,
+        image_format="png",
+        depth=None,
+        splits=found.splits,
+        files=file_templates("png", depth=False),
+        problems={"reported": len(found.problems), "skipped_samples": 0},
+        created_with={"tool": "segtrain", "version": __version__,
+                      "command": "segtrain dataset-json cityscapes", "config": {}},
+    )
+    meta = doc.to_dict()
     if target.exists() and not force:
         try:
-            same = json.loads(target.read_text(encoding="utf-8")) == meta
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            same = load_json_object(target) == meta
+        except ContractError:
             same = False
         if not same:
             raise SegtrainError(f"{target}: exists and differs; use --force to replace it")
-    atomic_write_json(target, meta)
+    write_dataset_json(target, doc)
     return meta, found.problems
 
 

@@ -316,8 +316,8 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
     """Steady-state training images/s: real input pipeline vs synthetic on-device batches and
     their ratio, the input pipeline alone, GPU-busy fraction, TFLOP/s against a matrix
     product's peak, host CPU per step; parameters and training memory per model."""
+    from cleantree.files import atomic_write_json
     from segtrain.bench import bench_models, markdown_table, run_benches
-    from segtrain.utils import atomic_write_json
 
     if json_out:  # checked before minutes of benchmarking, not after
         _guard(check_out_file, json_out, "--json-out")
@@ -343,7 +343,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
             break
         results.append(result)
         if json_out:  # after each model, so an interrupted `--model all` keeps what it measured
-            atomic_write_json(json_out, results[0] if len(cfgs) == 1 else results)
+            atomic_write_json(json_out, results[0] if len(cfgs) == 1 else results, allow_nan=False)
     if len(results) == 1:
         click.echo(json.dumps(results[0], indent=2))
     for r in results:

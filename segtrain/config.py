@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
+from cleantree.files import atomic_write_text
 from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
-    atomic_write_text,
     os_cause,
     parse_hw,
 )

@@ -13,9 +13,7 @@ than float32); masks as uint8 with 255 = ignore.
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import math
 import os
 import random
 import warnings
@@ -28,6 +26,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from cleantree.classes import IGNORE_INDEX
+from cleantree.dataset import ABSENT, DATASET_JSON, ContractError, read_dataset_json, short
+from cleantree.paths import (
+    DEPTH_DIR,
+    DEPTH_SUFFIX,
+    IMAGE_DIR,
+    IMAGE_SUFFIX,
+    LABEL_DIR,
+    LABEL_IDS_SUFFIX,
+    LABEL_TRAIN_IDS_SUFFIX,
+)
 from segtrain.config import check_augment_on
 from segtrain.device_augment import PARAMS_KEY, sample_params
 from segtrain.transforms import build_eval_transform, build_train_transform
@@ -118,149 +127,39 @@ class DatasetInfo:
         return [float(v) for v in w]
 
 
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _int(value, where: str, lo: int | None = None, hi: int | None = None) -> int:
-    """A whole number (JSON int, integral float or digit string) within [lo, hi]."""
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
-        value = int(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"{where}: expected a whole number, got {_short(value)}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise DataError(f"{where}: {value} outside {lo}..{hi}")
-    return value
-
-
-def _number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataError(f"{where}: expected a finite number, got {_short(value)}")
-    return float(value)
-
-
-def _triple(value, where: str, positive: bool = False) -> tuple[float, float, float]:
-    if not isinstance(value, list | tuple) or len(value) != 3:
-        raise DataError(f"{where}: expected 3 numbers (R, G, B), got {_short(value)}")
-    out = tuple(_number(v, where) for v in value)
-    if positive and min(out) <= 0:
-        raise DataError(f"{where}: expected 3 numbers > 0, got {_short(value)}")
-    return out
-
-
-def _read_json(path: Path):
-    """json.loads with one-line errors for everything a hostile file can do."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{path}: {os_cause(e)}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise DataError(f"{path}: not usable JSON (nested too deeply)") from None
-    except ValueError as e:  # e.g. an integer with thousands of digits
-        raise DataError(f"{path}: not usable JSON ({str(e).split('(')[0].strip()})") from None
-
-
 def load_dataset_info(root: str | Path) -> DatasetInfo:
-    """Read and check dataset.json; every problem is one line naming the file."""
+    """Read and check dataset.json (cleantree's one reader); every problem is one line
+    naming the file."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: " + ("is a file, not a data folder" if root.exists() else "data folder not found"))
-    path = root / "dataset.json"
+    path = root / DATASET_JSON
     if not path.is_file():
         raise DataError(f"{root}: no dataset.json (not a clean tree; convert it with "
                         "`sunrgbd convert` or write a dataset.json with the class table)")
-    meta = _read_json(path)
-    if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
-        raise DataError(f"{path}: missing the 'classes' table")
-    ignore = _int(meta.get("ignore_index", 255), f"{path}: ignore_index", 0, 255)
-    by_tid: dict[int, list[dict]] = {}
-    id_to_tid = np.full(256, ignore, dtype=np.uint8)
-    known = np.zeros(256, dtype=bool)
-    for row in meta["classes"]:
-        if not isinstance(row, dict) or not {"id", "train_id", "name", "color"} <= set(row):
-            raise DataError(f"{path}: class entry {_short(row)} needs id, train_id, name, color")
-        where = f"{path}: class {_short(row.get('name'))}"
-        cid = _int(row["id"], f"{where} id", 0, 255)
-        tid = _int(row["train_id"], f"{where} train_id", 0, 255)
-        if not isinstance(row["name"], str):
-            raise DataError(f"{where}: name must be text")
-        color = row["color"]
-        if not isinstance(color, list) or len(color) != 3:
-            raise DataError(f"{where}: color must be [R, G, B], got {_short(color)}")
-        row = {**row, "color": [_int(c, f"{where} color", 0, 255) for c in color]}
-        id_to_tid[cid] = tid
-        known[cid] = True
-        if tid != ignore:
-            by_tid.setdefault(tid, []).append(row)
-    n = len(by_tid)
-    if sorted(by_tid) != list(range(n)):
-        raise DataError(f"{path}: train ids must be 0..N-1 (and {ignore} for ignore); got {_short(sorted(by_tid))}")
-    if "num_classes" in meta and _int(meta["num_classes"], f"{path}: num_classes") != n:
-        raise DataError(f"{path}: num_classes is {meta['num_classes']} but the class table has {n} train ids")
-    classes = []
-    for tid in range(n):
-        rows = by_tid[tid]
-        classes.append(TrainClass(tid, rows[0]["name"], tuple(rows[0]["color"]),
-                                  all(bool(r.get("ignore_in_eval", False)) for r in rows)))
-    if meta.get("mean") is not None and meta.get("std") is not None:
-        mean = _triple(meta["mean"], f"{path}: mean")
-        std = _triple(meta["std"], f"{path}: std", positive=True)
-        source = "dataset.json"
+    try:
+        doc = read_dataset_json(path)
+        classes = [TrainClass(c.train_id, c.name, c.color, c.ignore_in_eval) for c in doc.lookup.train_classes]
+        norm = doc.normalization()
+        weights, default_method = doc.weight_table()
+        size = doc.image_hw()
+        depth_norm = doc.depth_normalization()
+    except ContractError as e:
+        raise DataError(str(e)) from None
+    if norm is not None:
+        (mean, std), source = norm, "dataset.json"
     else:
         log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
         mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet"
-    weights = meta.get("class_weights") or {}
-    default_method = None
-    if isinstance(weights, dict):
-        default_method = weights.get("default") if isinstance(weights.get("default"), str) else None
-        default_method = default_method or meta.get("class_weights_default")
-        if default_method is not None and not isinstance(default_method, str):
-            raise DataError(f"{path}: class_weights_default must be text, got {_short(default_method)}")
-        weights = {str(k): [_number(x, f"{path}: class_weights[{k!r}]") for x in v]
-                   for k, v in weights.items() if isinstance(v, list)}
-    else:
-        weights = {}
-    size = meta.get("image_size")
-    if size:
-        if not isinstance(size, list) or len(size) != 2:
-            raise DataError(f"{path}: image_size must be [H, W] or null, got {_short(size)}")
-        size = tuple(_int(v, f"{path}: image_size", 1, 1 << 16) for v in size)
-    depth_mean = depth_std = None
-    if meta.get("depth_mean") is not None and meta.get("depth_std") is not None:
-        depth_mean = _number(meta["depth_mean"], f"{path}: depth_mean")
-        depth_std = _number(meta["depth_std"], f"{path}: depth_std")
-        if depth_mean <= 0 or depth_std <= 0:
-            raise DataError(f"{path}: depth_mean and depth_std must be > 0 (metres), got "
-                            f"{depth_mean}, {depth_std}")
-    name = meta.get("name", root.name)
+    depth_mean, depth_std = depth_norm if depth_norm is not None else (None, None)
+    name = doc.name if doc.name is not ABSENT else root.name
     return DatasetInfo(
-        root=root, name=name if isinstance(name, str) else _short(name), classes=classes, ignore_index=ignore,
-        id_to_train_id=id_to_tid, known_ids=known, mean=mean, std=std,
+        root=root, name=name if isinstance(name, str) else short(name), classes=classes, ignore_index=IGNORE_INDEX,
+        id_to_train_id=doc.lookup.id_to_train_id, known_ids=doc.lookup.valid_ids, mean=mean, std=std,
         normalization_source=source, class_weights=weights, default_weight_method=default_method,
-        image_size=size or None, has_depth=bool(meta.get("depth")),
-        label_mode=_label_mode(meta), depth_mean=depth_mean, depth_std=depth_std,
+        image_size=size, has_depth=bool(doc.depth),
+        label_mode=doc.label_mode_text(), depth_mean=depth_mean, depth_std=depth_std,
     )
-
-
-def _label_mode(meta: dict) -> str:
-    """dataset.json `label_mode` (schema 2), so scores on different labels are never compared
-    by accident; older trees only name their `label_source`, which is shown as such."""
-    def text(v) -> str:
-        return v if isinstance(v, str) and v.isprintable() and len(v) <= 80 else _short(v)
-
-    mode, source = meta.get("label_mode"), meta.get("label_source")
-    if mode:
-        return text(mode)
-    if source:
-        return f"label_source {text(source)} (no label_mode recorded)"
-    return "not recorded"
 
 
 @dataclass(frozen=True)
@@ -307,17 +206,16 @@ def _manifest_rows(info: DatasetInfo, split: str, path: Path, reader: csv.DictRe
 
 def _glob_samples(info: DatasetInfo, split: str) -> list[Sample]:
     out = []
-    base = info.root / "leftImg8bit" / split
-    for img in sorted(base.glob("*/*_leftImg8bit.*")):
+    for img in sorted((info.root / IMAGE_DIR / split).glob(f"*/*{IMAGE_SUFFIX}.*")):
         if img.name.startswith(".") or img.parent.name.startswith("."):
             continue
         city = img.parent.name
-        sid = img.name[: -len("_leftImg8bit" + img.suffix)]
-        gt = info.root / "gtFine" / split / city
-        label, kind = gt / f"{sid}_gtFine_labelTrainIds.png", "train_ids"
-        if not label.exists() and (gt / f"{sid}_gtFine_labelIds.png").exists():
-            label, kind = gt / f"{sid}_gtFine_labelIds.png", "ids"
-        depth = info.root / "depth" / split / city / f"{sid}_depth.png"
+        sid = img.name[: -len(IMAGE_SUFFIX + img.suffix)]
+        gt = info.root / LABEL_DIR / split / city
+        label, kind = gt / f"{sid}{LABEL_TRAIN_IDS_SUFFIX}", "train_ids"
+        if not label.exists() and (gt / f"{sid}{LABEL_IDS_SUFFIX}").exists():
+            label, kind = gt / f"{sid}{LABEL_IDS_SUFFIX}", "ids"
+        depth = info.root / DEPTH_DIR / split / city / f"{sid}{DEPTH_SUFFIX}"
         out.append(Sample(sid, split, city, img, label, kind, depth if depth.exists() else None))
     return out
 

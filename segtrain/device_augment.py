@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cleantree.classes import IGNORE_INDEX as IGNORE
 from segtrain.config import DEVICE_AUGMENTS, check_augment_on
 
-IGNORE = 255
 PARAMS_KEY = "augment_params"  # batch key of the (N, N_PARAMS) float32 parameter rows
 N_PARAMS = 16  # affine theta (2x3), colour matrix (3x3), contrast offset weight
 

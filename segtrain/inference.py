@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cleantree.paths import IMAGE_SUFFIX
 from segtrain.checkpoint import (
     check_classes,
     load_checkpoint,
@@ -165,7 +166,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def output_stem(path: Path) -> str:
     """File stem without a Cityscapes `_leftImg8bit` suffix (so outputs read <id>_color.png)."""
-    return path.stem.removesuffix("_leftImg8bit")
+    return path.stem.removesuffix(IMAGE_SUFFIX)
 
 
 def depth_file(folder: Path, image: Path) -> Path:

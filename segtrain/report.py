@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segtrain.utils import atomic_path, atomic_write_json, atomic_write_text
+from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
 
 
 def _pyplot():
@@ -220,4 +220,4 @@ def plot_panels(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], titl
 
 
 def write_metrics_json(path: Path, obj: dict) -> None:
-    atomic_write_json(path, obj)
+    atomic_write_json(path, obj, allow_nan=False)

@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cleantree.files import atomic_write_json, atomic_write_text
 from segtrain.config import TrainConfig, save_config
 from segtrain.transforms import albumentations_version
-from segtrain.utils import SegtrainError, atomic_write_json, atomic_write_text, check_out_dir
+from segtrain.utils import SegtrainError, check_out_dir
 
 log = logging.getLogger("segtrain")
 
@@ -56,7 +57,7 @@ def claim_run_folder(out: Path, kind: str = "run", **info) -> None:
     """Create `out` and mark it as a segtrain <kind> (deterministic content)."""
     out.mkdir(parents=True, exist_ok=True)
     if not is_run_folder(out, kind):
-        atomic_write_json(out / f"segtrain-{kind}.json", {"format": f"segtrain-{kind}-v1", **info})
+        atomic_write_json(out / f"segtrain-{kind}.json", {"format": f"segtrain-{kind}-v1", **info}, allow_nan=False)
 
 
 def write_run_config(out: Path, cfg: TrainConfig, class_names: list[str], weights: list[float] | None,
@@ -69,7 +70,7 @@ def write_run_config(out: Path, cfg: TrainConfig, class_names: list[str], weight
     save_config(cfg, out / "config.yaml", comment=note)
     env = environment_info(device)
     env["world_size"] = world_size
-    atomic_write_json(out / "environment.json", env)
+    atomic_write_json(out / "environment.json", env, allow_nan=False)
 
 
 def environment_info(device: str = "cpu") -> dict:

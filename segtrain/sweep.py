@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cleantree.files import atomic_write_text
 from segtrain.config import TrainConfig, build_config, check_value, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
 from segtrain.parts import PARTS
-from segtrain.utils import SegtrainError, atomic_write_text, check_out_dir
+from segtrain.utils import SegtrainError, check_out_dir
 
 log = logging.getLogger("segtrain")
 

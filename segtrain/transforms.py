@@ -18,7 +18,7 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-IGNORE = 255
+from cleantree.classes import IGNORE_INDEX as IGNORE  # noqa: E402  (fixed by the contract)
 
 
 def albumentations_version() -> str:

@@ -1,66 +1,24 @@
-"""Small helpers segtrain shares: atomic writes, PNG I/O, one-line file errors.
+"""Small helpers segtrain shares: PNG I/O, one-line file errors.
 
-segtrain never imports sunrgbd_tools (it only knows the clean-tree contract), so the few
-file helpers it needs live here instead of being borrowed from the converter.
+Atomic writes come from cleantree.files, the one copy both packages use (segtrain never
+imports sunrgbd_tools; both import cleantree).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from cleantree.files import atomic_write_bytes, os_cause  # noqa: F401  (os_cause re-exported)
+
 
 class SegtrainError(Exception):
     """A problem with the user's input (paths, files, flags): reported as one line, exit 2."""
-
-
-@cache
-def _file_mode() -> int:
-    """Mode for new files: 0o666 minus the umask (mkstemp itself creates 0600 files).
-    Read once: os.umask can only be read by setting it."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it over `path` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _file_mode())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -70,19 +28,6 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     if not ok:
         raise SegtrainError(f"{path}: could not encode PNG")
     atomic_write_bytes(path, buf.tobytes())
-
-
-def os_cause(e: OSError) -> str:
-    """The plain words for why a file could not be opened (no errno numbers, no class names)."""
-    if isinstance(e, FileNotFoundError):
-        return "file not found"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if isinstance(e, IsADirectoryError):
-        return "is a folder, not a file"
-    if isinstance(e, NotADirectoryError):
-        return "a parent of it is a file, not a folder"
-    return f"cannot be read ({e.strerror or e})"
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:

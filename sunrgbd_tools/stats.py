@@ -18,6 +18,7 @@ sums drifting, infinite weights for classes that never occur), so this module:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,20 +32,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cleantree.classes import IGNORE_INDEX as IGNORE
+from cleantree.dataset import (
+    DATASET_JSON,
+    STATS_KEYS,
+    ContractError,
+    DatasetJson,
+    read_dataset_json,
+)
 from cleantree.files import atomic_write_json, dumps_json, is_within
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import pool_context
 
 STATS_FILE = "stats.json"
 STATS_SCHEMA = 1
-IGNORE = 255
 DEFAULT_METHOD = "median-freq"
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]
 # Keys `stats` adds to dataset.json, in this order (appended after the existing keys).
-DATASET_KEYS = (
-    "mean", "std", "depth_mean", "depth_std", "class_pixel_counts", "class_image_counts",
-    "class_weights", "class_weights_default", "stats_split", "stats_sha256",
-)
+DATASET_KEYS = STATS_KEYS
 _CHUNK = 8  # samples per task: small results, even load, smooth progress
 _HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24
 
@@ -159,55 +164,11 @@ class TrainClass:
 @dataclass
 class Tree:
     root: Path
-    dataset: dict
+    dataset: DatasetJson
     rows: list[dict]  # manifest rows of the chosen split, sorted by id
     classes: list[TrainClass]  # indexed by train id
     id_to_train: np.ndarray  # uint8[256], 255 for ignore and unknown ids
     valid_ids: np.ndarray  # bool[256]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StatsInputError(f"{path}: not found (is this a clean tree written by `sunrgbd convert`?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StatsInputError(f"{path}: cannot be read as JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise StatsInputError(f"{path}: is not a JSON object")
-    return data
-
-
-def _class_table(dataset: dict, where: Path) -> tuple[list[TrainClass], np.ndarray, np.ndarray]:
-    try:
-        table = [(int(c["id"]), int(c["train_id"]), str(c["name"]), bool(c.get("ignore_in_eval", False)))
-                 for c in dataset["classes"]]
-        k = int(dataset["num_classes"])
-    except (KeyError, TypeError, ValueError, OverflowError) as e:
-        raise StatsInputError(f"{where}: bad or missing class table ({e!r})") from None
-    if not 1 <= k <= 255:
-        raise StatsInputError(f"{where}: num_classes is {k}, not in 1..255")
-    id_to_train = np.full(256, IGNORE, dtype=np.uint8)
-    valid = np.zeros(256, dtype=bool)
-    members: dict[int, list[tuple[int, str, bool]]] = {}
-    for cid, tid, name, ign in table:
-        if not 0 <= cid <= 255 or valid[cid]:
-            raise StatsInputError(f"{where}: class id {cid} is out of 0..255 or repeated")
-        if tid != IGNORE and not 0 <= tid < k:
-            raise StatsInputError(f"{where}: class {name!r} has train id {tid} outside 0..{k - 1} and not {IGNORE}")
-        valid[cid] = True
-        id_to_train[cid] = tid
-        if tid != IGNORE:
-            members.setdefault(tid, []).append((cid, name, ign))
-    missing = [t for t in range(k) if t not in members]
-    if missing:
-        raise StatsInputError(f"{where}: num_classes is {k} but no class has train id {missing[0]}")
-    classes = [
-        TrainClass(t, "+".join(m[1] for m in members[t]), tuple(m[0] for m in members[t]),
-                   all(m[2] for m in members[t]))
-        for t in range(k)
-    ]
-    return classes, id_to_train, valid
 
 
 def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
@@ -215,8 +176,15 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
     root = Path(root)
     if not root.is_dir():
         raise StatsInputError(f"{root}: not a folder")
-    dataset = _read_json(root / "dataset.json")
-    classes, id_to_train, valid = _class_table(dataset, root / "dataset.json")
+    if not (root / DATASET_JSON).exists():
+        raise StatsInputError(f"{root / DATASET_JSON}: not found (is this a clean tree written by `sunrgbd convert`?)")
+    try:
+        dataset = read_dataset_json(root / DATASET_JSON)
+    except ContractError as e:
+        raise StatsInputError(str(e)) from None
+    lookup = dataset.lookup
+    classes = [TrainClass(t.train_id, "+".join(t.names), t.ids, t.ignore_in_eval) for t in lookup.train_classes]
+    id_to_train, valid = lookup.id_to_train_id, lookup.valid_ids
     mpath = root / "manifest.csv"
     try:
         with open(mpath, newline="", encoding="utf-8") as f:
@@ -628,8 +596,6 @@ def run_stats(root: str | os.PathLike, cfg: StatsConfig | None = None, progress:
         warnings.warn(w, AbsentClassWarning, stacklevel=2)
     written: list[Path] = []
     _write_if_changed(path, stats, written)
-    dataset = dict(tree.dataset)
-    for key in DATASET_KEYS:
-        dataset[key] = stats[key]
-    _write_if_changed(tree.root / "dataset.json", dataset, written)
+    dataset = dataclasses.replace(tree.dataset, **{key: stats[key] for key in STATS_KEYS})
+    _write_if_changed(tree.root / DATASET_JSON, dataset.to_dict(), written)
     return StatsResult(stats, path, reused, written)

@@ -1,27 +1,27 @@
 """Write small clean trees (the contract in docs/contracts.md) directly, for unit tests of
 the tools that read clean trees (stats, pack, segtrain) without running the converter.
 
+Paths, manifest and dataset.json go through cleantree, the converter's own writers, so a
+reader test cannot pass against a schema the converter no longer writes.
+
 Images are learnable on purpose: every class is painted with its own base colour plus
 noise, so a tiny model can fit them and pixel statistics are non-trivial.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from sunrgbd_tools.convert.pipeline import FILES as CONVERT_FILES
-from sunrgbd_tools.convert.pipeline import MANIFEST_COLUMNS
+from cleantree.classes import IGNORE_INDEX
+from cleantree.dataset import DatasetJson, write_dataset_json
+from cleantree.manifest import write_manifest
+from cleantree.paths import file_templates, sample_paths
 from sunrgbd_tools.labels.table import ClassTable
-
-# the converter's own path patterns and manifest columns: one definition of the contract
-FILES = {k: v.replace("{ext}", "png") for k, v in CONVERT_FILES.items()}
 
 
 @dataclass
@@ -75,7 +75,7 @@ def write_clean_tree(
                 lab[y0:y1, x0:x1] = rng.choice(class_ids, p=probs)
             noise = rng.integers(-20, 21, size=(h, w, 3))
             rgb = np.clip(base[lab] + noise, 0, 255).astype(np.uint8)
-            paths = {k: v.format(split=split, sensor=sensor, id=sid) for k, v in FILES.items()}
+            paths = sample_paths(split, sensor, sid)
             if not depth:
                 paths["depth"] = ""
             arrays = {
@@ -108,25 +108,22 @@ def write_clean_tree(
             rows.append(row)
     rows.sort(key=lambda r: r["id"])
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
-        wr = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        wr.writeheader()
-        wr.writerows(rows)
-    dataset = {
-        "schema_version": 1,
-        "name": "synthetic-clean-tree",
-        "subset": "kv2",
-        "label_source": "seg",
-        "classes": table.to_json(),
-        "num_classes": table.num_train_classes,
-        "ignore_index": 255,
-        "image_size": [h, w],
-        "image_format": "png",
-        "depth": {"unit": "mm", "missing": 0, "max_mm": 8000} if depth else None,
-        "splits": {s: len(v) for s, v in ids.items()},
-        "files": {k: (v if depth or k != "depth" else None) for k, v in FILES.items()},
-        "mapping_sha256": "0" * 64,
-        "created_with": {"tool": "tests/treebuilder.py", "version": "0", "command": "", "config": {}},
-    }
-    (root / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n", encoding="utf-8")
+    write_manifest(root / "manifest.csv", rows)
+    dataset = DatasetJson(
+        schema_version=1,
+        name="synthetic-clean-tree",
+        subset="kv2",
+        label_source="seg",
+        classes=table.to_json(),
+        num_classes=table.num_train_classes,
+        ignore_index=IGNORE_INDEX,
+        image_size=[h, w],
+        image_format="png",
+        depth={"unit": "mm", "missing": 0, "max_mm": 8000} if depth else None,
+        splits={s: len(v) for s, v in ids.items()},
+        files=file_templates("png", depth),
+        mapping_sha256="0" * 64,
+        created_with={"tool": "tests/treebuilder.py", "version": "0", "command": "", "config": {}},
+    )
+    write_dataset_json(root / "dataset.json", dataset)
     return CleanTree(root, ids)

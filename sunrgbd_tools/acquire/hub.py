@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cleantree.dataset import ContractError, DatasetJson, read_dataset_json
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
 from sunrgbd_tools import __version__
 from sunrgbd_tools.acquire.share import format_value
@@ -93,11 +94,9 @@ def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
         raise HubUsageError(f"{src}: not a clean tree (no manifest.csv)")
     meta_bytes = meta_path.read_bytes()
     try:
-        meta = json.loads(meta_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise HubUsageError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise HubUsageError(f"{meta_path}: not a JSON object")
+        meta = read_dataset_json(meta_path).to_dict()
+    except ContractError as e:
+        raise HubUsageError(str(e)) from None
     try:
         with open(man_path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -113,17 +112,10 @@ def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
 
 def class_names(meta: dict) -> list[str]:
     """Names of train ids 0..K-1 from dataset.json's class table (first class per train id)."""
-    by_tid: dict[int, str] = {}
-    for c in meta.get("classes") or []:
-        tid = c.get("train_id")
-        if isinstance(tid, int) and 0 <= tid < 255:
-            by_tid.setdefault(tid, str(c.get("name", "")))
-    if not by_tid:
-        raise HubUsageError("dataset.json: no class table (classes with train ids)")
-    missing = [t for t in range(max(by_tid) + 1) if t not in by_tid]
-    if missing:
-        raise HubUsageError(f"dataset.json: train ids {missing} have no class")
-    return [by_tid[t] for t in range(len(by_tid))]
+    try:
+        return [t.name for t in DatasetJson.from_dict(meta).lookup.train_classes]
+    except ContractError as e:
+        raise HubUsageError(str(e)) from None
 
 
 def _numbers(text: str, n: int, what: str, problems: list[str], sid: str) -> list[float] | None:

@@ -12,7 +12,6 @@ fetch – a URL (resumable client) or a local path → archive checksum (`--sha2
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -24,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
+from cleantree.dataset import ContractError, load_json_object
 from cleantree.files import (
     atomic_path,
     atomic_write_json,
@@ -218,12 +218,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
         raise ShareError(f"{src}: not a clean tree (no dataset.json)")
     if out.exists() and out.is_dir():
         raise ShareError(f"{out}: is a folder; give the archive's file name")
-    try:
-        meta = json.loads((src / "dataset.json").read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ShareError(f"{src / 'dataset.json'}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise ShareError(f"{src / 'dataset.json'}: not a JSON object")
+    try:  # parsed, not checked: the archive holds the tree as it is (fetch verifies it)
+        meta = load_json_object(src / "dataset.json")
+    except ContractError as e:
+        raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")
     files = tree_files(src, exclude={out.resolve(), side.resolve()})
     clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)

@@ -10,7 +10,6 @@ is byte-identical for any worker count and equal to an uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -22,6 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cleantree.classes import IGNORE_INDEX
+from cleantree.dataset import (
+    SCHEMA_VERSION,
+    ContractError,
+    DatasetJson,
+    load_json_object,
+    write_dataset_json,
+)
 from cleantree.files import (
     atomic_write_bytes,
     atomic_write_json,
@@ -29,19 +36,18 @@ from cleantree.files import (
     dumps_json,
     sha256_bytes,
 )
+from cleantree.manifest import write_manifest
+from cleantree.paths import FILE_KEYS, file_templates, sample_paths
 from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
-from sunrgbd_tools.labels.table import IGNORE_INDEX, NameMapper
+from sunrgbd_tools.labels.table import NameMapper
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, first_file, parse_subset
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
 
-# 2: `label_mode` added; `--labels official` became seglabel as stored (schema 1's
-# `official` read seglabelall through our mapping, today's `official-all`)
-SCHEMA_VERSION = 2
 # --labels mode → what it puts in the label images (dataset.json `label_mode_description`)
 LABEL_MODES = {
     "auto": "seg.mat names through the mapping tables, the annotation2Dfinal polygons where seg.mat is missing or unusable",
@@ -77,19 +83,6 @@ PNG_PARAMS = {
     "label_train_ids": _png_params("SUB", rle=True),
     "depth": _png_params("SUB", rle=True),
 }
-
-FILES = {
-    "image": "leftImg8bit/{split}/{sensor}/{id}_leftImg8bit.{ext}",
-    "label_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelIds.png",
-    "label_train_ids": "gtFine/{split}/{sensor}/{id}_gtFine_labelTrainIds.png",
-    "color": "gtFine/{split}/{sensor}/{id}_gtFine_color.png",
-    "depth": "depth/{split}/{sensor}/{id}_depth.png",
-}
-MANIFEST_COLUMNS = [
-    "id", "split", "sensor", "scene", "label_source", "src_height", "src_width", "height",
-    "width", "scene_type", "intrinsics", "extrinsics", "unmapped_names", "problems", "salvaged",
-    *FILES, *(f"{k}_sha256" for k in FILES),
-]
 
 
 @dataclass(frozen=True)
@@ -264,8 +257,7 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
                 problems.append(f"{e}; depth written as all-missing (0)")
                 depth = np.zeros(size, dtype=np.uint16)
 
-    fmt = {"split": split, "sensor": scene.sensor, "id": scene.sample_id, "ext": ext}
-    rel = {k: v.format(**fmt) for k, v in FILES.items()}
+    rel = sample_paths(split, scene.sensor, scene.sample_id, ext)
     blobs: dict[str, bytes] = {}
     if copy_jpeg:
         blobs["image"] = rgb_path.read_bytes()  # native size: the source JPEG, no re-encode
@@ -303,7 +295,7 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
         "problems": " | ".join(problems),
         "salvaged": dumps_compact(extra["salvaged"].to_json()) if "salvaged" in extra else "",
     }
-    for key in FILES:
+    for key in FILE_KEYS:
         row[key] = rel[key] if key in blobs else ""
         row[f"{key}_sha256"] = sha256_bytes(blobs[key]) if key in blobs else ""
     return SampleResult(scene.key, row, problems, source)
@@ -338,7 +330,7 @@ def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
         row = json.loads(p.read_text(encoding="utf-8"))["row"]
     except (OSError, ValueError, KeyError):
         return None
-    if not all((out / row[k]).exists() for k in FILES if row.get(k)):
+    if not all((out / row[k]).exists() for k in FILE_KEYS if row.get(k)):
         return None
     problems = [s for s in row["problems"].split(" | ") if s]
     return SampleResult(row["scene"], row, problems, row["label_source"])
@@ -466,7 +458,7 @@ def convert(
     skipped = sum(1 for r in results if r.row is None) + not_in_split + not_found
     salvaged = sum(1 for row in rows if row.get("salvaged"))
 
-    _write_manifest(out, rows)
+    write_manifest(out / "manifest.csv", rows)
     _write_problems(out, problems)
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
                         len(problems), skipped, salvaged)
@@ -509,14 +501,6 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
     return problems, count
 
 
-def _write_manifest(out: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out / "manifest.csv", buf.getvalue())
-
-
 def _write_problems(out: Path, problems: list[str]) -> None:
     atomic_write_text(out / "problems.txt", "".join(p + "\n" for p in problems))
 
@@ -525,49 +509,45 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
                         n_problems: int, skipped: int, salvaged: int = 0) -> None:
     table = mapper.table
     sizes = {(r["height"], r["width"]) for r in rows}
-    files = {k: v.replace("{ext}", cfg.image_format) for k, v in FILES.items()}
-    if not cfg.depth:
-        files["depth"] = None
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "name": f"sunrgbd-{cfg.subset.replace('/', '-').replace(',', '+')}",
-        "description": "SUN RGB-D converted to a Cityscapes-style layout by sunrgbd-tools",
-        "source": {
+    doc = DatasetJson(
+        schema_version=SCHEMA_VERSION,
+        name=f"sunrgbd-{cfg.subset.replace('/', '-').replace(',', '+')}",
+        description="SUN RGB-D converted to a Cityscapes-style layout by sunrgbd-tools",
+        source={
             "dataset": "SUN RGB-D",
             "url": "http://rgbd.cs.princeton.edu",
             "citation": "S. Song, S. P. Lichtenberg, J. Xiao. SUN RGB-D: A RGB-D Scene Understanding "
             "Benchmark Suite. CVPR 2015. (Please also cite NYU Depth v2, B3DO and SUN3D.)",
         },
-        "subset": cfg.subset,
-        "label_source": cfg.labels,
-        "label_mode": cfg.labels,
-        "label_mode_description": LABEL_MODES[cfg.labels],
-        "label_source_counts": sources,
-        "classes": table.to_json(),
-        "num_classes": table.num_train_classes,
-        "ignore_index": IGNORE_INDEX,
-        "image_size": list(cfg.size) if cfg.size else (list(next(iter(sizes))) if len(sizes) == 1 else None),
-        "image_format": cfg.image_format,
-        "depth": {"unit": "mm", "missing": 0, "max_mm": DEPTH_MAX_MM} if cfg.depth else None,
-        "splits": counts,
-        "val_split": val_source,
-        "files": files,
-        "mapping_sha256": mapper.sha256,
-        "mapping_files": getattr(mapper, "files", {}),
-        "problems": {"reported": n_problems, "skipped_samples": skipped, "salvaged_samples": salvaged},
-        "created_with": {
+        subset=cfg.subset,
+        label_source=cfg.labels,
+        label_mode=cfg.labels,
+        label_mode_description=LABEL_MODES[cfg.labels],
+        label_source_counts=sources,
+        classes=table.to_json(),
+        num_classes=table.num_train_classes,
+        ignore_index=IGNORE_INDEX,
+        image_size=list(cfg.size) if cfg.size else (list(next(iter(sizes))) if len(sizes) == 1 else None),
+        image_format=cfg.image_format,
+        depth={"unit": "mm", "missing": 0, "max_mm": DEPTH_MAX_MM} if cfg.depth else None,
+        splits=counts,
+        val_split=val_source,
+        files=file_templates(cfg.image_format, cfg.depth),
+        mapping_sha256=mapper.sha256,
+        mapping_files=getattr(mapper, "files", {}),
+        problems={"reported": n_problems, "skipped_samples": skipped, "salvaged_samples": salvaged},
+        created_with={
             "tool": "sunrgbd-tools",
             "version": __version__,
             "command": cfg.command(),
             "config": cfg.to_json(),
         },
-    }
+    )
     # keep what later steps added (e.g. `sunrgbd stats` keys) when a finished tree is re-run
     path = out / "dataset.json"
     if path.exists():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            doc.update({k: v for k, v in old.items() if k not in doc})
-        except (OSError, ValueError):
+            doc.keep_added(load_json_object(path))
+        except ContractError:
             pass
-    atomic_write_json(path, doc)
+    write_dataset_json(path, doc)

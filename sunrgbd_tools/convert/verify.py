@@ -4,7 +4,6 @@ table, train ids and colours consistent with label ids, checksums as in the mani
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
-
-FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
+from cleantree.paths import FILE_KEYS
 
 
 @dataclass
@@ -25,16 +24,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _load_json(path: Path, report: VerifyReport):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        report.problems.append(f"{path}: missing")
-    except (OSError, ValueError) as e:
-        report.problems.append(f"{path}: not readable JSON ({e})")
-    return None
 
 
 def _check_sample(task) -> list[str]:
@@ -101,32 +90,17 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     """Verify the clean tree at `root`; every problem is one line naming the file."""
     root = Path(root)
     report = VerifyReport()
-    meta = _load_json(root / "dataset.json", report)
-    if meta is None:
+    if not (root / DATASET_JSON).exists():
+        report.problems.append(f"{root / DATASET_JSON}: missing")
         return report
     try:
-        classes = meta["classes"]
-        valid = np.zeros(256, dtype=bool)
-        ignore = meta.get("ignore_index", 255)
-        if type(ignore) is not int or not 0 <= ignore <= 255:
-            raise ValueError("ignore_index is not an integer in 0..255")
-        id_to_train = np.full(256, ignore, dtype=np.uint8)
-        id_to_bgr = np.zeros((256, 3), dtype=np.uint8)
-        for c in classes:
-            cid, train = int(c["id"]), int(c["train_id"])
-            if not (0 <= cid <= 255 and 0 <= train <= 255):
-                raise ValueError("id out of 0..255")
-            valid[cid] = True
-            id_to_train[cid] = train
-            id_to_bgr[cid] = list(c["color"])[::-1]
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
-        report.problems.append(f"{root / 'dataset.json'}: 'classes' or 'ignore_index' is missing or malformed")
+        meta = read_dataset_json(root / DATASET_JSON)
+        splits = meta.split_counts()
+    except ContractError as e:
+        report.problems.append(str(e))
         return report
-    try:
-        splits = {str(k): int(v) for k, v in (meta.get("splits") or {}).items()}
-    except (AttributeError, TypeError, ValueError, OverflowError):
-        report.problems.append(f"{root / 'dataset.json'}: 'splits' is malformed (want split name → count)")
-        return report
+    valid, id_to_train = meta.lookup.valid_ids, meta.lookup.id_to_train_id
+    id_to_bgr = np.ascontiguousarray(meta.lookup.id_to_color[:, ::-1])
     try:
         with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from cleantree.classes import IGNORE_INDEX, ClassEntry, ClassLookup
+
 UNLABELED_ID = 0
 
 CLASSES_FILE = "classes.csv"
@@ -39,15 +40,6 @@ class ClassDef:
     ignore_in_eval: bool
     group: str = ""  # seg37, other, computer, void: what the class stands for (classes.csv `group`)
     description: str = ""
-
-    def to_json(self) -> dict:
-        return {
-            "id": self.id,
-            "train_id": self.train_id,
-            "name": self.name,
-            "color": list(self.color),
-            "ignore_in_eval": self.ignore_in_eval,
-        }
 
 
 def _parse_color(text: str, where: str) -> tuple[int, int, int]:
@@ -127,27 +119,24 @@ class ClassTable:
         return len({c.train_id for c in self.classes if c.train_id != IGNORE_INDEX})
 
     @cached_property
+    def lookup(self) -> ClassLookup:
+        """The contract's look-up arrays of this table (what dataset.json's readers derive)."""
+        return ClassLookup([ClassEntry(c.id, c.train_id, c.name, c.color, c.ignore_in_eval) for c in self.classes])
+
+    @property
     def id_to_train_id(self) -> np.ndarray:
         """uint8[256]: labelIds value → trainIds value (255 for ignore and unknown ids)."""
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        for c in self.classes:
-            lut[c.id] = c.train_id
-        return lut
+        return self.lookup.id_to_train_id
 
-    @cached_property
+    @property
     def id_to_color(self) -> np.ndarray:
         """uint8[256, 3] RGB colour per labelIds value (black for unknown ids)."""
-        lut = np.zeros((256, 3), dtype=np.uint8)
-        for c in self.classes:
-            lut[c.id] = c.color
-        return lut
+        return self.lookup.id_to_color
 
-    @cached_property
+    @property
     def valid_ids(self) -> np.ndarray:
         """bool[256]: which labelIds values the table defines."""
-        ok = np.zeros(256, dtype=bool)
-        ok[[c.id for c in self.classes]] = True
-        return ok
+        return self.lookup.valid_ids
 
     def id_of(self, name: str) -> int:
         try:
@@ -158,7 +147,8 @@ class ClassTable:
             ) from None
 
     def to_json(self) -> list[dict]:
-        return [c.to_json() for c in self.classes]
+        """dataset.json's `classes`."""
+        return self.lookup.to_json()
 
 
 @dataclass(frozen=True)

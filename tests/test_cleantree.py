@@ -1,0 +1,211 @@
+"""cleantree, the one owner of the clean-tree contract: the converter's output is exactly
+the schema, the reader's decisions hold for every tool that reads a tree (verify, stats,
+segtrain, the Hub export), and the writer gives the bytes the readers were given."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from treebuilder import write_clean_tree
+
+from cleantree.classes import IGNORE_INDEX
+from cleantree.dataset import (
+    SCHEMA_VERSION,
+    STATS_KEYS,
+    ContractError,
+    DatasetJson,
+    dumps_dataset_json,
+    read_dataset_json,
+)
+from cleantree.manifest import MANIFEST_COLUMNS
+from cleantree.paths import FILE_KEYS, file_templates, sample_paths
+from sunrgbd_tools.acquire.hub import HubUsageError, class_names
+from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
+from sunrgbd_tools.convert.verify import verify_tree
+from sunrgbd_tools.labels.table import ClassTable
+from sunrgbd_tools.stats import StatsConfig, StatsInputError, load_tree, run_stats
+from sunrgbd_tools.synthetic.generator import make_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    raw = tmp_path_factory.mktemp("raw")
+    make_sample(raw, scenes=8, seed=3, quirks=False, size=(60, 80))
+    out = tmp_path_factory.mktemp("clean") / "clean"
+    convert(ConvertConfig(src=str(raw), out=str(out), size=(30, 40)), workers=1)
+    return out
+
+
+def test_cleantree_imports_neither_package_nor_torch():
+    code = ("import sys, cleantree.dataset, cleantree.classes, cleantree.paths, cleantree.manifest, "
+            "cleantree.files; bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('sunrgbd_tools', 'segtrain', 'torch')]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_converter_writes_exactly_the_schema(converted):
+    raw = json.loads((converted / "dataset.json").read_text(encoding="utf-8"))
+    doc = read_dataset_json(converted / "dataset.json")
+    assert doc.extra == {}  # every key the converter writes is named by the schema
+    assert list(doc.to_dict()) == list(raw)  # in the schema's order
+    assert raw["schema_version"] == SCHEMA_VERSION and raw["ignore_index"] == IGNORE_INDEX
+    assert raw["files"] == file_templates("png", depth=True)
+    # read + write gives the same bytes
+    assert dumps_dataset_json(doc).encode("utf-8") == (converted / "dataset.json").read_bytes()
+
+
+def test_manifest_paths_follow_the_templates(converted):
+    with open(converted / "manifest.csv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == MANIFEST_COLUMNS
+        rows = list(reader)
+    assert rows
+    for r in rows:
+        want = sample_paths(r["split"], r["sensor"], r["id"], "png")
+        assert {k: r[k] for k in FILE_KEYS} == want
+        assert all((converted / p).is_file() for p in want.values())
+
+
+def test_reader_lookups_equal_the_converters_table(converted):
+    table = ClassTable.load()
+    lookup = read_dataset_json(converted / "dataset.json").lookup
+    assert np.array_equal(lookup.id_to_train_id, table.id_to_train_id)
+    assert np.array_equal(lookup.id_to_color, table.id_to_color)
+    assert np.array_equal(lookup.valid_ids, table.valid_ids)
+    assert lookup.num_classes == table.num_train_classes
+    assert [t.train_id for t in lookup.train_classes] == list(range(lookup.num_classes))
+
+
+def test_treebuilder_writes_what_the_converter_writes(converted, tmp_path):
+    """The test trees come through the same writer: same keys (a subset, in the same order),
+    same templates, same manifest columns."""
+    tree = write_clean_tree(tmp_path / "t", counts={"train": 2, "val": 1})
+    built = json.loads((tree.root / "dataset.json").read_text(encoding="utf-8"))
+    conv = list(json.loads((converted / "dataset.json").read_text(encoding="utf-8")))
+    assert [k for k in conv if k in built] == list(built)
+    assert built["files"] == file_templates("png", depth=True)
+    with open(tree.root / "manifest.csv", newline="", encoding="utf-8") as f:
+        assert csv.DictReader(f).fieldnames == MANIFEST_COLUMNS
+
+
+def _edit(root: Path, **changes) -> Path:
+    path = root / "dataset.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    for k, v in changes.items():
+        if v is ...:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return path
+
+
+def _readers(root: Path) -> dict[str, str | None]:
+    """What each tool says about the tree's dataset.json: None (accepted) or its error."""
+    from segtrain.data import DataError, load_dataset_info
+
+    said: dict[str, str | None] = {}
+    try:
+        load_tree(root)
+        said["stats"] = None
+    except StatsInputError as e:
+        said["stats"] = str(e)
+    try:
+        load_dataset_info(root)
+        said["segtrain"] = None
+    except DataError as e:
+        said["segtrain"] = str(e)
+    probs = [p for p in verify_tree(root, workers=1, check_checksums=False).problems if "dataset.json" in p]
+    said["verify"] = probs[0] if probs else None
+    try:
+        class_names(json.loads((root / "dataset.json").read_text(encoding="utf-8")))
+        said["hub"] = None
+    except HubUsageError as e:
+        said["hub"] = str(e)
+    return said
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    return write_clean_tree(tmp_path / "t", counts={"train": 2, "val": 1}).root
+
+
+def test_num_classes_is_optional_for_every_reader(tree):
+    _edit(tree, num_classes=...)
+    assert _readers(tree) == {"stats": None, "segtrain": None, "verify": None, "hub": None}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"num_classes": 12}, "num_classes is 12 but the class table has 39 train ids"),
+    ({"ignore_index": 0}, "ignore_index is 0; the contract fixes it at 255"),
+    ({"ignore_index": "x"}, "ignore_index: expected a whole number"),
+    ({"classes": {"a": 1}}, "missing the 'classes' table"),
+    ({"classes": [{"id": 0, "train_id": 255, "name": "void", "color": [0, 0, 0]}]},
+     "no class has a train id other than 255"),
+    ({"classes": [{"id": 1, "train_id": 0, "name": "a", "color": [1, 2, 3]},
+                  {"id": 1, "train_id": 1, "name": "b", "color": [1, 2, 3]}]}, "class id 1 is repeated"),
+    ({"classes": [{"id": 1, "train_id": 0, "name": "a", "color": [1, 2, 3]},
+                  {"id": 2, "train_id": 2, "name": "b", "color": [1, 2, 3]}]}, "train ids must be 0..N-1"),
+    ({"classes": [{"id": 1, "train_id": 0, "name": "a", "color": [1, 2]}]}, "color must be [R, G, B]"),
+    ({"classes": [{"id": 300, "train_id": 0, "name": "a", "color": [1, 2, 3]}]}, "300 outside 0..255"),
+])
+def test_every_reader_refuses_the_same_class_tables(tree, change, message):
+    path = _edit(tree, **change)
+    said = _readers(tree)
+    for tool, error in said.items():
+        assert error is not None and message in error and "\n" not in error, (tool, error)
+        if tool != "hub":  # the Hub export reads the file itself first (export_hf names it)
+            assert error.startswith(f"{path}: "), (tool, error)
+
+
+def test_a_file_that_is_not_an_object_is_one_line(tree):
+    (tree / "dataset.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ContractError, match=r"dataset.json: is not a JSON object$"):
+        read_dataset_json(tree / "dataset.json")
+    (tree / "dataset.json").write_bytes(b"\xff{")
+    with pytest.raises(ContractError, match="not valid JSON"):
+        read_dataset_json(tree / "dataset.json")
+
+
+@pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
+def test_stats_rewrite_keeps_order_and_unknown_keys(tree):
+    """A hand-edited dataset.json: its own key order and keys the schema does not know
+    survive `stats`, which appends its keys in the schema's order."""
+    meta = json.loads((tree / "dataset.json").read_text(encoding="utf-8"))
+    meta = {"my_note": "keep me", **dict(reversed(list(meta.items())))}
+    (tree / "dataset.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    run_stats(tree, StatsConfig(workers=1))
+    after = json.loads((tree / "dataset.json").read_text(encoding="utf-8"))
+    assert list(after) == list(meta) + list(STATS_KEYS)
+    assert after["my_note"] == "keep me"
+
+
+def test_keep_added_puts_earlier_keys_after_the_new_document():
+    doc = DatasetJson(name="new", classes=[], splits={"train": 1})
+    doc.keep_added({"mean": [0.5] * 3, "name": "old", "zz": 1, "splits": {}})
+    d = doc.to_dict()
+    assert list(d) == ["schema_version", "name", "classes", "splits", "mean", "zz"]
+    assert d["name"] == "new" and d["splits"] == {"train": 1} and d["mean"] == [0.5] * 3
+
+
+@pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
+def test_optional_keys_are_checked_when_used(tree):
+    """A damaged statistics key does not stop verify or stats (which rewrites it), but the
+    trainer, which uses it, says which key is wrong."""
+    from segtrain.data import DataError, load_dataset_info
+
+    _edit(tree, mean="grey", std=[1, 1, 1])
+    assert not [p for p in verify_tree(tree, workers=1, check_checksums=False).problems if "dataset.json" in p]
+    with pytest.raises(DataError, match=r"dataset.json: mean: expected 3 numbers"):
+        load_dataset_info(tree)
+    run_stats(tree, StatsConfig(workers=1))
+    assert len(load_dataset_info(tree).mean) == 3
