@@ -38,7 +38,7 @@ from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extr
 DATASHEET = "DATASHEET.md"
 SUMS = "SHA256SUMS"
 FETCH_DIR = ".sunrgbd-fetch"
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
 
@@ -200,8 +200,11 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
     return "\n".join(lines)
 
 
-def _zinfo(name: str, size: int) -> zipfile.ZipInfo:
-    zi = zipfile.ZipInfo(name, date_time=_EPOCH)
+def zip_member_info(name: str, size: int) -> zipfile.ZipInfo:
+    """A file member whose header bytes depend only on its name and size (fixed time stamp,
+    Unix 0644, stored when the format is already compressed): reproducible archives.
+    `pack` and the sample's raw zips both use it."""
+    zi = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     zi.create_system = 3
     zi.external_attr = 0o100644 << 16
     zi.compress_type = (zipfile.ZIP_STORED if PurePosixPath(name).suffix.lower() in _STORED_EXT
@@ -236,19 +239,19 @@ def pack_tree(cfg: PackConfig) -> PackReport:
               unit_divisor=1024, disable=not cfg.progress, leave=False) as bar, \
             atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-            zf.writestr(_zinfo(DATASHEET, len(sheet)), sheet)
+            zf.writestr(zip_member_info(DATASHEET, len(sheet)), sheet)
             sums.append((hashlib.sha256(sheet).hexdigest(), DATASHEET))
             for rel in files:
                 h = hashlib.sha256()
                 with open(src / rel, "rb") as f, \
-                        zf.open(_zinfo(rel.as_posix(), sizes[rel]), "w") as w:
+                        zf.open(zip_member_info(rel.as_posix(), sizes[rel]), "w") as w:
                     while chunk := f.read(_CHUNK):
                         h.update(chunk)
                         w.write(chunk)
                         bar.update(len(chunk))
                 sums.append((h.hexdigest(), rel.as_posix()))
             body = "".join(f"{h}  {n}\n" for h, n in sorted(sums, key=lambda x: x[1])).encode()
-            zf.writestr(_zinfo(SUMS, len(body)), body)
+            zf.writestr(zip_member_info(SUMS, len(body)), body)
         digest = sha256_file(tmp)
     atomic_write_text(side, f"{digest}  {out.name}\n")
     return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cleantree.files import atomic_path
 from sunrgbd_tools.acquire.download import DATA_ZIP, TOOLBOX_ZIP
-from sunrgbd_tools.acquire.share import _EPOCH, _zinfo
+from sunrgbd_tools.acquire.share import ZIP_EPOCH, zip_member_info
 
 # archive name → the top folder it holds
 RAW_ZIPS: dict[str, str] = {DATA_ZIP: "SUNRGBD", TOOLBOX_ZIP: "SUNRGBDtoolbox"}
@@ -36,7 +36,7 @@ def _members(root: Path, top: str) -> list[tuple[str, Path | None]]:
 
 
 def _dir_info(name: str) -> zipfile.ZipInfo:
-    zi = zipfile.ZipInfo(name, date_time=_EPOCH)
+    zi = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     zi.create_system = 3
     zi.external_attr = (0o40755 << 16) | 0x10  # a Unix folder + the MS-DOS directory bit
     return zi
@@ -52,7 +52,7 @@ def write_raw_zip(root: Path, top: str, path: Path) -> Path:
             if src is None:
                 zf.writestr(_dir_info(name), b"")
                 continue
-            with open(src, "rb") as f, zf.open(_zinfo(name, src.stat().st_size), "w") as w:
+            with open(src, "rb") as f, zf.open(zip_member_info(name, src.stat().st_size), "w") as w:
                 while chunk := f.read(_CHUNK):
                     w.write(chunk)
     return path
