@@ -238,11 +238,15 @@ def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
     name = info.orig_filename  # the name as stored: zipfile's `filename` cuts it at a NUL
     if not 0 <= info.header_offset <= size - LFH_LEN or info.compress_size > size:
         raise ZipFormatError(f"{where}: {shown(name)}: offsets point past the end of the archive")
-    return ZipMember(name=name, raw_name=name.encode("utf-8" if info.flag_bits & 0x800 else "cp437"),
+    # the bytes as stored (checked against the local header); ASCII, the usual case, is the
+    # same in both encodings and much faster to encode
+    raw = name.encode("ascii" if name.isascii() else "utf-8" if info.flag_bits & 0x800 else "cp437")
+    return ZipMember(name=name, raw_name=raw,
                      method=info.compress_type, flags=info.flag_bits, crc=info.CRC,
                      compress_size=info.compress_size, file_size=info.file_size,
                      header_offset=info.header_offset, create_system=info.create_system,
-                     external_attr=info.external_attr, zip64=_has_zip64_extra(info.extra))
+                     external_attr=info.external_attr,
+                     zip64=bool(info.extra) and _has_zip64_extra(info.extra))
 
 
 def _has_zip64_extra(extra: bytes) -> bool:
