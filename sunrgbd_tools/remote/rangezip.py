@@ -241,12 +241,9 @@ def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
     # the bytes as stored (checked against the local header); ASCII, the usual case, is the
     # same in both encodings and much faster to encode
     raw = name.encode("ascii" if name.isascii() else "utf-8" if info.flag_bits & 0x800 else "cp437")
-    return ZipMember(name=name, raw_name=raw,
-                     method=info.compress_type, flags=info.flag_bits, crc=info.CRC,
-                     compress_size=info.compress_size, file_size=info.file_size,
-                     header_offset=info.header_offset, create_system=info.create_system,
-                     external_attr=info.external_attr,
-                     zip64=bool(info.extra) and _has_zip64_extra(info.extra))
+    return ZipMember(name, raw, info.compress_type, info.flag_bits, info.CRC, info.compress_size,
+                     info.file_size, info.header_offset, info.create_system, info.external_attr,
+                     bool(info.extra) and _has_zip64_extra(info.extra))
 
 
 def _has_zip64_extra(extra: bytes) -> bool:
