@@ -18,6 +18,8 @@ PY="$VENV/bin/python"
 WHL=.whl
 # what the device image lacks (its package list: .library/device/KINDS.md), with their own needs;
 # typing_extensions too, because pydantic needs a newer one than an image may hold
+# (safetensors and urllib3, which segtrain and the converter import, are in the image already:
+# safetensors 0.8.0 there, the version the venv here tests with; gpu_feed.sh installs --no-deps)
 MISSING="albumentations albucore pydantic pydantic_core annotated-types typing-inspection simsimd stringzilla typing_extensions"
 
 if [[ ! -x "$PY" ]]; then

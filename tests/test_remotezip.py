@@ -4,6 +4,7 @@ checks, and the span planner that groups members into range requests."""
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -137,3 +138,41 @@ def test_a_member_name_with_a_newline_stays_on_one_line(tmp_path: Path):
     with FileReader(tmp_path / "bad.zip") as r, pytest.raises(ZipFormatError) as e:
         read_directory(r, "bad.zip")
     assert "\n" not in str(e.value) and "'a\\nError: forged.txt': offsets point past" in str(e.value)
+
+
+def test_directory_over_http_costs_the_tail_and_one_range(tmp_path: Path):
+    """`zipfile`'s small reads of the end records are served from the cached tail: the
+    directory costs the tail and one range; a 60 KB archive comment one range more."""
+    from httpfixtures import FaultServer
+
+    from sunrgbd_tools.remote.http import HttpClient, HttpConfig
+    from sunrgbd_tools.remote.rangezip import HttpReader
+
+    entries = [Entry(f"d/f{i:03d}.bin", bytes([i]) * 3000, method=0) for i in range(120)]
+    plain = write_zip64(tmp_path / "a.zip", entries).read_bytes()
+    with zipfile.ZipFile(io.BytesIO(plain)) as zf, zipfile.ZipFile(tmp_path / "c.zip", "w") as out:
+        for i in zf.infolist():
+            out.writestr(i, zf.read(i))
+        out.comment = b"c" * 60_000
+    srv = FaultServer({"a.zip": plain, "c.zip": (tmp_path / "c.zip").read_bytes()})
+    try:
+        client = HttpClient(HttpConfig(timeout=2.0, retries=1, backoff=0.001, backoff_max=0.01))
+        for name, requests in (("a.zip", 2), ("c.zip", 3)):
+            info = client.probe(srv.url + name)
+            zd = read_directory(HttpReader(client, info), name)
+
+            def ranges(name: str = name) -> list:  # this archive's requests but the probe's
+                return [x for x in srv.log if x[0] == name and x[1] != "bytes=0-0"]
+
+            deadline = time.monotonic() + 5  # the server logs a request after answering it
+            while len(ranges()) < requests and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.05)
+            assert len(ranges()) == requests, ranges()
+            assert [m.name for m in zd.members] == [e.name for e in entries]
+            m = zd.members[7]
+            out = io.BytesIO()
+            extract_member(HttpReader(client, info), m, out, name)
+            assert out.getvalue() == bytes([7]) * 3000
+    finally:
+        srv.close()

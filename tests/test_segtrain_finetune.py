@@ -20,7 +20,7 @@ from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.engine import train, train_step
 from segtrain.losses import build_loss
 from segtrain.models import count_trainable, create_model
-from segtrain.models.pretrained import load_encoder_weights, read_safetensors
+from segtrain.models.pretrained import SafetensorsFile, load_encoder_weights, read_safetensors
 from segtrain.runtime import Runtime, seed_everything
 from segtrain.utils import SegtrainError
 
@@ -149,6 +149,47 @@ def test_safetensors_reader_dtypes(tmp_path):
     assert set(back) == set(t)
     for k in t:
         assert back[k].dtype == t[k].dtype and torch.equal(back[k], t[k]), k
+
+
+def test_safetensors_reads_only_the_tensors_the_encoder_takes(tmp_path, monkeypatch):
+    """The file is memory-mapped and a tensor read only when the encoder takes it: a
+    classifier head (ImageNet's 1000 classes in a real file) is never read."""
+    torch.manual_seed(1)
+    src = create_model("convnext_upernet", 5, **CONVNEXT)
+    sd = {k: v for k, v in src.encoder.state_dict().items() if not k.startswith("out_norms.")}
+    write_safetensors(tmp_path / "enc.safetensors", {**sd, "head.fc.weight": torch.zeros(1000, 64),
+                                                     "head.fc.bias": torch.zeros(1000)})
+    read: list[str] = []
+    get = SafetensorsFile.__getitem__
+    monkeypatch.setattr(SafetensorsFile, "__getitem__", lambda self, k: read.append(k) or get(self, k))
+    dst = create_model("convnext_upernet", 3, **CONVNEXT)
+    rep = load_encoder_weights(dst, tmp_path / "enc.safetensors", "convnext_upernet")
+    assert sorted(read) == sorted(sd) and rep.unexpected == ["head.fc.bias", "head.fc.weight"]
+    assert_encoder_equal(src, dst, skip=("out_norms.",))
+
+
+def _st(header, body: bytes = b"") -> bytes:
+    h = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    return struct.pack("<Q", len(h)) + h + body
+
+
+@pytest.mark.parametrize("data,says", [
+    (b"abc", "too short for a safetensors file"),
+    (struct.pack("<Q", 1 << 20) + b"{}", "header length exceeds the file size"),
+    (_st(b"{oops"), "safetensors header is not valid JSON"),
+    (_st([1, 2]), "not a JSON object of tensor entries"),
+    (_st({"a": {"dtype": "F32"}}), "needs dtype, shape, data_offsets"),
+    (_st({"a": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, bytes(4)), "unsupported dtype"),
+    (_st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, bytes(4)), "do not fit its shape"),
+    (_st({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(2)), "do not cover the file"),
+])
+def test_bad_safetensors_files_are_one_line_naming_the_file(tmp_path, data: bytes, says: str):
+    (tmp_path / "bad.safetensors").write_bytes(data)
+    wide = create_model("convnext_upernet", 5, **CONVNEXT)
+    with pytest.raises(SegtrainError) as e:
+        load_encoder_weights(wide, tmp_path / "bad.safetensors")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'bad.safetensors'}: ") and says in msg and "\n" not in msg
 
 
 def test_frozen_parts_keep_weights_and_bn_buffers(tmp_path):

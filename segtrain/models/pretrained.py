@@ -3,10 +3,9 @@
 file in the Hugging Face cache by `segtrain.models.hub`.
 
 Files: a PyTorch checkpoint (`torch.load(weights_only=True)`: a state dict, or one nested
-under `state_dict` / `model` / `state_dict_ema` / `module`) or a `.safetensors` file, read by
-the small reader below (the format is an 8-byte little-endian header length, a JSON header
-of name -> {dtype, shape, data_offsets} and the raw little-endian bytes; adding the
-`safetensors` package for that would be a dependency for 40 lines). Keys are matched to the
+under `state_dict` / `model` / `state_dict_ema` / `module`) or a `.safetensors` file, opened
+with the `safetensors` package (it validates the header on opening and memory-maps the
+file, so only the tensors the encoder takes are ever read). Keys are matched to the
 encoder through each encoder's `key_layouts()` (timm / torchvision / facebookresearch names,
 after stripping `module.` / `backbone.` / `encoder.` prefixes); the layout that matches most
 tensors wins. A shape mismatch is refused, naming the tensor.
@@ -14,72 +13,88 @@ tensors wins. A shape mismatch is refused, naming the tensor.
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from segtrain.utils import SegtrainError, load_torch_file, os_cause
 
 log = logging.getLogger("segtrain")
 
-_ST_DTYPES = {
-    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None),
-    "BF16": (np.int16, torch.bfloat16), "I64": (np.int64, None), "I32": (np.int32, None),
-    "I16": (np.int16, None), "I8": (np.int8, None), "U8": (np.uint8, None), "BOOL": (np.bool_, None),
-}
 PREFIXES = ("", "module.", "backbone.", "encoder.", "model.", "module.backbone.", "module.encoder.",
             "model.backbone.", "model.encoder.")
 NESTED = ("state_dict", "model", "state_dict_ema", "model_ema", "module", "params")
 
 
+# what the `safetensors` package's errors mean, in our words: its message phrases (0.5 and
+# later) and its older error names; the first that matches wins, the rest pass on as they are
+_ST_ERRORS = (
+    (("header too small", "HeaderTooSmall"), "too short for a safetensors file"),
+    (("invalid header length", "HeaderTooLarge", "InvalidHeaderLength"),
+     "safetensors header length exceeds the file size"),
+    (("unknown variant",), "a tensor has an unsupported dtype"),
+    (("missing field",), "a safetensors entry needs dtype, shape, data_offsets"),
+    (("invalid type",), "safetensors header is not a JSON object of tensor entries"),
+    (("invalid JSON", "InvalidHeaderDeserialization", "InvalidHeader"),
+     "safetensors header is not valid JSON"),
+    (("invalid shape, data type, or offset", "InvalidOffset", "TensorInvalidInfo"),
+     "a tensor's data_offsets do not fit its shape and dtype"),
+    (("incomplete metadata", "MetadataIncompleteBuffer"),
+     "the tensors' data_offsets do not cover the file body"),
+)
+
+
+def _st_error(path: Path, e: Exception) -> SegtrainError:
+    """One line naming the file for an error of the `safetensors` package."""
+    msg = " ".join(str(e).split()).removeprefix("Error while deserializing header: ")
+    what = next((text for keys, text in _ST_ERRORS if any(k in msg for k in keys)),
+                "not a valid safetensors file")
+    return SegtrainError(f"{path}: {what} ({msg})")
+
+
+class SafetensorsFile(Mapping):
+    """name -> tensor of a .safetensors file (CPU, the file's dtypes): the header is read and
+    checked on opening, each tensor only when it is asked for (memory-mapped)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._file = safe_open(str(self.path), framework="pt", device="cpu")
+            self._keys = list(self._file.keys())
+        except OSError as e:
+            raise SegtrainError(f"{self.path}: {os_cause(e)}") from None
+        except SafetensorError as e:
+            raise _st_error(self.path, e) from None
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._keys:
+            raise KeyError(name)
+        try:
+            return self._file.get_tensor(name)
+        except (SafetensorError, TypeError, ValueError, RuntimeError) as e:  # e.g. a dtype torch lacks
+            raise SegtrainError(f"{self.path}: tensor {name!r}: {' '.join(str(e).split())}") from None
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Read every tensor of a .safetensors file (CPU, the file's dtypes)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SegtrainError(f"{path}: {os_cause(e)}") from None
-    if len(data) < 8:
-        raise SegtrainError(f"{path}: too short for a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise SegtrainError(f"{path}: safetensors header length {n} exceeds the file size")
-    try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SegtrainError(f"{path}: safetensors header is not valid JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise SegtrainError(f"{path}: safetensors header is not a JSON object")
-    body = memoryview(data)[8 + n:]
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = meta["dtype"], [int(s) for s in meta["shape"]], meta["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise SegtrainError(f"{path}: safetensors entry {name!r} needs dtype, shape, data_offsets") from None
-        if dtype not in _ST_DTYPES:
-            raise SegtrainError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        np_dtype, view = _ST_DTYPES[dtype]
-        count = int(np.prod(shape)) if shape else 1
-        if not 0 <= begin <= end <= len(body) or end - begin != count * np.dtype(np_dtype).itemsize:
-            raise SegtrainError(f"{path}: tensor {name!r} has data_offsets {[begin, end]} that do not fit "
-                                f"shape {shape} {dtype} (file body is {len(body)} bytes)")
-        arr = np.frombuffer(body[begin:end], dtype=np.dtype(np_dtype).newbyteorder("<")).reshape(shape)
-        t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
-        out[name] = t.view(view) if view is not None else t
-    return out
+    f = SafetensorsFile(path)
+    return {k: f[k] for k in f}
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A flat name -> tensor dict from a PyTorch or safetensors file (one-line errors)."""
+def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
+    """A flat name -> tensor mapping from a PyTorch or safetensors file (one-line errors);
+    a safetensors file's tensors are read only when looked up."""
     path = Path(path)
     if not path.exists():
         raise SegtrainError(f"{path}: weights file not found")
@@ -91,7 +106,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     is_st = path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"
                                               and not head.startswith(b"PK"))
     if is_st:
-        return read_safetensors(path)
+        return SafetensorsFile(path)
     obj = load_torch_file(path, "PyTorch or safetensors file")
     for _ in range(3):  # unwrap {"state_dict": {...}} and the like
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -1,10 +1,10 @@
 """A small resumable HTTP client: Range reads, retries with backoff, change detection.
 
-Why the standard library (`http.client`) and not `requests`/`urllib3`: we need exactly
-four things – one keep-alive connection per worker thread, `Range`/`If-Range`, control
-over how a broken body is resumed, and strict checks of `Content-Range`/`Content-Length`/
-`ETag` – and `http.client` gives all of them in a few lines without a new dependency
-(see docs/sharing.md).
+urllib3 keeps the connections (a thread-safe pool, keep-alive per host), follows redirects
+and retries what fails before a body starts (resets, timeouts, 408/425/429/5xx) with our
+backoff. What no library does stays here: a body that breaks is resumed from its last byte
+with `Range`/`If-Range`, and `Content-Range`/`Content-Length`/`ETag` are checked strictly.
+One retry budget (`--retries`) covers both, and progress resets it.
 
 Every read states the identity of the remote file it expects (`RemoteInfo`: size, ETag,
 Last-Modified). A response that disagrees raises `RemoteChanged`, so callers can start
@@ -13,12 +13,10 @@ that file over instead of splicing bytes from two different versions.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import random
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -26,12 +24,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
 from sunrgbd_tools import __version__
 
 _CHUNK = 1 << 16
-_REDIRECTS = (301, 302, 303, 307, 308)
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_MAX_REDIRECTS = 5
+_RETRY_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
+_POOL_SIZE = 64  # connections kept per host: at least `download --jobs` (at most 64)
 
 
 class HttpError(Exception):
@@ -90,92 +94,109 @@ class Counters:
     bytes: int = 0
 
 
+def backoff_delay(config: HttpConfig, attempt: int) -> float:
+    """Seconds to wait before retry `attempt` + 1: doubling from `backoff`, capped at
+    `backoff_max`, with jitter (half to all of it) so parallel workers spread out."""
+    return min(config.backoff_max, config.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
+
+
+class _Retry(Retry):
+    """urllib3's retry with our budget and backoff: `budget` retries of any kind except
+    redirects (the caller passes what is left of `--retries`), waits of `backoff_delay`."""
+
+    def __init__(self, *args, budget: int = 0, config: HttpConfig | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.budget = budget
+        self.config = config or HttpConfig()
+
+    def new(self, **kw) -> _Retry:
+        return super().new(budget=self.budget, config=self.config, **kw)
+
+    def failures(self) -> int:
+        return sum(1 for h in self.history if h.redirect_location is None)
+
+    def is_exhausted(self) -> bool:
+        return super().is_exhausted() or self.failures() > self.budget
+
+    def get_backoff_time(self) -> float:
+        n = self.failures()
+        return backoff_delay(self.config, n - 1) if n else 0.0
+
+
 class HttpClient:
-    """Thread-safe: each thread keeps its own keep-alive connection per host."""
+    """Thread-safe: urllib3's pool lends each request a keep-alive connection per host."""
 
     def __init__(self, config: HttpConfig | None = None):
         self.config = config or HttpConfig()
-        self._local = threading.local()
+        self._pool = urllib3.PoolManager(
+            maxsize=_POOL_SIZE, retries=False,
+            timeout=urllib3.Timeout(connect=self.config.timeout, read=self.config.timeout))
         self._lock = threading.Lock()
         self.counters = Counters()
 
-    # ------------------------------------------------------------------ connections
-    def _conn(self, url: str) -> http.client.HTTPConnection:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        conn = conns.get(key)
-        if conn is None:
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    parts.netloc, timeout=self.config.timeout, context=ssl.create_default_context()
-                )
-            elif parts.scheme == "http":
-                conn = http.client.HTTPConnection(parts.netloc, timeout=self.config.timeout)
-            else:
-                raise HttpError(f"unsupported URL scheme {parts.scheme!r}: {url}")
-            conns[key] = conn
-        return conn
-
-    def _drop(self, url: str) -> None:
-        parts = urlsplit(url)
-        conns = getattr(self._local, "conns", {})
-        conn = conns.pop((parts.scheme, parts.netloc), None)
-        if conn is not None:
-            conn.close()
-
     def close(self) -> None:
-        for conn in getattr(self._local, "conns", {}).values():
-            conn.close()
-        self._local.conns = {}
+        self._pool.clear()
 
-    def _request(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
-        parts = urlsplit(url)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+    def _request(self, url: str, headers: dict[str, str], attempt: int) -> tuple[urllib3.BaseHTTPResponse, int]:
+        """GET with urllib3's redirects and retries; returns the response (body unread) and
+        the attempt count after the retries it made. Retries left over end in HttpError."""
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise HttpError(f"unsupported URL scheme {scheme!r}: {url}")
+        retry = _Retry(total=None, redirect=_MAX_REDIRECTS, status_forcelist=_RETRY_STATUS,
+                       raise_on_status=False, respect_retry_after_header=False,
+                       budget=max(0, self.config.retries - attempt), config=self.config)
         hdrs = {"User-Agent": self.config.user_agent, "Accept-Encoding": "identity", **headers}
-        conn = self._conn(url)
         try:
-            conn.request("GET", path, headers=hdrs)
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            self._drop(url)
+            resp = self._pool.request("GET", url, headers=hdrs, retries=retry,
+                                      preload_content=False, decode_content=False)
+        except MaxRetryError as e:
+            if "too many redirects" in str(e.reason):
+                raise HttpError(f"too many redirects: {url}") from None
+            cause = e.reason if e.reason is not None else e
+            raise HttpError(f"giving up on {url} after {self.config.retries + 1} attempts: "
+                            f"{type(cause).__name__}: {cause}") from None
+        except (OSError, Urllib3Error) as e:
             raise _Retryable(f"{type(e).__name__}: {e}") from e
+        history = resp.retries.history if resp.retries is not None else ()
         with self._lock:
-            self.counters.requests += 1
-        return resp
+            self.counters.requests += 1 + sum(1 for h in history if h.status is not None)
+        return resp, attempt + sum(1 for h in history if h.redirect_location is None)
+
+    @staticmethod
+    def _final_url(url: str, resp: urllib3.BaseHTTPResponse) -> str:
+        """Where the redirects (if any) led."""
+        for h in resp.retries.history if resp.retries is not None else ():
+            if h.redirect_location:
+                url = urljoin(h.url, h.redirect_location)
+        return url
+
+    @staticmethod
+    def _drop(resp: urllib3.BaseHTTPResponse) -> None:
+        """Close the connection without reading the rest of the body."""
+        resp.close()
+        resp.release_conn()
 
     def _sleep(self, attempt: int) -> None:
-        delay = min(self.config.backoff_max, self.config.backoff * (2 ** attempt))
-        time.sleep(delay * (0.5 + random.random() / 2))
+        time.sleep(backoff_delay(self.config, attempt))
 
     # ------------------------------------------------------------------ public API
     def probe(self, url: str) -> RemoteInfo:
         """Ask for the first byte: tells the size, validators and whether Range works."""
         attempt = 0
-        redirects = 0
         while True:
             try:
-                resp = self._request(url, {"Range": "bytes=0-0"})
-                if resp.status in _REDIRECTS and resp.getheader("Location"):
-                    self._drop(url)
-                    redirects += 1
-                    if redirects > 5:
-                        raise HttpError(f"too many redirects: {url}")
-                    url = urljoin(url, resp.getheader("Location"))
-                    continue
-                self._check_status(resp, url)
-                info = self._info(resp, url)
+                resp, attempt = self._request(url, {"Range": "bytes=0-0"}, attempt)
+                final = self._final_url(url, resp)
+                self._check_status(resp, final)
+                info = self._info(resp, final)
                 if resp.status == 206:
                     try:
                         self._count(len(resp.read()))
-                    except (OSError, http.client.HTTPException):
-                        self._drop(url)  # the byte itself is not needed; the headers were
+                    except (OSError, Urllib3Error):
+                        self._drop(resp)  # the byte itself is not needed; the headers were
                 else:
-                    self._drop(url)  # do not read a whole archive just to learn its size
+                    self._drop(resp)  # do not read a whole archive just to learn its size
                 return info
             except _Retryable as e:
                 attempt = self._retry_or_raise(url, attempt, e)
@@ -186,31 +207,30 @@ class HttpClient:
         self._sleep(attempt)
         return attempt + 1
 
-    def _check_status(self, resp: http.client.HTTPResponse, url: str) -> None:
+    def _check_status(self, resp: urllib3.BaseHTTPResponse, url: str) -> None:
         if resp.status in (200, 206):
             return
         reason = resp.reason or ""
+        self._drop(resp)
         if resp.status in _RETRY_STATUS or resp.status >= 500:
-            self._drop(url)
             raise _Retryable(f"HTTP {resp.status} {reason}")
-        self._drop(url)
         hint = {404: " (check the URL / --base-url)", 403: " (the server refuses access)",
                 401: " (the server wants credentials)", 410: " (gone from the server)"}
         raise HttpError(f"HTTP {resp.status} {reason}: {url}{hint.get(resp.status, '')}")
 
     @staticmethod
-    def _info(resp: http.client.HTTPResponse, url: str) -> RemoteInfo:
-        etag = resp.getheader("ETag")
+    def _info(resp: urllib3.BaseHTTPResponse, url: str) -> RemoteInfo:
+        etag = resp.headers.get("ETag")
         if etag and etag.startswith("W/"):
             etag = None  # weak validators cannot guard byte ranges
-        lm = resp.getheader("Last-Modified")
+        lm = resp.headers.get("Last-Modified")
         size: int | None = None
         if resp.status == 206:
-            m = _CONTENT_RANGE.match(resp.getheader("Content-Range") or "")
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
             if m and m.group(3) != "*":
                 size = int(m.group(3))
         else:
-            cl = resp.getheader("Content-Length")
+            cl = resp.headers.get("Content-Length")
             size = int(cl) if cl and cl.isdigit() else None
         return RemoteInfo(url=url, size=size, etag=etag, last_modified=lm,
                           accepts_ranges=resp.status == 206 and size is not None)
@@ -233,34 +253,34 @@ class HttpClient:
             sink(chunk)
             done[0] += len(chunk)
 
-        attempt = 0
+        attempt = [0]  # advanced by the retries urllib3 made inside a request
         while done[0] < end:
             before = done[0]
             try:
-                self._read_once(info, done[0], end, counting)
+                self._read_once(info, done[0], end, counting, attempt)
             except _Retryable as e:
                 if done[0] == before:
-                    attempt = self._retry_or_raise(info.url, attempt, e)
+                    attempt[0] = self._retry_or_raise(info.url, attempt[0], e)
                 else:
-                    attempt = 0  # progress was made; a flaky line is not a dead one
+                    attempt[0] = 0  # progress was made; a flaky line is not a dead one
                 continue
             if done[0] < end:  # a shorter range than asked for: ask for the rest
                 if done[0] == before:
-                    attempt = self._retry_or_raise(info.url, attempt, _Retryable("empty body"))
+                    attempt[0] = self._retry_or_raise(info.url, attempt[0], _Retryable("empty body"))
                 else:
-                    attempt = 0
+                    attempt[0] = 0
 
-    def _read_once(self, info: RemoteInfo, pos: int, end: int, sink) -> int:
+    def _read_once(self, info: RemoteInfo, pos: int, end: int, sink, attempt: list[int]) -> int:
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if info.etag:
             headers["If-Range"] = info.etag
         elif info.last_modified:
             headers["If-Range"] = info.last_modified
-        resp = self._request(info.url, headers)
+        resp, attempt[0] = self._request(info.url, headers, attempt[0])
         self._check_status(resp, info.url)
         got = self._info(resp, info.url)
         if not info.same_file(got):
-            self._drop(info.url)
+            self._drop(resp)
             raise RemoteChanged(
                 f"{info.url} changed on the server while downloading "
                 f"(size {info.size}->{got.size}, ETag {info.etag}->{got.etag}, "
@@ -268,14 +288,14 @@ class HttpClient:
             )
         skip = 0
         if resp.status == 206:
-            m = _CONTENT_RANGE.match(resp.getheader("Content-Range") or "")
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
             if not m or int(m.group(1)) != pos:
-                self._drop(info.url)
-                raise _Retryable(f"bad Content-Range {resp.getheader('Content-Range')!r}")
+                self._drop(resp)
+                raise _Retryable(f"bad Content-Range {resp.headers.get('Content-Range')!r}")
             want = min(end, int(m.group(2)) + 1) - pos
-            cl = resp.getheader("Content-Length")
+            cl = resp.headers.get("Content-Length")
             if cl is not None and int(cl) != int(m.group(2)) + 1 - pos:
-                self._drop(info.url)
+                self._drop(resp)
                 raise _Retryable(f"Content-Length {cl} disagrees with Content-Range")
         else:  # 200: the whole file from byte 0
             skip = pos
@@ -295,16 +315,17 @@ class HttpClient:
                 sink(chunk)
                 pos += len(chunk)
                 want -= len(chunk)
-        except (TimeoutError, OSError, http.client.HTTPException) as e:
-            self._drop(info.url)
+        except (OSError, Urllib3Error) as e:
+            self._drop(resp)
             raise _Retryable(f"{type(e).__name__}: {e}") from e
         except _Retryable:
-            self._drop(info.url)
+            self._drop(resp)
             raise
-        if resp.status == 206 and resp.length == 0:
-            resp.read()  # keep the connection reusable
+        if resp.status == 206 and resp.length_remaining == 0:
+            resp.read()  # the body is complete: the connection goes back to the pool
+            resp.release_conn()
         else:
-            self._drop(info.url)  # unread rest of a 200 body, or a range we stopped early
+            self._drop(resp)  # unread rest of a 200 body, or a range we stopped early
         return pos
 
     def _count(self, n: int) -> None:
@@ -316,20 +337,21 @@ class HttpClient:
         attempt = 0
         while True:
             try:
-                resp = self._request(url, {})
+                resp, attempt = self._request(url, {}, attempt)
                 if resp.status in (404, 410):
-                    self._drop(url)
+                    self._drop(resp)
                     return None
                 self._check_status(resp, url)
-                data = resp.read(limit + 1)
+                try:
+                    data = resp.read(limit + 1)
+                except (OSError, Urllib3Error) as e:
+                    self._drop(resp)
+                    raise _Retryable(f"{type(e).__name__}: {e}") from e
                 self._count(len(data))
-                self._drop(url)
+                self._drop(resp)
                 if len(data) > limit:
                     raise HttpError(f"{url}: larger than {limit} bytes")
                 return data
-            except (OSError, http.client.HTTPException) as e:
-                self._drop(url)
-                attempt = self._retry_or_raise(url, attempt, e)
             except _Retryable as e:
                 attempt = self._retry_or_raise(url, attempt, e)
 

@@ -2,15 +2,22 @@
 single members, from a local file or over HTTP Range requests.
 
 A ZIP keeps its table of contents at the end, so a client that can read byte ranges needs
-only the tail of the archive plus the bytes of the members it wants. The same parser serves
-local files (fetch, the no-Range fallback), so ZIP64, CRC and size checks live in one place.
+only the tail of the archive plus the bytes of the members it wants. The standard library's
+`zipfile` parses the end records and the directory, reading through `RangeFile`, a seekable
+file over `read_at` that keeps the tail it fetched, so the directory costs the same two
+requests it always did (the tail, then the directory). What no library does stays here:
+checking a local header as a span streams in, decompressing a member that arrives in pieces
+under a hard cap at its declared size, and the CRC check at its end. Local files (fetch, the
+no-Range fallback) go through the same code, so ZIP64, CRC and size checks live in one place.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,16 +33,13 @@ def shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 _EOCD = b"PK\x05\x06"
-_EOCD64 = b"PK\x06\x06"
 _LOC64 = b"PK\x06\x07"
-_CDH = b"PK\x01\x02"
 _LFH = b"PK\x03\x04"
 _EOCD_LEN = 22
 _LOC64_LEN = 20
-_EOCD64_LEN = 56
-_CDH_LEN = 46
 LFH_LEN = 30
-_MAX_COMMENT = 0xFFFF
+_TAIL = 4096  # the first read of a directory: the end records and, often, the directory
+_TAIL_GROW = 1 << 17  # a read next to the cached tail up to this size joins it (a comment)
 STORED, DEFLATED = 0, 8
 _METHOD_NAMES = {9: "Deflate64", 12: "BZIP2", 14: "LZMA", 93: "Zstandard", 95: "XZ", 99: "AES"}
 _CHUNK = 1 << 20
@@ -104,9 +108,7 @@ class ZipMember:
     header_offset: int
     create_system: int
     external_attr: int
-    dos_time: int
-    dos_date: int
-    zip64: bool
+    zip64: bool  # sizes or offset came from a ZIP64 extra field
 
     @property
     def is_dir(self) -> bool:
@@ -142,9 +144,7 @@ class ZipMember:
 class ZipDirectory:
     members: list[ZipMember]
     cd_offset: int  # absolute, where the central directory starts (end of the last member)
-    cd_size: int
-    zip64: bool
-    base: int  # bytes prepended before the archive (self-extractors); 0 normally
+    zip64: bool  # ZIP64 end records
 
     def data_bounds(self) -> dict[str, int]:
         """name -> absolute offset where the next entry (or the directory) begins: every
@@ -156,146 +156,104 @@ class ZipDirectory:
         return out
 
 
-def _u16(b: bytes, o: int) -> int:
-    return struct.unpack_from("<H", b, o)[0]
+class RangeFile(io.RawIOBase):
+    """A read-only seekable file over a `Reader`, for `zipfile`. The archive's last 4 KiB
+    are fetched on the first read and kept: `zipfile` looks for the end records in several
+    small reads there, and a directory that ends in the tail needs only its missing start."""
 
+    def __init__(self, reader: Reader):
+        self.reader = reader
+        self.size = reader.size
+        self.pos = 0
+        self.tail = b""
+        self.tail_at = self.size  # the cached tail is bytes [tail_at, size)
 
-def _u64(b: bytes, o: int) -> int:
-    return struct.unpack_from("<Q", b, o)[0]
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        pos = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence] + offset
+        if pos < 0:
+            raise OSError(f"seek to {pos}, before the start of the archive")
+        self.pos = pos
+        return pos
+
+    def read(self, n: int = -1) -> bytes:
+        start = min(self.pos, self.size)
+        end = self.size if n is None or n < 0 else min(self.size, start + n)
+        self.pos = max(self.pos, end)
+        if start >= end:
+            return b""
+        if not self.tail:
+            self.tail_at = self.size - min(self.size, _TAIL)
+            self.tail = self.reader.read_at(self.tail_at, self.size - self.tail_at)
+        if start >= self.tail_at:
+            return self.tail[start - self.tail_at:end - self.tail_at]
+        if end <= self.tail_at:
+            return self.reader.read_at(start, end - start)
+        head = self.reader.read_at(start, self.tail_at - start)
+        data = head + self.tail[:end - self.tail_at]
+        if len(head) <= _TAIL_GROW:
+            self.tail, self.tail_at = head + self.tail, start
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
 
 
 def read_directory(reader: Reader, where: str = "archive") -> ZipDirectory:
-    """Parse the end records (ZIP64 aware) and the central directory."""
+    """The central directory (end records ZIP64 aware, bytes prepended to the archive
+    allowed), parsed by `zipfile`; any damage is one ZipFormatError naming `where`."""
     size = reader.size
     if size < _EOCD_LEN:
         raise ZipFormatError(f"{where}: too small to be a ZIP ({size} bytes)")
-    tail_len = min(size, 4096)
-    tail = reader.read_at(size - tail_len, tail_len)
-    pos = _find_eocd(tail)
-    if pos is None and tail_len < size:
-        tail_len = min(size, _EOCD_LEN + _MAX_COMMENT + _LOC64_LEN)
-        tail = reader.read_at(size - tail_len, tail_len)
-        pos = _find_eocd(tail)
-    if pos is None:
-        raise ZipFormatError(f"{where}: no end-of-central-directory record (not a ZIP, or truncated)")
-    eocd_abs = size - tail_len + pos
-    tail_abs = size - tail_len
-
-    def read(offset: int, n: int) -> bytes:
-        """From the tail already in memory when it covers the range, else from the reader."""
-        if offset >= tail_abs:
-            return tail[offset - tail_abs:offset - tail_abs + n]
-        return reader.read_at(offset, n)
-    (disk, cd_disk, n_here, n_total, cd_size, cd_offset, _clen) = struct.unpack_from(
-        "<HHHHIIH", tail, pos + 4)
-    zip64 = False
-    loc_abs = eocd_abs - _LOC64_LEN
-    if loc_abs >= 0:
-        loc = read(loc_abs, _LOC64_LEN)
-        if loc[:4] == _LOC64:
-            zip64 = True
-            _disk64, eocd64_off, ndisks = struct.unpack_from("<IQI", loc, 4)
-            if ndisks > 1:
-                raise ZipFormatError(f"{where}: multi-volume archives are not supported")
-            # the record normally sits right before the locator; trust its position, not
-            # the offset, when bytes were prepended to the archive
-            eocd64_abs = loc_abs - _EOCD64_LEN
-            rec = read(eocd64_abs, _EOCD64_LEN) if eocd64_abs >= 0 else b""
-            if rec[:4] != _EOCD64:
-                eocd64_abs = eocd64_off
-                rec = reader.read_at(eocd64_off, _EOCD64_LEN) if eocd64_off + _EOCD64_LEN <= size else b""
-                if rec[:4] != _EOCD64:
-                    raise ZipFormatError(f"{where}: ZIP64 locator points to no ZIP64 end record")
-            (disk, cd_disk, n_here, n_total, cd_size, cd_offset) = struct.unpack_from(
-                "<IIQQQQ", rec, 16)
-            end_of_cd = eocd64_abs
-        else:
-            end_of_cd = eocd_abs
-    else:
-        end_of_cd = eocd_abs
-    if disk != 0 or cd_disk != 0 or n_here != n_total:
-        raise ZipFormatError(f"{where}: multi-volume archives are not supported")
-    base = end_of_cd - cd_size - cd_offset
-    if base < 0:
-        raise ZipFormatError(f"{where}: central directory offset/size point past its end")
-    cd_abs = cd_offset + base
-    cd = read(cd_abs, cd_size) if cd_size else b""
-    members = _parse_cd(cd, n_total, base, size, where)
-    return ZipDirectory(members=members, cd_offset=cd_abs, cd_size=cd_size, zip64=zip64, base=base)
-
-
-def _find_eocd(tail: bytes) -> int | None:
-    pos = len(tail)
-    while True:
-        pos = tail.rfind(_EOCD, 0, pos)
-        if pos < 0:
-            return None
-        if pos + _EOCD_LEN <= len(tail):
-            clen = _u16(tail, pos + 20)
-            if pos + _EOCD_LEN + clen == len(tail):
-                return pos
-
-
-def _parse_cd(cd: bytes, count: int, base: int, size: int, where: str) -> list[ZipMember]:
-    out: list[ZipMember] = []
-    p = 0
-    for i in range(count):
-        if cd[p:p + 4] != _CDH or p + _CDH_LEN > len(cd):
-            raise ZipFormatError(f"{where}: central directory entry {i} is damaged")
-        (_sig, made_by, _need, flags, method, t, d, crc, csize, usize, nlen, xlen, clen,
-         _disk, _iattr, eattr, hoff) = struct.unpack_from("<IHHHHHHIIIHHHHHII", cd, p)
-        raw = cd[p + _CDH_LEN:p + _CDH_LEN + nlen]
-        extra = cd[p + _CDH_LEN + nlen:p + _CDH_LEN + nlen + xlen]
-        p += _CDH_LEN + nlen + xlen + clen
-        if p > len(cd):
-            raise ZipFormatError(f"{where}: central directory entry {i} runs past its end")
-        name = raw.decode("utf-8" if flags & 0x800 else "cp437", errors="strict") \
-            if _decodable(raw, flags) else None
-        if name is None:
-            raise ZipFormatError(f"{where}: entry {i} has an undecodable name {raw!r}")
-        z64 = False
-        if 0xFFFFFFFF in (usize, csize, hoff):
-            z64 = True
-            usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff, name, where)
-        hoff += base
-        if hoff + LFH_LEN > size or csize > size:
-            raise ZipFormatError(f"{where}: {shown(name)}: offsets point past the end of the archive")
-        out.append(ZipMember(name=name, raw_name=raw, method=method, flags=flags, crc=crc,
-                             compress_size=csize, file_size=usize, header_offset=hoff,
-                             create_system=made_by >> 8, external_attr=eattr, dos_time=t,
-                             dos_date=d, zip64=z64))
-    if p != len(cd):
-        raise ZipFormatError(f"{where}: central directory size disagrees with its entries")
-    return out
-
-
-def _decodable(raw: bytes, flags: int) -> bool:
+    f = RangeFile(reader)
     try:
-        raw.decode("utf-8" if flags & 0x800 else "cp437")
-        return True
-    except UnicodeDecodeError:
-        return False
+        with zipfile.ZipFile(f) as zf:
+            infos, cd_offset = zf.infolist(), zf.start_dir
+    except zipfile.BadZipFile as e:
+        if str(e) == "File is not a zip file":
+            raise ZipFormatError(f"{where}: no end-of-central-directory record (not a ZIP, "
+                                 "or truncated)") from None
+        raise ZipFormatError(f"{where}: damaged ZIP directory ({str(e).rstrip('.')})") from None
+    except UnicodeDecodeError as e:
+        raise ZipFormatError(f"{where}: a member has an undecodable name {e.object!r}") from None
+    except (NotImplementedError, ValueError, struct.error) as e:
+        raise ZipFormatError(f"{where}: damaged or unsupported ZIP directory ({e})") from None
+    eocd = f.tail.rfind(_EOCD)  # where zipfile found it: the last signature in the tail
+    zip64 = eocd >= _LOC64_LEN and f.tail[eocd - _LOC64_LEN:eocd - _LOC64_LEN + 4] == _LOC64
+    members = [_member(i, size, where) for i in infos]
+    return ZipDirectory(members=members, cd_offset=cd_offset, zip64=zip64)
 
 
-def _zip64_extra(extra: bytes, usize: int, csize: int, hoff: int, name: str, where: str):
+def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
+    name = info.orig_filename  # the name as stored: zipfile's `filename` cuts it at a NUL
+    if not 0 <= info.header_offset <= size - LFH_LEN or info.compress_size > size:
+        raise ZipFormatError(f"{where}: {shown(name)}: offsets point past the end of the archive")
+    # the bytes as stored (checked against the local header); ASCII, the usual case, is the
+    # same in both encodings and much faster to encode
+    raw = name.encode("ascii" if name.isascii() else "utf-8" if info.flag_bits & 0x800 else "cp437")
+    return ZipMember(name, raw, info.compress_type, info.flag_bits, info.CRC, info.compress_size,
+                     info.file_size, info.header_offset, info.create_system, info.external_attr,
+                     bool(info.extra) and _has_zip64_extra(info.extra))
+
+
+def _has_zip64_extra(extra: bytes) -> bool:
     p = 0
     while p + 4 <= len(extra):
         tag, ln = struct.unpack_from("<HH", extra, p)
-        body = extra[p + 4:p + 4 + ln]
         if tag == 0x0001:
-            q = 0
-            vals = []
-            for v in (usize, csize, hoff):
-                if v == 0xFFFFFFFF:
-                    if q + 8 > len(body):
-                        raise ZipFormatError(f"{where}: {shown(name)}: ZIP64 extra field too short")
-                    vals.append(_u64(body, q))
-                    q += 8
-                else:
-                    vals.append(v)
-            return tuple(vals)
+            return True
         p += 4 + ln
-    raise ZipFormatError(f"{where}: {shown(name)}: ZIP64 sizes without a ZIP64 extra field")
+    return False
 
 
 def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
@@ -319,7 +277,8 @@ def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
 
 def local_header_sizes(head30: bytes) -> int:
     """Name + extra length of a local header from its first 30 bytes."""
-    return _u16(head30, 26) + _u16(head30, 28)
+    nlen, xlen = struct.unpack_from("<HH", head30, 26)
+    return nlen + xlen
 
 
 class MemberDecoder:
