@@ -276,3 +276,8 @@ def test_seg37_group_is_what_official_mode_relies_on(tmp_path):
     assert bad.seg37_ids == tuple(range(1, 37))
     with pytest.raises(RawDataError, match="seg37 group"):
         check_seg37_order(root, bad)
+    for broken, problem in ((text.replace(",group,", ",kind,"), "needs columns"),
+                            (text.replace(",0,seg37,seg37 class 5", ",0,seg38,seg37 class 5"),
+                             "line 7: group 'seg38' is not one of void, seg37, other, computer")):
+        with pytest.raises(ValueError, match=problem):
+            ClassTable.from_csv_text(broken)

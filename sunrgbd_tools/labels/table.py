@@ -49,6 +49,16 @@ def _parse_color(text: str, where: str) -> tuple[int, int, int]:
     return (int(t[0:2], 16), int(t[2:4], 16), int(t[4:6], 16))
 
 
+GROUPS = ("void", "seg37", "other", "computer")  # classes.csv `group`: what a class stands for
+
+
+def _parse_group(text: str, where: str) -> str:
+    g = (text or "").strip()
+    if g not in GROUPS:
+        raise ValueError(f"group {text!r} is not one of {', '.join(GROUPS)}")
+    return g
+
+
 class ClassTable:
     """The class table (ids 0..255 as uint8) and the look-up arrays derived from it."""
 
@@ -68,7 +78,7 @@ class ClassTable:
     @classmethod
     def from_csv_text(cls, text: str, source: str = CLASSES_FILE) -> ClassTable:
         rows = list(csv.DictReader(io.StringIO(text)))
-        need = {"id", "train_id", "name", "color", "ignore_in_eval"}
+        need = {"id", "train_id", "name", "color", "ignore_in_eval", "group"}
         if not rows or not need <= set(rows[0]):
             raise ValueError(f"{source}: needs columns {sorted(need)}")
         classes = []
@@ -82,7 +92,7 @@ class ClassTable:
                         name=r["name"].strip(),
                         color=_parse_color(r["color"], where),
                         ignore_in_eval=r["ignore_in_eval"].strip() in ("1", "true", "True"),
-                        group=(r.get("group") or "").strip(),
+                        group=_parse_group(r["group"], where),
                         description=(r.get("description") or "").strip(),
                     )
                 )
