@@ -67,3 +67,15 @@ print(json.dumps({{"modules": mods, "loaded": sorted({{k.split(".")[0] for k in 
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["modules"]
     assert sorted(set(out["loaded"]) & WALLS[package]) == []
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject.toml names its packages explicitly (mappings/ is mapped in from outside the
+    tree), so a new sub-package left off the list would be missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {p.parent.relative_to(ROOT).as_posix().replace("/", ".")
+             for top in WALLS for p in (ROOT / top).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+    assert listed - found == {"sunrgbd_tools.mappings"}
