@@ -51,7 +51,6 @@ from segtrain.models import (
     create_model,
 )
 from segtrain.optim import make_optimizer
-from segtrain.parts import parse_parts
 from segtrain.runtime import Runtime, prepare_model, resolve_device, seed_everything
 from segtrain.utils import SegtrainError, parse_hw
 
@@ -123,7 +122,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     try:
         model = create_model(cfg.model, info.num_classes, inputs=cfg.inputs, fusion=cfg.fusion,
                              **cfg.model_options)
-        model.set_train_parts(parse_parts(cfg.train_parts))
+        model.set_train_parts(cfg.train_parts)
     except ValueError as e:
         raise SegtrainError(str(e)) from None
     params = count_parameters(model)["total"]

@@ -45,7 +45,6 @@ from segtrain.models import (
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, load_encoder_weights
 from segtrain.optim import build_optimizer, build_scheduler
-from segtrain.parts import parse_parts
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
@@ -268,7 +267,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     # model: seeded init, then its starting weights (a resumed run loads its own later)
     seed_everything(cfg.seed)
     model, init_report = _build_model(cfg, info, options, fresh=ckpt is None)
-    parts = model.set_train_parts(parse_parts(cfg.train_parts))
+    parts = model.set_train_parts(cfg.train_parts)
     if cfg.sync_bn and dist_info.enabled:
         model = distributed.convert_sync_batchnorm(model, device)
     rt = _build_runtime(cfg, info, device)
