@@ -62,8 +62,14 @@ def scene_truth(info_or_params: SampleInfo | SampleParams, key: str, *, image_gr
     plan = plan_scene(params, index_of(params, key))
     if "unlabelled" in plan.quirks:
         return np.zeros(plan.size, np.uint16), []
+    return paint_labels(plan) if image_grid else segmat_labels(plan)
+
+
+def segmat_labels(plan: ScenePlan) -> tuple[np.ndarray, list[str]]:
+    """(seglabel, names) as seg.mat holds them: the painted labels on seg.mat's own grid
+    (another grid than the image's for the segmat_size_mismatch quirk)."""
     lab, names = paint_labels(plan)
-    if not image_grid and segmat_shape(plan) != plan.size:
+    if segmat_shape(plan) != plan.size:
         h, w = segmat_shape(plan)
         lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
     return lab, names

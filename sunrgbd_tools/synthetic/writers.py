@@ -21,7 +21,7 @@ from cleantree.files import atomic_write_bytes, atomic_write_text
 from sunrgbd_tools.synthetic.plan import ScenePlan, plan_scene
 from sunrgbd_tools.synthetic.render import render_scene, sensor_depth
 from sunrgbd_tools.synthetic.sample_json import SampleParams
-from sunrgbd_tools.synthetic.truth import paint_labels, segmat_shape
+from sunrgbd_tools.synthetic.truth import segmat_labels
 from sunrgbd_tools.synthetic.vocab import json_name
 
 JPEG_QUALITY = 90
@@ -159,10 +159,7 @@ def write_scene(root: Path, params: SampleParams, index: int) -> str:
     if plan.has_polygons:
         atomic_write_text(folder / "annotation2Dfinal" / "index.json", index_json_text(plan))
     if plan.has_seg:
-        lab, names = paint_labels(plan)
-        if segmat_shape(plan) != plan.size:
-            h, w = segmat_shape(plan)
-            lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
+        lab, names = segmat_labels(plan)
         atomic_write_bytes(folder / "seg.mat", mat_v5_bytes({"seglabel": lab, "names": cell(names)}))
     return plan.key
 
