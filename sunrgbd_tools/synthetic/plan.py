@@ -63,7 +63,6 @@ class ScenePlan:
     scene_type: str
     quirks: tuple[str, ...]
     objects: list  # index.json objects: {"name": ...}, None or {}
-    names_intended: list[str]  # object names before any quirk
     polys: list[Poly]
     room: Room
     intrinsics: np.ndarray
@@ -134,9 +133,8 @@ def plan_scene(params: SampleParams, index: int) -> ScenePlan:
     bld.rng = qrng  # quirk-only geometry must not shift the clean scene's random numbers
     objects = _plant_object_quirks(bld, quirks)
     polys = _final_polygons(bld.polys, quirks, qrng, H, W)
-    names = list(bld.objects)
     return ScenePlan(index, sensor, subset, name, frame, depth_file, (H, W), split, slash, scene_type,
-                     quirks, objects, names, polys, room, K, ext,
+                     quirks, objects, polys, room, K, ext,
                      t.strftime("%a,%d%b%Y%H:%M:%SGMT"), wall_rgb, floor_look)
 
 
