@@ -452,7 +452,7 @@ class Downloader:
         rep.fetched = len(tasks) - len(failed)
 
     def _remove_stale_temporaries(self, files: list[ZipMember], rels, where: str) -> None:
-        """A killed run can leave `.<name>.<random>.tmp` (fsutil.atomic_path) beside a
+        """A killed run can leave `.<name>.<random>.tmp` (cleantree.files.atomic_path) beside a
         member's place; remove those, and only those, of the members wanted now."""
         by_dir: dict[Path, set[str]] = {}
         for m in files:

@@ -243,7 +243,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     config_text = _check_out(cfg, mapper.sha256) if write else ""
     if write:  # claim --out first: a run interrupted later can simply be run again
         atomic_write_bytes(Path(cfg.out) / CONFIG_FILE, config_text.encode("utf-8"))
-        for name in OUTPUTS:  # temporary files a killed run left (fsutil's ".<name>.<random>.tmp")
+        for name in OUTPUTS:  # temporary files a killed run left (cleantree.files' ".<name>.<random>.tmp")
             for tmp in Path(cfg.out).glob(f".{name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
 
