@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cleantree.classes import IGNORE_INDEX
+
 
 class CrossEntropy(nn.Module):
     """(Weighted) cross-entropy, mean over labelled pixels (weighted mean when weighted)."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, weight: torch.Tensor | None = None):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, weight: torch.Tensor | None = None):
         super().__init__()
         self.ignore_index = ignore_index
         self.num_classes = num_classes
@@ -43,7 +45,7 @@ class DiceLoss(nn.Module):
     size of the batch at 480x640 and 39 classes).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, smooth: float = 1.0):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -95,7 +97,7 @@ LOSSES: dict[str, LossSpec] = {
 }
 
 
-def build_loss(name: str, num_classes: int, ignore_index: int = 255,
+def build_loss(name: str, num_classes: int, ignore_index: int = IGNORE_INDEX,
                weight: torch.Tensor | None = None) -> nn.Module:
     if name not in LOSSES:
         raise KeyError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")

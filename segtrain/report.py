@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cleantree.classes import IGNORE_INDEX
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -32,7 +33,7 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def colorize(labels: np.ndarray, colors: list[tuple[int, int, int]], ignore_index: int = 255) -> np.ndarray:
+def colorize(labels: np.ndarray, colors: list[tuple[int, int, int]], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Train-id mask -> RGB image with the class table's colours (ignore = black)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     for i, c in enumerate(colors):
@@ -185,7 +186,7 @@ def present_classes(labels: np.ndarray, n: int) -> list[int]:
 
 
 def plot_panels(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path,
-                names: list[str], colors: list[tuple[int, int, int]], ignore_index: int = 255,
+                names: list[str], colors: list[tuple[int, int, int]], ignore_index: int = IGNORE_INDEX,
                 max_legend: int = 12) -> None:
     """One row per image: image | ground truth | prediction (train-id masks), each mask with a
     legend of the classes it shows (name + colour, most pixels first)."""

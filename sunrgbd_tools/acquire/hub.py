@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ContractError, DatasetJson, read_dataset_json
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
 from sunrgbd_tools import __version__
@@ -488,7 +489,7 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
     for k, v in (meta.get("mapping_files") or {}).items():
         lines.append(f"  - `{k}`: `{v}`")
     lines.append(f"- Train ids 0..{len(names) - 1} ({len(names)} classes); "
-                 f"{meta.get('ignore_index', 255)} = ignore (unlabelled).")
+                 f"{meta.get('ignore_index', IGNORE_INDEX)} = ignore (unlabelled).")
     lines += ["", "## Classes", ""]
     pixels = meta.get("class_pixel_counts")
     weights = meta.get("class_weights")

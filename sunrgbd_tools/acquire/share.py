@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
+from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ContractError, load_json_object
 from cleantree.files import (
     atomic_path,
@@ -125,7 +126,7 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
     depth = meta.get("depth")
     lines.append(f"- Depth: {'none' if 'depth' in meta and depth is None else (', '.join(f'{k}={v}' for k, v in depth.items()) if isinstance(depth, dict) else nr)}")
     if meta.get("num_classes") is not None:
-        lines.append(f"- Classes for training: {meta['num_classes']} (ignore index {meta.get('ignore_index', 255)})")
+        lines.append(f"- Classes for training: {meta['num_classes']} (ignore index {meta.get('ignore_index', IGNORE_INDEX)})")
     lines.append(f"- Files: {files} ({total_bytes} bytes), listed with their SHA-256 in `{SUMS}`")
     lines.append("")
     splits = meta.get("splits") or {}
