@@ -23,6 +23,7 @@ from sunrgbd_tools.labels.table import (
     NAMES_FILE,
     UNLABELED_ID,
     ClassTable,
+    NameMapper,
     mappings_dir,
 )
 
@@ -162,7 +163,7 @@ def build_rows(rules: RuleTables, raw: list[RawName]) -> list[tuple[str, str, st
         if res is None and squash(normalise(name)) in same_key:
             cls, row = same_key[squash(normalise(name))]
             res = Resolution(cls, "normalised", f"same key as {row}")
-        cls, rule, via = (res.class_name, res.rule, res.via) if res else ("other", "default", "")
+        cls, rule, via = (res.class_name, res.rule, res.via) if res else (NameMapper.OTHER, "default", "")
         imgs = names[name].images
         rows.append((name, cls, rule, normalise(name), via, "" if imgs is None else str(imgs)))
     return rows

@@ -47,7 +47,7 @@ def coverage(mapper: NameMapper, names: list[WeightedName]) -> dict:
     and the rules that produced our classes (names and weight)."""
     seg37 = _seg37(mapper)
     res: dict = {"names": len(names), "weight": sum(n.weight for n in names)}
-    for label, fn in (("exact_baseline", lambda n: n if n in seg37 else "other"),
+    for label, fn in (("exact_baseline", lambda n: n if n in seg37 else NameMapper.OTHER),
                       ("ours", lambda n: mapper.lookup(n).class_name)):
         by_names = dict.fromkeys(GROUPS, 0)
         by_weight = dict.fromkeys(GROUPS, 0)
@@ -138,11 +138,11 @@ class CrossCheckRow:
     def kind(self) -> str:
         if self.ours == self.theirs:
             return "agree"
-        if self.ours == "computer" and self.theirs == "other":
+        if self.ours == "computer" and self.theirs == NameMapper.OTHER:
             return "computer"  # our extra class; NYU40 has none (monitor → otherprop)
-        if self.ours == "other":
+        if self.ours == NameMapper.OTHER:
             return "ours_other"
-        if self.theirs == "other":
+        if self.theirs == NameMapper.OTHER:
             return "theirs_other"
         return "different_class"
 
