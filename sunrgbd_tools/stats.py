@@ -33,14 +33,17 @@ import cv2
 import numpy as np
 
 from cleantree.classes import IGNORE_INDEX as IGNORE
+from cleantree.classes import TrainClass
 from cleantree.dataset import (
+    ABSENT,
     DATASET_JSON,
     STATS_KEYS,
     ContractError,
     DatasetJson,
+    dumps_dataset_json,
     read_dataset_json,
 )
-from cleantree.files import atomic_write_json, dumps_json, is_within
+from cleantree.files import atomic_write_text, dumps_json, is_within
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import pool_context
 
@@ -48,8 +51,6 @@ STATS_FILE = "stats.json"
 STATS_SCHEMA = 1
 DEFAULT_METHOD = "median-freq"
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]
-# Keys `stats` adds to dataset.json, in this order (appended after the existing keys).
-DATASET_KEYS = STATS_KEYS
 _CHUNK = 8  # samples per task: small results, even load, smooth progress
 _HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24
 
@@ -153,22 +154,29 @@ class StatsConfig:
         return {"split": self.split, "method": self.method}
 
 
-@dataclass(frozen=True)
-class TrainClass:
-    train_id: int
-    name: str
-    ids: tuple[int, ...]
-    ignored: bool  # every class id of this train id is ignore_in_eval
-
-
 @dataclass
 class Tree:
     root: Path
     dataset: DatasetJson
     rows: list[dict]  # manifest rows of the chosen split, sorted by id
-    classes: list[TrainClass]  # indexed by train id
-    id_to_train: np.ndarray  # uint8[256], 255 for ignore and unknown ids
-    valid_ids: np.ndarray  # bool[256]
+
+    @property
+    def classes(self) -> tuple[TrainClass, ...]:
+        """One per train id, indexed by train id (dataset.json's checked class table)."""
+        return self.dataset.lookup.train_classes
+
+    @property
+    def id_to_train(self) -> np.ndarray:
+        return self.dataset.lookup.id_to_train_id  # uint8[256], 255 for ignore and unknown ids
+
+    @property
+    def valid_ids(self) -> np.ndarray:
+        return self.dataset.lookup.valid_ids  # bool[256]
+
+
+def _label(c: TrainClass) -> str:
+    """A train id's name in stats.json and messages: its classes joined by '+'."""
+    return "+".join(c.names)
 
 
 def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
@@ -182,9 +190,6 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
         dataset = read_dataset_json(root / DATASET_JSON)
     except ContractError as e:
         raise StatsInputError(str(e)) from None
-    lookup = dataset.lookup
-    classes = [TrainClass(t.train_id, "+".join(t.names), t.ids, t.ignore_in_eval) for t in lookup.train_classes]
-    id_to_train, valid = lookup.id_to_train_id, lookup.valid_ids
     mpath = root / "manifest.csv"
     try:
         with open(mpath, newline="", encoding="utf-8") as f:
@@ -204,7 +209,7 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
     if not rows:
         have = sorted({r["split"] for r in all_rows})
         raise StatsInputError(f"{mpath}: no samples in split {split!r} (splits: {', '.join(have) or 'none'})")
-    return Tree(root, dataset, rows, classes, id_to_train, valid)
+    return Tree(root, dataset, rows)
 
 
 def _digests(tree: Tree, cfg: StatsConfig) -> tuple[str, str]:
@@ -214,8 +219,8 @@ def _digests(tree: Tree, cfg: StatsConfig) -> tuple[str, str]:
     data = {
         "stats_schema": STATS_SCHEMA,
         "split": cfg.split,
-        "classes": tree.dataset.get("classes"),
-        "num_classes": tree.dataset.get("num_classes"),
+        "classes": tree.dataset.classes,
+        "num_classes": None if tree.dataset.num_classes is ABSENT else tree.dataset.num_classes,
         "rows": [[r.get(c) or "" for c in cols] for r in tree.rows],
     }
     data_sha = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
@@ -464,7 +469,7 @@ def summarize(tree: Tree, acc: Accumulator, cfg: StatsConfig, data_sha: str, sta
     pixels = [int(x) for x in train_pixels[:k]]
     ignore_pixels = int(train_pixels[IGNORE])
     total = int(acc.id_pixels.sum())
-    ignored = [c.ignored for c in tree.classes]
+    ignored = [c.ignore_in_eval for c in tree.classes]
     labelled = sum(p for p, ign in zip(pixels, ignored, strict=True) if not ign)
     present_px = [int(x) for x in acc.train_present_pixels]
 
@@ -474,7 +479,7 @@ def summarize(tree: Tree, acc: Accumulator, cfg: StatsConfig, data_sha: str, sta
         weights[name], absent = class_weights(name, pixels, present_px, ignored)
     warns = []
     if absent:
-        names = ", ".join(f"{tree.classes[t].name} ({t})" for t in absent)
+        names = ", ".join(f"{_label(tree.classes[t])} ({t})" for t in absent)
         warns.append(f"{len(absent)} class(es) have no pixels in split {cfg.split!r}: {names}; "
                      "their weights are set to the largest weight of a present class")
     classes = []
@@ -482,11 +487,11 @@ def summarize(tree: Tree, acc: Accumulator, cfg: StatsConfig, data_sha: str, sta
         n = pixels[t]
         classes.append({
             "train_id": t,
-            "name": c.name,
+            "name": _label(c),
             "ids": list(c.ids),
-            "ignore_in_eval": c.ignored,
+            "ignore_in_eval": c.ignore_in_eval,
             "pixels": n,
-            "frequency": n / labelled if labelled and not c.ignored else 0.0,
+            "frequency": n / labelled if labelled and not c.ignore_in_eval else 0.0,
             "images": int(acc.train_images[t]),
             "image_frequency": n / present_px[t] if present_px[t] else 0.0,
         })
@@ -546,13 +551,14 @@ def _previous(path: Path) -> dict | None:
     return prev if isinstance(prev, dict) and prev.get("schema_version") == STATS_SCHEMA else None
 
 
-def _write_if_changed(path: Path, obj: dict, written: list[Path]) -> None:
+def _write_if_changed(path: Path, text: str, written: list[Path]) -> None:
+    """Rewrite `path` only when its text changes (an up-to-date tree is left untouched)."""
     try:
-        if path.read_text(encoding="utf-8") == dumps_json(obj):
+        if path.read_text(encoding="utf-8") == text:
             return
     except (OSError, UnicodeDecodeError):
         pass
-    atomic_write_json(path, obj)
+    atomic_write_text(path, text)
     written.append(path)
 
 
@@ -595,7 +601,7 @@ def run_stats(root: str | os.PathLike, cfg: StatsConfig | None = None, progress:
     for w in stats["warnings"]:
         warnings.warn(w, AbsentClassWarning, stacklevel=2)
     written: list[Path] = []
-    _write_if_changed(path, stats, written)
+    _write_if_changed(path, dumps_json(stats), written)
     dataset = dataclasses.replace(tree.dataset, **{key: stats[key] for key in STATS_KEYS})
-    _write_if_changed(tree.root / DATASET_JSON, dataset.to_dict(), written)
+    _write_if_changed(tree.root / DATASET_JSON, dumps_dataset_json(dataset), written)
     return StatsResult(stats, path, reused, written)

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from treebuilder import write_clean_tree  # noqa: E402
 
+from cleantree.dataset import STATS_KEYS  # noqa: E402
 from sunrgbd_tools.cli.main import main  # noqa: E402
 from sunrgbd_tools.stats import (  # noqa: E402
-    DATASET_KEYS,
     WEIGHTING,
     AbsentClassWarning,
     LabelValueError,
@@ -301,9 +301,9 @@ def test_dataset_json_keeps_its_keys_and_order(tmp_path):
     before = json.loads((root / "dataset.json").read_text())
     st = _run(root).stats
     after = json.loads((root / "dataset.json").read_text())
-    assert list(after) == list(before) + list(DATASET_KEYS)
+    assert list(after) == list(before) + list(STATS_KEYS)
     assert all(after[k] == v for k, v in before.items())
-    assert all(after[k] == st[k] for k in DATASET_KEYS)
+    assert all(after[k] == st[k] for k in STATS_KEYS)
     assert after["stats_split"] == "train" and len(after["stats_sha256"]) == 64
     assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
 

@@ -87,7 +87,8 @@ def _libs():
 
 
 # ----------------------------------------------------------------------------- input
-def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
+def read_tree(src: Path) -> tuple[DatasetJson, bytes, list[dict]]:
+    """The checked dataset.json, the bytes that key a resumable export, the manifest rows."""
     meta_path, man_path = src / "dataset.json", src / "manifest.csv"
     if not meta_path.is_file():
         raise HubUsageError(f"{src}: not a clean tree (no dataset.json)")
@@ -95,7 +96,7 @@ def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
         raise HubUsageError(f"{src}: not a clean tree (no manifest.csv)")
     meta_bytes = meta_path.read_bytes()
     try:
-        meta = read_dataset_json(meta_path).to_dict()
+        doc = read_dataset_json(meta_path)
     except ContractError as e:
         raise HubUsageError(str(e)) from None
     try:
@@ -108,15 +109,7 @@ def _read_tree(src: Path) -> tuple[dict, bytes, list[dict]]:
         raise HubUsageError(f"{man_path}: no samples to export")
     if not need <= set(rows[0]):
         raise HubUsageError(f"{man_path}: missing column(s) {', '.join(sorted(need - set(rows[0])))}")
-    return meta, meta_bytes + man_path.read_bytes(), rows
-
-
-def class_names(meta: dict) -> list[str]:
-    """Names of train ids 0..K-1 from dataset.json's class table (first class per train id)."""
-    try:
-        return [t.name for t in DatasetJson.from_dict(meta).lookup.train_classes]
-    except ContractError as e:
-        raise HubUsageError(str(e)) from None
+    return doc, meta_bytes + man_path.read_bytes(), rows
 
 
 def _numbers(text: str, n: int, what: str, problems: list[str], sid: str) -> list[float] | None:
@@ -132,8 +125,9 @@ def _numbers(text: str, n: int, what: str, problems: list[str], sid: str) -> lis
     return vals
 
 
-def features(meta: dict, depth: bool):
-    """The `datasets` Features of one row (one definition for parquet schema and card)."""
+def features(names: list[str], depth: bool):
+    """The `datasets` Features of one row (one definition for parquet schema and card);
+    `names`: the class names of train ids 0..K-1."""
     datasets, _, _ = _libs()
     V = datasets.Value
     cols = {"id": V("string"), "image": datasets.Image(), "label": datasets.Image()}
@@ -145,7 +139,7 @@ def features(meta: dict, depth: bool):
         "intrinsics": datasets.Sequence(V("float64")),
         "extrinsics": datasets.Sequence(V("float64")),
         # train ids present in the label; its ClassLabel names carry the class table
-        "classes": datasets.Sequence(datasets.ClassLabel(names=class_names(meta))),
+        "classes": datasets.Sequence(datasets.ClassLabel(names=names)),
     }
     return datasets.Features(cols)
 
@@ -286,12 +280,13 @@ def _size_category(n: int) -> str:
 def export_hf(cfg: HubConfig) -> HubReport:
     """Write the Hugging Face folder for the clean tree `cfg.src` (see module docstring)."""
     src, out = Path(cfg.src), Path(cfg.out)
-    meta, input_bytes, rows = _read_tree(src)
+    doc, input_bytes, rows = read_tree(src)
+    meta = doc.to_dict()
     resume = _check_out(out)
     datasets, pa, pq = _libs()
-    names = class_names(meta)
+    names = [t.name for t in doc.lookup.train_classes]  # train ids 0..K-1 (first class of each)
     has_depth = meta.get("depth") is not None and any(r.get("depth") for r in rows)
-    feats = features(meta, has_depth)
+    feats = features(names, has_depth)
     schema = feats.arrow_schema
     problems: list[str] = []
     plan = _plan(src, rows, cfg.shard_bytes, problems)
