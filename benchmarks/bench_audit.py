@@ -26,10 +26,10 @@ from benchutil import best
 
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.audit import AuditConfig, _chunks, run_audit
+from sunrgbd_tools.parallel import default_workers, map_chunks
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.official import OfficialLabels
 from sunrgbd_tools.raw.scenes import discover_scenes
-from sunrgbd_tools.stats import default_workers, map_chunks
 
 KV2_FRAMES = 3784
 

@@ -23,13 +23,12 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from sunrgbd_tools.parallel import default_workers, map_chunks  # noqa: E402
 from sunrgbd_tools.stats import (  # noqa: E402
     _CHUNK,
     StatsConfig,
     _digests,
-    default_workers,
     load_tree,
-    map_chunks,
     sample_files,
     scan,
     summarize,

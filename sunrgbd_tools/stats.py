@@ -45,7 +45,7 @@ from cleantree.dataset import (
 )
 from cleantree.files import atomic_write_text, dumps_json, is_within
 from sunrgbd_tools import __version__
-from sunrgbd_tools.parallel import pool_context
+from sunrgbd_tools.parallel import default_workers, map_chunks
 
 STATS_FILE = "stats.json"
 STATS_SCHEMA = 1
@@ -373,45 +373,6 @@ def _scan_chunk(task) -> Accumulator:
             acc.depth_sum += int(d.sum())
             acc.depth_sumsq += int(d @ d)
     return acc
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already; cv2's own threads would contend
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def map_chunks(fn, tasks: list, workers: int, progress: bool, sizes: list[int], desc: str) -> Iterable:
-    """Yield fn(task) for each task (in any order) over a pool of `workers` processes,
-    with a tqdm bar on stderr counting samples. Shared with the benchmark's floor."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=sum(sizes), unit="img", desc=desc, disable=not progress, leave=False)
-    workers = max(1, min(workers, len(tasks)))
-    try:
-        if workers == 1:
-            for task, n in zip(tasks, sizes, strict=True):
-                yield fn(task)
-                bar.update(n)
-            return
-
-        ctx = pool_context()
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for i, res in pool.imap_unordered(_indexed, [(fn, i, t) for i, t in enumerate(tasks)]):
-                yield res
-                bar.update(sizes[i])
-    finally:
-        bar.close()
-
-
-def _indexed(arg):
-    fn, i, task = arg
-    return i, fn(task)
 
 
 def sample_files(tree: Tree) -> list[tuple[str, str, str]]:

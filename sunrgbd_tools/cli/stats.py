@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cleantree.files import dumps_json
+from sunrgbd_tools.parallel import default_workers
 from sunrgbd_tools.stats import (
     DEFAULT_METHOD,
     WEIGHTING,
@@ -16,7 +17,6 @@ from sunrgbd_tools.stats import (
     StatsConfig,
     StatsError,
     StatsInputError,
-    default_workers,
     run_stats,
 )
 

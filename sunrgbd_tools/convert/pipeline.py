@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.parallel import default_workers, pool_context
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
@@ -420,14 +420,12 @@ def convert(
         else:
             tasks.append((scene, s, out))
 
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or default_workers())
     if workers == 1 or len(tasks) <= 1:
         _init_worker(cfg, mapper, official)
         it = map(_run_one, tasks)
         pool = None
     else:
-        from sunrgbd_tools.parallel import pool_context
-
         pool = pool_context().Pool(
             workers, initializer=_init_worker, initargs=(cfg, mapper, official)
         )
@@ -525,7 +523,7 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         label_mode_description=LABEL_MODES[cfg.labels],
         label_source_counts=sources,
         classes=table.to_json(),
-        num_classes=table.num_train_classes,
+        num_classes=table.lookup.num_classes,
         ignore_index=IGNORE_INDEX,
         image_size=list(cfg.size) if cfg.size else (list(next(iter(sizes))) if len(sizes) == 1 else None),
         image_format=cfg.image_format,

@@ -4,7 +4,6 @@ table, train ids and colours consistent with label ids, checksums as in the mani
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.paths import FILE_KEYS
+from sunrgbd_tools.parallel import default_workers, pool_context
 
 
 @dataclass
@@ -120,12 +120,10 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
                 f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
     tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or default_workers())
     if workers == 1 or len(tasks) < 8:
         results = map(_check_sample, tasks)
     else:
-        from sunrgbd_tools.parallel import pool_context
-
         with pool_context().Pool(workers) as pool:
             results = pool.map(_check_sample, tasks, chunksize=4)
     for probs in results:

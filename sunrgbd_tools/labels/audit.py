@@ -148,16 +148,13 @@ class NameStats:
     class_id: int  # ours
     class_name: str
     rule: str
+    # the official value our class corresponds to: itself for seg37 (check_seg37_order holds
+    # the toolbox to the class table), void otherwise (the official labels have no Other/Computer)
+    expected: int
 
     @property
     def pixels(self) -> int:
         return int(self.counts.sum())
-
-    @property
-    def expected(self) -> int:
-        """The official value our class corresponds to: itself for seg37, void otherwise
-        (the official labels have no Other or Computer)."""
-        return self.class_id if 1 <= self.class_id < N_OFFICIAL else 0
 
     @property
     def disagree(self) -> int:
@@ -223,7 +220,7 @@ def _chunks(scenes: list[SceneRef], workers: int) -> list[list[SceneRef]]:
 def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = False,
               write: bool = True) -> AuditResult:
     """Audit every scene of cfg.subset and (with `write`) write the outputs to cfg.out."""
-    from sunrgbd_tools.stats import default_workers, map_chunks
+    from sunrgbd_tools.parallel import default_workers, map_chunks
 
     if not 0 < cfg.min_share <= 1:
         raise AuditError(f"min_share must be in (0, 1], got {cfg.min_share}")
@@ -276,7 +273,8 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     names = []
     for name, (images, counts) in acc.items():
         hit = mapper.lookup(name)
-        names.append(NameStats(name, images, counts, hit.class_id, hit.class_name, hit.rule))
+        expected = hit.class_id if hit.class_id in table.seg37_ids else 0
+        names.append(NameStats(name, images, counts, hit.class_id, hit.class_name, hit.rule, expected))
         confusion[row_of[hit.class_id]] += counts
     names.sort(key=lambda n: (-n.disagree, -n.pixels, n.name))
     learned = sorted((n for n in names if n.majority != 0 and n.pixels >= cfg.min_pixels
@@ -349,7 +347,7 @@ def per_class_csv(result: AuditResult) -> str:
         ours = int(conf[i].sum())
         maj = int(np.argmax(conf[i])) if ours else 0
         row = [cid, table.by_id[cid].name, ours]
-        if cid < N_OFFICIAL:
+        if cid in table.seg37_ids:
             off = int(conf[:, cid].sum())
             both = int(conf[i, cid])
             row += [off, both, _share(both, ours), _share(both, off), _share(both, ours + off - both)]
@@ -431,7 +429,7 @@ def _write_outputs(result: AuditResult, config_text: str) -> None:
 # --------------------------------------------------------------------------- summary
 def agreement(result: AuditResult) -> tuple[int, int]:
     """(pixels both label with the same seg37 class, pixels both label with a seg37 class)."""
-    seg = [i for i, c in enumerate(result.row_ids) if 1 <= c < N_OFFICIAL]
+    seg = [i for i, c in enumerate(result.row_ids) if c in result.table.seg37_ids]
     sub = result.confusion[np.ix_(seg, range(1, N_OFFICIAL))]
     same = sum(int(result.confusion[i, result.row_ids[i]]) for i in seg)
     return same, int(sub.sum())
@@ -451,7 +449,7 @@ def summary_lines(result: AuditResult, limit: int = 10) -> list[str]:
         f"skipped {result.skipped}; {len(result.names)} raw names, {px} labelled pixels",
         f"pixel agreement with the official seg37: {_pct(same, both)} of the {both} pixels both give "
         f"a seg37 class; official void under our seg37 classes: {seg_void} px; official seg37 under "
-        f"our {', '.join(c.name for c in table.classes if c.id >= N_OFFICIAL)}: {ours_not_seg} px",
+        f"our {', '.join(c.name for c in table.classes if c.group not in ('seg37', 'void'))}: {ours_not_seg} px",
     ]
     changes = [n for n in result.learned if n.class_id != n.majority]
     lines.append(
