@@ -115,7 +115,7 @@ def write_clean_tree(
         subset="kv2",
         label_source="seg",
         classes=table.to_json(),
-        num_classes=table.num_train_classes,
+        num_classes=table.lookup.num_classes,
         ignore_index=IGNORE_INDEX,
         image_size=[h, w],
         image_format="png",

@@ -24,12 +24,8 @@ from pathlib import Path
 from sunrgbd_tools.labels.build import RawName
 from sunrgbd_tools.labels.table import NameMapper
 
-GROUPS = ("seg37", "computer", "other")  # classes.csv `group` values a raw name can map to
+GROUPS = ("seg37", "computer", "other")  # classes.csv `group`s a raw name can map to, in report order
 NYU40_OTHER = (38, 39, 40)  # NYU40's otherstructure/otherfurniture/otherprop; ids 1..37 are seg37's
-
-
-def _group(table, class_name: str) -> str:
-    return table.by_name[class_name].group
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ def coverage(mapper: NameMapper, names: list[WeightedName]) -> dict:
         per_class: dict[str, int] = {}
         for n in names:
             cls_name = fn(n.name)
-            g = _group(mapper.table, cls_name)
+            g = mapper.table.by_name[cls_name].group
             by_names[g] += 1
             by_weight[g] += n.weight
             per_class[cls_name] = per_class.get(cls_name, 0) + n.weight
@@ -156,6 +152,7 @@ def read_scannet(path: str | Path, mapper: NameMapper) -> list[CrossCheckRow]:
     if missing:
         raise ValueError(f"{p}: needs tab-separated columns {', '.join(need)} (missing {', '.join(missing)})")
     by_id = mapper.table.by_id
+    seg37 = mapper.table.seg37_ids  # NYU40's first 37 classes are seg37, same ids and order
     rows = []
     for r in reader:
         where = f"{p} line {reader.line_num}"
@@ -163,7 +160,6 @@ def read_scannet(path: str | Path, mapper: NameMapper) -> list[CrossCheckRow]:
             nyu40id, count = int(r["nyu40id"]), int(r["count"] or 0)
         except ValueError:
             raise ValueError(f"{where}: nyu40id/count must be whole numbers") from None
-        seg37 = mapper.table.seg37_ids  # NYU40's first 37 classes are seg37, same ids and order
         if nyu40id not in seg37 and nyu40id not in NYU40_OTHER:
             continue  # 0: ScanNet left the name unmapped
         theirs = by_id[nyu40id].name if nyu40id in seg37 else NameMapper.OTHER

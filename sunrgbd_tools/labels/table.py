@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cleantree.classes import IGNORE_INDEX, ClassEntry, ClassLookup
+from cleantree.classes import ClassEntry, ClassLookup
 
 UNLABELED_ID = 0
 
@@ -32,13 +32,10 @@ def mappings_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class ClassDef:
-    id: int
-    train_id: int
-    name: str
-    color: tuple[int, int, int]
-    ignore_in_eval: bool
-    group: str = ""  # seg37, other, computer, void: what the class stands for (classes.csv `group`)
+class ClassDef(ClassEntry):
+    """A row of classes.csv: the contract's class entry plus what only the converter reads."""
+
+    group: str = ""  # void, seg37, other, computer (classes.csv `group`; the parser always sets it)
     description: str = ""
 
 
@@ -52,7 +49,7 @@ def _parse_color(text: str, where: str) -> tuple[int, int, int]:
 GROUPS = ("void", "seg37", "other", "computer")  # classes.csv `group`: what a class stands for
 
 
-def _parse_group(text: str, where: str) -> str:
+def _parse_group(text: str) -> str:
     g = (text or "").strip()
     if g not in GROUPS:
         raise ValueError(f"group {text!r} is not one of {', '.join(GROUPS)}")
@@ -92,7 +89,7 @@ class ClassTable:
                         name=r["name"].strip(),
                         color=_parse_color(r["color"], where),
                         ignore_in_eval=r["ignore_in_eval"].strip() in ("1", "true", "True"),
-                        group=_parse_group(r["group"], where),
+                        group=_parse_group(r["group"]),
                         description=(r.get("description") or "").strip(),
                     )
                 )
@@ -114,24 +111,16 @@ class ClassTable:
     def by_id(self) -> dict[int, ClassDef]:
         return {c.id: c for c in self.classes}
 
-    def ids_in(self, group: str) -> tuple[int, ...]:
-        """Class ids of one `group` of classes.csv, in id order."""
-        return tuple(c.id for c in self.classes if c.group == group)
-
     @cached_property
     def seg37_ids(self) -> tuple[int, ...]:
-        """The classes that are SUN RGB-D's seg37 (official order = id order); the official
-        labels' values are these ids (`check_seg37_order` holds the toolbox to it)."""
-        return self.ids_in("seg37")
-
-    @cached_property
-    def num_train_classes(self) -> int:
-        return len({c.train_id for c in self.classes if c.train_id != IGNORE_INDEX})
+        """The classes of group seg37, SUN RGB-D's seg37 (official order = id order); the
+        official labels' values are these ids (`check_seg37_order` holds the toolbox to it)."""
+        return tuple(c.id for c in self.classes if c.group == "seg37")
 
     @cached_property
     def lookup(self) -> ClassLookup:
         """The contract's look-up arrays of this table (what dataset.json's readers derive)."""
-        return ClassLookup([ClassEntry(c.id, c.train_id, c.name, c.color, c.ignore_in_eval) for c in self.classes])
+        return ClassLookup(self.classes)
 
     @property
     def id_to_train_id(self) -> np.ndarray:
