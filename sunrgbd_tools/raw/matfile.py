@@ -90,6 +90,15 @@ def mat5_structure_problem(data: bytes) -> str | None:
     return walk(data, 128, len(data), 0)
 
 
+def is_mat_v73(path: Path) -> bool:
+    """MATLAB v7.3 files are HDF5 (h5py reads them, scipy does not); their header says so."""
+    try:
+        with open(path, "rb") as f:
+            return b"MATLAB 7.3" in f.read(20)
+    except OSError as e:
+        raise RawDataError(path, f"cannot read ({e.strerror})") from None
+
+
 def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
     """seg.mat → (seglabel HxW int32, names). Values are 1-based into names, 0 = unlabelled.
 
@@ -97,12 +106,7 @@ def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
     """
     if not path.exists():
         raise RawDataError(path, "file not found")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(128)
-    except OSError as e:
-        raise RawDataError(path, f"cannot read ({e.strerror})") from None
-    if b"MATLAB 7.3" in head[:20]:
+    if is_mat_v73(path):
         return _read_seg_mat_v73(path)
     import scipy.io
 

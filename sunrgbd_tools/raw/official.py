@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import cell_strings, h5_string
+from sunrgbd_tools.raw.matfile import cell_strings, h5_string, is_mat_v73
 from sunrgbd_tools.raw.splits import normalise_scene_path
 
 METADATA = Path("SUNRGBDtoolbox/Metadata")
@@ -22,16 +22,11 @@ SEGLISTALL_FILE = METADATA / "seglistall.mat"
 SEG37_FILE = METADATA / "seg37list.mat"
 
 
-def _is_v73(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return b"MATLAB 7.3" in f.read(20)
-
-
 def read_name_list(path: Path, variable: str) -> list[str]:
     """A 1xN cell of char saved by MATLAB (v5 or v7.3) → list of str."""
     if not path.exists():
         raise RawDataError(path, "file not found")
-    if _is_v73(path):
+    if is_mat_v73(path):
         import h5py
 
         with h5py.File(path, "r") as f:
@@ -53,7 +48,7 @@ def read_sequence_names(path: Path) -> list[str]:
     """SUNRGBDMeta.mat → scene key of every entry, in file order."""
     if not path.exists():
         raise RawDataError(path, "file not found (it maps SUNRGBD2Dseg entries to scenes)")
-    if _is_v73(path):
+    if is_mat_v73(path):
         import h5py
 
         with h5py.File(path, "r") as f:
