@@ -44,6 +44,7 @@ from cleantree.dataset import (
     read_dataset_json,
 )
 from cleantree.files import atomic_write_text, dumps_json, is_within
+from cleantree.manifest import MANIFEST
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks
 
@@ -190,7 +191,7 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
         dataset = read_dataset_json(root / DATASET_JSON)
     except ContractError as e:
         raise StatsInputError(str(e)) from None
-    mpath = root / "manifest.csv"
+    mpath = root / MANIFEST
     try:
         with open(mpath, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -387,7 +388,7 @@ def sample_files(tree: Tree) -> list[tuple[str, str, str]]:
             except OSError:  # e.g. a name too long to resolve
                 inside = False
             if f and not inside:
-                raise StatsInputError(f"{tree.root / 'manifest.csv'}: row {r['id']}: path {f!r} is outside the tree "
+                raise StatsInputError(f"{tree.root / MANIFEST}: row {r['id']}: path {f!r} is outside the tree "
                                       "or not a usable path")
         out.append(files)
     return out
@@ -556,7 +557,7 @@ def run_stats(root: str | os.PathLike, cfg: StatsConfig | None = None, progress:
             shown = "; ".join(f"{tree.root / f}: values {', '.join(map(str, v))}" for f, v in acc.bad_values[:5])
             more = f" (and {len(acc.bad_values) - 5} more files)" if len(acc.bad_values) > 5 else ""
             raise LabelValueError(
-                f"labelIds values outside the class table of {tree.root / 'dataset.json'}: {shown}{more}; "
+                f"labelIds values outside the class table of {tree.root / DATASET_JSON}: {shown}{more}; "
                 "nothing was written")
         stats = summarize(tree, acc, cfg, data_sha, stats_sha)
     for w in stats["warnings"]:

@@ -31,14 +31,15 @@ import numpy as np
 from tqdm import tqdm
 
 from cleantree.classes import IGNORE_INDEX
-from cleantree.dataset import ContractError, DatasetJson, read_dataset_json
+from cleantree.dataset import DATASET_JSON, ContractError, DatasetJson, read_dataset_json
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
+from cleantree.manifest import MANIFEST
 from sunrgbd_tools import __version__
 from sunrgbd_tools.acquire.share import format_value
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # clean tree -> Hub names
 STAGE = ".sunrgbd-hub"
-FINAL = ("README.md", "dataset.json", "data")  # what an export leaves in DIR
+FINAL = ("README.md", DATASET_JSON, "data")  # what an export leaves in DIR
 ROWS_PER_GROUP = 100  # what `datasets` itself uses for image data: small reads for the viewer
 SHARD_BYTES = 500_000_000
 EXTRA_HINT = "pip install 'sunrgbd-tools[hub]'"
@@ -89,7 +90,7 @@ def _libs():
 # ----------------------------------------------------------------------------- input
 def read_tree(src: Path) -> tuple[DatasetJson, bytes, list[dict]]:
     """The checked dataset.json, the bytes that key a resumable export, the manifest rows."""
-    meta_path, man_path = src / "dataset.json", src / "manifest.csv"
+    meta_path, man_path = src / DATASET_JSON, src / MANIFEST
     if not meta_path.is_file():
         raise HubUsageError(f"{src}: not a clean tree (no dataset.json)")
     if not man_path.is_file():
@@ -351,8 +352,8 @@ def export_hf(cfg: HubConfig) -> HubReport:
 
     card = dataset_card(meta, feats, split_rows, shard_bytes, names, cfg.command, datasets)
     atomic_write_text(stage / "README.md", card)
-    with atomic_path(stage / "dataset.json") as tmp:
-        shutil.copyfile(src / "dataset.json", tmp)
+    with atomic_path(stage / DATASET_JSON) as tmp:
+        shutil.copyfile(src / DATASET_JSON, tmp)
     # move into place: shards first (their sidecars follow, so a re-run still knows them)
     (out / "data").mkdir(exist_ok=True)
     for name, _ in plan:
@@ -361,7 +362,7 @@ def export_hf(cfg: HubConfig) -> HubReport:
             moved.parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / (name + ".json"), moved)
             os.replace(stage / name, out / name)
-    os.replace(stage / "dataset.json", out / "dataset.json")
+    os.replace(stage / DATASET_JSON, out / DATASET_JSON)
     os.replace(stage / "README.md", out / "README.md")
     shutil.rmtree(stage)
     return HubReport(out=out, rows=split_rows, shards=[n for n, _ in plan],

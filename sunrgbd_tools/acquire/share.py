@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from cleantree.classes import IGNORE_INDEX
-from cleantree.dataset import ContractError, load_json_object
+from cleantree.dataset import DATASET_JSON, ContractError, load_json_object
 from cleantree.files import (
     atomic_path,
     atomic_write_json,
@@ -218,12 +218,12 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     """Write the archive for the clean tree `cfg.src` (see module docstring)."""
     src = Path(cfg.src)
     out = Path(cfg.out)
-    if not (src / "dataset.json").is_file():
+    if not (src / DATASET_JSON).is_file():
         raise ShareError(f"{src}: not a clean tree (no dataset.json)")
     if out.exists() and out.is_dir():
         raise ShareError(f"{out}: is a folder; give the archive's file name")
     try:  # parsed, not checked: the archive holds the tree as it is (fetch verifies it)
-        meta = load_json_object(src / "dataset.json")
+        meta = load_json_object(src / DATASET_JSON)
     except ContractError as e:
         raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cleantree.dataset import DATASET_JSON
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.convert.resize import parse_size
 
@@ -102,7 +103,7 @@ def verify(root, workers, no_checksums):
     """Check a clean tree: complete samples, sizes, label values, checksums. Exit 1 on problems."""
     from sunrgbd_tools.convert.verify import verify_tree
 
-    if not (root / "dataset.json").is_file():
+    if not (root / DATASET_JSON).is_file():
         raise click.UsageError(f"{root}: not a clean tree (no dataset.json)")
     report = verify_tree(root, workers=workers, check_checksums=not no_checksums)
     for p in report.problems:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import (
+    DATASET_JSON,
     SCHEMA_VERSION,
     ContractError,
     DatasetJson,
@@ -35,7 +36,7 @@ from cleantree.files import (
     dumps_json,
     sha256_bytes,
 )
-from cleantree.manifest import write_manifest
+from cleantree.manifest import MANIFEST, write_manifest
 from cleantree.paths import FILE_KEYS, file_templates, sample_paths
 from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
@@ -456,7 +457,7 @@ def convert(
     skipped = sum(1 for r in results if r.row is None) + not_in_split + not_found
     salvaged = sum(1 for row in rows if row.get("salvaged"))
 
-    write_manifest(out / "manifest.csv", rows)
+    write_manifest(out / MANIFEST, rows)
     _write_problems(out, problems)
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
                         len(problems), skipped, salvaged)
@@ -542,7 +543,7 @@ def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, count
         },
     )
     # keep what later steps added (e.g. `sunrgbd stats` keys) when a finished tree is re-run
-    path = out / "dataset.json"
+    path = out / DATASET_JSON
     if path.exists():
         try:
             doc.keep_added(load_json_object(path))

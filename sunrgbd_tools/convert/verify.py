@@ -12,6 +12,7 @@ import numpy as np
 
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
+from cleantree.manifest import MANIFEST
 from cleantree.paths import FILE_KEYS
 from sunrgbd_tools.parallel import default_workers, pool_context
 
@@ -30,7 +31,7 @@ def _check_sample(task) -> list[str]:
     root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
     out: list[str] = []
     sid = row.get("id", "?")
-    where = root / "manifest.csv"
+    where = root / MANIFEST
     try:
         h, w = int(row["height"]), int(row["width"])
     except (KeyError, TypeError, ValueError):
@@ -102,13 +103,13 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     valid, id_to_train = meta.lookup.valid_ids, meta.lookup.id_to_train_id
     id_to_bgr = np.ascontiguousarray(meta.lookup.id_to_color[:, ::-1])
     try:
-        with open(root / "manifest.csv", newline="", encoding="utf-8") as f:
+        with open(root / MANIFEST, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
-        report.problems.append(f"{root / 'manifest.csv'}: missing")
+        report.problems.append(f"{root / MANIFEST}: missing")
         return report
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        report.problems.append(f"{root / 'manifest.csv'}: cannot be read ({e})")
+        report.problems.append(f"{root / MANIFEST}: cannot be read ({e})")
         return report
     report.samples = len(rows)
     counts: dict[str, int] = {}
@@ -117,7 +118,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     for split, n in splits.items():
         if counts.get(split, 0) != n:
             report.problems.append(
-                f"{root / 'dataset.json'}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
+                f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
     tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
     workers = max(1, workers or default_workers())

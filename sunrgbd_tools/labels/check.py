@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cleantree.manifest import MANIFEST
 from sunrgbd_tools.labels.build import RawName
 from sunrgbd_tools.labels.normalise import normalise, squash, tokens
 from sunrgbd_tools.labels.table import NameMapper
 from sunrgbd_tools.labels.words import deletes
-
-MANIFEST = "manifest.csv"
 
 
 @dataclass
