@@ -19,6 +19,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +139,10 @@ class DatasetJson:
         self.lookup  # noqa: B018  (builds and checks)
         return self
 
-    @property
+    @cached_property
     def lookup(self) -> ClassLookup:
         """The checked class table's look-up arrays (built once)."""
-        if "_lookup" not in self.__dict__:
-            self.__dict__["_lookup"] = _check_classes(self)
-        return self.__dict__["_lookup"]
+        return _check_classes(self)
 
     def split_counts(self) -> dict[str, int]:
         """`splits` as split name → sample count ({} when absent)."""
@@ -211,7 +210,8 @@ class DatasetJson:
 _KEYS = tuple(f for f in fields(DatasetJson) if f.name not in ("extra", "path", "order"))
 _KEY_NAMES = frozenset(f.name for f in _KEYS)
 # keys `sunrgbd stats` sets, in the order it appends them
-STATS_KEYS = tuple(f.name for f in _KEYS[_KEYS.index(next(f for f in _KEYS if f.name == "mean")):])
+_NAMES = [f.name for f in _KEYS]
+STATS_KEYS = tuple(_NAMES[_NAMES.index("mean"):])
 
 
 # ---- the reader -------------------------------------------------------------------------
