@@ -21,7 +21,7 @@ from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, decode_depth
 from sunrgbd_tools.synthetic.generator import make_sample
 from sunrgbd_tools.synthetic.plan import QUIRKS, plan_scene
-from sunrgbd_tools.synthetic.render import _FLOORS, LOOKS, TEXTURES
+from sunrgbd_tools.synthetic.render import _FLOORS, LIT_FROM_ABOVE, LOOKS, TEXTURES
 from sunrgbd_tools.synthetic.sample_json import GENERATOR_REVISION, SampleInfo, SampleParams
 from sunrgbd_tools.synthetic.toolbox import MACHINE_PREFIX
 from sunrgbd_tools.synthetic.truth import official_lut, scene_truth
@@ -310,6 +310,7 @@ def test_metadata_and_v73_labels(sample):
 def test_every_texture_in_use_has_a_function_and_every_function_is_used():
     used = {tex for _, tex in LOOKS.values()} | set(_FLOORS) | {"wall"}
     assert used == set(TEXTURES)
+    assert LIT_FROM_ABOVE <= set(TEXTURES)
 
 
 # ----------------------------------------------------------------------------- depth

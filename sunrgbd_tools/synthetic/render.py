@@ -268,6 +268,9 @@ TEXTURES: dict[str, Callable[[_Patch], np.ndarray]] = {
     "laptop": _laptop, "keys": _keys, "glossy": _glossy, "board": _board, "glow": _glow,
     "leaves": _leaves, "rug": _rug, "speckle": _speckle, "clock": _clock, "cardboard": _cardboard,
 }
+# the textures lit from above: 4 % brighter at the top of their region, 4 % darker at the bottom
+LIT_FROM_ABOVE: frozenset[str] = frozenset(
+    {"flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard", "brushed"})
 
 
 def _texture(tex: str, base: np.ndarray, X: np.ndarray, Y: np.ndarray, lf: np.ndarray,
@@ -351,7 +354,7 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
                 fill_polygon(sm, np.asarray(pts) - [c0, r0], 1)
                 fac = np.where(sm > 0, np.float32(f), fac)
             col = col * fac[..., None]
-        if tex in ("flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard", "brushed"):
+        if tex in LIT_FROM_ABOVE:
             col = col * (1.0 + 0.08 * (0.5 - (Y[:, None] - box[1]) / max(box[3] - box[1], 1.0)))[..., None]
         np.copyto(img[r0:r1, c0:c1], col, where=m[..., None])
         kind = p.depth[0]
