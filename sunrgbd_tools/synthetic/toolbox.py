@@ -15,7 +15,7 @@ import numpy as np
 
 from cleantree.files import atomic_path, atomic_write_bytes
 from sunrgbd_tools.synthetic.plan import ScenePlan
-from sunrgbd_tools.synthetic.truth import official_lut, paint_labels
+from sunrgbd_tools.synthetic.truth import image_labels, official_lut
 from sunrgbd_tools.synthetic.vocab import SEG37, SEGLISTALL
 from sunrgbd_tools.synthetic.writers import cell, mat_v5_bytes
 
@@ -117,10 +117,7 @@ def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
             n = 1
             all_names = []
             for i, p in enumerate(plans):
-                if "unlabelled" in p.quirks:
-                    lab, names = np.zeros(p.size, np.uint16), []
-                else:
-                    lab, names = paint_labels(p)
+                lab, names = image_labels(p)
                 all_names.append(names)
                 lut37 = official_lut(p, names)
                 lutall = np.array([0] + [pos[x] for x in names], np.uint16)
