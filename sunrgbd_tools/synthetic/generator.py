@@ -53,7 +53,6 @@ def scene_info(plan: ScenePlan, official_index: int, names: list[str] | None = N
         extrinsics_files=[f"{s}.txt" for s, _ in plan.extrinsics], depth=plan.has_depth)
 
 
-
 def _check_target(out: Path, params: SampleParams) -> None:
     if out.exists() and not out.is_dir():
         raise SampleConflict(f"{out}: exists and is not a folder")

@@ -55,7 +55,6 @@ _BOOK_COLOURS = np.array([(150, 40, 40), (40, 70, 140), (210, 190, 60), (40, 110
                           (230, 230, 220), (90, 50, 110), (200, 110, 40), (30, 30, 30)], np.float32)
 
 
-
 @dataclass
 class _Patch:
     """One textured region: X (1, w) column and Y (h, 1) row coordinates, u/v the same
@@ -376,7 +375,6 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
     return rgb, depth
 
 
-
 def sensor_depth(plan: ScenePlan, depth_m: np.ndarray, params: SampleParams) -> tuple[np.ndarray, np.ndarray]:
     """(depth/ raw mm with holes, depth_bfx/ mm hole-filled) — both uint16 millimetres."""
     H, W = plan.size
@@ -400,5 +398,3 @@ def sensor_depth(plan: ScenePlan, depth_m: np.ndarray, params: SampleParams) -> 
     cy, cx = int(rng.integers(0, H)), int(rng.integers(0, W))
     bfx[max(cy - H // 60, 0): cy + H // 60 + 1, max(cx - W // 60, 0): cx + W // 60 + 1] = 0
     return raw, bfx
-
-

@@ -71,7 +71,6 @@ def write_meta(root: Path, plans: list[ScenePlan]) -> None:
     atomic_write_bytes(md / "SUNRGBDMeta.mat", mat_v5_bytes({"SUNRGBDMeta": meta}))
 
 
-
 def _ascii_attr(obj, name: str, value: str) -> None:
     """A fixed-length, NUL-terminated ASCII attribute, the way MATLAB writes MATLAB_class."""
     tid = h5py.h5t.C_S1.copy()
@@ -92,7 +91,6 @@ def _ref_name(i: int) -> str:
         s = letters[i % 26] + s
         i //= 26
     return s
-
 
 
 def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
@@ -132,5 +130,3 @@ def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
         with open(tmp, "r+b") as fh:
             fh.write(_V73_HEADER.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
     return all_names
-
-

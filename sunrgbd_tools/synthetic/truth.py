@@ -125,5 +125,3 @@ def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterab
                 by_id[int(c)] = by_id.get(int(c), 0) + int(counts[c])
             out[name] = (images + 1, by_id)
     return out
-
-
