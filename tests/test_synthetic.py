@@ -20,8 +20,9 @@ from PIL import Image
 from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, decode_depth
 from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.geometry import fill_polygon
 from sunrgbd_tools.synthetic.plan import QUIRKS, plan_scene
-from sunrgbd_tools.synthetic.render import _FLOORS, LOOKS, TEXTURES
+from sunrgbd_tools.synthetic.render import _FLOORS, LIT_FROM_ABOVE, LOOKS, TEXTURES
 from sunrgbd_tools.synthetic.sample_json import GENERATOR_REVISION, SampleInfo, SampleParams
 from sunrgbd_tools.synthetic.toolbox import MACHINE_PREFIX
 from sunrgbd_tools.synthetic.truth import official_lut, scene_truth
@@ -310,6 +311,7 @@ def test_metadata_and_v73_labels(sample):
 def test_every_texture_in_use_has_a_function_and_every_function_is_used():
     used = {tex for _, tex in LOOKS.values()} | set(_FLOORS) | {"wall"}
     assert used == set(TEXTURES)
+    assert LIT_FROM_ABOVE <= set(TEXTURES)
 
 
 # ----------------------------------------------------------------------------- depth
@@ -322,24 +324,49 @@ def test_depth_encoding_round_trips():
     assert enc[1] == 8 and enc[5] == ((9400 << 3) & 0xFFFF) | (9400 >> 13)
 
 
+def _unrotate(v: np.ndarray) -> np.ndarray:
+    """Stored PNG value → millimetres by the bit rotation alone, without decode_depth's 8 m cap."""
+    v = v.astype(np.uint16)
+    return (v >> 3) | (v << 13)
+
+
+def _visible_windows(plan) -> np.ndarray:
+    """Where the camera sees a window: the polygons painted in file order, later wins, as
+    the renderer paints them (whatever their object), and the window's pixels kept."""
+    top = np.zeros(plan.size, np.uint16)
+    for i, p in enumerate(plan.polys):
+        fill_polygon(top, p.pts, i + 1)
+    return np.isin(top, [i + 1 for i, p in enumerate(plan.polys) if p.kind == "window"])
+
+
 def test_depth_pngs(sample):
     out, info = sample
+    beyond_cap = set()
     for s in info.scenes:
         d = _dir(out, s)
         assert (d / "depth").is_dir() == s.depth
+        window = _visible_windows(plan_scene(info.params, s.index))
+        # depth_bfx is blurred 5x5: only pixels with window all round keep the window's depth
+        inner = cv2.erode(window.astype(np.uint8), np.ones((5, 5), np.uint8), borderValue=0) > 0
         for sub in ("depth", "depth_bfx"):
             for p in (d / sub).glob("*.png"):
                 with Image.open(p) as im:
                     assert im.mode in ("I;16", "I;16B", "I") and im.size == (s.size[1], s.size[0])
                     v = np.asarray(im).astype(np.uint16)
-                mm = decode_depth(v)
+                mm = _unrotate(v)
                 valid = mm[mm > 0]
                 assert 0 < (mm == 0).mean() < 0.5, p  # some missing pixels, most valid
                 assert 300 < np.median(valid) < 8000 and valid.max() < 10000
+                # a window looks outside, 8.4-9.4 m: past decode_depth's 8 m cap and above 8191 mm
+                seen = mm[(window if sub == "depth" else inner) & (mm > 0)]
+                assert ((seen > 8300) & (seen < 9500)).all(), p
+                if seen.size:
+                    beyond_cap.add(sub)
         if s.depth:
             raw = decode_depth(np.asarray(Image.open(next((d / "depth").glob("*.png")))).astype(np.uint16))
             bfx = decode_depth(np.asarray(Image.open(next((d / "depth_bfx").glob("*.png")))).astype(np.uint16))
             assert (bfx == 0).mean() < (raw == 0).mean()  # hole-filled
+    assert beyond_cap == {"depth", "depth_bfx"}  # windows were seen, so the rotation's wrap is exercised
 
 
 # ----------------------------------------------------------------------------- quirks

@@ -433,4 +433,3 @@ def _bookshelf(b: Builder) -> list[Poly]:
         else:
             out.append(b.boxes("books", [bx], obj=books_obj, depth=Z - 0.005))
     return out
-

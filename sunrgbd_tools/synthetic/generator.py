@@ -34,7 +34,7 @@ from sunrgbd_tools.synthetic.sample_json import (
     SceneInfo,
 )
 from sunrgbd_tools.synthetic.toolbox import write_2dseg, write_allsplit, write_meta
-from sunrgbd_tools.synthetic.truth import paint_labels
+from sunrgbd_tools.synthetic.truth import image_labels
 from sunrgbd_tools.synthetic.writers import write_scene
 from sunrgbd_tools.synthetic.zips import RAW_ZIPS
 
@@ -42,7 +42,7 @@ from sunrgbd_tools.synthetic.zips import RAW_ZIPS
 def scene_info(plan: ScenePlan, official_index: int, names: list[str] | None = None) -> SceneInfo:
     labels = (["seg"] if plan.has_seg else []) + (["polygons"] if plan.has_polygons else [])
     if names is None:
-        names = [] if "unlabelled" in plan.quirks else paint_labels(plan)[1]
+        names = image_labels(plan)[1]
     return SceneInfo(
         index=plan.index, key=plan.key, sensor=plan.sensor, split=plan.split,
         image=f"SUNRGBD/{plan.key}/image/{plan.frame}.jpg", size=tuple(plan.size),
@@ -51,7 +51,6 @@ def scene_info(plan: ScenePlan, official_index: int, names: list[str] | None = N
         intrinsics=[round(float(v), 6) for v in plan.intrinsics.ravel()],
         extrinsics=[round(float(v), 6) for v in plan.extrinsics[-1][1].ravel()],
         extrinsics_files=[f"{s}.txt" for s, _ in plan.extrinsics], depth=plan.has_depth)
-
 
 
 def _check_target(out: Path, params: SampleParams) -> None:

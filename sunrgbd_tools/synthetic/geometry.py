@@ -247,5 +247,3 @@ def fill_polygon(canvas: np.ndarray, pts: np.ndarray, value: int) -> None:
     y = np.clip(pts[:, 1], -4.0 * H - 4, 5.0 * H + 4)
     q = np.round(np.stack([x, y], 1) * (1 << _SHIFT)).astype(np.int32)
     cv2.fillPoly(canvas, [q], int(value), lineType=cv2.LINE_8, shift=_SHIFT)
-
-

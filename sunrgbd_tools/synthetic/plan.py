@@ -269,5 +269,3 @@ def _identity(params: SampleParams, index: int, rng: np.random.Generator | None 
                 minutes=7 * index + int(rng.integers(0, 6)), seconds=int(rng.integers(0, 60)))
             name = f"{t:%Y-%m-%d_%H-%M-%S}_{serial}"
     return f"{sensor}/{subset}/{name}", name, frame, depth_file, t
-
-

@@ -55,7 +55,6 @@ _BOOK_COLOURS = np.array([(150, 40, 40), (40, 70, 140), (210, 190, 60), (40, 110
                           (230, 230, 220), (90, 50, 110), (200, 110, 40), (30, 30, 30)], np.float32)
 
 
-
 @dataclass
 class _Patch:
     """One textured region: X (1, w) column and Y (h, 1) row coordinates, u/v the same
@@ -268,6 +267,9 @@ TEXTURES: dict[str, Callable[[_Patch], np.ndarray]] = {
     "laptop": _laptop, "keys": _keys, "glossy": _glossy, "board": _board, "glow": _glow,
     "leaves": _leaves, "rug": _rug, "speckle": _speckle, "clock": _clock, "cardboard": _cardboard,
 }
+# the textures lit from above: 4 % brighter at the top of their region, 4 % darker at the bottom
+LIT_FROM_ABOVE: frozenset[str] = frozenset(
+    {"flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard", "brushed"})
 
 
 def _texture(tex: str, base: np.ndarray, X: np.ndarray, Y: np.ndarray, lf: np.ndarray,
@@ -351,7 +353,7 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
                 fill_polygon(sm, np.asarray(pts) - [c0, r0], 1)
                 fac = np.where(sm > 0, np.float32(f), fac)
             col = col * fac[..., None]
-        if tex in ("flat", "fabric", "grain", "wall", "glossy", "speckle", "cardboard", "brushed"):
+        if tex in LIT_FROM_ABOVE:
             col = col * (1.0 + 0.08 * (0.5 - (Y[:, None] - box[1]) / max(box[3] - box[1], 1.0)))[..., None]
         np.copyto(img[r0:r1, c0:c1], col, where=m[..., None])
         kind = p.depth[0]
@@ -371,7 +373,6 @@ def render_scene(plan: ScenePlan, params: SampleParams) -> tuple[np.ndarray, np.
     np.clip(img, 0, 255, out=img)
     rgb = np.rint(img, out=img).astype(np.uint8)
     return rgb, depth
-
 
 
 def sensor_depth(plan: ScenePlan, depth_m: np.ndarray, params: SampleParams) -> tuple[np.ndarray, np.ndarray]:
@@ -397,5 +398,3 @@ def sensor_depth(plan: ScenePlan, depth_m: np.ndarray, params: SampleParams) -> 
     cy, cx = int(rng.integers(0, H)), int(rng.integers(0, W))
     bfx[max(cy - H // 60, 0): cy + H // 60 + 1, max(cx - W // 60, 0): cx + W // 60 + 1] = 0
     return raw, bfx
-
-

@@ -15,7 +15,7 @@ import numpy as np
 
 from cleantree.files import atomic_path, atomic_write_bytes
 from sunrgbd_tools.synthetic.plan import ScenePlan
-from sunrgbd_tools.synthetic.truth import official_lut, paint_labels
+from sunrgbd_tools.synthetic.truth import image_labels, official_lut
 from sunrgbd_tools.synthetic.vocab import SEG37, SEGLISTALL
 from sunrgbd_tools.synthetic.writers import cell, mat_v5_bytes
 
@@ -71,7 +71,6 @@ def write_meta(root: Path, plans: list[ScenePlan]) -> None:
     atomic_write_bytes(md / "SUNRGBDMeta.mat", mat_v5_bytes({"SUNRGBDMeta": meta}))
 
 
-
 def _ascii_attr(obj, name: str, value: str) -> None:
     """A fixed-length, NUL-terminated ASCII attribute, the way MATLAB writes MATLAB_class."""
     tid = h5py.h5t.C_S1.copy()
@@ -92,7 +91,6 @@ def _ref_name(i: int) -> str:
         s = letters[i % 26] + s
         i //= 26
     return s
-
 
 
 def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
@@ -117,10 +115,7 @@ def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
             n = 1
             all_names = []
             for i, p in enumerate(plans):
-                if "unlabelled" in p.quirks:
-                    lab, names = np.zeros(p.size, np.uint16), []
-                else:
-                    lab, names = paint_labels(p)
+                lab, names = image_labels(p)
                 all_names.append(names)
                 lut37 = official_lut(p, names)
                 lutall = np.array([0] + [pos[x] for x in names], np.uint16)
@@ -135,5 +130,3 @@ def write_2dseg(root: Path, plans: list[ScenePlan]) -> list[list[str]]:
         with open(tmp, "r+b") as fh:
             fh.write(_V73_HEADER.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
     return all_names
-
-

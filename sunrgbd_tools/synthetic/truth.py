@@ -44,6 +44,18 @@ def paint_labels(plan: ScenePlan) -> tuple[np.ndarray, list[str]]:
     return lab, names
 
 
+def image_labels(plan: ScenePlan) -> tuple[np.ndarray, list[str]]:
+    """(labels, names) on the image grid: the painted polygons, or all 0 with no names for
+    an unlabelled scene (it has no polygons), which is what SUNRGBD2Dseg.mat holds for it."""
+    if not plan.has_polygons:
+        return np.zeros(plan.size, np.uint16), []
+    return paint_labels(plan)
+
+
+def _params(info_or_params: SampleInfo | SampleParams) -> SampleParams:
+    return info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+
+
 def segmat_shape(plan: ScenePlan) -> tuple[int, int]:
     H, W = plan.size
     if "segmat_size_mismatch" in plan.quirks:
@@ -58,11 +70,11 @@ def scene_truth(info_or_params: SampleInfo | SampleParams, key: str, *, image_gr
     hold. With image_grid=True the label is always on the image grid (differs only for the
     segmat_size_mismatch quirk, whose seg.mat is on another grid); for an unlabelled scene
     it is all 0 with no names."""
-    params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+    params = _params(info_or_params)
     plan = plan_scene(params, index_of(params, key))
-    if "unlabelled" in plan.quirks:
-        return np.zeros(plan.size, np.uint16), []
-    return paint_labels(plan) if image_grid else segmat_labels(plan)
+    if image_grid or not plan.has_polygons:
+        return image_labels(plan)
+    return segmat_labels(plan)
 
 
 def segmat_labels(plan: ScenePlan) -> tuple[np.ndarray, list[str]]:
@@ -79,9 +91,9 @@ def official_seglabel(info_or_params: SampleInfo | SampleParams, key: str) -> np
     """SUNRGBD2Dseg.seglabel of scene `key` (HxW uint8 on the image grid, 0 = void, 1..37 the
     official seg37 ids) exactly as the generator writes it, without reading any file: the
     ground truth of `sunrgbd convert --labels official`."""
-    params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+    params = _params(info_or_params)
     plan = plan_scene(params, index_of(params, key))
-    lab, names = scene_truth(params, key, image_grid=True)
+    lab, names = image_labels(plan)
     return official_lut(plan, names)[lab]
 
 
@@ -97,13 +109,11 @@ def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterab
     grid. Unlabelled pixels (value 0) are left out. Scenes without seg.mat, and those in
     `from_polygons` (a seg.mat the audit cannot read), are counted under index.json's names."""
     from_polygons = set(from_polygons)
-    params = info_or_params.params if isinstance(info_or_params, SampleInfo) else info_or_params
+    params = _params(info_or_params)
     out: dict[str, tuple[int, dict[int, int]]] = {}
     for key in keys:
         plan = plan_scene(params, index_of(params, key))
-        if "unlabelled" in plan.quirks:
-            continue
-        lab, names = paint_labels(plan)
+        lab, names = image_labels(plan)  # an unlabelled scene has no names: nothing to count
         off = official_lut(plan, names)[lab]
         read = names if plan.has_seg and key not in from_polygons else [json_name(n) for n in names]
         for v, name in zip(range(1, len(names) + 1), read, strict=True):
@@ -115,5 +125,3 @@ def official_name_pixels(info_or_params: SampleInfo | SampleParams, keys: Iterab
                 by_id[int(c)] = by_id.get(int(c), 0) + int(counts[c])
             out[name] = (images + 1, by_id)
     return out
-
-

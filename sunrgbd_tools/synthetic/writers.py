@@ -38,7 +38,6 @@ def encode_depth(mm: np.ndarray) -> np.ndarray:
     return (((v << 3) | (v >> 13)) & 0xFFFF).astype(np.uint16)
 
 
-
 def _png16(a: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION,
                                        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
@@ -68,6 +67,7 @@ def mat_v5_bytes(variables: dict) -> bytes:
     data = bytearray(b.getvalue())
     data[:116] = _V5_HEADER.ljust(116, b" ")
     return bytes(data)
+
 
 def _numbers(rows: np.ndarray) -> str:
     return "".join(" ".join(f"{v:f}" for v in row) + "\n" for row in rows)
@@ -123,7 +123,6 @@ def _corrupt(jpeg: bytes, rng: np.random.Generator) -> bytes:
     return jpeg[:2] + rng.integers(0, 256, 1500, dtype=np.uint8).tobytes()
 
 
-
 def scene_files(plan: ScenePlan) -> list[str]:
     """Paths (relative to the scene folder) this scene writes; resume checks them."""
     files = [f"image/{plan.frame}.jpg", f"depth_bfx/{plan.depth_file}.png", "intrinsics.txt",
@@ -162,4 +161,3 @@ def write_scene(root: Path, params: SampleParams, index: int) -> str:
         lab, names = segmat_labels(plan)
         atomic_write_bytes(folder / "seg.mat", mat_v5_bytes({"seglabel": lab, "names": cell(names)}))
     return plan.key
-

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from cleantree.files import atomic_path
 from sunrgbd_tools.acquire.download import DATA_ZIP, TOOLBOX_ZIP
-from sunrgbd_tools.acquire.share import ZIP_EPOCH, zip_member_info
 
 # archive name → the top folder it holds
 RAW_ZIPS: dict[str, str] = {DATA_ZIP: "SUNRGBD", TOOLBOX_ZIP: "SUNRGBDtoolbox"}
@@ -36,6 +35,8 @@ def _members(root: Path, top: str) -> list[tuple[str, Path | None]]:
 
 
 def _dir_info(name: str) -> zipfile.ZipInfo:
+    from sunrgbd_tools.acquire.share import ZIP_EPOCH  # only when packing (see write_raw_zip)
+
     zi = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     zi.create_system = 3
     zi.external_attr = (0o40755 << 16) | 0x10  # a Unix folder + the MS-DOS directory bit
@@ -44,6 +45,9 @@ def _dir_info(name: str) -> zipfile.ZipInfo:
 
 def write_raw_zip(root: Path, top: str, path: Path) -> Path:
     """root/top → the archive `path` (written to a temporary name and renamed)."""
+    # imported here, not at the top: `sunrgbd sample` without --zips does not need acquire.share
+    from sunrgbd_tools.acquire.share import zip_member_info
+
     root, path = Path(root), Path(path)
     if not (root / top).is_dir():
         raise FileNotFoundError(f"{root / top}: no such folder to pack")
