@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from sunrgbd_tools.cli.common import OutPath
+from sunrgbd_tools.parallel import default_workers
 from sunrgbd_tools.synthetic.generator import make_sample
 from sunrgbd_tools.synthetic.sample_json import KV2_SIZE, SampleConflict
 from sunrgbd_tools.synthetic.zips import write_raw_zips
@@ -43,7 +43,7 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:
 def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int],
            workers: int | None, zips: bool) -> None:
     """Write a synthetic SUN RGB-D raw tree in the exact on-disk format of the official zips."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     t0 = time.perf_counter()
     bar = tqdm(total=scenes, unit="scene", desc="sample", disable=None)
     try:
