@@ -111,6 +111,11 @@ class ZipMember:
     zip64: bool  # sizes or offset came from a ZIP64 extra field
 
     @property
+    def shown(self) -> str:
+        """The name as every message prints it (see `shown`)."""
+        return shown(self.name)
+
+    @property
     def is_dir(self) -> bool:
         return self.name.endswith("/") or bool(self.external_attr & 0x10)
 
@@ -260,18 +265,18 @@ def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
     """Check a local header (first 30 bytes + name + extra) against the central directory;
     return its total length (the data starts that many bytes after `header_offset`)."""
     if head[:4] != _LFH:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: no local header at offset {member.header_offset}")
+        raise ZipFormatError(f"{where}: {member.shown}: no local header at offset {member.header_offset}")
     (_sig, _need, flags, method, _t, _d, crc, csize, usize, nlen, xlen) = struct.unpack_from(
         "<IHHHHHIIIHH", head, 0)
     name = head[LFH_LEN:LFH_LEN + nlen]
     if len(head) >= LFH_LEN + nlen and name != member.raw_name:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: local header names {name!r} instead")
+        raise ZipFormatError(f"{where}: {member.shown}: local header names {name!r} instead")
     if method != member.method:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: local header method differs from directory")
+        raise ZipFormatError(f"{where}: {member.shown}: local header method differs from directory")
     if not flags & 0x8:  # sizes/CRC are in the local header too: they must agree
         if crc != member.crc or (csize != 0xFFFFFFFF and csize != member.compress_size) or \
                 (usize != 0xFFFFFFFF and usize != member.file_size):
-            raise ZipFormatError(f"{where}: {shown(member.name)}: local header disagrees with directory")
+            raise ZipFormatError(f"{where}: {member.shown}: local header disagrees with directory")
     return LFH_LEN + nlen + xlen
 
 
@@ -287,9 +292,9 @@ class MemberDecoder:
 
     def __init__(self, member: ZipMember, out: BinaryIO | None, where: str = "archive"):
         if member.encrypted:
-            raise ZipFormatError(f"{where}: {shown(member.name)}: encrypted members are not supported")
+            raise ZipFormatError(f"{where}: {member.shown}: encrypted members are not supported")
         if member.method not in (STORED, DEFLATED):
-            raise ZipFormatError(f"{where}: {shown(member.name)}: compression {member.method_name()} "
+            raise ZipFormatError(f"{where}: {member.shown}: compression {member.method_name()} "
                                  "is not supported (only stored and deflated)")
         self.m = member
         self.out = out
@@ -304,7 +309,7 @@ class MemberDecoder:
             return
         self.produced += len(data)
         if self.produced > self.m.file_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: expands past its declared size "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: expands past its declared size "
                                  f"of {self.m.file_size} bytes")
         self.crc = zlib.crc32(data, self.crc)
         if self.out is not None:
@@ -327,24 +332,24 @@ class MemberDecoder:
                     break
                 self._emit(data)
         except zlib.error as e:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: corrupt deflate data ({e})") from None
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: corrupt deflate data ({e})") from None
 
     def finish(self) -> None:
         if self._z is not None:
             try:
                 self._emit(self._z.flush())
             except zlib.error as e:
-                raise ZipFormatError(f"{self.where}: {self.m.name}: corrupt deflate data ({e})") from None
+                raise ZipFormatError(f"{self.where}: {self.m.shown}: corrupt deflate data ({e})") from None
             if not self._z.eof:
-                raise ZipFormatError(f"{self.where}: {self.m.name}: deflate stream is truncated")
+                raise ZipFormatError(f"{self.where}: {self.m.shown}: deflate stream is truncated")
         if self.consumed != self.m.compress_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: read {self.consumed} compressed "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: read {self.consumed} compressed "
                                  f"bytes, directory says {self.m.compress_size}")
         if self.produced != self.m.file_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: {self.produced} bytes, directory "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: {self.produced} bytes, directory "
                                  f"says {self.m.file_size}")
         if self.crc != self.m.crc:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: CRC-32 mismatch "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: CRC-32 mismatch "
                                  f"({self.crc:08x} != {self.m.crc:08x})")
 
 
@@ -356,7 +361,7 @@ def extract_member(reader: Reader, member: ZipMember, out: BinaryIO | None, wher
     head += reader.read_at(member.header_offset + LFH_LEN, extra)
     data_off = member.header_offset + parse_local_header(head, member, where)
     if data_off + member.compress_size > reader.size:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: data runs past the end of the archive")
+        raise ZipFormatError(f"{where}: {member.shown}: data runs past the end of the archive")
     dec = MemberDecoder(member, out, where)
     pos = 0
     while pos < member.compress_size:
