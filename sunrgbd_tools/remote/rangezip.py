@@ -32,11 +32,8 @@ def shown(name: str) -> str:
     newline or escape in a hostile archive's name must not split or forge the line)."""
     return name if name.isprintable() else repr(name)
 
-_EOCD = b"PK\x05\x06"
-_LOC64 = b"PK\x06\x07"
 _LFH = b"PK\x03\x04"
 _EOCD_LEN = 22
-_LOC64_LEN = 20
 LFH_LEN = 30
 _TAIL = 4096  # the first read of a directory: the end records and, often, the directory
 _TAIL_GROW = 1 << 17  # a read next to the cached tail up to this size joins it (a comment)
@@ -108,7 +105,6 @@ class ZipMember:
     header_offset: int
     create_system: int
     external_attr: int
-    zip64: bool  # sizes or offset came from a ZIP64 extra field
 
     @property
     def shown(self) -> str:
@@ -149,7 +145,6 @@ class ZipMember:
 class ZipDirectory:
     members: list[ZipMember]
     cd_offset: int  # absolute, where the central directory starts (end of the last member)
-    zip64: bool  # ZIP64 end records
 
     def data_bounds(self) -> dict[str, int]:
         """name -> absolute offset where the next entry (or the directory) begins: every
@@ -233,10 +228,8 @@ def read_directory(reader: Reader, where: str = "archive") -> ZipDirectory:
         raise ZipFormatError(f"{where}: a member has an undecodable name {e.object!r}") from None
     except (NotImplementedError, ValueError, struct.error) as e:
         raise ZipFormatError(f"{where}: damaged or unsupported ZIP directory ({e})") from None
-    eocd = f.tail.rfind(_EOCD)  # where zipfile found it: the last signature in the tail
-    zip64 = eocd >= _LOC64_LEN and f.tail[eocd - _LOC64_LEN:eocd - _LOC64_LEN + 4] == _LOC64
     members = [_member(i, size, where) for i in infos]
-    return ZipDirectory(members=members, cd_offset=cd_offset, zip64=zip64)
+    return ZipDirectory(members=members, cd_offset=cd_offset)
 
 
 def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
@@ -247,18 +240,7 @@ def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
     # same in both encodings and much faster to encode
     raw = name.encode("ascii" if name.isascii() else "utf-8" if info.flag_bits & 0x800 else "cp437")
     return ZipMember(name, raw, info.compress_type, info.flag_bits, info.CRC, info.compress_size,
-                     info.file_size, info.header_offset, info.create_system, info.external_attr,
-                     bool(info.extra) and _has_zip64_extra(info.extra))
-
-
-def _has_zip64_extra(extra: bytes) -> bool:
-    p = 0
-    while p + 4 <= len(extra):
-        tag, ln = struct.unpack_from("<HH", extra, p)
-        if tag == 0x0001:
-            return True
-        p += 4 + ln
-    return False
+                     info.file_size, info.header_offset, info.create_system, info.external_attr)
 
 
 def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
