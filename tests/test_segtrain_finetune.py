@@ -20,7 +20,7 @@ from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.engine import train, train_step
 from segtrain.losses import build_loss
 from segtrain.models import count_trainable, create_model
-from segtrain.models.pretrained import SafetensorsFile, load_encoder_weights, read_safetensors
+from segtrain.models.pretrained import SafetensorsFile, load_encoder_weights
 from segtrain.runtime import Runtime, seed_everything
 from segtrain.utils import SegtrainError
 
@@ -145,8 +145,8 @@ def test_safetensors_reader_dtypes(tmp_path):
     t = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
          "c": torch.tensor([0.5], dtype=torch.float16), "d": torch.tensor([2**40, -3])}
     write_safetensors(tmp_path / "x.safetensors", t)
-    back = read_safetensors(tmp_path / "x.safetensors")
-    assert set(back) == set(t)
+    back = SafetensorsFile(tmp_path / "x.safetensors")
+    assert list(back) == list(t) and len(back) == len(t) and "a" in back and "z" not in back
     for k in t:
         assert back[k].dtype == t[k].dtype and torch.equal(back[k], t[k]), k
 
@@ -162,6 +162,8 @@ def test_safetensors_reads_only_the_tensors_the_encoder_takes(tmp_path, monkeypa
     read: list[str] = []
     get = SafetensorsFile.__getitem__
     monkeypatch.setattr(SafetensorsFile, "__getitem__", lambda self, k: read.append(k) or get(self, k))
+    whole = SafetensorsFile(tmp_path / "enc.safetensors")
+    assert "head.fc.weight" in whole and "nope" not in whole and read == []  # `in` reads no tensor
     dst = create_model("convnext_upernet", 3, **CONVNEXT)
     rep = load_encoder_weights(dst, tmp_path / "enc.safetensors", "convnext_upernet")
     assert sorted(read) == sorted(sd) and rep.unexpected == ["head.fc.bias", "head.fc.weight"]

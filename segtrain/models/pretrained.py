@@ -65,7 +65,7 @@ class SafetensorsFile(Mapping):
         self.path = Path(path)
         try:
             self._file = safe_open(str(self.path), framework="pt", device="cpu")
-            self._keys = list(self._file.keys())
+            self._keys = dict.fromkeys(self._file.keys())  # file order; O(1) membership
         except OSError as e:
             raise SegtrainError(f"{self.path}: {os_cause(e)}") from None
         except SafetensorError as e:
@@ -79,17 +79,14 @@ class SafetensorsFile(Mapping):
         except (SafetensorError, TypeError, ValueError, RuntimeError) as e:  # e.g. a dtype torch lacks
             raise SegtrainError(f"{self.path}: tensor {name!r}: {' '.join(str(e).split())}") from None
 
+    def __contains__(self, name: object) -> bool:  # Mapping's would read the tensor
+        return name in self._keys
+
     def __iter__(self):
         return iter(self._keys)
 
     def __len__(self) -> int:
         return len(self._keys)
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a .safetensors file (CPU, the file's dtypes)."""
-    f = SafetensorsFile(path)
-    return {k: f[k] for k in f}
 
 
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
