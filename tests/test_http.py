@@ -89,6 +89,15 @@ def test_redirects_are_followed_and_reads_go_to_the_final_url(server, redirector
     assert client.get_small(base + "to/missing.sha256") is None
 
 
+def test_a_retry_after_a_redirect_keeps_the_final_url(server, redirector):
+    """urllib3's `resp.url` is the last history entry's redirect target, None when that entry
+    is a 500 retry: the final URL is read from the whole history instead."""
+    base, _log = redirector
+    server.faults.fail = 1
+    info = HttpClient(FAST).probe(base + "rel/a.bin")
+    assert info.url == server.url + "a.bin" and info.size == len(DATA)
+
+
 def test_redirect_loop_is_one_line(redirector):
     base, log = redirector
     with pytest.raises(HttpError) as e:
