@@ -4,7 +4,6 @@ checks, and the span planner that groups members into range requests."""
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -160,15 +159,9 @@ def test_directory_over_http_costs_the_tail_and_one_range(tmp_path: Path):
         for name, requests in (("a.zip", 2), ("c.zip", 3)):
             info = client.probe(srv.url + name)
             zd = read_directory(HttpReader(client, info), name)
-
-            def ranges(name: str = name) -> list:  # this archive's requests but the probe's
-                return [x for x in srv.log if x[0] == name and x[1] != "bytes=0-0"]
-
-            deadline = time.monotonic() + 5  # the server logs a request after answering it
-            while len(ranges()) < requests and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.05)
-            assert len(ranges()) == requests, ranges()
+            # this archive's requests but the probe's
+            ranges = srv.settled(requests, lambda x, name=name: x[0] == name and x[1] != "bytes=0-0")
+            assert len(ranges) == requests, ranges
             assert [m.name for m in zd.members] == [e.name for e in entries]
             m = zd.members[7]
             out = io.BytesIO()
