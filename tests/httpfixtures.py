@@ -182,6 +182,20 @@ class FaultServer:
     def bytes_sent(self) -> int:
         return sum(x[3] for x in self.log)
 
+    def settled(self, n: int, keep=None) -> list:
+        """The log (its entries `keep` accepts, all by default) once it holds `n` of them: a
+        request is logged after its answer is sent, so the client may see the answer first;
+        then 50 ms more, so that nothing else arrives unseen."""
+        def entries() -> list:
+            with self.lock:
+                return [x for x in self.log if keep is None or keep(x)]
+
+        deadline = time.monotonic() + 5
+        while len(entries()) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return entries()
+
     def _record(self, path, rng, status, n):
         with self.lock:
             self.log.append((path, rng, status, n))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,16 +21,6 @@ from sunrgbd_tools.remote.http import (
 
 FAST = HttpConfig(timeout=2.0, retries=2, backoff=0.001, backoff_max=0.01)
 DATA = bytes(range(256)) * 400
-
-
-def settled(server: FaultServer, n: int) -> list:
-    """The server's log once it holds `n` requests: it records a request after sending the
-    answer, so the client may see the answer first."""
-    deadline = time.monotonic() + 5
-    while len(server.log) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)  # and nothing more arrives
-    return list(server.log)
 
 
 @pytest.fixture
@@ -89,6 +78,15 @@ def test_redirects_are_followed_and_reads_go_to_the_final_url(server, redirector
     assert client.get_small(base + "to/missing.sha256") is None
 
 
+def test_a_retry_after_a_redirect_keeps_the_final_url(server, redirector):
+    """urllib3's `resp.url` is the last history entry's redirect target, None when that entry
+    is a 500 retry: the final URL is read from the whole history instead."""
+    base, _log = redirector
+    server.faults.fail = 1
+    info = HttpClient(FAST).probe(base + "rel/a.bin")
+    assert info.url == server.url + "a.bin" and info.size == len(DATA)
+
+
 def test_redirect_loop_is_one_line(redirector):
     base, log = redirector
     with pytest.raises(HttpError) as e:
@@ -107,7 +105,7 @@ def test_retry_budget_is_retries_plus_one_requests(server, retries: int):
     msg = str(e.value)
     assert msg == (f"giving up on {server.url}a.bin after {retries + 1} attempts: "
                    "HTTP 500 Internal Server Error")
-    assert len(settled(server, retries + 1)) == retries + 1 and client.counters.requests == retries + 1
+    assert len(server.settled(retries + 1)) == retries + 1 and client.counters.requests == retries + 1
 
 
 def test_transient_500s_then_success_within_the_budget(server):
@@ -115,14 +113,14 @@ def test_transient_500s_then_success_within_the_budget(server):
     client = HttpClient(FAST)
     info = client.probe(server.url + "a.bin")
     assert info.size == len(DATA)
-    assert [x[2] for x in settled(server, 3)] == [500, 500, 206] and client.counters.requests == 3
+    assert [x[2] for x in server.settled(3)] == [500, 500, 206] and client.counters.requests == 3
     server.faults.fail = 1
     server.faults.drop = 1  # then a body that breaks: resumed from its last byte
     server.faults.drop_after = 3000
     buf = bytearray()
     client.read_range(info, 0, len(DATA), buf.extend)
     assert bytes(buf) == DATA
-    ranges = [x[1] for x in settled(server, 6)[3:]]
+    ranges = [x[1] for x in server.settled(6)[3:]]
     assert ranges == ["bytes=0-102399", "bytes=0-102399", "bytes=3000-102399"]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from httpfixtures import Entry, write_zip64
 
+from sunrgbd_tools.remote.rangezip import ZipFormatError
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 
@@ -164,3 +165,16 @@ def test_clean_archive_extracts(tmp_path: Path):
     assert sorted(p.as_posix() for p in written) == ["d/a.txt", "d/b.bin"]
     assert (tmp_path / "dest/d/a.txt").read_bytes() == b"A" * 999
     assert _snapshot(tmp_path / "dest") == {"d", "d/a.txt", "d/b.bin"}
+
+
+@pytest.mark.parametrize("entries, phrase", [
+    ([Entry("a\nError: forged.txt", b"x", method=0, raw=b"y")], "'a\\nError: forged.txt': CRC-32 mismatch"),
+    ([Entry("a\nb", b"file"), Entry("a\nb/c.txt", b"child")], "'a\\nb' is both a file and a folder"),
+])
+def test_a_member_name_with_a_newline_stays_on_one_line(entries, phrase, tmp_path: Path):
+    """A hostile name with a newline (which check_name lets through) is shown as its repr,
+    so a bad CRC or a file/folder clash is still a one-line error."""
+    arc = write_zip64(tmp_path / "a.zip", entries)
+    with pytest.raises(ZipFormatError) as e:
+        extract_zip(arc, tmp_path / "dest")
+    assert "\n" not in str(e.value) and phrase in str(e.value)

@@ -24,6 +24,7 @@ from segtrain.depth import CHANNELS, in_channels
 from segtrain.models.base import SegmentationModel
 from segtrain.models.deeplab import build_deeplabv3plus
 from segtrain.models.fcn import build_fcn8s
+from segtrain.models.pretrained import _fit
 from segtrain.models.resnet import ResNetEncoder
 from segtrain.models.unet import UNetEncoder, build_unet
 
@@ -87,13 +88,13 @@ class TwoBranchEncoder(nn.Module):
     @torch.no_grad()
     def init_depth_from_rgb(self) -> None:
         """After --pretrained: the depth branch starts as a copy of the RGB branch, its first
-        convolution the mean of the RGB filters (ESANet initialises both from ImageNet)."""
+        convolution the mean of the RGB filters (ESANet initialises both from ImageNet), by
+        the one rule that also fits pretrained weights (`pretrained._fit`)."""
         theirs = self.depth.state_dict()
         for k, v in self.rgb.state_dict().items():
-            if v.shape == theirs[k].shape:
-                theirs[k].copy_(v)
-            elif v.ndim == 4 and v.shape[1] == 3 and theirs[k].shape[1] == 1:
-                theirs[k].copy_(v.mean(dim=1, keepdim=True))
+            fitted = _fit(v, theirs[k])
+            if fitted is not None:
+                theirs[k].copy_(fitted)
 
 
 def build_early(builder, num_classes: int, inputs: str, options: dict) -> SegmentationModel:

@@ -31,30 +31,11 @@ PREFIXES = ("", "module.", "backbone.", "encoder.", "model.", "module.backbone."
 NESTED = ("state_dict", "model", "state_dict_ema", "model_ema", "module", "params")
 
 
-# what the `safetensors` package's errors mean, in our words: its message phrases (0.5 and
-# later) and its older error names; the first that matches wins, the rest pass on as they are
-_ST_ERRORS = (
-    (("header too small", "HeaderTooSmall"), "too short for a safetensors file"),
-    (("invalid header length", "HeaderTooLarge", "InvalidHeaderLength"),
-     "safetensors header length exceeds the file size"),
-    (("unknown variant",), "a tensor has an unsupported dtype"),
-    (("missing field",), "a safetensors entry needs dtype, shape, data_offsets"),
-    (("invalid type",), "safetensors header is not a JSON object of tensor entries"),
-    (("invalid JSON", "InvalidHeaderDeserialization", "InvalidHeader"),
-     "safetensors header is not valid JSON"),
-    (("invalid shape, data type, or offset", "InvalidOffset", "TensorInvalidInfo"),
-     "a tensor's data_offsets do not fit its shape and dtype"),
-    (("incomplete metadata", "MetadataIncompleteBuffer"),
-     "the tensors' data_offsets do not cover the file body"),
-)
-
-
 def _st_error(path: Path, e: Exception) -> SegtrainError:
-    """One line naming the file for an error of the `safetensors` package."""
-    msg = " ".join(str(e).split()).removeprefix("Error while deserializing header: ")
-    what = next((text for keys, text in _ST_ERRORS if any(k in msg for k in keys)),
-                "not a valid safetensors file")
-    return SegtrainError(f"{path}: {what} ({msg})")
+    """One line naming the file for an error of the `safetensors` package, in its own words
+    (their first line): its wording differs between versions, so none of it is matched."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return SegtrainError(f"{path}: not a valid safetensors file ({first})")
 
 
 class SafetensorsFile(Mapping):
@@ -65,7 +46,7 @@ class SafetensorsFile(Mapping):
         self.path = Path(path)
         try:
             self._file = safe_open(str(self.path), framework="pt", device="cpu")
-            self._keys = list(self._file.keys())
+            self._keys = dict.fromkeys(self._file.keys())  # file order; O(1) membership
         except OSError as e:
             raise SegtrainError(f"{self.path}: {os_cause(e)}") from None
         except SafetensorError as e:
@@ -79,17 +60,14 @@ class SafetensorsFile(Mapping):
         except (SafetensorError, TypeError, ValueError, RuntimeError) as e:  # e.g. a dtype torch lacks
             raise SegtrainError(f"{self.path}: tensor {name!r}: {' '.join(str(e).split())}") from None
 
+    def __contains__(self, name: object) -> bool:  # Mapping's would read the tensor
+        return name in self._keys
+
     def __iter__(self):
         return iter(self._keys)
 
     def __len__(self) -> int:
         return len(self._keys)
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a .safetensors file (CPU, the file's dtypes)."""
-    f = SafetensorsFile(path)
-    return {k: f[k] for k in f}
 
 
 def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:

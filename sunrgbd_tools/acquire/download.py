@@ -277,7 +277,7 @@ class _SpanParser:
                     hlen = parse_local_header(bytes(self.head), t.member, self.where)
                     t.data_offset = t.member.header_offset + hlen
                     if t.data_offset + t.member.compress_size > t.bound:
-                        raise ZipFormatError(f"{self.where}: {t.member.name}: data overlaps the next entry")
+                        raise ZipFormatError(f"{self.where}: {t.member.shown}: data overlaps the next entry")
                     self._open(t)
                     if t.member.compress_size == 0:
                         self._done(t)
@@ -584,13 +584,13 @@ class Downloader:
                     raise
                 with self._lock:
                     for t in parser.unfinished():
-                        failed.append((t, f"{rep.url}: {t.member.name}: {e}"))
+                        failed.append((t, f"{rep.url}: {t.member.shown}: {e}"))
                 return
             finally:
                 parser.close()
             with self._lock:
                 for t in parser.unfinished():
-                    failed.append((t, f"{rep.url}: {t.member.name}: incomplete data"))
+                    failed.append((t, f"{rep.url}: {t.member.shown}: incomplete data"))
 
         spans = plan_spans(tasks, self.cfg.max_gap, span_bytes)
         try:

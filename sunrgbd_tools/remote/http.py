@@ -212,7 +212,7 @@ class HttpClient:
             return
         reason = resp.reason or ""
         self._drop(resp)
-        if resp.status in _RETRY_STATUS or resp.status >= 500:
+        if resp.status in _RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status} {reason}")
         hint = {404: " (check the URL / --base-url)", 403: " (the server refuses access)",
                 401: " (the server wants credentials)", 410: " (gone from the server)"}
@@ -247,36 +247,44 @@ class HttpClient:
         A broken body is resumed from the last byte received. A server that answers a
         range with 200 is still handled: the bytes before `start` are read and dropped.
         """
-        done = [start]  # advanced by the sink, so a broken body resumes where it broke
+        done = start  # advanced by the sink, so a broken body resumes where it broke
 
         def counting(chunk: bytes) -> None:
+            nonlocal done
             sink(chunk)
-            done[0] += len(chunk)
+            done += len(chunk)
 
-        attempt = [0]  # advanced by the retries urllib3 made inside a request
-        while done[0] < end:
-            before = done[0]
+        attempt = 0
+        while done < end:
+            before = done
             try:
-                self._read_once(info, done[0], end, counting, attempt)
+                # the count includes the retries urllib3 made inside the request
+                resp, attempt = self._request(info.url, self._range_headers(info, done, end), attempt)
+                self._read_once(resp, info, done, end, counting)
             except _Retryable as e:
-                if done[0] == before:
-                    attempt[0] = self._retry_or_raise(info.url, attempt[0], e)
+                if done == before:
+                    attempt = self._retry_or_raise(info.url, attempt, e)
                 else:
-                    attempt[0] = 0  # progress was made; a flaky line is not a dead one
+                    attempt = 0  # progress was made; a flaky line is not a dead one
                 continue
-            if done[0] < end:  # a shorter range than asked for: ask for the rest
-                if done[0] == before:
-                    attempt[0] = self._retry_or_raise(info.url, attempt[0], _Retryable("empty body"))
+            if done < end:  # a shorter range than asked for: ask for the rest
+                if done == before:
+                    attempt = self._retry_or_raise(info.url, attempt, _Retryable("empty body"))
                 else:
-                    attempt[0] = 0
+                    attempt = 0
 
-    def _read_once(self, info: RemoteInfo, pos: int, end: int, sink, attempt: list[int]) -> int:
+    @staticmethod
+    def _range_headers(info: RemoteInfo, pos: int, end: int) -> dict[str, str]:
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if info.etag:
             headers["If-Range"] = info.etag
         elif info.last_modified:
             headers["If-Range"] = info.last_modified
-        resp, attempt[0] = self._request(info.url, headers, attempt[0])
+        return headers
+
+    def _read_once(self, resp: urllib3.BaseHTTPResponse, info: RemoteInfo, pos: int, end: int,
+                   sink: Callable[[bytes], None]) -> None:
+        """Check one response to a range request and pass its bytes from `pos` to `sink`."""
         self._check_status(resp, info.url)
         got = self._info(resp, info.url)
         if not info.same_file(got):
@@ -313,7 +321,6 @@ class HttpClient:
                     raise _Retryable("body ended early")
                 self._count(len(chunk))
                 sink(chunk)
-                pos += len(chunk)
                 want -= len(chunk)
         except (OSError, Urllib3Error) as e:
             self._drop(resp)
@@ -326,7 +333,6 @@ class HttpClient:
             resp.release_conn()
         else:
             self._drop(resp)  # unread rest of a 200 body, or a range we stopped early
-        return pos
 
     def _count(self, n: int) -> None:
         with self._lock:

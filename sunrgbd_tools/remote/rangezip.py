@@ -32,11 +32,8 @@ def shown(name: str) -> str:
     newline or escape in a hostile archive's name must not split or forge the line)."""
     return name if name.isprintable() else repr(name)
 
-_EOCD = b"PK\x05\x06"
-_LOC64 = b"PK\x06\x07"
 _LFH = b"PK\x03\x04"
 _EOCD_LEN = 22
-_LOC64_LEN = 20
 LFH_LEN = 30
 _TAIL = 4096  # the first read of a directory: the end records and, often, the directory
 _TAIL_GROW = 1 << 17  # a read next to the cached tail up to this size joins it (a comment)
@@ -108,7 +105,11 @@ class ZipMember:
     header_offset: int
     create_system: int
     external_attr: int
-    zip64: bool  # sizes or offset came from a ZIP64 extra field
+
+    @property
+    def shown(self) -> str:
+        """The name as every message prints it (see `shown`)."""
+        return shown(self.name)
 
     @property
     def is_dir(self) -> bool:
@@ -144,7 +145,6 @@ class ZipMember:
 class ZipDirectory:
     members: list[ZipMember]
     cd_offset: int  # absolute, where the central directory starts (end of the last member)
-    zip64: bool  # ZIP64 end records
 
     def data_bounds(self) -> dict[str, int]:
         """name -> absolute offset where the next entry (or the directory) begins: every
@@ -228,10 +228,8 @@ def read_directory(reader: Reader, where: str = "archive") -> ZipDirectory:
         raise ZipFormatError(f"{where}: a member has an undecodable name {e.object!r}") from None
     except (NotImplementedError, ValueError, struct.error) as e:
         raise ZipFormatError(f"{where}: damaged or unsupported ZIP directory ({e})") from None
-    eocd = f.tail.rfind(_EOCD)  # where zipfile found it: the last signature in the tail
-    zip64 = eocd >= _LOC64_LEN and f.tail[eocd - _LOC64_LEN:eocd - _LOC64_LEN + 4] == _LOC64
     members = [_member(i, size, where) for i in infos]
-    return ZipDirectory(members=members, cd_offset=cd_offset, zip64=zip64)
+    return ZipDirectory(members=members, cd_offset=cd_offset)
 
 
 def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
@@ -242,36 +240,25 @@ def _member(info: zipfile.ZipInfo, size: int, where: str) -> ZipMember:
     # same in both encodings and much faster to encode
     raw = name.encode("ascii" if name.isascii() else "utf-8" if info.flag_bits & 0x800 else "cp437")
     return ZipMember(name, raw, info.compress_type, info.flag_bits, info.CRC, info.compress_size,
-                     info.file_size, info.header_offset, info.create_system, info.external_attr,
-                     bool(info.extra) and _has_zip64_extra(info.extra))
-
-
-def _has_zip64_extra(extra: bytes) -> bool:
-    p = 0
-    while p + 4 <= len(extra):
-        tag, ln = struct.unpack_from("<HH", extra, p)
-        if tag == 0x0001:
-            return True
-        p += 4 + ln
-    return False
+                     info.file_size, info.header_offset, info.create_system, info.external_attr)
 
 
 def parse_local_header(head: bytes, member: ZipMember, where: str) -> int:
     """Check a local header (first 30 bytes + name + extra) against the central directory;
     return its total length (the data starts that many bytes after `header_offset`)."""
     if head[:4] != _LFH:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: no local header at offset {member.header_offset}")
+        raise ZipFormatError(f"{where}: {member.shown}: no local header at offset {member.header_offset}")
     (_sig, _need, flags, method, _t, _d, crc, csize, usize, nlen, xlen) = struct.unpack_from(
         "<IHHHHHIIIHH", head, 0)
     name = head[LFH_LEN:LFH_LEN + nlen]
     if len(head) >= LFH_LEN + nlen and name != member.raw_name:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: local header names {name!r} instead")
+        raise ZipFormatError(f"{where}: {member.shown}: local header names {name!r} instead")
     if method != member.method:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: local header method differs from directory")
+        raise ZipFormatError(f"{where}: {member.shown}: local header method differs from directory")
     if not flags & 0x8:  # sizes/CRC are in the local header too: they must agree
         if crc != member.crc or (csize != 0xFFFFFFFF and csize != member.compress_size) or \
                 (usize != 0xFFFFFFFF and usize != member.file_size):
-            raise ZipFormatError(f"{where}: {shown(member.name)}: local header disagrees with directory")
+            raise ZipFormatError(f"{where}: {member.shown}: local header disagrees with directory")
     return LFH_LEN + nlen + xlen
 
 
@@ -287,9 +274,9 @@ class MemberDecoder:
 
     def __init__(self, member: ZipMember, out: BinaryIO | None, where: str = "archive"):
         if member.encrypted:
-            raise ZipFormatError(f"{where}: {shown(member.name)}: encrypted members are not supported")
+            raise ZipFormatError(f"{where}: {member.shown}: encrypted members are not supported")
         if member.method not in (STORED, DEFLATED):
-            raise ZipFormatError(f"{where}: {shown(member.name)}: compression {member.method_name()} "
+            raise ZipFormatError(f"{where}: {member.shown}: compression {member.method_name()} "
                                  "is not supported (only stored and deflated)")
         self.m = member
         self.out = out
@@ -304,7 +291,7 @@ class MemberDecoder:
             return
         self.produced += len(data)
         if self.produced > self.m.file_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: expands past its declared size "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: expands past its declared size "
                                  f"of {self.m.file_size} bytes")
         self.crc = zlib.crc32(data, self.crc)
         if self.out is not None:
@@ -327,24 +314,24 @@ class MemberDecoder:
                     break
                 self._emit(data)
         except zlib.error as e:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: corrupt deflate data ({e})") from None
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: corrupt deflate data ({e})") from None
 
     def finish(self) -> None:
         if self._z is not None:
             try:
                 self._emit(self._z.flush())
             except zlib.error as e:
-                raise ZipFormatError(f"{self.where}: {self.m.name}: corrupt deflate data ({e})") from None
+                raise ZipFormatError(f"{self.where}: {self.m.shown}: corrupt deflate data ({e})") from None
             if not self._z.eof:
-                raise ZipFormatError(f"{self.where}: {self.m.name}: deflate stream is truncated")
+                raise ZipFormatError(f"{self.where}: {self.m.shown}: deflate stream is truncated")
         if self.consumed != self.m.compress_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: read {self.consumed} compressed "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: read {self.consumed} compressed "
                                  f"bytes, directory says {self.m.compress_size}")
         if self.produced != self.m.file_size:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: {self.produced} bytes, directory "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: {self.produced} bytes, directory "
                                  f"says {self.m.file_size}")
         if self.crc != self.m.crc:
-            raise ZipFormatError(f"{self.where}: {self.m.name}: CRC-32 mismatch "
+            raise ZipFormatError(f"{self.where}: {self.m.shown}: CRC-32 mismatch "
                                  f"({self.crc:08x} != {self.m.crc:08x})")
 
 
@@ -356,7 +343,7 @@ def extract_member(reader: Reader, member: ZipMember, out: BinaryIO | None, wher
     head += reader.read_at(member.header_offset + LFH_LEN, extra)
     data_off = member.header_offset + parse_local_header(head, member, where)
     if data_off + member.compress_size > reader.size:
-        raise ZipFormatError(f"{where}: {shown(member.name)}: data runs past the end of the archive")
+        raise ZipFormatError(f"{where}: {member.shown}: data runs past the end of the archive")
     dec = MemberDecoder(member, out, where)
     pos = 0
     while pos < member.compress_size:

@@ -110,7 +110,7 @@ def check_members(members: Iterable[ZipMember], limits: Limits | None = None,
             dirs.add(rel)
         else:
             if m.file_size > limits.max_member:
-                bad(m, f"{where}: {shown(m.name)}: {m.file_size} bytes, over the "
+                bad(m, f"{where}: {m.shown}: {m.file_size} bytes, over the "
                        f"{limits.max_member}-byte member limit")
                 continue
             files[rel] = m
@@ -121,7 +121,7 @@ def check_members(members: Iterable[ZipMember], limits: Limits | None = None,
     for f, m in files.items():
         clash = next((p for p in f.parents if p in files), None)
         if clash is not None or f in dirs:
-            bad(m, f"{where}: {clash or f} is both a file and a folder")
+            bad(m, f"{where}: {shown(str(clash or f))} is both a file and a folder")
             out.pop(m.name, None)
     return out
 
@@ -146,7 +146,7 @@ def target_path(dest: Path, rel: PurePosixPath, where: str = "archive") -> Path:
     """Join and re-check against symlinks already present under `dest`."""
     path = dest.joinpath(*rel.parts)
     if not is_within(dest, path.parent) or path.is_symlink():
-        raise UnsafeArchive(f"{where}: {rel} would be written outside {dest}")
+        raise UnsafeArchive(f"{where}: {shown(str(rel))} would be written outside {dest}")
     return path
 
 
@@ -183,7 +183,7 @@ def extract_zip(
                     continue
                 final = target_path(dest, rel, where)
                 if final.exists() and not overwrite:
-                    raise UnsafeArchive(f"{where}: {rel} already exists in {dest}")
+                    raise UnsafeArchive(f"{where}: {shown(str(rel))} already exists in {dest}")
                 path = target_path(stage, rel, where)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(path, "xb") as f:
