@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ABSENT, DATASET_JSON, ContractError, read_dataset_json, short
+from cleantree.files import os_cause
 from cleantree.paths import (
     DEPTH_DIR,
     DEPTH_SUFFIX,
@@ -37,10 +37,10 @@ from cleantree.paths import (
     LABEL_IDS_SUFFIX,
     LABEL_TRAIN_IDS_SUFFIX,
 )
-from segtrain.config import check_augment_on
+from segtrain.config import check_augment_on, usable_cores
 from segtrain.device_augment import PARAMS_KEY, sample_params
 from segtrain.transforms import build_eval_transform, build_train_transform
-from segtrain.utils import SegtrainError, check_readable_image, os_cause, read_rgb, read_unchanged
+from segtrain.utils import SegtrainError, check_readable_image, read_rgb, read_unchanged
 
 log = logging.getLogger("segtrain")
 
@@ -442,7 +442,7 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     `max_batches` caps each) and `loader.batch_sampler.per_epoch` says how many per epoch."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                            drop_tail=drop_last)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if workers > cores:
         _warn_workers(workers, cores)
     if workers > 0:
