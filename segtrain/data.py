@@ -342,8 +342,6 @@ class SegDataset(Dataset):
         }
         if depth is not None:
             item["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)
-        if seed is not None:
-            item["seed"] = seed
         if self.augment_params is not None:
             if seed is None:
                 raise ValueError("on-device augmentation needs (index, seed) keys from EpochSampler")
@@ -389,6 +387,11 @@ class EpochSampler(Sampler):
             yield i, int(seeds[i])
 
 
+def drops_tail(drop_last: bool, n: int, batch_size: int) -> bool:
+    """Whether `drop_last` drops the partial tail of `n` samples: not when it is the only batch."""
+    return drop_last and n > batch_size
+
+
 class EpochBatches(Sampler):
     """The batches of `sampler`'s epochs in `epochs`, back to back, for one DataLoader
     iterator that spans the whole run: its workers go on building the next epoch's first
@@ -402,7 +405,7 @@ class EpochBatches(Sampler):
                  max_batches: int = 0):
         self.sampler, self.batch_size, self.epochs = sampler, batch_size, epochs
         n = len(sampler)
-        full = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+        full = n // batch_size if drops_tail(drop_last, n, batch_size) else -(-n // batch_size)
         self.per_epoch = min(full, max_batches) if max_batches else full
 
     def __len__(self) -> int:
@@ -456,7 +459,7 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
         batching = {"batch_sampler": EpochBatches(sampler, batch_size, drop_last, epochs, max_batches)}
     else:
         batching = {"batch_size": batch_size, "sampler": sampler,
-                    "drop_last": drop_last and len(sampler) > batch_size}
+                    "drop_last": drops_tail(drop_last, len(sampler), batch_size)}
     loader = DataLoader(
         dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
         worker_init_fn=seed_worker, generator=g, prefetch_factor=4 if workers > 0 else None, **batching,
