@@ -147,7 +147,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     syn_batch = {"image": x_syn, "mask": y_syn}
     if with_depth:  # metres in the converter's 0.5..8 m range
         syn_batch["depth"] = (torch.rand((bs, *size), generator=g) * 7.5 + 0.5).to(device)
-    if augment_on == "device" and cfg.augment != "none":  # the same device work in both modes
+    if augment_on == "device":  # the same device work in both modes
         rt.augment = DeviceAugment()
         syn_batch[PARAMS_KEY] = batch_params(range(bs)).to(device)
 

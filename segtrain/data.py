@@ -37,7 +37,7 @@ from cleantree.paths import (
     LABEL_IDS_SUFFIX,
     LABEL_TRAIN_IDS_SUFFIX,
 )
-from segtrain.config import check_augment_on, usable_cores
+from segtrain.config import usable_cores
 from segtrain.device_augment import PARAMS_KEY, sample_params
 from segtrain.transforms import build_eval_transform, build_train_transform
 from segtrain.utils import SegtrainError, check_readable_image, read_rgb, read_unchanged
@@ -487,8 +487,9 @@ def read_depth(path: Path, like: np.ndarray) -> np.ndarray:
 
 def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None,
                   with_depth: bool = False, augment_on: str = "loader") -> SegDataset:
-    """`augment_on` "device": the loader only resizes / pads / crops and attaches each sample's
-    parameters; `--augment` itself runs batched on the device (segtrain.device_augment)."""
+    """`augment_on` as device_augment.resolve_augment_on returns it. "device": the loader only
+    resizes / pads / crops and attaches each sample's parameters; `--augment` itself runs
+    batched on the device (segtrain.device_augment)."""
     if augment_on not in ("loader", "device"):
         raise ValueError(f"augment_on {augment_on!r} is not resolved to loader or device")
     samples = list_samples(info, split, with_depth)
@@ -502,9 +503,8 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
     if augment_on == "loader":
         return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
                           with_depth=with_depth)
-    check_augment_on(augment, augment_on)
     return SegDataset(info, samples, transform=build_train_transform("none", size, crop),
-                      with_depth=with_depth, augment_params=sample_params if augment != "none" else None)
+                      with_depth=with_depth, augment_params=sample_params)
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False) -> SegDataset:

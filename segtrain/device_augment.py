@@ -41,8 +41,11 @@ _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
 def resolve_augment_on(augment_on: str, augment: str, device: torch.device | str) -> str:
-    """'loader' or 'device': `auto` is the device on CUDA for what it implements."""
+    """'loader' or 'device': `auto` is the device on CUDA for what it implements; `none` has
+    nothing to augment, so it is the loader's plain resize / pad / crop whatever was asked."""
     check_augment_on(augment, augment_on)
+    if augment == "none":
+        return "loader"
     if augment_on == "auto":
         return "device" if torch.device(device).type == "cuda" and augment in DEVICE_AUGMENTS else "loader"
     return augment_on

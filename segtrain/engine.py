@@ -281,7 +281,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
 
     # data
     augment_on = resolve_augment_on(cfg.augment_on, cfg.augment, device)
-    if augment_on == "device" and cfg.augment != "none":
+    if augment_on == "device":
         rt.augment = DeviceAugment()
     train_loader, val_loader = _build_loaders(cfg, info, device, dist_info, augment_on, start_epoch)
 

@@ -227,7 +227,8 @@ def test_no_host_sync_in_the_augmenter(monkeypatch):
 def test_resolve_augment_on():
     assert resolve_augment_on("auto", "basic", "cpu") == "loader"
     assert resolve_augment_on("auto", "basic", torch.device("cuda")) == "device"
-    assert resolve_augment_on("auto", "none", "cuda:1") == "device"
+    assert resolve_augment_on("auto", "none", "cuda:1") == "loader"  # nothing to augment
+    assert resolve_augment_on("device", "none", "cuda") == "loader"
     assert resolve_augment_on("auto", "strong", "cuda") == "loader"
     assert resolve_augment_on("device", "basic", "cpu") == "device"
     assert resolve_augment_on("loader", "basic", "cuda") == "loader"
@@ -251,7 +252,8 @@ def test_loader_side_of_the_device_path(tree):
         a, b = plain[key], dev[key]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])  # same crop
         assert np.array_equal(b[PARAMS_KEY].numpy(), sample_params(key[1]))
-    assert PARAMS_KEY not in train_dataset(info, "train", "none", augment_on="device")[(0, 1)]
+    none_on = resolve_augment_on("device", "none", "cpu")
+    assert PARAMS_KEY not in train_dataset(info, "train", "none", augment_on=none_on)[(0, 1)]
     batches = {}
     for workers in (0, 2):
         loader, sampler = make_loader(dev, 3, True, 7, workers, torch.device("cpu"), drop_last=True)
@@ -264,7 +266,7 @@ def test_loader_side_of_the_device_path(tree):
     expected = batch_params([s for _, s in sampler][:3])
     assert torch.equal(batches[0][0][PARAMS_KEY], expected)
     with pytest.raises(SegtrainError, match="not strong"):
-        train_dataset(info, "train", "strong", augment_on="device")
+        train_dataset(info, "train", "strong", augment_on=resolve_augment_on("device", "strong", "cpu"))
 
 
 def cfg_for(tree, out, **kw) -> TrainConfig:
