@@ -34,7 +34,7 @@ from segtrain.data import DatasetInfo, eval_dataset, load_dataset_info, make_loa
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
-from segtrain.metrics import ConfusionMatrix, image_miou, summarize
+from segtrain.metrics import ConfusionMatrix, image_mious, summarize
 from segtrain.models import (
     check_inputs,
     check_model,
@@ -187,7 +187,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
     count = 0
     scores = []
-    emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
+    emask = np.asarray(eval_mask, dtype=bool) if eval_mask is not None else None
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
         with rt.autocast():
@@ -202,8 +202,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
         groups = torch.tensor([group_of.get(s, 0) for s in batch["sensor"]]).to(rt.device, non_blocking=True)
         cm.update(y, pred, groups)
         if per_image:
-            for i, idx in enumerate(batch["index"].tolist()):
-                scores.append((idx, image_miou(y[i], pred[i], num_classes, emask, miou_rule)))
+            scores += zip(batch["index"].tolist(), image_mious(y, pred, num_classes, emask, miou_rule), strict=True)
     if dist_info is not None and dist_info.enabled:
         distributed.all_reduce_sum_(cm.mats, dist_info)
         sums = distributed.all_reduce_sum_(torch.stack([total, torch.tensor(float(count), dtype=torch.float64,
