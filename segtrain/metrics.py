@@ -41,9 +41,6 @@ class ConfusionMatrix:
         counts.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=idx.device).expand_as(idx))
         self.mats += counts[: g * n * n].view(g, n, n)
 
-    def reset(self) -> None:
-        self.mats.zero_()
-
     def numpy(self) -> np.ndarray:
         return self.mat.cpu().numpy()
 

@@ -107,8 +107,13 @@ class Runtime:
         return torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, which runs eagerly)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def runtime_for_dataset(cfg, info, device: torch.device) -> Runtime:
