@@ -37,21 +37,14 @@ import torch
 
 from segtrain.config import BenchConfig, TrainConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
-from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
+from segtrain.depth import uses_depth
 from segtrain.device_augment import PARAMS_KEY, DeviceAugment, batch_params, resolve_augment_on
-from segtrain.engine import train_step
+from segtrain.engine import check_network, train_step
 from segtrain.losses import build_loss
 from segtrain.measure import MATMUL_SIZE, activation_bytes, matmul_peak, timed_windows, train_flops
-from segtrain.models import (
-    MODELS,
-    check_inputs,
-    check_model,
-    count_parameters,
-    count_trainable,
-    create_model,
-)
+from segtrain.models import MODELS, count_parameters, count_trainable, create_model
 from segtrain.optim import make_optimizer
-from segtrain.runtime import Runtime, prepare_model, resolve_device, seed_everything
+from segtrain.runtime import prepare_model, resolve_device, runtime_for_dataset, seed_everything
 from segtrain.utils import SegtrainError, parse_hw
 
 log = logging.getLogger("segtrain")
@@ -92,20 +85,14 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     size = list(parse_hw(cfg.size)) if cfg.size else (list(info.image_size) if info.image_size else None)
     if size is None:
         raise SegtrainError(f"{cfg.data}: samples have different sizes; give --size HxW")
-    try:
-        check_model(cfg.model, cfg.model_options)
-        check_inputs(cfg.model, cfg.model_options, cfg.inputs, cfg.fusion)
-    except (KeyError, ValueError) as e:
-        raise SegtrainError(e.args[0]) from None
+    check_network(cfg)
     with_depth = uses_depth(cfg.inputs)
     bs = cfg.batch_size
     augment_on = resolve_augment_on(cfg.augment_on, cfg.augment, device)
     ds = train_dataset(info, "train", cfg.augment, size=size, with_depth=with_depth, augment_on=augment_on)
     if len(ds) < bs:
         raise SegtrainError(f"{cfg.data}: the train split has {len(ds)} images, fewer than --batch-size {bs}")
-    depth_stats = info.depth_stats()[:2] if with_depth else FALLBACK_DEPTH_STATS
-    rt = Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
-                        cfg.depth_encoding, depth_stats)
+    rt = runtime_for_dataset(cfg, info, device)
     compute_dtype = rt.amp_dtype or torch.float32
     peaks = {} if peaks is None else peaks
     if (str(device), compute_dtype) not in peaks:
@@ -127,7 +114,9 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         raise SegtrainError(str(e)) from None
     params = count_parameters(model)["total"]
     trainable = count_trainable(model)["total"]
-    net = prepare_model(model, rt, cfg.compile)
+    net = prepare_model(model, rt)
+    if cfg.compile:
+        net = torch.compile(net)
     net.train()
     loss_fn = build_loss("ce", info.num_classes, info.ignore_index).to(device)
     # segtrain run's default optimizer and rate (fused: no sync per step, as in training)
@@ -147,7 +136,7 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     syn_batch = {"image": x_syn, "mask": y_syn}
     if with_depth:  # metres in the converter's 0.5..8 m range
         syn_batch["depth"] = (torch.rand((bs, *size), generator=g) * 7.5 + 0.5).to(device)
-    if augment_on == "device" and cfg.augment != "none":  # the same device work in both modes
+    if augment_on == "device":  # the same device work in both modes
         rt.augment = DeviceAugment()
         syn_batch[PARAMS_KEY] = batch_params(range(bs)).to(device)
 

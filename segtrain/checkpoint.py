@@ -76,13 +76,24 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def check_classes(ckpt: dict, info: DatasetInfo, ckpt_path) -> None:
     """A checkpoint only fits a dataset with the same train-id class table."""
-    mine = [(c["train_id"], c["name"]) for c in ckpt["classes"]]
-    theirs = [(c.train_id, c.name) for c in info.classes]
+    mine, theirs = class_tables(ckpt, info)
     if mine != theirs:
         diff = next((f"train id {a[0]} is {a[1]!r} in the checkpoint but {b[1]!r} in the dataset"
                      for a, b in zip(mine, theirs, strict=False) if a != b),
                     f"{len(mine)} vs {len(theirs)} classes")
         raise DataError(f"{ckpt_path}: class table differs from {info.root / 'dataset.json'} ({diff})")
+
+
+def class_tables(ckpt: dict, info: DatasetInfo) -> tuple[list, list]:
+    """(train id, name) pairs of the checkpoint's class table and of the dataset's."""
+    return [(c["train_id"], c["name"]) for c in ckpt["classes"]], [(c.train_id, c.name) for c in info.classes]
+
+
+def inputs_differ(ckpt: dict, cfg: TrainConfig) -> tuple[str, str] | None:
+    """(the checkpoint's, the config's) network-input flags when they differ, else None."""
+    theirs = network_inputs(*checkpoint_inputs(ckpt))
+    mine = network_inputs(cfg.inputs, cfg.depth_encoding, cfg.fusion)
+    return (theirs, mine) if theirs != mine else None
 
 
 def checkpoint_inputs(ckpt: dict) -> tuple[str, str, str]:
@@ -123,12 +134,12 @@ def init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig, info: Dataset
         opts = " ".join(f"--model-opt {k}={v}" for k, v in src["model_options"].items())
         raise SegtrainError(f"{cfg.init_from}: was trained as {src['model_name']} ({opts}); --init-from needs "
                             f"the same architecture, not {cfg.model} {options}")
-    theirs, mine_ = checkpoint_inputs(src), (cfg.inputs, cfg.depth_encoding, cfg.fusion)
-    if network_inputs(*theirs) != network_inputs(*mine_):
-        raise SegtrainError(f"{cfg.init_from}: was trained with {network_inputs(*theirs)}; --init-from needs "
-                            f"the same, not {network_inputs(*mine_)}")
-    mine = [(c["train_id"], c["name"]) for c in src["classes"]]
-    same_classes = mine == [(c.train_id, c.name) for c in info.classes]
+    differ = inputs_differ(src, cfg)
+    if differ:
+        raise SegtrainError(f"{cfg.init_from}: was trained with {differ[0]}; --init-from needs "
+                            f"the same, not {differ[1]}")
+    mine, theirs = class_tables(src, info)
+    same_classes = mine == theirs
     report = init_from_state(model, src["model"], str(cfg.init_from), same_classes)
     if not same_classes:
         report.note = (f"class table differs ({len(mine)} classes in {src.get('dataset', 'the checkpoint')}, "
@@ -144,10 +155,9 @@ def load_resume_checkpoint(path: Path, cfg: TrainConfig, info: DatasetInfo, opti
     if ckpt["model_name"] != cfg.model or ckpt["model_options"] != options:
         raise SegtrainError(f"{path}: was trained as {ckpt['model_name']} "
                             f"{ckpt['model_options']}, not {cfg.model} {options}")
-    theirs = network_inputs(*checkpoint_inputs(ckpt))
-    if theirs != network_inputs(cfg.inputs, cfg.depth_encoding, cfg.fusion):
-        raise SegtrainError(f"{path}: was trained with {theirs}, not "
-                            f"{network_inputs(cfg.inputs, cfg.depth_encoding, cfg.fusion)}")
+    differ = inputs_differ(ckpt, cfg)
+    if differ:
+        raise SegtrainError(f"{path}: was trained with {differ[0]}, not {differ[1]}")
     return ckpt
 
 
@@ -214,7 +224,7 @@ def restore_training(ckpt: dict, model: torch.nn.Module, optimizer, scheduler, s
     if scheduler is not None and ckpt.get("scheduler"):
         planned = schedule_total(scheduler)
         scheduler.load_state_dict(ckpt["scheduler"])
-        old_total = replan_schedule(scheduler, optimizer, planned) if planned is not None else None
+        old_total = replan_schedule(scheduler, optimizer, planned)  # None for plateau: no total
         if old_total is not None:
             log.info("%s schedule re-planned over %d steps (was %d): --epochs %d; lr now %.3g",
                      cfg.scheduler, planned, old_total, cfg.epochs, optimizer.param_groups[0]["lr"])

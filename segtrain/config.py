@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
-from cleantree.files import atomic_write_text
+from cleantree.files import atomic_write_text, os_cause
 from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
-    os_cause,
     parse_hw,
 )
 
@@ -47,8 +46,12 @@ def default_workers() -> int:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local = 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // local - 2)
+    return max(1, usable_cores() // local - 2)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def check_augment_on(augment: str, augment_on: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ABSENT, DATASET_JSON, ContractError, read_dataset_json, short
+from cleantree.files import os_cause
 from cleantree.paths import (
     DEPTH_DIR,
     DEPTH_SUFFIX,
@@ -37,10 +37,10 @@ from cleantree.paths import (
     LABEL_IDS_SUFFIX,
     LABEL_TRAIN_IDS_SUFFIX,
 )
-from segtrain.config import check_augment_on
+from segtrain.config import usable_cores
 from segtrain.device_augment import PARAMS_KEY, sample_params
 from segtrain.transforms import build_eval_transform, build_train_transform
-from segtrain.utils import SegtrainError, check_readable_image, os_cause, read_rgb, read_unchanged
+from segtrain.utils import SegtrainError, check_readable_image, read_rgb, read_unchanged
 
 log = logging.getLogger("segtrain")
 
@@ -342,8 +342,6 @@ class SegDataset(Dataset):
         }
         if depth is not None:
             item["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)
-        if seed is not None:
-            item["seed"] = seed
         if self.augment_params is not None:
             if seed is None:
                 raise ValueError("on-device augmentation needs (index, seed) keys from EpochSampler")
@@ -389,6 +387,11 @@ class EpochSampler(Sampler):
             yield i, int(seeds[i])
 
 
+def drops_tail(drop_last: bool, n: int, batch_size: int) -> bool:
+    """Whether `drop_last` drops the partial tail of `n` samples: not when it is the only batch."""
+    return drop_last and n > batch_size
+
+
 class EpochBatches(Sampler):
     """The batches of `sampler`'s epochs in `epochs`, back to back, for one DataLoader
     iterator that spans the whole run: its workers go on building the next epoch's first
@@ -402,7 +405,7 @@ class EpochBatches(Sampler):
                  max_batches: int = 0):
         self.sampler, self.batch_size, self.epochs = sampler, batch_size, epochs
         n = len(sampler)
-        full = n // batch_size if drop_last and n > batch_size else -(-n // batch_size)
+        full = n // batch_size if drops_tail(drop_last, n, batch_size) else -(-n // batch_size)
         self.per_epoch = min(full, max_batches) if max_batches else full
 
     def __len__(self) -> int:
@@ -442,7 +445,7 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
     `max_batches` caps each) and `loader.batch_sampler.per_epoch` says how many per epoch."""
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                            drop_tail=drop_last)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if workers > cores:
         _warn_workers(workers, cores)
     if workers > 0:
@@ -456,7 +459,7 @@ def make_loader(dataset: SegDataset, batch_size: int, shuffle: bool, seed: int, 
         batching = {"batch_sampler": EpochBatches(sampler, batch_size, drop_last, epochs, max_batches)}
     else:
         batching = {"batch_size": batch_size, "sampler": sampler,
-                    "drop_last": drop_last and len(sampler) > batch_size}
+                    "drop_last": drops_tail(drop_last, len(sampler), batch_size)}
     loader = DataLoader(
         dataset, num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
         worker_init_fn=seed_worker, generator=g, prefetch_factor=4 if workers > 0 else None, **batching,
@@ -484,8 +487,9 @@ def read_depth(path: Path, like: np.ndarray) -> np.ndarray:
 
 def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None,
                   with_depth: bool = False, augment_on: str = "loader") -> SegDataset:
-    """`augment_on` "device": the loader only resizes / pads / crops and attaches each sample's
-    parameters; `--augment` itself runs batched on the device (segtrain.device_augment)."""
+    """`augment_on` as device_augment.resolve_augment_on returns it. "device": the loader only
+    resizes / pads / crops and attaches each sample's parameters; `--augment` itself runs
+    batched on the device (segtrain.device_augment)."""
     if augment_on not in ("loader", "device"):
         raise ValueError(f"augment_on {augment_on!r} is not resolved to loader or device")
     samples = list_samples(info, split, with_depth)
@@ -499,9 +503,8 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
     if augment_on == "loader":
         return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
                           with_depth=with_depth)
-    check_augment_on(augment, augment_on)
     return SegDataset(info, samples, transform=build_train_transform("none", size, crop),
-                      with_depth=with_depth, augment_params=sample_params if augment != "none" else None)
+                      with_depth=with_depth, augment_params=sample_params)
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False) -> SegDataset:

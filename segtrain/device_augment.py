@@ -38,11 +38,15 @@ N_PARAMS = 16  # affine theta (2x3), colour matrix (3x3), contrast offset weight
 _GRAY = np.array([0.299, 0.587, 0.114])  # OpenCV's RGB2GRAY, as albumentations' jitter uses
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_IDENTITY_COLOUR = np.concatenate([np.eye(3).ravel(), [0.0]])  # colour jitter off
 
 
 def resolve_augment_on(augment_on: str, augment: str, device: torch.device | str) -> str:
-    """'loader' or 'device': `auto` is the device on CUDA for what it implements."""
+    """'loader' or 'device': `auto` is the device on CUDA for what it implements; `none` has
+    nothing to augment, so it is the loader's plain resize / pad / crop whatever was asked."""
     check_augment_on(augment, augment_on)
+    if augment == "none":
+        return "loader"
     if augment_on == "auto":
         return "device" if torch.device(device).type == "cuda" and augment in DEVICE_AUGMENTS else "loader"
     return augment_on
@@ -68,15 +72,19 @@ def sample_params(seed: int) -> np.ndarray:
     # output pixel u (normalised, -1..1) reads source flip * (u - 2t) / scale: translate then
     # scale about the centre (cv2's matrix), after the horizontal flip
     theta = np.array([[flip / scale, 0.0, -flip * 2 * tx / scale], [0.0, 1 / scale, -2 * ty / scale]])
-    colour, offset = np.eye(3), 0.0
+    colour = _IDENTITY_COLOUR
     if u[5] < 0.5:
-        b, c, s = 0.8 + 0.4 * u[6], 0.8 + 0.4 * u[7], 0.8 + 0.4 * u[8]
-        h = 0.04 * u[9] - 0.02
-        sat = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), _GRAY)
-        # brightness x*b, contrast c*x + (1-c)*mean_grey, saturation, hue; saturation and hue
-        # keep grey grey, so the contrast term stays a grey offset of (1-c)*b*mean_grey(x)
-        colour, offset = c * b * _hue_matrix(h) @ sat, (1 - c) * b
-    return np.concatenate([theta.ravel(), colour.ravel(), [offset]]).astype(np.float32)
+        colour = colour_row(0.8 + 0.4 * u[6], 0.8 + 0.4 * u[7], 0.8 + 0.4 * u[8], 0.04 * u[9] - 0.02)
+    return np.concatenate([theta.ravel(), colour]).astype(np.float32)
+
+
+def colour_row(b: float, c: float, s: float, h: float) -> np.ndarray:
+    """The colour part of a parameter row (3x3 matrix, then the contrast offset weight) for
+    brightness b, contrast c, saturation s and hue h (albumentations' factors), in that order."""
+    sat = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), _GRAY)
+    # brightness x*b, contrast c*x + (1-c)*mean_grey, saturation, hue; saturation and hue
+    # keep grey grey, so the contrast term stays a grey offset of (1-c)*b*mean_grey(x)
+    return np.concatenate([(c * b * _hue_matrix(h) @ sat).ravel(), [(1 - c) * b]])
 
 
 def batch_params(seeds: Sequence[int]) -> torch.Tensor:

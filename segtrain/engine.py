@@ -31,10 +31,10 @@ from segtrain.checkpoint import (
 )
 from segtrain.config import TrainConfig
 from segtrain.data import DatasetInfo, eval_dataset, load_dataset_info, make_loader, train_dataset
-from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
+from segtrain.depth import uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
-from segtrain.metrics import ConfusionMatrix, image_miou, summarize
+from segtrain.metrics import ConfusionMatrix, image_mious, summarize
 from segtrain.models import (
     check_inputs,
     check_model,
@@ -52,7 +52,13 @@ from segtrain.run_folder import (
     write_metrics_csv,
     write_run_config,
 )
-from segtrain.runtime import Runtime, prepare_model, resolve_device, seed_everything
+from segtrain.runtime import (
+    Runtime,
+    prepare_model,
+    resolve_device,
+    runtime_for_dataset,
+    seed_everything,
+)
 from segtrain.utils import SegtrainError
 
 log = logging.getLogger("segtrain")
@@ -187,7 +193,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
     count = 0
     scores = []
-    emask = torch.as_tensor(eval_mask if eval_mask is not None else np.ones(num_classes, bool))
+    emask = np.asarray(eval_mask, dtype=bool) if eval_mask is not None else None
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
         with rt.autocast():
@@ -202,8 +208,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
         groups = torch.tensor([group_of.get(s, 0) for s in batch["sensor"]]).to(rt.device, non_blocking=True)
         cm.update(y, pred, groups)
         if per_image:
-            for i, idx in enumerate(batch["index"].tolist()):
-                scores.append((idx, image_miou(y[i], pred[i], num_classes, emask, miou_rule)))
+            scores += zip(batch["index"].tolist(), image_mious(y, pred, num_classes, emask, miou_rule), strict=True)
     if dist_info is not None and dist_info.enabled:
         distributed.all_reduce_sum_(cm.mats, dist_info)
         sums = distributed.all_reduce_sum_(torch.stack([total, torch.tensor(float(count), dtype=torch.float64,
@@ -270,7 +275,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     parts = model.set_train_parts(cfg.train_parts)
     if cfg.sync_bn and dist_info.enabled:
         model = distributed.convert_sync_batchnorm(model, device)
-    rt = _build_runtime(cfg, info, device)
+    rt = runtime_for_dataset(cfg, info, device)
 
     # loss: the resolved class weighting is what this run used, and what a resume reuses
     # even if the dataset's default method changes
@@ -281,7 +286,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
 
     # data
     augment_on = resolve_augment_on(cfg.augment_on, cfg.augment, device)
-    if augment_on == "device" and cfg.augment != "none":
+    if augment_on == "device":
         rt.augment = DeviceAugment()
     train_loader, val_loader = _build_loaders(cfg, info, device, dist_info, augment_on, start_epoch)
 
@@ -364,14 +369,21 @@ def _check_run(cfg: TrainConfig, world: int) -> dict:
     the batch split over processes. Returns the model's resolved options."""
     if cfg.loss not in LOSSES:
         raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
+    options = check_network(cfg)
+    if cfg.batch_size % world:
+        raise SegtrainError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly over "
+                            f"{world} processes")
+    return options
+
+
+def check_network(cfg) -> dict:
+    """The model, its options and the inputs it takes (a `run` or `bench` config), as one-line
+    errors. Returns the model's resolved options."""
     try:
         options = check_model(cfg.model, cfg.model_options)
         check_inputs(cfg.model, cfg.model_options, cfg.inputs, cfg.fusion)
     except (KeyError, ValueError) as e:
         raise SegtrainError(e.args[0]) from None
-    if cfg.batch_size % world:
-        raise SegtrainError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly over "
-                            f"{world} processes")
     return options
 
 
@@ -405,12 +417,6 @@ def _build_model(cfg: TrainConfig, info: DatasetInfo, options: dict,
     if fresh and cfg.init_from:
         return model, init_from_checkpoint(model, cfg, info, options)
     return model, None
-
-
-def _build_runtime(cfg: TrainConfig, info: DatasetInfo, device: torch.device) -> Runtime:
-    depth_mean, depth_std, _ = info.depth_stats() if uses_depth(cfg.inputs) else (*FALLBACK_DEPTH_STATS, "")
-    return Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
-                          cfg.depth_encoding, (depth_mean, depth_std))
 
 
 def _build_loaders(cfg: TrainConfig, info: DatasetInfo, device: torch.device, dist_info: distributed.DistInfo,

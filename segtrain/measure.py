@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from segtrain.runtime import Runtime
+from segtrain.runtime import Runtime, sync_device
 
 log = logging.getLogger("segtrain")
 
@@ -123,15 +123,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
     a = torch.randn(n, n, generator=g, device=device, dtype=dtype)
     b = torch.randn(n, n, generator=g, device=device, dtype=dtype)
     cuda = device.type == "cuda"
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
-
     t_end = time.perf_counter() + MATMUL_WARM_S[device.type]
     while True:  # at least one warm-up product
         torch.mm(a, b)
-        sync()
+        sync_device(device)
         if time.perf_counter() >= t_end:
             break
     times = []

@@ -41,9 +41,6 @@ class ConfusionMatrix:
         counts.index_add_(0, idx, torch.ones(1, dtype=torch.int64, device=idx.device).expand_as(idx))
         self.mats += counts[: g * n * n].view(g, n, n)
 
-    def reset(self) -> None:
-        self.mats.zero_()
-
     def numpy(self) -> np.ndarray:
         return self.mat.cpu().numpy()
 
@@ -108,10 +105,14 @@ def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | N
     }
 
 
-def image_miou(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
-               eval_mask: torch.Tensor, rule: str = "standard") -> float:
-    """mIoU of one image under `rule` (for best/worst panels)."""
-    cm = ConfusionMatrix(num_classes, target.device)
-    cm.update(target, pred)
-    s = summarize(cm.numpy(), [str(i) for i in range(num_classes)], eval_mask.cpu().numpy(), rule)
-    return float("nan") if s["miou"] is None else s["miou"]
+def image_mious(target: torch.Tensor, pred: torch.Tensor, num_classes: int,
+                eval_mask: np.ndarray | None = None, rule: str = "standard") -> list[float]:
+    """mIoU under `rule` of each image of a (B, H, W) batch (for best/worst panels): one
+    matrix per image, accumulated on the device together and read back once per batch."""
+    b = target.shape[0]
+    cm = ConfusionMatrix(num_classes, target.device, groups=b)
+    cm.update(target, pred, torch.arange(b, device=target.device))
+    mats = cm.mats.cpu().numpy()
+    names = [str(i) for i in range(num_classes)]
+    scores = [summarize(m, names, eval_mask, rule)["miou"] for m in mats]
+    return [float("nan") if s is None else s for s in scores]

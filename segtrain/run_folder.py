@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from cleantree.files import atomic_write_json, atomic_write_text
 from segtrain.config import TrainConfig, save_config
@@ -75,9 +76,6 @@ def write_run_config(out: Path, cfg: TrainConfig, class_names: list[str], weight
 
 def environment_info(device: str = "cpu") -> dict:
     """Versions and hardware a run used, saved next to its outputs for reproducibility."""
-    import torch
-
-
     info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

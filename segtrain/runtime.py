@@ -1,9 +1,10 @@
 """Where and how a batch runs: the device, normalisation from uint8, precision (autocast),
 memory layout, depth encoding and optional batched augmentation on the device.
 
-CUDA-only speed features (autocast bf16/fp16 + GradScaler, channels_last, cudnn.benchmark,
-torch.compile, pinned memory) are switched on only when the device is CUDA; a CPU run
-never touches them and is deterministic for a given seed.
+CUDA-only speed features here (autocast bf16/fp16 + GradScaler, channels_last,
+cudnn.benchmark) are switched on only when the device is CUDA; a CPU run never touches them
+and is deterministic for a given seed. (torch.compile is engine._wrap_model's, pinned
+memory data.make_loader's.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth
+from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
 from segtrain.utils import SegtrainError
 
 
@@ -106,19 +107,30 @@ class Runtime:
         return torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync_device(self.device)
 
 
-def prepare_model(model: torch.nn.Module, rt: Runtime, compile_model: bool = False) -> torch.nn.Module:
-    """Move to the device; CUDA gets channels_last, cudnn autotuning and optional compile."""
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, which runs eagerly)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def runtime_for_dataset(cfg, info, device: torch.device) -> Runtime:
+    """The Runtime of a `run` or `bench` config (amp, channels_last, inputs, depth_encoding)
+    on a dataset: its normalisation, and its depth statistics when the inputs use depth."""
+    depth_stats = info.depth_stats()[:2] if uses_depth(cfg.inputs) else FALLBACK_DEPTH_STATS
+    return Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
+                          cfg.depth_encoding, depth_stats)
+
+
+def prepare_model(model: torch.nn.Module, rt: Runtime) -> torch.nn.Module:
+    """Move to the device; CUDA gets channels_last and cudnn autotuning."""
     model = model.to(rt.device)
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         if rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
-    if compile_model:
-        return torch.compile(model)
     return model
 
 

@@ -24,8 +24,8 @@ from segtrain.device_augment import (
     N_PARAMS,
     PARAMS_KEY,
     DeviceAugment,
-    _hue_matrix,
     batch_params,
+    colour_row,
     resolve_augment_on,
     sample_params,
 )
@@ -186,11 +186,8 @@ def test_colour_jitter_matches_albumentations_functions():
         ref = AF.adjust_contrast_torchvision(ref, c)
         ref = AF.adjust_saturation_torchvision(ref, s)
         ref = AF.adjust_hue_torchvision(ref, h)
-        gray = np.array([0.299, 0.587, 0.114])
-        sat = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), gray)
         row = IDENTITY.copy()
-        row[6:15] = (c * b * _hue_matrix(h) @ sat).ravel()
-        row[15] = (1 - c) * b
+        row[6:16] = colour_row(b, c, s, h)
         out = as_numpy(AUG(batch_of([image], [np.zeros((48, 64), np.uint8)], [row])), 0)[0]
         diff = np.abs(out.astype(int) - ref.astype(int))
         assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 6, (b, c, s, h, diff.mean())
@@ -227,7 +224,8 @@ def test_no_host_sync_in_the_augmenter(monkeypatch):
 def test_resolve_augment_on():
     assert resolve_augment_on("auto", "basic", "cpu") == "loader"
     assert resolve_augment_on("auto", "basic", torch.device("cuda")) == "device"
-    assert resolve_augment_on("auto", "none", "cuda:1") == "device"
+    assert resolve_augment_on("auto", "none", "cuda:1") == "loader"  # nothing to augment
+    assert resolve_augment_on("device", "none", "cuda") == "loader"
     assert resolve_augment_on("auto", "strong", "cuda") == "loader"
     assert resolve_augment_on("device", "basic", "cpu") == "device"
     assert resolve_augment_on("loader", "basic", "cuda") == "loader"
@@ -250,8 +248,9 @@ def test_loader_side_of_the_device_path(tree):
     for key in [(0, 5), (3, 123456)]:
         a, b = plain[key], dev[key]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])  # same crop
-        assert b["seed"] == key[1] and np.array_equal(b[PARAMS_KEY].numpy(), sample_params(key[1]))
-    assert PARAMS_KEY not in train_dataset(info, "train", "none", augment_on="device")[(0, 1)]
+        assert np.array_equal(b[PARAMS_KEY].numpy(), sample_params(key[1]))
+    none_on = resolve_augment_on("device", "none", "cpu")
+    assert PARAMS_KEY not in train_dataset(info, "train", "none", augment_on=none_on)[(0, 1)]
     batches = {}
     for workers in (0, 2):
         loader, sampler = make_loader(dev, 3, True, 7, workers, torch.device("cpu"), drop_last=True)
@@ -264,7 +263,7 @@ def test_loader_side_of_the_device_path(tree):
     expected = batch_params([s for _, s in sampler][:3])
     assert torch.equal(batches[0][0][PARAMS_KEY], expected)
     with pytest.raises(SegtrainError, match="not strong"):
-        train_dataset(info, "train", "strong", augment_on="device")
+        train_dataset(info, "train", "strong", augment_on=resolve_augment_on("device", "strong", "cpu"))
 
 
 def cfg_for(tree, out, **kw) -> TrainConfig:

@@ -17,6 +17,7 @@ from treebuilder import write_clean_tree
 from segtrain.bench import markdown_table, run_bench, run_benches
 from segtrain.cli import main
 from segtrain.config import BenchConfig
+from segtrain.device_augment import DeviceAugment
 from segtrain.measure import matmul_peak, split_windows, timed_windows, train_flops
 from segtrain.runtime import Runtime
 
@@ -169,7 +170,17 @@ def test_gpu_busy_is_the_step_spans_over_the_window(monkeypatch):
     assert 0 < phase.gpu_busy <= 1
 
 
-def test_bench_with_augmentation_on_the_device(tree, tmp_path):
+def test_bench_with_augmentation_on_the_device(tree, tmp_path, monkeypatch):
+    """The device augmenter runs on the synthetic batches and on the loader's (which carry
+    their dataset "index"), so both modes time the same device work."""
+    calls = {"synthetic": 0, "real": 0}
+    original = DeviceAugment.__call__
+
+    def counting(self, batch):
+        calls["real" if "index" in batch else "synthetic"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(DeviceAugment, "__call__", counting)
     r = invoke("bench", "--data", tree.root, "--batch-size", 2, "--steps", 2, "--warmup", 1, "--windows", 1,
                "--workers", 0, "--device", "cpu", "--augment-on", "device", "--model-opt", "base_width=4",
                "--model-opt", "depth=2", "--json-out", tmp_path / "b.json")
@@ -177,3 +188,4 @@ def test_bench_with_augmentation_on_the_device(tree, tmp_path):
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["augment_on"] == "device" and res["real_images_per_s"] > 0
     assert "unet_small --augment-on device |" in r.stdout
+    assert calls["synthetic"] >= 1 + 2 and calls["real"] >= 1 + 2  # at least warm-up + timed steps each

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from segtrain.losses import CrossEntropy, DiceLoss, build_loss
-from segtrain.metrics import ConfusionMatrix, summarize
+from segtrain.metrics import ConfusionMatrix, image_mious, summarize
 
 
 def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarray, ignore: int = 255,
@@ -60,6 +60,27 @@ def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed, rule
     if rule == "standard":
         assert [s["per_class_iou"][c] for c in ("c2", "c5", "c6")] == [0.0, 0.0, 0.0]
     assert cm.numpy().sum() == (gt != 255).sum()  # ignore pixels never counted
+
+
+@pytest.mark.parametrize("rule", ["standard", "gt-present"])
+def test_image_mious_are_each_images_own_miou(rule):
+    """One batched matrix per image gives each image the mIoU counted on it alone (nan for an
+    image with nothing to count), in batch order."""
+    rng = np.random.default_rng(5)
+    n = 6
+    gt = rng.choice([0, 2, 3, 255], size=(4, 16, 24), p=[0.4, 0.3, 0.2, 0.1]).astype(np.uint8)
+    pred = rng.integers(0, n, size=gt.shape)
+    agree = (rng.random(gt.shape) < 0.6) & (gt != 255)
+    pred[agree] = gt[agree]
+    gt[3] = 255  # nothing labelled: no class counts under gt-present
+    eval_mask = np.array([True, True, True, False, True, True])
+    got = image_mious(torch.from_numpy(gt), torch.from_numpy(pred), n, eval_mask, rule)
+    assert len(got) == 4
+    for i in range(3):
+        assert got[i] == pytest.approx(numpy_metrics(gt[i], pred[i], n, eval_mask, rule=rule)[1], abs=1e-12)
+    if rule == "gt-present":
+        assert np.isnan(got[3])
+    assert len({round(v, 9) for v in got[:3]}) == 3  # three different images, three scores
 
 
 def test_confusion_rows_are_ground_truth():
