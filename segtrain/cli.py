@@ -114,8 +114,9 @@ def main(quiet: bool) -> None:
 @click.option("--class-weights", help="Weighting method in dataset.json class_weights, or none "
               "[default: the dataset's default for wce, none otherwise].")
 @click.option("--augment", type=click.Choice(AUGMENTS), help=f"[default: {_T.augment}]")
-@click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where none/basic run: loader = in the "
-              f"workers, device = batched on the GPU, auto = device on CUDA [default: {_T.augment_on}].")
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where --augment basic runs: loader = "
+              f"in the workers, device = batched on the GPU, auto = device on CUDA (none: nothing to "
+              f"move) [default: {_T.augment_on}].")
 @click.option("--early-stop", type=int, help=f"Patience in epochs on val mIoU, 0 = off [default: {_T.early_stop}]")
 @click.option("--grad-clip", type=float, help="Max gradient norm, 0 = off [default: 0].")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")

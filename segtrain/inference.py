@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cleantree.paths import IMAGE_SUFFIX
+from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
 from segtrain.checkpoint import (
     check_classes,
     load_checkpoint,
@@ -171,7 +171,7 @@ def output_stem(path: Path) -> str:
 
 def depth_file(folder: Path, image: Path) -> Path:
     """<stem>_depth.png (the clean tree's name) or else <image stem>.png in `folder`."""
-    named = folder / f"{output_stem(image)}_depth.png"
+    named = folder / f"{output_stem(image)}{DEPTH_SUFFIX}"
     return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
 
 
@@ -200,7 +200,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
     if uses_depth(rt.inputs) and not cfg.depth:
         raise SegtrainError(f"{cfg.checkpoint}: was trained with --inputs {rt.inputs}; give --depth DIR "
-                            "(<stem>_depth.png, uint16 millimetres, for every image)")
+                            f"(<stem>{DEPTH_SUFFIX}, uint16 millimetres, for every image)")
     if cfg.depth and not uses_depth(rt.inputs):
         raise SegtrainError(f"{cfg.checkpoint}: was trained with --inputs rgb; it takes no --depth")
     if cfg.depth and not Path(cfg.depth).is_dir():

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cleantree.files import atomic_write_bytes, os_cause  # noqa: F401  (os_cause re-exported)
+from cleantree.files import atomic_write_bytes, os_cause
 
 
 class SegtrainError(Exception):

@@ -22,7 +22,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from segtrain.utils import SegtrainError, load_torch_file, os_cause
+from cleantree.files import os_cause
+from segtrain.utils import SegtrainError, load_torch_file
 
 log = logging.getLogger("segtrain")
 
