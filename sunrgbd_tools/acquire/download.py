@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
+from sunrgbd_tools.raw.base import DATA_ZIP, SENSORS, TOOLBOX_ZIP
 from sunrgbd_tools.remote.http import (
     HttpClient,
     HttpConfig,
@@ -60,10 +61,7 @@ from sunrgbd_tools.remote.safezip import (
 )
 
 OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
-DATA_ZIP = "SUNRGBD.zip"
-TOOLBOX_ZIP = "SUNRGBDtoolbox.zip"
 TOOLBOX_MD5 = "18d22e1761d36352f37232cba102f91f"  # published by the dataset authors
-SENSORS = ("kv1", "kv2", "realsense", "xtion")
 TOOLBOX_MEMBERS = (
     "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat",
     "SUNRGBDtoolbox/Metadata/seglistall.mat",

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 
 SENSORS = ("kv1", "kv2", "realsense", "xtion")
+# the two official archives: the data (top folder SUNRGBD/) and the toolbox (SUNRGBDtoolbox/)
+DATA_ZIP = "SUNRGBD.zip"
+TOOLBOX_ZIP = "SUNRGBDtoolbox.zip"
 
 
 class RawDataError(Exception):

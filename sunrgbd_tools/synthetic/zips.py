@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from cleantree.files import atomic_path
-from sunrgbd_tools.acquire.download import DATA_ZIP, TOOLBOX_ZIP
+from sunrgbd_tools.raw.base import DATA_ZIP, TOOLBOX_ZIP
 
 # archive name → the top folder it holds
 RAW_ZIPS: dict[str, str] = {DATA_ZIP: "SUNRGBD", TOOLBOX_ZIP: "SUNRGBDtoolbox"}
