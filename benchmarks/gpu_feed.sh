@@ -2,12 +2,12 @@
 # Issue 11's GPU numbers in one command, on the device machine (one H200, 16 cores, Python 3.12,
 # torch with CUDA, no network): install the carried wheels, write a synthetic sample tree
 # (`sunrgbd sample --scenes 320`, converted at 480x640), then `segtrain bench --model all` at
-# batch 16 with default flags, plus a `--compile` row and an `--augment-on device` row for unet.
+# batch 16 with default flags, plus `--compile`, `--augment-on device` and `--inputs rgbd` rows for unet.
 # Results go to $OUT:
 #   gpu_feed.md    the table for docs/performance.md ("Feeding the GPU"), with card, torch, date
 #   gpu_feed.json  {"meta": ..., "results": [one bench result per row]}
 #   gpu_feed.log   everything the steps printed, with each step's seconds
-# Planned to finish in about 7 minutes (each model < 40 s; compile ~1.5 min); each step has its
+# Planned to finish in about 7½ minutes (each model < 40 s; compile ~1.5 min); each step has its
 # own time limit, and the bench writes its JSON after every model, so a slow step loses only itself.
 #
 # Before the session, here: bash benchmarks/gpu_feed_prepare.sh   (fills .whl/; again after code changes)
@@ -102,6 +102,9 @@ step "bench $COMPILE_MODEL --compile" "$LIMIT_COMPILE" "${SEGTRAIN[@]}" bench --
 # augmentation batched on the GPU instead of the workers: should it be the CUDA default?
 step "bench $COMPILE_MODEL --augment-on device" "$LIMIT_COMPILE" "${SEGTRAIN[@]}" bench --model "$COMPILE_MODEL" \
     --augment-on device "${common[@]}" --json-out "$OUT/bench_devaug.json"
+# RGB-D (issue 14): the same model reading the depth PNGs too, early fusion
+step "bench $COMPILE_MODEL --inputs rgbd" "$LIMIT_COMPILE" "${SEGTRAIN[@]}" bench --model "$COMPILE_MODEL" \
+    --inputs rgbd "${common[@]}" --json-out "$OUT/bench_rgbd.json"
 
 # 4. one table and one JSON of whatever was measured
 "$PY" - "$OUT" "$WORK/meta.txt" <<'EOF' 2>&1 | tee -a "$LOG"
@@ -114,7 +117,7 @@ from segtrain.bench import markdown_table
 out, meta_file = Path(sys.argv[1]), Path(sys.argv[2])
 meta = dict(line.split(": ", 1) for line in meta_file.read_text().splitlines() if ": " in line)
 results = []
-for name in ("bench_all.json", "bench_compile.json", "bench_devaug.json"):
+for name in ("bench_all.json", "bench_compile.json", "bench_devaug.json", "bench_rgbd.json"):
     f = out / name
     if f.is_file():
         data = json.loads(f.read_text())

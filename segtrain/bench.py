@@ -228,7 +228,8 @@ def markdown_table(results: list[dict]) -> str:
     lines = [head, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         name = r["model"] + "".join(f" {flag}" for flag, on in (("--compile", r["compile"]),
-                                                                ("--augment-on device", r["augment_on"] == "device"))
+                                                                ("--augment-on device", r["augment_on"] == "device"),
+                                                                (f"--inputs {r['inputs']}", r["inputs"] != "rgb"))
                                     if on)
         if r["precision"] != r0["precision"]:
             name += f" ({r['precision']})"

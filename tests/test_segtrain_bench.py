@@ -127,6 +127,10 @@ def test_several_models_each_report_their_own_and_release_their_workers(tree):
     table = markdown_table(results).splitlines()
     assert [ln.split(" | ")[0] for ln in table if ln.startswith("| ") and "model" not in ln] == \
         ["| baseline", "| unet_small"]
+    # a row that is not the default setting says which one it is (gpu_feed.sh's extra rows)
+    extra = markdown_table([results[0], {**results[1], "compile": True}, {**results[1], "inputs": "rgbd"}])
+    assert [ln.split(" | ")[0] for ln in extra.splitlines() if ln.startswith("| ") and "model" not in ln] == \
+        ["| baseline", "| unet_small --compile", "| unet_small --inputs rgbd"]
 
 
 def test_json_out_keeps_the_models_measured_before_a_failure(tree, tmp_path, monkeypatch):
