@@ -172,6 +172,9 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
         layers.append(_guard(load_config_file, saved))
     layers += [file_layer, cli]
     cfg = _guard(build_config, TrainConfig, *layers)
+    if resume and "data" not in cli and "data" not in file_layer and not Path(cfg.data).is_dir():
+        # a run folder moved (or a relative path from another working folder): say where it came from
+        raise CliError(f"{cfg.data}: data folder not found (the `data` of {saved}); give --data DIR")
     result = _guard(train, cfg, resume=resume, progress=sys.stderr.isatty())
     if os.environ.get("RANK", "0") != "0":
         return

@@ -48,6 +48,7 @@ from segtrain.optim import build_optimizer, build_scheduler
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
+    is_run_folder,
     run_log,
     write_metrics_csv,
     write_run_config,
@@ -389,8 +390,13 @@ def check_network(cfg) -> dict:
 
 def _checkpoint_to_resume(out: Path, resume: bool, cfg: TrainConfig, info: DatasetInfo,
                           options: dict) -> dict | None:
-    """last.pt with --resume; without it, a folder that already holds a run is refused."""
+    """last.pt with --resume; without it, a folder that already holds a run is refused.
+    A run stopped in its first epoch has no last.pt: --resume starts it again (what an
+    uninterrupted run would have done), so a restart script can always pass --resume."""
     if resume:
+        if not (out / "last.pt").exists() and is_run_folder(out):
+            log.info("%s: no last.pt yet (the run stopped in its first epoch); starting it from epoch 1", out)
+            return None
         return load_resume_checkpoint(out / "last.pt", cfg, info, options)
     if (out / "last.pt").exists():
         raise SegtrainError(f"{out}: already holds a run (last.pt); use --resume or another --out")
