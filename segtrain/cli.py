@@ -258,7 +258,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
 
 
 @main.command("models")
-@click.option("--num-classes", default=39, show_default=True, help="Classes for the parameter counts.")
+@click.option("--num-classes", default=39, show_default=True, type=click.IntRange(min=1),
+              help="Classes for the parameter counts.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list each model's options and their defaults.")
 def models_cmd(num_classes, verbose):
     """List the registered models with parameter counts per part (encoder, decoder, head) and

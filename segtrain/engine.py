@@ -92,7 +92,10 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     one sync to decide). Under DDP the loss is the mean over processes, so every process
     skips the same steps and the caller's periodic check stops all of them together."""
     with rt.autocast():
-        logits = model(x)
+        try:
+            logits = model(x)
+        except ValueError as e:  # BatchNorm on 1x1 features of a batch of one: a flag problem
+            raise batchnorm_batch_error(e, x) or e from None
     loss = loss_fn(logits, y)
     value = loss.detach().float()
     if dist_info is not None and dist_info.enabled:
@@ -116,6 +119,20 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     elif not bool(bad):  # e.g. RMSprop: no fused kernel, so one sync per step
         optimizer.step()
     return value
+
+
+def batchnorm_batch_error(e: ValueError, x: torch.Tensor) -> SegtrainError | None:
+    """PyTorch's BatchNorm refuses to train on one value per channel (a batch of one image
+    whose deepest features are 1x1): that is a choice of flags, so say which (None for any
+    other ValueError)."""
+    if "Expected more than 1 value per channel when training" not in str(e):
+        return None
+    got = str(e).split("got input size ", 1)[-1].replace("torch.Size(", "").rstrip(")")
+    n, _, h, w = x.shape
+    return SegtrainError(f"a training batch of {n} image{'s' if n != 1 else ''} of {h}x{w} reaches a BatchNorm "
+                         f"layer as features of shape {got}, one value per channel, which BatchNorm cannot train "
+                         f"on; use more images per batch (--batch-size 2 or more, with at least 2 training "
+                         f"images) or larger images (--size / --crop)")
 
 
 # a training epoch reads the device back this often (and at its end): the non-finite check

@@ -186,3 +186,33 @@ def test_sweep_rerun_with_other_options_is_refused_before_anything_is_written(tr
     assert snapshot(sweep) == before
     r = invoke(*args, "--augment", "none")
     assert r.exit_code == 0 and "completed (reused)" in r.output
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_a_batch_of_one_with_1x1_features_is_one_line_not_a_traceback(tree, tmp_path, command):
+    """--batch-size 1 (or a train split of one image) at a small --size: the deepest features
+    are 1x1 and PyTorch's BatchNorm raised "Expected more than 1 value per channel when
+    training" as a traceback (exit 1), from `run` and from `bench`. Now one line says which
+    flags to change, exit 2."""
+    if command == "run":
+        r = invoke("run", "unet_small", "--data", tree.root, "--out", tmp_path / "run", "--epochs", 1,
+                   "--batch-size", 1, "--size", "16x16", "--workers", 0, "--device", "cpu")
+    else:
+        r = invoke("bench", "--data", tree.root, "--model", "unet_small", "--size", "16x16", "--batch-size", 1,
+                   "--steps", 1, "--windows", 1, "--warmup", 0, "--workers", 0, "--device", "cpu")
+    assert r.exit_code == 2, r.output
+    assert error_line(r) == ("Error: a training batch of 1 image of 16x16 reaches a BatchNorm layer as features "
+                             "of shape [1, 256, 1, 1], one value per channel, which BatchNorm cannot train on; use "
+                             "more images per batch (--batch-size 2 or more, with at least 2 training images) or "
+                             "larger images (--size / --crop)")
+    if command == "run":  # nothing was trained: the same --out starts again with a batch of 2
+        r = invoke("run", "unet_small", "--data", tree.root, "--out", tmp_path / "run", "--epochs", 1,
+                   "--batch-size", 2, "--size", "16x16", "--workers", 0, "--device", "cpu")
+        assert r.exit_code == 0, r.output
+
+
+def test_models_refuses_a_class_count_below_one():
+    """`segtrain models --num-classes -3` was a traceback from the head's constructor."""
+    r = invoke("models", "--num-classes", -3)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "Invalid value for '--num-classes': -3 is not in the range x>=1" in r.output
