@@ -327,7 +327,8 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
             log.info("resuming %s from epoch %d", out, start_epoch)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
         if main:
-            write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size)
+            write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
+                             resume=resume)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
         frozen = [p for p in raw_model.PARTS if p not in parts] if hasattr(raw_model, "PARTS") else []
         _log_setup(cfg, info, rt, dist_info, method, augment_on, len(train_loader.dataset),

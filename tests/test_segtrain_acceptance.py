@@ -7,6 +7,7 @@ before the fix."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -216,3 +217,18 @@ def test_models_refuses_a_class_count_below_one():
     r = invoke("models", "--num-classes", -3)
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "Invalid value for '--num-classes': -3 is not in the range x>=1" in r.output
+
+
+def test_resume_keeps_the_environment_of_earlier_sessions(done_run, tmp_path):
+    """environment.json was rewritten by every --resume, so the command line that started the
+    run (and the machine of its first epochs) was lost. Now earlier sessions are kept, oldest
+    first, under `earlier_sessions`; a fresh run writes none."""
+    run = copy_run(done_run, tmp_path / "run")
+    first = json.loads((run / "environment.json").read_text())
+    assert "earlier_sessions" not in first
+    assert invoke("run", "unet_small", "--out", run, "--resume", "--epochs", 3).exit_code == 0
+    second = json.loads((run / "environment.json").read_text())
+    assert second["earlier_sessions"] == [first]
+    assert invoke("run", "unet_small", "--out", run, "--resume", "--epochs", 4).exit_code == 0
+    third = json.loads((run / "environment.json").read_text())
+    assert third["earlier_sessions"] == [first, {k: v for k, v in second.items() if k != "earlier_sessions"}]
