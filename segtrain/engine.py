@@ -326,7 +326,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
             run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg)
             log.info("resuming %s from epoch %d", out, start_epoch)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
-        if main:
+        if main and start_epoch <= cfg.epochs:  # a finished run re-run (make demo) records no new session
             write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
                              resume=resume)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)

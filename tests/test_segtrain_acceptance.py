@@ -232,3 +232,8 @@ def test_resume_keeps_the_environment_of_earlier_sessions(done_run, tmp_path):
     assert invoke("run", "unet_small", "--out", run, "--resume", "--epochs", 4).exit_code == 0
     third = json.loads((run / "environment.json").read_text())
     assert third["earlier_sessions"] == [first, {k: v for k, v in second.items() if k != "earlier_sessions"}]
+    before = snapshot(run)  # a finished run resumed again trains nothing and records nothing
+    r = invoke("run", "unet_small", "--out", run, "--resume", "--workers", 0)
+    assert r.exit_code == 0 and r.output.startswith("already-complete: 4 epochs")
+    assert {k: v for k, v in snapshot(run).items() if k != "train.log"} == {
+        k: v for k, v in before.items() if k != "train.log"}
