@@ -39,7 +39,7 @@ from segtrain.config import BenchConfig, TrainConfig, check_fields
 from segtrain.data import load_dataset_info, make_loader, train_dataset
 from segtrain.depth import uses_depth
 from segtrain.device_augment import PARAMS_KEY, DeviceAugment, batch_params, resolve_augment_on
-from segtrain.engine import check_network, train_step
+from segtrain.engine import batchnorm_batch_error, check_network, train_step
 from segtrain.losses import build_loss
 from segtrain.measure import MATMUL_SIZE, activation_bytes, matmul_peak, timed_windows, train_flops
 from segtrain.models import MODELS, count_parameters, count_trainable, create_model
@@ -155,7 +155,10 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
     batches = real()
     try:
         x, y = rt.train_batch(syn_batch)
-        act = activation_bytes(model, x, y, loss_fn, rt)
+        try:
+            act = activation_bytes(model, x, y, loss_fn, rt)
+        except ValueError as e:  # the first training forward: BatchNorm on one value per channel
+            raise batchnorm_batch_error(e, x) or e from None
         flops = train_flops(model, x, y, loss_fn, rt)
         del x, y
         syn = timed_windows(step, synthetic(), cfg.warmup, cfg.steps, cfg.windows, rt, bs,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cleantree.files import atomic_path
-from segtrain.config import TrainConfig, to_dict
+from segtrain.config import TrainConfig, _show, flag, to_dict
 from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.models import MODELS, create_model
@@ -149,7 +149,8 @@ def init_from_checkpoint(model: torch.nn.Module, cfg: TrainConfig, info: Dataset
 
 def load_resume_checkpoint(path: Path, cfg: TrainConfig, info: DatasetInfo, options: dict) -> dict:
     """The checkpoint --resume continues from, refused (one line) unless it was trained on the
-    same class table, as the same model with the same options, on the same network inputs."""
+    same class table, as the same model with the same options, on the same network inputs,
+    with the same training options (`check_resume_config`) and not past `cfg.epochs`."""
     ckpt = load_checkpoint(path)
     check_classes(ckpt, info, path)
     if ckpt["model_name"] != cfg.model or ckpt["model_options"] != options:
@@ -158,7 +159,49 @@ def load_resume_checkpoint(path: Path, cfg: TrainConfig, info: DatasetInfo, opti
     differ = inputs_differ(ckpt, cfg)
     if differ:
         raise SegtrainError(f"{path}: was trained with {differ[0]}, not {differ[1]}")
+    check_resume_config(ckpt.get("config"), cfg, path)
+    done = int(ckpt["epoch"])
+    if done > cfg.epochs:
+        raise SegtrainError(f"{path}: the run has trained {done} epochs, more than --epochs {cfg.epochs}; "
+                            f"give --epochs {done} or more to resume it")
     return ckpt
+
+
+# What --resume may change: where the files are, how fast it runs, how long it trains (a
+# larger --epochs re-plans the schedule). The rest decides what the run computes: a new --lr
+# used to be dropped (the optimizer's restored lr won) while config.yaml recorded it.
+RESUME_MAY_CHANGE = ("data", "out", "epochs", "early_stop", "workers", "device", "amp", "compile",
+                     "channels_last")
+# compared by load_resume_checkpoint's own checks, with their own messages
+_RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
+
+
+def resume_config_diffs(saved, cfg: TrainConfig) -> list[str]:
+    """The training options of `cfg` that differ from `saved`, a run's own config (its
+    checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
+    RESUME_MAY_CHANGE are not compared; `class_weights` unset means "as the run resolved it"."""
+    if not isinstance(saved, dict):
+        return []
+    diffs = []
+    for key, value in to_dict(cfg).items():
+        if key in RESUME_MAY_CHANGE or key in _RESUME_CHECKED_ELSEWHERE or key not in saved:
+            continue
+        if key == "class_weights" and value is None:
+            continue
+        if value != saved[key]:
+            diffs.append(f"{flag(key)} {_show(value)} (the run: {_show(saved[key])})")
+    return diffs
+
+
+def check_resume_config(saved, cfg: TrainConfig, path) -> None:
+    """Refuse, in one line naming each option, a resume whose training options differ from the
+    run's own (`saved`, read from `path`)."""
+    diffs = resume_config_diffs(saved, cfg)
+    if diffs:
+        may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k not in ("out", "channels_last"))
+        raise SegtrainError(f"{path}: --resume continues the run as it was trained, but {'; '.join(diffs)}; "
+                            f"only {may} may change on --resume (to train these weights with other options, "
+                            f"start a new --out with --init-from {path})")
 
 
 def checkpoint_meta(cfg: TrainConfig, options: dict, info: DatasetInfo, rt: Runtime, weights: list[float] | None,

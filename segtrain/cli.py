@@ -172,6 +172,9 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
         layers.append(_guard(load_config_file, saved))
     layers += [file_layer, cli]
     cfg = _guard(build_config, TrainConfig, *layers)
+    if resume and "data" not in cli and "data" not in file_layer and not Path(cfg.data).is_dir():
+        # a run folder moved (or a relative path from another working folder): say where it came from
+        raise CliError(f"{cfg.data}: data folder not found (the `data` of {saved}); give --data DIR")
     result = _guard(train, cfg, resume=resume, progress=sys.stderr.isatty())
     if os.environ.get("RANK", "0") != "0":
         return
@@ -255,7 +258,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
 
 
 @main.command("models")
-@click.option("--num-classes", default=39, show_default=True, help="Classes for the parameter counts.")
+@click.option("--num-classes", default=39, show_default=True, type=click.IntRange(min=1),
+              help="Classes for the parameter counts.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list each model's options and their defaults.")
 def models_cmd(num_classes, verbose):
     """List the registered models with parameter counts per part (encoder, decoder, head) and

@@ -48,6 +48,7 @@ from segtrain.optim import build_optimizer, build_scheduler
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
+    is_run_folder,
     run_log,
     write_metrics_csv,
     write_run_config,
@@ -91,7 +92,10 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     one sync to decide). Under DDP the loss is the mean over processes, so every process
     skips the same steps and the caller's periodic check stops all of them together."""
     with rt.autocast():
-        logits = model(x)
+        try:
+            logits = model(x)
+        except ValueError as e:  # BatchNorm on 1x1 features of a batch of one: a flag problem
+            raise batchnorm_batch_error(e, x) or e from None
     loss = loss_fn(logits, y)
     value = loss.detach().float()
     if dist_info is not None and dist_info.enabled:
@@ -115,6 +119,20 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     elif not bool(bad):  # e.g. RMSprop: no fused kernel, so one sync per step
         optimizer.step()
     return value
+
+
+def batchnorm_batch_error(e: ValueError, x: torch.Tensor) -> SegtrainError | None:
+    """PyTorch's BatchNorm refuses to train on one value per channel (a batch of one image
+    whose deepest features are 1x1): that is a choice of flags, so say which (None for any
+    other ValueError)."""
+    if "Expected more than 1 value per channel when training" not in str(e):
+        return None
+    got = str(e).split("got input size ", 1)[-1].replace("torch.Size(", "").rstrip(")")
+    n, _, h, w = x.shape
+    return SegtrainError(f"a training batch of {n} image{'s' if n != 1 else ''} of {h}x{w} reaches a BatchNorm "
+                         f"layer as features of shape {got}, one value per channel, which BatchNorm cannot train "
+                         f"on; use more images per batch (--batch-size 2 or more, with at least 2 training "
+                         f"images) or larger images (--size / --crop)")
 
 
 # a training epoch reads the device back this often (and at its end): the non-finite check
@@ -308,8 +326,9 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
             run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg)
             log.info("resuming %s from epoch %d", out, start_epoch)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
-        if main:
-            write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size)
+        if main and start_epoch <= cfg.epochs:  # a finished run re-run (make demo) records no new session
+            write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
+                             resume=resume)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
         frozen = [p for p in raw_model.PARTS if p not in parts] if hasattr(raw_model, "PARTS") else []
         _log_setup(cfg, info, rt, dist_info, method, augment_on, len(train_loader.dataset),
@@ -389,8 +408,13 @@ def check_network(cfg) -> dict:
 
 def _checkpoint_to_resume(out: Path, resume: bool, cfg: TrainConfig, info: DatasetInfo,
                           options: dict) -> dict | None:
-    """last.pt with --resume; without it, a folder that already holds a run is refused."""
+    """last.pt with --resume; without it, a folder that already holds a run is refused.
+    A run stopped in its first epoch has no last.pt: --resume starts it again (what an
+    uninterrupted run would have done), so a restart script can always pass --resume."""
     if resume:
+        if not (out / "last.pt").exists() and is_run_folder(out):
+            log.info("%s: no last.pt yet (the run stopped in its first epoch); starting it from epoch 1", out)
+            return None
         return load_resume_checkpoint(out / "last.pt", cfg, info, options)
     if (out / "last.pt").exists():
         raise SegtrainError(f"{out}: already holds a run (last.pt); use --resume or another --out")

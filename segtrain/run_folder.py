@@ -62,16 +62,35 @@ def claim_run_folder(out: Path, kind: str = "run", **info) -> None:
 
 
 def write_run_config(out: Path, cfg: TrainConfig, class_names: list[str], weights: list[float] | None,
-                     device: str, world_size: int) -> None:
+                     device: str, world_size: int, resume: bool = False) -> None:
     """config.yaml (the config as run, class_weights resolved; the weight vector, None when
-    unweighted, as a comment at its top) and environment.json (versions and hardware)."""
+    unweighted, as a comment at its top) and environment.json (versions and hardware; with
+    `resume`, the earlier sessions' under `earlier_sessions`, so the command that started
+    the run and the machines it ran on are not lost)."""
     note = (f"class_weights {cfg.class_weights} (dataset.json), by train id: "
             + ", ".join(f"{n} {w:.6g}" for n, w in zip(class_names, weights, strict=True))
             if weights is not None else "class_weights none: the loss is unweighted")
     save_config(cfg, out / "config.yaml", comment=note)
     env = environment_info(device)
     env["world_size"] = world_size
+    earlier = earlier_sessions(out / "environment.json") if resume else []
+    if earlier:
+        env["earlier_sessions"] = earlier
     atomic_write_json(out / "environment.json", env, allow_nan=False)
+
+
+def earlier_sessions(path: Path) -> list[dict]:
+    """The sessions an environment.json records, oldest first (none when it is missing or
+    unreadable: it is a record for people, never needed to resume)."""
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(env, dict):
+        return []
+    before = env.pop("earlier_sessions", [])
+    before = [e for e in before if isinstance(e, dict)] if isinstance(before, list) else []
+    return [*before, env]
 
 
 def environment_info(device: str = "cpu") -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cleantree.files import atomic_write_text
-from segtrain.config import TrainConfig, build_config, check_value, save_config
+from segtrain.config import TrainConfig, build_config, check_value, load_config_file, save_config
 from segtrain.data import load_dataset_info
 from segtrain.models import check_model
 from segtrain.parts import PARTS
@@ -162,6 +162,22 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
     atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
 
 
+def _check_resumable(runs: list[SweepRun]) -> None:
+    """A re-run resumes or reuses the runs that have a last.pt: refuse, before anything is
+    written, when the options given now differ from what such a run was trained with (its
+    config.yaml), instead of reporting its old numbers under the new options."""
+    from segtrain.checkpoint import resume_config_diffs
+
+    for run in runs:
+        folder = Path(run.config.out)
+        if (folder / "last.pt").is_file() and (folder / "config.yaml").is_file():
+            diffs = resume_config_diffs(load_config_file(folder / "config.yaml"), run.config)
+            if diffs:
+                raise SegtrainError(f"{folder}: this sweep run was trained with other options than given now "
+                                    f"({'; '.join(diffs)}); re-run the sweep with its options (--epochs may "
+                                    f"grow) or give the sweep a new --out")
+
+
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
@@ -171,6 +187,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[di
     train_fn = train_fn or train
     runs = plan(cfg)
     load_dataset_info(runs[0].config.data)  # a missing dataset is one error, not one per run
+    _check_resumable(runs)
     out = check_run_folder(cfg.out, kind="sweep")  # never write into a folder that is not a sweep
     claim_run_folder(out, "sweep")
     save_config(cfg, out / "sweep.yaml")
