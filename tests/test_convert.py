@@ -167,6 +167,35 @@ def test_byte_identical_for_any_worker_count_and_run(raw, tmp_path):
     assert ta == tb
 
 
+class _CountingContext:
+    """A pool context that records how many processes each pool asked for, and starts at most 2."""
+
+    def __init__(self, real):
+        self.real, self.asked = real, []
+
+    def Pool(self, processes, *args, **kwargs):  # noqa: N802 (multiprocessing's name)
+        self.asked.append(processes)
+        return self.real.Pool(min(processes, 2), *args, **kwargs)
+
+
+def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
+    """`--workers 1000` over a few scenes once started 1000 processes (each importing numpy and
+    OpenCV) and ran for minutes; convert and verify start at most one process per task."""
+    import sunrgbd_tools.convert.verify as verify_mod
+    from sunrgbd_tools.parallel import pool_context
+
+    root = tmp_path / "raw"
+    build_raw(root, n_kv2=9)  # 9 samples: verify pools from 8
+    ctx = _CountingContext(pool_context())
+    monkeypatch.setattr(convert_mod, "pool_context", lambda: ctx)
+    monkeypatch.setattr(verify_mod, "pool_context", lambda: ctx)
+    s = convert(_cfg(root, tmp_path / "out", size=(30, 40)), workers=1000)
+    assert s.samples == 9 and ctx.asked == [9]  # the default subset kv2: 9 scenes
+    report = verify_tree(tmp_path / "out", workers=1000)
+    assert not report.problems and report.samples == 9
+    assert ctx.asked == [9, 9]
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):
     root, _ = raw
     full = tmp_path / "full"

@@ -42,7 +42,7 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.parallel import default_workers, pool_context
+from sunrgbd_tools.parallel import pool_context, pool_workers
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
@@ -421,8 +421,8 @@ def convert(
         else:
             tasks.append((scene, s, out))
 
-    workers = max(1, workers or default_workers())
-    if workers == 1 or len(tasks) <= 1:
+    workers = pool_workers(workers, len(tasks))
+    if workers == 1:
         _init_worker(cfg, mapper, official)
         it = map(_run_one, tasks)
         pool = None

@@ -14,7 +14,7 @@ from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.manifest import MANIFEST
 from cleantree.paths import FILE_KEYS
-from sunrgbd_tools.parallel import default_workers, pool_context
+from sunrgbd_tools.parallel import pool_context, pool_workers
 
 
 @dataclass
@@ -121,7 +121,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
                 f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
     tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
-    workers = max(1, workers or default_workers())
+    workers = pool_workers(workers, len(tasks))
     if workers == 1 or len(tasks) < 8:
         results = map(_check_sample, tasks)
     else:
