@@ -91,6 +91,33 @@ def test_pack_out_inside_tree_and_bad_input(packed, tmp_path: Path):
     assert not (tmp_path / "e.zip").exists()
 
 
+def test_pack_replaces_only_its_own_archive(packed, tmp_path: Path):
+    """`--out` naming a file the user has (the tree's own dataset.json, any other file) is refused
+    with nothing changed; an earlier archive of pack's own (and its .sha256) is replaced."""
+    tree, arc, rep = packed
+    t2 = tmp_path / "t2"
+    shutil.copytree(tree, t2)
+    before = tree_bytes(t2)
+    mine = tmp_path / "notes.zip"
+    mine.write_bytes(b"my own file")
+    for out in (t2 / "dataset.json", t2 / "manifest.csv", mine):
+        res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
+        assert res.exit_code == 2, res.output
+        assert "exists and is not an archive `sunrgbd pack` wrote" in res.output
+        assert not out.with_name(out.name + ".sha256").exists()
+    assert tree_bytes(t2) == before and mine.read_bytes() == b"my own file"
+    (tmp_path / "n.zip.sha256").write_text("my notes\n")
+    res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(tmp_path / "n.zip"), "--no-progress"])
+    assert res.exit_code == 2 and "n.zip.sha256: exists and is not a checksum" in res.output
+    assert not (tmp_path / "n.zip").exists() and (tmp_path / "n.zip.sha256").read_text() == "my notes\n"
+    again = tmp_path / "again.zip"
+    shutil.copy(arc, again)
+    shutil.copy(arc.with_name(arc.name + ".sha256"), tmp_path / "again.zip.sha256")
+    r = pack_tree(PackConfig(src=str(tree), out=str(again), command="sunrgbd pack clean --out x.zip",
+                             progress=False))
+    assert r.sha256 == rep.sha256 and again.read_bytes() == arc.read_bytes()
+
+
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
     tree, arc, rep = packed
     dest = tmp_path / "data"

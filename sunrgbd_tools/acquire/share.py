@@ -214,6 +214,28 @@ def zip_member_info(name: str, size: int) -> zipfile.ZipInfo:
     return zi
 
 
+def _is_pack_archive(path: Path) -> bool:
+    """Whether `path` is an earlier `pack` output (DATASHEET.md first, SHA256SUMS last), which a
+    re-pack may replace; any other file at --out is the user's (`--out clean/dataset.json` once
+    replaced the tree's own dataset.json with the archive)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return len(names) >= 2 and names[0] == DATASHEET and names[-1] == SUMS
+
+
+def _is_sha256_line(path: Path) -> bool:
+    """Whether `path` is the one-line `<sha256>  <name>` file pack writes beside an archive."""
+    try:
+        text = path.read_text(encoding="ascii") if path.stat().st_size < 4096 else ""
+    except (OSError, UnicodeDecodeError):
+        return False
+    digest, _, name = text.rstrip("\n").partition("  ")
+    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) and bool(name) and "\n" not in name
+
+
 def pack_tree(cfg: PackConfig) -> PackReport:
     """Write the archive for the clean tree `cfg.src` (see module docstring)."""
     src = Path(cfg.src)
@@ -227,6 +249,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     except ContractError as e:
         raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")
+    for path, ours in ((out, _is_pack_archive), (side, _is_sha256_line)):
+        if path.is_file() and not ours(path):
+            raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
+                             "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     files = tree_files(src, exclude={out.resolve(), side.resolve()})
     clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
     if clash:
