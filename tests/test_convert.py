@@ -196,6 +196,35 @@ def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
     assert ctx.asked == [9, 9]
 
 
+def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypatch):
+    """A full --out is not a bad scene: it once skipped every later scene with the same problem
+    and exited 0 with a partial dataset. Now: one line, exit 1, no manifest; the re-run resumes."""
+    import errno
+
+    root, _ = raw
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    real = convert_mod.convert_scene
+
+    def disk_fills_on_third(scene, split, o):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(scene, split, o)
+
+    monkeypatch.setattr(convert_mod, "convert_scene", disk_fills_on_third)
+    args = ["convert", "--src", str(root), "--out", str(out), "--size", "60x80", "--workers", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and calls["n"] == 3, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: {out}: No space left on device; stopped with 2 sample(s) finished: make room and "
+        "run the same command again to finish")
+    assert not (out / "manifest.csv").exists() and not (out / "dataset.json").exists()
+    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    s = convert(_cfg(root, out, size=(60, 80)), workers=1)
+    assert s.resumed == 2 and s.samples == 4 and not any("space" in p for p in s.problems)
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):
     root, _ = raw
     full = tmp_path / "full"

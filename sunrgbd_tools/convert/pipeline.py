@@ -10,6 +10,7 @@ is byte-identical for any worker count and equal to an uninterrupted run.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import shlex
@@ -310,12 +311,20 @@ def _record_path(out: Path, sample_id: str) -> Path:
     return out / STATE_DIR / "records" / f"{sample_id}.json"
 
 
+# Write failures that are about --out, not the scene: every later scene would fail the same way.
+_OUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _run_one(task) -> SampleResult:
     scene, split, out = task
     try:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
         return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
+    except OSError as e:
+        if e.errno in _OUT_FULL:
+            raise
+        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
         return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
@@ -435,6 +444,13 @@ def convert(
         if progress is not None:
             it = progress(it, len(tasks))
         results.extend(it)
+    except OSError as e:
+        if e.errno not in _OUT_FULL:
+            raise
+        # a full disk once skipped every later scene with the same problem and exited 0
+        done = sum(1 for r in results if r.row is not None)
+        raise OSError(e.errno, f"{e.strerror}; stopped with {done} sample(s) finished: make room and "
+                      "run the same command again to finish", str(out)) from None
     finally:
         if pool is not None:
             pool.terminate()
