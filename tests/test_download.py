@@ -319,6 +319,17 @@ def test_cli_download(nginx, archives, tmp_path: Path):
     assert res.exit_code == 2 and "unknown subset" in res.output
 
 
+def test_cli_names_the_subset_in_the_convert_line(server, tmp_path: Path):
+    """The closing line is a command to copy: it said `sunrgbd convert --src DEST` after
+    `--subset kv1`, and convert (default kv2) then found no scenes."""
+    for subset, tail in (("kv2/", ""), ("kv1,kv2/align_kv2", " --subset kv1,kv2/align_kv2")):
+        dest = tmp_path / "raw dir"
+        res = CliRunner().invoke(main, ["download", "--subset", subset, "--dest", str(dest), "--base-url",
+                                        server.url, "--toolbox-md5", "none", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.splitlines()[-1] == f"raw tree ready for: sunrgbd convert --src '{dest}'{tail}"
+
+
 # ----------------------------------------------------------------- issue 10 §3 / issue 15
 def _mostly_zero_mat(nbytes: int = 3 << 20) -> bytes:
     """A MATLAB v5 seg.mat saved without compression, nearly all zeros (real ones deflate
