@@ -118,6 +118,17 @@ def test_pack_replaces_only_its_own_archive(packed, tmp_path: Path):
     assert r.sha256 == rep.sha256 and again.read_bytes() == arc.read_bytes()
 
 
+def test_fetch_bad_source_leaves_no_dest(tmp_path: Path):
+    """An ftp:// URL was read as a local path ("ftp:/x/a.zip: no such archive", exit 1), and a
+    missing archive left an empty --dest with .sunrgbd-fetch/ behind."""
+    dest = tmp_path / "d"
+    res = CliRunner().invoke(main, ["fetch", "ftp://host/a.zip", "--dest", str(dest)])
+    assert res.exit_code == 2 and "'ftp://host/a.zip': only http:// and https:// URLs" in res.output
+    res = CliRunner().invoke(main, ["fetch", str(tmp_path / "none.zip"), "--dest", str(dest)])
+    assert res.exit_code == 1 and res.output.strip() == f"Error: {tmp_path / 'none.zip'}: no such archive"
+    assert not dest.exists()
+
+
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
     tree, arc, rep = packed
     dest = tmp_path / "data"

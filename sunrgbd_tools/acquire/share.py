@@ -375,6 +375,8 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     dest = Path(cfg.dest)
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"{dest}: exists and is not a folder")
+    if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
+        raise ShareError(f"{cfg.source}: no such archive")
     dest.mkdir(parents=True, exist_ok=True)
     if any(not p.name.startswith(".") for p in dest.iterdir()):
         raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
@@ -401,8 +403,6 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
                 download_file(client, cfg.source, archive, bar.update, on_total)
     else:
         archive = Path(cfg.source)
-        if not archive.is_file():
-            raise ShareError(f"{archive}: no such archive")
         side_path = archive.with_name(archive.name + ".sha256")
         if expected is None and side_path.is_file():
             expected = parse_sha256_file(side_path.read_text(encoding="utf-8", errors="replace"),
