@@ -380,3 +380,15 @@ def test_official_allsplit_file_assigns_real_scenes(tmp_path):
     assert len(b3do) == sum(k.startswith("kv1/b3dodata/") for k in listed) - 1
     assert all(p.endswith("scene listed in SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat not found (scene skipped)")
                for p in b3do)
+
+
+def test_cli_no_progress_keeps_stderr_to_problems(raw, tmp_path):
+    """convert was the one long command without --no-progress: its bar filled logs (`2> log`)."""
+    root, _ = raw
+    args = ["convert", "--src", str(root), "--size", "30x40", "--workers", "1"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0 and "scene/s" in r.stderr
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [line for line in r.stderr.splitlines() if line.startswith("problem: ")]
+    assert _tree_bytes(tmp_path / "b").keys() == _tree_bytes(tmp_path / "a").keys()

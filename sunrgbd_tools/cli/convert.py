@@ -57,8 +57,9 @@ def _progress(desc: str):
 @click.option("--keep-unlabelled", is_flag=True,
               help="Write samples whose labels hold no labelled pixel (default: report and skip).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def convert(subset, src, out, size, labels, workers, image_format, depth, mapping, val_fraction, seed,
-            keep_unlabelled, strict):
+            keep_unlabelled, strict, progress):
     """Convert raw SUN RGB-D into a Cityscapes-style dataset (resumable; re-run to continue)."""
     from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError
     from sunrgbd_tools.convert.pipeline import convert as run
@@ -71,7 +72,7 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
         val_fraction=val_fraction, seed=seed, keep_unlabelled=keep_unlabelled,
     )
     try:
-        summary = run(cfg, workers=workers, progress=_progress("convert"))
+        summary = run(cfg, workers=workers, progress=_progress("convert") if progress else None)
     except ConvertError as e:
         raise click.UsageError(str(e)) from None
     for p in summary.problems:
