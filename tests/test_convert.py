@@ -392,3 +392,21 @@ def test_cli_no_progress_keeps_stderr_to_problems(raw, tmp_path):
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines() == [line for line in r.stderr.splitlines() if line.startswith("problem: ")]
     assert _tree_bytes(tmp_path / "b").keys() == _tree_bytes(tmp_path / "a").keys()
+
+
+def test_verify_shows_progress(raw, tmp_path):
+    """verify had no progress at all (minutes on kv2 at native size), nor had fetch's verify."""
+    root, _ = raw
+    out = tmp_path / "out"
+    convert(_cfg(root, out, size=(30, 40)), workers=1)
+    seen = []
+
+    def progress(it, total):
+        seen.append(total)
+        return it
+
+    assert not verify_tree(out, workers=2, progress=progress).problems and seen == [4]
+    r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1"])
+    assert r.exit_code == 0 and "sample/s" in r.stderr
+    r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == f"{out}: 4 samples OK\n"

@@ -438,7 +438,8 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         archive.unlink(missing_ok=True)
     from sunrgbd_tools.convert.verify import verify_tree
 
-    vr = verify_tree(dest, workers=cfg.workers)
+    vr = verify_tree(dest, workers=cfg.workers, progress=(
+        (lambda it, n: tqdm(it, total=n, desc="verify", unit="sample", leave=False)) if cfg.progress else None))
     report.samples = vr.samples
     report.problems = list(vr.problems)
     return report

@@ -4,6 +4,7 @@ table, train ids and colours consistent with label ids, checksums as in the mani
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,8 +88,10 @@ def _check_sample(task) -> list[str]:
     return out
 
 
-def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True) -> VerifyReport:
-    """Verify the clean tree at `root`; every problem is one line naming the file."""
+def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True,
+                progress: Callable[[Iterator, int], Iterator] | None = None) -> VerifyReport:
+    """Verify the clean tree at `root`; every problem is one line naming the file. `progress`
+    wraps the per-sample results (a bar: all of kv2 at native size takes minutes)."""
     root = Path(root)
     report = VerifyReport()
     if not (root / DATASET_JSON).exists():
@@ -122,12 +125,20 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
             )
     tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
     workers = pool_workers(workers, len(tasks))
+    pool = None
     if workers == 1 or len(tasks) < 8:
         results = map(_check_sample, tasks)
     else:
-        with pool_context().Pool(workers) as pool:
-            results = pool.map(_check_sample, tasks, chunksize=4)
-    for probs in results:
-        # a file name from the manifest may hold a line break: a problem stays one line
-        report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in probs)
+        pool = pool_context().Pool(workers)
+        results = pool.imap(_check_sample, tasks, chunksize=4)  # in manifest order, as map was
+    try:
+        if progress is not None:
+            results = progress(results, len(tasks))
+        for probs in results:
+            # a file name from the manifest may hold a line break: a problem stays one line
+            report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in probs)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     return report
