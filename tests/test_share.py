@@ -129,6 +129,35 @@ def test_fetch_bad_source_leaves_no_dest(tmp_path: Path):
     assert not dest.exists()
 
 
+def test_fetch_killed_in_verify_resumes(packed, tmp_path: Path, monkeypatch):
+    """A kill during the final verify left the whole tree in --dest, and the re-run refused it
+    as "not empty". It now verifies again; a finished fetch is still not redone (exit 2)."""
+    import sunrgbd_tools.convert.verify as verify_mod
+
+    tree, arc, rep = packed
+    dest = tmp_path / "data"
+    real = verify_mod.verify_tree
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify_mod, "verify_tree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    monkeypatch.setattr(verify_mod, "verify_tree", real)
+    before = tree_bytes(dest)
+    shutil.copy(arc, tmp_path / "other.zip")
+    res = CliRunner().invoke(main, ["fetch", str(tmp_path / "other.zip"), "--dest", str(dest)])
+    assert res.exit_code == 2 and "not empty" in res.output  # another source: not resumed here
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == (f"{dest}: {rep.files} files, 6 samples OK (sha256 {rep.sha256}, "
+                          f"checked against {arc}.sha256)\n")
+    assert tree_bytes(dest) == before
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    assert res.exit_code == 2 and "not empty" in res.output
+
+
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
     tree, arc, rep = packed
     dest = tmp_path / "data"

@@ -12,6 +12,7 @@ fetch – a URL (resumable client) or a local path → archive checksum (`--sha2
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import zipfile
@@ -378,9 +379,14 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
     dest.mkdir(parents=True, exist_ok=True)
-    if any(not p.name.startswith(".") for p in dest.iterdir()):
-        raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
     work = dest / FETCH_DIR
+    if any(not p.name.startswith(".") for p in dest.iterdir()):
+        done = _fetched(work, cfg)
+        if done is None:
+            raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
+        # this fetch was extracted here and then interrupted in its verify: verify again
+        return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
+                                           checked=done["checked_against"], files=done["files"]), cfg)
     work.mkdir(exist_ok=True)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
@@ -432,14 +438,35 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     report = FetchReport(dest=dest, archive_sha256=digest, checked=checked, files=len(written))
-    atomic_write_json(work / "fetched.json", {"source": cfg.source, "sha256": digest,
-                                              "checked_against": checked, "files": len(written)})
+    record = {"source": cfg.source, "sha256": digest, "checked_against": checked, "files": len(written)}
+    atomic_write_json(work / "fetched.json", {**record, "verified": False})
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
+    return _verify_fetched(report, cfg)
+
+
+def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
+    """The record of an extraction of the same source into this --dest whose verify did not finish
+    (a kill there left a complete tree that a re-run refused as "not empty"); a finished fetch is
+    not redone (a re-run into its folder stays a usage error)."""
+    try:
+        done = json.loads((work / "fetched.json").read_text(encoding="utf-8"))
+        ok = (done["source"] == cfg.source and isinstance(done["sha256"], str) and isinstance(done["files"], int)
+              and isinstance(done["checked_against"], str) and done.get("verified") is False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return done if ok and (cfg.sha256 is None or cfg.sha256.lower() == done["sha256"]) else None
+
+
+def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
     from sunrgbd_tools.convert.verify import verify_tree
 
+    dest = report.dest
     vr = verify_tree(dest, workers=cfg.workers, progress=(
         (lambda it, n: tqdm(it, total=n, desc="verify", unit="sample", leave=False)) if cfg.progress else None))
     report.samples = vr.samples
     report.problems = list(vr.problems)
+    atomic_write_json(dest / FETCH_DIR / "fetched.json", {
+        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
+        "files": report.files, "verified": True})
     return report
