@@ -158,6 +158,28 @@ def test_fetch_killed_in_verify_resumes(packed, tmp_path: Path, monkeypatch):
     assert res.exit_code == 2 and "not empty" in res.output
 
 
+def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
+    """A file whose name is not UTF-8 crashed pack with a traceback; a line break would break
+    SHA256SUMS and a backslash is a folder separator on extraction. One line, exit 2, nothing written."""
+    import os
+
+    tree, _arc, _rep = packed
+    for raw, shown, why in ((b"notes-\xe9t\xe9.txt", "notes-\\xe9t\\xe9.txt", "is not UTF-8"),
+                            (b"a\nb.txt", "a\\nb.txt", "holds a line break"),
+                            (b"a\\b.txt", "a\\b.txt", "holds a backslash")):
+        t2 = tmp_path / "t2"
+        shutil.rmtree(t2, ignore_errors=True)
+        shutil.copytree(tree, t2)
+        with open(os.path.join(os.fsencode(t2), raw), "wb") as f:
+            f.write(b"x")
+        out = tmp_path / "x.zip"
+        res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.output.strip().splitlines()[-1] == (
+            f"Error: {t2}/{shown}: file name {why}; rename or remove it (nothing was written)")
+        assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
+
+
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
     tree, arc, rep = packed
     dest = tmp_path / "data"

@@ -73,6 +73,21 @@ class PackReport:
     bytes: int
 
 
+def _unpackable(rel: str) -> str | None:
+    """Why a file name cannot travel in the archive unchanged, if it cannot: ZIP names are UTF-8
+    (a Latin-1 name crashed pack with a traceback), SHA256SUMS has one name per line, and
+    extraction reads a backslash as a folder separator."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not UTF-8"
+    if "\n" in rel or "\r" in rel:
+        return "file name holds a line break"
+    if "\\" in rel:
+        return "file name holds a backslash"
+    return None
+
+
 def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPath]:
     """Files of a clean tree, sorted; names starting with '.' (resume state) are skipped."""
     out: list[PurePosixPath] = []
@@ -90,7 +105,12 @@ def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPa
             p = Path(dirpath) / fn
             if p.resolve() in exclude or not p.is_file():
                 continue
-            out.append(PurePosixPath(p.relative_to(root).as_posix()))
+            rel = p.relative_to(root).as_posix()
+            why = _unpackable(rel)
+            if why:  # shown on one line, undecodable bytes as \xNN
+                shown = os.fsencode(p).decode("utf-8", "backslashreplace").replace("\n", "\\n").replace("\r", "\\r")
+                raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
+            out.append(PurePosixPath(rel))
     return sorted(out, key=lambda p: p.as_posix())
 
 
