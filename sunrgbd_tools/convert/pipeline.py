@@ -496,7 +496,7 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
         inside = {k for k in missing if rel and (k == rel or k.startswith(rel + "/"))}
         missing = [k for k in missing if k not in inside]
-        what = why if why.startswith("symbolic link") else f"cannot read folder ({why})"
+        what = why if why.startswith(("symbolic link", "folder name")) else f"cannot read folder ({why})"
         problems.append(f"{path}: {what}; {len(inside)} scene(s) of {SPLIT_FILE} "
                         "inside it, and any others, skipped")
         count += max(1, len(inside))

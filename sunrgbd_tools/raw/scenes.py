@@ -82,6 +82,12 @@ def discover(src: Path, subset: str) -> Discovery:
             failed(e)
             continue
         for dirpath, dirnames, _files in os.walk(base, onerror=failed):
+            for d in [d for d in dirnames if not _utf8(d)]:
+                # no SUN RGB-D name is: a stray folder such as a Latin-1 `café` once crashed
+                # convert at the end, writing problems.txt; reported under an escaped name
+                dirnames.remove(d)
+                shown = Path(os.fsencode(Path(dirpath) / d).decode("utf-8", "backslashreplace"))
+                unreadable[str(shown)] = (shown, "folder name is not UTF-8 (not walked)")
             if "image" in dirnames:
                 scene = Path(dirpath)
                 key = scene.relative_to(root).as_posix()
@@ -94,6 +100,14 @@ def discover(src: Path, subset: str) -> Discovery:
                     if link.is_symlink():
                         unreadable[str(link)] = (link, f"symbolic link to {os.readlink(link)} (not followed)")
     return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk gives undecodable bytes as surrogates
+        return False
+    return True
 
 
 def check_scene_links(scene: Path) -> None:
