@@ -225,6 +225,33 @@ def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypat
     assert s.resumed == 2 and s.samples == 4 and not any("space" in p for p in s.problems)
 
 
+def test_resume_with_the_same_folders_typed_differently(raw, tmp_path, monkeypatch):
+    """Resuming with `--src /abs/raw` after `--src raw` (or from another folder) was refused as
+    "other options"; what --src/--out point at is compared, and another raw tree is still refused."""
+    root, _ = raw
+    calls = {"n": 0}
+    real = convert_mod.convert_scene
+
+    def dies_on_third(scene, split, o):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(scene, split, o)
+
+    monkeypatch.chdir(root.parent)
+    monkeypatch.setattr(convert_mod, "convert_scene", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        convert(ConvertConfig(src=root.name, out="typed-part", size=(30, 40)), workers=1)
+    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    other = tmp_path / "copy"
+    shutil.copytree(root, other)
+    with pytest.raises(ConvertError, match="other options"):
+        convert(_cfg(other, root.parent / "typed-part", size=(30, 40)), workers=1)
+    monkeypatch.chdir(tmp_path)
+    s = convert(_cfg(root, root.parent / "typed-part", size=(30, 40)), workers=1)
+    assert s.resumed == 2 and s.samples == 4
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):
     root, _ = raw
     full = tmp_path / "full"

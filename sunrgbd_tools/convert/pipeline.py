@@ -363,14 +363,33 @@ class ConvertSummary:
         return len(self.problems)
 
 
+def _same_conversion(text: str, wanted: str, want: dict) -> bool:
+    """Whether convert.json `text` records this conversion. --src, --out and --mapping are
+    compared as what they point at, not as typed (the mapping's content is in mapping_sha256):
+    resuming with `--src /abs/raw` or from another folder was refused as "other options"."""
+    if text == wanted:
+        return True
+    try:
+        old = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(old, dict) or "src_resolved" not in old:  # written before src_resolved
+        return False
+    typed = ("src", "out", "mapping")
+    return ({k: v for k, v in old.items() if k not in typed} == {k: v for k, v in want.items() if k not in typed}
+            and (old.get("mapping") is None) == (want.get("mapping") is None))
+
+
 def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
     """Claim `out` for this conversion, or accept it for resuming one with the same options
     and the same mapping tables (records made under other tables would be stale)."""
     out = Path(cfg.out)
     state = out / STATE_DIR / "convert.json"
-    wanted = dumps_json({**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__})
+    want = {**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__,
+            "src_resolved": str(Path(cfg.src).resolve())}
+    wanted = dumps_json(want)
     if state.exists():
-        if state.read_text(encoding="utf-8") != wanted:
+        if not _same_conversion(state.read_text(encoding="utf-8"), wanted, want):
             raise ConvertError(
                 f"{out}: holds a conversion made with other options or mapping tables ({state}); "
                 "use a new --out folder (nothing was changed)"
