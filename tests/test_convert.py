@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -250,6 +251,15 @@ def test_resume_with_the_same_folders_typed_differently(raw, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     s = convert(_cfg(root, root.parent / "typed-part", size=(30, 40)), workers=1)
     assert s.resumed == 2 and s.samples == 4
+    # a folder claimed before convert.json recorded src_resolved still resumes as typed then
+    state = root.parent / "typed-part" / ".sunrgbd" / "convert.json"
+    old = json.loads(state.read_text())
+    del old["src_resolved"]
+    old["src"], old["out"] = str(root), str(root.parent / "typed-part")
+    state.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
+    assert convert(_cfg(root, root.parent / "typed-part", size=(30, 40)), workers=1).resumed == 4
+    with pytest.raises(ConvertError, match="other options"):
+        convert(ConvertConfig(src=os.path.relpath(root), out=str(root.parent / "typed-part"), size=(30, 40)))
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):

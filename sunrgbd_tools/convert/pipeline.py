@@ -373,8 +373,10 @@ def _same_conversion(text: str, wanted: str, want: dict) -> bool:
         old = json.loads(text)
     except ValueError:
         return False
-    if not isinstance(old, dict) or "src_resolved" not in old:  # written before src_resolved
+    if not isinstance(old, dict):
         return False
+    if "src_resolved" not in old:  # written before src_resolved: as typed, as then
+        return text == dumps_json({k: v for k, v in want.items() if k != "src_resolved"})
     typed = ("src", "out", "mapping")
     return ({k: v for k, v in old.items() if k not in typed} == {k: v for k, v in want.items() if k not in typed}
             and (old.get("mapping") is None) == (want.get("mapping") is None))
