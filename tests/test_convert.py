@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -167,6 +168,100 @@ def test_byte_identical_for_any_worker_count_and_run(raw, tmp_path):
     assert ta == tb
 
 
+class _CountingContext:
+    """A pool context that records how many processes each pool asked for, and starts at most 2."""
+
+    def __init__(self, real):
+        self.real, self.asked = real, []
+
+    def Pool(self, processes, *args, **kwargs):  # noqa: N802 (multiprocessing's name)
+        self.asked.append(processes)
+        return self.real.Pool(min(processes, 2), *args, **kwargs)
+
+
+def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
+    """`--workers 1000` over a few scenes once started 1000 processes (each importing numpy and
+    OpenCV) and ran for minutes; convert and verify start at most one process per task."""
+    import sunrgbd_tools.convert.verify as verify_mod
+    from sunrgbd_tools.parallel import pool_context
+
+    root = tmp_path / "raw"
+    build_raw(root, n_kv2=9)  # 9 samples: verify pools from 8
+    ctx = _CountingContext(pool_context())
+    monkeypatch.setattr(convert_mod, "pool_context", lambda: ctx)
+    monkeypatch.setattr(verify_mod, "pool_context", lambda: ctx)
+    s = convert(_cfg(root, tmp_path / "out", size=(30, 40)), workers=1000)
+    assert s.samples == 9 and ctx.asked == [9]  # the default subset kv2: 9 scenes
+    report = verify_tree(tmp_path / "out", workers=1000)
+    assert not report.problems and report.samples == 9
+    assert ctx.asked == [9, 9]
+
+
+def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypatch):
+    """A full --out is not a bad scene: it once skipped every later scene with the same problem
+    and exited 0 with a partial dataset. Now: one line, exit 1, no manifest; the re-run resumes."""
+    import errno
+
+    root, _ = raw
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    real = convert_mod.convert_scene
+
+    def disk_fills_on_third(scene, split, o):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(scene, split, o)
+
+    monkeypatch.setattr(convert_mod, "convert_scene", disk_fills_on_third)
+    args = ["convert", "--src", str(root), "--out", str(out), "--size", "60x80", "--workers", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and calls["n"] == 3, res.output
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: {out}: No space left on device; stopped with 2 sample(s) finished: make room and "
+        "run the same command again to finish")
+    assert not (out / "manifest.csv").exists() and not (out / "dataset.json").exists()
+    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    s = convert(_cfg(root, out, size=(60, 80)), workers=1)
+    assert s.resumed == 2 and s.samples == 4 and not any("space" in p for p in s.problems)
+
+
+def test_resume_with_the_same_folders_typed_differently(raw, tmp_path, monkeypatch):
+    """Resuming with `--src /abs/raw` after `--src raw` (or from another folder) was refused as
+    "other options"; what --src/--out point at is compared, and another raw tree is still refused."""
+    root, _ = raw
+    calls = {"n": 0}
+    real = convert_mod.convert_scene
+
+    def dies_on_third(scene, split, o):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(scene, split, o)
+
+    monkeypatch.chdir(root.parent)
+    monkeypatch.setattr(convert_mod, "convert_scene", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        convert(ConvertConfig(src=root.name, out="typed-part", size=(30, 40)), workers=1)
+    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    other = tmp_path / "copy"
+    shutil.copytree(root, other)
+    with pytest.raises(ConvertError, match="other options"):
+        convert(_cfg(other, root.parent / "typed-part", size=(30, 40)), workers=1)
+    monkeypatch.chdir(tmp_path)
+    s = convert(_cfg(root, root.parent / "typed-part", size=(30, 40)), workers=1)
+    assert s.resumed == 2 and s.samples == 4
+    # a folder claimed before convert.json recorded src_resolved still resumes as typed then
+    state = root.parent / "typed-part" / ".sunrgbd" / "convert.json"
+    old = json.loads(state.read_text())
+    del old["src_resolved"]
+    old["src"], old["out"] = str(root), str(root.parent / "typed-part")
+    state.write_text(json.dumps(old, indent=2, ensure_ascii=False) + "\n")
+    assert convert(_cfg(root, root.parent / "typed-part", size=(30, 40)), workers=1).resumed == 4
+    with pytest.raises(ConvertError, match="other options"):
+        convert(ConvertConfig(src=os.path.relpath(root), out=str(root.parent / "typed-part"), size=(30, 40)))
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monkeypatch):
     root, _ = raw
     full = tmp_path / "full"
@@ -322,3 +417,33 @@ def test_official_allsplit_file_assigns_real_scenes(tmp_path):
     assert len(b3do) == sum(k.startswith("kv1/b3dodata/") for k in listed) - 1
     assert all(p.endswith("scene listed in SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat not found (scene skipped)")
                for p in b3do)
+
+
+def test_cli_no_progress_keeps_stderr_to_problems(raw, tmp_path):
+    """convert was the one long command without --no-progress: its bar filled logs (`2> log`)."""
+    root, _ = raw
+    args = ["convert", "--src", str(root), "--size", "30x40", "--workers", "1"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0 and "scene/s" in r.stderr
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [line for line in r.stderr.splitlines() if line.startswith("problem: ")]
+    assert _tree_bytes(tmp_path / "b").keys() == _tree_bytes(tmp_path / "a").keys()
+
+
+def test_verify_shows_progress(raw, tmp_path):
+    """verify had no progress at all (minutes on kv2 at native size), nor had fetch's verify."""
+    root, _ = raw
+    out = tmp_path / "out"
+    convert(_cfg(root, out, size=(30, 40)), workers=1)
+    seen = []
+
+    def progress(it, total):
+        seen.append(total)
+        return it
+
+    assert not verify_tree(out, workers=2, progress=progress).problems and seen == [4]
+    r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1"])
+    assert r.exit_code == 0 and "sample/s" in r.stderr
+    r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == f"{out}: 4 samples OK\n"

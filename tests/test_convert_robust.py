@@ -145,3 +145,26 @@ def test_unreadable_jpeg_and_depth_skip_their_scene_with_the_plain_cause(sample,
     assert "skipped 2," in res.stdout
     rows = {r["scene"] for r in _manifest(tmp_path / "out")}
     assert not any(r.endswith((a.name, b.name)) for r in rows) and any(r.endswith(c.name) for r in rows)
+
+
+def test_folder_name_that_is_not_utf8_is_reported_not_fatal(sample, tmp_path):
+    """A stray Latin-1 folder (`café` copied from elsewhere) in the raw tree crashed convert with a
+    traceback at the very end (writing problems.txt) and the audit with a bare codec error. No
+    SUN RGB-D name is outside ASCII: the folder is reported under an escaped name and skipped."""
+    raw = _copy(sample, tmp_path)
+    kinect = raw / "SUNRGBD/kv2/kinect2data"
+    stray = os.path.join(os.fsencode(kinect), b"caf\xe9")
+    shutil.copytree(sorted(kinect.iterdir())[0], os.fsdecode(stray))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["convert", "--src", str(raw), "--out", str(out), "--workers", "1",
+                                    "--no-progress", "--strict"])
+    line = f"{kinect}/caf\\xe9: folder name is not UTF-8 (not walked); 0 scene(s) of " \
+           "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat inside it, and any others, skipped"
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert f"problem: {line}" in res.stderr.splitlines()
+    assert line in (out / "problems.txt").read_text(encoding="utf-8").splitlines()
+    res = CliRunner().invoke(main, ["mapping", "check", str(raw)])
+    assert res.exit_code == 0 and f"problem: {kinect}/caf\\xe9: folder name is not UTF-8" in res.stderr
+    res = CliRunner().invoke(main, ["mapping", "audit", "--src", str(raw), "--out", str(tmp_path / "audit"),
+                                    "--workers", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output

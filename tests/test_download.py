@@ -158,6 +158,34 @@ def test_whole_toolbox_md5_checked(server, tmp_path: Path):
                for p in rep.problems)
 
 
+def test_whole_mode_rerun_fetches_nothing_when_all_is_present(server, archives, tmp_path: Path):
+    """Without Range the directory costs the whole archive: a finished re-run fetched all of
+    SUNRGBD.zip again (6+ GB) to find nothing missing. Now it checks the members the last whole
+    run left (names, sizes, CRC-32) and fetches nothing; a missing member, another selection or a
+    changed archive still means the whole archive."""
+    server.faults.ignore_range = True
+    dest = tmp_path / "raw"
+    download(cfg(dest, server.url, toolbox_md5=None))
+    want = local_extraction(archives, ("SUNRGBD/kv2/",), NEEDED)
+    size = [len(server.files[n]) for n in ("SUNRGBDtoolbox.zip", "SUNRGBD.zip")]
+
+    def rerun(changed=False, **kw):  # (skipped, fetched, bytes received) per archive, toolbox first
+        rep = download(cfg(dest, server.url, toolbox_md5=None, **kw))
+        assert len(rep.problems) == changed and tree_bytes(dest) == want
+        assert [a.mode for a in rep.archives] == ["whole", "whole"]
+        return [(a.skipped, a.fetched, a.transferred) for a in rep.archives]
+
+    n = len([k for k in want if k.startswith("SUNRGBD/")])
+    assert rerun() == [(3, 0, 0), (n, 0, 0)]
+    (dest / sorted(want)[0]).unlink()  # a member gone: the whole data archive again
+    assert rerun() == [(3, 0, 0), (n - 1, 1, size[1])]
+    align = len([k for k in want if k.startswith("SUNRGBD/kv2/align_kv2/")])
+    assert rerun(subset="kv2/align_kv2") == [(3, 0, 0), (align, 0, size[1])]  # other members
+    assert rerun(subset="kv2/align_kv2") == [(3, 0, 0), (align, 0, 0)]
+    server.set_file("SUNRGBDtoolbox.zip", server.files["SUNRGBDtoolbox.zip"])  # new ETag/Last-Modified
+    assert rerun(True, subset="kv2/align_kv2") == [(3, 0, size[0]), (align, 0, 0)]
+
+
 def test_file_changed_between_requests_starts_over(server, archives, tmp_path: Path):
     """After the directory was read the archive is replaced (new ETag, other size): the
     client notices, starts that archive over and ends with the new content."""
@@ -289,6 +317,17 @@ def test_cli_download(nginx, archives, tmp_path: Path):
     assert tree_bytes(dest) == local_extraction(archives, ("SUNRGBD/kv2/",), NEEDED)
     res = CliRunner().invoke(main, ["download", "--subset", "kv9", "--dest", str(dest)])
     assert res.exit_code == 2 and "unknown subset" in res.output
+
+
+def test_cli_names_the_subset_in_the_convert_line(server, tmp_path: Path):
+    """The closing line is a command to copy: it said `sunrgbd convert --src DEST` after
+    `--subset kv1`, and convert (default kv2) then found no scenes."""
+    for subset, tail in (("kv2/", ""), ("kv1,kv2/align_kv2", " --subset kv1,kv2/align_kv2")):
+        dest = tmp_path / "raw dir"
+        res = CliRunner().invoke(main, ["download", "--subset", subset, "--dest", str(dest), "--base-url",
+                                        server.url, "--toolbox-md5", "none", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.splitlines()[-1] == f"raw tree ready for: sunrgbd convert --src '{dest}'{tail}"
 
 
 # ----------------------------------------------------------------- issue 10 §3 / issue 15

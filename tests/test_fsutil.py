@@ -29,6 +29,24 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failed_write_names_the_file(tmp_path):
+    """A full disk fails in write(), whose OSError names no file: `sunrgbd sample`/`pack` printed
+    a bare "Error: No space left on device". The error now names the file being written."""
+    import errno
+
+    target = tmp_path / "x.png"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(target))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError) as info:  # an error that names its file is kept as it is
+        with atomic_path(target):
+            open(tmp_path / "missing")
+    assert info.value.filename == str(tmp_path / "missing")
+
+
 def test_is_within(tmp_path):
     assert is_within(tmp_path, tmp_path / "a" / "b")
     assert not is_within(tmp_path / "a", tmp_path / "a" / ".." / "b")

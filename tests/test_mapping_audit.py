@@ -229,7 +229,10 @@ def test_usage_errors_exit_2_in_one_line(small, tmp_path):
     _one_line_error(res, 2, "SUNRGBD: not found")
     bare = tmp_path / "bare"
     shutil.copytree(root / "SUNRGBD", bare / "SUNRGBD")
-    _one_line_error(_run("--src", bare, "--out", tmp_path / "b"), 2, "SUNRGBD2Dseg.mat: file not found")
+    # the audit has no --labels option: the message said "needed for --labels official"
+    _one_line_error(_run("--src", bare, "--out", tmp_path / "b"), 2,
+                    "SUNRGBD2Dseg.mat: file not found (needed for the audit; "
+                    "`sunrgbd download --with-official-labels` fetches it)")
     meta = bare / "SUNRGBDtoolbox" / "Metadata"
     meta.mkdir(parents=True)
     shutil.copy(root / "SUNRGBDtoolbox/Metadata/SUNRGBDMeta.mat", meta)

@@ -96,13 +96,14 @@ def test_check_clean_tree_reads_the_manifest(tmp_path):
     m.mkdir()
     (m / "manifest.csv").write_text(
         "id,split,unmapped_names,problems\n"
-        'a,train,"{""zorblax"":70,""wal;l"":5}",\n'
+        'a,train,"{""zorblax"":70,""wal;l"":5,""zor;b"":4}",\n'
         'b,test,"{""zorblax"":30,""garbage_bin"":12}",\n'
         "c,test,,\n", encoding="utf-8")
     res = check_tree(m, NameMapper.load())
     assert res.kind == "clean" and res.scenes == 3 and not res.problems
+    # 'wal;l' fell to Other when this tree was converted, but today's tables map it to wall
     assert [(n.name, n.pixels, n.images) for n in res.names] == [
-        ("zorblax", 100, 2), ("garbage_bin", 12, 1), ("wal;l", 5, 1)]
+        ("zorblax", 100, 2), ("garbage_bin", 12, 1), ("zor;b", 4, 1)]
 
 
 def test_parse_unmapped_keeps_names_with_separators():
@@ -147,3 +148,32 @@ def test_suggest_over_the_shipped_raw_names():
     assert rows and all(float(x["score"]) >= 0.8 for x in rows)
     m = NameMapper.load()
     assert all(m.is_unmapped(m.lookup(x["raw_name"])) for x in rows)
+
+
+def test_suggest_rounds_keep_the_choices_made(raw_tree, tmp_path):
+    """The documented loop: suggest -o FILE, fill in `class`, check/suggest again with --mapping
+    FILE. A clean tree's names that the overlay maps are no longer listed (they were, clean trees
+    ignored --mapping), and a list with choices filled in is never overwritten (exit 2)."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "manifest.csv").write_text(
+        "id,split,unmapped_names,problems\n"
+        'a,train,"{""xhair"":70,""monittorr"":5}",\n'
+        'b,test,"{""xhair"":30,""zorblax"":12}",\n', encoding="utf-8")
+    out = tmp_path / "suggest.csv"
+    for src in (raw_tree, clean):
+        out.unlink(missing_ok=True)
+        r = CliRunner().invoke(mapping, ["suggest", str(src), "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(mapping, ["suggest", str(src), "-o", str(out)])  # untouched: replaced
+        assert r.exit_code == 0, r.output
+        text = out.read_text().replace("\nxhair,,", "\nxhair,chair,")
+        out.write_text(text)
+        r = CliRunner().invoke(mapping, ["suggest", str(src), "--mapping", str(out), "-o", str(out)])
+        assert r.exit_code == 2 and "holds class choices" in r.output
+        assert out.read_text() == text
+        r = CliRunner().invoke(mapping, ["check", str(src), "--mapping", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+        assert {n["name"] for n in json.loads(r.stdout)["unmapped"]} == {"zorblax", "monittorr"}, src
+        r = CliRunner().invoke(mapping, ["suggest", str(src), "--mapping", str(out)])
+        assert [x["raw_name"] for x in csv.DictReader(io.StringIO(r.stdout))] == ["monittorr"]

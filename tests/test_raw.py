@@ -208,6 +208,9 @@ def test_subsets_and_discovery(tmp_path):
     assert nested.sample_id == "sun3ddata__d__e__f"
     with pytest.raises(ValueError, match="unknown subset"):
         parse_subset("kv3")
+    for bad in ("kv2/../kv1", "kv2/align_kv2/../kinect2data", ".."):  # as download refuses them
+        with pytest.raises(ValueError, match="unknown subset"):
+            parse_subset(bad)
     with pytest.raises(RawDataError, match="SUNRGBD"):
         discover_scenes(tmp_path / "nowhere", "kv2")
 

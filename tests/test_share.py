@@ -91,6 +91,95 @@ def test_pack_out_inside_tree_and_bad_input(packed, tmp_path: Path):
     assert not (tmp_path / "e.zip").exists()
 
 
+def test_pack_replaces_only_its_own_archive(packed, tmp_path: Path):
+    """`--out` naming a file the user has (the tree's own dataset.json, any other file) is refused
+    with nothing changed; an earlier archive of pack's own (and its .sha256) is replaced."""
+    tree, arc, rep = packed
+    t2 = tmp_path / "t2"
+    shutil.copytree(tree, t2)
+    before = tree_bytes(t2)
+    mine = tmp_path / "notes.zip"
+    mine.write_bytes(b"my own file")
+    for out in (t2 / "dataset.json", t2 / "manifest.csv", mine):
+        res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
+        assert res.exit_code == 2, res.output
+        assert "exists and is not an archive `sunrgbd pack` wrote" in res.output
+        assert not out.with_name(out.name + ".sha256").exists()
+    assert tree_bytes(t2) == before and mine.read_bytes() == b"my own file"
+    (tmp_path / "n.zip.sha256").write_text("my notes\n")
+    res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(tmp_path / "n.zip"), "--no-progress"])
+    assert res.exit_code == 2 and "n.zip.sha256: exists and is not a checksum" in res.output
+    assert not (tmp_path / "n.zip").exists() and (tmp_path / "n.zip.sha256").read_text() == "my notes\n"
+    again = tmp_path / "again.zip"
+    shutil.copy(arc, again)
+    shutil.copy(arc.with_name(arc.name + ".sha256"), tmp_path / "again.zip.sha256")
+    r = pack_tree(PackConfig(src=str(tree), out=str(again), command="sunrgbd pack clean --out x.zip",
+                             progress=False))
+    assert r.sha256 == rep.sha256 and again.read_bytes() == arc.read_bytes()
+
+
+def test_fetch_bad_source_leaves_no_dest(tmp_path: Path):
+    """An ftp:// URL was read as a local path ("ftp:/x/a.zip: no such archive", exit 1), and a
+    missing archive left an empty --dest with .sunrgbd-fetch/ behind."""
+    dest = tmp_path / "d"
+    res = CliRunner().invoke(main, ["fetch", "ftp://host/a.zip", "--dest", str(dest)])
+    assert res.exit_code == 2 and "'ftp://host/a.zip': only http:// and https:// URLs" in res.output
+    res = CliRunner().invoke(main, ["fetch", str(tmp_path / "none.zip"), "--dest", str(dest)])
+    assert res.exit_code == 1 and res.output.strip() == f"Error: {tmp_path / 'none.zip'}: no such archive"
+    assert not dest.exists()
+
+
+def test_fetch_killed_in_verify_resumes(packed, tmp_path: Path, monkeypatch):
+    """A kill during the final verify left the whole tree in --dest, and the re-run refused it
+    as "not empty". It now verifies again; a finished fetch is still not redone (exit 2)."""
+    import sunrgbd_tools.convert.verify as verify_mod
+
+    tree, arc, rep = packed
+    dest = tmp_path / "data"
+    real = verify_mod.verify_tree
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify_mod, "verify_tree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    monkeypatch.setattr(verify_mod, "verify_tree", real)
+    before = tree_bytes(dest)
+    shutil.copy(arc, tmp_path / "other.zip")
+    res = CliRunner().invoke(main, ["fetch", str(tmp_path / "other.zip"), "--dest", str(dest)])
+    assert res.exit_code == 2 and "not empty" in res.output  # another source: not resumed here
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == (f"{dest}: {rep.files} files, 6 samples OK (sha256 {rep.sha256}, "
+                          f"checked against {arc}.sha256)\n")
+    assert tree_bytes(dest) == before
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    assert res.exit_code == 2 and "not empty" in res.output
+
+
+def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
+    """A file whose name is not UTF-8 crashed pack with a traceback; a line break would break
+    SHA256SUMS and a backslash is a folder separator on extraction. One line, exit 2, nothing written."""
+    import os
+
+    tree, _arc, _rep = packed
+    for raw, shown, why in ((b"notes-\xe9t\xe9.txt", "notes-\\xe9t\\xe9.txt", "is not UTF-8"),
+                            (b"a\nb.txt", "a\\nb.txt", "holds a line break"),
+                            (b"a\\b.txt", "a\\b.txt", "holds a backslash")):
+        t2 = tmp_path / "t2"
+        shutil.rmtree(t2, ignore_errors=True)
+        shutil.copytree(tree, t2)
+        with open(os.path.join(os.fsencode(t2), raw), "wb") as f:
+            f.write(b"x")
+        out = tmp_path / "x.zip"
+        res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.output.strip().splitlines()[-1] == (
+            f"Error: {t2}/{shown}: file name {why}; rename or remove it (nothing was written)")
+        assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
+
+
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
     tree, arc, rep = packed
     dest = tmp_path / "data"

@@ -12,6 +12,7 @@ fetch – a URL (resumable client) or a local path → archive checksum (`--sha2
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import zipfile
@@ -72,6 +73,21 @@ class PackReport:
     bytes: int
 
 
+def _unpackable(rel: str) -> str | None:
+    """Why a file name cannot travel in the archive unchanged, if it cannot: ZIP names are UTF-8
+    (a Latin-1 name crashed pack with a traceback), SHA256SUMS has one name per line, and
+    extraction reads a backslash as a folder separator."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not UTF-8"
+    if "\n" in rel or "\r" in rel:
+        return "file name holds a line break"
+    if "\\" in rel:
+        return "file name holds a backslash"
+    return None
+
+
 def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPath]:
     """Files of a clean tree, sorted; names starting with '.' (resume state) are skipped."""
     out: list[PurePosixPath] = []
@@ -89,7 +105,12 @@ def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPa
             p = Path(dirpath) / fn
             if p.resolve() in exclude or not p.is_file():
                 continue
-            out.append(PurePosixPath(p.relative_to(root).as_posix()))
+            rel = p.relative_to(root).as_posix()
+            why = _unpackable(rel)
+            if why:  # shown on one line, undecodable bytes as \xNN
+                shown = os.fsencode(p).decode("utf-8", "backslashreplace").replace("\n", "\\n").replace("\r", "\\r")
+                raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
+            out.append(PurePosixPath(rel))
     return sorted(out, key=lambda p: p.as_posix())
 
 
@@ -214,6 +235,28 @@ def zip_member_info(name: str, size: int) -> zipfile.ZipInfo:
     return zi
 
 
+def _is_pack_archive(path: Path) -> bool:
+    """Whether `path` is an earlier `pack` output (DATASHEET.md first, SHA256SUMS last), which a
+    re-pack may replace; any other file at --out is the user's (`--out clean/dataset.json` once
+    replaced the tree's own dataset.json with the archive)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return len(names) >= 2 and names[0] == DATASHEET and names[-1] == SUMS
+
+
+def _is_sha256_line(path: Path) -> bool:
+    """Whether `path` is the one-line `<sha256>  <name>` file pack writes beside an archive."""
+    try:
+        text = path.read_text(encoding="ascii") if path.stat().st_size < 4096 else ""
+    except (OSError, UnicodeDecodeError):
+        return False
+    digest, _, name = text.rstrip("\n").partition("  ")
+    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) and bool(name) and "\n" not in name
+
+
 def pack_tree(cfg: PackConfig) -> PackReport:
     """Write the archive for the clean tree `cfg.src` (see module docstring)."""
     src = Path(cfg.src)
@@ -227,6 +270,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     except ContractError as e:
         raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")
+    for path, ours in ((out, _is_pack_archive), (side, _is_sha256_line)):
+        if path.is_file() and not ours(path):
+            raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
+                             "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     files = tree_files(src, exclude={out.resolve(), side.resolve()})
     clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
     if clash:
@@ -349,10 +396,17 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     dest = Path(cfg.dest)
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"{dest}: exists and is not a folder")
+    if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
+        raise ShareError(f"{cfg.source}: no such archive")
     dest.mkdir(parents=True, exist_ok=True)
-    if any(not p.name.startswith(".") for p in dest.iterdir()):
-        raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
     work = dest / FETCH_DIR
+    if any(not p.name.startswith(".") for p in dest.iterdir()):
+        done = _fetched(work, cfg)
+        if done is None:
+            raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
+        # this fetch was extracted here and then interrupted in its verify: verify again
+        return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
+                                           checked=done["checked_against"], files=done["files"]), cfg)
     work.mkdir(exist_ok=True)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
@@ -375,8 +429,6 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
                 download_file(client, cfg.source, archive, bar.update, on_total)
     else:
         archive = Path(cfg.source)
-        if not archive.is_file():
-            raise ShareError(f"{archive}: no such archive")
         side_path = archive.with_name(archive.name + ".sha256")
         if expected is None and side_path.is_file():
             expected = parse_sha256_file(side_path.read_text(encoding="utf-8", errors="replace"),
@@ -406,13 +458,35 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     report = FetchReport(dest=dest, archive_sha256=digest, checked=checked, files=len(written))
-    atomic_write_json(work / "fetched.json", {"source": cfg.source, "sha256": digest,
-                                              "checked_against": checked, "files": len(written)})
+    record = {"source": cfg.source, "sha256": digest, "checked_against": checked, "files": len(written)}
+    atomic_write_json(work / "fetched.json", {**record, "verified": False})
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
+    return _verify_fetched(report, cfg)
+
+
+def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
+    """The record of an extraction of the same source into this --dest whose verify did not finish
+    (a kill there left a complete tree that a re-run refused as "not empty"); a finished fetch is
+    not redone (a re-run into its folder stays a usage error)."""
+    try:
+        done = json.loads((work / "fetched.json").read_text(encoding="utf-8"))
+        ok = (done["source"] == cfg.source and isinstance(done["sha256"], str) and isinstance(done["files"], int)
+              and isinstance(done["checked_against"], str) and done.get("verified") is False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return done if ok and (cfg.sha256 is None or cfg.sha256.lower() == done["sha256"]) else None
+
+
+def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
     from sunrgbd_tools.convert.verify import verify_tree
 
-    vr = verify_tree(dest, workers=cfg.workers)
+    dest = report.dest
+    vr = verify_tree(dest, workers=cfg.workers, progress=(
+        (lambda it, n: tqdm(it, total=n, desc="verify", unit="sample", leave=False)) if cfg.progress else None))
     report.samples = vr.samples
     report.problems = list(vr.problems)
+    atomic_write_json(dest / FETCH_DIR / "fetched.json", {
+        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
+        "files": report.files, "verified": True})
     return report

@@ -20,11 +20,11 @@ def _size(ctx, param, value):
         raise click.BadParameter(str(e)) from None
 
 
-def _progress(desc: str):
+def _progress(desc: str, unit: str = "scene"):
     from tqdm import tqdm
 
     def wrap(it, total):
-        return tqdm(it, total=total, desc=desc, unit="scene", dynamic_ncols=True, file=sys.stderr)
+        return tqdm(it, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     return wrap
 
@@ -57,8 +57,9 @@ def _progress(desc: str):
 @click.option("--keep-unlabelled", is_flag=True,
               help="Write samples whose labels hold no labelled pixel (default: report and skip).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any problem was reported.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def convert(subset, src, out, size, labels, workers, image_format, depth, mapping, val_fraction, seed,
-            keep_unlabelled, strict):
+            keep_unlabelled, strict, progress):
     """Convert raw SUN RGB-D into a Cityscapes-style dataset (resumable; re-run to continue)."""
     from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError
     from sunrgbd_tools.convert.pipeline import convert as run
@@ -71,7 +72,7 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
         val_fraction=val_fraction, seed=seed, keep_unlabelled=keep_unlabelled,
     )
     try:
-        summary = run(cfg, workers=workers, progress=_progress("convert"))
+        summary = run(cfg, workers=workers, progress=_progress("convert") if progress else None)
     except ConvertError as e:
         raise click.UsageError(str(e)) from None
     for p in summary.problems:
@@ -99,13 +100,15 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes.")
 @click.option("--no-checksums", is_flag=True, help="Skip the sha256 comparison (faster).")
-def verify(root, workers, no_checksums):
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+def verify(root, workers, no_checksums, progress):
     """Check a clean tree: complete samples, sizes, label values, checksums. Exit 1 on problems."""
     from sunrgbd_tools.convert.verify import verify_tree
 
     if not (root / DATASET_JSON).is_file():
         raise click.UsageError(f"{root}: not a clean tree (no dataset.json)")
-    report = verify_tree(root, workers=workers, check_checksums=not no_checksums)
+    report = verify_tree(root, workers=workers, check_checksums=not no_checksums,
+                         progress=_progress("verify", "sample") if progress else None)
     for p in report.problems:
         click.echo(p, err=True)
     if report.problems:

@@ -94,5 +94,7 @@ def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, 
     if failed or (strict and report.problems):
         click.echo(f"{failed} member(s) failed; run the same command again to retry", err=True)
         sys.exit(1)
-    click.echo(f"raw tree ready for: sunrgbd convert --src {shlex.quote(str(dest))}")
+    # convert's own default is kv2: without --subset, the line for `--subset kv1` found no scenes
+    only = "" if parse_subset(subset) == parse_subset("kv2") else f" --subset {shlex.quote(subset)}"
+    click.echo(f"raw tree ready for: sunrgbd convert --src {shlex.quote(str(dest))}{only}")
 

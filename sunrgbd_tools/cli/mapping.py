@@ -195,7 +195,12 @@ def suggest(src, mapping_path, out, prefill, min_score):
     `sunrgbd convert --mapping FILE` or `sunrgbd mapping lookup --mapping FILE`.
     """
     from sunrgbd_tools.labels.build import read_raw_names
-    from sunrgbd_tools.labels.check import check_tree, suggest_csv, unmapped_raw_names
+    from sunrgbd_tools.labels.check import (
+        check_tree,
+        replaceable_suggestions,
+        suggest_csv,
+        unmapped_raw_names,
+    )
 
     m = _mapper(mapping_path)
     try:
@@ -208,7 +213,11 @@ def suggest(src, mapping_path, out, prefill, min_score):
             names = res.names
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    _write_or_print(suggest_csv(names, m, prefill=prefill, min_score=min_score), out)
+    text = suggest_csv(names, m, prefill=prefill, min_score=min_score)
+    if out is not None and not replaceable_suggestions(out, text):
+        raise click.UsageError(f"{out}: exists and holds class choices (or is not a suggestion list); "
+                               "remove it or choose another -o (nothing was changed)")
+    _write_or_print(text, out)
 
 
 @mapping.command()

@@ -10,6 +10,7 @@ is byte-identical for any worker count and equal to an uninterrupted run.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import shlex
@@ -42,7 +43,7 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.parallel import default_workers, pool_context
+from sunrgbd_tools.parallel import pool_context, pool_workers
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
@@ -310,12 +311,20 @@ def _record_path(out: Path, sample_id: str) -> Path:
     return out / STATE_DIR / "records" / f"{sample_id}.json"
 
 
+# Write failures that are about --out, not the scene: every later scene would fail the same way.
+_OUT_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _run_one(task) -> SampleResult:
     scene, split, out = task
     try:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
         return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
+    except OSError as e:
+        if e.errno in _OUT_FULL:
+            raise
+        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
         return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
@@ -354,14 +363,35 @@ class ConvertSummary:
         return len(self.problems)
 
 
+def _same_conversion(text: str, wanted: str, want: dict) -> bool:
+    """Whether convert.json `text` records this conversion. --src, --out and --mapping are
+    compared as what they point at, not as typed (the mapping's content is in mapping_sha256):
+    resuming with `--src /abs/raw` or from another folder was refused as "other options"."""
+    if text == wanted:
+        return True
+    try:
+        old = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(old, dict):
+        return False
+    if "src_resolved" not in old:  # written before src_resolved: as typed, as then
+        return text == dumps_json({k: v for k, v in want.items() if k != "src_resolved"})
+    typed = ("src", "out", "mapping")
+    return ({k: v for k, v in old.items() if k not in typed} == {k: v for k, v in want.items() if k not in typed}
+            and (old.get("mapping") is None) == (want.get("mapping") is None))
+
+
 def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
     """Claim `out` for this conversion, or accept it for resuming one with the same options
     and the same mapping tables (records made under other tables would be stale)."""
     out = Path(cfg.out)
     state = out / STATE_DIR / "convert.json"
-    wanted = dumps_json({**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__})
+    want = {**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__,
+            "src_resolved": str(Path(cfg.src).resolve())}
+    wanted = dumps_json(want)
     if state.exists():
-        if state.read_text(encoding="utf-8") != wanted:
+        if not _same_conversion(state.read_text(encoding="utf-8"), wanted, want):
             raise ConvertError(
                 f"{out}: holds a conversion made with other options or mapping tables ({state}); "
                 "use a new --out folder (nothing was changed)"
@@ -421,8 +451,8 @@ def convert(
         else:
             tasks.append((scene, s, out))
 
-    workers = max(1, workers or default_workers())
-    if workers == 1 or len(tasks) <= 1:
+    workers = pool_workers(workers, len(tasks))
+    if workers == 1:
         _init_worker(cfg, mapper, official)
         it = map(_run_one, tasks)
         pool = None
@@ -435,6 +465,13 @@ def convert(
         if progress is not None:
             it = progress(it, len(tasks))
         results.extend(it)
+    except OSError as e:
+        if e.errno not in _OUT_FULL:
+            raise
+        # a full disk once skipped every later scene with the same problem and exited 0
+        done = sum(1 for r in results if r.row is not None)
+        raise OSError(e.errno, f"{e.strerror}; stopped with {done} sample(s) finished: make room and "
+                      "run the same command again to finish", str(out)) from None
     finally:
         if pool is not None:
             pool.terminate()
@@ -480,7 +517,7 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else ""
         inside = {k for k in missing if rel and (k == rel or k.startswith(rel + "/"))}
         missing = [k for k in missing if k not in inside]
-        what = why if why.startswith("symbolic link") else f"cannot read folder ({why})"
+        what = why if why.startswith(("symbolic link", "folder name")) else f"cannot read folder ({why})"
         problems.append(f"{path}: {what}; {len(inside)} scene(s) of {SPLIT_FILE} "
                         "inside it, and any others, skipped")
         count += max(1, len(inside))

@@ -230,7 +230,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
         scenes = discover_scenes(src, cfg.subset)
-        official = OfficialLabels(src)  # mode "official": seglabel, SUN RGB-D's own seg37
+        official = OfficialLabels(src, needed_for="the audit")  # seglabel, SUN RGB-D's own seg37
         _check_official(official)
         check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:

@@ -123,7 +123,7 @@ def check_tree(src: str | Path, mapper: NameMapper,
     """Names that fell to Other in a clean tree (manifest.csv) or a raw tree (SUNRGBD/)."""
     src = Path(src)
     if (src / MANIFEST).is_file():
-        return _check_clean(src / MANIFEST)
+        return _check_clean(src / MANIFEST, mapper)
     from sunrgbd_tools.raw.base import RawDataError
     from sunrgbd_tools.raw.scenes import discover
 
@@ -150,7 +150,11 @@ def check_tree(src: str | Path, mapper: NameMapper,
     return result
 
 
-def _check_clean(path: Path) -> CheckResult:
+def _check_clean(path: Path, mapper: NameMapper) -> CheckResult:
+    """The manifest's unmapped names that still fall to Other under `mapper`: with `--mapping` a
+    name the overlay maps is no longer listed (it was, so `suggest` offered it again). A name
+    mapped at conversion but not by `mapper` cannot be seen here (the manifest lists only the
+    unmapped ones); check the raw tree for that."""
     from sunrgbd_tools.labels.rules import read_csv_table
 
     rows, _ = read_csv_table(path, ("id", "unmapped_names"))
@@ -163,6 +167,8 @@ def _check_clean(path: Path) -> CheckResult:
             result.problems.append(f"{path} line {line}: {e}")
             continue
         for name, px in items:
+            if not mapper.is_unmapped(mapper.lookup(name)):
+                continue
             nc = acc.setdefault(name, NameCount(name))
             nc.pixels += px
             nc.images += 1
@@ -290,6 +296,28 @@ def suggest_csv(names: list[NameCount], mapper: NameMapper, prefill: bool = Fals
         w.writerow([n.name, best.class_name if prefill else "", best.class_name, f"{best.score:.3f}",
                     best.known, alts, n.pixels, n.images])
     return buf.getvalue()
+
+
+def replaceable_suggestions(path: Path, text: str) -> bool:
+    """Whether `suggest -o path` may write `text` there: nothing is there, the same bytes are, or
+    an untouched suggestion list (every `class` cell empty). A list whose `class` column someone
+    filled in is their work: `suggest --mapping FILE -o FILE` once replaced the very choices it
+    had just read with the names still unmapped."""
+    try:
+        old = path.read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if old == text.encode("utf-8"):
+        return True
+    try:
+        rows = list(csv.reader(io.StringIO(old.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    if not rows or tuple(rows[0]) != SUGGEST_COLUMNS:
+        return False
+    return all(len(r) > 1 and not r[1].strip() for r in rows[1:] if r)
 
 
 def unmapped_raw_names(mapper: NameMapper, raw: list[RawName]) -> list[NameCount]:

@@ -97,13 +97,14 @@ class OfficialLabels:
     """Random access to SUNRGBD2Dseg entries by scene key; opens the HDF5 file lazily so
     each worker process holds its own handle."""
 
-    def __init__(self, src: Path, mode: str = "official"):
+    def __init__(self, src: Path, mode: str = "official", needed_for: str | None = None):
         self.src = Path(src)
         self.mode = mode
         self.field = FIELDS[mode]
         self.seg_path = self.src / SEG2D_FILE
-        if not self.seg_path.exists():
-            raise RawDataError(self.seg_path, f"file not found (needed for --labels {mode})")
+        if not self.seg_path.exists():  # `mapping audit` has no --labels: it says what it is for
+            raise RawDataError(self.seg_path, f"file not found (needed for {needed_for or '--labels ' + mode}; "
+                                              "`sunrgbd download --with-official-labels` fetches it)")
         keys = read_sequence_names(self.src / META_FILE)
         self.index = {k: i for i, k in enumerate(keys)}
         self.seglistall = None

@@ -36,7 +36,8 @@ def parse_subset(subset: str) -> tuple[str, ...]:
             continue
         if part == "all":
             return SENSORS
-        if part.split("/", 1)[0] not in SENSORS:
+        # `..` would walk another folder under keys no split lists (`kv2/../kv1`: 0 samples, exit 0)
+        if part.split("/", 1)[0] not in SENSORS or ".." in part.split("/"):
             raise ValueError(
                 f"unknown subset {part!r}; use one of {', '.join(SENSORS)}, all, "
                 "or a sub-subset such as kv2/align_kv2"
@@ -81,6 +82,12 @@ def discover(src: Path, subset: str) -> Discovery:
             failed(e)
             continue
         for dirpath, dirnames, _files in os.walk(base, onerror=failed):
+            for d in [d for d in dirnames if not _utf8(d)]:
+                # no SUN RGB-D name is: a stray folder such as a Latin-1 `café` once crashed
+                # convert at the end, writing problems.txt; reported under an escaped name
+                dirnames.remove(d)
+                shown = Path(os.fsencode(Path(dirpath) / d).decode("utf-8", "backslashreplace"))
+                unreadable[str(shown)] = (shown, "folder name is not UTF-8 (not walked)")
             if "image" in dirnames:
                 scene = Path(dirpath)
                 key = scene.relative_to(root).as_posix()
@@ -93,6 +100,14 @@ def discover(src: Path, subset: str) -> Discovery:
                     if link.is_symlink():
                         unreadable[str(link)] = (link, f"symbolic link to {os.readlink(link)} (not followed)")
     return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk gives undecodable bytes as surrogates
+        return False
+    return True
 
 
 def check_scene_links(scene: Path) -> None:
