@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
 from sunrgbd_tools.raw.base import DATA_ZIP, SENSORS, TOOLBOX_ZIP
+from sunrgbd_tools.raw.scenes import parse_subset as parse_subset_keys
 from sunrgbd_tools.remote.http import (
     HttpClient,
     HttpConfig,
@@ -136,22 +137,12 @@ def _human(n: float) -> str:
 
 
 def parse_subset(text: str) -> list[str]:
-    """`kv2`, `kv2/align_kv2`, `all`, or a comma list → member-name prefixes in SUNRGBD.zip."""
-    prefixes: list[str] = []
-    for raw in text.split(","):
-        s = raw.strip().strip("/")
-        if not s:
-            continue
-        if s == "all":
-            return ["SUNRGBD/"]
-        parts = s.split("/")
-        if parts[0] not in SENSORS or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"unknown subset {raw.strip()!r}: use all, {', '.join(SENSORS)} "
-                             "or a sub-folder such as kv2/align_kv2")
-        prefixes.append("SUNRGBD/" + "/".join(parts) + "/")
-    if not prefixes:
-        raise ValueError("empty --subset")
-    return sorted(set(prefixes))
+    """`kv2`, `kv2/align_kv2`, `all`, or a comma list → member-name prefixes in SUNRGBD.zip:
+    the converter's own subset keys (`raw.scenes.parse_subset`, one rule for both) under SUNRGBD/."""
+    keys = parse_subset_keys(text)
+    if keys is SENSORS:  # `all`: every member of the data archive
+        return ["SUNRGBD/"]
+    return sorted({f"SUNRGBD/{k}/" for k in keys})
 
 
 def wanted(cfg: DownloadConfig, archive: str) -> tuple[Callable[[ZipMember], bool], list[str]]:

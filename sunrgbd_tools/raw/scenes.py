@@ -37,7 +37,7 @@ def parse_subset(subset: str) -> tuple[str, ...]:
         if part == "all":
             return SENSORS
         # `..` would walk another folder under keys no split lists (`kv2/../kv1`: 0 samples, exit 0)
-        if part.split("/", 1)[0] not in SENSORS or ".." in part.split("/"):
+        if part.split("/", 1)[0] not in SENSORS or any(p in ("", ".", "..") for p in part.split("/")):
             raise ValueError(
                 f"unknown subset {part!r}; use one of {', '.join(SENSORS)}, all, "
                 "or a sub-subset such as kv2/align_kv2"
