@@ -191,7 +191,7 @@ def _tta_options(fn):
                       help="Also predict on the horizontally flipped input (flipped back, then averaged).")(fn)
     return click.option("--scales", default="1", show_default=True,
                         help="Test-time scales, multiples of the input size, e.g. 0.75,1,1.25 (at most 8, "
-                        "each > 0 and <= 4): each pass's softmax is averaged at the label size.")(fn)
+                        "each > 0 and <= 4); the softmax probabilities of the passes are averaged.")(fn)
 
 
 def _tta_note(tta: TTAConfig) -> str:

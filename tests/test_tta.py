@@ -304,3 +304,46 @@ def test_library_callers_are_checked_too(rgb_run, tree, tmp_path):
         run_predict(PredictConfig(checkpoint=str(rgb_run), inputs=[str(tree.root)], out=str(tmp_path / "p"),
                                   tta=TTAConfig(scales=[])), progress=False)
     assert not (tmp_path / "e").exists() and not (tmp_path / "p").exists()
+
+
+def test_the_plain_setting_returns_the_logits_themselves(rgb_run):
+    """Scores of the default setting are the logits (no softmax), so eval's loss and every
+    argmax tie break exactly as before TTA existed."""
+    from segtrain.config import TTAConfig
+    from segtrain.tta import segment
+
+    model, rt = _model(rgb_run)
+    x = (torch.arange(3 * 20 * 30) % 251).to(torch.uint8).reshape(1, 3, 20, 30)
+    with torch.inference_mode():
+        got = segment(model, rt.images(x), rt, (23, 31), TTAConfig())
+    assert torch.equal(got, plain_logits(model, rt, x, None, (23, 31)))
+
+
+def test_evaluation_with_tta_reads_the_device_only_at_its_end(tree, monkeypatch):
+    """No host sync per batch (issue 11's counter): the same count for one batch as for four."""
+    from test_segtrain_syncs import count_syncs
+
+    from segtrain.config import TTAConfig
+    from segtrain.data import make_loader
+    from segtrain.engine import evaluate
+    from segtrain.losses import build_loss
+    from segtrain.models import create_model
+    from segtrain.runtime import Runtime
+
+    torch.manual_seed(0)
+    info = load_dataset_info(tree.root)
+    ds = eval_dataset(info, "val", with_depth=True)
+    tta = TTAConfig(scales=[0.5, 1.25], flip=True)
+    for inputs in ("rgb", "rgbd"):
+        rt = Runtime.create(torch.device("cpu"), info.mean, info.std, False, False, inputs)
+        model = create_model("unet_small", info.num_classes, inputs=inputs, base_width=4, depth=2)
+        counts = []
+        for bs in (2, 1):
+            loader, _ = make_loader(ds, bs, False, 0, 0, rt.device)
+            with count_syncs(monkeypatch) as found:
+                res = evaluate(model, loader, rt, info.num_classes, progress=False, tta=tta)
+            counts.append(len(found))
+            assert res.confusion.sum() > 0
+        assert counts[0] == counts[1], inputs
+    with pytest.raises(ValueError, match="not with test-time augmentation"):
+        evaluate(model, loader, rt, info.num_classes, build_loss("ce", info.num_classes), progress=False, tta=tta)
