@@ -19,7 +19,7 @@ from segtrain.checkpoint import (
     model_from_checkpoint,
     runtime_for_checkpoint,
 )
-from segtrain.config import EvalConfig, PredictConfig, TTAConfig, check_fields, save_config
+from segtrain.config import EvalConfig, PredictConfig, TTAConfig, check_fields, save_config, to_dict
 from segtrain.data import (
     classes_from_json,
     eval_dataset,
@@ -123,7 +123,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
         "input_size": size, "label_mode": info.label_mode,
-        "tta": {"scales": list(cfg.tta.scales), "flip": cfg.tta.flip}, **summary,
+        "tta": to_dict(cfg.tta), **summary,
         "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask, cfg.miou_rule)["miou"]
                             for s, m in sorted(res.per_sensor.items())},
         "best_images": [{"id": ds.samples[i].id, "miou": s} for i, s in best],

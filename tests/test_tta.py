@@ -347,3 +347,19 @@ def test_evaluation_with_tta_reads_the_device_only_at_its_end(tree, monkeypatch)
         assert counts[0] == counts[1], inputs
     with pytest.raises(ValueError, match="not with test-time augmentation"):
         evaluate(model, loader, rt, info.num_classes, build_loss("ce", info.num_classes), progress=False, tta=tta)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((4, 4), (6, 6)), ((32, 48), (18, 27)), ((7, 5), (3, 9)),
+                                          ((53, 37), (80, 41)), ((1, 3), (2, 1)), ((480, 640), (600, 800))])
+def test_depth_channels_are_resized_as_cv2_nearest_exact_bit_for_bit(src, dst):
+    """torch's nearest-exact breaks half-pixel ties differently (4 -> 6 is one): the scaled
+    passes must resize depth exactly as the loader's cv2.resize does."""
+    from segtrain.runtime import Runtime
+    from segtrain.tta import resize_input
+
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, False, False, "rgbd")
+    x = torch.from_numpy(np.random.default_rng(0).random((1, 4, *src), dtype=np.float32))
+    got = resize_input(x, dst, rt)
+    want = cv2.resize(x[0, 3].numpy(), (dst[1], dst[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+    assert np.array_equal(got[0, 3].numpy(), want)
+    assert torch.equal(got[:, :3], F.interpolate(x[:, :3], size=dst, mode="bilinear", align_corners=False))
