@@ -24,9 +24,11 @@ from segtrain.config import (
     EvalConfig,
     PredictConfig,
     TrainConfig,
+    TTAConfig,
     build_config,
     check_augment_on,
     load_config_file,
+    parse_scales,
 )
 from segtrain.utils import SegtrainError, check_out_dir, check_out_file, parse_hw, quiet_opencv
 
@@ -186,6 +188,19 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
         sys.exit(1)
 
 
+def _tta_options(fn):
+    """--scales / --flip, the same on eval and predict (segtrain.tta)."""
+    fn = click.option("--flip/--no-flip", default=False, show_default=True,
+                      help="Also predict on the horizontally flipped input (flipped back, then averaged).")(fn)
+    return click.option("--scales", default="1", show_default=True,
+                        help="Test-time scales, multiples of the input size, e.g. 0.75,1,1.25 (at most 8, "
+                        "each > 0 and <= 4); the softmax probabilities of the passes are averaged.")(fn)
+
+
+def _tta_note(tta: TTAConfig) -> str:
+    return f" (TTA: {tta.label()})" if not tta.plain else ""
+
+
 @main.command("eval")
 @click.argument("checkpoint", type=click.Path())
 @click.option("--data", required=True, type=click.Path(), help="Clean tree (folder with dataset.json).")
@@ -201,18 +216,20 @@ def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **f
               help="standard: classes with an empty union are left out, a class predicted but absent "
               "scores 0 (mmsegmentation, torchmetrics, Cityscapes); gt-present: only classes in the ground "
               "truth (segtrain's old rule). metrics.json records the rule and both numbers.")
-def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp, miou_rule):
+@_tta_options
+def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp, miou_rule, scales, flip):
     """Evaluate CHECKPOINT on a split: metrics.json, CSVs and figures in --out."""
     from segtrain.inference import run_eval
 
+    tta = TTAConfig(_guard(parse_scales, scales), flip)
     cfg = EvalConfig(checkpoint=checkpoint, data=data, split=split, out=out, batch_size=batch_size,
-                     size=size, device=device, panels=panels, amp=amp, miou_rule=miou_rule)
+                     size=size, device=device, panels=panels, amp=amp, miou_rule=miou_rule, tta=tta)
     if workers is not None:
         cfg.workers = workers
     m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
     miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
     pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
-    click.echo(f"{split}: {m['miou_rule']} mIoU {miou} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
+    click.echo(f"{split}: {m['miou_rule']} mIoU {miou}{_tta_note(tta)} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
                f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
                f"the ground truth); report in {out}")
 
@@ -230,16 +247,18 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
               "turned upright as viewers show it, and so are its masks].")
 @click.option("--depth", "depth_dir", type=click.Path(), help="Folder with <stem>_depth.png (uint16 mm) for "
               "each image: required by, and only accepted by, checkpoints trained with --inputs rgbd/depth.")
-def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_orientation, depth_dir):
+@_tta_options
+def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_orientation, depth_dir, scales, flip):
     """Predict label and colour masks for image files or folders (at each image's size).
 
     JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
     the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order."""
     from segtrain.inference import NoReadableInput, run_predict
 
+    tta = TTAConfig(_guard(parse_scales, scales), flip)
     cfg = PredictConfig(checkpoint=checkpoint, inputs=list(inputs), out=out, size=size,
                         device=device, amp=amp, strict=strict,
-                        keep_exif_orientation=keep_exif_orientation, depth=depth_dir)
+                        keep_exif_orientation=keep_exif_orientation, depth=depth_dir, tta=tta)
 
     def predict():
         try:
@@ -252,7 +271,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     res = _guard(predict)
     for problem in res.problems:
         click.echo(f"problem: {problem} (skipped)", err=True)
-    click.echo(f"{len(res.written) // 2} images predicted, {len(res.problems)} skipped; masks in {out}")
+    click.echo(f"{len(res.written) // 2} images predicted{_tta_note(tta)}, {len(res.problems)} skipped; "
+               f"masks in {out}")
     if res.problems and strict:
         sys.exit(1)
 

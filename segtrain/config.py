@@ -35,6 +35,7 @@ MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what
 INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
 DEPTH_ENCODINGS = ("metres", "inverse")
 FUSIONS = ("early", "mid")  # segtrain.models.fusion: which models support which
+MAX_TTA_SCALES = 8  # mmseg's multi-scale test uses 6 (0.5 ... 1.75)
 
 
 def default_workers() -> int:
@@ -142,6 +143,48 @@ class TrainConfig:
 
 
 @dataclass
+class TTAConfig:
+    """Test-time augmentation of eval / predict (segtrain.tta): one pass per scale (a multiple
+    of the input size), each also flipped with `flip`; their softmax probabilities averaged."""
+
+    scales: list[float] = num(factory=lambda: [1.0], gt=0, le=4)
+    flip: bool = False
+
+    def validate(self) -> None:
+        check_fields(self)
+        shown = ",".join(f"{s:g}" for s in self.scales)
+        if not self.scales:
+            raise SegtrainError("--scales: give at least one scale (e.g. 1, or 0.75,1,1.25)")
+        if len(self.scales) > MAX_TTA_SCALES:
+            raise SegtrainError(f"--scales {shown}: at most {MAX_TTA_SCALES} scales")
+        if len(set(self.scales)) != len(self.scales):
+            raise SegtrainError(f"--scales {shown}: a scale is repeated")
+
+    @property
+    def plain(self) -> bool:
+        """One pass at the input size, unflipped: what eval / predict did before TTA."""
+        return self.scales == [1.0] and not self.flip
+
+    @property
+    def passes(self) -> int:
+        return len(self.scales) * (2 if self.flip else 1)
+
+    def label(self) -> str:
+        """'flip, scales 0.75,1,1.25' (console lines); '' when plain."""
+        parts = (["flip"] if self.flip else []) + ([] if self.scales == [1.0] else
+                                                   ["scales " + ",".join(f"{s:g}" for s in self.scales)])
+        return ", ".join(parts)
+
+
+def parse_scales(text: str) -> list[float]:
+    """'0.75,1,1.25' -> [0.75, 1.0, 1.25]: each a number > 0 and <= 4 (one-line error)."""
+    try:
+        return check_value(TTAConfig, "scales", [t.strip() for t in text.split(",")])
+    except ValueError as e:
+        raise SegtrainError(f"--scales {text!r}: {e}") from None
+
+
+@dataclass
 class EvalConfig:
     checkpoint: str = ""
     data: str = ""
@@ -154,11 +197,13 @@ class EvalConfig:
     panels: int = num(4, ge=0)  # images in each of the best / worst panels
     amp: bool = True
     miou_rule: str = "standard"  # standard | gt-present (see segtrain.metrics.MIOU_RULES)
+    tta: TTAConfig = field(default_factory=TTAConfig)  # --scales / --flip
 
     def validate(self) -> None:
         if self.miou_rule not in MIOU_RULES:
             raise SegtrainError(f"miou_rule {self.miou_rule!r} is not one of {', '.join(MIOU_RULES)}")
         check_fields(self)
+        self.tta.validate()
 
 
 @dataclass
@@ -172,6 +217,7 @@ class PredictConfig:
     strict: bool = False
     keep_exif_orientation: bool = False  # masks in the stored pixel order, not as viewers turn JPEGs
     depth: str | None = None  # folder of <stem>_depth.png (uint16 mm) for rgbd/depth checkpoints
+    tta: TTAConfig = field(default_factory=TTAConfig)  # --scales / --flip
 
 
 @dataclass
@@ -251,19 +297,21 @@ def check_value(cls, key: str, value):
         _check_range(cls, key, value)
         return value
     if base is float:
-        if isinstance(value, str) and _is_number_text(value.strip()):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a number")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        _check_range(cls, key, value)
-        return value
+        return _to_float(cls, key, value)
     if base is str:
         if not isinstance(value, str):
             raise ValueError("must be text")
         return value
+    if typing.get_origin(base) is list and typing.get_args(base) == (float,):  # TTA scales
+        if not isinstance(value, list):
+            raise ValueError("must be a list of numbers")
+        out = []
+        for v in value:
+            try:
+                out.append(_to_float(cls, key, v))
+            except ValueError as e:
+                raise ValueError(f"scale {_show(v)} {e}") from None
+        return out
     if typing.get_origin(base) is list and typing.get_args(base) != (int,):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("must be a list of text")
@@ -278,6 +326,19 @@ def check_value(cls, key: str, value):
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ValueError("must be a mapping of name: value")
         return value
+    return value
+
+
+def _to_float(cls, key: str, value) -> float:
+    """A float field's value (or one item of a list[float] field) checked against its range."""
+    if isinstance(value, str) and _is_number_text(value.strip()):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    _check_range(cls, key, value)
     return value
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from segtrain import distributed
@@ -29,7 +28,7 @@ from segtrain.checkpoint import (
     save_checkpoint,
     training_state,
 )
-from segtrain.config import TrainConfig
+from segtrain.config import TrainConfig, TTAConfig
 from segtrain.data import DatasetInfo, eval_dataset, load_dataset_info, make_loader, train_dataset
 from segtrain.depth import uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
@@ -60,6 +59,7 @@ from segtrain.runtime import (
     runtime_for_dataset,
     seed_everything,
 )
+from segtrain.tta import segment
 from segtrain.utils import SegtrainError
 
 log = logging.getLogger("segtrain")
@@ -197,11 +197,15 @@ class EvalResult:
 @torch.inference_mode()
 def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_mask=None,
              per_image: bool = False, progress: bool = True, desc: str = "eval",
-             dist_info: distributed.DistInfo | None = None, miou_rule: str = "standard") -> EvalResult:
+             dist_info: distributed.DistInfo | None = None, miou_rule: str = "standard",
+             tta: TTAConfig | None = None) -> EvalResult:
     """Accumulate one confusion matrix over the split (and one per sensor) on the device.
 
     Under DDP each process evaluates its shard (no sample twice) and the matrices and loss
-    sums are all-reduced, so every process returns the whole split's result."""
+    sums are all-reduced, so every process returns the whole split's result. `tta` (eval's
+    --scales / --flip) predicts from averaged probabilities, which have no loss."""
+    if loss_fn is not None and tta is not None and not tta.plain:
+        raise ValueError("evaluate: a loss is computed from plain logits, not with test-time augmentation")
     model.eval()
     samples = getattr(loader.dataset, "samples", None)
     # one matrix per sensor of the split, known up front: the same groups on every process
@@ -214,11 +218,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     emask = np.asarray(eval_mask, dtype=bool) if eval_mask is not None else None
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
         x, y = rt.batch_inputs(batch), rt.masks(batch["mask"])
-        with rt.autocast():
-            logits = model(x)
-        logits = logits.float()
-        if logits.shape[-2:] != y.shape[-2:]:
-            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        logits = segment(model, x, rt, y.shape[-2:], tta)  # plain: the logits; TTA: mean probabilities
         if loss_fn is not None:
             total += loss_fn(logits, y).double() * x.shape[0]
             count += x.shape[0]

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
@@ -20,7 +19,7 @@ from segtrain.checkpoint import (
     model_from_checkpoint,
     runtime_for_checkpoint,
 )
-from segtrain.config import EvalConfig, PredictConfig, check_fields, save_config
+from segtrain.config import EvalConfig, PredictConfig, TTAConfig, check_fields, save_config, to_dict
 from segtrain.data import (
     classes_from_json,
     eval_dataset,
@@ -42,6 +41,7 @@ from segtrain.report import (
     write_per_class_csv,
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
+from segtrain.tta import segment
 from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")
@@ -50,10 +50,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @torch.inference_mode()
-def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None
-                  ) -> np.ndarray:
+def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None,
+                  tta: TTAConfig | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) (+ uint16 depth in mm for depth checkpoints) -> train-id mask (H, W)
-    at the image's own size."""
+    at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta)."""
     h, w = image.shape[:2]
     x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
     batch = {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]}
@@ -61,12 +61,8 @@ def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.nd
         if size:
             depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
         batch["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)[None]
-    with rt.autocast():
-        logits = model(rt.batch_inputs(batch))
-    logits = logits.float()
-    if logits.shape[-2:] != (h, w):
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-    return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    scores = segment(model, rt.batch_inputs(batch), rt, (h, w), tta)
+    return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
 def _load_model(checkpoint: str, device_name: str, amp: bool):
@@ -92,7 +88,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
-                   progress=progress, desc=f"eval {cfg.split}", miou_rule=cfg.miou_rule)
+                   progress=progress, desc=f"eval {cfg.split}", miou_rule=cfg.miou_rule, tta=cfg.tta)
     summary = summarize(res.confusion, info.class_names, info.eval_mask, cfg.miou_rule)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +107,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         rows = []
         for idx, score in chosen:
             image, mask, depth = ds.load(idx)
-            pred = predict_array(model, rt, image, size, depth)
+            pred = predict_array(model, rt, image, size, depth, cfg.tta)
             rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image, mask, pred))
         plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU ({cfg.miou_rule} rule)",
                     out / f"panels_{name}.png", info.class_names, colors, info.ignore_index)
@@ -126,7 +122,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
-        "input_size": size, "label_mode": info.label_mode, **summary,
+        "input_size": size, "label_mode": info.label_mode,
+        "tta": to_dict(cfg.tta), **summary,
         "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask, cfg.miou_rule)["miou"]
                             for s, m in sorted(res.per_sensor.items())},
         "best_images": [{"id": ds.samples[i].id, "miou": s} for i, s in best],
@@ -187,6 +184,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
     check_fields(cfg)
+    cfg.tta.validate()
     check_out_dir(cfg.out)
     paths = expand_inputs(cfg.inputs)
     if not paths:
@@ -216,7 +214,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue
-        pred = predict_array(model, rt, image, size, depth)
+        pred = predict_array(model, rt, image, size, depth, cfg.tta)
         stem = output_stem(p)
         label_path, color_path = out / f"{stem}_labelTrainIds.png", out / f"{stem}_color.png"
         write_png(label_path, pred)
