@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cleantree.files import atomic_path
-from segtrain.config import TrainConfig, _show, flag, to_dict
+from segtrain.config import TrainConfig, flag, show_value, to_dict
 from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.models import MODELS, create_model
@@ -189,7 +189,7 @@ def resume_config_diffs(saved, cfg: TrainConfig) -> list[str]:
         if key == "class_weights" and value is None:
             continue
         if value != saved[key]:
-            diffs.append(f"{flag(key)} {_show(value)} (the run: {_show(saved[key])})")
+            diffs.append(f"{flag(key)} {show_value(value)} (the run: {show_value(saved[key])})")
     return diffs
 
 

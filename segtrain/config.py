@@ -310,7 +310,7 @@ def check_value(cls, key: str, value):
             try:
                 out.append(_to_float(cls, key, v))
             except ValueError as e:
-                raise ValueError(f"scale {_show(v)} {e}") from None
+                raise ValueError(f"scale {show_value(v)} {e}") from None
         return out
     if typing.get_origin(base) is list and typing.get_args(base) != (int,):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -365,10 +365,11 @@ def check_fields(cfg) -> None:
         try:
             setattr(cfg, f.name, check_value(type(cfg), f.name, value))
         except ValueError as e:
-            raise SegtrainError(f"{flag(f.name)} {_show(value)}: {e}") from None
+            raise SegtrainError(f"{flag(f.name)} {show_value(value)}: {e}") from None
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
+    """A value as an error message shows it: strings quoted, long ones cut to 60 characters."""
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -399,13 +400,13 @@ def load_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
     unknown = sorted(set(map(str, data)) - valid)
     if unknown or not all(isinstance(k, str) for k in data):
         shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
-        raise SegtrainError(f"{p}: unknown option(s) {_show(shown)}; valid: {', '.join(sorted(valid))}")
+        raise SegtrainError(f"{p}: unknown option(s) {show_value(shown)}; valid: {', '.join(sorted(valid))}")
     out = {}
     for key, value in data.items():
         try:
             out[key] = check_value(cls, key, value)
         except ValueError as e:
-            raise SegtrainError(f"{p}: {key}: {_show(value)} {e}") from None
+            raise SegtrainError(f"{p}: {key}: {show_value(value)} {e}") from None
     return out
 
 
@@ -423,5 +424,5 @@ def build_config(cls, *layers: dict[str, Any]):
         try:
             merged[key] = check_value(cls, key, value)
         except ValueError as e:
-            raise SegtrainError(f"{flag(key)} {_show(value)}: {e}") from None
+            raise SegtrainError(f"{flag(key)} {show_value(value)}: {e}") from None
     return cls(**merged)

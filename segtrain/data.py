@@ -148,8 +148,7 @@ def load_dataset_info(root: str | Path) -> DatasetInfo:
         raise DataError(str(e)) from None
     if norm is not None:
         (mean, std), source = norm, "dataset.json"
-    else:
-        log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
+    else:  # runtime_for_dataset warns: eval and predict normalise as the checkpoint says instead
         mean, std, source = IMAGENET_MEAN, IMAGENET_STD, "imagenet"
     depth_mean, depth_std = depth_norm if depth_norm is not None else (None, None)
     name = doc.name if doc.name is not ABSENT else root.name
@@ -485,8 +484,13 @@ def read_depth(path: Path, like: np.ndarray) -> np.ndarray:
     return depth
 
 
+def _no_samples(info: DatasetInfo, split: str, option: str | None) -> DataError:
+    hint = f" (choose another with {option})" if option else ""
+    return DataError(f"{info.root}: split {split!r} has no samples{hint}")
+
+
 def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=None,
-                  with_depth: bool = False, augment_on: str = "loader") -> SegDataset:
+                  with_depth: bool = False, augment_on: str = "loader", option: str | None = None) -> SegDataset:
     """`augment_on` as device_augment.resolve_augment_on returns it. "device": the loader only
     resizes / pads / crops and attaches each sample's parameters; `--augment` itself runs
     batched on the device (segtrain.device_augment)."""
@@ -494,7 +498,7 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
         raise ValueError(f"augment_on {augment_on!r} is not resolved to loader or device")
     samples = list_samples(info, split, with_depth)
     if not samples:
-        raise DataError(f"{info.root}: split {split!r} has no samples")
+        raise _no_samples(info, split, option)
     if with_depth:
         _check_depth(info, split, samples)
     if not size and not crop and info.image_size is None:
@@ -507,10 +511,12 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
                       with_depth=with_depth, augment_params=sample_params)
 
 
-def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False) -> SegDataset:
+def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False,
+                 option: str | None = None) -> SegDataset:
+    """`option` names the flag that chose `split`, for the error when it has no samples."""
     samples = list_samples(info, split, with_depth)
     if not samples:
-        raise DataError(f"{info.root}: split {split!r} has no samples")
+        raise _no_samples(info, split, option)
     if with_depth:
         _check_depth(info, split, samples)
     return SegDataset(info, samples, image_transform=build_eval_transform(size), with_depth=with_depth)

@@ -448,8 +448,9 @@ def _build_loaders(cfg: TrainConfig, info: DatasetInfo, device: torch.device, di
     """(train loader, val loader) of this process's shard. One iterator of the train loader
     spans all the epochs still to run (data.EpochBatches)."""
     with_depth = uses_depth(cfg.inputs)
-    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop, with_depth, augment_on)
-    val_ds = eval_dataset(info, cfg.val_split, cfg.size, with_depth)
+    train_ds = train_dataset(info, cfg.train_split, cfg.augment, cfg.size, cfg.crop, with_depth, augment_on,
+                             option="train_split in --config")
+    val_ds = eval_dataset(info, cfg.val_split, cfg.size, with_depth, option="--val-split")
     world = dist_info.world_size
     per_process = cfg.batch_size // world
     shard = {"rank": dist_info.rank, "world_size": world}

@@ -84,7 +84,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     check_classes(ckpt, info, cfg.checkpoint)
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     cfg.size = size
-    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs))
+    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs), option="--split")
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,

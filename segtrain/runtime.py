@@ -9,6 +9,7 @@ memory data.make_loader's.)
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -17,8 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cleantree.dataset import DATASET_JSON
 from segtrain.depth import FALLBACK_DEPTH_STATS, encode_depth, uses_depth
 from segtrain.utils import SegtrainError
+
+log = logging.getLogger("segtrain")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,6 +123,9 @@ def sync_device(device: torch.device) -> None:
 def runtime_for_dataset(cfg, info, device: torch.device) -> Runtime:
     """The Runtime of a `run` or `bench` config (amp, channels_last, inputs, depth_encoding)
     on a dataset: its normalisation, and its depth statistics when the inputs use depth."""
+    if info.normalization_source == "imagenet":
+        log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values",
+                    info.root / DATASET_JSON)
     depth_stats = info.depth_stats()[:2] if uses_depth(cfg.inputs) else FALLBACK_DEPTH_STATS
     return Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
                           cfg.depth_encoding, depth_stats)

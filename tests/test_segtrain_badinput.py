@@ -420,3 +420,15 @@ def test_depth_checked_only_when_used_and_manifest_errors(tree, tmp_path):
     manifest.write_bytes(b"id,split\n\xff\xfe\n")
     with pytest.raises(SegtrainError, match=f"{manifest}: not UTF-8 text"):
         list_samples(info, "train")
+
+
+def test_a_split_without_samples_names_the_option_that_chose_it(tree, ckpt, tmp_path):
+    """`split 'valid' has no samples` alone left the user to find which flag picked it."""
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", tmp_path / "r", "--epochs", 1,
+               "--val-split", "valid", *FAST)
+    assert r.exit_code == 2
+    assert error_line(r).endswith("split 'valid' has no samples (choose another with --val-split)")
+    r = invoke("eval", ckpt, "--data", tree.root, "--split", "valid", "--out", tmp_path / "e", "--device", "cpu",
+               "--workers", 0)
+    assert r.exit_code == 2
+    assert error_line(r).endswith("split 'valid' has no samples (choose another with --split)")

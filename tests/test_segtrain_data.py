@@ -45,9 +45,19 @@ def test_label_ids_are_mapped_through_the_class_table_without_train_id_files(tre
 
 
 def test_items_are_uint8_and_normalisation_falls_back_to_imagenet_with_a_warning(tree, caplog):
+    from types import SimpleNamespace
+
+    from segtrain.runtime import runtime_for_dataset
+
     with caplog.at_level(logging.WARNING, logger="segtrain"):
         info = load_dataset_info(tree.root)
-    assert info.normalization_source == "imagenet" and "ImageNet" in caplog.text
+    # reading the tree is not normalising with it (eval/predict use the checkpoint's values)
+    assert info.normalization_source == "imagenet" and "ImageNet" not in caplog.text
+    run_cfg = SimpleNamespace(inputs="rgb", amp=False, channels_last=False, depth_encoding="metres")
+    with caplog.at_level(logging.WARNING, logger="segtrain"):
+        rt = runtime_for_dataset(run_cfg, info, torch.device("cpu"))
+    assert "dataset.json has no mean/std (run `sunrgbd stats`); normalising with ImageNet values" in caplog.text
+    assert rt.device.type == "cpu"
     item = SegDataset(info, list_samples(info, "train"), with_depth=True)[0]
     assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 32, 48)
     assert item["mask"].dtype == torch.uint8 and item["mask"].shape == (32, 48)
