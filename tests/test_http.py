@@ -133,6 +133,8 @@ def test_connection_refused_is_one_line_after_the_budget():
     msg = str(e.value)
     assert msg.startswith(f"giving up on http://127.0.0.1:{port}/x.zip after 3 attempts: ")
     assert "Connection refused" in msg and "\n" not in msg
+    # in the user's words, not urllib3's connection object
+    assert f"cannot connect to 127.0.0.1:{port} (" in msg and "HTTPConnection(" not in msg
 
 
 def test_unsupported_scheme_and_backoff_schedule():

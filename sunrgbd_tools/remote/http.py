@@ -25,8 +25,16 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from sunrgbd_tools import __version__
@@ -44,6 +52,24 @@ class HttpError(Exception):
 
 class RemoteChanged(HttpError):
     """The remote file is not the one we started with (ETag/Last-Modified/size differ)."""
+
+
+def describe_failure(e: BaseException, url: str) -> str:
+    """A network failure in the user's words: what could not be done and the system's reason
+    (urllib3's own text leads with the connection object, `HTTPConnection(host=…, port=…)`)."""
+    host = urlsplit(url).netloc
+    if isinstance(e, NameResolutionError):
+        return f"cannot resolve host {urlsplit(url).hostname!r}"
+    # before the timeouts: urllib3 makes NewConnectionError a ConnectTimeoutError
+    if isinstance(e, NewConnectionError):  # "...: Failed to establish a new connection: [Errno 111] Connection refused"
+        return f"cannot connect to {host} ({str(e).rsplit(': ', 1)[-1]})"
+    if isinstance(e, (ConnectTimeoutError, ReadTimeoutError, TimeoutError)):
+        return f"timed out talking to {host}"
+    if isinstance(e, SSLError):
+        return f"TLS error with {host} ({e})"
+    if isinstance(e, ProtocolError):
+        return f"connection to {host} broken ({e.args[-1] if e.args else e})"
+    return f"{type(e).__name__}: {e}"
 
 
 class _Retryable(Exception):
@@ -155,9 +181,9 @@ class HttpClient:
                 raise HttpError(f"too many redirects: {url}") from None
             cause = e.reason if e.reason is not None else e
             raise HttpError(f"giving up on {url} after {self.config.retries + 1} attempts: "
-                            f"{type(cause).__name__}: {cause}") from None
+                            f"{describe_failure(cause, url)}") from None
         except (OSError, Urllib3Error) as e:
-            raise _Retryable(f"{type(e).__name__}: {e}") from e
+            raise _Retryable(describe_failure(e, url)) from e
         history = resp.retries.history if resp.retries is not None else ()
         with self._lock:
             self.counters.requests += 1 + sum(1 for h in history if h.status is not None)
@@ -324,7 +350,7 @@ class HttpClient:
                 want -= len(chunk)
         except (OSError, Urllib3Error) as e:
             self._drop(resp)
-            raise _Retryable(f"{type(e).__name__}: {e}") from e
+            raise _Retryable(describe_failure(e, info.url)) from e
         except _Retryable:
             self._drop(resp)
             raise
@@ -352,7 +378,7 @@ class HttpClient:
                     data = resp.read(limit + 1)
                 except (OSError, Urllib3Error) as e:
                     self._drop(resp)
-                    raise _Retryable(f"{type(e).__name__}: {e}") from e
+                    raise _Retryable(describe_failure(e, url)) from e
                 self._count(len(data))
                 self._drop(resp)
                 if len(data) > limit:
