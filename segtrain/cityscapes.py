@@ -17,7 +17,13 @@ from pathlib import Path
 from PIL import Image
 
 from cleantree.classes import IGNORE_INDEX
-from cleantree.dataset import ContractError, DatasetJson, load_json_object, write_dataset_json
+from cleantree.dataset import (
+    SCHEMA_VERSION,
+    ContractError,
+    DatasetJson,
+    load_json_object,
+    write_dataset_json,
+)
 from cleantree.paths import (
     IMAGE_DIR,
     IMAGE_SUFFIX,
@@ -113,6 +119,8 @@ def scan(root: Path) -> CityscapesScan:
 def write_cityscapes_json(root: str | Path, force: bool = False) -> tuple[dict, list[str]]:
     """Write ROOT/dataset.json for a Cityscapes tree; returns (the JSON, problems found)."""
     root = Path(root)
+    if not root.is_dir():
+        raise SegtrainError(f"{root}: " + ("is a file, not a Cityscapes root" if root.exists() else "folder not found"))
     if not (root / IMAGE_DIR).is_dir():
         raise SegtrainError(f"{root}: no leftImg8bit/ folder (not a Cityscapes root)")
     if not (root / LABEL_DIR).is_dir():
@@ -123,13 +131,15 @@ def write_cityscapes_json(root: str | Path, force: bool = False) -> tuple[dict, 
     target = root / "dataset.json"
     classes = class_table()
     doc = DatasetJson(
-        schema_version=1,
+        schema_version=SCHEMA_VERSION,
         name="cityscapes",
         description="Cityscapes fine annotations (gtFine), 19 evaluation classes",
         source={"dataset": "Cityscapes", "url": "https://www.cityscapes-dataset.com",
                 "citation": "Cordts et al., The Cityscapes Dataset for Semantic Urban Scene "
                             "Understanding, CVPR 2016"},
         label_source="gtFine",
+        label_mode="gtFine",  # printed next to every mIoU, as a SUN RGB-D tree's --labels mode
+        label_mode_description="Cityscapes' fine annotations as published (labelIds through the 19 evaluation classes)",
         classes=classes,
         num_classes=len({c["train_id"] for c in classes if c["train_id"] != IGNORE_INDEX}),
         ignore_index=IGNORE_INDEX,

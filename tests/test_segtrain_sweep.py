@@ -133,6 +133,8 @@ def test_dataset_json_cityscapes_and_cross_domain_init(tree, tmp_path):
     assert "19 train classes, 34 label ids; train 4, val 2, test 1; 32x64; 1 problems" in r.stdout
     meta = json.loads((city / "dataset.json").read_text())
     assert meta["num_classes"] == 19 and meta["image_size"] == [32, 64] and meta["depth"] is None
+    # the current schema, with a label mode eval prints next to the mIoU
+    assert meta["schema_version"] == 2 and meta["label_mode"] == "gtFine"
     train_names = [c["name"] for c in sorted(meta["classes"], key=lambda c: c["train_id"]) if c["train_id"] != 255]
     assert train_names[:3] == ["road", "sidewalk", "building"] and train_names[-1] == "bicycle"
     assert [c["id"] for c in meta["classes"]] == list(range(34))
@@ -149,6 +151,8 @@ def test_dataset_json_cityscapes_and_cross_domain_init(tree, tmp_path):
     r = invoke("dataset-json", "cityscapes", city)
     assert r.exit_code == 2 and "exists and differs; use --force" in r.stderr
     assert invoke("dataset-json", "cityscapes", city, "--force").exit_code == 0
+    r = invoke("dataset-json", "cityscapes", tmp_path / "nowhere")
+    assert r.exit_code == 2 and f"{tmp_path / 'nowhere'}: folder not found" in r.stderr
     # SUN RGB-D-style (39 classes) -> Cityscapes (19): the head is rebuilt, the rest transfers
     cfg = dict(model="baseline", model_options={"width": 8, "depth": 2}, epochs=1, batch_size=2, workers=0)
     train(TrainConfig(data=str(tree.root), out=str(tmp_path / "sun"), **cfg), progress=False)
