@@ -428,8 +428,9 @@ def sweep_cmd(models, data, out, config_file, model_opt, dry_run, strict, **flag
                 base[key] = values[0]
         else:
             base[key] = value
-    if model_opt:
-        base["model_options"] = _model_opts(model_opt)
+    if model_opt:  # over the config file's options, key by key (as build_config merges for `run`)
+        earlier = base.get("model_options")
+        base["model_options"] = {**(earlier if isinstance(earlier, dict) else {}), **_model_opts(model_opt)}
     cfg = SweepConfig(out=out, base=base, grid=grid, strict=strict)
     runs = _guard(plan, cfg)
     if dry_run:

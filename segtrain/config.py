@@ -411,11 +411,17 @@ def load_config_file(path: str | Path, cls=TrainConfig) -> dict[str, Any]:
 
 
 def build_config(cls, *layers: dict[str, Any]):
-    """Later layers override earlier ones; the result is a fresh dataclass instance whose
-    values are checked (a bad one is an error naming its option)."""
+    """Later layers override earlier ones, key by key inside a dict option (a config file's
+    `model_options: {base_width: 32, depth: 4}` and `--model-opt depth=3` give both keys, depth
+    3); the result is a fresh dataclass instance whose values are checked (a bad one is an
+    error naming its option)."""
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged.update({k: v for k, v in layer.items()})
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(merged) - valid)
     if unknown:

@@ -37,9 +37,11 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("st-cli")
     tree = write_clean_tree(root / "data", counts={"train": 4, "val": 2, "test": 3}, size=(32, 48),
                             sensors=("kv2", "kv1"))
-    (root / "run.yaml").write_text(yaml.safe_dump({"epochs": 5, "lr": 0.01, "batch_size": 2, "augment": "none"}))
+    (root / "run.yaml").write_text(yaml.safe_dump({"epochs": 5, "lr": 0.01, "batch_size": 2, "augment": "none",
+                                                   "model_options": {"base_width": 4, "depth": 3}}))
+    # --model-opt overrides the file's model_options key by key: base_width 4 from the file, depth 2
     r = invoke("run", "unet_small", "--data", tree.root, "--out", root / "run", "--config", root / "run.yaml",
-               "--epochs", 2, "--workers", 0, "--device", "cpu", *TINY)
+               "--epochs", 2, "--workers", 0, "--device", "cpu", "--model-opt", "depth=2")
     assert r.exit_code == 0, r.output
     assert "completed: 2 epochs" in r.stdout
     return tree, root
