@@ -271,12 +271,16 @@ def test_bad_scenes_are_reported_and_skipped(small, tmp_path):
     (raw / "SUNRGBD" / broken_seg.key / "seg.mat").write_bytes(b"not a mat file")
     # a scene folder the official labels do not know
     shutil.copytree(raw / "SUNRGBD" / stray.key, raw / "SUNRGBD" / (stray.key + "_copy"))
+    # a linked folder is not walked: reported (as convert and `mapping check` report it), not ignored
+    link = (raw / "SUNRGBD" / stray.key).parent / "linked"
+    link.symlink_to(tmp_path)
     res = _run("--src", raw, "--out", tmp_path / "a", "--min-pixels", 0)
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("problem: ")]
     assert any(f"{broken_seg.key}/seg.mat: not a readable MATLAB file" in ln and "falling back to polygons" in ln
                for ln in lines)
     assert any(f"no entry for scene {stray.key}_copy (scene skipped)" in ln for ln in lines)
+    assert f"problem: {link}: symbolic link to {tmp_path} (not followed) (folder skipped)" in lines
     assert any("no labels (neither seg.mat nor annotation2Dfinal/index.json) (scene skipped)" in ln
                for ln in lines)
     problems = (tmp_path / "a" / "problems.txt").read_text().splitlines()

@@ -25,7 +25,7 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.labels.table import UNLABELED_ID, ClassTable, NameMapper
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.official import OfficialLabels, check_seg37_order
-from sunrgbd_tools.raw.scenes import SceneRef, discover_scenes
+from sunrgbd_tools.raw.scenes import SceneRef, discover
 
 N_OFFICIAL = 38  # official seglabel values: 0 = void, 1..37 = seg37 (= our class ids 1..37)
 CONFIG_FILE = "config.json"
@@ -229,7 +229,8 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     src = Path(cfg.src)
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
-        scenes = discover_scenes(src, cfg.subset)
+        found = discover(src, cfg.subset)
+        scenes = found.scenes
         official = OfficialLabels(src, needed_for="the audit")  # seglabel, SUN RGB-D's own seg37
         _check_official(official)
         check_seg37_order(src, mapper.table)
@@ -249,7 +250,8 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     acc: dict[str, tuple[int, np.ndarray]] = {}
     unlabelled = np.zeros(N_OFFICIAL, dtype=np.int64)
     sources: dict[str, int] = {}
-    problems: list[str] = []
+    # folders the walk could not enter are reported as convert and `mapping check` report them
+    problems: list[str] = [f"{p}: {why} (folder skipped)" for p, why in found.unreadable]
     skipped = 0
     for part in map_chunks(_audit_chunk, [(official, c) for c in chunks], workers, progress,
                            [len(c) for c in chunks], "audit"):
