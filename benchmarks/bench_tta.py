@@ -5,7 +5,8 @@ matrix) with the default (one pass), `--flip`, and `--scales 0.75,1,1.25 --flip`
 to the plain evaluation timed in the same run (best of --repeats, modes alternating). The
 floor is the forward work: the number of passes weighted by their pixel count (flip = 2,
 0.75,1,1.25 + flip = 2 x (0.75² + 1 + 1.25²) = 6.25); above it are the resizes, the softmax
-and the accumulation at the label size.
+and the accumulation at the label size. CPU only (no device sync around the timer): GPU timings
+come from `segtrain eval ... --device cuda` with and without the flags.
 
 Gain (--learn): bench_learning's sample tree (--scenes: its 600 give 154 train / 285 test
 images; 60 train too few images to mean anything), its unet_small CPU recipe for --epochs,

@@ -170,21 +170,23 @@ def load_resume_checkpoint(path: Path, cfg: TrainConfig, info: DatasetInfo, opti
 # What --resume may change: where the files are, how fast it runs, how long it trains (a
 # larger --epochs re-plans the schedule). The rest decides what the run computes: a new --lr
 # used to be dropped (the optimizer's restored lr won) while config.yaml recorded it.
+# (`augment_on` only chooses where the same --augment runs: measured equivalent, docs/performance.md)
 RESUME_MAY_CHANGE = ("data", "out", "epochs", "early_stop", "workers", "device", "amp", "compile",
-                     "channels_last")
+                     "channels_last", "augment_on")
 # compared by load_resume_checkpoint's own checks, with their own messages
-_RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
+RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
 
 
-def resume_config_diffs(saved, cfg: TrainConfig) -> list[str]:
+def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_CHECKED_ELSEWHERE) -> list[str]:
     """The training options of `cfg` that differ from `saved`, a run's own config (its
     checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
-    RESUME_MAY_CHANGE are not compared; `class_weights` unset means "as the run resolved it"."""
+    RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
+    resolved it" (a resume takes the method from its checkpoint)."""
     if not isinstance(saved, dict):
         return []
     diffs = []
     for key, value in to_dict(cfg).items():
-        if key in RESUME_MAY_CHANGE or key in _RESUME_CHECKED_ELSEWHERE or key not in saved:
+        if key in RESUME_MAY_CHANGE or key in skip or key not in saved:
             continue
         if key == "class_weights" and value is None:
             continue

@@ -152,7 +152,7 @@ class TTAConfig:
 
     def validate(self) -> None:
         check_fields(self)
-        shown = ",".join(f"{s:g}" for s in self.scales)
+        shown = self.scales_text()
         if not self.scales:
             raise SegtrainError("--scales: give at least one scale (e.g. 1, or 0.75,1,1.25)")
         if len(self.scales) > MAX_TTA_SCALES:
@@ -169,10 +169,13 @@ class TTAConfig:
     def passes(self) -> int:
         return len(self.scales) * (2 if self.flip else 1)
 
+    def scales_text(self) -> str:
+        """'0.75,1,1.25', as --scales takes it."""
+        return ",".join(f"{s:g}" for s in self.scales)
+
     def label(self) -> str:
         """'flip, scales 0.75,1,1.25' (console lines); '' when plain."""
-        parts = (["flip"] if self.flip else []) + ([] if self.scales == [1.0] else
-                                                   ["scales " + ",".join(f"{s:g}" for s in self.scales)])
+        parts = (["flip"] if self.flip else []) + ([] if self.scales == [1.0] else ["scales " + self.scales_text()])
         return ", ".join(parts)
 
 
@@ -218,6 +221,10 @@ class PredictConfig:
     keep_exif_orientation: bool = False  # masks in the stored pixel order, not as viewers turn JPEGs
     depth: str | None = None  # folder of <stem>_depth.png (uint16 mm) for rgbd/depth checkpoints
     tta: TTAConfig = field(default_factory=TTAConfig)  # --scales / --flip
+
+    def validate(self) -> None:
+        check_fields(self)
+        self.tta.validate()
 
 
 @dataclass

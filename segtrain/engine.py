@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +95,10 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     with rt.autocast():
         try:
             logits = model(x)
-        except ValueError as e:  # BatchNorm on 1x1 features of a batch of one: a flag problem
-            raise batchnorm_batch_error(e, x) or e from None
+        except (ValueError, RuntimeError) as e:  # BatchNorm on 1x1 features of a batch of one (under
+            # torch.compile the same text comes as a RuntimeError): a flag problem
+            world = dist_info.world_size if dist_info is not None and dist_info.enabled else 1
+            raise batchnorm_batch_error(e, x, world) or e from None
     loss = loss_fn(logits, y)
     value = loss.detach().float()
     if dist_info is not None and dist_info.enabled:
@@ -121,18 +124,20 @@ def train_step(model, x, y, loss_fn, optimizer, scaler, rt: Runtime, grad_clip: 
     return value
 
 
-def batchnorm_batch_error(e: ValueError, x: torch.Tensor) -> SegtrainError | None:
+def batchnorm_batch_error(e: Exception, x: torch.Tensor, world: int = 1) -> SegtrainError | None:
     """PyTorch's BatchNorm refuses to train on one value per channel (a batch of one image
     whose deepest features are 1x1): that is a choice of flags, so say which (None for any
-    other ValueError)."""
-    if "Expected more than 1 value per channel when training" not in str(e):
+    other error). `world` processes each get `x`'s share of the global --batch-size."""
+    text = str(e)
+    if "Expected more than 1 value per channel when training" not in text:
         return None
-    got = str(e).split("got input size ", 1)[-1].replace("torch.Size(", "").rstrip(")")
+    shape = re.search(r"got input size torch\.Size\((\[[^\]]*\])\)", text)
     n, _, h, w = x.shape
     return SegtrainError(f"a training batch of {n} image{'s' if n != 1 else ''} of {h}x{w} reaches a BatchNorm "
-                         f"layer as features of shape {got}, one value per channel, which BatchNorm cannot train "
-                         f"on; use more images per batch (--batch-size 2 or more, with at least 2 training "
-                         f"images) or larger images (--size / --crop)")
+                         f"layer as features of shape {shape.group(1) if shape else '(one value per channel)'}, "
+                         f"one value per channel, which BatchNorm cannot train on; use more images per batch "
+                         f"(--batch-size {2 * world} or more, with at least 2 training images"
+                         f"{' per process' if world > 1 else ''}) or larger images (--size / --crop)")
 
 
 # a training epoch reads the device back this often (and at its end): the non-finite check
@@ -297,6 +302,9 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
 
     # loss: the resolved class weighting is what this run used, and what a resume reuses
     # even if the dataset's default method changes
+    saved = ckpt.get("config") if ckpt is not None else None
+    if cfg.class_weights is None and isinstance(saved, dict) and isinstance(saved.get("class_weights"), str):
+        cfg = dataclasses.replace(cfg, class_weights=saved["class_weights"])
     method = class_weight_method(cfg, info)
     weights = [float(w) for w in info.weights(method)] if method else None
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index,

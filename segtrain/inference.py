@@ -19,7 +19,7 @@ from segtrain.checkpoint import (
     model_from_checkpoint,
     runtime_for_checkpoint,
 )
-from segtrain.config import EvalConfig, PredictConfig, TTAConfig, check_fields, save_config, to_dict
+from segtrain.config import EvalConfig, PredictConfig, TTAConfig, save_config, to_dict
 from segtrain.data import (
     classes_from_json,
     eval_dataset,
@@ -183,8 +183,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     """
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
-    check_fields(cfg)
-    cfg.tta.validate()
+    cfg.validate()
     check_out_dir(cfg.out)
     paths = expand_inputs(cfg.inputs)
     if not paths:

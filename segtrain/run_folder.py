@@ -132,6 +132,17 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def epochs_recorded(path: Path) -> int:
+    """The last epoch metrics.csv records (0 without one): a run folder's progress, read
+    without loading its checkpoint."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            epochs = [int(r["epoch"]) for r in csv.DictReader(f) if (r.get("epoch") or "").isdigit()]
+    except (OSError, KeyError, ValueError):
+        return 0
+    return max(epochs, default=0)
+
+
 @contextmanager
 def run_log(out: Path, enabled: bool = True) -> Iterator[None]:
     """While the block runs, the run's log also goes to out/train.log (INFO and up, with

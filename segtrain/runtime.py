@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -120,12 +121,17 @@ def sync_device(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@cache
+def _warn_imagenet(path) -> None:
+    """Once per tree and process: `bench --model all` builds one runtime per model."""
+    log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values", path)
+
+
 def runtime_for_dataset(cfg, info, device: torch.device) -> Runtime:
     """The Runtime of a `run` or `bench` config (amp, channels_last, inputs, depth_encoding)
     on a dataset: its normalisation, and its depth statistics when the inputs use depth."""
     if info.normalization_source == "imagenet":
-        log.warning("%s has no mean/std (run `sunrgbd stats`); normalising with ImageNet values",
-                    info.root / DATASET_JSON)
+        _warn_imagenet(info.root / DATASET_JSON)
     depth_stats = info.depth_stats()[:2] if uses_depth(cfg.inputs) else FALLBACK_DEPTH_STATS
     return Runtime.create(device, info.mean, info.std, cfg.amp, cfg.channels_last, cfg.inputs,
                           cfg.depth_encoding, depth_stats)

@@ -167,11 +167,16 @@ def _check_resumable(runs: list[SweepRun]) -> None:
     written, when the options given now differ from what such a run was trained with (its
     config.yaml), instead of reporting its old numbers under the new options."""
     from segtrain.checkpoint import resume_config_diffs
+    from segtrain.run_folder import epochs_recorded
 
     for run in runs:
         folder = Path(run.config.out)
         if (folder / "last.pt").is_file() and (folder / "config.yaml").is_file():
-            diffs = resume_config_diffs(load_config_file(folder / "config.yaml"), run.config)
+            # every option, the model's too: config.yaml holds them as the sweep gave them
+            diffs = resume_config_diffs(load_config_file(folder / "config.yaml"), run.config, skip=())
+            done = epochs_recorded(folder / "metrics.csv")
+            if done > run.config.epochs:
+                diffs.append(f"--epochs {run.config.epochs} (the run has trained {done})")
             if diffs:
                 raise SegtrainError(f"{folder}: this sweep run was trained with other options than given now "
                                     f"({'; '.join(diffs)}); re-run the sweep with its options (--epochs may "

@@ -187,6 +187,21 @@ def test_sweep_rerun_with_other_options_is_refused_before_anything_is_written(tr
     assert snapshot(sweep) == before
     r = invoke(*args, "--augment", "none")
     assert r.exit_code == 0 and "completed (reused)" in r.output
+    # other model options: the runs' checkpoints would refuse them one by one, after sweep.csv
+    # had been rewritten with an error row per run
+    before = snapshot(sweep)
+    other = [a if a != "base_width=4" else "base_width=8" for a in args]
+    r = invoke(*other, "--augment", "none")
+    assert r.exit_code == 2
+    assert "{'base_width': 8, 'depth': 2} (the run: {'base_width': 4, 'depth': 2})" in error_line(r)
+    assert snapshot(sweep) == before
+    # fewer epochs than the runs have trained: refused up front too (run --resume refuses it)
+    grown = [*args[:args.index("--epochs") + 1], 2, *args[args.index("--epochs") + 2:]]
+    assert invoke(*grown, "--augment", "none").exit_code == 0
+    trained = snapshot(sweep)
+    r = invoke(*args, "--augment", "none")
+    assert r.exit_code == 2 and "--epochs 1 (the run has trained 2)" in error_line(r)
+    assert snapshot(sweep) == trained
 
 
 @pytest.mark.parametrize("command", ["run", "bench"])
@@ -237,3 +252,42 @@ def test_resume_keeps_the_environment_of_earlier_sessions(done_run, tmp_path):
     assert r.exit_code == 0 and r.output.startswith("already-complete: 4 epochs")
     assert {k: v for k, v in snapshot(run).items() if k != "train.log"} == {
         k: v for k, v in before.items() if k != "train.log"}
+
+
+def test_a_resume_weights_as_the_run_did_when_the_trees_default_changed(tree, tmp_path):
+    """A resume that leaves class_weights unset (library callers, sweep runs) took today's
+    dataset.json default; it continues with the method the run was trained with."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    doc = json.loads((data / "dataset.json").read_text())
+    n = len({c["train_id"] for c in doc["classes"] if c["train_id"] != 255})
+    doc.update(class_weights={"median-freq": [1.0] * n, "inverse": [2.0] * n}, class_weights_default="median-freq")
+    (data / "dataset.json").write_text(json.dumps(doc))
+    out = tmp_path / "run"
+    train(cfg_for(tree, out, data=str(data), loss="wce", epochs=1), progress=False)
+    assert load_checkpoint(out / "last.pt")["class_weights"]["method"] == "median-freq"
+    doc["class_weights_default"] = "inverse"
+    (data / "dataset.json").write_text(json.dumps(doc))
+    train(cfg_for(tree, out, data=str(data), loss="wce", epochs=2), resume=True, progress=False)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["class_weights"] == {"method": "median-freq", "values": [1.0] * n}
+
+
+def test_resume_may_move_the_augmentation_between_loader_and_device(done_run, tree, tmp_path):
+    """--augment-on only chooses where the same --augment runs (measured equivalent): a resume
+    on a machine with fewer cores per GPU may move it."""
+    out = copy_run(done_run, tmp_path / "run")
+    train(cfg_for(tree, out, epochs=3, augment_on="device"), resume=True, progress=False)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+def test_the_batchnorm_message_is_recognised_as_torch_compile_raises_it():
+    """Under --compile, Dynamo wraps BatchNorm's ValueError in a RuntimeError with more lines;
+    under DDP the hint counts the global batch."""
+    text = ("Failed running call_function <function batch_norm>(*(FakeTensor(..., size=(1, 16, 1, 1)),)):\n"
+            "Expected more than 1 value per channel when training, got input size torch.Size([1, 16, 1, 1])\n\n"
+            "from user code: ...")
+    err = engine.batchnorm_batch_error(RuntimeError(text), torch.zeros(1, 3, 16, 16), world=2)
+    assert isinstance(err, SegtrainError) and "\n" not in str(err)
+    assert "features of shape [1, 16, 1, 1]" in str(err) and "--batch-size 4 or more" in str(err)
+    assert engine.batchnorm_batch_error(RuntimeError("CUDA out of memory"), torch.zeros(1, 3, 4, 4)) is None

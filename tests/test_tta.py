@@ -320,7 +320,7 @@ def test_the_plain_setting_returns_the_logits_themselves(rgb_run):
 
 
 def test_evaluation_with_tta_reads_the_device_only_at_its_end(tree, monkeypatch):
-    """No host sync per batch (issue 11's counter): the same count for one batch as for four."""
+    """No host sync per batch (issue 11's counter): the same count for one batch as for two."""
     from test_segtrain_syncs import count_syncs
 
     from segtrain.config import TTAConfig
