@@ -186,6 +186,18 @@ def test_whole_mode_rerun_fetches_nothing_when_all_is_present(server, archives, 
     assert rerun(True, subset="kv2/align_kv2") == [(3, 0, size[0]), (align, 0, 0)]
 
 
+def test_whole_mode_rerun_without_validators_fetches_again(server, archives, tmp_path: Path):
+    """A server that sends neither ETag nor Last-Modified gives no way to tell the archive is
+    the same one: the last run's member list is not trusted and the whole archive comes again."""
+    server.faults.ignore_range = True
+    server.faults.no_validators = True
+    dest = tmp_path / "raw"
+    download(cfg(dest, server.url, toolbox_md5=None))
+    rep = download(cfg(dest, server.url, toolbox_md5=None))
+    size = [len(server.files[n]) for n in ("SUNRGBDtoolbox.zip", "SUNRGBD.zip")]
+    assert [a.transferred for a in rep.archives] == size and not rep.problems
+
+
 def test_file_changed_between_requests_starts_over(server, archives, tmp_path: Path):
     """After the directory was read the archive is replaced (new ETag, other size): the
     client notices, starts that archive over and ends with the new content."""
