@@ -80,7 +80,8 @@ def cfg(dest: Path, url: str, **kw) -> DownloadConfig:
 def test_parse_subset():
     assert parse_subset("kv2") == ["SUNRGBD/kv2/"]
     assert parse_subset("kv2/align_kv2,kv1") == ["SUNRGBD/kv1/", "SUNRGBD/kv2/align_kv2/"]
-    assert parse_subset("all") == ["SUNRGBD/"]
+    assert parse_subset("all") == parse_subset("kv1, all/") == ["SUNRGBD/"]
+    assert parse_subset("kv1,kv2,realsense,xtion") == ["SUNRGBD/kv1/", "SUNRGBD/kv2/", "SUNRGBD/realsense/", "SUNRGBD/xtion/"]
     for bad in ("kv3", "kv2/../x", ""):
         with pytest.raises(ValueError):
             parse_subset(bad)

@@ -29,8 +29,9 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
-from sunrgbd_tools.raw.base import DATA_ZIP, SENSORS, TOOLBOX_ZIP
+from sunrgbd_tools.raw.base import DATA_ZIP, TOOLBOX_ZIP
 from sunrgbd_tools.raw.scenes import parse_subset as parse_subset_keys
+from sunrgbd_tools.raw.scenes import selects_all
 from sunrgbd_tools.remote.http import (
     HttpClient,
     HttpConfig,
@@ -140,7 +141,7 @@ def parse_subset(text: str) -> list[str]:
     """`kv2`, `kv2/align_kv2`, `all`, or a comma list → member-name prefixes in SUNRGBD.zip:
     the converter's own subset keys (`raw.scenes.parse_subset`, one rule for both) under SUNRGBD/."""
     keys = parse_subset_keys(text)
-    if keys is SENSORS:  # `all`: every member of the data archive
+    if selects_all(text):  # every member of the data archive
         return ["SUNRGBD/"]
     return sorted({f"SUNRGBD/{k}/" for k in keys})
 

@@ -132,7 +132,7 @@ def check_tree(src: str | Path, mapper: NameMapper,
     found = discover(src, "all")
     scenes = found.scenes
     result = CheckResult("raw", scenes=len(scenes))
-    result.problems += [f"{p}: {why} (folder skipped)" for p, why in found.unreadable]
+    result.problems += found.skipped_problems()
     acc: dict[str, NameCount] = {}
     it = progress(scenes, len(scenes)) if progress else scenes
     for scene in it:
