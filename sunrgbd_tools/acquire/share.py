@@ -244,7 +244,8 @@ def _is_pack_archive(path: Path) -> bool:
 
 
 def _is_sha256_line(path: Path) -> bool:
-    """Whether `path` is the one-line `<sha256>  <name>` file pack writes beside an archive."""
+    """Whether `path` is a small checksum file (`<sha256>  <name>`, as pack writes beside an
+    archive and fetch reads); anything else there is the user's."""
     try:
         parse_sha256_file(path.read_text(encoding="ascii") if path.stat().st_size < 4096 else "", str(path))
     except (OSError, UnicodeDecodeError, ShareError):
