@@ -6,6 +6,7 @@ run never leaves a half-written file under a final name (re-runs skip finished w
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -27,6 +28,11 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+# Errors a write() raises without a file name; only these are about the file being written
+# (the body may read other files: an EIO reading a part file is not the final file's).
+_WRITE_SIDE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it over `path`."""
@@ -39,14 +45,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
-    except OSError as e:
+    except BaseException as e:
         tmp_path.unlink(missing_ok=True)
-        if e.filename is None and e.errno is not None:
+        if isinstance(e, OSError) and e.filename is None and e.errno in _WRITE_SIDE:
             # a failed write() names no file ("No space left on device"): name the one being written
             raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
         raise
 
 

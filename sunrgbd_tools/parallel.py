@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterable
 
 
@@ -38,6 +39,17 @@ def pool_workers(workers: int | None, tasks: int) -> int:
     than there are tasks. Each worker imports numpy and OpenCV (~0.3 s of CPU and tens of MB), so
     `--workers 1000` over 26 scenes once started 1000 of them and ran for minutes."""
     return max(1, min(workers or default_workers(), tasks))
+
+
+def progress_bar(desc: str, unit: str = "scene", **opts):
+    """The `progress(iterable, total)` callback the per-sample loops take: a tqdm bar on stderr
+    (one wrapper for convert, verify, fetch and mapping check; `opts` go to tqdm)."""
+    from tqdm import tqdm
+
+    def wrap(it, total):
+        return tqdm(it, total=total, desc=desc, unit=unit, file=sys.stderr, **opts)
+
+    return wrap
 
 
 def map_chunks(fn, tasks: list, workers: int, progress: bool, sizes: list[int], desc: str) -> Iterable:

@@ -142,6 +142,7 @@ class Faults:
     wrong_length: int = 0  # next N responses claim 100 more bytes than they send, then close
     status: dict[str, int] = field(default_factory=dict)  # path -> forced status (404/403)
     delay: float = 0.0  # seconds per 16 KiB chunk (slow server)
+    no_validators: bool = False  # send neither ETag nor Last-Modified
 
 
 class FaultServer:
@@ -249,8 +250,9 @@ class FaultServer:
         if status == 206:
             h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         h.send_header("Accept-Ranges", "none" if f.ignore_range else "bytes")
-        h.send_header("ETag", etag)
-        h.send_header("Last-Modified", formatdate(1_600_000_000 + ver, usegmt=True))
+        if not f.no_validators:
+            h.send_header("ETag", etag)
+            h.send_header("Last-Modified", formatdate(1_600_000_000 + ver, usegmt=True))
         h.end_headers()
         if drop:
             body = body[:f.drop_after]

@@ -80,7 +80,8 @@ def cfg(dest: Path, url: str, **kw) -> DownloadConfig:
 def test_parse_subset():
     assert parse_subset("kv2") == ["SUNRGBD/kv2/"]
     assert parse_subset("kv2/align_kv2,kv1") == ["SUNRGBD/kv1/", "SUNRGBD/kv2/align_kv2/"]
-    assert parse_subset("all") == ["SUNRGBD/"]
+    assert parse_subset("all") == parse_subset("kv1, all/") == ["SUNRGBD/"]
+    assert parse_subset("kv1,kv2,realsense,xtion") == ["SUNRGBD/kv1/", "SUNRGBD/kv2/", "SUNRGBD/realsense/", "SUNRGBD/xtion/"]
     for bad in ("kv3", "kv2/../x", ""):
         with pytest.raises(ValueError):
             parse_subset(bad)
@@ -184,6 +185,18 @@ def test_whole_mode_rerun_fetches_nothing_when_all_is_present(server, archives, 
     assert rerun(subset="kv2/align_kv2") == [(3, 0, 0), (align, 0, 0)]
     server.set_file("SUNRGBDtoolbox.zip", server.files["SUNRGBDtoolbox.zip"])  # new ETag/Last-Modified
     assert rerun(True, subset="kv2/align_kv2") == [(3, 0, size[0]), (align, 0, 0)]
+
+
+def test_whole_mode_rerun_without_validators_fetches_again(server, archives, tmp_path: Path):
+    """A server that sends neither ETag nor Last-Modified gives no way to tell the archive is
+    the same one: the last run's member list is not trusted and the whole archive comes again."""
+    server.faults.ignore_range = True
+    server.faults.no_validators = True
+    dest = tmp_path / "raw"
+    download(cfg(dest, server.url, toolbox_md5=None))
+    rep = download(cfg(dest, server.url, toolbox_md5=None))
+    size = [len(server.files[n]) for n in ("SUNRGBDtoolbox.zip", "SUNRGBD.zip")]
+    assert [a.transferred for a in rep.archives] == size and not rep.problems
 
 
 def test_file_changed_between_requests_starts_over(server, archives, tmp_path: Path):

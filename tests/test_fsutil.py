@@ -45,6 +45,11 @@ def test_failed_write_names_the_file(tmp_path):
         with atomic_path(target):
             open(tmp_path / "missing")
     assert info.value.filename == str(tmp_path / "missing")
+    with pytest.raises(OSError) as info:  # a read error inside the body is not the target's
+        with atomic_path(target):
+            raise OSError(errno.EIO, "Input/output error")
+    assert (info.value.errno, info.value.filename) == (errno.EIO, None)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_is_within(tmp_path):

@@ -135,6 +135,9 @@ def test_connection_refused_is_one_line_after_the_budget():
     assert "Connection refused" in msg and "\n" not in msg
     # in the user's words, not urllib3's connection object
     assert f"cannot connect to 127.0.0.1:{port} (" in msg and "HTTPConnection(" not in msg
+    with pytest.raises(HttpError) as e:  # credentials in the URL are not repeated as the host
+        HttpClient(FAST).probe(f"http://me:s3cret@127.0.0.1:{port}/x.zip")
+    assert str(e.value).split(" attempts: ", 1)[1].startswith(f"cannot connect to 127.0.0.1:{port} (")
 
 
 def test_unsupported_scheme_and_backoff_schedule():

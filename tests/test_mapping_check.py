@@ -14,6 +14,7 @@ from PIL import Image
 
 from sunrgbd_tools.cli.mapping import mapping
 from sunrgbd_tools.labels.check import (
+    SUGGEST_COLUMNS,
     Suggester,
     check_tree,
     levenshtein,
@@ -165,8 +166,15 @@ def test_suggest_rounds_keep_the_choices_made(raw_tree, tmp_path):
         out.unlink(missing_ok=True)
         r = CliRunner().invoke(mapping, ["suggest", str(src), "-o", str(out)])
         assert r.exit_code == 0, r.output
+        fresh = out.read_text()
+        rows = list(csv.reader(io.StringIO(fresh)))
+        rows[1][SUGGEST_COLUMNS.index("pixels")] = "0"  # other bytes, every class cell still empty
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)
+        assert out.read_text() != fresh
         r = CliRunner().invoke(mapping, ["suggest", str(src), "-o", str(out)])  # untouched: replaced
         assert r.exit_code == 0, r.output
+        assert out.read_text() == fresh
         text = out.read_text().replace("\nxhair,,", "\nxhair,chair,")
         out.write_text(text)
         r = CliRunner().invoke(mapping, ["suggest", str(src), "--mapping", str(out), "-o", str(out)])

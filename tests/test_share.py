@@ -124,6 +124,9 @@ def test_fetch_bad_source_leaves_no_dest(tmp_path: Path):
     dest = tmp_path / "d"
     res = CliRunner().invoke(main, ["fetch", "ftp://host/a.zip", "--dest", str(dest)])
     assert res.exit_code == 2 and "'ftp://host/a.zip': only http:// and https:// URLs" in res.output
+    with pytest.raises(ShareError, match="only http:// and https://"):  # the library says it too
+        fetch(FetchConfig(source="ftp://host/a.zip", dest=str(dest), progress=False))
+    assert not dest.exists()
     res = CliRunner().invoke(main, ["fetch", str(tmp_path / "none.zip"), "--dest", str(dest)])
     assert res.exit_code == 1 and res.output.strip() == f"Error: {tmp_path / 'none.zip'}: no such archive"
     assert not dest.exists()
@@ -149,7 +152,11 @@ def test_fetch_killed_in_verify_resumes(packed, tmp_path: Path, monkeypatch):
     shutil.copy(arc, tmp_path / "other.zip")
     res = CliRunner().invoke(main, ["fetch", str(tmp_path / "other.zip"), "--dest", str(dest)])
     assert res.exit_code == 2 and "not empty" in res.output  # another source: not resumed here
-    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--no-progress"])
+    res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(dest), "--sha256", "0" * 64])
+    assert res.exit_code == 2 and "not empty" in res.output  # another archive expected: not resumed
+    assert tree_bytes(dest) == before
+    monkeypatch.chdir(arc.parent)  # the same archive named relative to here
+    res = CliRunner().invoke(main, ["fetch", arc.name, "--dest", str(dest), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert res.stdout == (f"{dest}: {rep.files} files, 6 samples OK (sha256 {rep.sha256}, "
                           f"checked against {arc}.sha256)\n")
@@ -178,6 +185,16 @@ def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
         assert res.output.strip().splitlines()[-1] == (
             f"Error: {t2}/{shown}: file name {why}; rename or remove it (nothing was written)")
         assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
+
+
+def test_check_sums_lists_a_line_break_name_as_a_problem(packed, tmp_path: Path):
+    """The pack-only name check once sat in the shared lister, so fetch's verify stopped with
+    "rename or remove it (nothing was written)" after extracting; it is a problem line."""
+    tree, _arc, _rep = packed
+    dest = tmp_path / "got"
+    fetch(FetchConfig(source=str(_arc), dest=str(dest), progress=False, workers=1))
+    (dest / "a\nb.txt").write_bytes(b"x")
+    assert check_sums(dest) == [f"{dest}/a\nb.txt: not listed in SHA256SUMS"]
 
 
 def test_round_trip_local_and_cli(packed, tmp_path: Path):

@@ -29,8 +29,9 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
-from sunrgbd_tools.raw.base import DATA_ZIP, SENSORS, TOOLBOX_ZIP
+from sunrgbd_tools.raw.base import DATA_ZIP, TOOLBOX_ZIP
 from sunrgbd_tools.raw.scenes import parse_subset as parse_subset_keys
+from sunrgbd_tools.raw.scenes import selects_all
 from sunrgbd_tools.remote.http import (
     HttpClient,
     HttpConfig,
@@ -140,7 +141,7 @@ def parse_subset(text: str) -> list[str]:
     """`kv2`, `kv2/align_kv2`, `all`, or a comma list → member-name prefixes in SUNRGBD.zip:
     the converter's own subset keys (`raw.scenes.parse_subset`, one rule for both) under SUNRGBD/."""
     keys = parse_subset_keys(text)
-    if keys is SENSORS:  # `all`: every member of the data archive
+    if selects_all(text):  # every member of the data archive
         return ["SUNRGBD/"]
     return sorted({f"SUNRGBD/{k}/" for k in keys})
 
@@ -387,14 +388,10 @@ class Downloader:
             with FileReader(local) as reader:
                 done = self._extract(reader, name, rep, remote=False)
             if not rep.failed:
-                atomic_write_json(listing, {"remote": info.to_json(), "selection": self._selection(name),
+                atomic_write_json(listing, {"remote": info.to_json(), "selection": wanted(self.cfg, name)[1],
                                             "members": done})
                 if not self.cfg.keep_archives:
                     local.unlink()
-
-    def _selection(self, name: str) -> list:
-        """What decides the wanted members of archive `name` (see `wanted`)."""
-        return [self.cfg.with_official_labels] if name == TOOLBOX_ZIP else parse_subset(self.cfg.subset)
 
     def _all_present(self, listing: Path, info: RemoteInfo, name: str, rep: ArchiveReport) -> bool:
         """Without Range the directory costs the whole archive (6+ GB for SUNRGBD.zip), so a
@@ -410,18 +407,11 @@ class Downloader:
             return False
         if (info.size is None or not (info.etag or info.last_modified)
                 or (old.size, old.etag, old.last_modified) != (info.size, info.etag, info.last_modified)
-                or known.get("selection") != self._selection(name)):
+                or known.get("selection") != wanted(self.cfg, name)[1]):
             return False
 
-        def ok(m: tuple[PurePosixPath, int, int]) -> bool:
-            try:
-                path = target_path(self.dest, m[0], rep.url)
-                return path.is_file() and file_crc32(path) == (m[2], m[1])
-            except (OSError, UnsafeArchive):
-                return False
-
         with ThreadPoolExecutor(max(1, self.cfg.jobs)) as ex:
-            if not all(ex.map(ok, members)):
+            if not all(ex.map(lambda m: self._on_disk(m[0], m[1], m[2], rep.url), members)):
                 return False
         rep.members = rep.skipped = len(members)
         return True
@@ -505,16 +495,21 @@ class Downloader:
                     if head in prefixes:
                         Path(e.path).unlink(missing_ok=True)
 
+    def _on_disk(self, rel: PurePosixPath, size: int, crc: int, url: str) -> bool:
+        """Whether member `rel` is on disk with this size and CRC-32 (the size first: a
+        wrong-size file is not read)."""
+        try:
+            path = target_path(self.dest, rel, url)
+            if not path.is_file() or path.stat().st_size != size:
+                return False
+            return file_crc32(path) == (crc, size)
+        except (OSError, UnsafeArchive):  # unreadable: fetched again (and reported if it cannot be written)
+            return False
+
     def _verify_existing(self, files: list[ZipMember], rels, rep: ArchiveReport) -> list[ZipMember]:
         """Members already on disk are re-checked (size + CRC-32), never just trusted."""
         def ok(m: ZipMember) -> bool:
-            path = target_path(self.dest, rels[m.name], rep.url)
-            if not path.is_file() or path.stat().st_size != m.file_size:
-                return False
-            try:
-                return file_crc32(path) == (m.crc, m.file_size)
-            except OSError:  # unreadable: fetched again (and reported if it cannot be written)
-                return False
+            return self._on_disk(rels[m.name], m.file_size, m.crc, rep.url)
 
         def is_file(m: ZipMember) -> bool:
             try:

@@ -34,6 +34,7 @@ from cleantree.files import (
     sha256_file,
 )
 from sunrgbd_tools import __version__
+from sunrgbd_tools.parallel import progress_bar
 from sunrgbd_tools.remote.http import HttpClient, HttpConfig, download_file
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
@@ -105,12 +106,7 @@ def tree_files(root: Path, exclude: set[Path] = frozenset()) -> list[PurePosixPa
             p = Path(dirpath) / fn
             if p.resolve() in exclude or not p.is_file():
                 continue
-            rel = p.relative_to(root).as_posix()
-            why = _unpackable(rel)
-            if why:  # shown on one line, undecodable bytes as \xNN
-                shown = os.fsencode(p).decode("utf-8", "backslashreplace").replace("\n", "\\n").replace("\r", "\\r")
-                raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
-            out.append(PurePosixPath(rel))
+            out.append(PurePosixPath(p.relative_to(root).as_posix()))
     return sorted(out, key=lambda p: p.as_posix())
 
 
@@ -248,13 +244,13 @@ def _is_pack_archive(path: Path) -> bool:
 
 
 def _is_sha256_line(path: Path) -> bool:
-    """Whether `path` is the one-line `<sha256>  <name>` file pack writes beside an archive."""
+    """Whether `path` is a small checksum file (`<sha256>  <name>`, as pack writes beside an
+    archive and fetch reads); anything else there is the user's."""
     try:
-        text = path.read_text(encoding="ascii") if path.stat().st_size < 4096 else ""
-    except (OSError, UnicodeDecodeError):
+        parse_sha256_file(path.read_text(encoding="ascii") if path.stat().st_size < 4096 else "", str(path))
+    except (OSError, UnicodeDecodeError, ShareError):
         return False
-    digest, _, name = text.rstrip("\n").partition("  ")
-    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) and bool(name) and "\n" not in name
+    return True
 
 
 def pack_tree(cfg: PackConfig) -> PackReport:
@@ -275,6 +271,12 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     files = tree_files(src, exclude={out.resolve(), side.resolve()})
+    for rel in files:
+        why = _unpackable(rel.as_posix())
+        if why:  # shown on one line, undecodable bytes as \xNN
+            shown = os.fsencode(src.resolve() / rel).decode("utf-8", "backslashreplace")
+            shown = shown.replace("\n", "\\n").replace("\r", "\\r")
+            raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
     clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
     if clash:
         raise ShareError(f"{src}: already holds {', '.join(map(str, sorted(clash)))} "
@@ -332,6 +334,12 @@ class FetchReport:
 
 def is_url(s: str) -> bool:
     return urlsplit(s).scheme in ("http", "https")
+
+
+def check_source(source: str) -> None:
+    """Refuse another scheme up front: `ftp://x/a.zip` was read as a local path ("no such archive")."""
+    if "://" in source and not is_url(source):
+        raise ShareError(f"{source!r}: only http:// and https:// URLs (or a local file) are supported")
 
 
 def parse_sha256_file(text: str, where: str) -> str:
@@ -396,6 +404,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     dest = Path(cfg.dest)
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"{dest}: exists and is not a folder")
+    check_source(cfg.source)
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
     dest.mkdir(parents=True, exist_ok=True)
@@ -458,8 +467,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     report = FetchReport(dest=dest, archive_sha256=digest, checked=checked, files=len(written))
-    record = {"source": cfg.source, "sha256": digest, "checked_against": checked, "files": len(written)}
-    atomic_write_json(work / "fetched.json", {**record, "verified": False})
+    _record(report, cfg, verified=False)
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
     return _verify_fetched(report, cfg)
@@ -471,22 +479,34 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
     not redone (a re-run into its folder stays a usage error)."""
     try:
         done = json.loads((work / "fetched.json").read_text(encoding="utf-8"))
-        ok = (done["source"] == cfg.source and isinstance(done["sha256"], str) and isinstance(done["files"], int)
+        ok = (_same_source(done["source"], cfg.source) and isinstance(done["sha256"], str) and isinstance(done["files"], int)
               and isinstance(done["checked_against"], str) and done.get("verified") is False)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return done if ok and (cfg.sha256 is None or cfg.sha256.lower() == done["sha256"]) else None
 
 
+def _same_source(a: str, b: str) -> bool:
+    """URLs as typed; local archives by resolved path (`./a.zip` then `/abs/a.zip` is one)."""
+    if is_url(a) or is_url(b):
+        return a == b
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
     from sunrgbd_tools.convert.verify import verify_tree
 
     dest = report.dest
-    vr = verify_tree(dest, workers=cfg.workers, progress=(
-        (lambda it, n: tqdm(it, total=n, desc="verify", unit="sample", leave=False)) if cfg.progress else None))
+    vr = verify_tree(dest, workers=cfg.workers,
+                     progress=progress_bar("verify", "sample", leave=False) if cfg.progress else None)
     report.samples = vr.samples
     report.problems = list(vr.problems)
-    atomic_write_json(dest / FETCH_DIR / "fetched.json", {
-        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
-        "files": report.files, "verified": True})
+    _record(report, cfg, verified=True)
     return report
+
+
+def _record(report: FetchReport, cfg: FetchConfig, verified: bool) -> None:
+    """--dest/.sunrgbd-fetch/fetched.json: what `_fetched` resumes from."""
+    atomic_write_json(report.dest / FETCH_DIR / "fetched.json", {
+        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
+        "files": report.files, "verified": verified})

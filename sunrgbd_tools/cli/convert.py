@@ -11,6 +11,7 @@ import click
 from cleantree.dataset import DATASET_JSON
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.convert.resize import parse_size
+from sunrgbd_tools.parallel import progress_bar
 
 
 def _size(ctx, param, value):
@@ -18,15 +19,6 @@ def _size(ctx, param, value):
         return parse_size(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-
-
-def _progress(desc: str, unit: str = "scene"):
-    from tqdm import tqdm
-
-    def wrap(it, total):
-        return tqdm(it, total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
-
-    return wrap
 
 
 @click.command()
@@ -72,7 +64,7 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
         val_fraction=val_fraction, seed=seed, keep_unlabelled=keep_unlabelled,
     )
     try:
-        summary = run(cfg, workers=workers, progress=_progress("convert") if progress else None)
+        summary = run(cfg, workers=workers, progress=progress_bar("convert", dynamic_ncols=True) if progress else None)
     except ConvertError as e:
         raise click.UsageError(str(e)) from None
     for p in summary.problems:
@@ -108,7 +100,7 @@ def verify(root, workers, no_checksums, progress):
     if not (root / DATASET_JSON).is_file():
         raise click.UsageError(f"{root}: not a clean tree (no dataset.json)")
     report = verify_tree(root, workers=workers, check_checksums=not no_checksums,
-                         progress=_progress("verify", "sample") if progress else None)
+                         progress=progress_bar("verify", "sample", dynamic_ncols=True) if progress else None)
     for p in report.problems:
         click.echo(p, err=True)
     if report.problems:

@@ -11,6 +11,7 @@ import click
 
 from cleantree.files import atomic_write_text
 from sunrgbd_tools.cli.common import OutPath
+from sunrgbd_tools.parallel import progress_bar
 
 _MAPPING_OPT = click.option(
     "--mapping", "mapping_path", type=click.Path(exists=True, path_type=Path), default=None,
@@ -128,13 +129,6 @@ def import_seglistall(path, out):
     click.echo(f"wrote {target} ({len(names)} names)")
 
 
-def _progress(label):
-    from tqdm import tqdm
-
-    return lambda it, total: tqdm(it, total=total, desc=label, unit="scene", file=sys.stderr,
-                                  disable=not sys.stderr.isatty())
-
-
 @mapping.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_MAPPING_OPT
@@ -155,7 +149,7 @@ def check(src, mapping_path, csv_out, as_json, limit, strict):
 
     m = _mapper(mapping_path)
     try:
-        res = check_tree(src, m, progress=_progress("check"))
+        res = check_tree(src, m, progress=progress_bar("check", disable=not sys.stderr.isatty()))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     for p in res.problems:
@@ -207,7 +201,7 @@ def suggest(src, mapping_path, out, prefill, min_score):
         if src is None:
             names = unmapped_raw_names(m, read_raw_names())
         else:
-            res = check_tree(src, m, progress=_progress("suggest"))
+            res = check_tree(src, m, progress=progress_bar("suggest", disable=not sys.stderr.isatty()))
             for p in res.problems:
                 click.echo(f"problem: {p}", err=True)
             names = res.names

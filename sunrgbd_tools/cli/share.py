@@ -12,7 +12,7 @@ from sunrgbd_tools.acquire.share import (
     FetchConfig,
     PackConfig,
     ShareError,
-    is_url,
+    check_source,
     pack_tree,
 )
 from sunrgbd_tools.acquire.share import fetch as fetch_archive
@@ -59,9 +59,10 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
 @http_options
 def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, retries):
     """Download (URL) or open (path) a packed dataset, check it, extract it safely, verify it."""
-    if "://" in source and not is_url(source):  # was read as a local path: "ftp:/x/a.zip: no such archive"
-        raise click.BadParameter(f"{source!r}: only http:// and https:// URLs (or a local file) are supported",
-                                 param_hint="SOURCE")
+    try:
+        check_source(source)
+    except ShareError as e:
+        raise click.BadParameter(str(e), param_hint="SOURCE") from None
     if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha256)):
         raise click.BadParameter("not a 64-digit hex sha256", param_hint="--sha256")
     cfg = FetchConfig(source=source, dest=str(dest), sha256=sha256, keep_archive=keep_archive,

@@ -321,11 +321,9 @@ def _run_one(task) -> SampleResult:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
         return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
-    except OSError as e:
-        if e.errno in _OUT_FULL:
-            raise
-        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
+        if isinstance(e, OSError) and e.errno in _OUT_FULL:
+            raise
         return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
     return result
@@ -363,12 +361,10 @@ class ConvertSummary:
         return len(self.problems)
 
 
-def _same_conversion(text: str, wanted: str, want: dict) -> bool:
+def _same_conversion(text: str, want: dict) -> bool:
     """Whether convert.json `text` records this conversion. --src, --out and --mapping are
     compared as what they point at, not as typed (the mapping's content is in mapping_sha256):
     resuming with `--src /abs/raw` or from another folder was refused as "other options"."""
-    if text == wanted:
-        return True
     try:
         old = json.loads(text)
     except ValueError:
@@ -378,8 +374,7 @@ def _same_conversion(text: str, wanted: str, want: dict) -> bool:
     if "src_resolved" not in old:  # written before src_resolved: as typed, as then
         return text == dumps_json({k: v for k, v in want.items() if k != "src_resolved"})
     typed = ("src", "out", "mapping")
-    return ({k: v for k, v in old.items() if k not in typed} == {k: v for k, v in want.items() if k not in typed}
-            and (old.get("mapping") is None) == (want.get("mapping") is None))
+    return {k: v for k, v in old.items() if k not in typed} == {k: v for k, v in want.items() if k not in typed}
 
 
 def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
@@ -389,9 +384,8 @@ def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
     state = out / STATE_DIR / "convert.json"
     want = {**cfg.to_json(), "mapping_sha256": mapping_sha256, "tool_version": __version__,
             "src_resolved": str(Path(cfg.src).resolve())}
-    wanted = dumps_json(want)
     if state.exists():
-        if not _same_conversion(state.read_text(encoding="utf-8"), wanted, want):
+        if not _same_conversion(state.read_text(encoding="utf-8"), want):
             raise ConvertError(
                 f"{out}: holds a conversion made with other options or mapping tables ({state}); "
                 "use a new --out folder (nothing was changed)"
@@ -404,7 +398,7 @@ def _prepare_out(cfg: ConvertConfig, mapping_sha256: str) -> Path:
         raise ConvertError(f"{out}: exists and is not a folder; use a new --out folder")
     if out.exists() and any(out.iterdir()):
         raise ConvertError(f"{out}: folder exists and is not empty; use a new --out folder (nothing was changed)")
-    atomic_write_text(state, wanted)
+    atomic_write_text(state, dumps_json(want))
     return out
 
 

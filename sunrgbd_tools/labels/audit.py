@@ -251,7 +251,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     unlabelled = np.zeros(N_OFFICIAL, dtype=np.int64)
     sources: dict[str, int] = {}
     # folders the walk could not enter are reported as convert and `mapping check` report them
-    problems: list[str] = [f"{p}: {why} (folder skipped)" for p, why in found.unreadable]
+    problems: list[str] = found.skipped_problems()
     skipped = 0
     for part in map_chunks(_audit_chunk, [(official, c) for c in chunks], workers, progress,
                            [len(c) for c in chunks], "audit"):

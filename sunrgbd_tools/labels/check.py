@@ -132,7 +132,7 @@ def check_tree(src: str | Path, mapper: NameMapper,
     found = discover(src, "all")
     scenes = found.scenes
     result = CheckResult("raw", scenes=len(scenes))
-    result.problems += [f"{p}: {why} (folder skipped)" for p, why in found.unreadable]
+    result.problems += found.skipped_problems()
     acc: dict[str, NameCount] = {}
     it = progress(scenes, len(scenes)) if progress else scenes
     for scene in it:
@@ -317,7 +317,8 @@ def replaceable_suggestions(path: Path, text: str) -> bool:
         return False
     if not rows or tuple(rows[0]) != SUGGEST_COLUMNS:
         return False
-    return all(len(r) > 1 and not r[1].strip() for r in rows[1:] if r)
+    i = SUGGEST_COLUMNS.index("class")
+    return all(len(r) > i and not r[i].strip() for r in rows[1:] if r)
 
 
 def unmapped_raw_names(mapper: NameMapper, raw: list[RawName]) -> list[NameCount]:

@@ -48,12 +48,22 @@ def parse_subset(subset: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def selects_all(subset: str) -> bool:
+    """Whether `subset` (valid for `parse_subset`) names `all`: every sensor and whatever else
+    SUNRGBD/ holds (the downloader then wants the whole data archive)."""
+    return any(part.strip().strip("/") == "all" for part in subset.split(","))
+
+
 @dataclass
 class Discovery:
     """The scene folders found, and every folder that could not be read (path, reason)."""
 
     scenes: list[SceneRef]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    def skipped_problems(self) -> list[str]:
+        """One problem line per unreadable folder (`mapping check` and `mapping audit`)."""
+        return [f"{p}: {why} (folder skipped)" for p, why in self.unreadable]
 
 
 def discover(src: Path, subset: str) -> Discovery:

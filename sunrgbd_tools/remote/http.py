@@ -57,9 +57,15 @@ class RemoteChanged(HttpError):
 def describe_failure(e: BaseException, url: str) -> str:
     """A network failure in the user's words: what could not be done and the system's reason
     (urllib3's own text leads with the connection object, `HTTPConnection(host=…, port=…)`)."""
-    host = urlsplit(url).netloc
+    parts = urlsplit(url)
+    name = parts.hostname or ""
+    host = f"[{name}]" if ":" in name else name  # never netloc: it holds any user:password@
+    try:
+        host += f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a port that is not a number: the host alone
+        pass
     if isinstance(e, NameResolutionError):
-        return f"cannot resolve host {urlsplit(url).hostname!r}"
+        return f"cannot resolve host {parts.hostname!r}"
     # before the timeouts: urllib3 makes NewConnectionError a ConnectTimeoutError
     if isinstance(e, NewConnectionError):  # "...: Failed to establish a new connection: [Errno 111] Connection refused"
         return f"cannot connect to {host} ({str(e).rsplit(': ', 1)[-1]})"
