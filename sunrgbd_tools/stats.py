@@ -444,6 +444,10 @@ def summarize(tree: Tree, acc: Accumulator, cfg: StatsConfig, data_sha: str, sta
         names = ", ".join(f"{_label(tree.classes[t])} ({t})" for t in absent)
         warns.append(f"{len(absent)} class(es) have no pixels in split {cfg.split!r}: {names}; "
                      "their weights are set to the largest weight of a present class")
+    if cfg.split != "train":  # the trainer reads these as the training statistics
+        warns.append(f"split {cfg.split!r} is not 'train': its statistics replace the training ones in "
+                     f"dataset.json (the class weights and mean/std segtrain trains with); use it only if "
+                     f"{cfg.split!r} is the split you train on")
     classes = []
     for t, c in enumerate(tree.classes):
         n = pixels[t]

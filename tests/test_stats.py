@@ -380,6 +380,10 @@ def test_cli_table_json_and_exit_codes(tmp_path):
     assert _cli(root, "--method", "focal").exit_code == 2
     res = _cli(root, "--split", "valid")
     assert res.exit_code == 2 and "no samples in split 'valid'" in res.output
+    # an evaluation split's statistics would become the training ones: said, not silent
+    res = _cli(root, "--split", "val")
+    assert res.exit_code == 0
+    assert "warning: split 'val' is not 'train': its statistics replace the training ones" in res.stderr
     assert _cli(tmp_path).exit_code == 2  # no dataset.json
     assert _cli(root, "--workers", "0").exit_code == 2
 
