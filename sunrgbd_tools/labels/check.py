@@ -141,11 +141,7 @@ def check_tree(src: str | Path, mapper: NameMapper,
         except RawDataError as e:
             result.problems.append(str(e))
             continue
-        for name, px in pixels.items():
-            if mapper.is_unmapped(mapper.lookup(name)):
-                nc = acc.setdefault(name, NameCount(name))
-                nc.pixels += px
-                nc.images += 1
+        _count_unmapped(acc, mapper, pixels.items())
     result.names = _sorted(acc)
     return result
 
@@ -166,14 +162,18 @@ def _check_clean(path: Path, mapper: NameMapper) -> CheckResult:
         except ValueError as e:
             result.problems.append(f"{path} line {line}: {e}")
             continue
-        for name, px in items:
-            if not mapper.is_unmapped(mapper.lookup(name)):
-                continue
+        _count_unmapped(acc, mapper, items)
+    result.names = _sorted(acc)
+    return result
+
+
+def _count_unmapped(acc: dict[str, NameCount], mapper: NameMapper, items: Iterable[tuple[str, int]]) -> None:
+    """Add one image's (name, pixels) to `acc` for the names `mapper` still sends to Other."""
+    for name, px in items:
+        if mapper.is_unmapped(mapper.lookup(name)):
             nc = acc.setdefault(name, NameCount(name))
             nc.pixels += px
             nc.images += 1
-    result.names = _sorted(acc)
-    return result
 
 
 def check_csv(result: CheckResult, mapper: NameMapper) -> str:
