@@ -35,7 +35,7 @@ from cleantree.files import (
 )
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, download_file
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 DATASHEET = "DATASHEET.md"
@@ -319,7 +319,8 @@ class FetchConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The config as recorded: the source URL without its `user:password@`."""
+        return {**asdict(self), "source": display_url(self.source)}
 
 
 @dataclass
@@ -339,7 +340,8 @@ def is_url(s: str) -> bool:
 def check_source(source: str) -> None:
     """Refuse another scheme up front: `ftp://x/a.zip` was read as a local path ("no such archive")."""
     if "://" in source and not is_url(source):
-        raise ShareError(f"{source!r}: only http:// and https:// URLs (or a local file) are supported")
+        raise ShareError(f"{display_url(source)!r}: only http:// and https:// URLs (or a local file) "
+                         "are supported")
 
 
 def parse_sha256_file(text: str, where: str) -> str:
@@ -407,6 +409,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     check_source(cfg.source)
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
+    made_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     work = dest / FETCH_DIR
     if any(not p.name.startswith(".") for p in dest.iterdir()):
@@ -416,26 +419,33 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         # this fetch was extracted here and then interrupted in its verify: verify again
         return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
                                            checked=done["checked_against"], files=done["files"]), cfg)
+    made_work = not work.exists()
     work.mkdir(exist_ok=True)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
+    shown = display_url(cfg.source)  # what messages and records name: never a password
     if is_url(cfg.source):
         client = client or HttpClient(cfg.http)
-        name = unquote(PurePosixPath(urlsplit(cfg.source).path).name) or "archive.zip"
-        check_name(name, cfg.source)
+        url = client.adopt(cfg.source)  # the credentials stay with the client
+        name = unquote(PurePosixPath(urlsplit(url).path).name) or "archive.zip"
         archive = work / name
-        if expected is None:
-            side = client.get_small(cfg.source + ".sha256")
-            if side is not None:
-                expected = parse_sha256_file(side.decode("utf-8", "replace"), cfg.source + ".sha256")
-                checked = cfg.source + ".sha256"
-        if not archive.exists():
-            with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
-                      disable=not cfg.progress, leave=False) as bar:
-                def on_total(size: int, have: int) -> None:
-                    bar.reset(total=size)
-                    bar.update(have)
-                download_file(client, cfg.source, archive, bar.update, on_total)
+        try:
+            check_name(name, shown)
+            if expected is None:
+                side = client.get_small(url + ".sha256")
+                if side is not None:
+                    expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
+                    checked = shown + ".sha256"
+            if not archive.exists():
+                with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                          disable=not cfg.progress, leave=False) as bar:
+                    def on_total(size: int, have: int) -> None:
+                        bar.reset(total=size)
+                        bar.update(have)
+                    download_file(client, url, archive, bar.update, on_total)
+        except BaseException:
+            _tidy_failed_download(work if made_work else None, dest if made_dest else None)
+            raise
     else:
         archive = Path(cfg.source)
         side_path = archive.with_name(archive.name + ".sha256")
@@ -447,7 +457,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if expected is not None and digest != expected:
         if is_url(cfg.source):
             archive.unlink(missing_ok=True)  # a re-run downloads it afresh
-        raise ShareError(f"{cfg.source}: sha256 {digest} does not match the expected "
+        raise ShareError(f"{shown}: sha256 {digest} does not match the expected "
                          f"{expected} (from {checked}); the archive is damaged or not the one published")
     stage = work / "tree"
     shutil.rmtree(stage, ignore_errors=True)
@@ -457,12 +467,12 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
         problems = check_sums(stage, cfg.workers)
         if problems:
-            raise ShareError(f"{cfg.source}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
+            raise ShareError(f"{shown}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
                              .replace(str(stage), str(dest)))
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name
             if not is_within(dest, target):
-                raise UnsafeArchive(f"{cfg.source}: {entry.name} escapes {dest}")
+                raise UnsafeArchive(f"{shown}: {entry.name} escapes {dest}")
             os.replace(entry, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -471,6 +481,18 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
     return _verify_fetched(report, cfg)
+
+
+def _tidy_failed_download(work: Path | None, dest: Path | None) -> None:
+    """A download that failed before its first byte (refused connection, 404) leaves the disk
+    as it was: the folders this fetch made go again when they are empty (a partial download
+    stays, for the re-run to resume)."""
+    for folder in (work, dest):
+        if folder is not None:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: kept
+                pass
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
@@ -487,9 +509,11 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
 
 
 def _same_source(a: str, b: str) -> bool:
-    """URLs as typed; local archives by resolved path (`./a.zip` then `/abs/a.zip` is one)."""
+    """URLs as typed but without `user:password@` (records never hold it, and a new password
+    does not make another archive: its sha256 is checked anyway); local archives by resolved
+    path (`./a.zip` then `/abs/a.zip` is one)."""
     if is_url(a) or is_url(b):
-        return a == b
+        return display_url(a) == display_url(b)
     return Path(a).resolve() == Path(b).resolve()
 
 
@@ -508,5 +532,5 @@ def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
 def _record(report: FetchReport, cfg: FetchConfig, verified: bool) -> None:
     """--dest/.sunrgbd-fetch/fetched.json: what `_fetched` resumes from."""
     atomic_write_json(report.dest / FETCH_DIR / "fetched.json", {
-        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
+        "source": display_url(cfg.source), "sha256": report.archive_sha256, "checked_against": report.checked,
         "files": report.files, "verified": verified})
