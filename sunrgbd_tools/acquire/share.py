@@ -3,7 +3,8 @@
 pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions, PNG/JPEG
         stored since they are already compressed, text deflated), `DATASHEET.md` generated
         from dataset.json first, `SHA256SUMS` (every other member) last, and
-        `<archive>.sha256` beside it. The same tree gives the same archive bytes.
+        `<archive>.sha256` beside it. The same tree gives the same archive bytes. It holds
+        the clean tree as the contract defines it (`in_contract`), nothing else.
 fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
         `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
         every file checked against SHA256SUMS → moved into place → `verify_tree`.
@@ -33,9 +34,11 @@ from cleantree.files import (
     is_within,
     sha256_file,
 )
+from cleantree.manifest import MANIFEST
+from cleantree.paths import PROBLEMS_FILE, STATS_FILE, is_sample_file
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file, plural
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 DATASHEET = "DATASHEET.md"
@@ -44,6 +47,9 @@ FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
+# what a packed tree holds besides the sample files of the path templates (docs/contracts.md)
+TREE_ROOT_FILES = frozenset({DATASET_JSON, MANIFEST, PROBLEMS_FILE, STATS_FILE})
+_SHOWN_LEFT_OUT = 3  # names the "left out" line shows
 
 
 class ShareError(Exception):
@@ -72,6 +78,21 @@ class PackReport:
     sha256: str
     files: int
     bytes: int
+    left_out: list[str] = field(default_factory=list)  # files outside the contract, not packed
+    problems: list[str] = field(default_factory=list)
+
+
+def in_contract(rel: str) -> bool:
+    """Whether a file (posix path below the tree root) belongs to the clean tree: dataset.json,
+    manifest.csv, problems.txt, stats.json, and the sample files where the path templates put
+    them. Anything else a user placed there (notes, an hf export, a copy) is theirs, not the data."""
+    return rel in TREE_ROOT_FILES or is_sample_file(rel)
+
+
+def _one_line(path: os.PathLike) -> str:
+    """A file's path on one line, undecodable bytes as \\xNN and line breaks escaped."""
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return shown.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unpackable(rel: str) -> str | None:
@@ -270,14 +291,14 @@ def pack_tree(cfg: PackConfig) -> PackReport:
         if path.is_file() and not ours(path):
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
-    files = tree_files(src, exclude={out.resolve(), side.resolve()})
+    walked = tree_files(src, exclude={out.resolve(), side.resolve()})
+    files = [rel for rel in walked if in_contract(rel.as_posix())]
+    left_out = [rel for rel in walked if not in_contract(rel.as_posix())]
     for rel in files:
         why = _unpackable(rel.as_posix())
-        if why:  # shown on one line, undecodable bytes as \xNN
-            shown = os.fsencode(src.resolve() / rel).decode("utf-8", "backslashreplace")
-            shown = shown.replace("\n", "\\n").replace("\r", "\\r")
-            raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
-    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
+        if why:
+            raise ShareError(f"{_one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
+    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(walked)
     if clash:
         raise ShareError(f"{src}: already holds {', '.join(map(str, sorted(clash)))} "
                          "(a fetched archive?); remove them before packing again")
@@ -304,7 +325,14 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             zf.writestr(zip_member_info(SUMS, len(body)), body)
         digest = sha256_file(tmp)
     atomic_write_text(side, f"{digest}  {out.name}\n")
-    return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size)
+    problems = []
+    if left_out:
+        names = ", ".join(_one_line(rel) for rel in left_out[:_SHOWN_LEFT_OUT])
+        more = f" and {len(left_out) - _SHOWN_LEFT_OUT} more" if len(left_out) > _SHOWN_LEFT_OUT else ""
+        problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
+                        f"left out of the archive: {names}{more}")
+    return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size,
+                      left_out=[rel.as_posix() for rel in left_out], problems=problems)
 
 
 # ----------------------------------------------------------------------------- fetch

@@ -30,7 +30,9 @@ from sunrgbd_tools.remote.rangezip import ZipFormatError
 @click.option("--format", "fmt", type=click.Choice(["zip", "hf"]), default="zip", show_default=True,
               help="zip: one verified archive; hf: Hugging Face `datasets` parquet shards + "
                    "dataset card (needs the 'hub' extra).")
-@click.option("--strict", is_flag=True, help="hf: exit 1 when any problem was reported.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when any problem was reported (zip: files outside the clean-tree "
+                   "contract left out; hf: samples left out).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def pack(ctx, tree, out, fmt, strict, no_progress):
@@ -44,7 +46,11 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
                                    progress=not no_progress))
     except ShareError as e:
         raise click.UsageError(str(e)) from None
+    for p in rep.problems:
+        click.echo(f"problem: {p}", err=True)
     click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
+    if strict and rep.problems:
+        sys.exit(1)
 
 
 @click.command()
