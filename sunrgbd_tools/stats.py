@@ -45,10 +45,10 @@ from cleantree.dataset import (
 )
 from cleantree.files import atomic_write_text, dumps_json, is_within
 from cleantree.manifest import MANIFEST
+from cleantree.paths import STATS_FILE
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks
 
-STATS_FILE = "stats.json"
 STATS_SCHEMA = 1
 DEFAULT_METHOD = "median-freq"
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -143,6 +144,8 @@ class Faults:
     status: dict[str, int] = field(default_factory=dict)  # path -> forced status (404/403)
     delay: float = 0.0  # seconds per 16 KiB chunk (slow server)
     no_validators: bool = False  # send neither ETag nor Last-Modified
+    auth: str | None = None  # "user:password": answer 401 unless Basic auth carries exactly it
+    redirect: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
 
 
 class FaultServer:
@@ -154,6 +157,7 @@ class FaultServer:
         self.version = {k: 1 for k in files}
         self.faults = Faults()
         self.log: list[tuple[str, str | None, int, int]] = []
+        self.authorization: list[str | None] = []  # the Authorization header of every request
         self.lock = threading.Lock()
         self.before: callable | None = None  # hook(server, path, range) run before each request
         server = self
@@ -207,6 +211,23 @@ class FaultServer:
         if self.before:
             self.before(self, path, rng)
         f = self.faults
+        with self.lock:
+            self.authorization.append(h.headers.get("Authorization"))
+        if f.auth is not None and h.headers.get("Authorization") != (
+                "Basic " + base64.b64encode(f.auth.encode()).decode()):
+            h.send_response(401)
+            h.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            self._record(path, rng, 401, 0)
+            return
+        if path in f.redirect:
+            h.send_response(302)
+            h.send_header("Location", f.redirect[path])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            self._record(path, rng, 302, 0)
+            return
         with self.lock:
             forced = f.status.get(path)
             if forced is None and f.fail > 0:

@@ -171,19 +171,22 @@ def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
     import os
 
     tree, _arc, _rep = packed
-    for raw, shown, why in ((b"notes-\xe9t\xe9.txt", "notes-\\xe9t\\xe9.txt", "is not UTF-8"),
-                            (b"a\nb.txt", "a\\nb.txt", "holds a line break"),
-                            (b"a\\b.txt", "a\\b.txt", "holds a backslash")):
+    folder = next((tree / "leftImg8bit" / "train").iterdir()).relative_to(tree).as_posix()
+    for raw, shown, why in ((b"notes-\xe9t\xe9", "notes-\\xe9t\\xe9", "is not UTF-8"),
+                            (b"a\nb", "a\\nb", "holds a line break"),
+                            (b"a\\b", "a\\b", "holds a backslash")):
         t2 = tmp_path / "t2"
         shutil.rmtree(t2, ignore_errors=True)
         shutil.copytree(tree, t2)
-        with open(os.path.join(os.fsencode(t2), raw), "wb") as f:
+        # where the contract puts a sample file (elsewhere the file is left out, name and all)
+        with open(os.path.join(os.fsencode(t2 / folder), raw + b"_leftImg8bit.png"), "wb") as f:
             f.write(b"x")
         out = tmp_path / "x.zip"
         res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1] == (
-            f"Error: {t2}/{shown}: file name {why}; rename or remove it (nothing was written)")
+            f"Error: {t2}/{folder}/{shown}_leftImg8bit.png: file name {why}; "
+            "rename or remove it (nothing was written)")
         assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
 
 

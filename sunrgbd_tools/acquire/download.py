@@ -38,7 +38,9 @@ from sunrgbd_tools.remote.http import (
     HttpError,
     RemoteChanged,
     RemoteInfo,
+    display_url,
     download_file,
+    plural,
 )
 from sunrgbd_tools.remote.rangezip import (
     LFH_LEN,
@@ -93,7 +95,8 @@ class DownloadConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """What config.json records: the base URL without its `user:password@`."""
+        return {**asdict(self), "base_url": display_url(self.base_url)}
 
 
 @dataclass
@@ -114,10 +117,10 @@ class ArchiveReport:
 
     def line(self) -> str:
         ratio = self.transferred / self.archive_bytes if self.archive_bytes else 0.0
-        return (f"{self.name}: {self.members} members ({self.skipped} already present, "
+        return (f"{self.name}: {plural(self.members, 'member')} ({self.skipped} already present, "
                 f"{self.fetched} fetched, {self.failed} failed); transferred "
                 f"{_human(self.transferred)} of a {_human(self.archive_bytes)} archive "
-                f"({ratio:.1%}) in {self.requests} requests [{self.mode}]")
+                f"({ratio:.1%}) in {plural(self.requests, 'request')} [{self.mode}]")
 
 
 @dataclass
@@ -300,24 +303,38 @@ class Downloader:
         self.client = client or HttpClient(cfg.http)
         self.dest = Path(cfg.dest)
         self.state = self.dest / STATE_DIR
+        self.base_url = self.client.adopt(cfg.base_url)  # credentials stay with the client
         self.on_bytes = on_bytes
         self.limits = Limits(max_total=cfg.max_bytes)
         self._lock = threading.Lock()
 
     def run(self) -> DownloadReport:
         parse_subset(self.cfg.subset)  # fail on a bad subset before touching the network
+        made_dest, made_state = not self.dest.exists(), not self.state.exists()
         self.dest.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(exist_ok=True)
         for tmp in self.state.rglob(".*.tmp"):  # all ours: a killed run's temporaries
             tmp.unlink(missing_ok=True)
         atomic_write_json(self.state / "config.json", self.cfg.to_json())
         report = DownloadReport()
-        for name in (TOOLBOX_ZIP, DATA_ZIP):
-            report.archives.append(self.archive(name))
+        bytes0 = self.client.counters.bytes
+        try:
+            for name in (TOOLBOX_ZIP, DATA_ZIP):
+                report.archives.append(self.archive(name))
+        except BaseException:
+            if self.client.counters.bytes == bytes0:  # nothing arrived: leave the disk as it was
+                if made_state:
+                    shutil.rmtree(self.state, ignore_errors=True)
+                if made_dest:
+                    try:
+                        self.dest.rmdir()
+                    except OSError:  # not empty: something else is there now
+                        pass
+            raise
         return report
 
     def _url(self, name: str) -> str:
-        base = self.cfg.base_url if self.cfg.base_url.endswith("/") else self.cfg.base_url + "/"
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
         return urljoin(base, name)
 
     def archive(self, name: str) -> ArchiveReport:

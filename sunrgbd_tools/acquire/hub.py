@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from sunrgbd_tools.acquire.share import format_value
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # clean tree -> Hub names
 STAGE = ".sunrgbd-hub"
 FINAL = ("README.md", DATASET_JSON, "data")  # what an export leaves in DIR
+SHARD_NAME = re.compile("(?:" + "|".join(HF_SPLITS.values()) + r")-\d{5}-of-\d{5}\.parquet")  # in data/
+CARD_MARK = "; exported with sunrgbd-tools "  # in every card's last line (`dataset_card`)
 ROWS_PER_GROUP = 100  # what `datasets` itself uses for image data: small reads for the viewer
 SHARD_BYTES = 500_000_000
 EXTRA_HINT = "pip install 'sunrgbd-tools[hub]'"
@@ -261,15 +264,30 @@ def _write_shard(path: Path, schema, src: Path, rows: list[dict], depth: bool, n
 
 # ----------------------------------------------------------------------------- output folder
 def _check_out(out: Path) -> bool:
-    """True to resume an interrupted export; raises unless --out is new or empty."""
+    """True to resume an interrupted export; raises unless --out is new or empty, or holds a
+    finished export of pack's own (which is replaced, as a ZIP re-pack replaces its archive)."""
     if out.exists() and not out.is_dir():
         raise HubUsageError(f"{out}: exists and is not a folder")
     names = set(os.listdir(out)) if out.is_dir() else set()
-    if not names:
+    if not names or _finished_export(out, names):
         return False
     if STAGE in names and names <= {STAGE, *FINAL}:
         return True
     raise HubUsageError(f"{out}: not empty; export into a new or empty folder (nothing was changed)")
+
+
+def _finished_export(out: Path, names: set[str]) -> bool:
+    """Whether `out` holds exactly what an earlier export left: README.md with our card's mark,
+    dataset.json, and data/ with shard files only. Any other content is the user's."""
+    if names != set(FINAL) or not (out / DATASET_JSON).is_file() or not (out / "data").is_dir():
+        return False
+    try:
+        card = (out / "README.md").read_text(encoding="utf-8")
+        shards = list(os.scandir(out / "data"))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (card.startswith("---\n") and CARD_MARK in card
+            and all(e.is_file(follow_symlinks=False) and SHARD_NAME.fullmatch(e.name) for e in shards))
 
 
 def _size_category(n: int) -> str:
@@ -364,6 +382,10 @@ def export_hf(cfg: HubConfig) -> HubReport:
             os.replace(stage / name, out / name)
     os.replace(stage / DATASET_JSON, out / DATASET_JSON)
     os.replace(stage / "README.md", out / "README.md")
+    planned = {name for name, _ in plan}
+    for e in os.scandir(out / "data"):  # an earlier export's shards that this one did not write
+        if SHARD_NAME.fullmatch(e.name) and f"data/{e.name}" not in planned and e.is_file(follow_symlinks=False):
+            os.unlink(e.path)
     shutil.rmtree(stage)
     return HubReport(out=out, rows=split_rows, shards=[n for n, _ in plan],
                      bytes=sum(shard_bytes.values()), resumed=resumed, problems=problems)
@@ -547,6 +569,6 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
     lines.append(command or "sunrgbd pack CLEAN --format hf --out DIR")
     lines += ["```", "",
               f"Converted with {cw.get('tool') or 'sunrgbd-tools'} {cw.get('version') or ''}".rstrip()
-              + f"; exported with sunrgbd-tools {__version__}. `dataset.json` beside this card is "
+              + f"{CARD_MARK}{__version__}. `dataset.json` beside this card is "
               "the clean tree's own, unchanged.", ""]
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions, PNG/JPEG
         stored since they are already compressed, text deflated), `DATASHEET.md` generated
         from dataset.json first, `SHA256SUMS` (every other member) last, and
-        `<archive>.sha256` beside it. The same tree gives the same archive bytes.
+        `<archive>.sha256` beside it. The same tree gives the same archive bytes. It holds
+        the clean tree as the contract defines it (`in_contract`), nothing else.
 fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
         `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
         every file checked against SHA256SUMS → moved into place → `verify_tree`.
@@ -33,9 +34,11 @@ from cleantree.files import (
     is_within,
     sha256_file,
 )
+from cleantree.manifest import MANIFEST
+from cleantree.paths import PROBLEMS_FILE, STATS_FILE, is_sample_file
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, download_file
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file, plural
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 DATASHEET = "DATASHEET.md"
@@ -44,6 +47,9 @@ FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
+# what a packed tree holds besides the sample files of the path templates (docs/contracts.md)
+TREE_ROOT_FILES = frozenset({DATASET_JSON, MANIFEST, PROBLEMS_FILE, STATS_FILE})
+_SHOWN_LEFT_OUT = 3  # names the "left out" line shows
 
 
 class ShareError(Exception):
@@ -72,6 +78,21 @@ class PackReport:
     sha256: str
     files: int
     bytes: int
+    left_out: list[str] = field(default_factory=list)  # files outside the contract, not packed
+    problems: list[str] = field(default_factory=list)
+
+
+def in_contract(rel: str) -> bool:
+    """Whether a file (posix path below the tree root) belongs to the clean tree: dataset.json,
+    manifest.csv, problems.txt, stats.json, and the sample files where the path templates put
+    them. Anything else a user placed there (notes, an hf export, a copy) is theirs, not the data."""
+    return rel in TREE_ROOT_FILES or is_sample_file(rel)
+
+
+def _one_line(path: os.PathLike) -> str:
+    """A file's path on one line, undecodable bytes as \\xNN and line breaks escaped."""
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return shown.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unpackable(rel: str) -> str | None:
@@ -270,14 +291,14 @@ def pack_tree(cfg: PackConfig) -> PackReport:
         if path.is_file() and not ours(path):
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
-    files = tree_files(src, exclude={out.resolve(), side.resolve()})
+    walked = tree_files(src, exclude={out.resolve(), side.resolve()})
+    files = [rel for rel in walked if in_contract(rel.as_posix())]
+    left_out = [rel for rel in walked if not in_contract(rel.as_posix())]
     for rel in files:
         why = _unpackable(rel.as_posix())
-        if why:  # shown on one line, undecodable bytes as \xNN
-            shown = os.fsencode(src.resolve() / rel).decode("utf-8", "backslashreplace")
-            shown = shown.replace("\n", "\\n").replace("\r", "\\r")
-            raise ShareError(f"{shown}: {why}; rename or remove it (nothing was written)")
-    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(files)
+        if why:
+            raise ShareError(f"{_one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
+    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(walked)
     if clash:
         raise ShareError(f"{src}: already holds {', '.join(map(str, sorted(clash)))} "
                          "(a fetched archive?); remove them before packing again")
@@ -304,7 +325,14 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             zf.writestr(zip_member_info(SUMS, len(body)), body)
         digest = sha256_file(tmp)
     atomic_write_text(side, f"{digest}  {out.name}\n")
-    return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size)
+    problems = []
+    if left_out:
+        names = ", ".join(_one_line(rel) for rel in left_out[:_SHOWN_LEFT_OUT])
+        more = f" and {len(left_out) - _SHOWN_LEFT_OUT} more" if len(left_out) > _SHOWN_LEFT_OUT else ""
+        problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
+                        f"left out of the archive: {names}{more}")
+    return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size,
+                      left_out=[rel.as_posix() for rel in left_out], problems=problems)
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -319,7 +347,8 @@ class FetchConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The config as recorded: the source URL without its `user:password@`."""
+        return {**asdict(self), "source": display_url(self.source)}
 
 
 @dataclass
@@ -339,7 +368,8 @@ def is_url(s: str) -> bool:
 def check_source(source: str) -> None:
     """Refuse another scheme up front: `ftp://x/a.zip` was read as a local path ("no such archive")."""
     if "://" in source and not is_url(source):
-        raise ShareError(f"{source!r}: only http:// and https:// URLs (or a local file) are supported")
+        raise ShareError(f"{display_url(source)!r}: only http:// and https:// URLs (or a local file) "
+                         "are supported")
 
 
 def parse_sha256_file(text: str, where: str) -> str:
@@ -407,6 +437,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     check_source(cfg.source)
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
+    made_dest = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     work = dest / FETCH_DIR
     if any(not p.name.startswith(".") for p in dest.iterdir()):
@@ -416,26 +447,33 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         # this fetch was extracted here and then interrupted in its verify: verify again
         return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
                                            checked=done["checked_against"], files=done["files"]), cfg)
+    made_work = not work.exists()
     work.mkdir(exist_ok=True)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
+    shown = display_url(cfg.source)  # what messages and records name: never a password
     if is_url(cfg.source):
         client = client or HttpClient(cfg.http)
-        name = unquote(PurePosixPath(urlsplit(cfg.source).path).name) or "archive.zip"
-        check_name(name, cfg.source)
+        url = client.adopt(cfg.source)  # the credentials stay with the client
+        name = unquote(PurePosixPath(urlsplit(url).path).name) or "archive.zip"
         archive = work / name
-        if expected is None:
-            side = client.get_small(cfg.source + ".sha256")
-            if side is not None:
-                expected = parse_sha256_file(side.decode("utf-8", "replace"), cfg.source + ".sha256")
-                checked = cfg.source + ".sha256"
-        if not archive.exists():
-            with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
-                      disable=not cfg.progress, leave=False) as bar:
-                def on_total(size: int, have: int) -> None:
-                    bar.reset(total=size)
-                    bar.update(have)
-                download_file(client, cfg.source, archive, bar.update, on_total)
+        try:
+            check_name(name, shown)
+            if expected is None:
+                side = client.get_small(url + ".sha256")
+                if side is not None:
+                    expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
+                    checked = shown + ".sha256"
+            if not archive.exists():
+                with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                          disable=not cfg.progress, leave=False) as bar:
+                    def on_total(size: int, have: int) -> None:
+                        bar.reset(total=size)
+                        bar.update(have)
+                    download_file(client, url, archive, bar.update, on_total)
+        except BaseException:
+            _tidy_failed_download(work if made_work else None, dest if made_dest else None)
+            raise
     else:
         archive = Path(cfg.source)
         side_path = archive.with_name(archive.name + ".sha256")
@@ -447,7 +485,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if expected is not None and digest != expected:
         if is_url(cfg.source):
             archive.unlink(missing_ok=True)  # a re-run downloads it afresh
-        raise ShareError(f"{cfg.source}: sha256 {digest} does not match the expected "
+        raise ShareError(f"{shown}: sha256 {digest} does not match the expected "
                          f"{expected} (from {checked}); the archive is damaged or not the one published")
     stage = work / "tree"
     shutil.rmtree(stage, ignore_errors=True)
@@ -457,12 +495,12 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
         problems = check_sums(stage, cfg.workers)
         if problems:
-            raise ShareError(f"{cfg.source}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
+            raise ShareError(f"{shown}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
                              .replace(str(stage), str(dest)))
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name
             if not is_within(dest, target):
-                raise UnsafeArchive(f"{cfg.source}: {entry.name} escapes {dest}")
+                raise UnsafeArchive(f"{shown}: {entry.name} escapes {dest}")
             os.replace(entry, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -471,6 +509,18 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
     return _verify_fetched(report, cfg)
+
+
+def _tidy_failed_download(work: Path | None, dest: Path | None) -> None:
+    """A download that failed before its first byte (refused connection, 404) leaves the disk
+    as it was: the folders this fetch made go again when they are empty (a partial download
+    stays, for the re-run to resume)."""
+    for folder in (work, dest):
+        if folder is not None:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: kept
+                pass
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
@@ -487,9 +537,11 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
 
 
 def _same_source(a: str, b: str) -> bool:
-    """URLs as typed; local archives by resolved path (`./a.zip` then `/abs/a.zip` is one)."""
+    """URLs as typed but without `user:password@` (records never hold it, and a new password
+    does not make another archive: its sha256 is checked anyway); local archives by resolved
+    path (`./a.zip` then `/abs/a.zip` is one)."""
     if is_url(a) or is_url(b):
-        return a == b
+        return display_url(a) == display_url(b)
     return Path(a).resolve() == Path(b).resolve()
 
 
@@ -508,5 +560,5 @@ def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
 def _record(report: FetchReport, cfg: FetchConfig, verified: bool) -> None:
     """--dest/.sunrgbd-fetch/fetched.json: what `_fetched` resumes from."""
     atomic_write_json(report.dest / FETCH_DIR / "fetched.json", {
-        "source": cfg.source, "sha256": report.archive_sha256, "checked_against": report.checked,
+        "source": display_url(cfg.source), "sha256": report.archive_sha256, "checked_against": report.checked,
         "files": report.files, "verified": verified})

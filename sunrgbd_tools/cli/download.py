@@ -16,7 +16,7 @@ from sunrgbd_tools.acquire.download import (
 )
 from sunrgbd_tools.acquire.download import download as run_download
 from sunrgbd_tools.cli.common import OutPath, http_options
-from sunrgbd_tools.remote.http import HttpConfig, HttpError
+from sunrgbd_tools.remote.http import HttpConfig, HttpError, display_url
 from sunrgbd_tools.remote.rangezip import ZipFormatError
 
 
@@ -47,7 +47,7 @@ def _byte_size(ctx, param, value: str) -> int:
 
 def _base_url(ctx, param, value: str) -> str:
     if not value.lower().startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r}: only http:// and https:// URLs are supported")
+        raise click.BadParameter(f"{display_url(value)!r}: only http:// and https:// URLs are supported")
     return value
 
 

@@ -18,7 +18,7 @@ from sunrgbd_tools.acquire.share import (
 from sunrgbd_tools.acquire.share import fetch as fetch_archive
 from sunrgbd_tools.cli.common import OutPath, http_options, recorded_command
 from sunrgbd_tools.cli.hub import pack_hf
-from sunrgbd_tools.remote.http import HttpConfig, HttpError
+from sunrgbd_tools.remote.http import HttpConfig, HttpError, plural
 from sunrgbd_tools.remote.rangezip import ZipFormatError
 
 
@@ -30,7 +30,9 @@ from sunrgbd_tools.remote.rangezip import ZipFormatError
 @click.option("--format", "fmt", type=click.Choice(["zip", "hf"]), default="zip", show_default=True,
               help="zip: one verified archive; hf: Hugging Face `datasets` parquet shards + "
                    "dataset card (needs the 'hub' extra).")
-@click.option("--strict", is_flag=True, help="hf: exit 1 when any problem was reported.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when any problem was reported (zip: files outside the clean-tree "
+                   "contract left out; hf: samples left out).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def pack(ctx, tree, out, fmt, strict, no_progress):
@@ -44,7 +46,11 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
                                    progress=not no_progress))
     except ShareError as e:
         raise click.UsageError(str(e)) from None
+    for p in rep.problems:
+        click.echo(f"problem: {p}", err=True)
     click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
+    if strict and rep.problems:
+        sys.exit(1)
 
 
 @click.command()
@@ -80,7 +86,7 @@ def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, ret
     for p in rep.problems:
         click.echo(p, err=True)
     if rep.problems:
-        click.echo(f"{dest}: {rep.samples} samples, {len(rep.problems)} problem(s)")
+        click.echo(f"{dest}: {plural(rep.samples, 'sample')}, {len(rep.problems)} problem(s)")
         sys.exit(1)
-    click.echo(f"{dest}: {rep.files} files, {rep.samples} samples OK "
+    click.echo(f"{dest}: {rep.files} files, {plural(rep.samples, 'sample')} OK "
                f"(sha256 {rep.archive_sha256}, checked against {rep.checked})")

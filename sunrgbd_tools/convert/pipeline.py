@@ -38,7 +38,7 @@ from cleantree.files import (
     sha256_bytes,
 )
 from cleantree.manifest import MANIFEST, write_manifest
-from cleantree.paths import FILE_KEYS, file_templates, sample_paths
+from cleantree.paths import FILE_KEYS, PROBLEMS_FILE, file_templates, sample_paths
 from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
@@ -532,7 +532,7 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
 
 
 def _write_problems(out: Path, problems: list[str]) -> None:
-    atomic_write_text(out / "problems.txt", "".join(p + "\n" for p in problems))
+    atomic_write_text(out / PROBLEMS_FILE, "".join(p + "\n" for p in problems))
 
 
 def _write_dataset_json(out, cfg: ConvertConfig, mapper: NameMapper, rows, counts, sources, val_source,

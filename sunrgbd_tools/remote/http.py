@@ -9,10 +9,16 @@ One retry budget (`--retries`) covers both, and progress resets it.
 Every read states the identity of the remote file it expects (`RemoteInfo`: size, ETag,
 Last-Modified). A response that disagrees raises `RemoteChanged`, so callers can start
 that file over instead of splicing bytes from two different versions.
+
+A URL's `user:password@` is taken off at the client's door (`HttpClient.adopt`): the client
+keeps it in memory as that host's `Authorization: Basic` header (urllib3 does not send URL
+userinfo itself) and everything else (messages, `RemoteInfo.url`, records on disk) sees the
+URL without it (`display_url`).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
@@ -44,6 +50,37 @@ _MAX_REDIRECTS = 5
 _RETRY_STATUS = frozenset({408, 425, 429, *range(500, 600)})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
 _POOL_SIZE = 64  # connections kept per host: at least `download --jobs` (at most 64)
+
+
+# scheme://  then userinfo up to the last '@' of the authority (which ends at / ? or #)
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(`url` without `user:password@`, (user, password) percent-decoded, or None when it
+    has none). A string that is not a URL comes back unchanged."""
+    m = _USERINFO.match(url)
+    if m is None:
+        return url, None
+    user, _, password = m.group(2).partition(":")
+    return m.group(1) + url[m.end():], (unquote(user), unquote(password))
+
+
+def display_url(url: str) -> str:
+    """A URL as every message, progress label and file written shows it: without any
+    `user:password@` (the password must never reach a terminal, a log or a record)."""
+    return split_userinfo(url)[0]
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """(scheme, host[:port]) in lower case: where a URL's credentials may be sent."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)", url)
+    return (m.group(1).lower(), m.group(2).lower()) if m else ("", "")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 attempt`, `2 attempts`: a count with its noun in the right number."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 class HttpError(Exception):
@@ -165,13 +202,30 @@ class HttpClient:
             timeout=urllib3.Timeout(connect=self.config.timeout, read=self.config.timeout))
         self._lock = threading.Lock()
         self.counters = Counters()
+        self._auth: dict[tuple[str, str], str] = {}  # origin -> Authorization header value
 
     def close(self) -> None:
         self._pool.clear()
 
+    def adopt(self, url: str) -> str:
+        """Take `user:password@` off `url`: from now on this client sends it as Basic auth to
+        that scheme/host/port (only there: urllib3 drops the header on a redirect to another
+        host). Returns the URL without it, the form every message and record uses."""
+        clean, cred = split_userinfo(url)
+        if cred is not None:
+            token = base64.b64encode(f"{cred[0]}:{cred[1]}".encode()).decode("ascii")
+            with self._lock:
+                self._auth[_origin(clean)] = f"Basic {token}"
+        return clean
+
+    def _authorization(self, url: str) -> str | None:
+        with self._lock:
+            return self._auth.get(_origin(url))
+
     def _request(self, url: str, headers: dict[str, str], attempt: int) -> tuple[urllib3.BaseHTTPResponse, int]:
         """GET with urllib3's redirects and retries; returns the response (body unread) and
         the attempt count after the retries it made. Retries left over end in HttpError."""
+        url = self.adopt(url)
         scheme = urlsplit(url).scheme
         if scheme not in ("http", "https"):
             raise HttpError(f"unsupported URL scheme {scheme!r}: {url}")
@@ -179,6 +233,9 @@ class HttpClient:
                        raise_on_status=False, respect_retry_after_header=False,
                        budget=max(0, self.config.retries - attempt), config=self.config)
         hdrs = {"User-Agent": self.config.user_agent, "Accept-Encoding": "identity", **headers}
+        auth = self._authorization(url)
+        if auth is not None:
+            hdrs["Authorization"] = auth
         try:
             resp = self._pool.request("GET", url, headers=hdrs, retries=retry,
                                       preload_content=False, decode_content=False)
@@ -186,7 +243,7 @@ class HttpClient:
             if "too many redirects" in str(e.reason):
                 raise HttpError(f"too many redirects: {url}") from None
             cause = e.reason if e.reason is not None else e
-            raise HttpError(f"giving up on {url} after {self.config.retries + 1} attempts: "
+            raise HttpError(f"giving up on {url} after {plural(self.config.retries + 1, 'attempt')}: "
                             f"{describe_failure(cause, url)}") from None
         except (OSError, Urllib3Error) as e:
             raise _Retryable(describe_failure(e, url)) from e
@@ -215,6 +272,7 @@ class HttpClient:
     # ------------------------------------------------------------------ public API
     def probe(self, url: str) -> RemoteInfo:
         """Ask for the first byte: tells the size, validators and whether Range works."""
+        url = self.adopt(url)
         attempt = 0
         while True:
             try:
@@ -235,7 +293,7 @@ class HttpClient:
 
     def _retry_or_raise(self, url: str, attempt: int, err: Exception) -> int:
         if attempt >= self.config.retries:
-            raise HttpError(f"giving up on {url} after {attempt + 1} attempts: {err}") from None
+            raise HttpError(f"giving up on {url} after {plural(attempt + 1, 'attempt')}: {err}") from None
         self._sleep(attempt)
         return attempt + 1
 
@@ -247,7 +305,9 @@ class HttpClient:
         if resp.status in _RETRY_STATUS:
             raise _Retryable(f"HTTP {resp.status} {reason}")
         hint = {404: " (check the URL / --base-url)", 403: " (the server refuses access)",
-                401: " (the server wants credentials)", 410: " (gone from the server)"}
+                401: " (the server refused the user:password given in the URL)"
+                if self._authorization(url) else " (the server wants credentials)",
+                410: " (gone from the server)"}
         raise HttpError(f"HTTP {resp.status} {reason}: {url}{hint.get(resp.status, '')}")
 
     @staticmethod
@@ -372,6 +432,7 @@ class HttpClient:
 
     def get_small(self, url: str, limit: int = 1 << 20) -> bytes | None:
         """Fetch a small file whole (e.g. `<archive>.sha256`); None when it is not there."""
+        url = self.adopt(url)
         attempt = 0
         while True:
             try:
@@ -413,6 +474,7 @@ def download_file(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")
+    url = client.adopt(url)
     info = client.probe(url)
     if info.size is None:
         raise HttpError(f"{url}: the server does not say how large the file is")
@@ -430,6 +492,27 @@ def download_file(
         meta.write_text(json.dumps(info.to_json()))
     if on_total:
         on_total(info.size, have)
+    try:
+        _continue_part(client, info, part, have, progress)
+    except RemoteChanged:
+        part.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        if restarts <= 0:
+            raise
+        return download_file(client, url, dest, progress, on_total, restarts - 1)
+    except BaseException:
+        if have == 0 and part.is_file() and part.stat().st_size == 0:  # nothing arrived: leave the disk as it was
+            part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    meta.unlink(missing_ok=True)
+    return info
+
+
+def _continue_part(client: HttpClient, info: RemoteInfo, part: Path, have: int,
+                   progress: Callable[[int], None] | None) -> None:
+    """Append bytes [have, size) of `info` to `part` (its first `have` bytes are kept)."""
     with open(part, "r+b") as f:
         f.seek(have)
         f.truncate()
@@ -439,15 +522,4 @@ def download_file(
             if progress:
                 progress(len(chunk))
 
-        try:
-            client.read_range(info, have, info.size, sink)
-        except RemoteChanged:
-            f.close()
-            part.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
-            if restarts <= 0:
-                raise
-            return download_file(client, url, dest, progress, on_total, restarts - 1)
-    os.replace(part, dest)
-    meta.unlink(missing_ok=True)
-    return info
+        client.read_range(info, have, info.size, sink)

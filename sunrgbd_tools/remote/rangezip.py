@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sunrgbd_tools.remote.http import HttpClient, RemoteInfo
+from sunrgbd_tools.remote.http import HttpClient, RemoteInfo, plural
 
 
 def shown(name: str) -> str:
@@ -214,7 +214,7 @@ def read_directory(reader: Reader, where: str = "archive") -> ZipDirectory:
     allowed), parsed by `zipfile`; any damage is one ZipFormatError naming `where`."""
     size = reader.size
     if size < _EOCD_LEN:
-        raise ZipFormatError(f"{where}: too small to be a ZIP ({size} bytes)")
+        raise ZipFormatError(f"{where}: too small to be a ZIP ({plural(size, 'byte')})")
     f = RangeFile(reader)
     try:
         with zipfile.ZipFile(f) as zf:
