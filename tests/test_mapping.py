@@ -306,6 +306,21 @@ def test_cli_lookup_json():
     ]
 
 
+def test_cli_json_keys_are_the_documented_ones():
+    """docs/mapping.md lists the --json keys in order; scripts read them."""
+    runner = CliRunner()
+    out = json.loads(runner.invoke(mapping, ["lookup", "chair2", "--json"]).output)
+    assert list(out[0]) == ["name", "class", "class_id", "rule", "via", "key"]
+    out = json.loads(runner.invoke(mapping, ["show", "--json"]).output)
+    assert list(out) == ["classes", "mapping_sha256", "mapping_files"]
+    assert list(out["classes"][0]) == ["id", "train_id", "name", "color", "ignore_in_eval"]
+    out = json.loads(runner.invoke(mapping, ["report", "--json"]).output)
+    assert list(out) == ["seglistall"]
+    assert list(out["seglistall"]) == ["names", "weight", "exact_baseline", "ours", "rules"]
+    assert list(out["seglistall"]["ours"]) == ["names", "weight", "weight_per_class"]
+    assert list(out["seglistall"]["ours"]["names"]) == ["seg37", "computer", "other"]
+
+
 def test_cli_show_and_report():
     runner = CliRunner()
     r = runner.invoke(mapping, ["show"])
