@@ -505,8 +505,7 @@ def convert(
 
 
 def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
-                      unreadable: list[tuple[Path, str]],
-                      listing: Path | str = "") -> tuple[list[str], int, list[str]]:
+                      unreadable: list[tuple[Path, str]], listing: Path) -> tuple[list[str], int, list[str]]:
     """Problems, a skip count and the missing scene keys for what the split lists under
     the subset but the walk did not find: one line per folder that cannot be read or is
     missing altogether (with the number of listed scenes inside), one line per folder that
