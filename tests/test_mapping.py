@@ -216,6 +216,7 @@ def test_overlay_file_from_suggest_is_laid_over_the_shipped_table(tmp_path, mapp
         ("raw_name,class\nbottle,box\n\"garbage_bin,box\ncup,box\n", "line 3: a quote opened on this line is "
          "not closed (the cell runs on to line 4)"),
         ("raw_name,class\r\n\r\n,box\r\n", "line 3: empty raw_name for class 'box'"),
+        ("raw_name;class\r\nbottle;box\r\n", "separated by ';', not ','"),
     ],
 )
 def test_bad_user_tables_name_the_file_and_problem(tmp_path, text, problem):

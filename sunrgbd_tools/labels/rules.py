@@ -87,7 +87,10 @@ def read_csv_table(path: Path, need: tuple[str, ...],
     fields = reader.fieldnames or []
     missing = [c for c in need if c not in fields]
     if missing:
-        raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)})")
+        header = text.split("\n", 1)[0]
+        sep = next((f" (its header is separated by {c!r}, not ',': save it as comma-separated)"
+                    for c in (";", "\t") if hand_edited and c in header and "," not in header), "")
+        raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)}){sep}")
     rows = []
     end = reader.line_num
     for r in reader:
