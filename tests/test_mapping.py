@@ -211,6 +211,12 @@ def test_overlay_file_from_suggest_is_laid_over_the_shipped_table(tmp_path, mapp
         ("name,target\nbottle,box\n", "needs columns raw_name, class"),
         ("raw_name,class\nbottle,box\nbottle,bag\n", "listed twice"),
         ("raw_name,class\nbottle,unlabeled\n", "unknown class 'unlabeled'"),
+        # hand-edited slips the csv module used to turn silently into other rows
+        ("raw_name,class\ntable,chair,chair\n", "line 2: 3 cells but the header has 2"),
+        ("raw_name,class\nbottle,box\n\"garbage_bin,box\ncup,box\n", "line 3: a quote opened on this line is "
+         "not closed (the cell runs on to line 4)"),
+        ("raw_name,class\r\n\r\n,box\r\n", "line 3: empty raw_name for class 'box'"),
+        ("raw_name;class\r\nbottle;box\r\n", "separated by ';', not ','"),
     ],
 )
 def test_bad_user_tables_name_the_file_and_problem(tmp_path, text, problem):
@@ -219,6 +225,30 @@ def test_bad_user_tables_name_the_file_and_problem(tmp_path, text, problem):
     with pytest.raises(ValueError, match="bad.csv") as e:
         NameMapper.load(p)
     assert problem in str(e.value)
+
+
+def test_hand_edited_overlay_bom_crlf_blank_lines_and_spaces(tmp_path):
+    """What a spreadsheet or a hand edit leaves in a --mapping CSV is read as meant."""
+    p = tmp_path / "mine.csv"
+    p.write_bytes("\ufeffraw_name , class\r\n\r\nbottle ,box \r\n,\r\n".encode())
+    m = NameMapper.load(p)
+    assert (m.lookup("bottle").class_name, m.lookup("bottle ").class_name) == ("box", "box")
+
+
+def test_overlay_row_decides_the_shipped_spellings_of_its_key(tmp_path, mapper):
+    """`Bottle,box` (a name as real index.json files write it) maps `bottle` and `bottles`
+    too, which names.csv lists as rows of their own (they stayed other)."""
+    assert {mapper.lookup(n).rule for n in ("bottle", "bottles")} == {"default"}
+    p = tmp_path / "mine.csv"
+    p.write_text("raw_name,class\nBottle,box\nCushions,sofa\nChair,table\n", encoding="utf-8")
+    m = NameMapper.load(p)
+    for name in ("Bottle", "bottle", "bottles"):
+        assert (m.lookup(name).class_name, m.lookup(name).rule) == ("box", "manual"), name
+    assert m.lookup("BOTTLE2").class_name == "box"  # no row: the normalised key, as before
+    assert m.lookup("bottle").via == "mine.csv: Bottle"
+    assert m.lookup("cushion").class_name == "sofa"  # a synonym row of names.csv
+    assert m.lookup("chair").class_name == "chair"  # a class name keeps its class
+    assert m.lookup("Chair").class_name == "table"
 
 
 def test_mapping_folder_with_its_own_rules_and_manual_rows(tmp_path):
@@ -275,6 +305,21 @@ def test_cli_lookup_json():
         ("night stand", "night_stand", 32, "normalised"),
         ("bottle", "other", 38, "default"),
     ]
+
+
+def test_cli_json_keys_are_the_documented_ones():
+    """docs/mapping.md lists the --json keys in order; scripts read them."""
+    runner = CliRunner()
+    out = json.loads(runner.invoke(mapping, ["lookup", "chair2", "--json"]).output)
+    assert list(out[0]) == ["name", "class", "class_id", "rule", "via", "key"]
+    out = json.loads(runner.invoke(mapping, ["show", "--json"]).output)
+    assert list(out) == ["classes", "mapping_sha256", "mapping_files"]
+    assert list(out["classes"][0]) == ["id", "train_id", "name", "color", "ignore_in_eval"]
+    out = json.loads(runner.invoke(mapping, ["report", "--json"]).output)
+    assert list(out) == ["seglistall"]
+    assert list(out["seglistall"]) == ["names", "weight", "exact_baseline", "ours", "rules"]
+    assert list(out["seglistall"]["ours"]) == ["names", "weight", "weight_per_class"]
+    assert list(out["seglistall"]["ours"]["names"]) == ["seg37", "computer", "other"]
 
 
 def test_cli_show_and_report():

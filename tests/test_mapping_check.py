@@ -89,7 +89,20 @@ def test_check_cli_json_csv_and_strict(raw_tree, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = CliRunner().invoke(mapping, ["check", str(empty)])
-    assert r.exit_code == 2 and "neither a clean tree" in r.output
+    assert r.exit_code == 2 and "neither a clean tree" in r.output and "pass the folder above" not in r.output
+
+
+def test_sunrgbd_folder_itself_is_named_as_such(raw_tree, tmp_path):
+    """Pointing at SUNRGBD/ instead of the folder above it (a common slip) says so, in
+    `mapping check`, `convert` and `mapping audit` alike (they share scene discovery)."""
+    from sunrgbd_tools.cli.main import main
+
+    inner = raw_tree / "SUNRGBD"
+    hint = f"{inner} holds kv2/: it is SUNRGBD/ itself, pass the folder above it"
+    r = CliRunner().invoke(mapping, ["check", str(inner)])
+    assert r.exit_code == 2 and hint in r.output, r.output
+    r = CliRunner().invoke(main, ["convert", "--src", str(inner), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and hint in r.output and not (tmp_path / "c").exists(), r.output
 
 
 def test_check_clean_tree_reads_the_manifest(tmp_path):

@@ -63,7 +63,7 @@ def show(mapping_path, as_json):
 @mapping.command()
 @click.argument("names", nargs=-1, required=True)
 @_MAPPING_OPT
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, class, class_id, rule}.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, class, class_id, rule, via, key}.")
 def lookup(names, mapping_path, as_json):
     """Show the class of each raw NAME and the rule that produced it."""
     m = _mapper(mapping_path)

@@ -61,6 +61,8 @@ LABEL_MODES = {
 }
 LABEL_SOURCES = tuple(LABEL_MODES)
 STATE_DIR = ".sunrgbd"
+MISSING_FILE = "missing_scenes.txt"  # every scene allsplit lists under --subset that is not on disk
+MISSING_EXAMPLES = 3  # scene names shown in a grouped "not found" line
 JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
 
 
@@ -428,7 +430,9 @@ def convert(
         raise ConvertError(f"{src / 'SUNRGBD'}: no scenes found for subset {cfg.subset!r}{unreadable}")
     out = _prepare_out(cfg, mapper.sha256)
 
-    problems, not_found = _scenes_not_found(src / "SUNRGBD", cfg.subset, split, scenes, found.unreadable)
+    listing = out / STATE_DIR / MISSING_FILE
+    problems, not_found, missing = _scenes_not_found(src / "SUNRGBD", cfg.subset, split, scenes,
+                                                     found.unreadable, listing)
     tasks = []
     results: list[SampleResult] = []
     resumed = not_in_split = 0
@@ -490,6 +494,10 @@ def convert(
 
     write_manifest(out / MANIFEST, rows)
     _write_problems(out, problems)
+    if missing:
+        atomic_write_text(listing, "".join(k + "\n" for k in sorted(missing)))
+    else:
+        listing.unlink(missing_ok=True)  # a re-run after the scenes were put in place
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
                         len(problems), skipped, salvaged)
     return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
@@ -497,10 +505,12 @@ def convert(
 
 
 def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
-                      unreadable: list[tuple[Path, str]]) -> tuple[list[str], int]:
-    """Problems and a skip count for what the split lists under the subset but the walk
-    did not find: one line per folder that cannot be read or is missing altogether (with
-    the number of listed scenes inside), one line per other missing scene."""
+                      unreadable: list[tuple[Path, str]], listing: Path) -> tuple[list[str], int, list[str]]:
+    """Problems, a skip count and the missing scene keys for what the split lists under
+    the subset but the walk did not find: one line per folder that cannot be read or is
+    missing altogether (with the number of listed scenes inside), one line per folder that
+    exists but lacks listed scenes (count, a few names, and `listing`, the file that will
+    hold every missing key); a lone missing scene keeps its own line."""
     prefixes = parse_subset(subset)
     present = {s.key for s in scenes}
     missing = sorted(k for k in split.assignment
@@ -520,15 +530,23 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         parts = k.split("/")
         # the highest folder of the key that is absent: one line for all scenes under it
         top = next((i for i in range(1, len(parts)) if not (root / "/".join(parts[:i])).exists()), len(parts))
-        by_folder.setdefault("/".join(parts[:top]), []).append(k)
+        # scenes missing from a folder that exists: one line per folder, not one per scene
+        # (two real scenes under kv1/ and kv2/ printed 856 lines, one per allsplit scene)
+        folder = "/".join(parts[:top]) if top < len(parts) else "/".join(parts[:-1]) + "/"
+        by_folder.setdefault(folder, []).append(k)
     for folder, keys in sorted(by_folder.items()):
-        if len(keys) == 1 and keys[0] == folder:
-            problems.append(f"{root / folder}: scene listed in {SPLIT_FILE} not found (scene skipped)")
+        if folder.endswith("/") and len(keys) == 1:
+            problems.append(f"{root / keys[0]}: scene listed in {SPLIT_FILE} not found (scene skipped)")
+        elif folder.endswith("/"):
+            shown = ", ".join(k.rsplit("/", 1)[1] for k in keys[:MISSING_EXAMPLES])
+            more = ", …" if len(keys) > MISSING_EXAMPLES else ""
+            problems.append(f"{root / folder.rstrip('/')}: {len(keys)} scene(s) listed under it in {SPLIT_FILE} "
+                            f"not found (e.g. {shown}{more}; all in {listing}) (scenes skipped)")
         else:
             problems.append(f"{root / folder}: not found; {len(keys)} scene(s) listed under it in "
                             f"{SPLIT_FILE} skipped")
         count += len(keys)
-    return problems, count
+    return problems, count, [k for keys in by_folder.values() for k in keys]
 
 
 def _write_problems(out: Path, problems: list[str]) -> None:

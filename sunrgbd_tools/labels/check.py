@@ -125,10 +125,11 @@ def check_tree(src: str | Path, mapper: NameMapper,
     if (src / MANIFEST).is_file():
         return _check_clean(src / MANIFEST, mapper)
     from sunrgbd_tools.raw.base import RawDataError
-    from sunrgbd_tools.raw.scenes import discover
+    from sunrgbd_tools.raw.scenes import discover, inside_sunrgbd_hint
 
     if not (src / "SUNRGBD").is_dir():
-        raise ValueError(f"{src}: neither a clean tree (no {MANIFEST}) nor a raw tree (no SUNRGBD/)")
+        raise ValueError(f"{src}: neither a clean tree (no {MANIFEST}) nor a raw tree (no SUNRGBD/)"
+                         + inside_sunrgbd_hint(src))
     found = discover(src, "all")
     scenes = found.scenes
     result = CheckResult("raw", scenes=len(scenes))

@@ -63,8 +63,16 @@ class Resolution:
     via: str
 
 
-def read_csv_table(path: Path, need: tuple[str, ...]) -> tuple[list[tuple[int, dict]], bytes]:
-    """Rows of a UTF-8 CSV (BOM tolerated) as (line number, row); checks the header."""
+def read_csv_table(path: Path, need: tuple[str, ...],
+                   hand_edited: bool = False) -> tuple[list[tuple[int, dict]], bytes]:
+    """Rows of a UTF-8 CSV (BOM tolerated) as (line number, row); checks the header.
+
+    `hand_edited` (the mapping tables people write, a `--mapping` CSV): header cells are
+    read without surrounding spaces, and two slips that the csv module silently turns into
+    another row are refused with the line: more cells than the header (an unquoted comma in
+    a name: `table,chair,chair` mapped `table` to chair) and a quote left open (the rest
+    of the file became one cell and its rows vanished).
+    """
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -74,13 +82,27 @@ def read_csv_table(path: Path, need: tuple[str, ...]) -> tuple[list[tuple[int, d
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 (byte {e.start})") from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    if hand_edited and reader.fieldnames:
+        reader.fieldnames = [f.strip() for f in reader.fieldnames]
     fields = reader.fieldnames or []
     missing = [c for c in need if c not in fields]
     if missing:
-        raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)})")
+        header = text.split("\n", 1)[0]
+        sep = next((f" (its header is separated by {c!r}, not ',': save it as comma-separated)"
+                    for c in (";", "\t") if hand_edited and c in header and "," not in header), "")
+        raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)}){sep}")
     rows = []
+    end = reader.line_num
     for r in reader:
-        rows.append((reader.line_num, {k: (v if v is not None else "") for k, v in r.items() if k}))
+        start, end = end + 1, reader.line_num
+        if hand_edited:
+            if any(v is not None and ("\n" in v or "\r" in v) for v in r.values() if isinstance(v, str)):
+                raise ValueError(f"{path} line {start}: a quote opened on this line is not closed"
+                                 + (f" (the cell runs on to line {end})" if end > start else ""))
+            if None in r:
+                raise ValueError(f"{path} line {end}: {len(fields) + len(r[None])} cells but the header has "
+                                 f"{len(fields)} (quote a name that holds a comma: \"table,chair\")")
+        rows.append((end, {k: (v if v is not None else "") for k, v in r.items() if k}))
     return rows, data
 
 
@@ -121,17 +143,17 @@ class RuleTables:
 
         p = pick(SYNONYMS_FILE)
         if p is not None:
-            rows, t.files[SYNONYMS_FILE] = read_csv_table(p, ("name", "class"))
+            rows, t.files[SYNONYMS_FILE] = read_csv_table(p, ("name", "class"), hand_edited=True)
             for line, r in rows:
                 t._add_synonym(r["name"].strip(), r["class"].strip(), valid, f"{p} line {line}")
         p = pick(SPELLING_FILE)
         if p is not None:
-            rows, t.files[SPELLING_FILE] = read_csv_table(p, ("wrong", "right"))
+            rows, t.files[SPELLING_FILE] = read_csv_table(p, ("wrong", "right"), hand_edited=True)
             for line, r in rows:
                 t._add_spelling(r["wrong"].strip(), r["right"].strip(), f"{p} line {line}")
         p = pick(PHRASES_FILE)
         if p is not None:
-            rows, t.files[PHRASES_FILE] = read_csv_table(p, ("word", "role"))
+            rows, t.files[PHRASES_FILE] = read_csv_table(p, ("word", "role"), hand_edited=True)
             roles: dict[str, set[str]] = {r: set() for r in PHRASE_ROLES}
             for line, r in rows:
                 word, role = normalise(r["word"]), r["role"].strip()
@@ -142,7 +164,7 @@ class RuleTables:
             t.genitives, t.partitives = frozenset(roles["genitive"]), frozenset(roles["partitive"])
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
-            rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"))
+            rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"), hand_edited=True)
             for line, r in rows:
                 raw, target = r["raw_name"], r["class"].strip()
                 where = f"{p} line {line}"

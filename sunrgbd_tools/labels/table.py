@@ -239,6 +239,7 @@ class NameMapper:
         files.update(rules.sha256())
         if overlay is not None:
             user_rows, user_via, data = _read_names(overlay, table, overlay=True)
+            _lay_over_spellings(rows, via, user_rows, overlay.name)
             rows.update(user_rows)
             via.update(user_via)
             label = overlay.name if overlay.name not in files else f"user/{overlay.name}"
@@ -274,18 +275,44 @@ class NameMapper:
         return hit.rule == "default"
 
 
+def _lay_over_spellings(rows: dict[str, tuple[str, str]], via: dict[str, str],
+                        user_rows: dict[str, tuple[str, str]], label: str) -> None:
+    """Give every shipped spelling of an overlay row's normalised key the overlay's class.
+
+    A user's row decides its name's other spellings too (docs/mapping.md), but names.csv's
+    own row for a spelling was found first: `Bottle,box` mapped `Bottle` while `bottle` and
+    `bottles` (rows of names.csv) stayed other. Rows whose raw name is a class name (rule
+    `exact`) keep their class, as they win over any other row of their key.
+    """
+    from sunrgbd_tools.labels.normalise import normalise, squash
+    from sunrgbd_tools.labels.rules import by_squashed_key
+
+    chosen = by_squashed_key(user_rows)
+    if not chosen:
+        return
+    for raw, (_cls, rule) in rows.items():
+        hit = chosen.get(squash(normalise(raw))) if raw not in user_rows and rule != "exact" else None
+        if hit is not None:
+            rows[raw] = (hit[0], user_rows[hit[1]][1])
+            via[raw] = f"{label}: {hit[1]}"
+
+
 def _read_names(path: Path, table: ClassTable, overlay: bool):
     """names.csv (or a user's overlay table) → ({raw name: (class, rule)}, {raw name: via},
     bytes read), validated row by row."""
     from sunrgbd_tools.labels.rules import RULES, read_csv_table
 
     need = ("raw_name", "class") if overlay else ("raw_name", "class", "rule")
-    rows_in, data = read_csv_table(path, need)
+    rows_in, data = read_csv_table(path, need, hand_edited=True)
     rows: dict[str, tuple[str, str]] = {}
     via: dict[str, str] = {}
     for line, r in rows_in:
         raw, cls_name, rule = r["raw_name"], r["class"].strip(), (r.get("rule") or "").strip()
         where = f"{path} line {line}"
+        if not raw.strip():
+            if not cls_name:
+                continue  # a row of empty cells (`,`)
+            raise ValueError(f"{where}: empty raw_name for class {cls_name!r}")
         if overlay:
             if not cls_name:
                 continue  # a suggestion the user did not accept

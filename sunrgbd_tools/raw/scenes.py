@@ -75,7 +75,8 @@ def discover(src: Path, subset: str) -> Discovery:
     """
     root = Path(src) / "SUNRGBD"
     if not root.is_dir():
-        raise RawDataError(root, "not found (expected the SUNRGBD/ folder of the official zip)")
+        raise RawDataError(root, "not found (expected the SUNRGBD/ folder of the official zip)"
+                           + inside_sunrgbd_hint(src))
     scenes: dict[str, SceneRef] = {}
     unreadable: dict[str, tuple[Path, str]] = {}
 
@@ -110,6 +111,15 @@ def discover(src: Path, subset: str) -> Discovery:
                     if link.is_symlink():
                         unreadable[str(link)] = (link, f"symbolic link to {os.readlink(link)} (not followed)")
     return Discovery([scenes[k] for k in sorted(scenes)], [unreadable[k] for k in sorted(unreadable)])
+
+
+def inside_sunrgbd_hint(src: Path) -> str:
+    """A hint for a raw-tree path that is SUNRGBD/ itself (it holds the sensor folders):
+    the tools want the folder above it, beside SUNRGBDtoolbox/. Empty otherwise."""
+    sensors = [s for s in SENSORS if (Path(src) / s).is_dir()]
+    if not sensors:
+        return ""
+    return f"; {src} holds {', '.join(s + '/' for s in sensors)}: it is SUNRGBD/ itself, pass the folder above it"
 
 
 def _utf8(name: str) -> bool:
