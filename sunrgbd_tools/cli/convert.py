@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cleantree.dataset import DATASET_JSON
+from cleantree.paths import IMAGE_FORMATS
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.convert.resize import parse_size
 from sunrgbd_tools.parallel import progress_bar
@@ -37,7 +38,7 @@ def _size(ctx, param, value):
                    "through our mapping.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: number of cores). Output does not depend on it.")
-@click.option("--image-format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+@click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default=IMAGE_FORMATS[0], show_default=True,
               help="jpg at native size copies the source JPEG bytes (no re-encode).")
 @click.option("--depth/--no-depth", default=True, show_default=True, help="Write depth PNGs (uint16 mm).")
 @click.option("--mapping", type=click.Path(exists=True, path_type=Path), default=None,
