@@ -40,7 +40,6 @@ from sunrgbd_tools.remote.http import (
     RemoteInfo,
     display_url,
     download_file,
-    plural,
 )
 from sunrgbd_tools.remote.rangezip import (
     LFH_LEN,
@@ -63,6 +62,7 @@ from sunrgbd_tools.remote.safezip import (
     check_space,
     target_path,
 )
+from sunrgbd_tools.text import plural
 
 OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
 TOOLBOX_MD5 = "18d22e1761d36352f37232cba102f91f"  # published by the dataset authors

@@ -38,7 +38,8 @@ from cleantree.manifest import MANIFEST
 from cleantree.paths import PROBLEMS_FILE, STATS_FILE, is_sample_file
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file, plural
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
+from sunrgbd_tools.text import first_names, plural
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 
 DATASHEET = "DATASHEET.md"
@@ -49,7 +50,6 @@ _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
 # what a packed tree holds besides the sample files of the path templates (docs/contracts.md)
 TREE_ROOT_FILES = frozenset({DATASET_JSON, MANIFEST, PROBLEMS_FILE, STATS_FILE})
-_SHOWN_LEFT_OUT = 3  # names the "left out" line shows
 
 
 class ShareError(Exception):
@@ -327,10 +327,8 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     atomic_write_text(side, f"{digest}  {out.name}\n")
     problems = []
     if left_out:
-        names = ", ".join(_one_line(rel) for rel in left_out[:_SHOWN_LEFT_OUT])
-        more = f" and {len(left_out) - _SHOWN_LEFT_OUT} more" if len(left_out) > _SHOWN_LEFT_OUT else ""
         problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
-                        f"left out of the archive: {names}{more}")
+                        f"left out of the archive: {first_names([_one_line(rel) for rel in left_out])}")
     return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size,
                       left_out=[rel.as_posix() for rel in left_out], problems=problems)
 
@@ -454,7 +452,8 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     shown = display_url(cfg.source)  # what messages and records name: never a password
     if is_url(cfg.source):
         client = client or HttpClient(cfg.http)
-        url = client.adopt(cfg.source)  # the credentials stay with the client
+        client.adopt(cfg.source)  # the credentials stay with the client; `shown` is the URL
+        url = shown
         name = unquote(PurePosixPath(urlsplit(url).path).name) or "archive.zip"
         archive = work / name
         try:
@@ -495,7 +494,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
         problems = check_sums(stage, cfg.workers)
         if problems:
-            raise ShareError(f"{shown}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
+            raise ShareError(f"{shown}: {plural(len(problems), 'file')} {'fails' if len(problems) == 1 else 'fail'} {SUMS}: " + problems[0]
                              .replace(str(stage), str(dest)))
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name
@@ -560,5 +559,5 @@ def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
 def _record(report: FetchReport, cfg: FetchConfig, verified: bool) -> None:
     """--dest/.sunrgbd-fetch/fetched.json: what `_fetched` resumes from."""
     atomic_write_json(report.dest / FETCH_DIR / "fetched.json", {
-        "source": display_url(cfg.source), "sha256": report.archive_sha256, "checked_against": report.checked,
+        "source": cfg.to_json()["source"], "sha256": report.archive_sha256, "checked_against": report.checked,
         "files": report.files, "verified": verified})

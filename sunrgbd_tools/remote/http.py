@@ -44,6 +44,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from sunrgbd_tools import __version__
+from sunrgbd_tools.text import plural
 
 _CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
@@ -74,13 +75,11 @@ def display_url(url: str) -> str:
 
 def _origin(url: str) -> tuple[str, str]:
     """(scheme, host[:port]) in lower case: where a URL's credentials may be sent."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)", url)
-    return (m.group(1).lower(), m.group(2).lower()) if m else ("", "")
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """`1 attempt`, `2 attempts`: a count with its noun in the right number."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 host: no origin, so no credentials
+        return ("", "")
+    return (parts.scheme, parts.netloc.rpartition("@")[2].lower())
 
 
 class HttpError(Exception):
