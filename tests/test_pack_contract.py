@@ -149,4 +149,13 @@ def test_a_finished_hf_export_is_replaced_and_nothing_else(clean, tmp_path: Path
     altered(lambda t: (t / "notes.txt").write_text("mine"))
     altered(lambda t: (t / "data" / "mine.parquet").write_bytes(b"PAR1"))
     altered(lambda t: (t / "README.md").write_text("---\nmy own card\n---\n"))
+    # an edited card keeps the YAML header and the "exported with" line: it was overwritten
+    def retitled(t: Path) -> None:
+        card = (t / "README.md").read_text(encoding="utf-8")
+        assert "\n# " in card
+        (t / "README.md").write_text(card.replace("\n# ", "\n# My ", 1), encoding="utf-8")
+
+    altered(retitled)
+    altered(lambda t: (t / "README.md").write_text(
+        (t / "README.md").read_text(encoding="utf-8") + "\nMy notes.\n", encoding="utf-8"))
     altered(lambda t: (t / "dataset.json").unlink())
