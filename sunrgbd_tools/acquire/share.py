@@ -4,7 +4,8 @@ pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions,
         stored since they are already compressed, text deflated), `DATASHEET.md` generated
         from dataset.json first, `SHA256SUMS` (every other member) last, and
         `<archive>.sha256` beside it. The same tree gives the same archive bytes. It holds
-        the clean tree as the contract defines it (`in_contract`), nothing else.
+        the clean tree as the contract defines it (its root files and the sample files
+        manifest.csv lists: `cleantree.manifest.tree_files_listed`), nothing else.
 fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
         `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
         every file checked against SHA256SUMS → moved into place → `verify_tree`.
@@ -34,8 +35,7 @@ from cleantree.files import (
     is_within,
     sha256_file,
 )
-from cleantree.manifest import MANIFEST
-from cleantree.paths import PROBLEMS_FILE, STATS_FILE, is_sample_file
+from cleantree.manifest import MANIFEST, tree_files_listed
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
 from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
@@ -48,8 +48,6 @@ FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
-# what a packed tree holds besides the sample files of the path templates (docs/contracts.md)
-TREE_ROOT_FILES = frozenset({DATASET_JSON, MANIFEST, PROBLEMS_FILE, STATS_FILE})
 
 
 class ShareError(Exception):
@@ -80,13 +78,6 @@ class PackReport:
     bytes: int
     left_out: list[str] = field(default_factory=list)  # files outside the contract, not packed
     problems: list[str] = field(default_factory=list)
-
-
-def in_contract(rel: str) -> bool:
-    """Whether a file (posix path below the tree root) belongs to the clean tree: dataset.json,
-    manifest.csv, problems.txt, stats.json, and the sample files where the path templates put
-    them. Anything else a user placed there (notes, an hf export, a copy) is theirs, not the data."""
-    return rel in TREE_ROOT_FILES or is_sample_file(rel)
 
 
 def _one_line(path: os.PathLike) -> str:
@@ -280,10 +271,13 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     out = Path(cfg.out)
     if not (src / DATASET_JSON).is_file():
         raise ShareError(f"{src}: not a clean tree (no dataset.json)")
+    if not (src / MANIFEST).is_file():  # it lists the sample files the archive holds
+        raise ShareError(f"{src}: not a clean tree (no manifest.csv)")
     if out.exists() and out.is_dir():
         raise ShareError(f"{out}: is a folder; give the archive's file name")
     try:  # parsed, not checked: the archive holds the tree as it is (fetch verifies it)
         meta = load_json_object(src / DATASET_JSON)
+        listed = tree_files_listed(src)
     except ContractError as e:
         raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")
@@ -292,8 +286,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     walked = tree_files(src, exclude={out.resolve(), side.resolve()})
-    files = [rel for rel in walked if in_contract(rel.as_posix())]
-    left_out = [rel for rel in walked if not in_contract(rel.as_posix())]
+    files: list[PurePosixPath] = []
+    left_out: list[PurePosixPath] = []
+    for rel in walked:
+        (files if rel.as_posix() in listed else left_out).append(rel)
     for rel in files:
         why = _unpackable(rel.as_posix())
         if why:
