@@ -431,18 +431,17 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     check_source(cfg.source)
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
-    made_dest = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     work = dest / FETCH_DIR
-    if any(not p.name.startswith(".") for p in dest.iterdir()):
+    if dest.is_dir() and any(not p.name.startswith(".") for p in dest.iterdir()):
         done = _fetched(work, cfg)
         if done is None:
             raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
         # this fetch was extracted here and then interrupted in its verify: verify again
         return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
                                            checked=done["checked_against"], files=done["files"]), cfg)
-    made_work = not work.exists()
-    work.mkdir(exist_ok=True)
+    # --dest and its state folder are made once there is something to put there: for a URL,
+    # by `download_file` once the server has answered its probe (a run that gets no byte
+    # creates nothing, as `download`)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
     shown = display_url(cfg.source)  # what messages and records name: never a password
@@ -452,23 +451,19 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         url = shown
         name = unquote(PurePosixPath(urlsplit(url).path).name) or "archive.zip"
         archive = work / name
-        try:
-            check_name(name, shown)
-            if expected is None:
-                side = client.get_small(url + ".sha256")
-                if side is not None:
-                    expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
-                    checked = shown + ".sha256"
-            if not archive.exists():
-                with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
-                          disable=not cfg.progress, leave=False) as bar:
-                    def on_total(size: int, have: int) -> None:
-                        bar.reset(total=size)
-                        bar.update(have)
-                    download_file(client, url, archive, bar.update, on_total)
-        except BaseException:
-            _tidy_failed_download(work if made_work else None, dest if made_dest else None)
-            raise
+        check_name(name, shown)
+        if expected is None:
+            side = client.get_small(url + ".sha256")
+            if side is not None:
+                expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
+                checked = shown + ".sha256"
+        if not archive.exists():
+            with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                      disable=not cfg.progress, leave=False) as bar:
+                def on_total(size: int, have: int) -> None:
+                    bar.reset(total=size)
+                    bar.update(have)
+                download_file(client, url, archive, bar.update, on_total)
     else:
         archive = Path(cfg.source)
         side_path = archive.with_name(archive.name + ".sha256")
@@ -482,6 +477,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             archive.unlink(missing_ok=True)  # a re-run downloads it afresh
         raise ShareError(f"{shown}: sha256 {digest} does not match the expected "
                          f"{expected} (from {checked}); the archive is damaged or not the one published")
+    work.mkdir(parents=True, exist_ok=True)
     stage = work / "tree"
     shutil.rmtree(stage, ignore_errors=True)
     try:
@@ -504,18 +500,6 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
     return _verify_fetched(report, cfg)
-
-
-def _tidy_failed_download(work: Path | None, dest: Path | None) -> None:
-    """A download that failed before its first byte (refused connection, 404) leaves the disk
-    as it was: the folders this fetch made go again when they are empty (a partial download
-    stays, for the re-run to resume)."""
-    for folder in (work, dest):
-        if folder is not None:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: kept
-                pass
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:

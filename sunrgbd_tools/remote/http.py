@@ -485,7 +485,7 @@ def download_file(
             old = None
         if old is not None and old.same_file(info) and part.stat().st_size <= info.size:
             have = part.stat().st_size
-    if have == 0:
+    if have == 0:  # the folders are made here, once the server answered: a failed probe creates nothing
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"")
         meta.write_text(json.dumps(info.to_json()))
@@ -499,11 +499,6 @@ def download_file(
         if restarts <= 0:
             raise
         return download_file(client, url, dest, progress, on_total, restarts - 1)
-    except BaseException:
-        if have == 0 and part.is_file() and part.stat().st_size == 0:  # nothing arrived: leave the disk as it was
-            part.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
-        raise
     os.replace(part, dest)
     meta.unlink(missing_ok=True)
     return info
