@@ -39,8 +39,8 @@ from cleantree.manifest import MANIFEST, tree_files_listed
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
 from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
-from sunrgbd_tools.text import first_names, plural
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
+from sunrgbd_tools.text import first_names, plural
 
 DATASHEET = "DATASHEET.md"
 SUMS = "SHA256SUMS"

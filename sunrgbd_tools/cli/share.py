@@ -19,8 +19,8 @@ from sunrgbd_tools.acquire.share import fetch as fetch_archive
 from sunrgbd_tools.cli.common import OutPath, http_options, recorded_command
 from sunrgbd_tools.cli.hub import pack_hf
 from sunrgbd_tools.remote.http import HttpConfig, HttpError
-from sunrgbd_tools.text import plural
 from sunrgbd_tools.remote.rangezip import ZipFormatError
+from sunrgbd_tools.text import plural
 
 
 @click.command()
