@@ -6,8 +6,6 @@ without a manifest), and dataset.json records them under `files`; one definition
 
 from __future__ import annotations
 
-import re
-
 # the files of one sample, in the order of the manifest's path and checksum columns
 FILE_KEYS = ("image", "label_ids", "label_train_ids", "color", "depth")
 
@@ -34,17 +32,6 @@ IMAGE_FORMATS = ("png", "jpg")  # what `{ext}` may be
 # files at the tree root written by the toolkit's commands, besides dataset.json and manifest.csv
 PROBLEMS_FILE = "problems.txt"  # convert: every problem it reported, one per line
 STATS_FILE = "stats.json"  # sunrgbd stats: the integer sums its results are derived from
-
-# one pattern per template: any split, sensor (Cityscapes: city) and id, one folder level each
-_SAMPLE_FILE = re.compile("|".join(
-    re.escape(t).replace(r"\{split\}", "[^/]+").replace(r"\{sensor\}", "[^/]+")
-    .replace(r"\{id\}", "[^/]+").replace(r"\{ext\}", "(?:" + "|".join(IMAGE_FORMATS) + ")")
-    for t in FILES.values()))
-
-
-def is_sample_file(rel: str) -> bool:
-    """Whether `rel` (posix, relative to the tree root) is where a template puts a sample's file."""
-    return _SAMPLE_FILE.fullmatch(rel) is not None
 
 
 def file_templates(image_format: str = "png", depth: bool = True) -> dict[str, str | None]:

@@ -407,7 +407,8 @@ def test_official_allsplit_file_assigns_real_scenes(tmp_path):
     assert rows == {"kv1/b3dodata/img_0063": "train", "kv2/align_kv2/2014-12-18_11-31-54_260595134347": "test"}
     # every other kv1/kv2 scene the official split lists is reported missing and counted:
     # a missing folder in one line, and a folder that exists but lacks scenes in one line too
-    # (count, three names, the file listing them all): this tree used to print 856 lines
+    # (count, three names): this tree used to print 856 lines. The file listing them all is
+    # named on the console only: problems.txt travels in a packed tree, .sunrgbd/ does not
     listed = [k for k in read_split(root / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat").assignment
               if k.startswith(("kv1/", "kv2/"))]
     assert s.samples == 2 and s.skipped == len(listed) - 2
@@ -418,16 +419,18 @@ def test_official_allsplit_file_assigns_real_scenes(tmp_path):
     b3do = sorted(k for k in listed if k.startswith("kv1/b3dodata/") and k != "kv1/b3dodata/img_0063")
     listing = tmp_path / "clean" / ".sunrgbd" / "missing_scenes.txt"
     examples = ", ".join(k.rsplit("/", 1)[1] for k in b3do[:3])
-    assert (f"{root / 'SUNRGBD/kv1/b3dodata'}: {len(b3do)} scene(s) listed under it in "
-            f"SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat not found (e.g. {examples}, …; all in {listing}) "
-            "(scenes skipped)") in s.problems
+    assert (f"{root / 'SUNRGBD/kv1/b3dodata'}: {len(b3do)} scenes listed under it in "
+            f"SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat not found (e.g. {examples} and "
+            f"{len(b3do) - 3} more) (scenes skipped)") in s.problems
     assert listing.read_text().splitlines() == sorted(k for k in listed if k not in rows)
+    assert s.missing_listing == listing and ".sunrgbd" not in (tmp_path / "clean" / "problems.txt").read_text()
     # the same command after the scenes were put in place: nothing missing, no stale list
     for key in b3do[:1]:
         shutil.copytree(root / "SUNRGBD/kv1/b3dodata/img_0063", root / "SUNRGBD" / key)
     res = CliRunner().invoke(main, ["convert", "--src", str(root), "--out", str(tmp_path / "clean"),
                                     "--subset", "kv1,kv2", "--labels", "polygons", "--workers", "1", "--strict"])
     assert res.exit_code == 1 and res.stderr.count("problem: ") == 4, res.output
+    assert f"every scene key listed but not found: {listing}\n" in res.stderr
     assert b3do[0] not in listing.read_text() and len(b3do) - 1 == len(
         [k for k in listing.read_text().splitlines() if k.startswith("kv1/b3dodata/")])
 

@@ -216,6 +216,10 @@ def test_overlay_file_from_suggest_is_laid_over_the_shipped_table(tmp_path, mapp
         ("raw_name,class\nbottle,box\n\"garbage_bin,box\ncup,box\n", "line 3: a quote opened on this line is "
          "not closed (the cell runs on to line 4)"),
         ("raw_name,class\r\n\r\n,box\r\n", "line 3: empty raw_name for class 'box'"),
+        # blank lines before the open quote: it said "line 3"
+        ("raw_name,class\nbottle,box\n\n\n\"garbage_bin,box\ncup,box\n", "line 5: a quote opened on this "
+         "line is not closed (the cell runs on to line 6)"),
+        ("raw_name,class\nbottle,box\n\r\n\"cup,box\n", "line 4: a quote opened on this line is not closed"),
         ("raw_name;class\r\nbottle;box\r\n", "separated by ';', not ','"),
     ],
 )

@@ -103,6 +103,8 @@ def test_sunrgbd_folder_itself_is_named_as_such(raw_tree, tmp_path):
     assert r.exit_code == 2 and hint in r.output, r.output
     r = CliRunner().invoke(main, ["convert", "--src", str(inner), "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and hint in r.output and not (tmp_path / "c").exists(), r.output
+    r = CliRunner().invoke(mapping, ["audit", "--src", str(inner), "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and hint in r.output and not (tmp_path / "a").exists(), r.output
 
 
 def test_check_clean_tree_reads_the_manifest(tmp_path):

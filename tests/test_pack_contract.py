@@ -1,5 +1,5 @@
 """What `pack` puts in the archive: the clean tree as the contract defines it (dataset.json,
-manifest.csv, problems.txt, stats.json and the sample files of the path templates), never a
+manifest.csv, problems.txt, stats.json and the sample files manifest.csv lists), never a
 file a user placed inside (notes, an hf export); and re-running a finished `--format hf`
 export replaces it as a ZIP re-pack replaces its archive, where anything else is refused."""
 
@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from httpfixtures import tree_bytes
 
-from cleantree.paths import is_sample_file
-from sunrgbd_tools.acquire.share import FetchConfig, PackConfig, fetch, in_contract, pack_tree
+from cleantree.manifest import tree_files_listed
+from sunrgbd_tools.acquire.share import FetchConfig, PackConfig, fetch, pack_tree
 from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
 from sunrgbd_tools.synthetic.generator import make_sample
@@ -51,27 +51,25 @@ def _pack(tree: Path, out: Path, *extra: str):
 def test_everything_our_commands_write_is_in_the_contract(clean, tmp_path: Path):
     files = set(tree_bytes(clean))
     assert {"dataset.json", "manifest.csv", "problems.txt", "stats.json"} <= files
-    assert all(in_contract(f) for f in files), sorted(f for f in files if not in_contract(f))
+    assert files <= tree_files_listed(clean), sorted(files - tree_files_listed(clean))
     r = _pack(clean, tmp_path / "a.zip", "--strict")
     assert r.exit_code == 0 and "problem:" not in r.output, r.output
     with zipfile.ZipFile(tmp_path / "a.zip") as zf:
         assert set(zf.namelist()) == files | {"DATASHEET.md", "SHA256SUMS"}
 
 
-@pytest.mark.parametrize("rel, ok", [
-    ("leftImg8bit/train/kv2/kinect2data__s1_leftImg8bit.png", True),
-    ("leftImg8bit/val/kv1/NYU0001_leftImg8bit.jpg", True),
-    ("gtFine/test/aachen/aachen_000000_000019_gtFine_labelTrainIds.png", True),  # Cityscapes
-    ("depth/train/kv2/a_depth.png", True),
-    ("gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json", False),
-    ("leftImg8bit/train/kv2/a_leftImg8bit.jpeg", False),
-    ("leftImg8bit/train/kv2/extra/a_leftImg8bit.png", False),
-    ("leftImg8bit/train/kv2/notes.txt", False),
-    ("README.md", False),
-    ("hf/data/train-00000-of-00001.parquet", False),
-])
-def test_sample_file_templates(rel: str, ok: bool):
-    assert is_sample_file(rel) is ok and in_contract(rel) is ok
+def test_the_contract_is_the_trees_own_file_list(clean, tmp_path: Path):
+    """The root files and what manifest.csv lists; a tree without a readable manifest is none."""
+    assert tree_files_listed(clean) == frozenset(tree_bytes(clean))
+    t = tmp_path / "t"
+    shutil.copytree(clean, t)
+    (t / "manifest.csv").unlink()
+    r = _pack(t, tmp_path / "a.zip")
+    assert r.exit_code == 2 and f"{t}: not a clean tree (no manifest.csv)" in r.output, r.output
+    (t / "manifest.csv").write_bytes(b"id,image\n\xff,x\n")
+    r = _pack(t, tmp_path / "a.zip")
+    assert r.exit_code == 2 and f"{t / 'manifest.csv'}: cannot be read (" in r.output, r.output
+    assert not (tmp_path / "a.zip").exists()
 
 
 def test_files_outside_the_contract_are_left_out_and_reported(clean, tmp_path: Path):
@@ -82,6 +80,13 @@ def test_files_outside_the_contract_are_left_out_and_reported(clean, tmp_path: P
     (t / "notes.txt").write_text("mine")
     sample_dir = next((t / "gtFine" / "train").iterdir())
     (sample_dir / "x_gtFine_polygons.json").write_text("{}")
+    # where a path template would put a sample file, but no manifest row lists it: an unknown
+    # split and a jpg in a png tree, a copy beside the real ones (both were packed unreported)
+    stray = t / "leftImg8bit" / "old" / "kv9" / "a_leftImg8bit.jpg"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"\xff\xd8\xff")
+    real = next(p for p in sample_dir.iterdir() if p.name.endswith("_gtFine_labelTrainIds.png"))
+    shutil.copy(real, sample_dir / ("zz" + real.name))
     r = CliRunner().invoke(main, ["pack", str(t), "--format", "hf", "--out", str(t / "hf"), "--no-progress"])
     if r.exit_code != 0:  # without the 'hub' extra: an export's files by hand
         (t / "hf" / "data").mkdir(parents=True)
@@ -94,10 +99,12 @@ def test_files_outside_the_contract_are_left_out_and_reported(clean, tmp_path: P
     r = _pack(t, out)
     assert r.exit_code == 0, r.output
     lines = [x for x in r.output.splitlines() if x.startswith("problem:")]
-    n = 2 + 1 + len([p for p in (t / "hf").rglob("*") if p.is_file()])
+    n = 2 + 2 + 1 + len([p for p in (t / "hf").rglob("*") if p.is_file()])
     assert lines == [f"problem: {t}: {n} files outside the clean-tree contract left out of the archive: "
                      f"caf\\xe9\\nlist.txt, {sample_dir.relative_to(t).as_posix()}/x_gtFine_polygons.json, "
-                     f"hf/README.md and {n - 3} more"]
+                     f"{sample_dir.relative_to(t).as_posix()}/zz{real.name} and {n - 3} more"]
+    rep = pack_tree(PackConfig(src=str(t), out=str(tmp_path / "out" / "y.zip"), progress=False))
+    assert {"leftImg8bit/old/kv9/a_leftImg8bit.jpg", "hf/README.md"} <= set(rep.left_out)
     assert members(out) == members(ref.archive)  # the very archive of the tree alone
     assert tree_bytes(t) == before
     strict = _pack(t, tmp_path / "out" / "s.zip", "--strict")
@@ -149,4 +156,13 @@ def test_a_finished_hf_export_is_replaced_and_nothing_else(clean, tmp_path: Path
     altered(lambda t: (t / "notes.txt").write_text("mine"))
     altered(lambda t: (t / "data" / "mine.parquet").write_bytes(b"PAR1"))
     altered(lambda t: (t / "README.md").write_text("---\nmy own card\n---\n"))
+    # an edited card keeps the YAML header and the "exported with" line: it was overwritten
+    def retitled(t: Path) -> None:
+        card = (t / "README.md").read_text(encoding="utf-8")
+        assert "\n# " in card
+        (t / "README.md").write_text(card.replace("\n# ", "\n# My ", 1), encoding="utf-8")
+
+    altered(retitled)
+    altered(lambda t: (t / "README.md").write_text(
+        (t / "README.md").read_text(encoding="utf-8") + "\nMy notes.\n", encoding="utf-8"))
     altered(lambda t: (t / "dataset.json").unlink())

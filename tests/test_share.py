@@ -3,6 +3,7 @@ extraction, verification; the round trip reproduces the clean tree exactly."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import shutil
@@ -172,16 +173,26 @@ def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
 
     tree, _arc, _rep = packed
     folder = next((tree / "leftImg8bit" / "train").iterdir()).relative_to(tree).as_posix()
+    first = next(r["image"] for r in csv.DictReader(open(tree / "manifest.csv", encoding="utf-8")))
     for raw, shown, why in ((b"notes-\xe9t\xe9", "notes-\\xe9t\\xe9", "is not UTF-8"),
                             (b"a\nb", "a\\nb", "holds a line break"),
                             (b"a\\b", "a\\b", "holds a backslash")):
         t2 = tmp_path / "t2"
         shutil.rmtree(t2, ignore_errors=True)
         shutil.copytree(tree, t2)
-        # where the contract puts a sample file (elsewhere the file is left out, name and all)
-        with open(os.path.join(os.fsencode(t2 / folder), raw + b"_leftImg8bit.png"), "wb") as f:
+        name = os.path.join(os.fsencode(t2 / folder), raw + b"_leftImg8bit.png")
+        with open(name, "wb") as f:
             f.write(b"x")
         out = tmp_path / "x.zip"
+        if why == "is not UTF-8":  # no UTF-8 manifest can list it: outside the contract, left out
+            res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(tmp_path / "u.zip"), "--no-progress"])
+            assert res.exit_code == 0 and (f"contract left out of the archive: {folder}/{shown}_leftImg8bit.png\n"
+                                           in res.output), res.output
+            continue
+        # a sample file the manifest lists (a file no row lists is left out, name and all)
+        rel = f"{folder}/{raw.decode()}_leftImg8bit.png"
+        man = t2 / "manifest.csv"
+        man.write_text(man.read_text(encoding="utf-8").replace(first, '"' + rel + '"', 1), encoding="utf-8")
         res = CliRunner().invoke(main, ["pack", str(t2), "--out", str(out), "--no-progress"])
         assert res.exit_code == 2 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1] == (
@@ -252,8 +263,9 @@ def test_http_fetch_resumes_after_drop(packed, tmp_path: Path):
 
 def test_any_corrupted_byte_is_caught(packed, tmp_path: Path):
     """With the .sha256 beside it, a flipped byte anywhere fails the archive checksum;
-    without it, a flipped byte in any member's data fails CRC-32 or SHA256SUMS. Either
-    way nothing but fetch's own dot-folder is left in --dest."""
+    without it, a flipped byte in any member's data fails CRC-32 or SHA256SUMS. A checksum
+    that fails before extraction leaves no --dest at all (it left an empty .sunrgbd-fetch/);
+    after it, nothing but fetch's own dot-folder is left in --dest."""
     _tree, arc, _rep = packed
     data = arc.read_bytes()
     rng = random.Random(0)
@@ -268,7 +280,7 @@ def test_any_corrupted_byte_is_caught(packed, tmp_path: Path):
         dest = tmp_path / f"d{i}"
         with pytest.raises(ShareError, match="does not match"):
             fetch(FetchConfig(source=str(bad), dest=str(dest), progress=False, workers=1))
-        assert [p.name for p in dest.iterdir()] == [".sunrgbd-fetch"]
+        assert not dest.exists()
     # no sidecar: flip bytes inside member data (stored PNGs and deflated text)
     with zipfile.ZipFile(arc) as zf:
         infos = [i for i in zf.infolist() if i.compress_size > 50]

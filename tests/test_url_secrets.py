@@ -168,10 +168,11 @@ def test_download_on_a_credentialed_mirror_never_shows_or_stores_the_password(mi
 
 
 def test_download_that_gets_no_byte_leaves_the_disk_as_it_was(tmp_path: Path):
-    """A refused connection left --dest with .sunrgbd-download/config.json (and --dest itself)."""
+    """A refused connection left --dest with .sunrgbd-download/config.json (and --dest itself);
+    then --dest's parents that the run had made (`--dest dl/raw` left dl/)."""
     dest = tmp_path / "new" / "raw"
     res = _download(dest, f"http://127.0.0.1:{closed_port()}/")
-    assert res.exit_code == 1 and not (tmp_path / "new" / "raw").exists()
+    assert res.exit_code == 1 and list(tmp_path.iterdir()) == []
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
@@ -255,8 +256,8 @@ def test_fetch_that_gets_no_byte_leaves_the_disk_as_it_was(archive_host, tmp_pat
     """`fetch http://127.0.0.1:9/x.zip --dest D` left D/.sunrgbd-fetch/ (and D) behind; a 404
     did the same. A folder the user had stays, and so does a partial download (resume)."""
     for source in (f"http://127.0.0.1:{closed_port()}/x.zip", archive_host.url + "x.zip"):
-        res = _fetch(source, tmp_path / "D")
-        assert res.exit_code == 1 and not (tmp_path / "D").exists(), res.output
+        res = _fetch(source, tmp_path / "fe" / "a" / "b")  # the parents it made stayed (fe/a)
+        assert res.exit_code == 1 and list(tmp_path.iterdir()) == [], res.output
     mine = tmp_path / "mine"
     mine.mkdir()
     res = _fetch(f"http://127.0.0.1:{closed_port()}/x.zip", mine)
@@ -275,6 +276,19 @@ def test_fetch_that_gets_no_byte_leaves_the_disk_as_it_was(archive_host, tmp_pat
     assert part.is_file() and part.stat().st_size > 0  # kept for the re-run
     archive_host.before, archive_host.faults.fail = None, 0
     res = _fetch(creds(archive_host.url) + "t.zip", tmp_path / "P", "--no-progress")
+    assert res.exit_code == 0, res.output
+
+    def body_down(srv, path, rng):  # the probe is answered, then every read of the body fails
+        if path == "t.zip" and rng != "bytes=0-0":
+            srv.faults.fail = 100
+
+    archive_host.before = body_down  # what the answered probe made stays for the re-run
+    res = _fetch(creds(archive_host.url) + "t.zip", tmp_path / "E")
+    assert res.exit_code == 1, res.output
+    work = tmp_path / "E" / ".sunrgbd-fetch"
+    assert sorted(p.name for p in work.iterdir()) == ["t.zip.part", "t.zip.part.json"]
+    archive_host.before, archive_host.faults.fail = None, 0
+    res = _fetch(creds(archive_host.url) + "t.zip", tmp_path / "E", "--no-progress")
     assert res.exit_code == 0, res.output
 
 

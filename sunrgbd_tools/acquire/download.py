@@ -40,7 +40,6 @@ from sunrgbd_tools.remote.http import (
     RemoteInfo,
     display_url,
     download_file,
-    plural,
 )
 from sunrgbd_tools.remote.rangezip import (
     LFH_LEN,
@@ -63,6 +62,7 @@ from sunrgbd_tools.remote.safezip import (
     check_space,
     target_path,
 )
+from sunrgbd_tools.text import plural
 
 OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
 TOOLBOX_MD5 = "18d22e1761d36352f37232cba102f91f"  # published by the dataset authors
@@ -307,31 +307,25 @@ class Downloader:
         self.on_bytes = on_bytes
         self.limits = Limits(max_total=cfg.max_bytes)
         self._lock = threading.Lock()
+        self._opened = False  # `_open_state` ran
 
     def run(self) -> DownloadReport:
         parse_subset(self.cfg.subset)  # fail on a bad subset before touching the network
-        made_dest, made_state = not self.dest.exists(), not self.state.exists()
-        self.dest.mkdir(parents=True, exist_ok=True)
-        self.state.mkdir(exist_ok=True)
-        for tmp in self.state.rglob(".*.tmp"):  # all ours: a killed run's temporaries
-            tmp.unlink(missing_ok=True)
-        atomic_write_json(self.state / "config.json", self.cfg.to_json())
+        if self.state.is_dir():
+            for tmp in self.state.rglob(".*.tmp"):  # all ours: a killed run's temporaries
+                tmp.unlink(missing_ok=True)
         report = DownloadReport()
-        bytes0 = self.client.counters.bytes
-        try:
-            for name in (TOOLBOX_ZIP, DATA_ZIP):
-                report.archives.append(self.archive(name))
-        except BaseException:
-            if self.client.counters.bytes == bytes0:  # nothing arrived: leave the disk as it was
-                if made_state:
-                    shutil.rmtree(self.state, ignore_errors=True)
-                if made_dest:
-                    try:
-                        self.dest.rmdir()
-                    except OSError:  # not empty: something else is there now
-                        pass
-            raise
+        for name in (TOOLBOX_ZIP, DATA_ZIP):
+            report.archives.append(self.archive(name))
         return report
+
+    def _open_state(self) -> None:
+        """--dest, its state folder and config.json, made once the server has answered the
+        first probe: a run that gets no byte (refused connection, 404) creates nothing."""
+        if not self._opened:
+            self.state.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.state / "config.json", self.cfg.to_json())
+            self._opened = True
 
     def _url(self, name: str) -> str:
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
@@ -362,6 +356,7 @@ class Downloader:
 
     def _archive(self, name: str, rep: ArchiveReport) -> None:
         info = self.client.probe(rep.url)
+        self._open_state()
         rep.archive_bytes = info.size or 0
         known = self.state / f"{name}.remote.json"
         if known.exists():

@@ -42,7 +42,8 @@ HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # clean tre
 STAGE = ".sunrgbd-hub"
 FINAL = ("README.md", DATASET_JSON, "data")  # what an export leaves in DIR
 SHARD_NAME = re.compile("(?:" + "|".join(HF_SPLITS.values()) + r")-\d{5}-of-\d{5}\.parquet")  # in data/
-CARD_MARK = "; exported with sunrgbd-tools "  # in every card's last line (`dataset_card`)
+# the card's last line: the sha256 of the text above it, so a re-run knows the card is ours, unedited
+CARD_SEAL = re.compile(r"<!-- sunrgbd-tools card sha256 ([0-9a-f]{64}): .* -->\n\Z")
 ROWS_PER_GROUP = 100  # what `datasets` itself uses for image data: small reads for the viewer
 SHARD_BYTES = 500_000_000
 EXTRA_HINT = "pip install 'sunrgbd-tools[hub]'"
@@ -277,17 +278,31 @@ def _check_out(out: Path) -> bool:
 
 
 def _finished_export(out: Path, names: set[str]) -> bool:
-    """Whether `out` holds exactly what an earlier export left: README.md with our card's mark,
-    dataset.json, and data/ with shard files only. Any other content is the user's."""
+    """Whether `out` holds exactly what an earlier export left: README.md as `dataset_card`
+    sealed it (any edit breaks the seal), dataset.json, and data/ with shard files only.
+    Any other content is the user's."""
     if names != set(FINAL) or not (out / DATASET_JSON).is_file() or not (out / "data").is_dir():
         return False
     try:
-        card = (out / "README.md").read_text(encoding="utf-8")
+        card = (out / "README.md").read_bytes().decode("utf-8")
         shards = list(os.scandir(out / "data"))
     except (OSError, UnicodeDecodeError):
         return False
-    return (card.startswith("---\n") and CARD_MARK in card
+    return (card_is_sealed(card)
             and all(e.is_file(follow_symlinks=False) and SHARD_NAME.fullmatch(e.name) for e in shards))
+
+
+def seal_card(text: str) -> str:
+    """`text` with its seal line: the sha256 of `text`, which a re-run checks."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return (text + f"<!-- sunrgbd-tools card sha256 {digest}: `sunrgbd pack --format hf` "
+            "replaces this folder only while it matches the text above -->\n")
+
+
+def card_is_sealed(card: str) -> bool:
+    """Whether `card` ends with a seal line that matches the text above it (`seal_card`)."""
+    m = CARD_SEAL.search(card)
+    return m is not None and hashlib.sha256(card[:m.start()].encode("utf-8")).hexdigest() == m.group(1)
 
 
 def _size_category(n: int) -> str:
@@ -440,7 +455,8 @@ def card_header(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dict
 
 def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dict[str, int],
                  names: list[str], command: str, datasets) -> str:
-    """README.md: the Hub's YAML header, then what a user needs to trust and use the data."""
+    """README.md: the Hub's YAML header, then what a user needs to trust and use the data;
+    sealed (`seal_card`), so a re-run replaces the card only while nobody edited it."""
     import yaml  # a dependency of `datasets`
 
     header = card_header(meta, feats, split_rows, shard_bytes, datasets)
@@ -569,6 +585,6 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
     lines.append(command or "sunrgbd pack CLEAN --format hf --out DIR")
     lines += ["```", "",
               f"Converted with {cw.get('tool') or 'sunrgbd-tools'} {cw.get('version') or ''}".rstrip()
-              + f"{CARD_MARK}{__version__}. `dataset.json` beside this card is "
+              + f"; exported with sunrgbd-tools {__version__}. `dataset.json` beside this card is "
               "the clean tree's own, unchanged.", ""]
-    return "\n".join(lines)
+    return seal_card("\n".join(lines))

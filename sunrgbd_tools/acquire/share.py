@@ -4,7 +4,8 @@ pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions,
         stored since they are already compressed, text deflated), `DATASHEET.md` generated
         from dataset.json first, `SHA256SUMS` (every other member) last, and
         `<archive>.sha256` beside it. The same tree gives the same archive bytes. It holds
-        the clean tree as the contract defines it (`in_contract`), nothing else.
+        the clean tree as the contract defines it (its root files and the sample files
+        manifest.csv lists: `cleantree.manifest.tree_files_listed`), nothing else.
 fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
         `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
         every file checked against SHA256SUMS → moved into place → `verify_tree`.
@@ -34,12 +35,12 @@ from cleantree.files import (
     is_within,
     sha256_file,
 )
-from cleantree.manifest import MANIFEST
-from cleantree.paths import PROBLEMS_FILE, STATS_FILE, is_sample_file
+from cleantree.manifest import MANIFEST, tree_files_listed
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file, plural
+from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
+from sunrgbd_tools.text import first_names, plural
 
 DATASHEET = "DATASHEET.md"
 SUMS = "SHA256SUMS"
@@ -47,9 +48,6 @@ FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
 _CHUNK = 1 << 20
-# what a packed tree holds besides the sample files of the path templates (docs/contracts.md)
-TREE_ROOT_FILES = frozenset({DATASET_JSON, MANIFEST, PROBLEMS_FILE, STATS_FILE})
-_SHOWN_LEFT_OUT = 3  # names the "left out" line shows
 
 
 class ShareError(Exception):
@@ -80,13 +78,6 @@ class PackReport:
     bytes: int
     left_out: list[str] = field(default_factory=list)  # files outside the contract, not packed
     problems: list[str] = field(default_factory=list)
-
-
-def in_contract(rel: str) -> bool:
-    """Whether a file (posix path below the tree root) belongs to the clean tree: dataset.json,
-    manifest.csv, problems.txt, stats.json, and the sample files where the path templates put
-    them. Anything else a user placed there (notes, an hf export, a copy) is theirs, not the data."""
-    return rel in TREE_ROOT_FILES or is_sample_file(rel)
 
 
 def _one_line(path: os.PathLike) -> str:
@@ -280,10 +271,13 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     out = Path(cfg.out)
     if not (src / DATASET_JSON).is_file():
         raise ShareError(f"{src}: not a clean tree (no dataset.json)")
+    if not (src / MANIFEST).is_file():  # it lists the sample files the archive holds
+        raise ShareError(f"{src}: not a clean tree (no manifest.csv)")
     if out.exists() and out.is_dir():
         raise ShareError(f"{out}: is a folder; give the archive's file name")
     try:  # parsed, not checked: the archive holds the tree as it is (fetch verifies it)
         meta = load_json_object(src / DATASET_JSON)
+        listed = tree_files_listed(src)
     except ContractError as e:
         raise ShareError(str(e)) from None
     side = out.with_name(out.name + ".sha256")
@@ -292,8 +286,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     walked = tree_files(src, exclude={out.resolve(), side.resolve()})
-    files = [rel for rel in walked if in_contract(rel.as_posix())]
-    left_out = [rel for rel in walked if not in_contract(rel.as_posix())]
+    files: list[PurePosixPath] = []
+    left_out: list[PurePosixPath] = []
+    for rel in walked:
+        (files if rel.as_posix() in listed else left_out).append(rel)
     for rel in files:
         why = _unpackable(rel.as_posix())
         if why:
@@ -327,10 +323,8 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     atomic_write_text(side, f"{digest}  {out.name}\n")
     problems = []
     if left_out:
-        names = ", ".join(_one_line(rel) for rel in left_out[:_SHOWN_LEFT_OUT])
-        more = f" and {len(left_out) - _SHOWN_LEFT_OUT} more" if len(left_out) > _SHOWN_LEFT_OUT else ""
         problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
-                        f"left out of the archive: {names}{more}")
+                        f"left out of the archive: {first_names([_one_line(rel) for rel in left_out])}")
     return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size,
                       left_out=[rel.as_posix() for rel in left_out], problems=problems)
 
@@ -437,43 +431,39 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     check_source(cfg.source)
     if not is_url(cfg.source) and not Path(cfg.source).is_file():  # before --dest is made
         raise ShareError(f"{cfg.source}: no such archive")
-    made_dest = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
     work = dest / FETCH_DIR
-    if any(not p.name.startswith(".") for p in dest.iterdir()):
+    if dest.is_dir() and any(not p.name.startswith(".") for p in dest.iterdir()):
         done = _fetched(work, cfg)
         if done is None:
             raise DestinationError(f"{dest}: not empty; fetch into a new or empty folder (nothing was changed)")
         # this fetch was extracted here and then interrupted in its verify: verify again
         return _verify_fetched(FetchReport(dest=dest, archive_sha256=done["sha256"],
                                            checked=done["checked_against"], files=done["files"]), cfg)
-    made_work = not work.exists()
-    work.mkdir(exist_ok=True)
+    # --dest and its state folder are made once there is something to put there: for a URL,
+    # by `download_file` once the server has answered its probe (a run that gets no byte
+    # creates nothing, as `download`)
     expected = cfg.sha256.lower() if cfg.sha256 else None
     checked = "--sha256" if expected else "none"
     shown = display_url(cfg.source)  # what messages and records name: never a password
     if is_url(cfg.source):
         client = client or HttpClient(cfg.http)
-        url = client.adopt(cfg.source)  # the credentials stay with the client
+        client.adopt(cfg.source)  # the credentials stay with the client; `shown` is the URL
+        url = shown
         name = unquote(PurePosixPath(urlsplit(url).path).name) or "archive.zip"
         archive = work / name
-        try:
-            check_name(name, shown)
-            if expected is None:
-                side = client.get_small(url + ".sha256")
-                if side is not None:
-                    expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
-                    checked = shown + ".sha256"
-            if not archive.exists():
-                with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
-                          disable=not cfg.progress, leave=False) as bar:
-                    def on_total(size: int, have: int) -> None:
-                        bar.reset(total=size)
-                        bar.update(have)
-                    download_file(client, url, archive, bar.update, on_total)
-        except BaseException:
-            _tidy_failed_download(work if made_work else None, dest if made_dest else None)
-            raise
+        check_name(name, shown)
+        if expected is None:
+            side = client.get_small(url + ".sha256")
+            if side is not None:
+                expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
+                checked = shown + ".sha256"
+        if not archive.exists():
+            with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                      disable=not cfg.progress, leave=False) as bar:
+                def on_total(size: int, have: int) -> None:
+                    bar.reset(total=size)
+                    bar.update(have)
+                download_file(client, url, archive, bar.update, on_total)
     else:
         archive = Path(cfg.source)
         side_path = archive.with_name(archive.name + ".sha256")
@@ -487,6 +477,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             archive.unlink(missing_ok=True)  # a re-run downloads it afresh
         raise ShareError(f"{shown}: sha256 {digest} does not match the expected "
                          f"{expected} (from {checked}); the archive is damaged or not the one published")
+    work.mkdir(parents=True, exist_ok=True)
     stage = work / "tree"
     shutil.rmtree(stage, ignore_errors=True)
     try:
@@ -495,7 +486,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
         problems = check_sums(stage, cfg.workers)
         if problems:
-            raise ShareError(f"{shown}: {len(problems)} file(s) fail {SUMS}: " + problems[0]
+            raise ShareError(f"{shown}: {plural(len(problems), 'file')} {'fails' if len(problems) == 1 else 'fail'} {SUMS}: " + problems[0]
                              .replace(str(stage), str(dest)))
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name
@@ -509,18 +500,6 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
     return _verify_fetched(report, cfg)
-
-
-def _tidy_failed_download(work: Path | None, dest: Path | None) -> None:
-    """A download that failed before its first byte (refused connection, 404) leaves the disk
-    as it was: the folders this fetch made go again when they are empty (a partial download
-    stays, for the re-run to resume)."""
-    for folder in (work, dest):
-        if folder is not None:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: kept
-                pass
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
@@ -560,5 +539,5 @@ def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
 def _record(report: FetchReport, cfg: FetchConfig, verified: bool) -> None:
     """--dest/.sunrgbd-fetch/fetched.json: what `_fetched` resumes from."""
     atomic_write_json(report.dest / FETCH_DIR / "fetched.json", {
-        "source": display_url(cfg.source), "sha256": report.archive_sha256, "checked_against": report.checked,
+        "source": cfg.to_json()["source"], "sha256": report.archive_sha256, "checked_against": report.checked,
         "files": report.files, "verified": verified})

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cleantree.dataset import DATASET_JSON
-from cleantree.paths import IMAGE_FORMATS
+from cleantree.paths import IMAGE_FORMATS, PROBLEMS_FILE
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.convert.resize import parse_size
 from sunrgbd_tools.parallel import progress_bar
@@ -70,11 +70,13 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
         raise click.UsageError(str(e)) from None
     for p in summary.problems:
         click.echo(f"problem: {p}", err=True)
+    if summary.missing_listing is not None:
+        click.echo(f"every scene key listed but not found: {summary.missing_listing}", err=True)
     s = summary.splits
     click.echo(
         f"wrote {summary.samples} samples to {summary.out} (train {s['train']}, val {s['val']}, "
         f"test {s['test']}; {summary.resumed} already done), skipped {summary.skipped}, "
-        f"{summary.reported} problem(s) reported (listed in {summary.out / 'problems.txt'})"
+        f"{summary.reported} problem(s) reported (listed in {summary.out / PROBLEMS_FILE})"
     )
     if summary.label_sources:
         click.echo("label sources: " + ", ".join(f"{k} {v}" for k, v in summary.label_sources.items()))

@@ -18,8 +18,9 @@ from sunrgbd_tools.acquire.share import (
 from sunrgbd_tools.acquire.share import fetch as fetch_archive
 from sunrgbd_tools.cli.common import OutPath, http_options, recorded_command
 from sunrgbd_tools.cli.hub import pack_hf
-from sunrgbd_tools.remote.http import HttpConfig, HttpError, plural
+from sunrgbd_tools.remote.http import HttpConfig, HttpError
 from sunrgbd_tools.remote.rangezip import ZipFormatError
+from sunrgbd_tools.text import plural
 
 
 @click.command()
@@ -86,7 +87,7 @@ def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, ret
     for p in rep.problems:
         click.echo(p, err=True)
     if rep.problems:
-        click.echo(f"{dest}: {plural(rep.samples, 'sample')}, {len(rep.problems)} problem(s)")
+        click.echo(f"{dest}: {plural(rep.samples, 'sample')}, {plural(len(rep.problems), 'problem')}")
         sys.exit(1)
     click.echo(f"{dest}: {rep.files} files, {plural(rep.samples, 'sample')} OK "
                f"(sha256 {rep.archive_sha256}, checked against {rep.checked})")

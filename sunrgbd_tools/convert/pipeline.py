@@ -38,7 +38,7 @@ from cleantree.files import (
     sha256_bytes,
 )
 from cleantree.manifest import MANIFEST, write_manifest
-from cleantree.paths import FILE_KEYS, PROBLEMS_FILE, file_templates, sample_paths
+from cleantree.paths import FILE_KEYS, IMAGE_FORMATS, PROBLEMS_FILE, file_templates, sample_paths
 from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
@@ -49,6 +49,7 @@ from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, first_file, parse_subset
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
+from sunrgbd_tools.text import first_names, plural
 
 # --labels mode → what it puts in the label images (dataset.json `label_mode_description`)
 LABEL_MODES = {
@@ -357,6 +358,9 @@ class ConvertSummary:
     problems: list[str]
     unmapped: dict[str, int]  # name -> pixels over the whole run
     out: Path
+    # every missing scene key (MISSING_FILE, in the state folder pack leaves out): named on the
+    # console, not in problems.txt, whose lines travel with a packed tree
+    missing_listing: Path | None = None
 
     @property
     def reported(self) -> int:
@@ -413,8 +417,8 @@ def convert(
     src = Path(cfg.src)
     if cfg.labels not in LABEL_SOURCES:
         raise ConvertError(f"unknown label source {cfg.labels!r}; use one of {', '.join(LABEL_SOURCES)}")
-    if cfg.image_format not in ("png", "jpg"):
-        raise ConvertError(f"unknown image format {cfg.image_format!r}; use png or jpg")
+    if cfg.image_format not in IMAGE_FORMATS:
+        raise ConvertError(f"unknown image format {cfg.image_format!r}; use {' or '.join(IMAGE_FORMATS)}")
     try:
         mapper = NameMapper.load(cfg.mapping) if cfg.mapping else NameMapper.load()
         found = discover(src, cfg.subset)
@@ -432,7 +436,7 @@ def convert(
 
     listing = out / STATE_DIR / MISSING_FILE
     problems, not_found, missing = _scenes_not_found(src / "SUNRGBD", cfg.subset, split, scenes,
-                                                     found.unreadable, listing)
+                                                     found.unreadable)
     tasks = []
     results: list[SampleResult] = []
     resumed = not_in_split = 0
@@ -501,16 +505,18 @@ def convert(
     _write_dataset_json(out, cfg, mapper, rows, counts, dict(sorted(sources.items())), split.val_source,
                         len(problems), skipped, salvaged)
     return ConvertSummary(len(rows), skipped, resumed, counts, dict(sorted(sources.items())), problems,
-                          dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out)
+                          dict(sorted(unmapped.items(), key=lambda kv: (-kv[1], kv[0]))), out,
+                          listing if missing else None)
 
 
 def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
-                      unreadable: list[tuple[Path, str]], listing: Path) -> tuple[list[str], int, list[str]]:
+                      unreadable: list[tuple[Path, str]]) -> tuple[list[str], int, list[str]]:
     """Problems, a skip count and the missing scene keys for what the split lists under
     the subset but the walk did not find: one line per folder that cannot be read or is
     missing altogether (with the number of listed scenes inside), one line per folder that
-    exists but lacks listed scenes (count, a few names, and `listing`, the file that will
-    hold every missing key); a lone missing scene keeps its own line."""
+    exists but lacks listed scenes (count and a few names); a lone missing scene keeps its
+    own line. The keys returned (for MISSING_FILE) are those not on disk: scenes under a
+    folder that cannot be read are counted on its line, not listed."""
     prefixes = parse_subset(subset)
     present = {s.key for s in scenes}
     missing = sorted(k for k in split.assignment
@@ -525,28 +531,27 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         problems.append(f"{path}: {what}; {len(inside)} scene(s) of {SPLIT_FILE} "
                         "inside it, and any others, skipped")
         count += max(1, len(inside))
-    by_folder: dict[str, list[str]] = {}
+    by_folder: dict[tuple[str, bool], list[str]] = {}  # (folder, whether it exists) -> keys
     for k in missing:
         parts = k.split("/")
         # the highest folder of the key that is absent: one line for all scenes under it
         top = next((i for i in range(1, len(parts)) if not (root / "/".join(parts[:i])).exists()), len(parts))
         # scenes missing from a folder that exists: one line per folder, not one per scene
         # (two real scenes under kv1/ and kv2/ printed 856 lines, one per allsplit scene)
-        folder = "/".join(parts[:top]) if top < len(parts) else "/".join(parts[:-1]) + "/"
-        by_folder.setdefault(folder, []).append(k)
-    for folder, keys in sorted(by_folder.items()):
-        if folder.endswith("/") and len(keys) == 1:
+        exists = top == len(parts)
+        by_folder.setdefault(("/".join(parts[:-1] if exists else parts[:top]), exists), []).append(k)
+    for (folder, exists), keys in sorted(by_folder.items()):
+        if exists and len(keys) == 1:
             problems.append(f"{root / keys[0]}: scene listed in {SPLIT_FILE} not found (scene skipped)")
-        elif folder.endswith("/"):
-            shown = ", ".join(k.rsplit("/", 1)[1] for k in keys[:MISSING_EXAMPLES])
-            more = ", …" if len(keys) > MISSING_EXAMPLES else ""
-            problems.append(f"{root / folder.rstrip('/')}: {len(keys)} scene(s) listed under it in {SPLIT_FILE} "
-                            f"not found (e.g. {shown}{more}; all in {listing}) (scenes skipped)")
+        elif exists:
+            shown = first_names([k.rsplit("/", 1)[1] for k in keys], MISSING_EXAMPLES)
+            problems.append(f"{root / folder}: {plural(len(keys), 'scene')} listed under it in {SPLIT_FILE} "
+                            f"not found (e.g. {shown}) (scenes skipped)")
         else:
             problems.append(f"{root / folder}: not found; {len(keys)} scene(s) listed under it in "
                             f"{SPLIT_FILE} skipped")
         count += len(keys)
-    return problems, count, [k for keys in by_folder.values() for k in keys]
+    return problems, count, missing
 
 
 def _write_problems(out: Path, problems: list[str]) -> None:

@@ -92,9 +92,12 @@ def read_csv_table(path: Path, need: tuple[str, ...],
                     for c in (";", "\t") if hand_edited and c in header and "," not in header), "")
         raise ValueError(f"{path}: needs columns {', '.join(need)} (missing {', '.join(missing)}){sep}")
     rows = []
+    lines = io.StringIO(text, newline="").readlines()  # the lines the reader counts
     end = reader.line_num
     for r in reader:
         start, end = end + 1, reader.line_num
+        while start < end and lines[start - 1] in ("\n", "\r", "\r\n"):  # blank lines it skipped
+            start += 1
         if hand_edited:
             if any(v is not None and ("\n" in v or "\r" in v) for v in r.values() if isinstance(v, str)):
                 raise ValueError(f"{path} line {start}: a quote opened on this line is not closed"

@@ -44,6 +44,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.retry import Retry
 
 from sunrgbd_tools import __version__
+from sunrgbd_tools.text import plural
 
 _CHUNK = 1 << 16
 _MAX_REDIRECTS = 5
@@ -74,13 +75,11 @@ def display_url(url: str) -> str:
 
 def _origin(url: str) -> tuple[str, str]:
     """(scheme, host[:port]) in lower case: where a URL's credentials may be sent."""
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)", url)
-    return (m.group(1).lower(), m.group(2).lower()) if m else ("", "")
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """`1 attempt`, `2 attempts`: a count with its noun in the right number."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 host: no origin, so no credentials
+        return ("", "")
+    return (parts.scheme, parts.netloc.rpartition("@")[2].lower())
 
 
 class HttpError(Exception):
@@ -486,7 +485,7 @@ def download_file(
             old = None
         if old is not None and old.same_file(info) and part.stat().st_size <= info.size:
             have = part.stat().st_size
-    if have == 0:
+    if have == 0:  # the folders are made here, once the server answered: a failed probe creates nothing
         part.parent.mkdir(parents=True, exist_ok=True)
         part.write_bytes(b"")
         meta.write_text(json.dumps(info.to_json()))
@@ -500,11 +499,6 @@ def download_file(
         if restarts <= 0:
             raise
         return download_file(client, url, dest, progress, on_total, restarts - 1)
-    except BaseException:
-        if have == 0 and part.is_file() and part.stat().st_size == 0:  # nothing arrived: leave the disk as it was
-            part.unlink(missing_ok=True)
-            meta.unlink(missing_ok=True)
-        raise
     os.replace(part, dest)
     meta.unlink(missing_ok=True)
     return info

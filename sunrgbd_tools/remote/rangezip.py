@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sunrgbd_tools.remote.http import HttpClient, RemoteInfo, plural
+from sunrgbd_tools.remote.http import HttpClient, RemoteInfo
+from sunrgbd_tools.text import plural
 
 
 def shown(name: str) -> str:
