@@ -30,7 +30,14 @@ from segtrain.checkpoint import (
     training_state,
 )
 from segtrain.config import TrainConfig, TTAConfig
-from segtrain.data import DatasetInfo, eval_dataset, load_dataset_info, make_loader, train_dataset
+from segtrain.data import (
+    DataError,
+    DatasetInfo,
+    eval_dataset,
+    load_dataset_info,
+    make_loader,
+    train_dataset,
+)
 from segtrain.depth import uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
@@ -291,6 +298,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     options = _check_run(cfg, dist_info.world_size)
     ckpt = _checkpoint_to_resume(out, resume, cfg, info, options)
     start_epoch = int(ckpt["epoch"]) + 1 if ckpt is not None else 1
+    finished = _finished(ckpt, cfg)
 
     # model: seeded init, then its starting weights (a resumed run loads its own later)
     seed_everything(cfg.seed)
@@ -306,7 +314,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     if cfg.class_weights is None and isinstance(saved, dict) and isinstance(saved.get("class_weights"), str):
         cfg = dataclasses.replace(cfg, class_weights=saved["class_weights"])
     method = class_weight_method(cfg, info)
-    weights = [float(w) for w in info.weights(method)] if method else None
+    weights, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index,
                          torch.tensor(weights, dtype=torch.float32) if method else None).to(device)
 
@@ -333,8 +341,10 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
         if ckpt is not None:
             run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg)
             log.info("resuming %s from epoch %d", out, start_epoch)
+        if weights_note:
+            log.info("%s", weights_note)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
-        if main and start_epoch <= cfg.epochs:  # a finished run re-run (make demo) records no new session
+        if main and not finished:  # a finished run re-run (make demo) records no new session
             write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
                              resume=resume)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
@@ -345,7 +355,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
                                dist_info.world_size)
 
         stopped, message = ("already-complete" if start_epoch > cfg.epochs else "completed"), ""
-        batches = iter(train_loader) if start_epoch <= cfg.epochs else iter(())
+        batches = iter(train_loader) if not finished else iter(())  # a finished run starts no workers
         for epoch in range(start_epoch, cfg.epochs + 1):
             if cfg.early_stop and run.since_best >= cfg.early_stop:
                 stopped = "early-stop"
@@ -429,6 +439,16 @@ def _checkpoint_to_resume(out: Path, resume: bool, cfg: TrainConfig, info: Datas
     return None
 
 
+def _finished(ckpt: dict | None, cfg: TrainConfig) -> bool:
+    """True when the run to resume has nothing left to train: all --epochs done, or stopped
+    early and still out of patience under this --early-stop (a larger one trains on)."""
+    if ckpt is None:
+        return False
+    if int(ckpt["epoch"]) >= cfg.epochs:
+        return True
+    return bool(cfg.early_stop) and int(ckpt["epochs_since_best"]) >= cfg.early_stop
+
+
 def _build_model(cfg: TrainConfig, info: DatasetInfo, options: dict,
                  fresh: bool) -> tuple[torch.nn.Module, LoadReport | None]:
     """The model (initialised from the current RNG state) and, for a fresh run, its
@@ -498,6 +518,30 @@ def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
     if LOSSES[cfg.loss].weighted_by_default:
         return info.default_weight_method or "median-freq"
     return None
+
+
+def resolve_class_weights(method: str | None, info: DatasetInfo, ckpt: dict | None,
+                          ckpt_path: Path) -> tuple[list[float] | None, str]:
+    """(the CE weights of `method`, a note for the log). A new run reads them from dataset.json;
+    a resumed run continues with the values its checkpoint saved, so a tree whose statistics
+    were recomputed since does not change the loss half-way (the note says dataset.json now
+    differs). Checkpoints without saved values read dataset.json, as they always did."""
+    if not method:
+        return None, ""
+    saved = ckpt.get("class_weights") if ckpt is not None else None
+    values = saved.get("values") if isinstance(saved, dict) and saved.get("method") == method else None
+    if not isinstance(values, list) or len(values) != info.num_classes:
+        return [float(w) for w in info.weights(method)], ""
+    values = [float(v) for v in values]
+    try:
+        today = info.weights(method)
+    except DataError:
+        today = None
+    if today == values:
+        return values, ""
+    now = "no" if method not in info.class_weights else "other"
+    return values, (f"class weights: the run's {method} values (from {ckpt_path}); "
+                    f"{info.root / 'dataset.json'} now has {now} {method} values, not used")
 
 
 def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: distributed.DistInfo,
