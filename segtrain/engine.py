@@ -51,7 +51,7 @@ from segtrain.models import (
 )
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, load_encoder_weights
-from segtrain.optim import build_optimizer, build_scheduler
+from segtrain.optim import LinearWarmup, build_optimizer, build_scheduler, build_warmup
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
@@ -155,9 +155,10 @@ CHECK_EVERY = 50
 def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, scheduler, sched_mode,
                     rt: Runtime, epoch: int, global_step: int, grad_clip: float, progress: bool = True,
                     dist_info: distributed.DistInfo | None = None,
-                    check_every: int = CHECK_EVERY) -> tuple[float, int, int]:
+                    check_every: int = CHECK_EVERY, warmup: LinearWarmup | None = None) -> tuple[float, int, int]:
     """One epoch: `n_batches` batches taken from the iterator `batches` (one iterator spans
     the run: data.EpochBatches). Returns (mean loss, global step, images seen by all processes).
+    While `warmup` is active it sets each step's lr and a per-step scheduler waits.
 
     Losses are summed on the device; the first non-finite one (its step and value) is
     remembered there and read back every `check_every` steps and at the end, when
@@ -185,7 +186,9 @@ def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, 
         first_bad = torch.where(is_bad & (first_bad < 0), step, first_bad)
         bad_value = torch.where(is_bad & (first_bad == step), value, bad_value)
         loss_sum += value.double() * x.shape[0]
-        if scheduler is not None and sched_mode == "step":
+        if warmup is not None and warmup.active:
+            warmup.step()
+        elif scheduler is not None and sched_mode == "step":
             scheduler.step()
         global_step += 1
         count += x.shape[0]
@@ -332,6 +335,11 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
     steps = train_loader.batch_sampler.per_epoch
     scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
+    warmup = build_warmup(cfg, optimizer)
+    if warmup is not None and cfg.warmup_steps >= cfg.epochs * steps:
+        log.warning("warning: --warmup-steps %d is not shorter than the run (%d optimizer steps: --epochs %d x "
+                    "%d steps per epoch); the lr never reaches --lr %g", cfg.warmup_steps, cfg.epochs * steps,
+                    cfg.epochs, steps, cfg.lr)
     scaler = rt.make_scaler()
 
     if main:
@@ -339,7 +347,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     with run_log(out, enabled=main):
         run = RunState()
         if ckpt is not None:
-            run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg)
+            run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg, warmup)
             log.info("resuming %s from epoch %d", out, start_epoch)
         if weights_note:
             log.info("%s", weights_note)
@@ -364,7 +372,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
             try:
                 train_loss, run.global_step, seen = train_one_epoch(
                     net, batches, steps, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
-                    run.global_step, cfg.grad_clip, progress, dist_info)
+                    run.global_step, cfg.grad_clip, progress, dist_info, warmup=warmup)
             except NonFiniteLossError as e:
                 stopped, message = "non-finite-loss", _stopped_message(str(e), epoch)
                 break
@@ -378,7 +386,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
                 break
             row = _metrics_row(epoch, train_loss, res, info, cfg.miou_rule, optimizer.param_groups[0]["lr"],
                                run.global_step)
-            if scheduler is not None and sched_mode == "epoch":
+            if scheduler is not None and sched_mode == "epoch" and (warmup is None or not warmup.active):
                 scheduler.step(row["val_miou"] if row["val_miou"] is not None else 0.0)
             improved = run.record(epoch, row["val_miou"])
             row["train_images_per_s"] = seen / t_train if t_train > 0 else None
@@ -560,6 +568,10 @@ def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: dist
              f"{trainable['total']:,}", f"{params['total']:,}",
              ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k != "total"),
              f"; frozen: {', '.join(frozen)} (weights and BatchNorm statistics)" if frozen else "")
+    if cfg.warmup_steps:
+        after = {"none": "constant", "plateau": "plateau"}.get(cfg.scheduler, f"{cfg.scheduler} over the steps after it")
+        log.info("lr warm-up: linear from %g to %g over the first %d optimizer steps, then %s", cfg.lr * cfg.warmup_ratio,
+                 cfg.lr, cfg.warmup_steps, after)
     if uses_depth(cfg.inputs):
         log.info("inputs %s: depth encoded as %s, normalised with %.3g m / %.3g m (%s)%s", cfg.inputs,
                  cfg.depth_encoding, *rt.depth_stats,
