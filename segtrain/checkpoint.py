@@ -185,11 +185,13 @@ def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_
     """The training options of `cfg` that differ from `saved`, a run's own config (its
     checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
     RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
-    resolved it" (a resume takes the method from its checkpoint)."""
+    resolved it" (a resume takes the method from its checkpoint). A key `saved` lacks is not
+    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default."""
     if not isinstance(saved, dict):
         return []
     diffs = []
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in RESUME_ABSENT_IS_DEFAULT}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.name in RESUME_ABSENT_IS_DEFAULT}
     for key, value in to_dict(cfg).items():
         if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in defaults):
             continue

@@ -569,9 +569,10 @@ def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: dist
              ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k != "total"),
              f"; frozen: {', '.join(frozen)} (weights and BatchNorm statistics)" if frozen else "")
     if cfg.warmup_steps:
-        after = {"none": "constant", "plateau": "plateau"}.get(cfg.scheduler, f"{cfg.scheduler} over the steps after it")
-        log.info("lr warm-up: linear from %g to %g over the first %d optimizer steps, then %s", cfg.lr * cfg.warmup_ratio,
-                 cfg.lr, cfg.warmup_steps, after)
+        after = {"none": "constant", "plateau": "plateau"}.get(cfg.scheduler,
+                                                                f"{cfg.scheduler} over the steps after it")
+        log.info("lr warm-up: linear from %g to %g over the first %d optimizer steps, then %s",
+                 cfg.lr * cfg.warmup_ratio, cfg.lr, cfg.warmup_steps, after)
     if uses_depth(cfg.inputs):
         log.info("inputs %s: depth encoded as %s, normalised with %.3g m / %.3g m (%s)%s", cfg.inputs,
                  cfg.depth_encoding, *rt.depth_stats,
