@@ -8,6 +8,7 @@ that moves when someone changes a default.
     python benchmarks/bench_learning.py --work /tmp/bl --json-out bl.json
     python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --inputs rgbd   # RGB-D (issue 14)
     python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --augment basic --augment-on device
+    python benchmarks/bench_learning.py --work /tmp/bl --epochs 8 --warmup-steps 38   # lr warm-up
 
 The tree is made once under --work (sample 600 scenes at 240x320 -> convert kv2 at 120x160 ->
 stats --weights; the same commands as `make demo`) and reused by later runs; each run trains
@@ -92,15 +93,19 @@ def majority_floor(report: Path) -> dict[str, float]:
 @click.option("--augment", type=click.Choice(AUGMENTS), help="Override the recipe's augmentation.")
 @click.option("--augment-on", type=click.Choice(AUGMENT_ON), help="Where it runs (docs/training.md).")
 @click.option("--seed", type=int, help="Override the recipe's seed (spread between runs).")
+@click.option("--warmup-steps", type=int, help="Linear lr warm-up over the first N optimizer steps.")
+@click.option("--warmup-ratio", type=float, help="The warm-up's start as a fraction of the lr.")
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON.")
 def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs: str, fusion: str,
-         augment: str | None, augment_on: str | None, seed: int | None, json_out: str | None) -> None:
+         augment: str | None, augment_on: str | None, seed: int | None, warmup_steps: int | None,
+         warmup_ratio: float | None, json_out: str | None) -> None:
     opts = dict(RECIPES[recipe])
     if epochs:
         opts["epochs"] = epochs
     if inputs != "rgb":  # an RGB recipe stays exactly what it was
         opts.update(inputs=inputs, fusion=fusion)
-    for key, value in (("augment", augment), ("augment_on", augment_on), ("seed", seed)):
+    for key, value in (("augment", augment), ("augment_on", augment_on), ("seed", seed),
+                       ("warmup_steps", warmup_steps), ("warmup_ratio", warmup_ratio)):
         if value is not None:
             opts[key] = value
     if opts["device"] == "cuda":
@@ -115,6 +120,8 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs:
     data, t_tree = make_tree(root, scenes)
     tag = ("" if inputs == "rgb" else f"-{inputs}-{fusion}") + "".join(f"-{v}" for v in (augment, augment_on) if v)
     tag += f"-seed{seed}" if seed is not None else ""
+    tag += f"-warmup{warmup_steps}" if warmup_steps else ""
+    tag += f"-ratio{warmup_ratio:g}" if warmup_ratio is not None else ""
     out = root / f"run-{recipe}-{opts['epochs']}{tag}"
     n = 0
     while out.exists():  # a fresh run every time (the tree is what is reused)

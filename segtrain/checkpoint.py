@@ -8,6 +8,7 @@ needs to continue exactly (weights, optimizer, scheduler, scaler, RunState, RNG 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.models import MODELS, create_model
 from segtrain.models.pretrained import LoadReport, init_from_state
-from segtrain.optim import replan_schedule, schedule_total
+from segtrain.optim import LinearWarmup, replan_schedule, schedule_total
 from segtrain.runtime import Runtime
 from segtrain.utils import SegtrainError, load_torch_file
 
@@ -175,23 +176,30 @@ RESUME_MAY_CHANGE = ("data", "out", "epochs", "early_stop", "workers", "device",
                      "channels_last", "augment_on")
 # compared by load_resume_checkpoint's own checks, with their own messages
 RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
+# options added after runs were first saved, whose default is what those runs did: a saved
+# config without them is compared as if it had their default (others absent are not compared)
+RESUME_ABSENT_IS_DEFAULT = ("warmup_steps", "warmup_ratio")
 
 
 def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_CHECKED_ELSEWHERE) -> list[str]:
     """The training options of `cfg` that differ from `saved`, a run's own config (its
     checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
     RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
-    resolved it" (a resume takes the method from its checkpoint)."""
+    resolved it" (a resume takes the method from its checkpoint). A key `saved` lacks is not
+    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default."""
     if not isinstance(saved, dict):
         return []
     diffs = []
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.name in RESUME_ABSENT_IS_DEFAULT}
     for key, value in to_dict(cfg).items():
-        if key in RESUME_MAY_CHANGE or key in skip or key not in saved:
+        if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in defaults):
             continue
         if key == "class_weights" and value is None:
             continue
-        if value != saved[key]:
-            diffs.append(f"{flag(key)} {show_value(value)} (the run: {show_value(saved[key])})")
+        theirs = saved.get(key, defaults.get(key))
+        if value != theirs:
+            diffs.append(f"{flag(key)} {show_value(value)} (the run: {show_value(theirs)})")
     return diffs
 
 
@@ -261,21 +269,25 @@ def training_state(meta: dict, model: torch.nn.Module, optimizer, scheduler, sca
 
 
 def restore_training(ckpt: dict, model: torch.nn.Module, optimizer, scheduler, scaler,
-                     cfg: TrainConfig) -> RunState:
+                     cfg: TrainConfig, warmup: LinearWarmup | None = None) -> RunState:
     """Put weights, optimizer, scheduler, scaler and RNG states back as `ckpt` left them.
-    A poly / cosine schedule is re-planned over this run's --epochs (logged when it changes)."""
+    A poly / cosine schedule is re-planned over this run's --epochs (logged when it changes);
+    a run stopped inside its --warmup-steps continues the warm-up from its global step."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    run = RunState(int(ckpt["global_step"]), list(ckpt["history"]), float(ckpt["best_miou"]),
+                   ckpt.get("best_epoch"), int(ckpt["epochs_since_best"]))
+    planned = old_total = None
     if scheduler is not None and ckpt.get("scheduler"):
         planned = schedule_total(scheduler)
         scheduler.load_state_dict(ckpt["scheduler"])
         old_total = replan_schedule(scheduler, optimizer, planned)  # None for plateau: no total
-        if old_total is not None:
-            log.info("%s schedule re-planned over %d steps (was %d): --epochs %d; lr now %.3g",
-                     cfg.scheduler, planned, old_total, cfg.epochs, optimizer.param_groups[0]["lr"])
+    if warmup is not None:  # after the re-plan, which sets the scheduler's own lr
+        warmup.start_at(run.global_step)
+    if old_total is not None:
+        log.info("%s schedule re-planned over %d steps (was %d): --epochs %d; lr now %.3g",
+                 cfg.scheduler, planned, old_total, cfg.epochs, optimizer.param_groups[0]["lr"])
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    run = RunState(int(ckpt["global_step"]), list(ckpt["history"]), float(ckpt["best_miou"]),
-                   ckpt.get("best_epoch"), int(ckpt["epochs_since_best"]))
     set_rng_state(ckpt["rng"])
     return run

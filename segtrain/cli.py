@@ -112,6 +112,10 @@ def main(quiet: bool) -> None:
 @click.option("--weight-decay", type=float, help=f"[default: {_T.weight_decay}]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), help=f"[default: {_T.optimizer}]")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS), help=f"[default: {_T.scheduler}]")
+@click.option("--warmup-steps", type=int, help="Linear lr warm-up over the first N optimizer steps; the "
+              f"scheduler runs over the steps after it; 0 = off [default: {_T.warmup_steps}].")
+@click.option("--warmup-ratio", type=float, help="The warm-up starts at --lr x this "
+              f"[default: {_T.warmup_ratio:g}].")
 @click.option("--loss", type=click.Choice(["ce", "wce", "dice", "ce+dice"]), help=f"[default: {_T.loss}]")
 @click.option("--class-weights", help="Weighting method in dataset.json class_weights, or none "
               "[default: the dataset's default for wce, none otherwise].")
@@ -393,6 +397,8 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
 @click.option("--weight-decay", help="Comma list.")
 @click.option("--optimizer", help="Comma list of " + ", ".join(OPTIMIZERS) + ".")
 @click.option("--scheduler", help="Comma list of " + ", ".join(SCHEDULERS) + ".")
+@click.option("--warmup-steps", help="Comma list: linear lr warm-up steps (0 = off).")
+@click.option("--warmup-ratio", type=float, help="Warm-up start as a fraction of --lr (all runs).")
 @click.option("--loss", help="Comma list of ce, wce, dice, ce+dice.")
 @click.option("--augment", help="Comma list of " + ", ".join(AUGMENTS) + ".")
 @click.option("--epochs", help="Comma list.")

@@ -91,6 +91,10 @@ class TrainConfig:
     plateau_patience: int = num(5, ge=0)
     plateau_factor: float = num(0.1, gt=0, lt=1)
     poly_power: float = num(0.9, ge=0)
+    # linear lr warm-up over the first N optimizer steps (0 = off) from lr x warmup_ratio; the
+    # scheduler then runs over the steps after it (segtrain.optim.LinearWarmup)
+    warmup_steps: int = num(0, ge=0)
+    warmup_ratio: float = num(1e-3, gt=0, le=1)
     loss: str = "ce"
     class_weights: str | None = None  # method in dataset.json class_weights; None = auto
     augment: str = "basic"

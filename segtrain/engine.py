@@ -30,7 +30,14 @@ from segtrain.checkpoint import (
     training_state,
 )
 from segtrain.config import TrainConfig, TTAConfig
-from segtrain.data import DatasetInfo, eval_dataset, load_dataset_info, make_loader, train_dataset
+from segtrain.data import (
+    DataError,
+    DatasetInfo,
+    eval_dataset,
+    load_dataset_info,
+    make_loader,
+    train_dataset,
+)
 from segtrain.depth import uses_depth
 from segtrain.device_augment import DeviceAugment, resolve_augment_on
 from segtrain.losses import LOSSES, build_loss
@@ -44,7 +51,7 @@ from segtrain.models import (
 )
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, load_encoder_weights
-from segtrain.optim import build_optimizer, build_scheduler
+from segtrain.optim import LinearWarmup, build_optimizer, build_scheduler, build_warmup
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
@@ -148,9 +155,10 @@ CHECK_EVERY = 50
 def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, scheduler, sched_mode,
                     rt: Runtime, epoch: int, global_step: int, grad_clip: float, progress: bool = True,
                     dist_info: distributed.DistInfo | None = None,
-                    check_every: int = CHECK_EVERY) -> tuple[float, int, int]:
+                    check_every: int = CHECK_EVERY, warmup: LinearWarmup | None = None) -> tuple[float, int, int]:
     """One epoch: `n_batches` batches taken from the iterator `batches` (one iterator spans
     the run: data.EpochBatches). Returns (mean loss, global step, images seen by all processes).
+    While `warmup` is active it sets each step's lr and a per-step scheduler waits.
 
     Losses are summed on the device; the first non-finite one (its step and value) is
     remembered there and read back every `check_every` steps and at the end, when
@@ -178,7 +186,9 @@ def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, 
         first_bad = torch.where(is_bad & (first_bad < 0), step, first_bad)
         bad_value = torch.where(is_bad & (first_bad == step), value, bad_value)
         loss_sum += value.double() * x.shape[0]
-        if scheduler is not None and sched_mode == "step":
+        if warmup is not None and warmup.active:
+            warmup.step()
+        elif scheduler is not None and sched_mode == "step":
             scheduler.step()
         global_step += 1
         count += x.shape[0]
@@ -291,6 +301,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     options = _check_run(cfg, dist_info.world_size)
     ckpt = _checkpoint_to_resume(out, resume, cfg, info, options)
     start_epoch = int(ckpt["epoch"]) + 1 if ckpt is not None else 1
+    finished = _finished(ckpt, cfg)
 
     # model: seeded init, then its starting weights (a resumed run loads its own later)
     seed_everything(cfg.seed)
@@ -306,7 +317,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     if cfg.class_weights is None and isinstance(saved, dict) and isinstance(saved.get("class_weights"), str):
         cfg = dataclasses.replace(cfg, class_weights=saved["class_weights"])
     method = class_weight_method(cfg, info)
-    weights = [float(w) for w in info.weights(method)] if method else None
+    weights, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index,
                          torch.tensor(weights, dtype=torch.float32) if method else None).to(device)
 
@@ -324,6 +335,11 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
     steps = train_loader.batch_sampler.per_epoch
     scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
+    warmup = build_warmup(cfg, optimizer)
+    if warmup is not None and cfg.warmup_steps >= cfg.epochs * steps:
+        log.warning("warning: --warmup-steps %d is not shorter than the run (%d optimizer steps: --epochs %d x "
+                    "%d steps per epoch); the lr never reaches --lr %g", cfg.warmup_steps, cfg.epochs * steps,
+                    cfg.epochs, steps, cfg.lr)
     scaler = rt.make_scaler()
 
     if main:
@@ -331,10 +347,12 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     with run_log(out, enabled=main):
         run = RunState()
         if ckpt is not None:
-            run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg)
+            run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg, warmup)
             log.info("resuming %s from epoch %d", out, start_epoch)
+        if weights_note:
+            log.info("%s", weights_note)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
-        if main and start_epoch <= cfg.epochs:  # a finished run re-run (make demo) records no new session
+        if main and not finished:  # a finished run re-run (make demo) records no new session
             write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
                              resume=resume)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
@@ -345,7 +363,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
                                dist_info.world_size)
 
         stopped, message = ("already-complete" if start_epoch > cfg.epochs else "completed"), ""
-        batches = iter(train_loader) if start_epoch <= cfg.epochs else iter(())
+        batches = iter(train_loader) if not finished else iter(())  # a finished run starts no workers
         for epoch in range(start_epoch, cfg.epochs + 1):
             if cfg.early_stop and run.since_best >= cfg.early_stop:
                 stopped = "early-stop"
@@ -354,7 +372,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
             try:
                 train_loss, run.global_step, seen = train_one_epoch(
                     net, batches, steps, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
-                    run.global_step, cfg.grad_clip, progress, dist_info)
+                    run.global_step, cfg.grad_clip, progress, dist_info, warmup=warmup)
             except NonFiniteLossError as e:
                 stopped, message = "non-finite-loss", _stopped_message(str(e), epoch)
                 break
@@ -368,7 +386,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
                 break
             row = _metrics_row(epoch, train_loss, res, info, cfg.miou_rule, optimizer.param_groups[0]["lr"],
                                run.global_step)
-            if scheduler is not None and sched_mode == "epoch":
+            if scheduler is not None and sched_mode == "epoch" and (warmup is None or not warmup.active):
                 scheduler.step(row["val_miou"] if row["val_miou"] is not None else 0.0)
             improved = run.record(epoch, row["val_miou"])
             row["train_images_per_s"] = seen / t_train if t_train > 0 else None
@@ -427,6 +445,16 @@ def _checkpoint_to_resume(out: Path, resume: bool, cfg: TrainConfig, info: Datas
     if (out / "last.pt").exists():
         raise SegtrainError(f"{out}: already holds a run (last.pt); use --resume or another --out")
     return None
+
+
+def _finished(ckpt: dict | None, cfg: TrainConfig) -> bool:
+    """True when the run to resume has nothing left to train: all --epochs done, or stopped
+    early and still out of patience under this --early-stop (a larger one trains on)."""
+    if ckpt is None:
+        return False
+    if int(ckpt["epoch"]) >= cfg.epochs:
+        return True
+    return bool(cfg.early_stop) and int(ckpt["epochs_since_best"]) >= cfg.early_stop
 
 
 def _build_model(cfg: TrainConfig, info: DatasetInfo, options: dict,
@@ -500,6 +528,30 @@ def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
     return None
 
 
+def resolve_class_weights(method: str | None, info: DatasetInfo, ckpt: dict | None,
+                          ckpt_path: Path) -> tuple[list[float] | None, str]:
+    """(the CE weights of `method`, a note for the log). A new run reads them from dataset.json;
+    a resumed run continues with the values its checkpoint saved, so a tree whose statistics
+    were recomputed since does not change the loss half-way (the note says dataset.json now
+    differs). Checkpoints without saved values read dataset.json, as they always did."""
+    if not method:
+        return None, ""
+    saved = ckpt.get("class_weights") if ckpt is not None else None
+    values = saved.get("values") if isinstance(saved, dict) and saved.get("method") == method else None
+    if not isinstance(values, list) or len(values) != info.num_classes:
+        return [float(w) for w in info.weights(method)], ""
+    values = [float(v) for v in values]
+    try:
+        today = info.weights(method)
+    except DataError:
+        today = None
+    if today == values:
+        return values, ""
+    now = "no" if method not in info.class_weights else "other"
+    return values, (f"class weights: the run's {method} values (from {ckpt_path}); "
+                    f"{info.root / 'dataset.json'} now has {now} {method} values, not used")
+
+
 def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: distributed.DistInfo,
                method: str | None, augment_on: str, n_train: int, n_val: int, params: dict, trainable: dict,
                frozen: list[str], init_report: LoadReport | None) -> None:
@@ -516,6 +568,11 @@ def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: dist
              f"{trainable['total']:,}", f"{params['total']:,}",
              ", ".join(f"{k} {v:,}" for k, v in trainable.items() if k != "total"),
              f"; frozen: {', '.join(frozen)} (weights and BatchNorm statistics)" if frozen else "")
+    if cfg.warmup_steps:
+        after = {"none": "constant", "plateau": "plateau"}.get(cfg.scheduler,
+                                                                f"{cfg.scheduler} over the steps after it")
+        log.info("lr warm-up: linear from %g to %g over the first %d optimizer steps, then %s",
+                 cfg.lr * cfg.warmup_ratio, cfg.lr, cfg.warmup_steps, after)
     if uses_depth(cfg.inputs):
         log.info("inputs %s: depth encoded as %s, normalised with %.3g m / %.3g m (%s)%s", cfg.inputs,
                  cfg.depth_encoding, *rt.depth_stats,

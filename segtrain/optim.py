@@ -1,5 +1,5 @@
-"""Optimizers and learning-rate schedules, built from a TrainConfig, and re-planning a
-resumed schedule over a new number of epochs."""
+"""Optimizers and learning-rate schedules, built from a TrainConfig: a linear warm-up, the
+scheduler after it, and re-planning a resumed schedule over a new number of epochs."""
 
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ class PolyLR:
 
 
 def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
-    """Returns (scheduler or None, 'step' | 'epoch'): poly/cosine step per batch, plateau per epoch."""
-    total = cfg.epochs * steps_per_epoch
+    """Returns (scheduler or None, 'step' | 'epoch'): poly/cosine step per batch, plateau per epoch.
+    After a warm-up of N steps poly/cosine are planned over the run's other steps (mmseg 1.x's
+    `PolyLR(begin=N)`, torchvision's reference): they start at --lr when the warm-up ends."""
+    total = cfg.epochs * steps_per_epoch - cfg.warmup_steps
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience), "epoch"
@@ -87,3 +89,51 @@ def replan_schedule(scheduler, optimizer, total: int) -> int | None:
         group["lr"] = lr
     scheduler._last_lr = list(lrs)
     return old
+
+
+class LinearWarmup:
+    """The lr of the first `steps` optimizer steps: step t (from 0) trains at
+    target x (ratio + (1 - ratio) x t / steps), torch's LinearLR and mmseg's / torchvision's
+    linear warm-up; `target` is the lr the scheduler starts from (--lr). At step `steps` the lr
+    is the target exactly and the scheduler takes over from its own first step: it is not
+    stepped during the warm-up (plateau neither counts nor lowers).
+
+    Its position is the run's global step, so it needs no state of its own in a checkpoint
+    (`start_at` on --resume)."""
+
+    def __init__(self, optimizer, steps: int, ratio: float):
+        self.optimizer, self.steps, self.ratio = optimizer, steps, ratio
+        self.target = [g["lr"] for g in optimizer.param_groups]
+        self.step_count = 0
+        self._apply()
+
+    @property
+    def active(self) -> bool:
+        """True while the lr is the warm-up's (the scheduler waits)."""
+        return self.step_count < self.steps
+
+    def factor(self, step: int) -> float:
+        return 1.0 if step >= self.steps else self.ratio + (1.0 - self.ratio) * step / self.steps
+
+    def step(self) -> None:
+        """After an optimizer step: the lr of the next one."""
+        self.step_count += 1
+        self._apply()
+
+    def start_at(self, global_step: int) -> None:
+        """A resumed run at `global_step`: inside the warm-up, set its lr again (restoring a
+        scheduler may have set the scheduler's own); after it, leave the restored lr alone."""
+        self.step_count = min(global_step, self.steps)
+        if self.active:
+            self._apply()
+
+    def _apply(self) -> None:
+        f = self.factor(self.step_count)
+        for group, target in zip(self.optimizer.param_groups, self.target, strict=True):
+            group["lr"] = target * f
+
+
+def build_warmup(cfg: TrainConfig, optimizer) -> LinearWarmup | None:
+    """The --warmup-steps warm-up (None when 0); build it after the scheduler, whose first lr
+    it warms up to."""
+    return LinearWarmup(optimizer, cfg.warmup_steps, cfg.warmup_ratio) if cfg.warmup_steps else None

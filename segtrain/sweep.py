@@ -29,7 +29,7 @@ log = logging.getLogger("segtrain")
 
 # flags that take a comma-separated list of values, in the order the grid nests them
 GRID_KEYS = ("model", "lr", "train_parts", "batch_size", "weight_decay", "optimizer", "scheduler",
-             "loss", "augment", "epochs", "seed")
+             "warmup_steps", "loss", "augment", "epochs", "seed")
 TABLE_COLUMNS = ("best_val_miou", "best_epoch", "epochs", "trainable_params", "params", "time_s", "stopped")
 
 
@@ -148,7 +148,7 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
     best = max(scores) if scores else None
     names = {"best_val_miou": "best val mIoU", "best_epoch": "best epoch", "trainable_params": "trainable params",
              "params": "params", "time_s": "time (s)", "train_parts": "train parts",
-             "batch_size": "batch size", "weight_decay": "weight decay"}
+             "batch_size": "batch size", "weight_decay": "weight decay", "warmup_steps": "warm-up steps"}
     lines = ["| " + " | ".join(names.get(c, c) for c in cols) + " |",
              "|" + "|".join("---:" if c in TABLE_COLUMNS[:-1] else "---" for c in cols) + "|"]
     for r in rows:
