@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from conftest import realdata
 
 import sunrgbd_tools.convert.pipeline as convert_mod
+from cleantree.manifest import MANIFEST_COLUMNS
 from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError, convert
 from sunrgbd_tools.convert.resize import resize_nearest
@@ -290,6 +291,32 @@ def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monke
     ta["dataset.json"] = ta["dataset.json"].replace(b"/full", b"/X")
     tb["dataset.json"] = tb["dataset.json"].replace(b"/part", b"/X")
     assert ta == tb
+
+
+def test_resume_reconverts_records_from_another_column_set(raw, tmp_path):
+    """A record written before a manifest column was added (or after one was removed) is not
+    finished: resuming it wrote an empty cell (tool_version is not bumped for a column) and
+    exited 0, so the tree differed from an uninterrupted run. Now it is converted again."""
+    root, _ = raw
+    full = tmp_path / "full"
+    convert(_cfg(root, full, size=(30, 40)), workers=1)
+    out = tmp_path / "part"
+    convert(_cfg(root, out, size=(30, 40)), workers=1)
+    records = sorted((out / convert_mod.STATE_DIR / "records").glob("*.json"))
+    assert len(records) == 4
+    for p, edit in zip(records[:2], ("drop", "add"), strict=True):
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        if edit == "drop":
+            del rec["row"]["scene_type"]
+        else:
+            rec["row"]["retired_column"] = "x"
+        p.write_text(json.dumps(rec), encoding="utf-8")
+    s = convert(_cfg(root, out, size=(30, 40)), workers=1)
+    assert s.resumed == 2 and s.samples == 4
+    assert (out / "manifest.csv").read_bytes() == (full / "manifest.csv").read_bytes()
+    for p in records[:2]:  # rewritten with today's columns, so the next run resumes them
+        assert set(json.loads(p.read_text(encoding="utf-8"))["row"]) == set(MANIFEST_COLUMNS)
+    assert convert(_cfg(root, out, size=(30, 40)), workers=1).resumed == 4
 
 
 def test_out_folder_is_protected(raw, tmp_path):

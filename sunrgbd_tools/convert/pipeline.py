@@ -37,7 +37,7 @@ from cleantree.files import (
     dumps_json,
     sha256_bytes,
 )
-from cleantree.manifest import MANIFEST, write_manifest
+from cleantree.manifest import MANIFEST, MANIFEST_COLUMNS, write_manifest
 from cleantree.paths import FILE_KEYS, IMAGE_FORMATS, PROBLEMS_FILE, file_templates, sample_paths
 from sunrgbd_tools import __version__
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
@@ -333,13 +333,17 @@ def _run_one(task) -> SampleResult:
 
 
 def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
-    """A sample finished by an earlier run: its record exists and its files are there."""
+    """A sample finished by an earlier run: its record exists, has exactly the manifest's
+    columns (a record from a version with other columns is converted again, not resumed
+    with empty cells; tool_version is not bumped for a new column) and its files are there."""
     p = _record_path(out, scene.sample_id)
     if not p.exists():
         return None
     try:
         row = json.loads(p.read_text(encoding="utf-8"))["row"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(row, dict) or row.keys() != set(MANIFEST_COLUMNS):
         return None
     if not all((out / row[k]).exists() for k in FILE_KEYS if row.get(k)):
         return None
