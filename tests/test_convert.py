@@ -8,6 +8,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -490,3 +492,17 @@ def test_verify_shows_progress(raw, tmp_path):
     assert r.exit_code == 0 and "sample/s" in r.stderr
     r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1", "--no-progress"])
     assert r.exit_code == 0 and r.stderr == "" and r.stdout == f"{out}: 4 samples OK\n"
+
+
+def test_label_modes_have_one_light_owner():
+    """`--labels` choices, the pipeline's check and dataset.json's descriptions are one table,
+    in a module that loads no cv2 (the CLI lists the modes without the pipeline)."""
+    from sunrgbd_tools.cli.convert import convert as convert_cmd
+    from sunrgbd_tools.convert import label_modes
+
+    assert convert_mod.LABEL_MODES is label_modes.LABEL_MODES
+    labels = next(p for p in convert_cmd.params if p.name == "labels")
+    assert tuple(labels.type.choices) == label_modes.LABEL_SOURCES == tuple(label_modes.LABEL_MODES)
+    code = "import sys, sunrgbd_tools.convert.label_modes; print('cv2' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr[-2000:]
