@@ -42,9 +42,11 @@ lint: setup
 demo: setup
 	VENV=$(VENV) bash scripts/demo.sh
 
-# README's tour outputs are generated: `make readme` reruns the tour's commands on a fresh
-# synthetic sample and rewrites the marked blocks; `make readme-check` fails when they differ.
-# (~1-2 min on 2 cores: it converts, packs and trains one epoch, so it is not part of `make test`.)
+# README's tour outputs (and docs/mapping.md's report on ../shared/realdata) are generated: `make readme`
+# reruns their commands on a fresh synthetic sample and rewrites the marked blocks; `make readme-check`
+# fails when they differ. (~1-2 min on 2 cores: it converts, packs and trains one epoch. `make test`
+# checks all but the training block: tests/test_readme_tour.py regenerates the `--part sunrgbd` and
+# `--part docs` blocks.)
 readme: setup
 	$(BIN)/python scripts/readme_tour.py
 

@@ -30,6 +30,9 @@ DATASET_JSON = "dataset.json"
 # 2: `label_mode` added; `--labels official` became seglabel as stored (schema 1's
 # `official` read seglabelall through our mapping, today's `official-all`)
 SCHEMA_VERSION = 2
+# the class-weighting method `sunrgbd stats` computes unless told otherwise, and the one a
+# reader assumes when dataset.json has no class_weights_default (stats, segtrain, the Hub card)
+DEFAULT_WEIGHT_METHOD = "median-freq"
 
 
 class ContractError(ValueError):

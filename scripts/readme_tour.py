@@ -1,7 +1,10 @@
-"""Regenerate (or check) the example outputs of README.md's tour by running its commands.
+"""Regenerate (or check) the example outputs of README.md's tour, and the command outputs
+pasted into docs/ pages, by running their commands.
 
     python scripts/readme_tour.py           # rewrite the blocks between <!-- tour:NAME --> markers
-    python scripts/readme_tour.py --check   # exit 1 (and print a diff) when README.md differs
+    python scripts/readme_tour.py --check   # exit 1 (and print a diff) when a page differs
+    python scripts/readme_tour.py --check --part sunrgbd   # only README's sunrgbd blocks (make test)
+    python scripts/readme_tour.py --check --part docs      # only the docs/ pages (real data)
 
 Why: hand-copied outputs drift (issue 15 found convert, pack and eval examples stale). The
 commands run in a fresh temporary folder on the built-in synthetic sample, with relative
@@ -9,6 +12,8 @@ paths, so the outputs are the same on every machine; what varies (seconds, the t
 model's scores) is masked as `…`, long scene names are shortened as in the prose, and long
 outputs are cut with `…` where the README shows only their head (and tail). Only the marked
 blocks are touched. The tools are taken from the virtual environment this script runs in.
+docs/mapping.md's report block runs in the repository root on the real files in
+../shared/realdata (where tests/conftest.py looks); without them that page is skipped with a note.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+REALDATA = ROOT.parent / "shared" / "realdata"
 
 
 @dataclass
@@ -47,6 +53,16 @@ class Cmd:
 class Block:
     name: str
     cmds: list[Cmd]
+    raw: bool = False  # the output itself (markdown), not a console transcript of the commands
+    in_repo: bool = False  # run in the repository root (real-data paths), not the temporary folder
+    part: str = "sunrgbd"  # --part that selects it: sunrgbd, segtrain or docs
+
+
+@dataclass
+class Page:
+    path: Path
+    blocks: list[Block]
+    needs: Path | None = None  # skipped with a note when this is missing
 
 
 CONVERT = "sunrgbd convert --subset kv2 --src raw/ --out clean/ --size 240x320"
@@ -62,7 +78,7 @@ TOUR = [
         Cmd("sunrgbd pack clean/ --out kv2-demo.zip"),
         Cmd("sunrgbd fetch ./kv2-demo.zip --dest fetched/      # or an http(s) URL"),
     ]),
-    Block("segtrain", [
+    Block("segtrain", part="segtrain", cmds=[
         Cmd("segtrain models", head=3),
         Cmd("segtrain run unet_small --data clean/ --out runs/unet_small --epochs 40 --batch-size 8 --lr 3e-3",
             stderr=True, keep=r"^segtrain: epoch ", first_lines=1),
@@ -72,6 +88,14 @@ TOUR = [
         Cmd("segtrain bench --model unet_small --data clean/ --size 120x160 --device cpu", run=False),
     ]),
 ]
+_REAL = "../shared/realdata/"
+MAPPING_REPORT = Block("mapping-report", raw=True, in_repo=True, part="docs", cmds=[Cmd(
+    "sunrgbd mapping report"
+    f" --real-names {_REAL}Yannick947-data_generator_sunrgbd/sunrgbd_generator/class_map_detected_full.json"
+    f" --frequencies {_REAL}ryanlearnscs50-sunrgbd-exploration/01_class_frequencies/class_frequencies.csv"
+    f" --scannet {_REAL}ScanNet-labels/scannetv2-labels.combined.tsv")])
+PAGES = [Page(README, TOUR), Page(ROOT / "docs" / "mapping.md", [MAPPING_REPORT], needs=REALDATA)]
+PARTS = ("all", "sunrgbd", "segtrain", "docs")
 
 MASKS = [
     (re.compile(r"\b(\d{6})_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_rgbf\d+-resize"), r"\1_…-resize"),
@@ -135,54 +159,83 @@ def _wait_for_checkpoint(cwd: Path, argv: list[str], timeout: float = 300) -> No
 
 
 def render(block: Block, cwd: Path, env: dict[str, str]) -> str:
-    out = ["```console"]
+    out = [] if block.raw else ["```console"]
     for cmd in block.cmds:
         lines = [_mask(ln, str(cwd)) for ln in _run(cmd, cwd, env)]
         if cmd.head is not None and len(lines) > cmd.head + cmd.tail:
             lines = lines[:cmd.head] + ["…"] + (lines[-cmd.tail:] if cmd.tail else [])
-        out += [f"$ {cmd.shown}", *lines]
+        out += lines if block.raw else [f"$ {cmd.shown}", *lines]
         if cmd.first_lines is not None:
             out.append("…")
-    out.append("```")
+    if not block.raw:
+        out.append("```")
     return "\n".join(out) + "\n"
 
 
-def regenerate(text: str, blocks: list[Block] = TOUR) -> str:
+def regenerate(text: str, blocks: list[Block] = TOUR, run_all: list[Block] | None = None,
+               where: str = "README.md") -> str:
+    """`text` with the blocks in `blocks` rewritten. The blocks of `run_all` (default: `blocks`)
+    run in order in one temporary folder, so a block can use what an earlier one made (the
+    segtrain block trains on the converted tree) without being rewritten itself."""
     tmp = Path(tempfile.mkdtemp(prefix="readme-tour-")).resolve()
     try:
         env = _env()
-        for block in blocks:
+        for block in blocks if run_all is None else run_all:
             start, end = f"<!-- tour:{block.name} -->\n", f"<!-- /tour:{block.name} -->"
             i, j = text.find(start), text.find(end)
             if i < 0 or j < i:
-                raise SystemExit(f"readme_tour: README.md has no {start.strip()} … {end} markers")
-            text = text[:i + len(start)] + render(block, tmp, env) + text[j:]
+                raise SystemExit(f"readme_tour: {where} has no {start.strip()} … {end} markers")
+            shown = render(block, ROOT if block.in_repo else tmp, env)
+            if block in blocks:
+                text = text[:i + len(start)] + shown + text[j:]
         return text
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _selected(page: Page, part: str) -> tuple[list[Block], list[Block]]:
+    """(blocks rewritten, blocks run) of `page` for --part: a block runs when it or a later
+    selected block of the page needs it (README's blocks build on each other in order)."""
+    chosen = [b for b in page.blocks if part in ("all", b.part)]
+    if not chosen:
+        return [], []
+    return chosen, page.blocks[:page.blocks.index(chosen[-1]) + 1]
+
+
+def check_page(page: Page, part: str = "all", write: bool = False) -> int:
+    """0 when the page's selected blocks are up to date (or were rewritten), 1 when stale."""
+    blocks, run_all = _selected(page, part)
+    if not blocks:
+        return 0
+    name = page.path.relative_to(ROOT) if page.path.is_relative_to(ROOT) else page.path
+    if page.needs is not None and not page.needs.exists():
+        print(f"{name}: skipped, {page.needs} not found")
+        return 0
+    old = page.path.read_text(encoding="utf-8")
+    new = regenerate(old, blocks, run_all, str(name))
+    if new == old:
+        print(f"{name}: tour outputs up to date")
+        return 0
+    if write:
+        page.path.write_text(new, encoding="utf-8")
+        print(f"{name}: tour outputs rewritten")
+        return 0
+    sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                               str(page.path), "regenerated"))
+    print(f"{name}: tour outputs are stale; run `make readme`", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 when README.md differs; write nothing")
-    ap.add_argument("--readme", type=Path, default=README)
+    ap.add_argument("--check", action="store_true", help="exit 1 when a page differs; write nothing")
+    ap.add_argument("--readme", type=Path, default=README, help="the README to regenerate (default: the repository's)")
+    ap.add_argument("--part", choices=PARTS, default="all",
+                    help="sunrgbd: README's sunrgbd blocks (integer and byte outputs, deterministic); "
+                         "segtrain: its training block; docs: the docs/ pages (real data); default all")
     args = ap.parse_args(argv)
-    old = args.readme.read_text(encoding="utf-8")
-    new = regenerate(old)
-    if args.check:
-        if new != old:
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                       str(args.readme), "regenerated"))
-            print(f"{args.readme}: tour outputs are stale; run `make readme`", file=sys.stderr)
-            return 1
-        print(f"{args.readme}: tour outputs up to date")
-        return 0
-    if new != old:
-        args.readme.write_text(new, encoding="utf-8")
-        print(f"{args.readme}: tour outputs rewritten")
-    else:
-        print(f"{args.readme}: tour outputs up to date")
-    return 0
+    pages = [Page(args.readme, TOUR), *PAGES[1:]]
+    return max(check_page(p, args.part, write=not args.check) for p in pages)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from segtrain.config import (
     DEVICES,
     FUSIONS,
     INPUTS,
+    LOSS_NAMES,
+    MID_FUSION_MODELS,
     MIOU_RULES,
     OPTIMIZERS,
     SCHEDULERS,
@@ -34,6 +36,13 @@ from segtrain.utils import SegtrainError, check_out_dir, check_out_file, parse_h
 
 log = logging.getLogger("segtrain")
 _T = TrainConfig()
+
+
+def short_model_list(names) -> str:
+    """`unet, unet_small, fcn8s` -> `unet*, fcn8s`: a model and its `_` variants as one glob."""
+    names = list(names)
+    bases = [n for n in names if not any(n.startswith(f"{b}_") for b in names)]
+    return ", ".join(b + ("*" if any(n.startswith(f"{b}_") for n in names) else "") for b in bases)
 
 
 class CliError(click.ClickException):
@@ -116,7 +125,7 @@ def main(quiet: bool) -> None:
               f"scheduler runs over the steps after it; 0 = off [default: {_T.warmup_steps}].")
 @click.option("--warmup-ratio", type=float, help="The warm-up starts at --lr x this "
               f"[default: {_T.warmup_ratio:g}].")
-@click.option("--loss", type=click.Choice(["ce", "wce", "dice", "ce+dice"]), help=f"[default: {_T.loss}]")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), help=f"[default: {_T.loss}]")
 @click.option("--class-weights", help="Weighting method in dataset.json class_weights, or none "
               "[default: the dataset's default for wce, none otherwise].")
 @click.option("--augment", type=click.Choice(AUGMENTS), help=f"[default: {_T.augment}]")
@@ -149,7 +158,8 @@ def main(quiet: bool) -> None:
 @click.option("--depth-encoding", type=click.Choice(DEPTH_ENCODINGS), help="Depth as metres (clipped, "
               "normalised with dataset.json depth_mean/std) or inverse depth [default: metres].")
 @click.option("--fusion", type=click.Choice(FUSIONS), help="early: depth as extra input channels (any model); "
-              "mid: two encoders with SE fusion per stage (unet*, deeplabv3plus, fcn8s) [default: early].")
+              f"mid: two encoders with SE fusion per stage ({short_model_list(MID_FUSION_MODELS)}) "
+              "[default: early].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
 def run_cmd(model, data, out, config_file, resume, model_opt, compile_model, **flags):
     """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out.
@@ -399,7 +409,7 @@ def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, 
 @click.option("--scheduler", help="Comma list of " + ", ".join(SCHEDULERS) + ".")
 @click.option("--warmup-steps", help="Comma list: linear lr warm-up steps (0 = off).")
 @click.option("--warmup-ratio", type=float, help="Warm-up start as a fraction of --lr (all runs).")
-@click.option("--loss", help="Comma list of ce, wce, dice, ce+dice.")
+@click.option("--loss", help="Comma list of " + ", ".join(LOSS_NAMES) + ".")
 @click.option("--augment", help="Comma list of " + ", ".join(AUGMENTS) + ".")
 @click.option("--epochs", help="Comma list.")
 @click.option("--seed", help="Comma list (repeat a setting over seeds).")

@@ -35,6 +35,10 @@ MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what
 INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
 DEPTH_ENCODINGS = ("metres", "inverse")
 FUSIONS = ("early", "mid")  # segtrain.models.fusion: which models support which
+# Name tuples whose owners (segtrain.losses.LOSSES, segtrain.models.fusion_models) import torch:
+# kept here so `--help` stays light; tests/test_segtrain_cli.py checks each equals its registry.
+LOSS_NAMES = ("ce", "wce", "dice", "ce+dice")
+MID_FUSION_MODELS = ("unet", "unet_bilinear", "unet_small", "deeplabv3plus", "fcn8s")  # in help order
 MAX_TTA_SCALES = 8  # mmseg's multi-scale test uses 6 (0.5 ... 1.75)
 
 

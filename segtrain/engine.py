@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cleantree.dataset import DEFAULT_WEIGHT_METHOD
 from segtrain import distributed
 from segtrain.checkpoint import (
     RunState,
@@ -524,7 +525,7 @@ def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
     if cfg.class_weights:
         return cfg.class_weights
     if LOSSES[cfg.loss].weighted_by_default:
-        return info.default_weight_method or "median-freq"
+        return info.default_weight_method or DEFAULT_WEIGHT_METHOD
     return None
 
 

@@ -37,6 +37,7 @@ from cleantree.classes import TrainClass
 from cleantree.dataset import (
     ABSENT,
     DATASET_JSON,
+    DEFAULT_WEIGHT_METHOD,
     STATS_KEYS,
     ContractError,
     DatasetJson,
@@ -50,7 +51,7 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks
 
 STATS_SCHEMA = 1
-DEFAULT_METHOD = "median-freq"
+DEFAULT_METHOD = DEFAULT_WEIGHT_METHOD
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]
 _CHUNK = 8  # samples per task: small results, even load, smooth progress
 _HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24

@@ -212,3 +212,18 @@ def test_optional_keys_are_checked_when_used(tree):
         load_dataset_info(tree)
     run_stats(tree, StatsConfig(workers=1))
     assert len(load_dataset_info(tree).mean) == 3
+
+
+def test_default_weight_method_has_one_owner():
+    """stats' default, segtrain's fallback and the Hub card's fallback are the contract's one
+    constant, and it names a weighting method stats computes."""
+    import segtrain.engine
+    import sunrgbd_tools.acquire.hub
+    import sunrgbd_tools.stats
+    from cleantree.dataset import DEFAULT_WEIGHT_METHOD
+
+    assert sunrgbd_tools.stats.DEFAULT_METHOD == DEFAULT_WEIGHT_METHOD
+    assert DEFAULT_WEIGHT_METHOD in sunrgbd_tools.stats.WEIGHTING
+    for mod in (segtrain.engine, sunrgbd_tools.acquire.hub):  # (stats' WEIGHTING registry keys it)
+        text = Path(mod.__file__).read_text(encoding="utf-8")
+        assert "DEFAULT_WEIGHT_METHOD" in text and '"median-freq"' not in text.replace("'", '"')

@@ -8,6 +8,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from conftest import realdata
 
 import sunrgbd_tools.convert.pipeline as convert_mod
+from cleantree.manifest import MANIFEST_COLUMNS
 from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.convert.pipeline import ConvertConfig, ConvertError, convert
 from sunrgbd_tools.convert.resize import resize_nearest
@@ -292,6 +295,32 @@ def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monke
     assert ta == tb
 
 
+def test_resume_reconverts_records_from_another_column_set(raw, tmp_path):
+    """A record written before a manifest column was added (or after one was removed) is not
+    finished: resuming it wrote an empty cell (tool_version is not bumped for a column) and
+    exited 0, so the tree differed from an uninterrupted run. Now it is converted again."""
+    root, _ = raw
+    full = tmp_path / "full"
+    convert(_cfg(root, full, size=(30, 40)), workers=1)
+    out = tmp_path / "part"
+    convert(_cfg(root, out, size=(30, 40)), workers=1)
+    records = sorted((out / convert_mod.STATE_DIR / "records").glob("*.json"))
+    assert len(records) == 4
+    for p, edit in zip(records[:2], ("drop", "add"), strict=True):
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        if edit == "drop":
+            del rec["row"]["scene_type"]
+        else:
+            rec["row"]["retired_column"] = "x"
+        p.write_text(json.dumps(rec), encoding="utf-8")
+    s = convert(_cfg(root, out, size=(30, 40)), workers=1)
+    assert s.resumed == 2 and s.samples == 4
+    assert (out / "manifest.csv").read_bytes() == (full / "manifest.csv").read_bytes()
+    for p in records[:2]:  # rewritten with today's columns, so the next run resumes them
+        assert set(json.loads(p.read_text(encoding="utf-8"))["row"]) == set(MANIFEST_COLUMNS)
+    assert convert(_cfg(root, out, size=(30, 40)), workers=1).resumed == 4
+
+
 def test_out_folder_is_protected(raw, tmp_path):
     root, _ = raw
     out = tmp_path / "mine"
@@ -463,3 +492,17 @@ def test_verify_shows_progress(raw, tmp_path):
     assert r.exit_code == 0 and "sample/s" in r.stderr
     r = CliRunner().invoke(main, ["verify", str(out), "--workers", "1", "--no-progress"])
     assert r.exit_code == 0 and r.stderr == "" and r.stdout == f"{out}: 4 samples OK\n"
+
+
+def test_label_modes_have_one_light_owner():
+    """`--labels` choices, the pipeline's check and dataset.json's descriptions are one table,
+    in a module that loads no cv2 (the CLI lists the modes without the pipeline)."""
+    from sunrgbd_tools.cli.convert import convert as convert_cmd
+    from sunrgbd_tools.convert import label_modes
+
+    assert convert_mod.LABEL_MODES is label_modes.LABEL_MODES
+    labels = next(p for p in convert_cmd.params if p.name == "labels")
+    assert tuple(labels.type.choices) == label_modes.LABEL_SOURCES == tuple(label_modes.LABEL_MODES)
+    code = "import sys, sunrgbd_tools.convert.label_modes; print('cv2' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr[-2000:]

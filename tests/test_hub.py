@@ -278,3 +278,25 @@ def test_docs_write_back_gives_a_tree_segtrain_reads(clean, exported, tmp_path, 
     for rel, data in tree_bytes(root).items():
         if rel != "dataset.json":
             assert (clean / rel).read_bytes() == data
+
+
+def test_every_manifest_column_is_exported_or_excluded_by_name(clean, monkeypatch):
+    """The Hub export's manifest columns are MANIFEST_COLUMNS less a named exclusion: a new
+    manifest column appears in the features, the rows and the card unless excluded by name."""
+    from cleantree.manifest import MANIFEST_COLUMNS
+
+    assert set(hub.HUB_EXCLUDED_COLUMNS) <= set(MANIFEST_COLUMNS)  # no stale exclusion
+    assert set(hub.hub_manifest_columns()) == set(MANIFEST_COLUMNS) - set(hub.HUB_EXCLUDED_COLUMNS)
+    assert hub.hub_manifest_columns() == ["sensor", "scene", "scene_type", "label_source",
+                                          "intrinsics", "extrinsics"]  # today's schema order
+    monkeypatch.setattr(hub, "MANIFEST_COLUMNS", [*MANIFEST_COLUMNS, "depth_min_mm", "lens"])
+    monkeypatch.setitem(hub.HUB_EXCLUDED_COLUMNS, "lens", "a test's excluded column")
+    assert hub.hub_manifest_columns()[-1] == "depth_min_mm" and "lens" not in hub.hub_manifest_columns()
+    feats = hub.features(["wall"], depth=False)
+    assert feats["depth_min_mm"] == datasets.Value("string") and "lens" not in feats
+    row = _manifest(clean)[0] | {"depth_min_mm": "412", "lens": "x"}
+    problems: list[str] = []
+    rec = hub._record(clean, row, True, problems)
+    assert not problems and rec["depth_min_mm"] == "412" and "lens" not in rec
+    card = hub.dataset_card({}, feats, {"train": 1}, {"data/train-00000-of-00001.parquet": 1}, ["wall"], None, datasets)
+    assert "| `depth_min_mm` | string |" in card and "`lens`" not in card

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,7 +17,10 @@ import yaml
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
-from segtrain.cli import main
+from segtrain.cli import main, short_model_list
+from segtrain.config import LOSS_NAMES, MID_FUSION_MODELS
+from segtrain.losses import LOSSES
+from segtrain.models import MODELS, fusion_models
 
 TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
 
@@ -225,7 +230,38 @@ def test_error_bad_checkpoint_and_unknown_model(trained, tmp_path):
     r = invoke("eval", tmp_path / "junk.pt", "--data", tree.root, "--out", tmp_path / "rep")
     assert r.exit_code == 2 and "not a loadable checkpoint" in error_line(r)
     r = invoke("run", "resnet", "--data", tree.root, "--out", tmp_path / "run")
-    assert r.exit_code == 2 and "unknown model 'resnet'; available: baseline, convnext_upernet, " \
-        "deeplabv3plus, fcn8s, unet, unet_bilinear, unet_small" in error_line(r)
+    assert r.exit_code == 2 and f"unknown model 'resnet'; available: {', '.join(sorted(MODELS))}" in error_line(r)
     r = invoke("run", "unet_small", "--data", tree.root, "--size", "48by64")
     assert r.exit_code == 2
+
+
+def test_light_name_tuples_equal_their_registries():
+    """The help's loss and mid-fusion lists live in segtrain.config so `--help` needs no torch;
+    they must name exactly what segtrain.losses and segtrain.models register."""
+    assert LOSS_NAMES == tuple(LOSSES)
+    assert sorted(MID_FUSION_MODELS) == sorted(fusion_models("mid"))
+    assert short_model_list(["unet", "unet_small", "fcn8s", "baseline"]) == "unet*, fcn8s, baseline"
+
+
+def test_help_lists_come_from_the_tuples_without_loading_torch():
+    code = """
+import contextlib, io, json, sys
+from segtrain.cli import main
+out = {}
+for cmd in ("run", "sweep"):
+    with contextlib.redirect_stdout(io.StringIO()) as f:
+        try:
+            main([cmd, "--help"], prog_name="segtrain")
+        except SystemExit:
+            pass
+    out[cmd] = f.getvalue()
+print(json.dumps({"torch": "torch" in sys.modules, **out}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False
+    run_help, sweep_help = " ".join(got["run"].split()), " ".join(got["sweep"].split())
+    assert "[ce|wce|dice|ce+dice]" in run_help
+    assert "SE fusion per stage (unet*, deeplabv3plus, fcn8s)" in run_help
+    assert "Comma list of ce, wce, dice, ce+dice." in sweep_help

@@ -17,9 +17,12 @@ from segtrain.models.convnext import ConvNeXtEncoder
 from segtrain.models.resnet import ResNetEncoder
 from segtrain.runtime import Runtime
 
-# tiny widths and depths of every architecture (the defaults are tens of millions of parameters)
+# tiny widths and depths of every registered model (the defaults are tens of millions of
+# parameters); a key with a suffix (`_os8`) is a second configuration of the model before it
 TINY = {
     "unet": {"base_width": 4, "depth": 2},
+    "unet_bilinear": {"base_width": 4, "depth": 2},
+    "unet_small": {"base_width": 4, "depth": 2},
     "baseline": {"width": 8, "depth": 2},
     "fcn8s": {"backbone": "resnet18", "base_width": 8, "channels": 16},
     "deeplabv3plus": {"backbone": "resnet18", "base_width": 8, "aspp_channels": 16, "low_level_channels": 8,
@@ -33,6 +36,13 @@ TINY = {
 def build(key: str, num_classes: int):
     torch.manual_seed(0)
     return create_model(key.removesuffix("_os8"), num_classes, **TINY[key])
+
+
+def test_every_registered_model_has_a_tiny_configuration():
+    """The per-model tests parametrize over MODELS through TINY: a new model without a tiny
+    configuration fails here instead of being silently left out."""
+    assert set(MODELS) <= set(TINY), sorted(set(MODELS) - set(TINY))
+    assert {k.removesuffix("_os8") for k in TINY} <= set(MODELS)
 
 
 @pytest.mark.parametrize("key", list(TINY))
@@ -62,14 +72,14 @@ def batch(tmp_path_factory):
     return info, rt, rt.images(b["image"]), rt.masks(b["mask"])
 
 
-@pytest.mark.parametrize("key", ["baseline", "fcn8s", "deeplabv3plus", "convnext_upernet"])
+@pytest.mark.parametrize("key", list(MODELS))
 def test_a_few_steps_lower_the_loss(batch, key):
     info, rt, x, y = batch
     model = build(key, info.num_classes).train()
     loss_fn = build_loss("ce", info.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     scaler = rt.make_scaler()
-    losses = [train_step(model, x, y, loss_fn, opt, scaler, rt) for _ in range(12)]
+    losses = [train_step(model, x, y, loss_fn, opt, scaler, rt) for _ in range(20)]
     assert losses[-1] < 0.7 * losses[0], losses
 
 

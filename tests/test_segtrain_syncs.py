@@ -23,7 +23,7 @@ from segtrain.config import TrainConfig
 from segtrain.data import eval_dataset, load_dataset_info, make_loader, train_dataset
 from segtrain.engine import evaluate, train_one_epoch, train_step
 from segtrain.losses import LOSSES, build_loss
-from segtrain.models import create_model
+from segtrain.models import MODELS, create_model
 from segtrain.optim import build_optimizer
 from segtrain.runtime import Runtime
 
@@ -192,7 +192,7 @@ def test_an_rgbd_training_step_never_reads_the_device(tree, monkeypatch, model_n
     assert found == []
 
 
-@pytest.mark.parametrize("key", ["unet", "baseline", "fcn8s", "deeplabv3plus", "convnext_upernet"])
+@pytest.mark.parametrize("key", list(MODELS))
 def test_every_model_trains_without_reading_the_device(tree, monkeypatch, key):
     from test_segtrain_models import build  # the tiny configuration of each registered model
 

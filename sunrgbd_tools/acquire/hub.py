@@ -32,9 +32,16 @@ import numpy as np
 from tqdm import tqdm
 
 from cleantree.classes import IGNORE_INDEX
-from cleantree.dataset import DATASET_JSON, ContractError, DatasetJson, read_dataset_json
+from cleantree.dataset import (
+    DATASET_JSON,
+    DEFAULT_WEIGHT_METHOD,
+    ContractError,
+    DatasetJson,
+    read_dataset_json,
+)
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
-from cleantree.manifest import MANIFEST
+from cleantree.manifest import MANIFEST, MANIFEST_COLUMNS
+from cleantree.paths import FILE_KEYS
 from sunrgbd_tools import __version__
 from sunrgbd_tools.acquire.share import format_value
 
@@ -49,6 +56,34 @@ SHARD_BYTES = 500_000_000
 EXTRA_HINT = "pip install 'sunrgbd-tools[hub]'"
 # (column, manifest path key) of the Image columns
 IMAGE_COLUMNS = (("image", "image"), ("label", "label_train_ids"), ("depth", "depth"))
+# A Hub row carries every manifest.csv column except those excluded here by name: a
+# deliberate subset, so a new manifest column is exported (as a string, after the others)
+# until it is excluded here with a reason; dropping it is a decision, never an accident.
+HUB_EXCLUDED_COLUMNS = {
+    "id": "the row's `id` column",
+    "split": "the Hub split the row is in",
+    **dict.fromkeys(("src_height", "src_width", "height", "width"), "the image's own size"),
+    **dict.fromkeys(("unmapped_names", "problems", "salvaged"), "conversion diagnostics, in the tree's manifest.csv"),
+    **dict.fromkeys(FILE_KEYS, "a file: image, label (train ids) and depth are the Image columns"),
+    **dict.fromkeys((f"{k}_sha256" for k in FILE_KEYS), "checked on export; the files are stored unchanged"),
+}
+_NUMBER_LISTS = {"intrinsics": 9, "extrinsics": 12}  # manifest text -> list of floats (null when not n numbers)
+# the order and card row (type, meaning) of the exported columns; one not listed comes after, as a string
+_CARD_ROWS = {
+    "sensor": ("string", "kv1, kv2, realsense or xtion"),
+    "scene": ("string", "source scene folder below `SUNRGBD/`"),
+    "scene_type": ("string", "contents of the scene's scene.txt"),
+    "label_source": ("string", "where this sample's labels came from"),
+    "intrinsics": ("list of 9 floats", "camera matrix, row-major (null when missing)"),
+    "extrinsics": ("list of 12 floats", "3x4, from the scene's last extrinsics file (null when missing)"),
+}
+
+
+def hub_manifest_columns() -> list[str]:
+    """The manifest columns a Hub row carries: MANIFEST_COLUMNS less HUB_EXCLUDED_COLUMNS."""
+    order = list(_CARD_ROWS)
+    cols = [c for c in MANIFEST_COLUMNS if c not in HUB_EXCLUDED_COLUMNS]
+    return sorted(cols, key=lambda c: order.index(c) if c in order else len(order))
 
 
 class HubError(Exception):
@@ -138,14 +173,10 @@ def features(names: list[str], depth: bool):
     cols = {"id": V("string"), "image": datasets.Image(), "label": datasets.Image()}
     if depth:
         cols["depth"] = datasets.Image()
-    cols |= {
-        "sensor": V("string"), "scene": V("string"), "scene_type": V("string"),
-        "label_source": V("string"),
-        "intrinsics": datasets.Sequence(V("float64")),
-        "extrinsics": datasets.Sequence(V("float64")),
-        # train ids present in the label; its ClassLabel names carry the class table
-        "classes": datasets.Sequence(datasets.ClassLabel(names=names)),
-    }
+    cols |= {c: datasets.Sequence(V("float64")) if c in _NUMBER_LISTS else V("string")
+             for c in hub_manifest_columns()}
+    # train ids present in the label; its ClassLabel names carry the class table
+    cols["classes"] = datasets.Sequence(datasets.ClassLabel(names=names))
     return datasets.Features(cols)
 
 
@@ -215,13 +246,10 @@ def _record(src: Path, r: dict, depth: bool, problems: list[str]) -> dict | None
         problems.append(f"{src / r['label_train_ids']}: not a single-channel 8-bit PNG; sample skipped")
         return None
     present = np.flatnonzero(np.bincount(lab.ravel(), minlength=256)[:255])
-    out |= {
-        "sensor": r.get("sensor", ""), "scene": r.get("scene", ""),
-        "scene_type": r.get("scene_type", ""), "label_source": r.get("label_source", ""),
-        "intrinsics": _numbers(r.get("intrinsics", ""), 9, "intrinsics", problems, sid),
-        "extrinsics": _numbers(r.get("extrinsics", ""), 12, "extrinsics", problems, sid),
-        "classes": [int(t) for t in present],
-    }
+    for c in hub_manifest_columns():
+        n = _NUMBER_LISTS.get(c)
+        out[c] = _numbers(r.get(c, ""), n, c, problems, sid) if n else r.get(c, "")
+    out["classes"] = [int(t) for t in present]
     return out
 
 
@@ -484,13 +512,10 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
         d = meta.get("depth") or {}
         lines.append(f"| `depth` | Image | 16-bit PNG, depth in {d.get('unit', 'mm')}, "
                      f"{d.get('missing', 0)} = missing |")
+    for c in hub_manifest_columns():
+        kind, meaning = _CARD_ROWS.get(c, ("string", f"manifest.csv's `{c}` (docs/contracts.md)"))
+        lines.append(f"| `{c}` | {kind} | {meaning} |")
     lines += [
-        "| `sensor` | string | kv1, kv2, realsense or xtion |",
-        "| `scene` | string | source scene folder below `SUNRGBD/` |",
-        "| `scene_type` | string | contents of the scene's scene.txt |",
-        "| `label_source` | string | where this sample's labels came from |",
-        "| `intrinsics` | list of 9 floats | camera matrix, row-major (null when missing) |",
-        "| `extrinsics` | list of 12 floats | 3x4, from the scene's last extrinsics file (null when missing) |",
         "| `classes` | list of ClassLabel | train ids present in the label; the ClassLabel names are the class table |",
         "",
         "## Source and citation", "",
@@ -580,7 +605,7 @@ def dataset_card(meta: dict, feats, split_rows: dict[str, int], shard_bytes: dic
         lines.append(meta["stats_command"])
     elif meta.get("stats_split"):  # stats records its options, not its command line
         lines.append(f"sunrgbd stats CLEAN --split {meta['stats_split']} --method "
-                     f"{meta.get('class_weights_default') or 'median-freq'}"
+                     f"{meta.get('class_weights_default') or DEFAULT_WEIGHT_METHOD}"
                      "   # rebuilt from dataset.json's stats_split / class_weights_default")
     lines.append(command or "sunrgbd pack CLEAN --format hf --out DIR")
     lines += ["```", "",

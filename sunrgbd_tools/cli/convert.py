@@ -11,6 +11,7 @@ import click
 from cleantree.dataset import DATASET_JSON
 from cleantree.paths import IMAGE_FORMATS, PROBLEMS_FILE
 from sunrgbd_tools.cli.common import OutPath
+from sunrgbd_tools.convert.label_modes import LABEL_SOURCES
 from sunrgbd_tools.convert.resize import parse_size
 from sunrgbd_tools.parallel import progress_bar
 
@@ -31,7 +32,7 @@ def _size(ctx, param, value):
               help="Output folder (new or empty, or an interrupted conversion to resume).")
 @click.option("--size", callback=_size, default=None, metavar="HxW",
               help="Resize every sample to HEIGHTxWIDTH (e.g. 480x640); default: native size.")
-@click.option("--labels", type=click.Choice(["auto", "seg", "polygons", "official", "official-all"]),
+@click.option("--labels", type=click.Choice(LABEL_SOURCES),
               default="auto", show_default=True,
               help="Label source; auto = seg.mat, else the annotation2Dfinal polygons. official = the "
                    "toolbox's seg37 seglabel as stored (benchmark labels); official-all = its seglabelall "

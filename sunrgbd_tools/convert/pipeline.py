@@ -37,9 +37,10 @@ from cleantree.files import (
     dumps_json,
     sha256_bytes,
 )
-from cleantree.manifest import MANIFEST, write_manifest
+from cleantree.manifest import MANIFEST, MANIFEST_COLUMNS, write_manifest
 from cleantree.paths import FILE_KEYS, IMAGE_FORMATS, PROBLEMS_FILE, file_templates, sample_paths
 from sunrgbd_tools import __version__
+from sunrgbd_tools.convert.label_modes import LABEL_MODES, LABEL_SOURCES
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
@@ -51,16 +52,6 @@ from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, firs
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
 from sunrgbd_tools.text import first_names, plural
 
-# --labels mode → what it puts in the label images (dataset.json `label_mode_description`)
-LABEL_MODES = {
-    "auto": "seg.mat names through the mapping tables, the annotation2Dfinal polygons where seg.mat is missing or unusable",
-    "seg": "seg.mat names through the mapping tables",
-    "polygons": "annotation2Dfinal/index.json polygons, names through the mapping tables",
-    "official": "SUNRGBD2Dseg.mat seglabel as stored: SUN RGB-D's own seg37 labels (0 void, 1..37), "
-                "nothing remapped, other and computer empty; the labels of published SUN RGB-D results",
-    "official-all": "SUNRGBD2Dseg.mat seglabelall (indices into seglistall) through the mapping tables",
-}
-LABEL_SOURCES = tuple(LABEL_MODES)
 STATE_DIR = ".sunrgbd"
 MISSING_FILE = "missing_scenes.txt"  # every scene allsplit lists under --subset that is not on disk
 MISSING_EXAMPLES = 3  # scene names shown in a grouped "not found" line
@@ -333,13 +324,17 @@ def _run_one(task) -> SampleResult:
 
 
 def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
-    """A sample finished by an earlier run: its record exists and its files are there."""
+    """A sample finished by an earlier run: its record exists, has exactly the manifest's
+    columns (a record from a version with other columns is converted again, not resumed
+    with empty cells; tool_version is not bumped for a new column) and its files are there."""
     p = _record_path(out, scene.sample_id)
     if not p.exists():
         return None
     try:
         row = json.loads(p.read_text(encoding="utf-8"))["row"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(row, dict) or row.keys() != set(MANIFEST_COLUMNS):
         return None
     if not all((out / row[k]).exists() for k in FILE_KEYS if row.get(k)):
         return None
