@@ -317,7 +317,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     if cfg.class_weights is None and isinstance(saved, dict) and isinstance(saved.get("class_weights"), str):
         cfg = dataclasses.replace(cfg, class_weights=saved["class_weights"])
     method = class_weight_method(cfg, info)
-    weights, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
+    weights, weights_source, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index,
                          torch.tensor(weights, dtype=torch.float32) if method else None).to(device)
 
@@ -354,7 +354,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
         if main and not finished:  # a finished run re-run (make demo) records no new session
             write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
-                             resume=resume)
+                             resume=resume, weights_source=weights_source)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
         frozen = [p for p in raw_model.PARTS if p not in parts] if hasattr(raw_model, "PARTS") else []
         _log_setup(cfg, info, rt, dist_info, method, augment_on, len(train_loader.dataset),
@@ -529,27 +529,29 @@ def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
 
 
 def resolve_class_weights(method: str | None, info: DatasetInfo, ckpt: dict | None,
-                          ckpt_path: Path) -> tuple[list[float] | None, str]:
-    """(the CE weights of `method`, a note for the log). A new run reads them from dataset.json;
-    a resumed run continues with the values its checkpoint saved, so a tree whose statistics
-    were recomputed since does not change the loss half-way (the note says dataset.json now
-    differs). Checkpoints without saved values read dataset.json, as they always did."""
+                          ckpt_path: Path) -> tuple[list[float] | None, str, str]:
+    """(the CE weights of `method`, where they come from for config.yaml, a note for the log).
+    A new run reads them from dataset.json; a resumed run continues with the values its
+    checkpoint saved, so a tree whose statistics were recomputed since does not change the loss
+    half-way (then the source is last.pt and the note says dataset.json now differs).
+    Checkpoints without saved values read dataset.json, as they always did."""
     if not method:
-        return None, ""
+        return None, "", ""
     saved = ckpt.get("class_weights") if ckpt is not None else None
     values = saved.get("values") if isinstance(saved, dict) and saved.get("method") == method else None
     if not isinstance(values, list) or len(values) != info.num_classes:
-        return [float(w) for w in info.weights(method)], ""
+        return info.weights(method), "dataset.json", ""
     values = [float(v) for v in values]
     try:
         today = info.weights(method)
     except DataError:
         today = None
     if today == values:
-        return values, ""
+        return values, "dataset.json", ""
     now = "no" if method not in info.class_weights else "other"
-    return values, (f"class weights: the run's {method} values (from {ckpt_path}); "
-                    f"{info.root / 'dataset.json'} now has {now} {method} values, not used")
+    return values, "last.pt, the run's own", (f"class weights: the run's {method} values (from {ckpt_path}); "
+                                              f"{info.root / 'dataset.json'} now has {now} {method} values, "
+                                              "not used")
 
 
 def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: distributed.DistInfo,
