@@ -176,9 +176,10 @@ RESUME_MAY_CHANGE = ("data", "out", "epochs", "early_stop", "workers", "device",
                      "channels_last", "augment_on")
 # compared by load_resume_checkpoint's own checks, with their own messages
 RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
-# options added after runs were first saved, whose default is what those runs did: a saved
-# config without them is compared as if it had their default (others absent are not compared)
-RESUME_ABSENT_IS_DEFAULT = ("warmup_steps", "warmup_ratio")
+# options added after runs were first saved, with the default that is what those runs did: a
+# saved config without them is compared as if it had that default (others absent are not compared)
+RESUME_ABSENT_IS_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                            if f.name in ("warmup_steps", "warmup_ratio")}
 
 
 def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_CHECKED_ELSEWHERE) -> list[str]:
@@ -186,18 +187,18 @@ def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_
     checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
     RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
     resolved it" (a resume takes the method from its checkpoint). A key `saved` lacks is not
-    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default."""
+    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default.
+    `warmup_ratio` is not compared when neither side warms up (it changes nothing then)."""
     if not isinstance(saved, dict):
         return []
     diffs = []
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                if f.name in RESUME_ABSENT_IS_DEFAULT}
+    warm = cfg.warmup_steps or saved.get("warmup_steps", RESUME_ABSENT_IS_DEFAULT["warmup_steps"])
     for key, value in to_dict(cfg).items():
-        if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in defaults):
+        if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in RESUME_ABSENT_IS_DEFAULT):
             continue
-        if key == "class_weights" and value is None:
+        if (key == "class_weights" and value is None) or (key == "warmup_ratio" and not warm):
             continue
-        theirs = saved.get(key, defaults.get(key))
+        theirs = saved.get(key, RESUME_ABSENT_IS_DEFAULT.get(key))
         if value != theirs:
             diffs.append(f"{flag(key)} {show_value(value)} (the run: {show_value(theirs)})")
     return diffs
