@@ -543,9 +543,9 @@ def resolve_class_weights(method: str | None, info: DatasetInfo, ckpt: dict | No
     if today == values:
         return values, "dataset.json", ""
     now = "no" if method not in info.class_weights else "other"
-    return values, "last.pt, the run's own", (f"class weights: the run's {method} values (from {ckpt_path}); "
-                                              f"{info.root / 'dataset.json'} now has {now} {method} values, "
-                                              "not used")
+    return values, f"{ckpt_path.name}, the run's own", (f"class weights: the run's {method} values (from "
+                                                        f"{ckpt_path}); {info.root / 'dataset.json'} now has "
+                                                        f"{now} {method} values, not used")
 
 
 def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: distributed.DistInfo,
