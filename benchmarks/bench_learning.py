@@ -104,10 +104,12 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs:
         opts["epochs"] = epochs
     if inputs != "rgb":  # an RGB recipe stays exactly what it was
         opts.update(inputs=inputs, fusion=fusion)
-    for key, value in (("augment", augment), ("augment_on", augment_on), ("seed", seed),
-                       ("warmup_steps", warmup_steps), ("warmup_ratio", warmup_ratio)):
-        if value is not None:
+    tag = "" if inputs == "rgb" else f"-{inputs}-{fusion}"
+    for key, value, label in (("augment", augment, ""), ("augment_on", augment_on, ""), ("seed", seed, "seed"),
+                              ("warmup_steps", warmup_steps, "warmup"), ("warmup_ratio", warmup_ratio, "ratio")):
+        if value is not None:  # each override is in the run folder's name
             opts[key] = value
+            tag += f"-{label}{value:g}" if isinstance(value, float) else f"-{label}{value}"
     if opts["device"] == "cuda":
         import torch
 
@@ -118,10 +120,6 @@ def main(recipe: str, work: str | None, scenes: int, epochs: int | None, inputs:
     root = Path(work or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     data, t_tree = make_tree(root, scenes)
-    tag = ("" if inputs == "rgb" else f"-{inputs}-{fusion}") + "".join(f"-{v}" for v in (augment, augment_on) if v)
-    tag += f"-seed{seed}" if seed is not None else ""
-    tag += f"-warmup{warmup_steps}" if warmup_steps else ""
-    tag += f"-ratio{warmup_ratio:g}" if warmup_ratio is not None else ""
     out = root / f"run-{recipe}-{opts['epochs']}{tag}"
     n = 0
     while out.exists():  # a fresh run every time (the tree is what is reused)

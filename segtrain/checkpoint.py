@@ -23,7 +23,7 @@ from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.models import MODELS, create_model
 from segtrain.models.pretrained import LoadReport, init_from_state
-from segtrain.optim import LinearWarmup, replan_schedule, schedule_total
+from segtrain.optim import LRSchedule
 from segtrain.runtime import Runtime
 from segtrain.utils import SegtrainError, load_torch_file
 
@@ -176,9 +176,10 @@ RESUME_MAY_CHANGE = ("data", "out", "epochs", "early_stop", "workers", "device",
                      "channels_last", "augment_on")
 # compared by load_resume_checkpoint's own checks, with their own messages
 RESUME_CHECKED_ELSEWHERE = ("model", "model_options", "inputs", "depth_encoding", "fusion")
-# options added after runs were first saved, whose default is what those runs did: a saved
-# config without them is compared as if it had their default (others absent are not compared)
-RESUME_ABSENT_IS_DEFAULT = ("warmup_steps", "warmup_ratio")
+# options added after runs were first saved, with the default that is what those runs did: a
+# saved config without them is compared as if it had that default (others absent are not compared)
+RESUME_ABSENT_IS_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                            if f.name in ("warmup_steps", "warmup_ratio")}
 
 
 def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_CHECKED_ELSEWHERE) -> list[str]:
@@ -186,18 +187,18 @@ def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_
     checkpoint's, or its config.yaml read back), as `--lr 0.01 (the run: 0.0001)`. Options in
     RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
     resolved it" (a resume takes the method from its checkpoint). A key `saved` lacks is not
-    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default."""
+    compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default.
+    `warmup_ratio` is not compared when neither side warms up (it changes nothing then)."""
     if not isinstance(saved, dict):
         return []
     diffs = []
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                if f.name in RESUME_ABSENT_IS_DEFAULT}
+    warm = cfg.warmup_steps or saved.get("warmup_steps", RESUME_ABSENT_IS_DEFAULT["warmup_steps"])
     for key, value in to_dict(cfg).items():
-        if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in defaults):
+        if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in RESUME_ABSENT_IS_DEFAULT):
             continue
-        if key == "class_weights" and value is None:
+        if (key == "class_weights" and value is None) or (key == "warmup_ratio" and not warm):
             continue
-        theirs = saved.get(key, defaults.get(key))
+        theirs = saved.get(key, RESUME_ABSENT_IS_DEFAULT.get(key))
         if value != theirs:
             diffs.append(f"{flag(key)} {show_value(value)} (the run: {show_value(theirs)})")
     return diffs
@@ -246,6 +247,16 @@ class RunState:
     best_epoch: int | None = None
     since_best: int = 0  # epochs without a val mIoU improvement
 
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> RunState:
+        return cls(int(ckpt["global_step"]), list(ckpt["history"]), float(ckpt["best_miou"]),
+                   ckpt.get("best_epoch"), int(ckpt["epochs_since_best"]))
+
+    def out_of_patience(self, early_stop: int) -> bool:
+        """True when --early-stop `early_stop` (0 = off) ends the run here: that many epochs
+        without a val mIoU improvement."""
+        return bool(early_stop) and self.since_best >= early_stop
+
     def record(self, epoch: int, miou: float | None) -> bool:
         """Count an epoch's val mIoU; True when it is the best so far."""
         improved = miou is not None and miou > self.best_miou
@@ -256,34 +267,27 @@ class RunState:
         return improved
 
 
-def training_state(meta: dict, model: torch.nn.Module, optimizer, scheduler, scaler, epoch: int,
+def training_state(meta: dict, model: torch.nn.Module, optimizer, schedule: LRSchedule, scaler, epoch: int,
                    run: RunState, miou: float | None) -> dict:
     """A whole checkpoint after `epoch`: `meta` plus everything --resume continues from."""
     return {
         **meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "scheduler": schedule.state_dict(),
         "scaler": scaler.state_dict(), "epoch": epoch, "global_step": run.global_step,
         "best_miou": run.best_miou, "best_epoch": run.best_epoch, "epochs_since_best": run.since_best,
         "history": run.history, "rng": rng_state(), "val_miou": miou,
     }
 
 
-def restore_training(ckpt: dict, model: torch.nn.Module, optimizer, scheduler, scaler,
-                     cfg: TrainConfig, warmup: LinearWarmup | None = None) -> RunState:
-    """Put weights, optimizer, scheduler, scaler and RNG states back as `ckpt` left them.
+def restore_training(ckpt: dict, model: torch.nn.Module, optimizer, schedule: LRSchedule, scaler,
+                     cfg: TrainConfig) -> RunState:
+    """Put weights, optimizer, schedule, scaler and RNG states back as `ckpt` left them.
     A poly / cosine schedule is re-planned over this run's --epochs (logged when it changes);
     a run stopped inside its --warmup-steps continues the warm-up from its global step."""
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    run = RunState(int(ckpt["global_step"]), list(ckpt["history"]), float(ckpt["best_miou"]),
-                   ckpt.get("best_epoch"), int(ckpt["epochs_since_best"]))
-    planned = old_total = None
-    if scheduler is not None and ckpt.get("scheduler"):
-        planned = schedule_total(scheduler)
-        scheduler.load_state_dict(ckpt["scheduler"])
-        old_total = replan_schedule(scheduler, optimizer, planned)  # None for plateau: no total
-    if warmup is not None:  # after the re-plan, which sets the scheduler's own lr
-        warmup.start_at(run.global_step)
+    run = RunState.from_checkpoint(ckpt)
+    planned, old_total = schedule.restore(ckpt.get("scheduler"), optimizer, run.global_step)
     if old_total is not None:
         log.info("%s schedule re-planned over %d steps (was %d): --epochs %d; lr now %.3g",
                  cfg.scheduler, planned, old_total, cfg.epochs, optimizer.param_groups[0]["lr"])

@@ -52,7 +52,7 @@ from segtrain.models import (
 )
 from segtrain.models.hub import resolve_pretrained
 from segtrain.models.pretrained import LoadReport, load_encoder_weights
-from segtrain.optim import LinearWarmup, build_optimizer, build_scheduler, build_warmup
+from segtrain.optim import LRSchedule, build_optimizer, build_schedule
 from segtrain.run_folder import (
     check_run_folder,
     claim_run_folder,
@@ -153,13 +153,13 @@ def batchnorm_batch_error(e: Exception, x: torch.Tensor, world: int = 1) -> Segt
 CHECK_EVERY = 50
 
 
-def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, scheduler, sched_mode,
+def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, schedule: LRSchedule | None,
                     rt: Runtime, epoch: int, global_step: int, grad_clip: float, progress: bool = True,
                     dist_info: distributed.DistInfo | None = None,
-                    check_every: int = CHECK_EVERY, warmup: LinearWarmup | None = None) -> tuple[float, int, int]:
+                    check_every: int = CHECK_EVERY) -> tuple[float, int, int]:
     """One epoch: `n_batches` batches taken from the iterator `batches` (one iterator spans
     the run: data.EpochBatches). Returns (mean loss, global step, images seen by all processes).
-    While `warmup` is active it sets each step's lr and a per-step scheduler waits.
+    `schedule` (None: a constant lr) sets the lr after each step: the warm-up's, or the scheduler's.
 
     Losses are summed on the device; the first non-finite one (its step and value) is
     remembered there and read back every `check_every` steps and at the end, when
@@ -187,10 +187,8 @@ def train_one_epoch(model, batches, n_batches: int, loss_fn, optimizer, scaler, 
         first_bad = torch.where(is_bad & (first_bad < 0), step, first_bad)
         bad_value = torch.where(is_bad & (first_bad == step), value, bad_value)
         loss_sum += value.double() * x.shape[0]
-        if warmup is not None and warmup.active:
-            warmup.step()
-        elif scheduler is not None and sched_mode == "step":
-            scheduler.step()
+        if schedule is not None:
+            schedule.after_step()
         global_step += 1
         count += x.shape[0]
         images += x.shape[0] * world
@@ -318,7 +316,7 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     if cfg.class_weights is None and isinstance(saved, dict) and isinstance(saved.get("class_weights"), str):
         cfg = dataclasses.replace(cfg, class_weights=saved["class_weights"])
     method = class_weight_method(cfg, info)
-    weights, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
+    weights, weights_source, weights_note = resolve_class_weights(method, info, ckpt, out / "last.pt")
     loss_fn = build_loss(cfg.loss, info.num_classes, info.ignore_index,
                          torch.tensor(weights, dtype=torch.float32) if method else None).to(device)
 
@@ -335,9 +333,8 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     # optimizer, schedule, gradient scaler
     optimizer = build_optimizer(cfg, [p for p in raw_model.parameters() if p.requires_grad])
     steps = train_loader.batch_sampler.per_epoch
-    scheduler, sched_mode = build_scheduler(cfg, optimizer, steps)
-    warmup = build_warmup(cfg, optimizer)
-    if warmup is not None and cfg.warmup_steps >= cfg.epochs * steps:
+    schedule = build_schedule(cfg, optimizer, steps)
+    if schedule.warmup is not None and cfg.warmup_steps >= cfg.epochs * steps:
         log.warning("warning: --warmup-steps %d is not shorter than the run (%d optimizer steps: --epochs %d x "
                     "%d steps per epoch); the lr never reaches --lr %g", cfg.warmup_steps, cfg.epochs * steps,
                     cfg.epochs, steps, cfg.lr)
@@ -348,14 +345,14 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
     with run_log(out, enabled=main):
         run = RunState()
         if ckpt is not None:
-            run = restore_training(ckpt, raw_model, optimizer, scheduler, scaler, cfg, warmup)
+            run = restore_training(ckpt, raw_model, optimizer, schedule, scaler, cfg)
             log.info("resuming %s from epoch %d", out, start_epoch)
         if weights_note:
             log.info("%s", weights_note)
         cfg_saved = dataclasses.replace(cfg, class_weights=method or "none")
         if main and not finished:  # a finished run re-run (make demo) records no new session
             write_run_config(out, cfg_saved, info.class_names, weights, str(device), dist_info.world_size,
-                             resume=resume)
+                             resume=resume, weights_source=weights_source)
         params, trainable = count_parameters(raw_model), count_trainable(raw_model)
         frozen = [p for p in raw_model.PARTS if p not in parts] if hasattr(raw_model, "PARTS") else []
         _log_setup(cfg, info, rt, dist_info, method, augment_on, len(train_loader.dataset),
@@ -366,14 +363,14 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
         stopped, message = ("already-complete" if start_epoch > cfg.epochs else "completed"), ""
         batches = iter(train_loader) if not finished else iter(())  # a finished run starts no workers
         for epoch in range(start_epoch, cfg.epochs + 1):
-            if cfg.early_stop and run.since_best >= cfg.early_stop:
+            if run.out_of_patience(cfg.early_stop):
                 stopped = "early-stop"
                 break
             t0 = time.perf_counter()
             try:
                 train_loss, run.global_step, seen = train_one_epoch(
-                    net, batches, steps, loss_fn, optimizer, scaler, scheduler, sched_mode, rt, epoch,
-                    run.global_step, cfg.grad_clip, progress, dist_info, warmup=warmup)
+                    net, batches, steps, loss_fn, optimizer, scaler, schedule, rt, epoch,
+                    run.global_step, cfg.grad_clip, progress, dist_info)
             except NonFiniteLossError as e:
                 stopped, message = "non-finite-loss", _stopped_message(str(e), epoch)
                 break
@@ -387,14 +384,13 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
                 break
             row = _metrics_row(epoch, train_loss, res, info, cfg.miou_rule, optimizer.param_groups[0]["lr"],
                                run.global_step)
-            if scheduler is not None and sched_mode == "epoch" and (warmup is None or not warmup.active):
-                scheduler.step(row["val_miou"] if row["val_miou"] is not None else 0.0)
+            schedule.after_epoch(row["val_miou"])
             improved = run.record(epoch, row["val_miou"])
             row["train_images_per_s"] = seen / t_train if t_train > 0 else None
             row["epoch_time_s"] = time.perf_counter() - t0
             run.history.append(row)
             if main:
-                _save_epoch(out, training_state(meta, raw_model, optimizer, scheduler, scaler, epoch, run,
+                _save_epoch(out, training_state(meta, raw_model, optimizer, schedule, scaler, epoch, run,
                                                 row["val_miou"]), improved, run.history)
             _log_epoch(row, cfg.epochs, improved)
             if on_epoch_end is not None:
@@ -453,9 +449,7 @@ def _finished(ckpt: dict | None, cfg: TrainConfig) -> bool:
     early and still out of patience under this --early-stop (a larger one trains on)."""
     if ckpt is None:
         return False
-    if int(ckpt["epoch"]) >= cfg.epochs:
-        return True
-    return bool(cfg.early_stop) and int(ckpt["epochs_since_best"]) >= cfg.early_stop
+    return int(ckpt["epoch"]) >= cfg.epochs or RunState.from_checkpoint(ckpt).out_of_patience(cfg.early_stop)
 
 
 def _build_model(cfg: TrainConfig, info: DatasetInfo, options: dict,
@@ -530,27 +524,29 @@ def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
 
 
 def resolve_class_weights(method: str | None, info: DatasetInfo, ckpt: dict | None,
-                          ckpt_path: Path) -> tuple[list[float] | None, str]:
-    """(the CE weights of `method`, a note for the log). A new run reads them from dataset.json;
-    a resumed run continues with the values its checkpoint saved, so a tree whose statistics
-    were recomputed since does not change the loss half-way (the note says dataset.json now
-    differs). Checkpoints without saved values read dataset.json, as they always did."""
+                          ckpt_path: Path) -> tuple[list[float] | None, str, str]:
+    """(the CE weights of `method`, where they come from for config.yaml, a note for the log).
+    A new run reads them from dataset.json; a resumed run continues with the values its
+    checkpoint saved, so a tree whose statistics were recomputed since does not change the loss
+    half-way (then the source is last.pt and the note says dataset.json now differs).
+    Checkpoints without saved values read dataset.json, as they always did."""
     if not method:
-        return None, ""
+        return None, "", ""
     saved = ckpt.get("class_weights") if ckpt is not None else None
     values = saved.get("values") if isinstance(saved, dict) and saved.get("method") == method else None
     if not isinstance(values, list) or len(values) != info.num_classes:
-        return [float(w) for w in info.weights(method)], ""
+        return info.weights(method), "dataset.json", ""
     values = [float(v) for v in values]
     try:
         today = info.weights(method)
     except DataError:
         today = None
     if today == values:
-        return values, ""
+        return values, "dataset.json", ""
     now = "no" if method not in info.class_weights else "other"
-    return values, (f"class weights: the run's {method} values (from {ckpt_path}); "
-                    f"{info.root / 'dataset.json'} now has {now} {method} values, not used")
+    return values, f"{ckpt_path.name}, the run's own", (f"class weights: the run's {method} values (from "
+                                                        f"{ckpt_path}); {info.root / 'dataset.json'} now has "
+                                                        f"{now} {method} values, not used")
 
 
 def _log_setup(cfg: TrainConfig, info: DatasetInfo, rt: Runtime, dist_info: distributed.DistInfo,

@@ -4,6 +4,7 @@ scheduler after it, and re-planning a resumed schedule over a new number of epoc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -93,17 +94,16 @@ def replan_schedule(scheduler, optimizer, total: int) -> int | None:
 
 class LinearWarmup:
     """The lr of the first `steps` optimizer steps: step t (from 0) trains at
-    target x (ratio + (1 - ratio) x t / steps), torch's LinearLR and mmseg's / torchvision's
-    linear warm-up; `target` is the lr the scheduler starts from (--lr). At step `steps` the lr
-    is the target exactly and the scheduler takes over from its own first step: it is not
-    stepped during the warm-up (plateau neither counts nor lowers).
+    lr x (ratio + (1 - ratio) x t / steps), torch's LinearLR and mmseg's / torchvision's
+    linear warm-up; `lr` is the one the scheduler starts from (--lr). At step `steps` the lr
+    is --lr exactly and the scheduler takes over from its own first step (LRSchedule: it is
+    not stepped during the warm-up, so plateau neither counts nor lowers).
 
     Its position is the run's global step, so it needs no state of its own in a checkpoint
     (`start_at` on --resume)."""
 
-    def __init__(self, optimizer, steps: int, ratio: float):
-        self.optimizer, self.steps, self.ratio = optimizer, steps, ratio
-        self.target = [g["lr"] for g in optimizer.param_groups]
+    def __init__(self, optimizer, lr: float, steps: int, ratio: float):
+        self.optimizer, self.lr, self.steps, self.ratio = optimizer, lr, steps, ratio
         self.step_count = 0
         self._apply()
 
@@ -128,12 +128,65 @@ class LinearWarmup:
             self._apply()
 
     def _apply(self) -> None:
-        f = self.factor(self.step_count)
-        for group, target in zip(self.optimizer.param_groups, self.target, strict=True):
-            group["lr"] = target * f
+        lr = self.lr * self.factor(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
+@dataclass
+class LRSchedule:
+    """Who moves the lr, and when: the warm-up (if any) after each of its steps, then the
+    scheduler (poly / cosine after each step, plateau after each epoch), which is not stepped
+    while the warm-up sets the lr. The one owner of that rule: training, its epochs and
+    --resume all go through it."""
+
+    scheduler: object | None  # a torch lr scheduler; None for --scheduler none
+    mode: str  # "step" | "epoch" | "none" (build_scheduler)
+    warmup: LinearWarmup | None = None
+
+    @property
+    def warming_up(self) -> bool:
+        return self.warmup is not None and self.warmup.active
+
+    def after_step(self) -> None:
+        """After an optimizer step: the warm-up's next lr, or a per-step scheduler's."""
+        if self.warming_up:
+            self.warmup.step()
+        elif self.scheduler is not None and self.mode == "step":
+            self.scheduler.step()
+
+    def after_epoch(self, val_miou: float | None) -> None:
+        """After an epoch's validation: plateau sees its val mIoU (0 when there is none),
+        unless the epoch ended inside the warm-up."""
+        if self.scheduler is not None and self.mode == "epoch" and not self.warming_up:
+            self.scheduler.step(val_miou if val_miou is not None else 0.0)
+
+    def state_dict(self) -> dict:
+        """The scheduler's state (what a checkpoint saves; {} without one)."""
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def restore(self, state: dict | None, optimizer, global_step: int) -> tuple[int | None, int | None]:
+        """A resumed run at `global_step`: the scheduler's saved `state`, re-planned over this
+        run's steps (replan_schedule), then the warm-up's position (after the re-plan, which
+        sets the scheduler's own lr). Returns (the total now, the old total when it changed,
+        else None)."""
+        planned = old_total = None
+        if self.scheduler is not None and state:
+            planned = schedule_total(self.scheduler)
+            self.scheduler.load_state_dict(state)
+            old_total = replan_schedule(self.scheduler, optimizer, planned)  # None for plateau: no total
+        if self.warmup is not None:
+            self.warmup.start_at(global_step)
+        return planned, old_total
 
 
 def build_warmup(cfg: TrainConfig, optimizer) -> LinearWarmup | None:
-    """The --warmup-steps warm-up (None when 0); build it after the scheduler, whose first lr
-    it warms up to."""
-    return LinearWarmup(optimizer, cfg.warmup_steps, cfg.warmup_ratio) if cfg.warmup_steps else None
+    """The --warmup-steps warm-up to --lr (None when 0). It sets the optimizer's lr at once:
+    build_schedule builds it after the scheduler, which reads the optimizer's lr as its base."""
+    return LinearWarmup(optimizer, cfg.lr, cfg.warmup_steps, cfg.warmup_ratio) if cfg.warmup_steps else None
+
+
+def build_schedule(cfg: TrainConfig, optimizer, steps_per_epoch: int) -> LRSchedule:
+    """The run's LRSchedule: the scheduler, then the warm-up (in that order: see build_warmup)."""
+    scheduler, mode = build_scheduler(cfg, optimizer, steps_per_epoch)
+    return LRSchedule(scheduler, mode, build_warmup(cfg, optimizer))

@@ -62,12 +62,13 @@ def claim_run_folder(out: Path, kind: str = "run", **info) -> None:
 
 
 def write_run_config(out: Path, cfg: TrainConfig, class_names: list[str], weights: list[float] | None,
-                     device: str, world_size: int, resume: bool = False) -> None:
+                     device: str, world_size: int, resume: bool = False,
+                     weights_source: str = "dataset.json") -> None:
     """config.yaml (the config as run, class_weights resolved; the weight vector, None when
-    unweighted, as a comment at its top) and environment.json (versions and hardware; with
-    `resume`, the earlier sessions' under `earlier_sessions`, so the command that started
-    the run and the machines it ran on are not lost)."""
-    note = (f"class_weights {cfg.class_weights} (dataset.json), by train id: "
+    unweighted, and where it came from, as a comment at its top) and environment.json
+    (versions and hardware; with `resume`, the earlier sessions' under `earlier_sessions`, so
+    the command that started the run and the machines it ran on are not lost)."""
+    note = (f"class_weights {cfg.class_weights} ({weights_source}), by train id: "
             + ", ".join(f"{n} {w:.6g}" for n, w in zip(class_names, weights, strict=True))
             if weights is not None else "class_weights none: the loss is unweighted")
     save_config(cfg, out / "config.yaml", comment=note)

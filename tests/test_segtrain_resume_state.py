@@ -1,6 +1,8 @@
 """--resume loose ends: a finished (early-stopped) run resumed again writes nothing, and a
 resumed run optimises the loss it was trained with (the class-weight values it saved, not
-whatever dataset.json holds today). Each test failed on the code before its fix."""
+whatever dataset.json holds today, and config.yaml says so). The tests that describe a bug
+failed on the code before its fix; the "more patience trains on" and "old checkpoints read
+dataset.json" ones guard behaviour that already worked."""
 
 from __future__ import annotations
 
@@ -115,8 +117,9 @@ def num_classes(data: Path) -> int:
 def test_a_resume_optimises_the_weights_it_saved_not_todays(tree, tmp_path, caplog):
     """`sunrgbd stats --weights` run again between two sessions gave the resumed epochs other
     class weights under the same method name: the run silently optimised another loss. Now
-    the values in the checkpoint win, one log line says dataset.json differs, and the run
-    equals an uninterrupted one."""
+    the values in the checkpoint win, one log line says dataset.json differs, config.yaml's
+    comment names last.pt as their source (it said dataset.json), and the run equals an
+    uninterrupted one."""
     n = num_classes(tree.root)
     old = [1.0 + i / n for i in range(n)]
     new = [2.0 - i / n for i in range(n)]
@@ -136,7 +139,9 @@ def test_a_resume_optimises_the_weights_it_saved_not_todays(tree, tmp_path, capl
     assert lines == [f"class weights: the run's median-freq values (from {out / 'last.pt'}); "
                      f"{data / 'dataset.json'} now has other median-freq values, not used"]
     text = (out / "config.yaml").read_text()
-    assert text.startswith("# class_weights median-freq (dataset.json), by train id: wall 1,")
+    assert text.startswith("# class_weights median-freq (last.pt, the run's own), by train id: wall 1,")
+    fresh = (tmp_path / "full" / "config.yaml").read_text()
+    assert fresh.startswith("# class_weights median-freq (dataset.json), by train id: wall 1,")
     a, b = load_checkpoint(tmp_path / "full" / "last.pt")["model"], ckpt["model"]
     assert all(torch.equal(v, b[k]) for k, v in a.items())  # the loss of an unbroken run
 

@@ -111,8 +111,8 @@ def test_an_epoch_reads_the_device_only_at_its_checks(tree, monkeypatch):
         loader, _ = make_loader(ds, 1, True, 0, 0, rt.device, drop_last=True, epochs=range(1, 2),
                                 max_batches=n_batches)
         with count_syncs(monkeypatch) as found:
-            train_one_epoch(model, iter(loader), n_batches, loss_fn, opt, rt.make_scaler(), None, "none", rt,
-                            1, 0, 0.0, progress=False, check_every=check_every)
+            train_one_epoch(model, iter(loader), n_batches, loss_fn, opt, rt.make_scaler(), None, rt, 1, 0,
+                            0.0, progress=False, check_every=check_every)
         counts[n_batches, check_every] = len(found)
     # one read per check (every 3 steps and at the end) and one for the mean: never per step
     assert counts == {(2, 100): 2, (8, 100): 2, (8, 3): 4}

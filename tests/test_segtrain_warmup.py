@@ -5,6 +5,7 @@ and resumed trains at the same lrs to the same weights; 0 (the default) is the r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
 from segtrain import engine
-from segtrain.checkpoint import load_checkpoint, save_checkpoint
+from segtrain.checkpoint import load_checkpoint, resume_config_diffs, save_checkpoint
 from segtrain.cli import main
 from segtrain.config import TrainConfig, load_config_file
 from segtrain.engine import train
@@ -84,6 +85,8 @@ def test_every_steps_lr_follows_the_formula(tree, tmp_path, lrs, scheduler, capl
     assert lrs[:3] == [warm(t, 3, 1e-3) for t in range(3)]  # the warm-up's values exactly
     assert lrs[3] == BASE  # it ends at --lr exactly, the scheduler's first value
     assert lrs == pytest.approx(expected(scheduler, 10, 3), rel=1e-12, abs=1e-15)
+    # metrics.csv's lr (docs/training.md): after the epoch's last step, so the next step's here
+    assert [r["lr"] for r in res.history[:4]] == [lrs[2 * e] for e in range(1, 5)]
     after = {"poly": "poly over the steps after it", "cosine": "cosine over the steps after it", "none": "constant"}
     assert (f"lr warm-up: linear from 1e-05 to 0.01 over the first 3 optimizer steps, then {after[scheduler]}"
             in (tmp_path / "run" / "train.log").read_text())
@@ -99,9 +102,22 @@ def test_plateau_waits_for_the_warm_up_to_end(tree, tmp_path, lrs):
     assert ckpt["scheduler"]["last_epoch"] == 4  # epochs 2..5, not epoch 1
     for a, b in zip(lrs[3:], lrs[4:], strict=False):  # after it: only the plateau's halvings
         assert b in (a, a * 0.5)
+    # metrics.csv's lr (docs/training.md): inside the warm-up the next step's, after it the
+    # lr the epoch trained at (test_metrics_lr_under_plateau_is_the_epochs_own)
+    assert [r["lr"] for r in ckpt["history"]] == [lrs[2]] + [lrs[2 * e - 1] for e in range(2, 6)]
     del lrs[:]
     train(cfg_for(tree, tmp_path / "plain", **kw), progress=False)
     assert load_checkpoint(tmp_path / "plain" / "last.pt")["scheduler"]["last_epoch"] == 5
+
+
+def test_metrics_lr_under_plateau_is_the_epochs_own(tree, tmp_path, lrs):
+    """docs/training.md said the lr column is the next step's; under plateau (the default) it
+    is the lr the epoch trained at: plateau lowers it after the row is read, and the next row
+    shows the lowering (kept so: metrics.csv of default runs stays as it was)."""
+    res = train(cfg_for(tree, tmp_path / "run", scheduler="plateau", plateau_patience=0, plateau_factor=0.5,
+                        lr=1e-6, epochs=3, augment="none"), progress=False)
+    assert lrs == [1e-6] * 4 + [5e-7] * 2  # epoch 2 did not improve: lowered after it
+    assert [r["lr"] for r in res.history] == [1e-6, 1e-6, 5e-7]
 
 
 def test_default_zero_is_the_schedule_of_before(tree, tmp_path, lrs):
@@ -113,7 +129,7 @@ def test_default_zero_is_the_schedule_of_before(tree, tmp_path, lrs):
     train(cfg, progress=False)
     assert lrs == [BASE * PolyLR(6, 0.9)(t) for t in range(6)]
     ckpt = load_checkpoint(tmp_path / "poly" / "last.pt")
-    assert "warmup" not in ckpt and ckpt["scheduler"]["last_epoch"] == 6
+    assert ckpt["scheduler"]["last_epoch"] == 6
     del lrs[:]
     train(cfg_for(tree, tmp_path / "cos", epochs=3, scheduler="cosine"), progress=False)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE)
@@ -191,6 +207,29 @@ def test_warmup_is_one_of_the_options_a_resume_may_not_change(tree, tmp_path):
     with pytest.raises(SegtrainError, match=r"--warmup-steps 3 \(the run: 0\)"):
         train(cfg_for(tree, out, epochs=2, warmup_steps=3), resume=True, progress=False)
     assert train(cfg_for(tree, out, epochs=2), resume=True, progress=False).epochs_completed == 2
+
+
+def test_the_ratio_is_not_compared_when_neither_side_warms_up(tree, tmp_path):
+    """--warmup-ratio changes nothing without a warm-up: a sweep re-run with another ratio
+    refused its warmup_steps=0 run (and a resume its run without warm-up). Now only the run
+    that warms up is refused, and a resume of one without warm-up goes on."""
+    sw = tmp_path / "sw"
+    args = ["sweep", "unet_small", "--data", tree.root, "--out", sw, "--warmup-steps", "0,1", "--epochs", 1,
+            "--batch-size", 2, "--workers", 0, "--device", "cpu", "--augment", "none", "--model-opt",
+            "base_width=4", "--model-opt", "depth=2"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    r = invoke(*args, "--warmup-ratio", 0.1)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"Error: {sw / '02-unet_small-warmup_steps=1'}: this sweep run was trained with "
+                                "other options than given now (--warmup-ratio 0.1 (the run: 0.001)); re-run the "
+                                "sweep with its options (--epochs may grow) or give the sweep a new --out")
+    run = sw / "01-unet_small-warmup_steps=0"
+    cfg = dataclasses.replace(TrainConfig(**load_config_file(run / "config.yaml")), epochs=2, warmup_ratio=0.1)
+    assert train(cfg, resume=True, progress=False).epochs_completed == 2
+    saved = load_checkpoint(run / "last.pt")["config"]  # a warm-up on one side: both compared
+    assert resume_config_diffs(saved, dataclasses.replace(cfg, warmup_steps=2, warmup_ratio=0.5)) == [
+        "--warmup-steps 2 (the run: 0)", "--warmup-ratio 0.5 (the run: 0.1)"]
 
 
 def test_a_warm_up_as_long_as_the_run_is_said(tree, tmp_path, caplog):
