@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from test_fuzz_readers import compress_elements
 
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.matfile import mat5_structure_problem, read_seg_mat
@@ -71,6 +72,16 @@ def complex_flag_without_imaginary_part() -> bytes:
     return bytes(b)
 
 
+def seglabel_flagged_complex() -> bytes:
+    """What a random-seed fuzz run found (one byte of seglabel's array flags): the complex bit
+    set on a uint8 seglabel with one data element; scipy reads the names variable that follows
+    as its imaginary part: segfault."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    assert struct.unpack_from("<IIII", b, 136) == (6, 8, 9, 0)  # the first matrix's flags: uint8
+    b[145] |= 0x08  # bit 11: complex
+    return bytes(b)
+
+
 def v4_layout() -> bytes:
     """A v5 file whose first byte became NUL: scipy reads it as MATLAB v4, which the v5 walk
     never looked at."""
@@ -80,12 +91,13 @@ def v4_layout() -> bytes:
 
 
 CASES = {f.__name__: f for f in (numbers_tagged_as_matrix, cell_with_huge_dims, fieldless_struct_with_huge_dims,
-                                 complex_flag_without_imaginary_part, v4_layout)}
+                                 complex_flag_without_imaginary_part, seglabel_flagged_complex, v4_layout)}
 EXPECT = {
     "numbers_tagged_as_matrix": "matrix",
     "cell_with_huge_dims": "declares 436207618 elements (2x218103809)",
     "fieldless_struct_with_huge_dims": "declares 2147488281 elements",
     "complex_flag_without_imaginary_part": "has 1 data elements, its class 6 needs 2",
+    "seglabel_flagged_complex": "matrix at byte 128 has 1 data elements, its class 9 needs 2",
     "v4_layout": "not a MATLAB v5 header",
 }
 
@@ -145,17 +157,7 @@ def test_guard_passes_what_matlab_and_scipy_write(tmp_path):
 
 def test_huge_dims_in_a_compressed_element(tmp_path):
     """The same dimensions check inside miCOMPRESSED (how MATLAB saves seg.mat)."""
-    import zlib
-
-    plain = cell_with_huge_dims()
-    # re-wrap each top-level element of the damaged plain file in a compressed element
-    out, off = bytearray(plain[:128]), 128
-    while off < len(plain):
-        n = struct.unpack_from("<I", plain, off + 4)[0]
-        z = zlib.compress(plain[off:off + 8 + n])
-        out += struct.pack("<II", 15, len(z)) + z
-        off += 8 + n
     path = tmp_path / "seg.mat"
-    path.write_bytes(bytes(out))
+    path.write_bytes(compress_elements(cell_with_huge_dims()))
     with pytest.raises(RawDataError, match="in the compressed element at byte .*declares 436207618 elements"):
         read_seg_mat(path)
