@@ -82,6 +82,16 @@ def seglabel_flagged_complex() -> bytes:
     return bytes(b)
 
 
+def char_without_dimensions() -> bytes:
+    """What the next random-seed fuzz run found: the byte count of the "wall" entry's dimensions
+    set to 0, so the char array has none and its old dimension values read as a name element;
+    scipy's chars_to_strings indexes the last dimension of a 0-d array: segfault."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    i = b.find(struct.pack("<IIii", 5, 8, 1, 4), 128)  # "wall": 1x4 char
+    b[i + 4:i + 8] = struct.pack("<I", 0)
+    return bytes(b)
+
+
 def v4_layout() -> bytes:
     """A v5 file whose first byte became NUL: scipy reads it as MATLAB v4, which the v5 walk
     never looked at."""
@@ -91,13 +101,15 @@ def v4_layout() -> bytes:
 
 
 CASES = {f.__name__: f for f in (numbers_tagged_as_matrix, cell_with_huge_dims, fieldless_struct_with_huge_dims,
-                                 complex_flag_without_imaginary_part, seglabel_flagged_complex, v4_layout)}
+                                 complex_flag_without_imaginary_part, seglabel_flagged_complex,
+                                 char_without_dimensions, v4_layout)}
 EXPECT = {
     "numbers_tagged_as_matrix": "matrix",
     "cell_with_huge_dims": "declares 436207618 elements (2x218103809)",
     "fieldless_struct_with_huge_dims": "declares 2147488281 elements",
     "complex_flag_without_imaginary_part": "has 1 data elements, its class 6 needs 2",
     "seglabel_flagged_complex": "matrix at byte 128 has 1 data elements, its class 9 needs 2",
+    "char_without_dimensions": "has 0 dimensions (MATLAB writes at least 2)",
     "v4_layout": "not a MATLAB v5 header",
 }
 

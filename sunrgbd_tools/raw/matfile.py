@@ -122,6 +122,8 @@ def mat5_structure_problem(data: bytes) -> str | None:
             return f"matrix at byte {off} has no dimensions"
         d_start, d_n = parts[1][2], parts[1][3]
         dims = struct.unpack_from(f"{order}{d_n // 4}i", buf, d_start)
+        if len(dims) < 2:  # scipy indexes the last of them (char arrays: out of bounds when none)
+            return f"matrix at byte {off} has {len(dims)} dimensions (MATLAB writes at least 2)"
         if any(d < 0 for d in dims):
             return f"matrix at byte {off} has negative dimensions {list(dims)}"
         count = 1
