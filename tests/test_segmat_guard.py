@@ -173,3 +173,18 @@ def test_huge_dims_in_a_compressed_element(tmp_path):
     path.write_bytes(compress_elements(cell_with_huge_dims()))
     with pytest.raises(RawDataError, match="in the compressed element at byte .*declares 436207618 elements"):
         read_seg_mat(path)
+
+
+def test_sparse_names_read_as_nameless(tmp_path):
+    """A sparse `names` (or sparse cell entries) is no list of names: every entry is nameless
+    (unlabelled), as for numbers. cell_strings recursed until RecursionError, which escaped
+    read_seg_mat as no RawDataError (and `--labels auto` did not fall back to the polygons)."""
+    import scipy.sparse
+
+    path = tmp_path / "seg.mat"
+    for names, want in ((scipy.sparse.csc_matrix(np.eye(2)), [""]),
+                        (np.array([scipy.sparse.csc_matrix(np.eye(2)), np.array(["floor"])], dtype=object),
+                         ["", "floor"])):
+        scipy.io.savemat(path, {"seglabel": np.ones((3, 4), dtype=np.uint8), "names": names})
+        seg, got = read_seg_mat(path)
+        assert seg.shape == (3, 4) and got == want

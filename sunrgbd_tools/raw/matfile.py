@@ -18,6 +18,9 @@ def cell_strings(value) -> list[str]:
     arr = np.asarray(value, dtype=object).ravel()
     out = []
     for item in arr:
+        if not isinstance(item, (np.ndarray, np.generic, str, bytes)):
+            out.append("")  # e.g. a sparse matrix, which np.asarray wraps in itself: endless recursion
+            continue
         a = np.asarray(item)
         if a.dtype.kind in "US":
             out.append(str(a.ravel()[0]) if a.size else "")
