@@ -170,9 +170,9 @@ def _run_alone(ctx, fn, task, initializer, initargs, died):
 
 
 def _alone(send, fn, task, initializer, initargs) -> None:
-    if initializer is not None:
-        initializer(*initargs)
-    try:
+    try:  # an initializer that fails is an error to raise, not a dead worker
+        if initializer is not None:
+            initializer(*initargs)
         out = ("result", fn(task))
     except Exception as e:
         out = ("error", e)
