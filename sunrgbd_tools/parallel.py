@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 def pool_context():
@@ -78,3 +78,103 @@ def map_chunks(fn, tasks: list, workers: int, progress: bool, sizes: list[int], 
 def _indexed(arg):
     fn, i, task = arg
     return i, fn(task)
+
+
+def signal_name(sig: int) -> str:
+    """`signal 11, SIGSEGV` for a process killed by signal 11; `exit status N` for -N."""
+    import signal
+
+    if sig > 0:
+        try:
+            return f"signal {sig}, {signal.Signals(sig).name}"
+        except ValueError:
+            return f"signal {sig}"
+    return f"exit status {-sig}"
+
+
+def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(), died=None) -> Iterator:
+    """Yield fn(task) for each task over `workers` processes, in any order, surviving a worker
+    that dies (a segmentation fault in a library, the kernel's OOM killer): multiprocessing.Pool
+    loses that task and waits for it forever, and a ProcessPoolExecutor breaks for every task.
+
+    When the pool breaks, each task that was in flight is run again alone in its own process;
+    one whose process dies again yields died(task, signal number), the others their results,
+    and a fresh pool takes the remaining tasks. An exception fn raises is raised here."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = pool_context()
+    todo = list(reversed(tasks))  # pop() takes them in order
+    while todo:
+        ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs)
+        running: dict = {}
+        broken = False
+        try:
+            while todo or running:
+                while todo and len(running) < 2 * workers:  # bounded: few suspects when one dies
+                    try:
+                        running[ex.submit(fn, todo[-1])] = todo[-1]
+                    except BrokenProcessPool:
+                        broken = True
+                        break
+                    todo.pop()
+                if broken:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if isinstance(fut.exception(), BrokenProcessPool):
+                        broken = True
+                        continue
+                    running.pop(fut)
+                    yield fut.result()
+                if broken:
+                    break
+        finally:
+            _stop(ex)
+        for fut, task in running.items():  # the pool broke: finished ones stand, the rest run alone
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                yield fut.result()
+            else:
+                yield _run_alone(ctx, fn, task, initializer, initargs, died)
+
+
+def _stop(ex) -> None:
+    """Shut a pool down now: cancel what has not started, end the workers (as Pool.terminate)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join()
+
+
+def _run_alone(ctx, fn, task, initializer, initargs, died):
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_alone, args=(send, fn, task, initializer, initargs))
+    p.start()
+    send.close()
+    try:
+        kind, value = recv.recv()
+    except EOFError:  # it died before sending anything
+        p.join()
+        if died is None:
+            raise RuntimeError(f"a worker process died ({signal_name(-(p.exitcode or 0))})") from None
+        return died(task, -(p.exitcode or 0))
+    finally:
+        recv.close()
+    p.join()
+    if kind == "error":
+        raise value
+    return value
+
+
+def _alone(send, fn, task, initializer, initargs) -> None:
+    try:  # an initializer that fails is an error to raise, not a dead worker
+        if initializer is not None:
+            initializer(*initargs)
+        out = ("result", fn(task))
+    except Exception as e:
+        out = ("error", e)
+    send.send(out)
+    send.close()

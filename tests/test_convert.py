@@ -191,7 +191,13 @@ def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
     root = tmp_path / "raw"
     build_raw(root, n_kv2=9)  # 9 samples: verify pools from 8
     ctx = _CountingContext(pool_context())
-    monkeypatch.setattr(convert_mod, "pool_context", lambda: ctx)
+    real_imap = convert_mod.imap_surviving
+
+    def counting_imap(fn, tasks, workers, **kw):  # convert's pool survives dead workers (parallel.py)
+        ctx.asked.append(workers)
+        return real_imap(fn, tasks, min(workers, 2), **kw)
+
+    monkeypatch.setattr(convert_mod, "imap_surviving", counting_imap)
     monkeypatch.setattr(verify_mod, "pool_context", lambda: ctx)
     s = convert(_cfg(root, tmp_path / "out", size=(30, 40)), workers=1000)
     assert s.samples == 9 and ctx.asked == [9]  # the default subset kv2: 9 scenes

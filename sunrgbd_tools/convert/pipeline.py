@@ -44,7 +44,7 @@ from sunrgbd_tools.convert.label_modes import LABEL_MODES, LABEL_SOURCES
 from sunrgbd_tools.convert.resize import resize_image, resize_nearest
 from sunrgbd_tools.convert.scene_labels import read_scene_labels
 from sunrgbd_tools.labels.table import NameMapper
-from sunrgbd_tools.parallel import pool_context, pool_workers
+from sunrgbd_tools.parallel import imap_surviving, pool_workers, signal_name
 from sunrgbd_tools.raw.base import RawDataError, UnreadableFile
 from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read_depth, read_rgb
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
@@ -323,6 +323,14 @@ def _run_one(task) -> SampleResult:
     return result
 
 
+def _worker_died(task, sig: int) -> SampleResult:
+    """The scene whose worker process died (e.g. a library's segmentation fault); nothing is
+    recorded for it, so a re-run tries it again."""
+    scene = task[0]
+    return SampleResult(scene.key, None, [f"{scene.path}: worker died ({signal_name(sig)}) "
+                                          "while converting it (scene skipped)"])
+
+
 def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
     """A sample finished by an earlier run: its record exists, has exactly the manifest's
     columns (a record from a version with other columns is converted again, not resumed
@@ -452,12 +460,10 @@ def convert(
     if workers == 1:
         _init_worker(cfg, mapper, official)
         it = map(_run_one, tasks)
-        pool = None
-    else:
-        pool = pool_context().Pool(
-            workers, initializer=_init_worker, initargs=(cfg, mapper, official)
-        )
-        it = pool.imap_unordered(_run_one, tasks, chunksize=2)
+    else:  # a worker killed by a crash in a library or by the OOM killer costs its scene only
+        it = imap_surviving(_run_one, tasks, workers, initializer=_init_worker,
+                            initargs=(cfg, mapper, official), died=_worker_died)
+    source = it
     try:
         if progress is not None:
             it = progress(it, len(tasks))
@@ -470,9 +476,8 @@ def convert(
         raise OSError(e.errno, f"{e.strerror}; stopped with {done} sample(s) finished: make room and "
                       "run the same command again to finish", str(out)) from None
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if hasattr(source, "close"):
+            source.close()  # ends the pool's workers now (a generator's finally), as Pool.terminate did
 
     rows = [r.row for r in results if r.row is not None]
     rows.sort(key=lambda r: r["id"])

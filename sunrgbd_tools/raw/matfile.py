@@ -18,6 +18,9 @@ def cell_strings(value) -> list[str]:
     arr = np.asarray(value, dtype=object).ravel()
     out = []
     for item in arr:
+        if not isinstance(item, (np.ndarray, np.generic, str, bytes)):
+            out.append("")  # e.g. a sparse matrix, which np.asarray wraps in itself: endless recursion
+            continue
         a = np.asarray(item)
         if a.dtype.kind in "US":
             out.append(str(a.ravel()[0]) if a.size else "")
@@ -35,27 +38,38 @@ def h5_string(ds) -> str:
 
 
 _MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})  # MAT v5 data types
-_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 5, 6, 14, 15
 _MAT_INFLATE_LIMIT = 1 << 30
+# mx classes: cell, struct, object, char, sparse; function and opaque (scipy reads their parts
+# with type-checked readers); numeric classes are 6..15
+_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_CHAR, _MX_SPARSE = 1, 2, 3, 4, 5
+_MX_CONTAINERS = frozenset({_MX_CELL, _MX_STRUCT, _MX_OBJECT, 16, 17})
 
 
 def mat5_structure_problem(data: bytes) -> str | None:
     """Why the element tags of MATLAB v5 bytes are unusable, or None when they are sound.
 
-    scipy.io.loadmat trusts the tags: an unknown data type or a size past the end of its
-    parent can crash the whole process (a segmentation fault, found by the fuzz suite), which
-    would take a conversion's worker pool down with it. So the tags are walked here first;
-    the values inside are still left to scipy."""
+    scipy.io.loadmat trusts the tags: an unknown data type, a size past the end of its parent,
+    or a matrix tag where numbers belong crashes the whole process (a segmentation fault, found
+    by the fuzz suite), and array dimensions it believes can make it allocate gigabytes (a
+    flipped byte in a cell's dimensions once asked for 28 GB). Either would take a conversion's
+    worker down. So the tags are walked here first, as scipy will read them: each matrix's
+    parts in scipy's order, and its declared element count against the bytes that can hold
+    them; the values inside are still left to scipy."""
     if len(data) < 128:
         return "too short for a MATLAB v5 file"
+    if 0 in data[:4]:  # scipy would read the file as MATLAB v4, a different layout
+        return "not a MATLAB v5 header (a NUL in its first 4 bytes)"
     order = {b"IM": "<", b"MI": ">"}.get(data[126:128])
     if order is None:
         return "no MATLAB v5 endian indicator"
     u32 = struct.Struct(order + "I")
 
-    def walk(buf: bytes, off: int, end: int, depth: int) -> str | None:
+    def elements(buf: bytes, off: int, end: int, depth: int, in_matrix: bool):
+        """The elements between off and end as (offset, type, data start, size), or a problem."""
         if depth > 32:
             return "elements nested too deeply"
+        out = []
         while off < end:
             if end - off < 8:
                 return f"truncated element tag at byte {off}"
@@ -72,9 +86,11 @@ def mat5_structure_problem(data: bytes) -> str | None:
                 return f"unknown data type {mtype} at byte {off}"
             if start + n > end:
                 return f"element at byte {off} runs past its end"
-            if mtype == _MI_MATRIX and (problem := walk(buf, start, start + n, depth + 1)):
+            if mtype == _MI_MATRIX and (problem := matrix(buf, off, start, start + n, depth + 1)):
                 return problem
             if mtype == _MI_COMPRESSED:
+                if in_matrix or depth:  # scipy inflates top-level elements only
+                    return f"compressed element at byte {off} inside another element"
                 try:
                     d = zlib.decompressobj()
                     inner = d.decompress(buf[start:start + n], _MAT_INFLATE_LIMIT)
@@ -82,12 +98,76 @@ def mat5_structure_problem(data: bytes) -> str | None:
                     return f"compressed element at byte {off} does not inflate"
                 if d.unconsumed_tail:
                     return f"compressed element at byte {off} inflates past {_MAT_INFLATE_LIMIT} bytes"
-                if problem := walk(inner, 0, len(inner), depth + 1):
-                    return f"in the compressed element at byte {off}: {problem}"
+                found = elements(inner, 0, len(inner), depth + 1, False)
+                if isinstance(found, str):
+                    return f"in the compressed element at byte {off}: {found}"
+            out.append((off, mtype, start, n))
             off = nxt
+        return out
+
+    def matrix(buf: bytes, off: int, start: int, end: int, depth: int) -> str | None:
+        """A matrix's parts in the order scipy reads them (_mio5_utils.VarReader5)."""
+        parts = elements(buf, start, end, depth, True)
+        if isinstance(parts, str):
+            return parts
+        if not parts:
+            return None  # an empty matrix
+        # scipy skips the flags tag unread and takes the next 8 bytes: only a full 8-byte
+        # miUINT32 element keeps its reading in step with the tags
+        f_off, f_type, f_start, f_n = parts[0]
+        if f_type != _MI_UINT32 or f_n != 8 or f_start != f_off + 8:
+            return f"matrix at byte {off} does not start with its array flags"
+        flags = u32.unpack_from(buf, f_start)[0]
+        mclass, is_complex = flags & 0xFF, flags >> 11 & 1
+        if mclass == 17:  # opaque (function workspace): name and parts read by type-checked readers
+            return None
+        if len(parts) < 3 or parts[1][1] not in (_MI_INT32, _MI_UINT32):
+            return f"matrix at byte {off} has no dimensions"
+        d_start, d_n = parts[1][2], parts[1][3]
+        dims = struct.unpack_from(f"{order}{d_n // 4}i", buf, d_start)
+        if len(dims) < 2:  # scipy indexes the last of them (char arrays: out of bounds when none)
+            return f"matrix at byte {off} has {len(dims)} dimensions (MATLAB writes at least 2)"
+        if any(d < 0 for d in dims):
+            return f"matrix at byte {off} has negative dimensions {list(dims)}"
+        count = 1
+        for d in dims:
+            count *= d
+        body = parts[3:]  # after flags, dimensions, name
+        if mclass in _MX_CONTAINERS:
+            # scipy allocates `count` objects (struct: per field) before reading any; each needs
+            # at least an 8-byte tag (a field-less struct: at least a byte) in this element
+            per = 8 if mclass == _MX_CELL else 1
+            if mclass in (_MX_STRUCT, _MX_OBJECT):
+                fields = _struct_fields(buf, body[1:] if mclass == _MX_OBJECT else body, order)
+                per = 8 * fields if fields else 1
+            if count * per > end - start:
+                return (f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
+                        f"more than its {end - start} bytes can hold")
+            return None
+        # numbers, characters, sparse: scipy reads exactly these parts as numbers; a matrix tag
+        # there (or a missing part, so that it reads the next element instead) crashes it
+        want = 1 + is_complex if mclass != _MX_SPARSE else 3 + is_complex
+        if len(body) != want:
+            return f"matrix at byte {off} has {len(body)} data elements, its class {mclass} needs {want}"
+        for p_off, p_type, _, _ in body:
+            if p_type in (_MI_MATRIX, _MI_COMPRESSED):
+                return f"matrix at byte {off} holds a matrix tag at byte {p_off} where numbers belong"
+        if mclass != _MX_SPARSE and count > end - start:
+            return (f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
+                    f"more than its {end - start} bytes can hold")
         return None
 
-    return walk(data, 128, len(data), 0)
+    found = elements(data, 128, len(data), 0, False)
+    return found if isinstance(found, str) else None
+
+
+def _struct_fields(buf: bytes, body: list, order: str) -> int:
+    """How many fields a struct's name-length and names elements declare (0 when unreadable:
+    scipy then fails on them itself)."""
+    if len(body) < 2 or body[0][3] < 4:
+        return 0
+    namelength = struct.unpack_from(order + "i", buf, body[0][2])[0]
+    return body[1][3] // namelength if namelength > 0 else 0
 
 
 def is_mat_v73(path: Path) -> bool:

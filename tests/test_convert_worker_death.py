@@ -1,0 +1,68 @@
+"""convert survives a worker process that dies on one scene (a segmentation fault inside a
+library, the kernel's OOM killer): multiprocessing.Pool lost the task and convert waited for it
+forever. Now the scene is reported and skipped, the rest converted, and a re-run finishes it.
+docs/robustness.md."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+from test_convert import _cfg, _tree_bytes, build_raw
+from workerdeath import DeadlyScene
+
+import sunrgbd_tools.convert.pipeline as convert_mod
+from cleantree.paths import PROBLEMS_FILE
+from sunrgbd_tools.convert.pipeline import convert
+
+
+def _convert_within(cfg, workers: int, seconds: float = 300):
+    """convert in a thread: a pool that waits forever fails the test instead of hanging it."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["summary"] = convert(cfg, workers=workers)
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"convert still waiting after {seconds} s (a dead worker's task lost)"
+    if "error" in out:
+        raise out["error"]
+    return out["summary"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL])
+def test_a_dead_worker_costs_its_scene_only(tmp_path, monkeypatch, sig):
+    root = tmp_path / "raw"
+    build_raw(root, n_kv2=4)
+    full = _convert_within(_cfg(root, tmp_path / "full", size=(30, 40)), workers=1)
+    assert full.samples == 4  # the default subset, kv2
+
+    real = convert_mod.discover
+    victim = {}
+
+    def discover_with_a_deadly_scene(src, subset):
+        found = real(src, subset)
+        s = found.scenes[1]
+        found.scenes[1] = victim["scene"] = DeadlyScene(s.key, s.path, sig)
+        return found
+
+    monkeypatch.setattr(convert_mod, "discover", discover_with_a_deadly_scene)
+    out = tmp_path / "out"
+    s = _convert_within(_cfg(root, out, size=(30, 40)), workers=2)
+    name = signal.Signals(sig).name
+    line = f"{victim['scene'].path}: worker died (signal {int(sig)}, {name}) while converting it (scene skipped)"
+    assert s.samples == 3 and s.skipped == 1 and line in s.problems, s.problems
+    assert line in (out / PROBLEMS_FILE).read_text(encoding="utf-8").splitlines()
+
+    monkeypatch.setattr(convert_mod, "discover", real)  # the scene is readable again: the re-run finishes
+    again = _convert_within(_cfg(root, out, size=(30, 40)), workers=2)
+    assert again.resumed == 3 and again.samples == 4 and not again.problems
+    a, b = _tree_bytes(out), _tree_bytes(tmp_path / "full")
+    assert a.pop("dataset.json").replace(b"/out", b"/full") == b.pop("dataset.json")  # it records --out
+    assert a == b

@@ -1,0 +1,190 @@
+"""seg.mat files that crashed scipy.io.loadmat (segmentation fault) or made it allocate gigabytes
+past the MAT v5 tag walk (raw.mat5_structure_problem). Each is built here from a small valid
+file with a few bytes changed, and read in a child process, so a regression fails this test
+instead of killing pytest. docs/robustness.md."""
+
+from __future__ import annotations
+
+import io
+import resource
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from test_fuzz_readers import compress_elements
+
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.matfile import mat5_structure_problem, read_seg_mat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mat(obj: dict, compress: bool = False) -> bytearray:
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, obj, do_compression=compress)
+    return bytearray(buf.getvalue())
+
+
+def _names() -> np.ndarray:
+    return np.array([np.array(["wall"]), np.array(["floor"])], dtype=object)
+
+
+def numbers_tagged_as_matrix() -> bytes:
+    """seglabel's data element retagged miMATRIX (14); its 8 bytes read as an empty element, so
+    every tag is in bounds. scipy looks up the dtype of type 14, finds none: segfault."""
+    b = _mat({"seglabel": np.array([[2, 0], [0, 0], [0, 0], [0, 0]], dtype=np.uint8), "names": _names()})
+    i = b.find(b"seglabel") + 8
+    assert struct.unpack_from("<II", b, i) == (2, 8)
+    b[i:i + 4] = struct.pack("<I", 14)
+    return bytes(b)
+
+
+def cell_with_huge_dims() -> bytes:
+    """The names cell's dimensions 2x1 -> 2x218103809: scipy allocates 436 million objects
+    (3.25 GiB, filled) before reading the first; one more flipped bit is the 28 GB seen."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    i = b.find(struct.pack("<IIii", 5, 8, 2, 1), 128)  # the only 2x1 dims element
+    b[i + 12:i + 16] = struct.pack("<i", 0x0D000001)
+    return bytes(b)
+
+
+def fieldless_struct_with_huge_dims() -> bytes:
+    """A struct with no fields and dimensions 46341x46341: scipy allocates 2.1 billion objects
+    from a 100-byte element."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names(),
+              "meta": {}})
+    i = b.find(struct.pack("<IIii", 5, 8, 1, 1), 128)  # the only 1x1 dims element
+    b[i + 8:i + 16] = struct.pack("<ii", 46341, 46341)
+    return bytes(b)
+
+
+def complex_flag_without_imaginary_part() -> bytes:
+    """A names cell entry whose class flags say complex double: scipy reads the element after it
+    (the next cell, a matrix tag) as the imaginary numbers: segfault."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8),
+              "names": np.array([np.array([[1.0]]), np.array(["floor"])], dtype=object)})
+    i = b.find(struct.pack("<IIII", 6, 8, 6, 0), 128)  # the first cell entry: class 6 (double)
+    b[i + 8:i + 12] = struct.pack("<I", 6 | 1 << 11)
+    return bytes(b)
+
+
+def seglabel_flagged_complex() -> bytes:
+    """What a random-seed fuzz run found (one byte of seglabel's array flags): the complex bit
+    set on a uint8 seglabel with one data element; scipy reads the names variable that follows
+    as its imaginary part: segfault."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    assert struct.unpack_from("<IIII", b, 136) == (6, 8, 9, 0)  # the first matrix's flags: uint8
+    b[145] |= 0x08  # bit 11: complex
+    return bytes(b)
+
+
+def char_without_dimensions() -> bytes:
+    """What the next random-seed fuzz run found: the byte count of the "wall" entry's dimensions
+    set to 0, so the char array has none and its old dimension values read as a name element;
+    scipy's chars_to_strings indexes the last dimension of a 0-d array: segfault."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    i = b.find(struct.pack("<IIii", 5, 8, 1, 4), 128)  # "wall": 1x4 char
+    b[i + 4:i + 8] = struct.pack("<I", 0)
+    return bytes(b)
+
+
+def v4_layout() -> bytes:
+    """A v5 file whose first byte became NUL: scipy reads it as MATLAB v4, which the v5 walk
+    never looked at."""
+    b = _mat({"seglabel": np.ones((3, 4), dtype=np.uint8), "names": _names()})
+    b[0] = 0
+    return bytes(b)
+
+
+CASES = {f.__name__: f for f in (numbers_tagged_as_matrix, cell_with_huge_dims, fieldless_struct_with_huge_dims,
+                                 complex_flag_without_imaginary_part, seglabel_flagged_complex,
+                                 char_without_dimensions, v4_layout)}
+EXPECT = {
+    "numbers_tagged_as_matrix": "matrix",
+    "cell_with_huge_dims": "declares 436207618 elements (2x218103809)",
+    "fieldless_struct_with_huge_dims": "declares 2147488281 elements",
+    "complex_flag_without_imaginary_part": "has 1 data elements, its class 6 needs 2",
+    "seglabel_flagged_complex": "matrix at byte 128 has 1 data elements, its class 9 needs 2",
+    "char_without_dimensions": "has 0 dimensions (MATLAB writes at least 2)",
+    "v4_layout": "not a MATLAB v5 header",
+}
+
+_CHILD = """
+import sys
+from pathlib import Path
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.matfile import read_seg_mat
+try:
+    read_seg_mat(Path(sys.argv[1]))
+except RawDataError as e:
+    print("REFUSED", e)
+else:
+    print("READ")
+"""
+
+
+def _limit_memory():  # 4 GiB of address space: an allocation of gigabytes fails in the child only
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_guard_refuses_before_scipy(name):
+    """The walk names the structure (the old walk passed all of these to scipy)."""
+    problem = mat5_structure_problem(CASES[name]())
+    assert problem is not None and EXPECT[name] in problem, problem
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_read_seg_mat_refuses_in_one_line(tmp_path, name):
+    """In a child process: a crash is a failure here, not a dead pytest."""
+    path = tmp_path / "seg.mat"
+    path.write_bytes(CASES[name]())
+    res = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, preexec_fn=_limit_memory)
+    assert res.returncode == 0, f"child died (exit {res.returncode}): {res.stderr[-2000:]}"
+    out = res.stdout.strip()
+    assert out.startswith("REFUSED") and "\n" not in out and str(path) in out, out
+    assert "not a readable MATLAB file" in out and EXPECT[name] in out, out
+
+
+def test_guard_passes_what_matlab_and_scipy_write(tmp_path):
+    """Sound files still read: plain and compressed, cells, structs, complex, char, sparse, empty."""
+    import scipy.sparse
+
+    obj = {"seglabel": (np.arange(530 * 730) % 40).reshape(530, 730).astype(np.uint8), "names": _names(),
+           "s": {"a": np.array([[1 + 2j]]), "b": "text", "c": np.zeros((0, 3))},
+           "sp": scipy.sparse.csc_matrix(np.eye(3)), "e": {}, "z": np.zeros((0, 0))}
+    for compress in (False, True):
+        data = bytes(_mat(obj, compress))
+        assert mat5_structure_problem(data) is None
+        path = tmp_path / f"seg{int(compress)}.mat"
+        path.write_bytes(data)
+        seg, names = read_seg_mat(path)
+        assert seg.shape == (530, 730) and names == ["wall", "floor"]
+
+
+def test_huge_dims_in_a_compressed_element(tmp_path):
+    """The same dimensions check inside miCOMPRESSED (how MATLAB saves seg.mat)."""
+    path = tmp_path / "seg.mat"
+    path.write_bytes(compress_elements(cell_with_huge_dims()))
+    with pytest.raises(RawDataError, match="in the compressed element at byte .*declares 436207618 elements"):
+        read_seg_mat(path)
+
+
+def test_sparse_names_read_as_nameless(tmp_path):
+    """A sparse `names` (or sparse cell entries) is no list of names: every entry is nameless
+    (unlabelled), as for numbers. cell_strings recursed until RecursionError, which escaped
+    read_seg_mat as no RawDataError (and `--labels auto` did not fall back to the polygons)."""
+    import scipy.sparse
+
+    path = tmp_path / "seg.mat"
+    for names, want in ((scipy.sparse.csc_matrix(np.eye(2)), [""]),
+                        (np.array([scipy.sparse.csc_matrix(np.eye(2)), np.array(["floor"])], dtype=object),
+                         ["", "floor"])):
+        scipy.io.savemat(path, {"seglabel": np.ones((3, 4), dtype=np.uint8), "names": names})
+        seg, got = read_seg_mat(path)
+        assert seg.shape == (3, 4) and got == want
