@@ -52,8 +52,7 @@ def floor(src: Path, subset: str, workers: int) -> int:
     official = OfficialLabels(src)
     scenes = discover_scenes(src, subset)
     chunks = _chunks(scenes, workers)
-    return sum(map_chunks(_read_chunk, [(official, c) for c in chunks], workers, False,
-                          [len(c) for c in chunks], "floor"))
+    return sum(map_chunks(_read_chunk, official, chunks, workers, False, "floor"))
 
 
 @click.command()

@@ -51,8 +51,8 @@ def _decode_chunk(task) -> int:
 
 def floor(tree, workers: int) -> int:
     files = sample_files(tree)
-    tasks = [(tree.root, files[i:i + _CHUNK]) for i in range(0, len(files), _CHUNK)]
-    return sum(map_chunks(_decode_chunk, tasks, workers, False, [len(t[1]) for t in tasks], "floor"))
+    chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]
+    return sum(map_chunks(_decode_chunk, tree.root, chunks, workers, False, "floor"))
 
 
 def stats_pass(tree, workers: int) -> dict:

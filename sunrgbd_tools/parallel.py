@@ -12,7 +12,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from functools import partial
 
 
 def pool_context():
@@ -52,32 +53,61 @@ def progress_bar(desc: str, unit: str = "scene", **opts):
     return wrap
 
 
-def map_chunks(fn, tasks: list, workers: int, progress: bool, sizes: list[int], desc: str) -> Iterable:
-    """Yield fn(task) for each task (in any order) over a pool of `workers` processes,
-    with a tqdm bar on stderr counting samples (stats, the audit and their benchmark floors)."""
+def map_chunks(fn, shared, chunks: list[list], workers: int, progress: bool, desc: str,
+               died=None) -> Iterator:
+    """Yield fn((shared, chunk)) for each chunk (in any order) over a pool of `workers`
+    processes (imap_surviving), with a tqdm bar on stderr counting items (stats, verify, the
+    audit and their benchmark floors).
+
+    A chunk whose worker dies, and dies again when run alone, is split: each of its items runs
+    alone, the others yield fn((shared, [item])) and the one that kills its process yields
+    died(item, signal number), so the report names that sample and the batch goes on
+    (multiprocessing.Pool lost the chunk and waited for it forever)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(sizes), unit="img", desc=desc, disable=not progress, leave=False)
-    workers = pool_workers(workers, len(tasks))
+    bar = tqdm(total=sum(map(len, chunks)), unit="img", desc=desc, disable=not progress, leave=False)
+    workers = pool_workers(workers, len(chunks))
+    it = None
     try:
         if workers == 1:
-            for task, n in zip(tasks, sizes, strict=True):
-                yield fn(task)
-                bar.update(n)
+            for chunk in chunks:
+                yield fn((shared, chunk))
+                bar.update(len(chunk))
             return
-
-        ctx = pool_context()
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for i, res in pool.imap_unordered(_indexed, [(fn, i, t) for i, t in enumerate(tasks)]):
-                yield res
-                bar.update(sizes[i])
+        it = imap_surviving(_chunk_call, [(fn, shared, c) for c in chunks], workers,
+                            initializer=_init_worker, died=partial(_split_chunk, died))
+        for n, results in it:
+            yield from results
+            bar.update(n)
     finally:
+        if it is not None:
+            it.close()  # ends the pool's workers now, also when the caller stops early
         bar.close()
 
 
-def _indexed(arg):
-    fn, i, task = arg
-    return i, fn(task)
+def _chunk_call(task) -> tuple[int, list]:
+    fn, shared, chunk = task
+    return len(chunk), [fn((shared, chunk))]
+
+
+def _split_chunk(died, task, sig: int) -> tuple[int, list]:
+    """A chunk whose process died twice: each item alone, so the one that kills names itself."""
+    fn, shared, chunk = task
+    if len(chunk) == 1:
+        return 1, [_died(died, chunk[0], sig)]
+    ctx = pool_context()
+    out = []
+    for item in chunk:
+        _, res = _run_alone(ctx, _chunk_call, (fn, shared, [item]), _init_worker, (),
+                            lambda _task, s, item=item: (1, [_died(died, item, s)]))
+        out.extend(res)
+    return len(chunk), out
+
+
+def _died(died, item, sig: int):
+    if died is None:
+        raise RuntimeError(f"a worker process died ({signal_name(sig)})")
+    return died(item, sig)
 
 
 def signal_name(sig: int) -> str:

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -48,7 +49,7 @@ from cleantree.files import atomic_write_text, dumps_json, is_within
 from cleantree.manifest import MANIFEST
 from cleantree.paths import STATS_FILE
 from sunrgbd_tools import __version__
-from sunrgbd_tools.parallel import default_workers, map_chunks
+from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
 
 STATS_SCHEMA = 1
 DEFAULT_METHOD = DEFAULT_WEIGHT_METHOD
@@ -336,7 +337,7 @@ def _check(rel: str, arr: np.ndarray | None, ndim: int, dtype, shape, what: str,
 
 def _scan_chunk(task) -> Accumulator:
     """Decode and accumulate one chunk of samples (runs in a worker process)."""
-    root, samples, id_to_train, valid, k = task
+    (root, id_to_train, valid, k), samples = task
     acc = Accumulator(k)
     for image, label, depth in samples:
         lab = _imread(root, label, cv2.IMREAD_UNCHANGED, acc)
@@ -377,6 +378,15 @@ def _scan_chunk(task) -> Accumulator:
     return acc
 
 
+def _worker_died(k: int, sample: tuple[str, str, str], sig: int) -> Accumulator:
+    """The sample whose worker process died (a library's segmentation fault, the OOM killer):
+    reported under its labelIds file and skipped, so stats.json is recomputed on the next run."""
+    acc = Accumulator(k)
+    acc.problems.append((sample[1], f"worker died ({signal_name(sig)}) while reading its sample (sample skipped)"))
+    acc.skipped += 1
+    return acc
+
+
 def sample_files(tree: Tree) -> list[tuple[str, str, str]]:
     """(image, labelIds, depth) relative paths per row; a path that leaves the tree is an
     input error (a manifest must never make us read outside the folder the user named)."""
@@ -400,11 +410,11 @@ def scan(tree: Tree, workers: int | None = None, progress: bool = False) -> Accu
     number of workers or the order the chunks finish in."""
     files = sample_files(tree)
     k = len(tree.classes)
-    tasks = [(tree.root, files[i:i + _CHUNK], tree.id_to_train, tree.valid_ids, k)
-             for i in range(0, len(files), _CHUNK)]
+    chunks = [files[i:i + _CHUNK] for i in range(0, len(files), _CHUNK)]
     acc = Accumulator(k)
-    for part in map_chunks(_scan_chunk, tasks, workers or default_workers(), progress,
-                           [len(t[1]) for t in tasks], f"stats {tree.root.name}"):
+    for part in map_chunks(_scan_chunk, (tree.root, tree.id_to_train, tree.valid_ids, k), chunks,
+                           workers or default_workers(), progress, f"stats {tree.root.name}",
+                           died=partial(_worker_died, k)):
         acc.merge(part)
     acc.problems.sort()
     acc.bad_values.sort()

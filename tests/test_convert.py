@@ -171,39 +171,27 @@ def test_byte_identical_for_any_worker_count_and_run(raw, tmp_path):
     assert ta == tb
 
 
-class _CountingContext:
-    """A pool context that records how many processes each pool asked for, and starts at most 2."""
-
-    def __init__(self, real):
-        self.real, self.asked = real, []
-
-    def Pool(self, processes, *args, **kwargs):  # noqa: N802 (multiprocessing's name)
-        self.asked.append(processes)
-        return self.real.Pool(min(processes, 2), *args, **kwargs)
-
-
 def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
     """`--workers 1000` over a few scenes once started 1000 processes (each importing numpy and
     OpenCV) and ran for minutes; convert and verify start at most one process per task."""
-    import sunrgbd_tools.convert.verify as verify_mod
-    from sunrgbd_tools.parallel import pool_context
+    import sunrgbd_tools.parallel as parallel_mod
 
     root = tmp_path / "raw"
     build_raw(root, n_kv2=9)  # 9 samples: verify pools from 8
-    ctx = _CountingContext(pool_context())
-    real_imap = convert_mod.imap_surviving
+    asked = []
+    real_imap = parallel_mod.imap_surviving
 
-    def counting_imap(fn, tasks, workers, **kw):  # convert's pool survives dead workers (parallel.py)
-        ctx.asked.append(workers)
+    def counting_imap(fn, tasks, workers, **kw):  # every pool survives dead workers (parallel.py)
+        asked.append(workers)
         return real_imap(fn, tasks, min(workers, 2), **kw)
 
     monkeypatch.setattr(convert_mod, "imap_surviving", counting_imap)
-    monkeypatch.setattr(verify_mod, "pool_context", lambda: ctx)
+    monkeypatch.setattr(parallel_mod, "imap_surviving", counting_imap)  # map_chunks: verify
     s = convert(_cfg(root, tmp_path / "out", size=(30, 40)), workers=1000)
-    assert s.samples == 9 and ctx.asked == [9]  # the default subset kv2: 9 scenes
+    assert s.samples == 9 and asked == [9]  # the default subset kv2: 9 scenes
     report = verify_tree(tmp_path / "out", workers=1000)
     assert not report.problems and report.samples == 9
-    assert ctx.asked == [9, 9]
+    assert asked == [9, 3]  # verify's tasks are chunks of 4 rows
 
 
 def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypatch):

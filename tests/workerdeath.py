@@ -25,3 +25,28 @@ class DeadlyScene(SceneRef):
         if name == "path" and os.getpid() != object.__getattribute__(self, "_owner"):
             os.kill(os.getpid(), object.__getattribute__(self, "_sig"))
         return object.__getattribute__(self, name)
+
+
+def _die_unless_in(owner: int, sig: int, value: str) -> str:
+    if os.getpid() != owner:
+        os.kill(os.getpid(), sig)
+    return value
+
+
+class DeadlyStr(str):
+    """A str in the test process; unpickled in any other process (a pool worker taking the task
+    that holds it), it kills that process with `sig`."""
+
+    def __new__(cls, value: str, sig: int = signal.SIGSEGV):
+        s = super().__new__(cls, value)
+        s._owner, s._sig = os.getpid(), int(sig)
+        return s
+
+    def __reduce__(self):
+        return _die_unless_in, (self._owner, self._sig, str(self))
+
+
+def lengths(task) -> list[tuple[str, int]]:
+    """A chunk function for parallel.map_chunks: (prefix + item, its length) per item."""
+    prefix, chunk = task
+    return [(prefix + str(item), len(item)) for item in chunk]

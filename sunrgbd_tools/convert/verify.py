@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,9 @@ from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.manifest import MANIFEST
 from cleantree.paths import FILE_KEYS
-from sunrgbd_tools.parallel import pool_context, pool_workers
+from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
+
+_CHUNK = 4  # rows per task (Pool.imap's chunksize before)
 
 
 @dataclass
@@ -26,6 +29,19 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _check_chunk(task) -> list[tuple[int, list[str]]]:
+    """(manifest row number, problems) for each row of a chunk (runs in a worker process)."""
+    (root, *lookups), rows = task
+    return [(i, _check_sample((root, row, *lookups))) for i, row in rows]
+
+
+def _worker_died(root: Path, item: tuple[int, dict], sig: int) -> list[tuple[int, list[str]]]:
+    """The sample whose worker process died (a library's segmentation fault, the OOM killer)."""
+    i, row = item
+    return [(i, [f"{root / MANIFEST}: sample {row.get('id', '?')}: worker died ({signal_name(sig)}) "
+                 "while checking it"])]
 
 
 def _check_sample(task) -> list[str]:
@@ -123,22 +139,26 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
             report.problems.append(
                 f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
-    tasks = [(root, r, valid, id_to_train, id_to_bgr, check_checksums) for r in rows]
-    workers = pool_workers(workers, len(tasks))
-    pool = None
-    if workers == 1 or len(tasks) < 8:
-        results = map(_check_sample, tasks)
-    else:
-        pool = pool_context().Pool(workers)
-        results = pool.imap(_check_sample, tasks, chunksize=4)  # in manifest order, as map was
+    shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
+    workers = pool_workers(workers, len(rows))
+    source = None
+    if workers == 1 or len(rows) < 8:
+        results = ((i, _check_sample((root, r, *shared[1:]))) for i, r in enumerate(rows))
+    else:  # a worker killed by a crash in a library or by the OOM killer costs its sample only
+        items = list(enumerate(rows))
+        source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
+                            workers, False, "verify", died=partial(_worker_died, root))
+        results = (res for part in source for res in part)
+    by_row: dict[int, list[str]] = {}
     try:
         if progress is not None:
-            results = progress(results, len(tasks))
-        for probs in results:
-            # a file name from the manifest may hold a line break: a problem stays one line
-            report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in probs)
+            results = progress(results, len(rows))
+        for i, probs in results:
+            by_row[i] = probs
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if source is not None:
+            source.close()  # ends the pool's workers now
+    for i in sorted(by_row):  # in manifest order, whichever worker finished first
+        # a file name from the manifest may hold a line break: a problem stays one line
+        report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in by_row[i])
     return report

@@ -139,6 +139,14 @@ def _audit_chunk(task) -> list[SceneAudit]:
     return out
 
 
+def _worker_died(scene: SceneRef, sig: int) -> list[SceneAudit]:
+    """The scene whose worker process died (a library's segmentation fault, the OOM killer)."""
+    from sunrgbd_tools.parallel import signal_name
+
+    return [SceneAudit(scene.key, problems=[
+        f"{scene.path}: worker died ({signal_name(sig)}) while auditing it (scene skipped)"])]
+
+
 # --------------------------------------------------------------------------- the run
 @dataclass
 class NameStats:
@@ -253,8 +261,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     # folders the walk could not enter are reported as convert and `mapping check` report them
     problems: list[str] = found.skipped_problems()
     skipped = 0
-    for part in map_chunks(_audit_chunk, [(official, c) for c in chunks], workers, progress,
-                           [len(c) for c in chunks], "audit"):
+    for part in map_chunks(_audit_chunk, official, chunks, workers, progress, "audit", died=_worker_died):
         for sa in part:
             problems.extend(sa.problems)
             if not sa.source:

@@ -1,0 +1,132 @@
+"""verify, stats and `mapping audit` survive a worker process that dies on one sample (a
+segmentation fault inside a library, the kernel's OOM killer): multiprocessing.Pool lost the task
+and the command waited for it forever. Now the sample is reported as a problem naming it, the rest
+are processed, and the exit code is that of any bad sample. docs/robustness.md."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import threading
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from treebuilder import write_clean_tree
+from workerdeath import DeadlyScene, DeadlyStr, lengths
+
+import sunrgbd_tools.convert.verify as verify_mod
+import sunrgbd_tools.labels.audit as audit_mod
+import sunrgbd_tools.stats as stats_mod
+from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.parallel import map_chunks
+from sunrgbd_tools.synthetic.generator import make_sample
+
+pytestmark = pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
+
+
+def _within(fn, seconds: float = 300):
+    """fn() in a thread: a pool that waits forever fails the test instead of hanging it."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds} s (a dead worker's task lost)"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _cli(*args):
+    return _within(lambda: CliRunner().invoke(main, [*map(str, args)]))
+
+
+def test_map_chunks_names_the_item_that_kills_its_worker():
+    chunks = [["a", "bb"], ["ccc", DeadlyStr("dddd"), "eeeee"], ["ffffff"]]
+    died = []
+    got = _within(lambda: sorted(map_chunks(lengths, "x", chunks, 2, False, "t",
+                                            died=lambda item, sig: died.append((item, sig)) or [(f"dead {item}", -1)])))
+    assert died == [("dddd", int(signal.SIGSEGV))]
+    # the chunk that held it was split: its other items still give their results
+    assert got == sorted([[("xa", 1), ("xbb", 2)], [("xccc", 3)], [("dead dddd", -1)], [("xeeeee", 5)], [("xffffff", 6)]])
+    with pytest.raises(RuntimeError, match=r"worker process died \(signal 11, SIGSEGV\)"):
+        _within(lambda: list(map_chunks(lengths, "x", chunks, 2, False, "t")))
+
+
+def test_verify_reports_the_sample_whose_worker_died(tmp_path, monkeypatch):
+    root = tmp_path / "clean"
+    write_clean_tree(root, counts={"train": 10, "val": 2})
+    res = _cli("verify", root, "--workers", "2", "--no-progress")
+    assert res.exit_code == 0 and "12 samples OK" in res.output, res.output
+
+    real = csv.DictReader
+    victim = {}
+
+    def rows_with_a_deadly_one(f, *a, **kw):
+        rows = list(real(f, *a, **kw))
+        victim["id"] = rows[5]["id"]
+        rows[5]["id"] = DeadlyStr(rows[5]["id"])
+        return rows
+
+    monkeypatch.setattr(verify_mod, "csv", SimpleNamespace(DictReader=rows_with_a_deadly_one, Error=csv.Error))
+    res = _cli("verify", root, "--workers", "2", "--no-progress")
+    line = f"{root / 'manifest.csv'}: sample {victim['id']}: worker died (signal 11, SIGSEGV) while checking it"
+    assert res.exit_code == 1, res.output
+    assert res.output.splitlines() == [line, f"{root}: 12 samples, 1 problem(s)"]
+
+
+def test_stats_reports_the_sample_whose_worker_died(tmp_path, monkeypatch):
+    root = tmp_path / "clean"
+    write_clean_tree(root, counts={"train": 20, "val": 2})
+    real = stats_mod.sample_files
+    victim = {}
+
+    def files_with_a_deadly_one(tree):
+        files = real(tree)
+        image, label, depth = files[9]
+        files[9] = (image, DeadlyStr(label, signal.SIGKILL), depth)  # as the OOM killer would
+        victim["label"] = label
+        return files
+
+    monkeypatch.setattr(stats_mod, "sample_files", files_with_a_deadly_one)
+    res = _cli("stats", root, "--workers", "2", "--no-progress")
+    line = f"problem: {root / victim['label']}: worker died (signal 9, SIGKILL) while reading its sample (sample skipped)"
+    assert res.exit_code == 0, res.output
+    assert line in res.output.splitlines() and "1 problem(s) reported, 1 sample(s) skipped" in res.output
+
+    res = _cli("stats", root, "--workers", "2", "--no-progress", "--strict")  # recomputed: a sample was skipped
+    assert res.exit_code == 1 and line in res.output.splitlines(), res.output
+
+    monkeypatch.setattr(stats_mod, "sample_files", real)  # readable again: the re-run counts all 20
+    assert _within(lambda: stats_mod.run_stats(root, stats_mod.StatsConfig(workers=2))).stats["samples"] == {
+        "split": 20, "used": 20, "skipped": 0}
+
+
+def test_audit_reports_the_scene_whose_worker_died(tmp_path, monkeypatch):
+    root = tmp_path / "raw"
+    make_sample(root, scenes=6, seed=1, quirks=False, size=(60, 80))
+    real = audit_mod.discover
+    victim = {}
+
+    def discover_with_a_deadly_scene(src, subset):
+        found = real(src, subset)
+        s = found.scenes[2]
+        found.scenes[2] = victim["scene"] = DeadlyScene(s.key, s.path)
+        return found
+
+    monkeypatch.setattr(audit_mod, "discover", discover_with_a_deadly_scene)
+    res = _cli("mapping", "audit", "--src", root, "--out", tmp_path / "a", "--workers", "2", "--no-progress")
+    line = f"problem: {victim['scene'].path}: worker died (signal 11, SIGSEGV) while auditing it (scene skipped)"
+    assert res.exit_code == 0 and line in res.output.splitlines(), res.output
+    result = _within(lambda: audit_mod.run_audit(audit_mod.AuditConfig(src=str(root), out=str(tmp_path / "b")),
+                                                 workers=2, write=False))
+    assert result.skipped == 1 and result.audited == result.scenes - 1 > 0
+    res = _cli("mapping", "audit", "--src", root, "--out", tmp_path / "c", "--workers", "2", "--no-progress", "--strict")
+    assert res.exit_code == 1 and line in res.output.splitlines(), res.output
