@@ -332,3 +332,13 @@ def test_v73_toolbox_file_keeps_scipys_message(tmp_path):
         fh.write(b"MATLAB 7.3 MAT-file".ljust(116, b" ") + bytes(8) + b"\x00\x02IM")
     with pytest.raises(RawDataError, match="NotImplementedError: Please use HDF reader"):
         read_split(path)
+
+
+def test_unreadable_toolbox_file_says_cannot_read(tmp_path):
+    """loadmat_checked reads the bytes itself: a folder where allsplit.mat belongs is `cannot
+    read (Is a directory)`, not scipy's IsADirectoryError with the path twice."""
+    path = tmp_path / "allsplit.mat"
+    path.mkdir()
+    with pytest.raises(RawDataError) as e:
+        read_split(path)
+    assert str(e.value) == f"{path}: cannot read (Is a directory)"
