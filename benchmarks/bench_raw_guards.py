@@ -8,6 +8,9 @@
 2. `check_scene_links` (refuses links out of the scene) on a scene folder shaped like the real
    ones (image/, depth/, depth_bfx/, annotation2Dfinal/, extrinsics/, fullres/ with their files)
    vs decoding the scene's 530x730 JPEG (`read_rgb`), the least work a scene needs anyway.
+3. `read_split` of the real allsplit.mat (../shared/realdata; 15,620 char arrays, the toolbox's
+   most element-heavy file at hand), whose loadmat now goes through the same tag walk
+   (`loadmat_checked`), vs bare `scipy.io.loadmat` of it. Once per `convert`, not per scene.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ sys.path.insert(0, str(ROOT))
 from benchutil import best  # noqa: E402
 
 from sunrgbd_tools.raw.images import read_rgb  # noqa: E402
-from sunrgbd_tools.raw.matfile import read_seg_mat  # noqa: E402
+from sunrgbd_tools.raw.matfile import loadmat_checked, read_seg_mat  # noqa: E402
 from sunrgbd_tools.raw.scenes import check_scene_links  # noqa: E402
+from sunrgbd_tools.raw.splits import read_split  # noqa: E402
+
+REAL_SPLIT = ROOT.parent / "shared" / "realdata" / "jiangliux-SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat"
 
 
 def make_scene(root: Path) -> Path:
@@ -72,6 +78,16 @@ def main() -> None:
         print(f"floor: bare scipy.io.loadmat              {floor * 1e3:8.3f} ms   ratio {guarded / floor:.2f}")
         print(f"check_scene_links                         {links * 1e3:8.3f} ms")
         print(f"floor: read_rgb of the 530x730 JPEG       {jpeg * 1e3:8.3f} ms   ratio {links / jpeg:.3f}")
+    if not REAL_SPLIT.exists():
+        print(f"(no {REAL_SPLIT}: read_split not measured)")
+        return
+    repeat = max(1, args.repeat // 5)
+    split = best(lambda: read_split(REAL_SPLIT), repeat)
+    checked = best(lambda: loadmat_checked(REAL_SPLIT), repeat)
+    floor = best(lambda: scipy.io.loadmat(str(REAL_SPLIT)), repeat)
+    print(f"read_split of the real allsplit.mat       {split * 1e3:8.3f} ms   ratio {split / floor:.2f}")
+    print(f"  of which loadmat_checked (walk+loadmat) {checked * 1e3:8.3f} ms   ratio {checked / floor:.2f}")
+    print(f"floor: bare scipy.io.loadmat of it        {floor * 1e3:8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
 
 STATS_SCHEMA = 1
-DEFAULT_METHOD = DEFAULT_WEIGHT_METHOD
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]
 _CHUNK = 8  # samples per task: small results, even load, smooth progress
 _HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24
@@ -149,7 +148,7 @@ class StatsConfig:
     in stats.json); workers and force change how, not what."""
 
     split: str = "train"
-    method: str = DEFAULT_METHOD
+    method: str = DEFAULT_WEIGHT_METHOD
     workers: int | None = None
     force: bool = False
 

@@ -214,16 +214,28 @@ def test_optional_keys_are_checked_when_used(tree):
     assert len(load_dataset_info(tree).mean) == 3
 
 
-def test_default_weight_method_has_one_owner():
-    """stats' default, segtrain's fallback and the Hub card's fallback are the contract's one
-    constant, and it names a weighting method stats computes."""
+def test_default_weight_method_has_one_owner(monkeypatch):
+    """stats' default (library and --method), segtrain's fallback and the Hub card's fallback are
+    the contract's one constant, and it names a weighting method stats computes. Each is read
+    where it acts, with the constant replaced in that module, so a copy of the literal fails."""
+    from types import SimpleNamespace
+
     import segtrain.engine
     import sunrgbd_tools.acquire.hub
     import sunrgbd_tools.stats
     from cleantree.dataset import DEFAULT_WEIGHT_METHOD
+    from segtrain.config import TrainConfig
+    from sunrgbd_tools.cli.stats import stats as stats_command
 
-    assert sunrgbd_tools.stats.DEFAULT_METHOD == DEFAULT_WEIGHT_METHOD
     assert DEFAULT_WEIGHT_METHOD in sunrgbd_tools.stats.WEIGHTING
-    for mod in (segtrain.engine, sunrgbd_tools.acquire.hub):  # (stats' WEIGHTING registry keys it)
-        text = Path(mod.__file__).read_text(encoding="utf-8")
-        assert "DEFAULT_WEIGHT_METHOD" in text and '"median-freq"' not in text.replace("'", '"')
+    assert sunrgbd_tools.stats.StatsConfig().method == DEFAULT_WEIGHT_METHOD
+    assert next(p for p in stats_command.params if p.name == "method").default == DEFAULT_WEIGHT_METHOD
+    no_default = SimpleNamespace(default_weight_method=None)  # dataset.json names no default
+    monkeypatch.setattr(segtrain.engine, "DEFAULT_WEIGHT_METHOD", "sentinel")
+    assert segtrain.engine.class_weight_method(TrainConfig(loss="wce"), no_default) == "sentinel"
+    datasets = pytest.importorskip("datasets", reason="the 'hub' extra is not installed")
+    hub = sunrgbd_tools.acquire.hub
+    monkeypatch.setattr(hub, "DEFAULT_WEIGHT_METHOD", "sentinel")
+    card = hub.dataset_card({"stats_split": "train"}, hub.features(["wall"], depth=False), {"train": 1},
+                            {"data/train-00000-of-00001.parquet": 1}, ["wall"], None, datasets)
+    assert "sunrgbd stats CLEAN --split train --method sentinel " in card

@@ -296,7 +296,7 @@ def test_every_manifest_column_is_exported_or_excluded_by_name(clean, monkeypatc
     assert feats["depth_min_mm"] == datasets.Value("string") and "lens" not in feats
     row = _manifest(clean)[0] | {"depth_min_mm": "412", "lens": "x"}
     problems: list[str] = []
-    rec = hub._record(clean, row, True, problems)
+    rec = hub._record(clean, row, True, hub.hub_manifest_columns(), problems)
     assert not problems and rec["depth_min_mm"] == "412" and "lens" not in rec
     card = hub.dataset_card({}, feats, {"train": 1}, {"data/train-00000-of-00001.parquet": 1}, ["wall"], None, datasets)
     assert "| `depth_min_mm` | string |" in card and "`lens`" not in card

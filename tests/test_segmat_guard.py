@@ -15,10 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import REALDATA, realdata
 from test_fuzz_readers import compress_elements
 
+from sunrgbd_tools.labels.build import read_seglistall_mat
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import mat5_structure_problem, read_seg_mat
+from sunrgbd_tools.raw.matfile import loadmat_checked, mat5_structure_problem, read_seg_mat
+from sunrgbd_tools.raw.official import read_name_list, read_sequence_names
+from sunrgbd_tools.raw.splits import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,8 +155,9 @@ def test_read_seg_mat_refuses_in_one_line(tmp_path, name):
     assert "not a readable MATLAB file" in out and EXPECT[name] in out, out
 
 
-def test_guard_passes_what_matlab_and_scipy_write(tmp_path):
-    """Sound files still read: plain and compressed, cells, structs, complex, char, sparse, empty."""
+def test_guard_passes_what_scipy_writes(tmp_path):
+    """Sound files still read: plain and compressed, cells, structs, complex, char, sparse, empty.
+    (What MATLAB writes: test_guard_passes_the_real_toolbox_files.)"""
     import scipy.sparse
 
     obj = {"seglabel": (np.arange(530 * 730) % 40).reshape(530, 730).astype(np.uint8), "names": _names(),
@@ -188,3 +193,152 @@ def test_sparse_names_read_as_nameless(tmp_path):
         scipy.io.savemat(path, {"seglabel": np.ones((3, 4), dtype=np.uint8), "names": names})
         seg, got = read_seg_mat(path)
         assert seg.shape == (3, 4) and got == want
+
+
+# ------------------------------------------------ every .mat reader, not only seg.mat's
+def _same(a, b) -> bool:
+    """Equal values as scipy loads them: nested cells, structs, numbers, strings."""
+    if not isinstance(a, np.ndarray):
+        return type(a) is type(b) and a == b
+    if not isinstance(b, np.ndarray) or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.names:
+        return all(_same(a[n], b[n]) for n in a.dtype.names)
+    if a.dtype == object:
+        return all(_same(x, y) for x, y in zip(a.flat, b.flat, strict=True))
+    return np.array_equal(a, b)
+
+
+REAL_MATS = sorted(str(p.relative_to(REALDATA)) for p in REALDATA.rglob("*.mat")) or ["(none)"]
+
+
+@pytest.mark.parametrize("rel", REAL_MATS)
+def test_guard_passes_the_real_toolbox_files(rel):
+    """What MATLAB itself wrote (allsplit.mat, dection19list.mat, …, from ../shared/realdata):
+    the walk finds nothing, and loadmat_checked reads what bare scipy reads."""
+    path = realdata(*Path(rel).parts)
+    assert mat5_structure_problem(path.read_bytes()) is None
+    got, want = loadmat_checked(path), scipy.io.loadmat(path)
+    names = sorted(k for k in want if not k.startswith("__"))
+    assert names and sorted(k for k in got if not k.startswith("__")) == names
+    assert all(_same(got[k], want[k]) for k in names)
+
+
+def _cell(*texts: str) -> np.ndarray:
+    return np.array([np.array([t]) for t in texts], dtype=object)
+
+
+def char_data_tagged_as_matrix(obj: dict) -> bytes:
+    """`obj` as scipy writes it, with the data element of its first char array retagged miMATRIX:
+    a toolbox name list (allsplit.mat's paths, seglistall.mat's names) damaged as
+    numbers_tagged_as_matrix damages seg.mat. Bare scipy.io.loadmat segfaults on it."""
+    b = _mat(obj)
+    i = b.find(struct.pack("<IIII", 6, 8, 4, 0), 128)  # array flags of class 4 (char)
+    i += 16  # past the flags, to the dimensions element
+    i += 8 + (struct.unpack_from("<I", b, i + 4)[0] + 7) // 8 * 8
+    tag = struct.unpack_from("<I", b, i)[0]  # the name element (empty in a cell: small)
+    i += 8 if tag >> 16 else 8 + (struct.unpack_from("<I", b, i + 4)[0] + 7) // 8 * 8
+    assert struct.unpack_from("<I", b, i)[0] == 16  # miUTF8: the characters
+    b[i:i + 4] = struct.pack("<I", 14)
+    return bytes(b)
+
+
+_SPLIT = {"alltrain": _cell("/n/fs/sun3d/data/SUNRGBD/kv2/kinect2data/a/", "/n/fs/sun3d/data/SUNRGBD/kv2/b"),
+          "alltest": _cell("/n/fs/sun3d/data/SUNRGBD/kv2/kinect2data/c")}
+_MAIN = "from sunrgbd_tools.cli.main import main; main()"
+
+
+@pytest.mark.parametrize("command", ["convert", "import-seglistall"])
+def test_damaged_toolbox_mat_is_a_usage_error(tmp_path, command):
+    """allsplit.mat and seglistall.mat are read in the main process: scipy's crash on them was
+    the command's crash (exit -11, no message). In a child process, so a crash fails the test."""
+    if command == "convert":
+        split = tmp_path / "src" / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat"
+        (tmp_path / "src" / "SUNRGBD" / "kv2").mkdir(parents=True)
+        split.parent.mkdir(parents=True)
+        split.write_bytes(char_data_tagged_as_matrix(_SPLIT))
+        args = ["convert", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--subset", "kv2"]
+        bad = split
+    else:
+        bad = tmp_path / "seglistall.mat"
+        bad.write_bytes(char_data_tagged_as_matrix(_FILES["seglistall"]))
+        args = ["mapping", "import-seglistall", str(bad), "--out", str(tmp_path / "raw_names.csv")]
+    res = subprocess.run([sys.executable, "-c", _MAIN, *args], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, preexec_fn=_limit_memory)
+    assert res.returncode == 2, f"exit {res.returncode}: {res.stderr[-2000:]}"
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {bad}: not a readable MATLAB file ("), res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+    assert not (tmp_path / "raw_names.csv").exists()
+
+
+_READERS = """
+import sys
+from pathlib import Path
+from sunrgbd_tools.labels.build import read_seglistall_mat
+from sunrgbd_tools.raw.base import RawDataError
+from sunrgbd_tools.raw.official import read_name_list, read_sequence_names
+from sunrgbd_tools.raw.splits import read_split
+read = {"split": read_split, "names": lambda p: read_name_list(p, "seg37list"),
+        "meta": read_sequence_names, "seglistall": read_seglistall_mat}[sys.argv[1]]
+try:
+    read(Path(sys.argv[2]))
+except (RawDataError, ValueError) as e:
+    print("REFUSED", e)
+else:
+    print("READ")
+"""
+_FILES = {
+    "split": _SPLIT,
+    "names": {"seg37list": _cell("bookshelf", "floor")},
+    "meta": {"SUNRGBDMeta": np.array([("/n/fs/sun3d/data/SUNRGBD/kv2/kinect2data/a", np.array([[1.0]]))],
+                                     dtype=[("sequenceName", object), ("K", object)])},
+    "seglistall": {"seglistall": _cell("bookshelf", "floor")},
+}
+
+
+@pytest.mark.parametrize("reader", sorted(_FILES))
+def test_every_mat_reader_refuses_in_one_line(tmp_path, reader):
+    """read_split, read_name_list (seg37list.mat, seglistall.mat), read_sequence_names
+    (SUNRGBDMeta.mat), read_seglistall_mat: the same guard as read_seg_mat, in a child process."""
+    path = tmp_path / f"{reader}.mat"
+    path.write_bytes(char_data_tagged_as_matrix(_FILES[reader]))
+    res = subprocess.run([sys.executable, "-c", _READERS, reader, str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, preexec_fn=_limit_memory)
+    assert res.returncode == 0, f"child died (exit {res.returncode}): {res.stderr[-2000:]}"
+    out = res.stdout.strip()
+    assert out.startswith(f"REFUSED {path}: not a readable MATLAB file (") and "\n" not in out, out
+
+
+def test_sound_toolbox_files_still_read(tmp_path):
+    """The same files undamaged read as before."""
+    for reader, obj in _FILES.items():
+        scipy.io.savemat(tmp_path / f"{reader}.mat", obj)
+    assert read_split(tmp_path / "split.mat").counts() == {"train": 2, "val": 0, "test": 1}
+    assert read_name_list(tmp_path / "names.mat", "seg37list") == ["bookshelf", "floor"]
+    assert read_sequence_names(tmp_path / "meta.mat") == ["kv2/kinect2data/a"]
+    assert sorted(n.name for n in read_seglistall_mat(tmp_path / "seglistall.mat")) == ["bookshelf", "floor"]
+
+
+def test_v73_toolbox_file_keeps_scipys_message(tmp_path):
+    """A v7.3 (HDF5) allsplit.mat: scipy refuses it from the header and says to use an HDF5
+    reader; loadmat_checked leaves that message, rather than the walk's "unknown data type"."""
+    import h5py
+
+    path = tmp_path / "allsplit.mat"
+    with h5py.File(path, "w", userblock_size=512) as f:
+        f["alltrain"] = np.zeros((2, 1))
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file".ljust(116, b" ") + bytes(8) + b"\x00\x02IM")
+    with pytest.raises(RawDataError, match="NotImplementedError: Please use HDF reader"):
+        read_split(path)
+
+
+def test_unreadable_toolbox_file_says_cannot_read(tmp_path):
+    """loadmat_checked reads the bytes itself: a folder where allsplit.mat belongs is `cannot
+    read (Is a directory)`, not scipy's IsADirectoryError with the path twice."""
+    path = tmp_path / "allsplit.mat"
+    path.mkdir()
+    with pytest.raises(RawDataError) as e:
+        read_split(path)
+    assert str(e.value) == f"{path}: cannot read (Is a directory)"

@@ -216,8 +216,9 @@ def _plan(src: Path, rows: list[dict], shard_bytes: int, problems: list[str]):
     return plan
 
 
-def _record(src: Path, r: dict, depth: bool, problems: list[str]) -> dict | None:
-    """One parquet row, or None (reported) when a file is missing, altered or undecodable."""
+def _record(src: Path, r: dict, depth: bool, columns: list[str], problems: list[str]) -> dict | None:
+    """One parquet row, or None (reported) when a file is missing, altered or undecodable;
+    `columns` is hub_manifest_columns(), computed once per shard, not per row."""
     sid = r["id"]
     out: dict = {"id": sid}
     for col, key in IMAGE_COLUMNS:
@@ -246,7 +247,7 @@ def _record(src: Path, r: dict, depth: bool, problems: list[str]) -> dict | None
         problems.append(f"{src / r['label_train_ids']}: not a single-channel 8-bit PNG; sample skipped")
         return None
     present = np.flatnonzero(np.bincount(lab.ravel(), minlength=256)[:255])
-    for c in hub_manifest_columns():
+    for c in columns:
         n = _NUMBER_LISTS.get(c)
         out[c] = _numbers(r.get(c, ""), n, c, problems, sid) if n else r.get(c, "")
     out["classes"] = [int(t) for t in present]
@@ -254,9 +255,9 @@ def _record(src: Path, r: dict, depth: bool, problems: list[str]) -> dict | None
 
 
 def _record_job(args) -> tuple[dict | None, list[str]]:
-    src, r, depth = args
+    src, r, depth, columns = args
     probs: list[str] = []
-    return _record(src, r, depth, probs), probs
+    return _record(src, r, depth, columns, probs), probs
 
 
 def _write_shard(path: Path, schema, src: Path, rows: list[dict], depth: bool, n_classes: int,
@@ -265,6 +266,7 @@ def _write_shard(path: Path, schema, src: Path, rows: list[dict], depth: bool, n
     one row group at a time, and written in manifest order."""
     _, pa, pq = _libs()
     written = 0
+    columns = hub_manifest_columns()
     with atomic_path(path) as tmp:
         # no compression: the columns that matter are PNG/JPEG bytes already
         with pq.ParquetWriter(tmp, schema, compression="none", write_statistics=False,
@@ -272,8 +274,8 @@ def _write_shard(path: Path, schema, src: Path, rows: list[dict], depth: bool, n
             for i in range(0, len(rows), ROWS_PER_GROUP):
                 chunk = rows[i:i + ROWS_PER_GROUP]
                 batch: list[dict] = []
-                for r, (rec, probs) in zip(chunk, pool.map(_record_job, [(src, r, depth) for r in chunk]),
-                                           strict=True):
+                jobs = [(src, r, depth, columns) for r in chunk]
+                for r, (rec, probs) in zip(chunk, pool.map(_record_job, jobs), strict=True):
                     problems += probs
                     if bar is not None:
                         bar.update(1)

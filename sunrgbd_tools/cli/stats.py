@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from cleantree.dataset import DEFAULT_WEIGHT_METHOD
 from cleantree.files import dumps_json
 from sunrgbd_tools.parallel import default_workers
 from sunrgbd_tools.stats import (
-    DEFAULT_METHOD,
     WEIGHTING,
     AbsentClassWarning,
     StatsConfig,
@@ -60,7 +60,7 @@ def format_table(stats: dict, weights: bool) -> str:
 @click.argument("clean_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--weights", "show_weights", is_flag=True,
               help="Show the class weights in the table (all methods are always stored).")
-@click.option("--method", type=click.Choice(list(WEIGHTING)), default=DEFAULT_METHOD, show_default=True,
+@click.option("--method", type=click.Choice(list(WEIGHTING)), default=DEFAULT_WEIGHT_METHOD, show_default=True,
               help="Weighting method marked default in stats.json / dataset.json.")
 @click.option("--split", default="train", show_default=True,
               help="Split the statistics are computed on (train: never the evaluation splits).")

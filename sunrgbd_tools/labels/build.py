@@ -86,12 +86,14 @@ def read_seglistall_csv(path: Path) -> list[RawName]:
 def read_seglistall_mat(path: Path) -> list[RawName]:
     """The toolbox's Metadata/seglistall.mat: a 1xN cell `seglistall` (no image counts)."""
     import numpy as np
-    import scipy.io
+
+    from sunrgbd_tools.raw.base import RawDataError
+    from sunrgbd_tools.raw.matfile import loadmat_checked
 
     try:
-        m = scipy.io.loadmat(str(path), variable_names=["seglistall"])
-    except Exception as e:  # scipy raises many types for damaged files
-        raise ValueError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from None
+        m = loadmat_checked(path, variable_names=["seglistall"])
+    except RawDataError as e:  # same message, `<path>: <problem>`, as this module's other errors
+        raise ValueError(str(e)) from None
     if "seglistall" not in m:
         raise ValueError(f"{path}: has no variable 'seglistall'")
     out = []

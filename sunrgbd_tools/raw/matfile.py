@@ -40,10 +40,14 @@ def h5_string(ds) -> str:
 _MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})  # MAT v5 data types
 _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 5, 6, 14, 15
 _MAT_INFLATE_LIMIT = 1 << 30
-# mx classes: cell, struct, object, char, sparse; function and opaque (scipy reads their parts
-# with type-checked readers); numeric classes are 6..15
-_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_CHAR, _MX_SPARSE = 1, 2, 3, 4, 5
-_MX_CONTAINERS = frozenset({_MX_CELL, _MX_STRUCT, _MX_OBJECT, 16, 17})
+# mx classes: cell, struct, object, sparse, function (a container of matrices), opaque (scipy reads
+# its parts with type-checked readers); char is 4 and the numeric classes are 6..15
+_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_SPARSE, _MX_FUNCTION, _MX_OPAQUE = 1, 2, 3, 5, 16, 17
+_MX_CONTAINERS = frozenset({_MX_CELL, _MX_STRUCT, _MX_OBJECT, _MX_FUNCTION})
+
+
+class _Unsound(Exception):
+    """Raised inside the tag walk with the problem; mat5_structure_problem returns its text."""
 
 
 def mat5_structure_problem(data: bytes) -> str | None:
@@ -65,70 +69,70 @@ def mat5_structure_problem(data: bytes) -> str | None:
         return "no MATLAB v5 endian indicator"
     u32 = struct.Struct(order + "I")
 
-    def elements(buf: bytes, off: int, end: int, depth: int, in_matrix: bool):
-        """The elements between off and end as (offset, type, data start, size), or a problem."""
+    def elements(buf: bytes, off: int, end: int, depth: int) -> list[tuple[int, int, int, int]]:
+        """The elements between off and end as (offset, type, data start, size); depth 0 is the
+        file's top level."""
         if depth > 32:
-            return "elements nested too deeply"
+            raise _Unsound("elements nested too deeply")
         out = []
         while off < end:
             if end - off < 8:
-                return f"truncated element tag at byte {off}"
+                raise _Unsound(f"truncated element tag at byte {off}")
             tag = u32.unpack_from(buf, off)[0]
             small = tag >> 16
             if small:  # small data element: type and size in one word, data in the next
                 mtype, n, start, nxt = tag & 0xFFFF, small, off + 4, off + 8
                 if n > 4:
-                    return f"bad small element at byte {off}"
+                    raise _Unsound(f"bad small element at byte {off}")
             else:
                 mtype, n, start = tag, u32.unpack_from(buf, off + 4)[0], off + 8
                 nxt = start + n if mtype == _MI_COMPRESSED else start + (n + 7) // 8 * 8
             if mtype not in _MI_TYPES:
-                return f"unknown data type {mtype} at byte {off}"
+                raise _Unsound(f"unknown data type {mtype} at byte {off}")
             if start + n > end:
-                return f"element at byte {off} runs past its end"
-            if mtype == _MI_MATRIX and (problem := matrix(buf, off, start, start + n, depth + 1)):
-                return problem
+                raise _Unsound(f"element at byte {off} runs past its end")
+            if mtype == _MI_MATRIX:
+                matrix(buf, off, start, start + n, depth + 1)
             if mtype == _MI_COMPRESSED:
-                if in_matrix or depth:  # scipy inflates top-level elements only
-                    return f"compressed element at byte {off} inside another element"
+                if depth:  # scipy inflates top-level elements only
+                    raise _Unsound(f"compressed element at byte {off} inside another element")
                 try:
                     d = zlib.decompressobj()
                     inner = d.decompress(buf[start:start + n], _MAT_INFLATE_LIMIT)
                 except zlib.error:
-                    return f"compressed element at byte {off} does not inflate"
+                    raise _Unsound(f"compressed element at byte {off} does not inflate") from None
                 if d.unconsumed_tail:
-                    return f"compressed element at byte {off} inflates past {_MAT_INFLATE_LIMIT} bytes"
-                found = elements(inner, 0, len(inner), depth + 1, False)
-                if isinstance(found, str):
-                    return f"in the compressed element at byte {off}: {found}"
+                    raise _Unsound(f"compressed element at byte {off} inflates past {_MAT_INFLATE_LIMIT} bytes")
+                try:
+                    elements(inner, 0, len(inner), depth + 1)
+                except _Unsound as e:
+                    raise _Unsound(f"in the compressed element at byte {off}: {e}") from None
             out.append((off, mtype, start, n))
             off = nxt
         return out
 
-    def matrix(buf: bytes, off: int, start: int, end: int, depth: int) -> str | None:
+    def matrix(buf: bytes, off: int, start: int, end: int, depth: int) -> None:
         """A matrix's parts in the order scipy reads them (_mio5_utils.VarReader5)."""
-        parts = elements(buf, start, end, depth, True)
-        if isinstance(parts, str):
-            return parts
+        parts = elements(buf, start, end, depth)
         if not parts:
-            return None  # an empty matrix
+            return  # an empty matrix
         # scipy skips the flags tag unread and takes the next 8 bytes: only a full 8-byte
         # miUINT32 element keeps its reading in step with the tags
         f_off, f_type, f_start, f_n = parts[0]
         if f_type != _MI_UINT32 or f_n != 8 or f_start != f_off + 8:
-            return f"matrix at byte {off} does not start with its array flags"
+            raise _Unsound(f"matrix at byte {off} does not start with its array flags")
         flags = u32.unpack_from(buf, f_start)[0]
         mclass, is_complex = flags & 0xFF, flags >> 11 & 1
-        if mclass == 17:  # opaque (function workspace): name and parts read by type-checked readers
-            return None
+        if mclass == _MX_OPAQUE:  # function workspace: name and parts read by type-checked readers
+            return
         if len(parts) < 3 or parts[1][1] not in (_MI_INT32, _MI_UINT32):
-            return f"matrix at byte {off} has no dimensions"
+            raise _Unsound(f"matrix at byte {off} has no dimensions")
         d_start, d_n = parts[1][2], parts[1][3]
         dims = struct.unpack_from(f"{order}{d_n // 4}i", buf, d_start)
         if len(dims) < 2:  # scipy indexes the last of them (char arrays: out of bounds when none)
-            return f"matrix at byte {off} has {len(dims)} dimensions (MATLAB writes at least 2)"
+            raise _Unsound(f"matrix at byte {off} has {len(dims)} dimensions (MATLAB writes at least 2)")
         if any(d < 0 for d in dims):
-            return f"matrix at byte {off} has negative dimensions {list(dims)}"
+            raise _Unsound(f"matrix at byte {off} has negative dimensions {list(dims)}")
         count = 1
         for d in dims:
             count *= d
@@ -141,24 +145,26 @@ def mat5_structure_problem(data: bytes) -> str | None:
                 fields = _struct_fields(buf, body[1:] if mclass == _MX_OBJECT else body, order)
                 per = 8 * fields if fields else 1
             if count * per > end - start:
-                return (f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
-                        f"more than its {end - start} bytes can hold")
-            return None
+                raise _Unsound(f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
+                               f"more than its {end - start} bytes can hold")
+            return
         # numbers, characters, sparse: scipy reads exactly these parts as numbers; a matrix tag
         # there (or a missing part, so that it reads the next element instead) crashes it
         want = 1 + is_complex if mclass != _MX_SPARSE else 3 + is_complex
         if len(body) != want:
-            return f"matrix at byte {off} has {len(body)} data elements, its class {mclass} needs {want}"
+            raise _Unsound(f"matrix at byte {off} has {len(body)} data elements, its class {mclass} needs {want}")
         for p_off, p_type, _, _ in body:
             if p_type in (_MI_MATRIX, _MI_COMPRESSED):
-                return f"matrix at byte {off} holds a matrix tag at byte {p_off} where numbers belong"
+                raise _Unsound(f"matrix at byte {off} holds a matrix tag at byte {p_off} where numbers belong")
         if mclass != _MX_SPARSE and count > end - start:
-            return (f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
-                    f"more than its {end - start} bytes can hold")
-        return None
+            raise _Unsound(f"matrix at byte {off} declares {count} elements ({'x'.join(map(str, dims))}), "
+                           f"more than its {end - start} bytes can hold")
 
-    found = elements(data, 128, len(data), 0, False)
-    return found if isinstance(found, str) else None
+    try:
+        elements(data, 128, len(data), 0)
+    except _Unsound as e:
+        return str(e)
+    return None
 
 
 def _struct_fields(buf: bytes, body: list, order: str) -> int:
@@ -179,6 +185,30 @@ def is_mat_v73(path: Path) -> bool:
         raise RawDataError(path, f"cannot read ({e.strerror})") from None
 
 
+def _v73_header(data: bytes) -> bool:
+    """Whether scipy reads the header's version as 7.3 (_miobase._get_matfile_version): it then
+    refuses the file from the header alone, saying to use an HDF5 reader, which is the message
+    to keep (the v5 walk would only find no v5 elements)."""
+    if len(data) < 128 or 0 in data[:4]:
+        return False
+    return data[124 + (data[126] == ord("I"))] == 2
+
+
+def loadmat_checked(path: Path, variable_names: list[str] | None = None) -> dict:
+    """scipy.io.loadmat behind the tag walk, for every MATLAB v5 file we read: scipy can crash
+    the whole process on a damaged file (mat5_structure_problem), and the toolbox files are read
+    in the main process. A damaged file is a RawDataError naming it."""
+    import scipy.io
+
+    data = read_bytes(path).tobytes()
+    if not _v73_header(data) and (problem := mat5_structure_problem(data)):
+        raise RawDataError(path, f"not a readable MATLAB file ({problem})")
+    try:
+        return scipy.io.loadmat(io.BytesIO(data), variable_names=variable_names)
+    except Exception as e:  # scipy raises many types for damaged files
+        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+
+
 def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
     """seg.mat → (seglabel HxW int32, names). Values are 1-based into names, 0 = unlabelled.
 
@@ -188,15 +218,7 @@ def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
         raise RawDataError(path, "file not found")
     if is_mat_v73(path):
         return _read_seg_mat_v73(path)
-    import scipy.io
-
-    data = read_bytes(path).tobytes()
-    if problem := mat5_structure_problem(data):
-        raise RawDataError(path, f"not a readable MATLAB file ({problem})")
-    try:
-        m = scipy.io.loadmat(io.BytesIO(data), variable_names=["seglabel", "names"])
-    except Exception as e:  # scipy raises many types for damaged files
-        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    m = loadmat_checked(path, variable_names=["seglabel", "names"])
     if "seglabel" not in m:
         raise RawDataError(path, "has no variable 'seglabel'")
     seg = np.asarray(m["seglabel"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import cell_strings, h5_string, is_mat_v73
+from sunrgbd_tools.raw.matfile import cell_strings, h5_string, is_mat_v73, loadmat_checked
 from sunrgbd_tools.raw.splits import normalise_scene_path
 
 METADATA = Path("SUNRGBDtoolbox/Metadata")
@@ -33,12 +33,7 @@ def read_name_list(path: Path, variable: str) -> list[str]:
             if variable not in f:
                 raise RawDataError(path, f"has no variable {variable!r}")
             return [h5_string(f[r]) for r in np.asarray(f[variable][()]).ravel()]
-    import scipy.io
-
-    try:
-        m = scipy.io.loadmat(str(path), variable_names=[variable])
-    except Exception as e:
-        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    m = loadmat_checked(path, variable_names=[variable])
     if variable not in m:
         raise RawDataError(path, f"has no variable {variable!r}")
     return cell_strings(m[variable])
@@ -57,12 +52,7 @@ def read_sequence_names(path: Path) -> list[str]:
             except KeyError:
                 raise RawDataError(path, "has no SUNRGBDMeta.sequenceName") from None
             return [normalise_scene_path(h5_string(f[r])) for r in refs]
-    import scipy.io
-
-    try:
-        m = scipy.io.loadmat(str(path), variable_names=["SUNRGBDMeta"])
-    except Exception as e:
-        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    m = loadmat_checked(path, variable_names=["SUNRGBDMeta"])
     meta = m.get("SUNRGBDMeta")
     if meta is None or not meta.dtype.names or "sequenceName" not in meta.dtype.names:
         raise RawDataError(path, "has no SUNRGBDMeta.sequenceName")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import cell_strings
+from sunrgbd_tools.raw.matfile import cell_strings, loadmat_checked
 
 SPLIT_FILE = Path("SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat")
 
@@ -54,14 +54,9 @@ def _field(struct, name: str):
 def read_split(path: Path, val_fraction: float = 0.1, seed: int = 0) -> Split:
     """Read allsplit.mat. Val comes from `trainvalsplit` when present, else a seeded
     `val_fraction` of train (recorded in the returned `val_source`)."""
-    import scipy.io
-
     if not path.exists():
         raise RawDataError(path, "file not found (needed for the official split)")
-    try:
-        m = scipy.io.loadmat(str(path))
-    except Exception as e:
-        raise RawDataError(path, f"not a readable MATLAB file ({type(e).__name__}: {e})") from None
+    m = loadmat_checked(path)
     for var in ("alltrain", "alltest"):
         if var not in m:
             raise RawDataError(path, f"has no variable {var!r}")
