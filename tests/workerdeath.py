@@ -27,6 +27,21 @@ class DeadlyScene(SceneRef):
         return object.__getattribute__(self, name)
 
 
+class FaultyScene(SceneRef):
+    """A SceneRef in the test process; in a worker that converts it, reading its `path` raises
+    `error` (a full disk, a Ctrl-C): what a monkeypatch in the test process cannot reach."""
+
+    def __init__(self, key: str, path: Path, error: BaseException):
+        super().__init__(key, path)
+        object.__setattr__(self, "_owner", os.getpid())
+        object.__setattr__(self, "_error", error)
+
+    def __getattribute__(self, name):
+        if name == "path" and os.getpid() != object.__getattribute__(self, "_owner"):
+            raise object.__getattribute__(self, "_error")
+        return object.__getattribute__(self, name)
+
+
 def _die_unless_in(owner: int, sig: int, value: str) -> str:
     if os.getpid() != owner:
         os.kill(os.getpid(), sig)
