@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
-from workerdeath import DeadlyScene, DeadlyStr, lengths
+from workerdeath import DeadlyScene, DeadlyStr, interrupt_then_sleep, lengths, meet, unpicklable_outcome
 
 import sunrgbd_tools.convert.verify as verify_mod
 import sunrgbd_tools.labels.audit as audit_mod
 import sunrgbd_tools.stats as stats_mod
 from sunrgbd_tools.cli.main import main
-from sunrgbd_tools.parallel import map_chunks
+from sunrgbd_tools.parallel import imap_surviving, map_chunks
 from sunrgbd_tools.synthetic.generator import make_sample
 
 pytestmark = pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
@@ -134,3 +134,41 @@ def test_audit_reports_the_scene_whose_worker_died(tmp_path, monkeypatch, worker
     assert result.skipped == 1 and result.audited == result.scenes - 1 > 0
     res = _cli("mapping", "audit", "--src", root, "--out", tmp_path / "c", "--workers", workers, "--no-progress", "--strict")
     assert res.exit_code == 1 and line in res.output.splitlines(), res.output
+
+
+def test_tasks_in_flight_when_the_pool_breaks_run_again_side_by_side(tmp_path):
+    """After a death every task in flight runs again alone, most of them never started: they
+    ran one after another, each paying a process start; now up to `workers` at once."""
+    tasks = [DeadlyStr("a"), (str(tmp_path), "b", "c", 20.0), (str(tmp_path), "c", "b", 20.0)]
+    died = []
+    got = _within(lambda: list(imap_surviving(_meet_or_name, tasks, 2, died=lambda t, s: died.append(t) or "dead")))
+    assert died == ["a"] and got == ["dead", True, True]  # b and c were alive at the same time
+
+
+def _meet_or_name(task):
+    return task if isinstance(task, str) else meet(task)
+
+
+@pytest.mark.parametrize("what", ["result", "error"])
+def test_an_unpicklable_outcome_of_a_task_run_alone_is_its_error_not_a_death(what):
+    """A result or exception pickle cannot carry back made the lone child exit 1, reported as
+    "worker died (exit status 1)"; now the real error is raised."""
+    died = []
+    pattern = r"PicklingError|Can't pickle" if what == "result" else r"ValueError\(<function"
+    with pytest.raises(RuntimeError, match=pattern):  # a death first, so `what` runs alone
+        _within(lambda: list(imap_surviving(unpicklable_outcome, [DeadlyStr("x"), what], 1,
+                                            died=lambda t, s: died.append(t))))
+    assert died == ["x"]
+
+
+def test_an_interrupted_rerun_leaves_no_child_running():
+    """Ctrl-C while a task ran alone left its child running (the interrupted parent then
+    waited for it at exit); now the child is ended and joined."""
+    import multiprocessing as mp
+    import os
+
+    before = set(mp.active_children())
+    with pytest.raises(KeyboardInterrupt):  # the lone child sends this process SIGINT, then sleeps
+        list(imap_surviving(interrupt_then_sleep, [DeadlyStr("x"), (os.getpid(), 120.0)], 1,
+                            died=lambda t, s: None))
+    assert set(mp.active_children()) <= before

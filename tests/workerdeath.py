@@ -65,3 +65,46 @@ def lengths(task) -> list[tuple[str, int]]:
     """A chunk function for parallel.map_chunks: (prefix + item, its length) per item."""
     prefix, chunk = task
     return [(prefix + str(item), len(item)) for item in chunk]
+
+
+def unpicklable_outcome(task: str):
+    """A task function whose result ("result") or exception ("error") pickle cannot carry back."""
+    if task == "result":
+        return lambda: 0
+    raise ValueError(lambda: 0)
+
+
+def interrupt_then_sleep(task: tuple[int, float]) -> None:
+    """Send Ctrl-C's SIGINT to process `pid` (the test), then sleep: a child still busy when
+    its parent is interrupted."""
+    import time
+
+    pid, seconds = task
+    os.kill(pid, signal.SIGINT)
+    time.sleep(seconds)
+
+
+def meet(task: tuple[str, str, str, float]) -> bool:
+    """True when the process running task `me` saw the one running `other` alive at the same
+    time (each holds a lock on its own file while it runs; a "met" file keeps the sighting);
+    False after `seconds` alone."""
+    import fcntl
+    import time
+
+    folder, me, other, seconds = task
+    mine = open(Path(folder) / f"{me}.lock", "w")  # noqa: SIM115 (held, and locked, until this process ends)
+    fcntl.flock(mine, fcntl.LOCK_EX)
+    met = Path(folder) / "met"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if met.exists():
+            return True
+        with open(Path(folder) / f"{other}.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # `other` holds it: running now
+                met.touch()
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+        time.sleep(0.01)
+    return False
