@@ -108,3 +108,12 @@ def meet(task: tuple[str, str, str, float]) -> bool:
             fcntl.flock(f, fcntl.LOCK_UN)
         time.sleep(0.01)
     return False
+
+
+def write_scene_or_die(job) -> str:
+    """synthetic.generator._write_one, but the process writing scene index 3 gets SIGSEGV."""
+    from sunrgbd_tools.synthetic.generator import _write_one
+
+    if job[2] == 3:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _write_one(job)
