@@ -120,9 +120,11 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
     that dies (a segmentation fault in a library, the kernel's OOM killer): multiprocessing.Pool
     loses that task and waits for it forever, and a ProcessPoolExecutor breaks for every task.
 
-    When the pool breaks, each task that was in flight is run again alone in its own process;
-    one whose process dies again yields died(task, signal number), the others their results,
-    and a fresh pool takes the remaining tasks. An exception fn raises is raised here."""
+    When the pool breaks, each task that was in flight is run again alone in its own process
+    (up to `workers` at once); one whose process dies again yields died(task, signal number),
+    the others their results, and a fresh pool takes the remaining tasks. An exception fn
+    raises is raised here. One worker is a child process too: in the caller's own process the
+    task that crashes would take the command with it."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -206,14 +208,14 @@ def _run_each_alone(ctx, fn, tasks: list, initializer, initargs, died, workers: 
                     send.close()
                 live[recv] = (i, p)
             for recv in wait(list(live)):
-                i, p = live.pop(recv)
+                i, p = live[recv]  # stays in `live` until joined: the finally below ends it otherwise
                 try:
                     outcome[i] = recv.recv()
                 except EOFError:  # it died before sending anything
                     outcome[i] = None
-                finally:
-                    recv.close()
                 p.join()
+                del live[recv]
+                recv.close()
                 if outcome[i] is None:
                     outcome[i] = ("died", -(p.exitcode or 0))
     finally:  # interrupted (Ctrl-C) or failed: end the children still running, leave none behind

@@ -13,7 +13,14 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
-from workerdeath import DeadlyScene, DeadlyStr, interrupt_then_sleep, lengths, meet, unpicklable_outcome
+from workerdeath import (
+    DeadlyScene,
+    DeadlyStr,
+    interrupt_then_sleep,
+    lengths,
+    meet,
+    unpicklable_outcome,
+)
 
 import sunrgbd_tools.convert.verify as verify_mod
 import sunrgbd_tools.labels.audit as audit_mod

@@ -515,8 +515,9 @@ def test_index_json_names_are_spelled_as_in_the_real_files():
 def test_a_dead_worker_names_its_scene_and_the_rerun_resumes(tmp_path, monkeypatch):
     """A worker that died (a library's segfault, the OOM killer) ended `sunrgbd sample` with a
     BrokenProcessPool traceback; now one line naming the scene, exit 1, and a re-run finishes."""
-    import sunrgbd_tools.synthetic.generator as generator_mod
     from workerdeath import write_scene_or_die
+
+    import sunrgbd_tools.synthetic.generator as generator_mod
 
     out = tmp_path / "raw"
     args = ["sample", "--out", str(out), "--scenes", "6", "--size", "64x80", "--no-quirks", "--workers", "2"]
