@@ -68,14 +68,9 @@ def map_chunks(fn, shared, chunks: list[list], workers: int, progress: bool, des
     bar = tqdm(total=sum(map(len, chunks)), unit="img", desc=desc, disable=not progress, leave=False)
     workers = pool_workers(workers, len(chunks))
     it = None
-    try:
-        if workers == 1:
-            for chunk in chunks:
-                yield fn((shared, chunk))
-                bar.update(len(chunk))
-            return
+    try:  # one worker too runs in a child: a crash there costs its sample, not the command
         it = imap_surviving(_chunk_call, [(fn, shared, c) for c in chunks], workers,
-                            initializer=_init_worker, died=partial(_split_chunk, died))
+                            initializer=_init_worker, died=partial(_split_chunk, died, workers))
         for n, results in it:
             yield from results
             bar.update(n)
@@ -90,16 +85,14 @@ def _chunk_call(task) -> tuple[int, list]:
     return len(chunk), [fn((shared, chunk))]
 
 
-def _split_chunk(died, task, sig: int) -> tuple[int, list]:
+def _split_chunk(died, workers: int, task, sig: int) -> tuple[int, list]:
     """A chunk whose process died twice: each item alone, so the one that kills names itself."""
     fn, shared, chunk = task
     if len(chunk) == 1:
         return 1, [_died(died, chunk[0], sig)]
-    ctx = pool_context()
     out = []
-    for item in chunk:
-        _, res = _run_alone(ctx, _chunk_call, (fn, shared, [item]), _init_worker, (),
-                            lambda _task, s, item=item: (1, [_died(died, item, s)]))
+    for _, res in _run_each_alone(pool_context(), _chunk_call, [(fn, shared, [item]) for item in chunk],
+                                  _init_worker, (), lambda t, s: (1, [_died(died, t[2][0], s)]), workers):
         out.extend(res)
     return len(chunk), out
 
@@ -127,9 +120,11 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
     that dies (a segmentation fault in a library, the kernel's OOM killer): multiprocessing.Pool
     loses that task and waits for it forever, and a ProcessPoolExecutor breaks for every task.
 
-    When the pool breaks, each task that was in flight is run again alone in its own process;
-    one whose process dies again yields died(task, signal number), the others their results,
-    and a fresh pool takes the remaining tasks. An exception fn raises is raised here."""
+    When the pool breaks, each task that was in flight is run again alone in its own process
+    (up to `workers` at once); one whose process dies again yields died(task, signal number),
+    the others their results, and a fresh pool takes the remaining tasks. An exception fn
+    raises is raised here. One worker is a child process too: in the caller's own process the
+    task that crashes would take the command with it."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -151,7 +146,7 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
                 if broken:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in [f for f in running if f in done]:  # submission order, not the set's
                     if isinstance(fut.exception(), BrokenProcessPool):
                         broken = True
                         continue
@@ -161,15 +156,25 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
                     break
         finally:
             _stop(ex)
-        for fut, task in running.items():  # the pool broke: finished ones stand, the rest run alone
+        # the pool broke: finished ones stand, the rest run again, each alone in its own process
+        # (up to `workers` at once: most of them never started, or were only unlucky)
+        suspects = [task for fut, task in running.items()
+                    if not (fut.done() and not fut.cancelled() and fut.exception() is None)]
+        again = iter(_run_each_alone(ctx, fn, suspects, initializer, initargs, died, workers))
+        for fut in running:  # submission order: deterministic for the same finished set
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 yield fut.result()
             else:
-                yield _run_alone(ctx, fn, task, initializer, initargs, died)
+                yield next(again)
 
 
 def _stop(ex) -> None:
-    """Shut a pool down now: cancel what has not started, end the workers (as Pool.terminate)."""
+    """Shut a pool down now: cancel what has not started, end the workers (as Pool.terminate).
+
+    ProcessPoolExecutor has no public way to end busy workers before Python 3.14's
+    `terminate_workers()`: shutdown(wait=False) lets a running task (a scene stuck in a library,
+    or one the caller no longer wants) run on, so we read its private `_processes` (a dict
+    pid -> Process on 3.8-3.13); without it we fall back to that plain shutdown."""
     procs = list((getattr(ex, "_processes", None) or {}).values())
     ex.shutdown(wait=False, cancel_futures=True)
     for p in procs:
@@ -179,24 +184,56 @@ def _stop(ex) -> None:
         p.join()
 
 
-def _run_alone(ctx, fn, task, initializer, initargs, died):
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_alone, args=(send, fn, task, initializer, initargs))
-    p.start()
-    send.close()
+def _run_each_alone(ctx, fn, tasks: list, initializer, initargs, died, workers: int) -> list:
+    """fn(task) for each task, each in a process of its own (up to `workers` at a time), in
+    task order; a task whose process dies gives died(task, signal number), or raises
+    RuntimeError without `died`. The first exception fn raised (in task order) is raised."""
+    from multiprocessing.connection import wait
+
+    outcome: list = [None] * len(tasks)
+    waiting = list(reversed(range(len(tasks))))
+    live: dict = {}  # the read end of each child's pipe -> (task index, process)
     try:
-        kind, value = recv.recv()
-    except EOFError:  # it died before sending anything
-        p.join()
-        if died is None:
-            raise RuntimeError(f"a worker process died ({signal_name(-(p.exitcode or 0))})") from None
-        return died(task, -(p.exitcode or 0))
-    finally:
-        recv.close()
-    p.join()
-    if kind == "error":
-        raise value
-    return value
+        while waiting or live:
+            while waiting and len(live) < max(1, workers):
+                i = waiting.pop()
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_alone, args=(send, fn, tasks[i], initializer, initargs))
+                try:
+                    p.start()
+                except BaseException:
+                    recv.close()
+                    raise
+                finally:
+                    send.close()
+                live[recv] = (i, p)
+            for recv in wait(list(live)):
+                i, p = live[recv]  # stays in `live` until joined: the finally below ends it otherwise
+                try:
+                    outcome[i] = recv.recv()
+                except EOFError:  # it died before sending anything
+                    outcome[i] = None
+                p.join()
+                del live[recv]
+                recv.close()
+                if outcome[i] is None:
+                    outcome[i] = ("died", -(p.exitcode or 0))
+    finally:  # interrupted (Ctrl-C) or failed: end the children still running, leave none behind
+        for recv, (_, p) in live.items():
+            recv.close()
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    out = []
+    for task, (kind, value) in zip(tasks, outcome, strict=True):
+        if kind == "error":
+            raise value
+        if kind == "died":
+            if died is None:
+                raise RuntimeError(f"a worker process died ({signal_name(value)})")
+            value = died(task, value)
+        out.append(value)
+    return out
 
 
 def _alone(send, fn, task, initializer, initargs) -> None:
@@ -206,5 +243,8 @@ def _alone(send, fn, task, initializer, initargs) -> None:
         out = ("result", fn(task))
     except Exception as e:
         out = ("error", e)
-    send.send(out)
+    try:
+        send.send(out)
+    except Exception as e:  # a result or exception pickle cannot carry: say what it was, not "exit 1"
+        send.send(("error", RuntimeError(repr(out[1] if out[0] == "error" else e))))
     send.close()

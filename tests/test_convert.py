@@ -18,6 +18,7 @@ import pytest
 import scipy.io
 from click.testing import CliRunner
 from conftest import realdata
+from workerdeath import FaultyScene
 
 import sunrgbd_tools.convert.pipeline as convert_mod
 from cleantree.manifest import MANIFEST_COLUMNS
@@ -194,6 +195,21 @@ def test_workers_beyond_the_work_start_no_idle_processes(tmp_path, monkeypatch):
     assert asked == [9, 3]  # verify's tasks are chunks of 4 rows
 
 
+def _faulty_from_third(monkeypatch, error: BaseException):
+    """From the third scene on, the worker converting a scene gets `error` (a full disk, a
+    Ctrl-C): convert runs scenes in worker processes, which a monkeypatch here never reaches.
+    Returns the real discover, to put back."""
+    real = convert_mod.discover
+
+    def discover(src, subset):
+        found = real(src, subset)
+        found.scenes[2:] = [FaultyScene(s.key, s.path, error) for s in found.scenes[2:]]
+        return found
+
+    monkeypatch.setattr(convert_mod, "discover", discover)
+    return real
+
+
 def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypatch):
     """A full --out is not a bad scene: it once skipped every later scene with the same problem
     and exited 0 with a partial dataset. Now: one line, exit 1, no manifest; the re-run resumes."""
@@ -201,24 +217,15 @@ def test_full_disk_stops_the_run_and_the_rerun_finishes(raw, tmp_path, monkeypat
 
     root, _ = raw
     out = tmp_path / "out"
-    calls = {"n": 0}
-    real = convert_mod.convert_scene
-
-    def disk_fills_on_third(scene, split, o):
-        calls["n"] += 1
-        if calls["n"] >= 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(scene, split, o)
-
-    monkeypatch.setattr(convert_mod, "convert_scene", disk_fills_on_third)
+    real = _faulty_from_third(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     args = ["convert", "--src", str(root), "--out", str(out), "--size", "60x80", "--workers", "1"]
     res = CliRunner().invoke(main, args)
-    assert res.exit_code == 1 and calls["n"] == 3, res.output
+    assert res.exit_code == 1, res.output
     assert res.output.strip().splitlines()[-1] == (
         f"Error: {out}: No space left on device; stopped with 2 sample(s) finished: make room and "
         "run the same command again to finish")
     assert not (out / "manifest.csv").exists() and not (out / "dataset.json").exists()
-    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    monkeypatch.setattr(convert_mod, "discover", real)
     s = convert(_cfg(root, out, size=(60, 80)), workers=1)
     assert s.resumed == 2 and s.samples == 4 and not any("space" in p for p in s.problems)
 
@@ -227,20 +234,11 @@ def test_resume_with_the_same_folders_typed_differently(raw, tmp_path, monkeypat
     """Resuming with `--src /abs/raw` after `--src raw` (or from another folder) was refused as
     "other options"; what --src/--out point at is compared, and another raw tree is still refused."""
     root, _ = raw
-    calls = {"n": 0}
-    real = convert_mod.convert_scene
-
-    def dies_on_third(scene, split, o):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(scene, split, o)
-
     monkeypatch.chdir(root.parent)
-    monkeypatch.setattr(convert_mod, "convert_scene", dies_on_third)
+    real = _faulty_from_third(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         convert(ConvertConfig(src=root.name, out="typed-part", size=(30, 40)), workers=1)
-    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    monkeypatch.setattr(convert_mod, "discover", real)
     other = tmp_path / "copy"
     shutil.copytree(root, other)
     with pytest.raises(ConvertError, match="other options"):
@@ -265,22 +263,13 @@ def test_resume_after_interruption_equals_uninterrupted_run(raw, tmp_path, monke
     convert(_cfg(root, full, size=(120, 160)), workers=1)
 
     out = tmp_path / "part"
-    calls = {"n": 0}
-    real = convert_mod.convert_scene
-
-    def dies_on_third(scene, split, o):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(scene, split, o)
-
-    monkeypatch.setattr(convert_mod, "convert_scene", dies_on_third)
+    real = _faulty_from_third(monkeypatch, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         convert(_cfg(root, out, size=(120, 160)), workers=1)
     assert not (out / "manifest.csv").exists()
     # a kill can leave a temporary file behind; the re-run must clean it up
     (out / "leftImg8bit" / ".stale_leftImg8bit.png.abc.tmp").write_bytes(b"x")
-    monkeypatch.setattr(convert_mod, "convert_scene", real)
+    monkeypatch.setattr(convert_mod, "discover", real)
     s = convert(_cfg(root, out, size=(120, 160)), workers=2)
     assert s.resumed == 2 and s.samples == 4
     ta, tb = _tree_bytes(full), _tree_bytes(out)

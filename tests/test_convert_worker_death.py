@@ -36,8 +36,8 @@ def _convert_within(cfg, workers: int, seconds: float = 300):
     return out["summary"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL])
-def test_a_dead_worker_costs_its_scene_only(tmp_path, monkeypatch, sig):
+@pytest.mark.parametrize("sig, workers", [(signal.SIGSEGV, 2), (signal.SIGKILL, 2), (signal.SIGSEGV, 1)])
+def test_a_dead_worker_costs_its_scene_only(tmp_path, monkeypatch, sig, workers):
     root = tmp_path / "raw"
     build_raw(root, n_kv2=4)
     full = _convert_within(_cfg(root, tmp_path / "full", size=(30, 40)), workers=1)
@@ -54,10 +54,16 @@ def test_a_dead_worker_costs_its_scene_only(tmp_path, monkeypatch, sig):
 
     monkeypatch.setattr(convert_mod, "discover", discover_with_a_deadly_scene)
     out = tmp_path / "out"
-    s = _convert_within(_cfg(root, out, size=(30, 40)), workers=2)
+    s = _convert_within(_cfg(root, out, size=(30, 40)), workers=workers)  # --workers 1 is protected too
     name = signal.Signals(sig).name
     line = f"{victim['scene'].path}: worker died (signal {int(sig)}, {name}) while converting it (scene skipped)"
     assert s.samples == 3 and s.skipped == 1 and line in s.problems, s.problems
+    assert line in (out / PROBLEMS_FILE).read_text(encoding="utf-8").splitlines()
+
+    # the re-run has one scene left, so one worker: the scene that still kills is reported again
+    # (with one worker run in-process, it killed convert itself and no manifest was written)
+    s = _convert_within(_cfg(root, out, size=(30, 40)), workers=2)
+    assert s.resumed == 3 and s.samples == 3 and s.skipped == 1 and s.problems == [line], s.problems
     assert line in (out / PROBLEMS_FILE).read_text(encoding="utf-8").splitlines()
 
     monkeypatch.setattr(convert_mod, "discover", real)  # the scene is readable again: the re-run finishes

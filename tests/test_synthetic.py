@@ -510,3 +510,27 @@ def test_index_json_names_are_spelled_as_in_the_real_files():
     spelled = {json_name(v[0]) for v in VOCAB}
     assert not any(" " in n for n in spelled) and not any(" " in n for n in real)
     assert len(spelled & real) >= 0.8 * len(spelled)
+
+
+def test_a_dead_worker_names_its_scene_and_the_rerun_resumes(tmp_path, monkeypatch):
+    """A worker that died (a library's segfault, the OOM killer) ended `sunrgbd sample` with a
+    BrokenProcessPool traceback; now one line naming the scene, exit 1, and a re-run finishes."""
+    from workerdeath import write_scene_or_die
+
+    import sunrgbd_tools.synthetic.generator as generator_mod
+
+    out = tmp_path / "raw"
+    args = ["sample", "--out", str(out), "--scenes", "6", "--size", "64x80", "--no-quirks", "--workers", "2"]
+    monkeypatch.setattr(generator_mod, "_write_one", write_scene_or_die)  # scene index 3 kills its worker
+    r = CliRunner().invoke(main, args)
+    key = plan_scene(SampleParams(6, 0, False, (64, 80)), 3).key
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines()[-1:] == [f"Error: {out / 'SUNRGBD' / key}: worker died (signal 11, SIGSEGV) "
+                                          "while writing this scene; run the same command again to resume"]
+    assert r.exception is None or isinstance(r.exception, SystemExit)  # no traceback
+    monkeypatch.undo()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "wrote 6 scenes" in r.output, r.output
+    fresh = tmp_path / "fresh"
+    make_sample(fresh, scenes=6, seed=0, quirks=False, size=(64, 80), workers=1)
+    assert _files(out) == _files(fresh)

@@ -27,6 +27,21 @@ class DeadlyScene(SceneRef):
         return object.__getattribute__(self, name)
 
 
+class FaultyScene(SceneRef):
+    """A SceneRef in the test process; in a worker that converts it, reading its `path` raises
+    `error` (a full disk, a Ctrl-C): what a monkeypatch in the test process cannot reach."""
+
+    def __init__(self, key: str, path: Path, error: BaseException):
+        super().__init__(key, path)
+        object.__setattr__(self, "_owner", os.getpid())
+        object.__setattr__(self, "_error", error)
+
+    def __getattribute__(self, name):
+        if name == "path" and os.getpid() != object.__getattribute__(self, "_owner"):
+            raise object.__getattribute__(self, "_error")
+        return object.__getattribute__(self, name)
+
+
 def _die_unless_in(owner: int, sig: int, value: str) -> str:
     if os.getpid() != owner:
         os.kill(os.getpid(), sig)
@@ -50,3 +65,55 @@ def lengths(task) -> list[tuple[str, int]]:
     """A chunk function for parallel.map_chunks: (prefix + item, its length) per item."""
     prefix, chunk = task
     return [(prefix + str(item), len(item)) for item in chunk]
+
+
+def unpicklable_outcome(task: str):
+    """A task function whose result ("result") or exception ("error") pickle cannot carry back."""
+    if task == "result":
+        return lambda: 0
+    raise ValueError(lambda: 0)
+
+
+def interrupt_then_sleep(task: tuple[int, float]) -> None:
+    """Send Ctrl-C's SIGINT to process `pid` (the test), then sleep: a child still busy when
+    its parent is interrupted."""
+    import time
+
+    pid, seconds = task
+    os.kill(pid, signal.SIGINT)
+    time.sleep(seconds)
+
+
+def meet(task: tuple[str, str, str, float]) -> bool:
+    """True when the process running task `me` saw the one running `other` alive at the same
+    time (each holds a lock on its own file while it runs; a "met" file keeps the sighting);
+    False after `seconds` alone."""
+    import fcntl
+    import time
+
+    folder, me, other, seconds = task
+    mine = open(Path(folder) / f"{me}.lock", "w")  # noqa: SIM115 (held, and locked, until this process ends)
+    fcntl.flock(mine, fcntl.LOCK_EX)
+    met = Path(folder) / "met"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if met.exists():
+            return True
+        with open(Path(folder) / f"{other}.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # `other` holds it: running now
+                met.touch()
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+        time.sleep(0.01)
+    return False
+
+
+def write_scene_or_die(job) -> str:
+    """synthetic.generator._write_one, but the process writing scene index 3 gets SIGSEGV."""
+    from sunrgbd_tools.synthetic.generator import _write_one
+
+    if job[2] == 3:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _write_one(job)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.parallel import default_workers
-from sunrgbd_tools.synthetic.generator import make_sample
+from sunrgbd_tools.synthetic.generator import SampleWorkerDied, make_sample
 from sunrgbd_tools.synthetic.sample_json import KV2_SIZE, SampleConflict
 from sunrgbd_tools.synthetic.zips import write_raw_zips
 
@@ -51,6 +51,8 @@ def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int
                            workers=workers, progress=lambda _key: bar.update(1))
     except SampleConflict as e:
         raise click.UsageError(str(e)) from None
+    except SampleWorkerDied as e:
+        raise click.ClickException(str(e)) from None
     finally:
         bar.close()
     archives = write_raw_zips(out) if zips else {}

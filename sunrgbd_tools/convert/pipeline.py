@@ -456,13 +456,10 @@ def convert(
         else:
             tasks.append((scene, s, out))
 
-    workers = pool_workers(workers, len(tasks))
-    if workers == 1:
-        _init_worker(cfg, mapper, official)
-        it = map(_run_one, tasks)
-    else:  # a worker killed by a crash in a library or by the OOM killer costs its scene only
-        it = imap_surviving(_run_one, tasks, workers, initializer=_init_worker,
-                            initargs=(cfg, mapper, official), died=_worker_died)
+    # a worker killed by a crash in a library or by the OOM killer costs its scene only; with
+    # one worker too (--workers 1, a 1-core machine, the re-run of the one scene left)
+    it = imap_surviving(_run_one, tasks, pool_workers(workers, len(tasks)), initializer=_init_worker,
+                        initargs=(cfg, mapper, official), died=_worker_died)
     source = it
     try:
         if progress is not None:

@@ -140,15 +140,12 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
                 f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
             )
     shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
-    workers = pool_workers(workers, len(rows))
-    source = None
-    if workers == 1 or len(rows) < 8:
-        results = ((i, _check_sample((root, r, *shared[1:]))) for i, r in enumerate(rows))
-    else:  # a worker killed by a crash in a library or by the OOM killer costs its sample only
-        items = list(enumerate(rows))
-        source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
-                            workers, False, "verify", died=partial(_worker_died, root))
-        results = (res for part in source for res in part)
+    # a worker killed by a crash in a library or by the OOM killer costs its sample only; with
+    # one worker too, so even one sample is checked in a child process
+    items = list(enumerate(rows))
+    source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
+                        pool_workers(workers, len(rows)), False, "verify", died=partial(_worker_died, root))
+    results = (res for part in source for res in part)
     by_row: dict[int, list[str]] = {}
     try:
         if progress is not None:
@@ -156,8 +153,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
         for i, probs in results:
             by_row[i] = probs
     finally:
-        if source is not None:
-            source.close()  # ends the pool's workers now
+        source.close()  # ends the pool's workers now
     for i in sorted(by_row):  # in manifest order, whichever worker finished first
         # a file name from the manifest may hold a line break: a problem stays one line
         report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in by_row[i])

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from cleantree.files import atomic_write_text, dumps_json
-from sunrgbd_tools.parallel import pool_context
+from sunrgbd_tools.parallel import imap_surviving, pool_workers, signal_name
 from sunrgbd_tools.synthetic.plan import ScenePlan, plan_scene
 from sunrgbd_tools.synthetic.sample_json import (
     GENERATOR_REVISION,
@@ -83,9 +82,21 @@ def _describe(p: SampleParams) -> str:
             f"--size {p.size[0]}x{p.size[1]}")
 
 
+class SampleWorkerDied(Exception):
+    """A worker process died writing a scene (twice: once in the pool, once alone); one line
+    naming the scene. SAMPLE.json still says incomplete, so the same command resumes."""
+
+
 def _write_one(args: tuple[str, SampleParams, int]) -> str:
     root, params, index = args
     return write_scene(Path(root), params, index)
+
+
+def _worker_died(job: tuple[str, SampleParams, int], sig: int):
+    root, params, index = job
+    raise SampleWorkerDied(f"{Path(root) / 'SUNRGBD' / plan_scene(params, index).key}: worker died "
+                           f"({signal_name(sig)}) while writing this scene; run the same command "
+                           "again to resume")
 
 
 def make_sample(out: Path, scenes: int = 40, seed: int = 0, quirks: bool = True,
@@ -94,7 +105,7 @@ def make_sample(out: Path, scenes: int = 40, seed: int = 0, quirks: bool = True,
     """Write the synthetic raw tree under `out` and return what SAMPLE.json says.
 
     Raises SampleConflict when `out` holds a tree that was not made with the same
-    arguments (nothing is overwritten then). Re-running with the same arguments resumes
+    arguments (nothing is overwritten then), SampleWorkerDied when a worker process dies. Re-running with the same arguments resumes
     and produces identical bytes; the result does not depend on `workers`.
     """
     out = Path(out)
@@ -105,10 +116,11 @@ def make_sample(out: Path, scenes: int = 40, seed: int = 0, quirks: bool = True,
     atomic_write_text(out / SAMPLE_FILE, dumps_json(SampleInfo(params, [], complete=False).to_json()))
     jobs = [(str(out), params, i) for i in range(scenes)]
     if workers > 1 and scenes > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as ex:
-            for key in ex.map(_write_one, jobs, chunksize=max(1, scenes // (workers * 8))):
-                if progress:
-                    progress(key)
+        # a dead worker (a crash in a library, the OOM killer) ended the run with a
+        # BrokenProcessPool traceback; now SampleWorkerDied names its scene
+        for key in imap_surviving(_write_one, jobs, pool_workers(workers, scenes), died=_worker_died):
+            if progress:
+                progress(key)
     else:
         for j in jobs:
             key = _write_one(j)
