@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import signal
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +19,7 @@ from workerdeath import (
     lengths,
     meet,
     unpicklable_outcome,
+    within,
 )
 
 import sunrgbd_tools.convert.verify as verify_mod
@@ -32,40 +32,21 @@ from sunrgbd_tools.synthetic.generator import make_sample
 pytestmark = pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
 
 
-def _within(fn, seconds: float = 300):
-    """fn() in a thread: a pool that waits forever fails the test instead of hanging it."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 (handed to the test)
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"still waiting after {seconds} s (a dead worker's task lost)"
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
 def _cli(*args):
-    return _within(lambda: CliRunner().invoke(main, [*map(str, args)]))
+    return within(lambda: CliRunner().invoke(main, [*map(str, args)]))
 
 
 @pytest.mark.parametrize("workers", [2, 1])  # one worker runs in a child too, not in this process
 def test_map_chunks_names_the_item_that_kills_its_worker(workers):
     chunks = [["a", "bb"], ["ccc", DeadlyStr("dddd"), "eeeee"], ["ffffff"]]
     died = []
-    got = _within(lambda: sorted(map_chunks(lengths, "x", chunks, workers, False, "t",
+    got = within(lambda: sorted(map_chunks(lengths, "x", chunks, workers, False, "t",
                                             died=lambda item, sig: died.append((item, sig)) or [(f"dead {item}", -1)])))
     assert died == [("dddd", int(signal.SIGSEGV))]
     # the chunk that held it was split: its other items still give their results
     assert got == sorted([[("xa", 1), ("xbb", 2)], [("xccc", 3)], [("dead dddd", -1)], [("xeeeee", 5)], [("xffffff", 6)]])
     with pytest.raises(RuntimeError, match=r"worker process died \(signal 11, SIGSEGV\)"):
-        _within(lambda: list(map_chunks(lengths, "x", chunks, workers, False, "t")))
+        within(lambda: list(map_chunks(lengths, "x", chunks, workers, False, "t")))
 
 
 @pytest.mark.parametrize("workers", [2, 1])
@@ -115,7 +96,7 @@ def test_stats_reports_the_sample_whose_worker_died(tmp_path, monkeypatch, worke
     assert res.exit_code == 1 and line in res.output.splitlines(), res.output
 
     monkeypatch.setattr(stats_mod, "sample_files", real)  # readable again: the re-run counts all 20
-    assert _within(lambda: stats_mod.run_stats(root, stats_mod.StatsConfig(workers=2))).stats["samples"] == {
+    assert within(lambda: stats_mod.run_stats(root, stats_mod.StatsConfig(workers=2))).stats["samples"] == {
         "split": 20, "used": 20, "skipped": 0}
 
 
@@ -136,7 +117,7 @@ def test_audit_reports_the_scene_whose_worker_died(tmp_path, monkeypatch, worker
     res = _cli("mapping", "audit", "--src", root, "--out", tmp_path / "a", "--workers", workers, "--no-progress")
     line = f"problem: {victim['scene'].path}: worker died (signal 11, SIGSEGV) while auditing it (scene skipped)"
     assert res.exit_code == 0 and line in res.output.splitlines(), res.output
-    result = _within(lambda: audit_mod.run_audit(audit_mod.AuditConfig(src=str(root), out=str(tmp_path / "b")),
+    result = within(lambda: audit_mod.run_audit(audit_mod.AuditConfig(src=str(root), out=str(tmp_path / "b")),
                                                  workers=workers, write=False))
     assert result.skipped == 1 and result.audited == result.scenes - 1 > 0
     res = _cli("mapping", "audit", "--src", root, "--out", tmp_path / "c", "--workers", workers, "--no-progress", "--strict")
@@ -148,7 +129,7 @@ def test_tasks_in_flight_when_the_pool_breaks_run_again_side_by_side(tmp_path):
     ran one after another, each paying a process start; now up to `workers` at once."""
     tasks = [DeadlyStr("a"), (str(tmp_path), "b", "c", 20.0), (str(tmp_path), "c", "b", 20.0)]
     died = []
-    got = _within(lambda: list(imap_surviving(_meet_or_name, tasks, 2, died=lambda t, s: died.append(t) or "dead")))
+    got = within(lambda: list(imap_surviving(_meet_or_name, tasks, 2, died=lambda t, s: died.append(t) or "dead")))
     assert died == ["a"] and got == ["dead", True, True]  # b and c were alive at the same time
 
 
@@ -163,7 +144,7 @@ def test_an_unpicklable_outcome_of_a_task_run_alone_is_its_error_not_a_death(wha
     died = []
     pattern = r"PicklingError|Can't pickle" if what == "result" else r"ValueError\(<function"
     with pytest.raises(RuntimeError, match=pattern):  # a death first, so `what` runs alone
-        _within(lambda: list(imap_surviving(unpicklable_outcome, [DeadlyStr("x"), what], 1,
+        within(lambda: list(imap_surviving(unpicklable_outcome, [DeadlyStr("x"), what], 1,
                                             died=lambda t, s: died.append(t))))
     assert died == ["x"]
 

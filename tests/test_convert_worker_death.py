@@ -6,11 +6,10 @@ docs/robustness.md."""
 from __future__ import annotations
 
 import signal
-import threading
 
 import pytest
 from test_convert import _cfg, _tree_bytes, build_raw
-from workerdeath import DeadlyScene
+from workerdeath import DeadlyScene, within
 
 import sunrgbd_tools.convert.pipeline as convert_mod
 from cleantree.paths import PROBLEMS_FILE
@@ -19,21 +18,7 @@ from sunrgbd_tools.convert.pipeline import convert
 
 def _convert_within(cfg, workers: int, seconds: float = 300):
     """convert in a thread: a pool that waits forever fails the test instead of hanging it."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["summary"] = convert(cfg, workers=workers)
-        except BaseException as e:  # noqa: BLE001 (handed to the test)
-            out["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), f"convert still waiting after {seconds} s (a dead worker's task lost)"
-    if "error" in out:
-        raise out["error"]
-    return out["summary"]
+    return within(lambda: convert(cfg, workers=workers), seconds)
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGSEGV, 2), (signal.SIGKILL, 2), (signal.SIGSEGV, 1)])

@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 from sunrgbd_tools.raw.scenes import SceneRef
+
+
+def within(fn, seconds: float = 300):
+    """fn() in a thread: a pool that waits forever for a dead worker's task fails the test
+    instead of hanging it."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds} s (a dead worker's task lost)"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 class DeadlyScene(SceneRef):
