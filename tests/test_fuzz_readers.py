@@ -14,6 +14,7 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
+from unittest.mock import patch
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from treebuilder import write_clean_tree
 
+import sunrgbd_tools.convert.verify as verify_module
 from sunrgbd_tools.cli.main import main
 from sunrgbd_tools.convert.verify import verify_tree
 from sunrgbd_tools.raw.base import RawDataError
@@ -337,13 +339,21 @@ def _snapshot(root: Path) -> dict[str, bytes]:
             if p.is_file() or p.is_symlink()}
 
 
+def _chunks_in_process(fn, shared, chunks, workers, progress, desc, died=None):
+    """parallel.map_chunks without its child process: these examples fuzz the readers, and a
+    process start per example would cost minutes (the pool's own survival is tested in
+    test_batch_worker_death.py)."""
+    for chunk in chunks:
+        yield fn((shared, chunk))
+
+
 def _check_tree_readers(root: Path, victim: Path, data: bytes) -> None:
     """Write the damaged `victim`, run the readers (library and CLI) over the tree, and check
     that nothing in the tree changed."""
     victim.write_bytes(data)
     before = _SNAPSHOTS.setdefault(root, _snapshot(root))
     before = {**before, victim.name: data}
-    with warnings.catch_warnings():
+    with patch.object(verify_module, "map_chunks", _chunks_in_process), warnings.catch_warnings():
         warnings.simplefilter("error")
         rep = verify_tree(root, workers=1, check_checksums=False)
         for p in rep.problems:
@@ -352,7 +362,7 @@ def _check_tree_readers(root: Path, victim: Path, data: bytes) -> None:
             sample_files(load_tree(root))
         except StatsError as e:
             one_line_naming(str(e), root)
-    res = CliRunner().invoke(main, ["verify", str(root), "--workers", "1", "--no-checksums"])
+        res = CliRunner().invoke(main, ["verify", str(root), "--workers", "1", "--no-checksums"])
     assert res.exit_code in (0, 1, 2) and (res.exception is None or isinstance(res.exception, SystemExit)), \
         res.output
     assert "Traceback" not in res.output
