@@ -13,33 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from segtrain_cli import error_line, invoke, snapshot
 from treebuilder import write_clean_tree
 
 from segtrain import engine
 from segtrain.checkpoint import load_checkpoint
-from segtrain.cli import main
 from segtrain.config import TrainConfig
 from segtrain.engine import train
 from segtrain.utils import SegtrainError
 
 TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
 FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", "--batch-size", 2, *TINY]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result) -> str:
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def metrics(folder: Path) -> list[dict]:

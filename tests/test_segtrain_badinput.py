@@ -10,39 +10,22 @@ import pickle
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
+from segtrain_cli import error_line, invoke, snapshot
 from treebuilder import write_clean_tree
 
 from segtrain import engine, run_folder
-from segtrain.cli import main
 from segtrain.config import TrainConfig, build_config, load_config_file
 from segtrain.data import list_samples, load_dataset_info
 from segtrain.utils import SegtrainError, load_torch_file, read_rgb, read_unchanged
 
 TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
 FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", *TINY]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result) -> str:
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
