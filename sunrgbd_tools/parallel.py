@@ -158,14 +158,18 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
             _stop(ex)
         # the pool broke: finished ones stand, the rest run again, each alone in its own process
         # (up to `workers` at once: most of them never started, or were only unlucky)
-        suspects = [task for fut, task in running.items()
-                    if not (fut.done() and not fut.cancelled() and fut.exception() is None)]
+        suspects = [task for fut, task in running.items() if not _succeeded(fut)]
         again = iter(_run_each_alone(ctx, fn, suspects, initializer, initargs, died, workers))
         for fut in running:  # submission order: deterministic for the same finished set
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
+            if _succeeded(fut):
                 yield fut.result()
             else:
                 yield next(again)
+
+
+def _succeeded(fut) -> bool:
+    """A future that finished with a result (not cancelled, not broken with its pool)."""
+    return fut.done() and not fut.cancelled() and fut.exception() is None
 
 
 def _stop(ex) -> None:
@@ -229,9 +233,7 @@ def _run_each_alone(ctx, fn, tasks: list, initializer, initargs, died, workers: 
         if kind == "error":
             raise value
         if kind == "died":
-            if died is None:
-                raise RuntimeError(f"a worker process died ({signal_name(value)})")
-            value = died(task, value)
+            value = _died(died, task, value)
         out.append(value)
     return out
 
