@@ -132,12 +132,9 @@ class TrainConfig:
             raise SegtrainError("no dataset given: use --data DIR (a folder with dataset.json)")
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("augment_on", AUGMENT_ON), ("device", DEVICES),
-                              ("miou_rule", MIOU_RULES), ("inputs", INPUTS),
-                              ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
-            if getattr(self, name) not in allowed:
-                raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for opt in RUN_OPTIONS:  # the loss is checked against its registry (segtrain.engine)
+            if opt.choices and opt.name != "loss" and getattr(self, opt.name) not in opt.choices:
+                raise SegtrainError(f"{opt.name} {getattr(self, opt.name)!r} is not one of {', '.join(opt.choices)}")
         check_fields(self)
         check_augment_on(self.augment, self.augment_on)
         if self.size and self.crop:
