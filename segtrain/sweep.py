@@ -139,7 +139,8 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
     """Every run's resolved and validated config, before anything is trained. A combination of
     model, --inputs and --fusion that `run` refuses (`--fusion mid` with `--inputs rgb`, a model
     without mid fusion) is left out of the grid and logged, so `--inputs rgb,rgbd --fusion
-    early,mid` is the three networks; the runs are numbered without it."""
+    early,mid` is the three networks, and so is an RGB run that differs from one kept only in
+    --depth-encoding (which it does not read); the runs are numbered without them."""
     from segtrain.models import check_inputs, check_model
 
     if not cfg.out:
@@ -162,6 +163,11 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
             check_inputs(tc.model, tc.model_options, tc.inputs, tc.fusion)
         except ValueError as e:
             left_out.append((combo, name, e.args[0]))
+            continue
+        first = cfg.grid.get("depth_encoding", [None])[0]
+        if tc.inputs == "rgb" and combo.get("depth_encoding", first) != first:
+            left_out.append((combo, name, f"an RGB network reads no depth: the run with --depth-encoding {first} "
+                                          "trains the same"))
             continue
         runs.append(SweepRun(name, combo, tc))
     if left_out and not runs:  # nothing of the grid can run: the first reason, as `run` gives it

@@ -158,6 +158,15 @@ def test_sweep_over_rgb_and_rgbd_inputs_and_fusion(tree, tmp_path, caplog):
     r = invoke(*args)
     assert r.exit_code == 0 and [row["stopped"] for row in csv.DictReader(open(out / "sweep.csv"))] == [
         "completed (reused)"] * 3
+    # an RGB network reads no depth: it is trained once, not once per --depth-encoding
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        r = invoke("sweep", "unet_small", "--data", data.root, "--out", tmp_path / "e", "--inputs", "rgb,rgbd",
+                   "--depth-encoding", "inverse,metres", "--dry-run")
+    assert r.stdout.splitlines() == ["01-unet_small-inputs=rgb-depth_encoding=inverse",
+                                     "02-unet_small-inputs=rgbd-depth_encoding=inverse",
+                                     "03-unet_small-inputs=rgbd-depth_encoding=metres", "3 runs"]
+    assert ("sweep: model=unet_small inputs=rgb depth_encoding=metres left out of the grid: an RGB network reads "
+            "no depth: the run with --depth-encoding inverse trains the same") in caplog.messages
     # a model without mid fusion is left out of a mixed grid; a grid with nothing left is refused
     r = invoke("sweep", "baseline,unet_small", "--data", data.root, "--out", tmp_path / "m", "--inputs", "rgbd",
                "--fusion", "mid", "--dry-run")
