@@ -117,8 +117,12 @@ def _option(opt: RunOption, grid: bool = False, **extra):
     return click.option(dashed, opt.name, type=one, help=opt.help, **extra)
 
 
-def _options(*decorators):
-    """Apply click option decorators in the order given (the order `--help` lists them)."""
+def _options(options, config):
+    """Apply the click options of RUN_OPTIONS in their order, `--config` after `--out` (the
+    order `--help` lists them)."""
+    at = [o.name for o in RUN_OPTIONS].index("out") + 1
+    decorators = [*options[:at], config, *options[at:]]
+
     def apply(fn):
         for decorate in reversed(decorators):
             fn = decorate(fn)
@@ -128,9 +132,8 @@ def _options(*decorators):
 
 @main.command("run")
 @click.argument("model")
-@_options(*(d for o in RUN_OPTIONS for d in (
-    [_option(o)] + ([click.option("--config", "config_file", type=click.Path(),
-                                  help="YAML with defaults; flags override it.")] if o.name == "out" else []))))
+@_options([_option(o) for o in RUN_OPTIONS], click.option("--config", "config_file", type=click.Path(),
+                                                          help="YAML with defaults; flags override it."))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt, exactly.")
 def run_cmd(model, out, config_file, resume, model_options, **flags):
     """Train MODEL (see `segtrain models`) on --data, writing checkpoints and metrics to --out.
@@ -378,9 +381,8 @@ def _sweep_option(opt: RunOption):
 
 @main.command("sweep")
 @click.argument("models")
-@_options(*(d for o in RUN_OPTIONS for d in (
-    [_sweep_option(o)] + ([click.option("--config", "config_file", type=click.Path(),
-                                        help="YAML with options shared by every run.")] if o.name == "out" else []))))
+@_options([_sweep_option(o) for o in RUN_OPTIONS], click.option("--config", "config_file", type=click.Path(),
+                                                                help="YAML with options shared by every run."))
 @click.option("--dry-run", is_flag=True, help="Only list the runs.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any run failed.")
 def sweep_cmd(models, out, config_file, model_options, dry_run, strict, **flags):
