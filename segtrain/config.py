@@ -132,12 +132,9 @@ class TrainConfig:
             raise SegtrainError("no dataset given: use --data DIR (a folder with dataset.json)")
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                              ("augment", AUGMENTS), ("augment_on", AUGMENT_ON), ("device", DEVICES),
-                              ("miou_rule", MIOU_RULES), ("inputs", INPUTS),
-                              ("depth_encoding", DEPTH_ENCODINGS), ("fusion", FUSIONS)):
-            if getattr(self, name) not in allowed:
-                raise SegtrainError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for opt in RUN_OPTIONS:  # the loss is checked against its registry (segtrain.engine)
+            if opt.choices and opt.name != "loss" and getattr(self, opt.name) not in opt.choices:
+                raise SegtrainError(f"{opt.name} {getattr(self, opt.name)!r} is not one of {', '.join(opt.choices)}")
         check_fields(self)
         check_augment_on(self.augment, self.augment_on)
         if self.size and self.crop:
@@ -148,6 +145,111 @@ class TrainConfig:
             raise SegtrainError(str(e)) from None
         if self.pretrained and self.init_from:
             raise SegtrainError("give either --pretrained (encoder weights) or --init-from (a whole run), not both")
+
+
+def short_model_list(names) -> str:
+    """`unet, unet_small, fcn8s` -> `unet*, fcn8s`: a model and its `_` variants as one glob."""
+    names = list(names)
+    bases = [n for n in names if not any(n.startswith(f"{b}_") for b in names)]
+    return ", ".join(b + ("*" if any(n.startswith(f"{b}_") for n in names) else "") for b in bases)
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """One `segtrain run` option, declared once: `run` and `sweep` build their flags from it
+    (segtrain.cli), and the type (hence whether `sweep` takes a comma list of it) is the type
+    of the TrainConfig field it sets."""
+
+    name: str  # the TrainConfig field
+    help: str
+    choices: tuple[str, ...] = ()  # the valid values of a text option
+    path: bool = False  # a file or folder (shown as PATH)
+    flag_name: str = ""  # when the flag is not the field's name (--model-opt)
+    sweep_note: str = ""  # appended to the help in `sweep` only
+
+    @property
+    def flag(self) -> str:
+        return self.flag_name or flag(self.name)
+
+    @property
+    def kind(self) -> type:
+        """The field's type without None: bool, int, float, str, list ([H, W]) or dict."""
+        hint = _hints(TrainConfig)[self.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if type(None) in typing.get_args(hint) else hint
+        return typing.get_origin(base) or base
+
+
+def _default(name: str):
+    return TrainConfig.__dataclass_fields__[name].default
+
+
+# Every `segtrain run` flag that sets a TrainConfig field, in `run --help` order (--config and
+# --resume, which set none, are the command's own).
+RUN_OPTIONS = (
+    RunOption("data", "Clean tree (folder with dataset.json).", path=True),
+    RunOption("out", "Run folder [default: runs/<model>].", path=True),
+    RunOption("epochs", f"[default: {_default('epochs')}]"),
+    RunOption("batch_size", f"[default: {_default('batch_size')}]"),
+    RunOption("size", "Resize every sample to HxW, e.g. 480x640."),
+    RunOption("crop", "Train on random HxW crops (validate on full images)."),
+    RunOption("lr", f"[default: {_default('lr')}]"),
+    RunOption("weight_decay", f"[default: {_default('weight_decay')}]"),
+    RunOption("optimizer", f"[default: {_default('optimizer')}]", OPTIMIZERS),
+    RunOption("scheduler", f"[default: {_default('scheduler')}]", SCHEDULERS),
+    RunOption("warmup_steps", "Linear lr warm-up over the first N optimizer steps; the scheduler runs over "
+              f"the steps after it; 0 = off [default: {_default('warmup_steps')}]."),
+    RunOption("warmup_ratio", f"The warm-up starts at --lr x this [default: {_default('warmup_ratio'):g}]."),
+    RunOption("loss", f"[default: {_default('loss')}]", LOSS_NAMES),
+    RunOption("class_weights", "Weighting method in dataset.json class_weights, or none [default: the "
+              "dataset's default for wce, none otherwise]."),
+    RunOption("augment", f"[default: {_default('augment')}]", AUGMENTS),
+    RunOption("augment_on", "Where --augment basic runs: loader = in the workers, device = batched on the "
+              "GPU, auto = device on CUDA (none: nothing to move) "
+              f"[default: {_default('augment_on')}].", AUGMENT_ON),
+    RunOption("early_stop", f"Patience in epochs on val mIoU, 0 = off [default: {_default('early_stop')}]"),
+    RunOption("grad_clip", "Max gradient norm, 0 = off [default: 0]."),
+    RunOption("amp", "Mixed precision on CUDA [default: on]."),
+    RunOption("compile", "torch.compile the model."),
+    RunOption("device", "[default: auto]", DEVICES),
+    RunOption("workers", "DataLoader workers [default: cores - 2, at least 1]."),
+    RunOption("seed", f"[default: {_default('seed')}]"),
+    RunOption("model_options", "Model option KEY=VALUE, e.g. base_width=8 (repeatable).", flag_name="--model-opt"),
+    RunOption("val_split", f"[default: {_default('val_split')}]"),
+    RunOption("max_train_batches", "Cap batches per epoch (quick experiments)."),
+    RunOption("train_parts", "Parts to train: head | decoder,head | all; the rest is frozen, BatchNorm "
+              "statistics included [default: all].",
+              sweep_note=" Several values: each ends at head or all (head,decoder,head,all), or separate "
+              "them with |."),
+    RunOption("pretrained", "Encoder weights: a timm name listed by `segtrain models` (e.g. "
+              "convnext_tiny.fb_in22k; read from the Hugging Face cache, downloaded there when missing) or a "
+              "local PyTorch / .safetensors file (timm / torchvision / facebookresearch keys; docs/models.md)."),
+    RunOption("init_from", "Start from another run's checkpoint (same model; a different class table "
+              "rebuilds the head).", path=True),
+    RunOption("sync_bn", "SyncBatchNorm across processes under torchrun."),
+    RunOption("miou_rule", "Val mIoU: standard counts every class predicted or labelled (IoU 0 when "
+              "predicted but absent); gt-present only classes in the ground truth (the old rule) "
+              "[default: standard].", MIOU_RULES),
+    RunOption("inputs", "What the network sees: rgb, rgbd (RGB + depth) or depth alone [default: rgb].",
+              INPUTS),
+    RunOption("depth_encoding", "Depth as metres (clipped, normalised with dataset.json depth_mean/std) or "
+              "inverse depth [default: metres].", DEPTH_ENCODINGS),
+    RunOption("fusion", "early: depth as extra input channels (any model); mid: two encoders with SE fusion "
+              f"per stage ({short_model_list(MID_FUSION_MODELS)}) [default: early].", FUSIONS),
+)
+RUN_OPTION = {o.name: o for o in RUN_OPTIONS}
+
+# TrainConfig fields that are no `run` flag, and why; each is a key of a `--config` file (and of
+# config.yaml). A test checks that every field is a flag or listed here, so none is forgotten.
+NOT_FLAGS = {
+    "model": "the MODEL argument (sweep: MODELS, a comma list)",
+    "momentum": "read by sgd and rmsprop only: a config-file key",
+    "plateau_patience": "tunes --scheduler plateau only: a config-file key",
+    "plateau_factor": "tunes --scheduler plateau only: a config-file key",
+    "poly_power": "tunes --scheduler poly only: a config-file key",
+    "channels_last": "a CUDA memory layout: changes speed, not results (on)",
+    "train_split": "every tree this toolkit writes trains on `train`: a config-file key",
+}
 
 
 @dataclass

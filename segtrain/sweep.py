@@ -19,17 +19,42 @@ from pathlib import Path
 from typing import Any
 
 from cleantree.files import atomic_write_text
-from segtrain.config import TrainConfig, build_config, check_value, load_config_file, save_config
-from segtrain.data import load_dataset_info
-from segtrain.models import check_model
+from segtrain.config import (
+    RUN_OPTION,
+    RUN_OPTIONS,
+    TrainConfig,
+    build_config,
+    check_value,
+    load_config_file,
+    save_config,
+)
 from segtrain.parts import PARTS
 from segtrain.utils import SegtrainError, check_out_dir
 
 log = logging.getLogger("segtrain")
 
-# flags that take a comma-separated list of values, in the order the grid nests them
-GRID_KEYS = ("model", "lr", "train_parts", "batch_size", "weight_decay", "optimizer", "scheduler",
-             "warmup_steps", "loss", "augment", "epochs", "seed")
+# `run` options of a scalar type that still take one value for the whole sweep, and why.
+ONE_VALUE = {"data": "the tree every run reads (checked once, before the first run); sweep another tree "
+                     "with another sweep",
+             "out": "the sweep's own folder; each run's is OUT/<run name>"}
+# Where grid keys nest (the first varies slowest): the model and what the network sees, then the
+# order sweeps have always nested in (existing sweep folders' run names and sweep.csv columns
+# follow it), then every other grid key in `run --help` order, and the seed last (repeats of one
+# setting side by side). Which options are grid keys is not listed: see _grid_keys().
+NEST_FIRST = ("model", "inputs", "depth_encoding", "fusion", "lr", "train_parts", "batch_size", "weight_decay",
+              "optimizer", "scheduler", "warmup_steps", "loss", "augment", "epochs")
+NEST_LAST = ("seed",)
+
+
+def _grid_keys() -> tuple[str, ...]:
+    """The model and every `run` option with one value of a number or text (a comma list of them
+    spans the grid), in nesting order; switches, sizes and model options apply to all runs."""
+    keys = {o.name for o in RUN_OPTIONS if o.kind in (int, float, str) and o.name not in ONE_VALUE} | {"model"}
+    rest = [o.name for o in RUN_OPTIONS if o.name in keys and o.name not in NEST_FIRST + NEST_LAST]
+    return tuple(k for k in (*NEST_FIRST, *rest, *NEST_LAST) if k in keys)
+
+
+GRID_KEYS = _grid_keys()
 TABLE_COLUMNS = ("best_val_miou", "best_epoch", "epochs", "trainable_params", "params", "time_s", "stopped")
 
 
@@ -60,6 +85,8 @@ def split_values(key: str, text: str) -> list:
                 if tok in ("head", "all"):
                     values.append(",".join(group))
                     group = []
+            if group and not values:  # one value without the head, as `run` takes it (encoder,decoder)
+                values, group = [",".join(group)], []
             if group:
                 raise SegtrainError(f"--train-parts {text!r}: {','.join(group)!r} does not end with head "
                                     f"(separate values with | to train parts without the head; parts: "
@@ -68,10 +95,13 @@ def split_values(key: str, text: str) -> list:
     raw = [v.strip() for v in text.split(",") if v.strip()]
     if not raw:
         raise SegtrainError(f"--{key.replace('_', '-')}: no values given")
+    choices = RUN_OPTION[key].choices if key in RUN_OPTION else ()
     values = []
     for v in raw:
         try:
             values.append(check_value(TrainConfig, key, v))
+            if choices and v not in choices:
+                raise ValueError(f"is not one of {', '.join(choices)}")
         except ValueError as e:
             raise SegtrainError(f"--{key.replace('_', '-')} {text!r}: {v!r} {e}") from None
     return values
@@ -101,16 +131,26 @@ class SweepRun:
     config: TrainConfig
 
 
+def _shown(combo: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_slug(v)}" for k, v in combo.items())
+
+
 def plan(cfg: SweepConfig) -> list[SweepRun]:
-    """Every run's resolved and validated config, before anything is trained."""
+    """Every run's resolved and validated config, before anything is trained. A combination of
+    model, --inputs and --fusion that `run` refuses (`--fusion mid` with `--inputs rgb`, a model
+    without mid fusion) is left out of the grid and logged, so `--inputs rgb,rgbd --fusion
+    early,mid` is the three networks, and so is an RGB run that differs from one kept only in
+    --depth-encoding (which it does not read); the runs are numbered without them."""
+    from segtrain.models import check_inputs, check_model
+
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
     check_out_dir(cfg.out)
     if "model" not in cfg.grid and "model" not in cfg.base:
         raise SegtrainError("no model given")
-    runs = []
-    for i, combo in enumerate(expand(cfg.grid), 1):
-        name = run_name(i, combo)
+    runs, left_out = [], []
+    for combo in expand(cfg.grid):
+        name = run_name(len(runs) + 1, combo)
         tc = build_config(TrainConfig, cfg.base, combo, {"out": str(Path(cfg.out) / name)})
         try:
             tc.validate()
@@ -119,7 +159,22 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
             raise SegtrainError(f"sweep run {name}: {e.args[0]}") from None
         except SegtrainError as e:
             raise SegtrainError(f"sweep run {name}: {e}") from None
+        try:
+            check_inputs(tc.model, tc.model_options, tc.inputs, tc.fusion)
+        except ValueError as e:
+            left_out.append((combo, name, e.args[0]))
+            continue
+        first = cfg.grid.get("depth_encoding", [None])[0]
+        if tc.inputs == "rgb" and combo.get("depth_encoding", first) != first:
+            left_out.append((combo, name, f"an RGB network reads no depth: the run with --depth-encoding {first} "
+                                          "trains the same"))
+            continue
         runs.append(SweepRun(name, combo, tc))
+    if left_out and not runs:  # nothing of the grid can run: the first reason, as `run` gives it
+        combo, name, reason = left_out[0]
+        raise SegtrainError(f"sweep run {name}: {reason}")
+    for combo, _, reason in left_out:
+        log.info("sweep: %s left out of the grid: %s", _shown(combo), reason)
     return runs
 
 
@@ -148,8 +203,9 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
     best = max(scores) if scores else None
     names = {"best_val_miou": "best val mIoU", "best_epoch": "best epoch", "trainable_params": "trainable params",
              "params": "params", "time_s": "time (s)", "train_parts": "train parts",
-             "batch_size": "batch size", "weight_decay": "weight decay", "warmup_steps": "warm-up steps"}
-    lines = ["| " + " | ".join(names.get(c, c) for c in cols) + " |",
+             "batch_size": "batch size", "weight_decay": "weight decay", "warmup_steps": "warm-up steps",
+             "miou_rule": "mIoU rule"}
+    lines = ["| " + " | ".join(names.get(c, c.replace("_", " ")) for c in cols) + " |",
              "|" + "|".join("---:" if c in TABLE_COLUMNS[:-1] else "---" for c in cols) + "|"]
     for r in rows:
         cells = []
@@ -186,6 +242,7 @@ def _check_resumable(runs: list[SweepRun]) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
+    from segtrain.data import load_dataset_info
     from segtrain.engine import train
     from segtrain.run_folder import check_run_folder, claim_run_folder
 

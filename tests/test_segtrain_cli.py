@@ -17,8 +17,8 @@ import yaml
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
 
-from segtrain.cli import main, short_model_list
-from segtrain.config import LOSS_NAMES, MID_FUSION_MODELS
+from segtrain.cli import main
+from segtrain.config import LOSS_NAMES, MID_FUSION_MODELS, short_model_list
 from segtrain.losses import LOSSES
 from segtrain.models import MODELS, fusion_models
 
@@ -264,4 +264,4 @@ print(json.dumps({"torch": "torch" in sys.modules, **out}))
     run_help, sweep_help = " ".join(got["run"].split()), " ".join(got["sweep"].split())
     assert "[ce|wce|dice|ce+dice]" in run_help
     assert "SE fusion per stage (unet*, deeplabv3plus, fcn8s)" in run_help
-    assert "Comma list of ce, wce, dice, ce+dice." in sweep_help
+    assert "--loss [ce|wce|dice|ce+dice],... [default: ce]" in sweep_help  # a comma list of run's choices

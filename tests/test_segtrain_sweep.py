@@ -5,25 +5,30 @@ models, and `segtrain dataset-json cityscapes` on a fake Cityscapes tree with a 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import logging
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
+from segtrain_cli import error_line
 from treebuilder import write_clean_tree
 
 from segtrain.checkpoint import load_checkpoint
 from segtrain.cityscapes import CITYSCAPES_LABELS
-from segtrain.cli import main
-from segtrain.config import TrainConfig
+from segtrain.cli import NOT_IN_SWEEP, main
+from segtrain.config import NOT_FLAGS, RUN_OPTIONS, TrainConfig, load_config_file
 from segtrain.data import list_samples, load_dataset_info, read_label
 from segtrain.engine import train
-from segtrain.sweep import split_values
+from segtrain.sweep import GRID_KEYS, ONE_VALUE, split_values
 from segtrain.utils import SegtrainError
 
 TINY = ["--model-opt", "width=8", "--model-opt", "depth=2"]
+CLI_TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]  # unet_small
 
 
 
@@ -45,6 +50,130 @@ def test_split_values():
         split_values("train_parts", "head,decoder")
     with pytest.raises(SegtrainError, match="--lr .fast.: .fast. must be a number"):
         split_values("lr", "fast")
+    # one value without the head is one value, as `run --train-parts` takes it
+    assert split_values("train_parts", "encoder,decoder") == ["encoder,decoder"]
+    assert split_values("train_parts", "decoder") == ["decoder"]
+    # every scalar run option, typed; a choice option names its valid values
+    assert split_values("inputs", "rgb, rgbd") == ["rgb", "rgbd"]
+    assert split_values("grad_clip", "0,1.5") == [0.0, 1.5]
+    assert split_values("class_weights", "median-freq,none") == ["median-freq", "none"]
+    with pytest.raises(SegtrainError, match=r"^--optimizer 'adam,adan': 'adan' is not one of adam, adamw, sgd, "
+                                            r"rmsprop$"):
+        split_values("optimizer", "adam,adan")
+    with pytest.raises(SegtrainError, match=r"^--loss 'ce,focal': 'focal' is not one of ce, wce, dice, ce\+dice$"):
+        split_values("loss", "ce,focal")
+    with pytest.raises(SegtrainError, match="--early-stop '2,x': 'x' must be a whole number"):
+        split_values("early_stop", "2,x")
+
+
+# ------------------------------------------------------------------ one declaration per option
+
+OLD_GRID_KEYS = ("model", "lr", "train_parts", "batch_size", "weight_decay", "optimizer", "scheduler",
+                 "warmup_steps", "loss", "augment", "epochs", "seed")  # the hand-typed tuple grids nested in
+
+
+def test_every_train_config_field_is_a_run_flag_or_named_with_its_reason(tmp_path):
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    flags = [o.name for o in RUN_OPTIONS]
+    assert sorted(flags + list(NOT_FLAGS)) == sorted(fields)  # each field once: a new one cannot be forgotten
+    assert all(len(reason) > 10 for reason in NOT_FLAGS.values())
+    # `run` is built from the table alone (plus MODEL, --config and --resume, which set no field)
+    assert [p.name for p in main.commands["run"].params] == ["model", *flags[:2], "config_file", *flags[2:], "resume"]
+    # config-file keys are the fields themselves: a file with every one is read
+    (tmp_path / "all.yaml").write_text(yaml.safe_dump(dataclasses.asdict(TrainConfig(data="d", out="o")), sort_keys=False))
+    assert list(load_config_file(tmp_path / "all.yaml")) == fields
+
+
+def test_sweep_offers_every_run_option_under_the_same_flags():
+    run = {p.name: p for p in main.commands["run"].params}
+    sweep = {p.name: p for p in main.commands["sweep"].params}
+    assert set(run) - set(sweep) == {"model", *NOT_IN_SWEEP}  # sweep's MODELS is a comma list of them
+    assert set(sweep) - set(run) == {"models", "dry_run", "strict"}
+    for name in set(run) & set(sweep):
+        assert (sweep[name].opts, sweep[name].secondary_opts) == (run[name].opts, run[name].secondary_opts)
+    # grid keys come from the field types: every number or text option, not switches, sizes, model options
+    scalar = {o.name for o in RUN_OPTIONS if o.kind in (int, float, str)}
+    assert set(GRID_KEYS) == {"model"} | scalar - set(ONE_VALUE)
+    assert {"inputs", "fusion", "depth_encoding", "class_weights", "grad_clip", "augment_on", "miou_rule",
+            "val_split", "pretrained", "warmup_ratio", "early_stop"} <= set(GRID_KEYS)
+    assert not {"amp", "compile", "sync_bn", "size", "crop", "model_options", "data", "out"} & set(GRID_KEYS)
+    # the keys sweeps always had keep their nesting (existing sweep folders' names and columns)
+    assert [k for k in GRID_KEYS if k in OLD_GRID_KEYS] == list(OLD_GRID_KEYS)
+    assert GRID_KEYS[:4] == ("model", "inputs", "depth_encoding", "fusion") and GRID_KEYS[-1] == "seed"
+
+
+def test_sweep_takes_any_run_option_as_one_value_or_a_grid_column(tree, tmp_path):
+    """Options sweep did not take before: a list is a grid column, one value (or a switch) is
+    every run's, and a bad choice is refused before anything is written."""
+    out = tmp_path / "s"
+    r = invoke("sweep", "baseline", "--data", tree.root, "--out", out, "--loss", "ce,focal", *TINY)
+    assert r.exit_code == 2 and not out.exists()
+    assert error_line(r) == "Error: --loss 'ce,focal': 'focal' is not one of ce, wce, dice, ce+dice"
+    r = invoke("sweep", "baseline", "--data", tree.root, "--out", out, "--grad-clip", "0,2.5", "--class-weights",
+               "none", "--miou-rule", "gt-present", "--no-amp", "--train-parts", "encoder,decoder",
+               "--augment-on", "loader", "--val-split", "val", "--epochs", 1, "--batch-size", 2, "--workers", 0,
+               "--device", "cpu", *TINY)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert [(row["run"], row["grad_clip"]) for row in rows] == [("01-baseline-grad_clip=0.0", "0.0"),
+                                                               ("02-baseline-grad_clip=2.5", "2.5")]
+    assert "| grad clip |" in (out / "sweep.md").read_text()
+    for row in rows:
+        saved = load_config_file(out / row["run"] / "config.yaml")
+        assert saved["grad_clip"] == float(row["grad_clip"]) and saved["class_weights"] == "none"
+        assert (saved["miou_rule"], saved["amp"], saved["train_parts"]) == ("gt-present", False, "encoder,decoder")
+
+
+def test_sweep_over_rgb_and_rgbd_inputs_and_fusion(tree, tmp_path, caplog):
+    """`--inputs rgb,rgbd --fusion early,mid` on an RGB-D tree: the three networks `run` accepts
+    (mid fusion needs depth: rgb+mid is left out), each a run folder whose config.yaml and
+    checkpoint say what it saw, one table with inputs and fusion columns; a re-run reuses them."""
+    data = tree  # an RGB-D tree: write_clean_tree writes depth/<split>/<sensor>/<id>_depth.png
+    assert len(list((data.root / "depth").rglob("*_depth.png"))) == 6
+    out = tmp_path / "s"
+    args = ["sweep", "unet_small", "--data", data.root, "--out", out, "--inputs", "rgb,rgbd", "--fusion", "early,mid",
+            "--epochs", 1, "--batch-size", 2, "--workers", 0, "--device", "cpu", *CLI_TINY]
+    names = ["01-unet_small-inputs=rgb-fusion=early", "02-unet_small-inputs=rgbd-fusion=early",
+             "03-unet_small-inputs=rgbd-fusion=mid"]
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        r = invoke(*args, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == [*names, "3 runs"]
+    assert ("sweep: model=unet_small inputs=rgb fusion=mid left out of the grid: --fusion mid fuses RGB and depth: "
+            "it needs --inputs rgbd") in caplog.messages
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert list(rows[0])[:4] == ["run", "model", "inputs", "fusion"]
+    assert [(row["run"], row["inputs"], row["fusion"], row["stopped"]) for row in rows] == [
+        (n, n.split("inputs=")[1].split("-")[0], n.rsplit("=", 1)[1], "completed") for n in names]
+    assert "| run | model | inputs | fusion |" in (out / "sweep.md").read_text()
+    for row in rows:
+        saved = load_config_file(out / row["run"] / "config.yaml")
+        assert (saved["inputs"], saved["fusion"]) == (row["inputs"], row["fusion"])
+        ckpt = load_checkpoint(out / row["run"] / "last.pt")
+        assert (ckpt.get("inputs", "rgb"), ckpt.get("fusion", "early")) == (row["inputs"], row["fusion"])
+    params = [int(row["params"]) for row in rows]
+    assert params[0] < params[1] < params[2]  # depth channels in the stem, then a whole depth encoder
+    r = invoke(*args)
+    assert r.exit_code == 0 and [row["stopped"] for row in csv.DictReader(open(out / "sweep.csv"))] == [
+        "completed (reused)"] * 3
+    # an RGB network reads no depth: it is trained once, not once per --depth-encoding
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        r = invoke("sweep", "unet_small", "--data", data.root, "--out", tmp_path / "e", "--inputs", "rgb,rgbd",
+                   "--depth-encoding", "inverse,metres", "--dry-run")
+    assert r.stdout.splitlines() == ["01-unet_small-inputs=rgb-depth_encoding=inverse",
+                                     "02-unet_small-inputs=rgbd-depth_encoding=inverse",
+                                     "03-unet_small-inputs=rgbd-depth_encoding=metres", "3 runs"]
+    assert ("sweep: model=unet_small inputs=rgb depth_encoding=metres left out of the grid: an RGB network reads "
+            "no depth: the run with --depth-encoding inverse trains the same") in caplog.messages
+    # a model without mid fusion is left out of a mixed grid; a grid with nothing left is refused
+    r = invoke("sweep", "baseline,unet_small", "--data", data.root, "--out", tmp_path / "m", "--inputs", "rgbd",
+               "--fusion", "mid", "--dry-run")
+    assert r.exit_code == 0 and r.stdout.splitlines() == ["01-unet_small", "1 runs"]
+    r = invoke("sweep", "baseline", "--data", data.root, "--out", tmp_path / "m", "--inputs", "rgbd", "--fusion",
+               "mid", "--dry-run")
+    assert r.exit_code == 2 and "sweep run 01-baseline: model 'baseline' does not support --fusion mid" in error_line(r)
 
 
 def test_sweep_grid_table_and_rerun(tree, tmp_path):
