@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tqdm import tqdm
 
@@ -38,7 +38,16 @@ from cleantree.files import (
 from cleantree.manifest import MANIFEST, tree_files_listed
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
+from sunrgbd_tools.remote.http import (
+    HttpClient,
+    HttpConfig,
+    HttpError,
+    display_url,
+    download_file,
+    has_secret_query,
+    split_userinfo,
+    userinfo_problem,
+)
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 from sunrgbd_tools.text import first_names, plural
 
@@ -364,6 +373,15 @@ def check_source(source: str) -> None:
     if "://" in source and not is_url(source):
         raise ShareError(f"{display_url(source)!r}: only http:// and https:// URLs (or a local file) "
                          "are supported")
+    if is_url(source) and (problem := userinfo_problem(source)):
+        raise ShareError(f"{display_url(source)!r}: {problem}")
+
+
+def sidecar_url(url: str) -> str:
+    """`<archive>.sha256` beside a URL: the name goes on the path, the query stays a query
+    (`url + ".sha256"` once appended it to a presigned URL's signature)."""
+    parts = urlsplit(split_userinfo(url)[0])
+    return urlunsplit(parts._replace(path=parts.path + ".sha256"))
 
 
 def parse_sha256_file(text: str, where: str) -> str:
@@ -453,10 +471,17 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         archive = work / name
         check_name(name, shown)
         if expected is None:
-            side = client.get_small(url + ".sha256")
+            side_shown = client.adopt(sidecar_url(cfg.source))
+            try:
+                side = client.get_small(side_shown)
+            except HttpError as e:
+                # a presigned URL's signature is for the archive alone: its sidecar is refused
+                if not (has_secret_query(cfg.source) and e.status in (401, 403)):
+                    raise
+                side = None
             if side is not None:
-                expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
-                checked = shown + ".sha256"
+                expected = parse_sha256_file(side.decode("utf-8", "replace"), side_shown)
+                checked = side_shown
         if not archive.exists():
             with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
                       disable=not cfg.progress, leave=False) as bar:
@@ -515,12 +540,22 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
     return done if ok and (cfg.sha256 is None or cfg.sha256.lower() == done["sha256"]) else None
 
 
+def source_identity(url: str) -> str:
+    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and
+    without its query when the query carries a credential (a presigned or SAS URL: its query is
+    the signature and its validity window, X-Amz-Date/X-Amz-Expires, se=/st=, which change on
+    every re-signing, while the path names the file). Credentials say who may read a file, not
+    which file it is; the archive's sha256 is checked anyway."""
+    shown = display_url(url)
+    return shown.partition("?")[0].partition("#")[0] if has_secret_query(shown) else shown
+
+
 def _same_source(a: str, b: str) -> bool:
-    """URLs as typed but without `user:password@` (records never hold it, and a new password
-    does not make another archive: its sha256 is checked anyway); local archives by resolved
-    path (`./a.zip` then `/abs/a.zip` is one)."""
+    """URLs by `source_identity` (records never hold a secret, and a new password or signature
+    does not make another archive); local archives by resolved path (`./a.zip` then `/abs/a.zip`
+    is one)."""
     if is_url(a) or is_url(b):
-        return display_url(a) == display_url(b)
+        return source_identity(a) == source_identity(b)
     return Path(a).resolve() == Path(b).resolve()
 
 

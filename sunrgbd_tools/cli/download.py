@@ -16,7 +16,7 @@ from sunrgbd_tools.acquire.download import (
 )
 from sunrgbd_tools.acquire.download import download as run_download
 from sunrgbd_tools.cli.common import OutPath, http_options
-from sunrgbd_tools.remote.http import HttpConfig, HttpError, display_url
+from sunrgbd_tools.remote.http import HttpConfig, HttpError, display_url, userinfo_problem
 from sunrgbd_tools.remote.rangezip import ZipFormatError
 
 
@@ -48,6 +48,8 @@ def _byte_size(ctx, param, value: str) -> int:
 def _base_url(ctx, param, value: str) -> str:
     if not value.lower().startswith(("http://", "https://")):
         raise click.BadParameter(f"{display_url(value)!r}: only http:// and https:// URLs are supported")
+    if problem := userinfo_problem(value):
+        raise click.BadParameter(f"{display_url(value)!r}: {problem}")
     return value
 
 
