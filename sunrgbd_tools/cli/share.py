@@ -49,6 +49,8 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
         raise click.UsageError(str(e)) from None
     for p in rep.problems:
         click.echo(f"problem: {p}", err=True)
+    if rep.repacked:
+        click.echo(f"note: {rep.repacked}", err=True)
     click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
     if strict and rep.problems:
         sys.exit(1)
