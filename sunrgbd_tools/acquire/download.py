@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
+from sunrgbd_tools.acquire.sources import OFFICIAL_BASE_URL, TOOLBOX_MD5
 from sunrgbd_tools.raw.base import DATA_ZIP, TOOLBOX_ZIP
 from sunrgbd_tools.raw.scenes import parse_subset as parse_subset_keys
 from sunrgbd_tools.raw.scenes import selects_all
@@ -64,8 +65,6 @@ from sunrgbd_tools.remote.safezip import (
 )
 from sunrgbd_tools.text import plural
 
-OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
-TOOLBOX_MD5 = "18d22e1761d36352f37232cba102f91f"  # published by the dataset authors
 TOOLBOX_MEMBERS = (
     "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat",
     "SUNRGBDtoolbox/Metadata/seglistall.mat",
