@@ -387,6 +387,19 @@ def test_v73_label_images_that_are_not_integer_images_are_refused(tmp_path, imag
     assert img.dtype == np.int32 and np.array_equal(img, _SEG * 2)
 
 
+def test_v73_declared_size_is_bounded_before_reading(tmp_path):
+    """A 2 KB v7.3 seg.mat whose chunked seglabel declares 149 GiB (no chunk written: the HDF5
+    library fills it): h5py allocated it (a MemoryError traceback, or swap and the OOM killer
+    without a limit); refused from the declared size, before anything is read."""
+    path = tmp_path / "seg.mat"
+    path.write_bytes(_v73_bytes(lambda f: f.create_dataset(
+        "seglabel", shape=(200000, 100000), dtype=np.float64, chunks=(64, 64), compression="gzip")))
+    assert path.stat().st_size < 4096
+    with pytest.raises(RawDataError, match=r"seg\.mat: not a readable MATLAB v7\.3 file \(ValueError: "
+                                           r"/seglabel declares \(200000, 100000\) x 8 bytes, past the 1024 MiB"):
+        read_seg_mat(path)
+
+
 def test_v73_fuzz_inputs_are_read_intact(tmp_path):
     """The undamaged files read (so the fuzz damages files the readers accept)."""
     meta = tmp_path / "SUNRGBDtoolbox" / "Metadata"
