@@ -145,6 +145,29 @@ def test_a_password_holding_a_slash_is_one_line_without_it(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:99999/d/?token=" + SECRET, "not a valid URL (Port out of range 0-65535)"),
+    ("http://[::1/d/?token=" + SECRET, "not a valid URL (Invalid IPv6 URL)"),
+    ("http:///d/?token=" + SECRET, "not a valid URL (no host name)"),
+])
+def test_a_url_urllib3_cannot_parse_is_a_usage_error_without_its_secrets(tmp_path: Path, url, why):
+    """A port past 65535 ended in urllib3's `LocationParseError: Failed to parse: <the URL as
+    requested>` (its token shown), a broken IPv6 host in a ValueError traceback."""
+    dl = _download(tmp_path / "dl", url)
+    fe = _fetch(url + "t.zip", tmp_path / "fe")
+    for res in (dl, fe):
+        assert res.exit_code == 2 and why in res.output and "token=REDACTED" in res.output, res.output
+        assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    with pytest.raises(HttpError, match="not a valid URL") as e:
+        HttpClient(FAST).probe(url + "a.bin")
+    assert not leaks(tmp_path, dl.output, fe.output, str(e.value)) and list(tmp_path.iterdir()) == []
+    from urllib3.exceptions import LocationParseError
+
+    from sunrgbd_tools.remote.http import describe_failure
+
+    assert describe_failure(LocationParseError(url), display_url(url)) == "urllib3 cannot parse the URL"
+
+
 @pytest.fixture
 def locked():
     """A server that wants `mirror-user:SECRET`, with a same-host and a cross-host redirect."""

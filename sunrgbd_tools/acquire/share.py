@@ -46,7 +46,7 @@ from sunrgbd_tools.remote.http import (
     download_file,
     has_secret_query,
     split_userinfo,
-    userinfo_problem,
+    url_problem,
 )
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 from sunrgbd_tools.text import first_names, plural
@@ -406,7 +406,10 @@ class FetchReport:
 
 
 def is_url(s: str) -> bool:
-    return urlsplit(s).scheme in ("http", "https")
+    try:
+        return urlsplit(s).scheme in ("http", "https")
+    except ValueError:  # `http://[::1/`: a URL all the same (check_source says what is wrong)
+        return s.split(":", 1)[0].lower() in ("http", "https")
 
 
 def check_source(source: str) -> None:
@@ -414,7 +417,7 @@ def check_source(source: str) -> None:
     if "://" in source and not is_url(source):
         raise ShareError(f"{display_url(source)!r}: only http:// and https:// URLs (or a local file) "
                          "are supported")
-    if is_url(source) and (problem := userinfo_problem(source)):
+    if is_url(source) and (problem := url_problem(source)):
         raise ShareError(f"{display_url(source)!r}: {problem}")
 
 

@@ -43,11 +43,11 @@ def _byte_size(ctx, param, value: str) -> int:
 
 
 def _base_url(ctx, param, value: str) -> str:
-    from sunrgbd_tools.remote.http import display_url, userinfo_problem
+    from sunrgbd_tools.remote.http import display_url, url_problem
 
     if not value.lower().startswith(("http://", "https://")):
         raise click.BadParameter(f"{display_url(value)!r}: only http:// and https:// URLs are supported")
-    if problem := userinfo_problem(value):
+    if problem := url_problem(value):
         raise click.BadParameter(f"{display_url(value)!r}: {problem}")
     return value
 

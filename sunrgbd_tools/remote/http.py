@@ -35,6 +35,7 @@ from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    LocationValueError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
@@ -133,6 +134,24 @@ def userinfo_problem(url: str) -> str | None:
     return None
 
 
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be requested as written, in words that do not show its secrets,
+    or None: a userinfo that cannot be read (`userinfo_problem`), or a host part urllib3 cannot
+    parse (`http://[::1/`, a port past 65535: a ValueError traceback, or urllib3's message with
+    the whole URL in it)."""
+    problem = userinfo_problem(url)
+    if problem:
+        return problem
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as e:
+        return f"not a valid URL ({e})"
+    if not parts.hostname:
+        return "not a valid URL (no host name)"
+    return None
+
+
 def display_url(url: str) -> str:
     """A URL as every message, progress label and file written shows it: without any
     `user:password@` and with credential query values REDACTED (a password, a signature or a
@@ -169,7 +188,12 @@ class RemoteChanged(HttpError):
 def describe_failure(e: BaseException, url: str) -> str:
     """A network failure in the user's words: what could not be done and the system's reason
     (urllib3's own text leads with the connection object, `HTTPConnection(host=…, port=…)`)."""
-    parts = urlsplit(url)
+    if isinstance(e, LocationValueError):  # its text is the URL as requested, secrets and all
+        return "urllib3 cannot parse the URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. `http://[::1/`: no host to name
+        parts = urlsplit("")
     name = parts.hostname or ""
     host = f"[{name}]" if ":" in name else name  # never netloc: it holds any user:password@
     try:
@@ -289,7 +313,7 @@ class HttpClient:
         host), and the real query stays here behind the shown one. Returns `display_url(url)`,
         the form every message and record uses and that this client requests `url` by. A URL
         whose userinfo cannot be read is an HttpError that does not show it."""
-        problem = userinfo_problem(url)
+        problem = url_problem(url) if _SCHEME.match(url) else None
         if problem:
             raise HttpError(f"{display_url(url)}: {problem}")
         clean, cred = split_userinfo(url)
