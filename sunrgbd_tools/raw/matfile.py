@@ -58,17 +58,23 @@ def h5_array(obj) -> np.ndarray:
     return np.asarray(obj[()])
 
 
+# What h5py raises on a damaged or strangely laid out file: it has no error class of its own.
+# OSError (open/read failures), KeyError (a damaged name or link), RuntimeError ("Unable to
+# synchronously check link existence"), ValueError (bad references, "Insufficient precision",
+# and ours from h5_array/h5_string), TypeError and AttributeError (a group where an array
+# belongs), IndexError and OverflowError (indices and codes out of range): tests/test_fuzz_readers.py.
+H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError,
+             OverflowError)
+
+
 @contextmanager
 def h5_errors(path: Path) -> Iterator[None]:
-    """Every error h5py raises on a damaged or strangely laid out v7.3 file, inside the block,
-    as one RawDataError naming the file: h5py has no error class of its own and raises OSError,
-    KeyError, ValueError, TypeError, RuntimeError, IndexError or AttributeError, by where the
-    damage lies (found by tests/test_fuzz_readers.py)."""
+    """Every H5_ERRORS inside the block as one RawDataError naming the file."""
     try:
         yield
     except RawDataError:
         raise
-    except Exception as e:  # noqa: BLE001 (see the docstring)
+    except H5_ERRORS as e:
         text = " ".join(str(e).split()) or "no message"
         raise RawDataError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {text})") from None
 
