@@ -146,6 +146,8 @@ class Faults:
     no_validators: bool = False  # send neither ETag nor Last-Modified
     auth: str | None = None  # "user:password": answer 401 unless Basic auth carries exactly it
     redirect: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
+    query: dict[str, str] = field(default_factory=dict)  # params every request must carry (?token=)
+    signed: dict[str, str] = field(default_factory=dict)  # path -> its X-Amz-Signature (presigned)
 
 
 class FaultServer:
@@ -158,6 +160,7 @@ class FaultServer:
         self.faults = Faults()
         self.log: list[tuple[str, str | None, int, int]] = []
         self.authorization: list[str | None] = []  # the Authorization header of every request
+        self.queries: list[str] = []  # the query string of every request
         self.lock = threading.Lock()
         self.before: callable | None = None  # hook(server, path, range) run before each request
         server = self
@@ -205,9 +208,22 @@ class FaultServer:
         with self.lock:
             self.log.append((path, rng, status, n))
 
+    def _query_refused(self, path: str, query: dict[str, str]) -> bool:
+        """403 as S3 answers a presigned URL whose signature is not that path's, or a token server
+        a request without its token."""
+        f = self.faults
+        if any(query.get(k) != v for k, v in f.query.items()):
+            return True
+        sig = query.get("X-Amz-Signature")
+        return (path in f.signed or sig is not None) and f.signed.get(path) != sig
+
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        path = h.path.lstrip("/")
+        from urllib.parse import parse_qsl
+
+        path, _, qs = h.path.lstrip("/").partition("?")
         rng = h.headers.get("Range")
+        with self.lock:
+            self.queries.append(qs)
         if self.before:
             self.before(self, path, rng)
         f = self.faults
@@ -220,6 +236,12 @@ class FaultServer:
             h.send_header("Content-Length", "0")
             h.end_headers()
             self._record(path, rng, 401, 0)
+            return
+        if self._query_refused(path, dict(parse_qsl(qs, keep_blank_values=True))):
+            h.send_response(403)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            self._record(path, rng, 403, 0)
             return
         if path in f.redirect:
             h.send_response(302)

@@ -83,10 +83,12 @@ def test_the_wheel_lists_every_package():
 
 def test_offline_commands_load_no_network_stack():
     """`sunrgbd sample` and `convert` work offline: their modules must not pull in urllib3
-    (the archive names they share with `download` live in raw.base, not in acquire)."""
+    (the archive names they share with `download` live in raw.base, not in acquire). The CLI
+    modules import the library inside the commands, so the library modules are imported here."""
     code = """
 import json, sys
 import sunrgbd_tools.cli.sample, sunrgbd_tools.cli.convert
+import sunrgbd_tools.synthetic.generator, sunrgbd_tools.synthetic.zips, sunrgbd_tools.convert.pipeline
 print(json.dumps(sorted(k for k in sys.modules if k.split(".")[0] in ("urllib3", "sunrgbd_tools"))))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)

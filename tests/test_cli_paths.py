@@ -124,12 +124,12 @@ def test_column_labels_say_which_id(clean: Path):
 
 def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
     """The last-resort guard of the `sunrgbd` group: no traceback for a file-system failure."""
-    import sunrgbd_tools.cli.share as share_cli
+    import sunrgbd_tools.acquire.share as share_lib  # the command imports it when it runs
 
     def denied(cfg):
         raise PermissionError(13, "Permission denied", cfg.out)
 
-    monkeypatch.setattr(share_cli, "pack_tree", denied)
+    monkeypatch.setattr(share_lib, "pack_tree", denied)
     out = tmp_path / "k.zip"
     res = CliRunner().invoke(main, ["pack", str(clean), "--out", str(out)])
     assert res.exit_code == 1 and res.output == f"Error: {out}: Permission denied\n"
@@ -138,13 +138,13 @@ def test_an_unforeseen_os_error_is_one_line(clean: Path, tmp_path: Path, monkeyp
 def test_a_library_warning_is_one_line(clean: Path, tmp_path: Path, monkeypatch):
     import warnings
 
-    import sunrgbd_tools.cli.share as share_cli
+    import sunrgbd_tools.acquire.share as share_lib  # the command imports it when it runs
 
     def noisy(cfg):
         warnings.warn("invalid value encountered\nin cast", RuntimeWarning, stacklevel=1)
-        raise share_cli.ShareError(f"{cfg.src}: stop here")
+        raise share_lib.ShareError(f"{cfg.src}: stop here")
 
-    monkeypatch.setattr(share_cli, "pack_tree", noisy)
+    monkeypatch.setattr(share_lib, "pack_tree", noisy)
     showwarning = warnings.showwarning
     try:
         res = CliRunner().invoke(main, ["pack", str(clean), "--out", str(tmp_path / "k.zip")])

@@ -158,7 +158,8 @@ class SegMatChild:
     def __init__(self, crashes: Path):
         self.crashes, self.ex = crashes, None
 
-    def read(self, path: Path, data: bytes):
+    def read(self, path: Path, data: bytes, fn=None, *args):
+        """`fn(str(path), *args)` in the child (default: read_seg_mat's outcome)."""
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
@@ -167,16 +168,16 @@ class SegMatChild:
         if self.ex is None:
             self.ex = ProcessPoolExecutor(1, mp_context=pool_context(), initializer=_limit_memory)
         try:
-            return self.ex.submit(_child_read_seg_mat, str(path)).result()
+            return self.ex.submit(fn or _child_read_seg_mat, str(path), *args).result()
         except BrokenProcessPool:
             self.ex.shutdown(wait=False)
             self.ex = None
             import hashlib
 
             self.crashes.mkdir(exist_ok=True)
-            saved = self.crashes / f"{hashlib.sha1(data).hexdigest()[:12]}.mat"
+            saved = self.crashes / f"{hashlib.sha1(data).hexdigest()[:12]}{path.suffix}"
             saved.write_bytes(data)
-            pytest.fail(f"read_seg_mat killed its process on {saved}")
+            pytest.fail(f"{getattr(fn, '__name__', 'read_seg_mat')} killed its process on {saved}")
 
     def close(self):
         if self.ex is not None:
@@ -225,6 +226,187 @@ def test_fuzz_seg_mat(tmp_path_factory, segmat_child, data: bytes):
     else:
         ndim, dtype_kind, names_is_list = what
         assert ndim == 2 and dtype_kind in "iu" and names_is_list
+
+
+# ------------------------------------------------------------------- MATLAB v7.3 (HDF5)
+# seg.mat, seg37list.mat/seglistall.mat, SUNRGBDMeta.mat and SUNRGBD2Dseg.mat saved by MATLAB
+# as v7.3 are HDF5 files that h5py reads; the HDF5 library is C, so a damaged one could crash or
+# exhaust the process the way scipy did on v5. Files shaped as MATLAB writes them: a 512-byte
+# MAT header in the user block, MATLAB_class attributes, cells and struct fields as object
+# references into #refs#, arrays transposed, SUNRGBD2Dseg's images gzip-chunked.
+_V73_HEADER = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Feb 26 14:12:51 2015 "
+               b"HDF5 schema 1.00 .").ljust(116, b" ") + bytes(8) + b"\x00\x02IM"
+_V73_KEYS = ("kv2/kinect2data/000002_2014-05-26_14-23-37_260595134347_rgbf000103-resize",
+             "kv2/align_kv2/2014-12-17_16-25-52_260595134347")
+
+
+def _v73_bytes(build) -> bytes:
+    """A MATLAB v7.3 file `build(h5py.File)` fills, as bytes."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "v73.mat"
+        with h5py.File(path, "w", userblock_size=512, libver="earliest") as f:
+            f.create_group("#refs#")
+            build(f)
+        with open(path, "r+b") as fh:
+            fh.write(_V73_HEADER)
+        return path.read_bytes()
+
+
+def _v73_class(obj, cls: str) -> None:
+    obj.attrs["MATLAB_class"] = np.bytes_(cls)
+
+
+def _v73_refs(f, name: str, values, where=None) -> None:
+    """A cell (N×1 in HDF5) of char arrays or numbers, stored in #refs#."""
+    import h5py
+
+    refs = np.empty((len(values), 1), dtype=h5py.ref_dtype)
+    for i, v in enumerate(values):
+        key = f"{name.replace('/', '_')}_{i}"
+        if isinstance(v, str):
+            ds = f["#refs#"].create_dataset(key, data=np.array([[ord(c)] for c in v], np.uint16))
+            _v73_class(ds, "char")
+        else:
+            ds = f["#refs#"].create_dataset(key, data=np.ascontiguousarray(np.asarray(v).T),
+                                            compression="gzip", chunks=True)
+            _v73_class(ds, str(np.asarray(v).dtype))
+        refs[i, 0] = ds.ref
+    _v73_class((where or f).create_dataset(name.rsplit("/", 1)[-1], data=refs), "cell")
+
+
+def _v73_seg(f) -> None:
+    f.create_dataset("seglabel", data=_SEG.T.astype(np.float64))
+    _v73_class(f["seglabel"], "double")
+    _v73_refs(f, "names", ["wall", "floor"])
+
+
+def _v73_meta(f) -> None:
+    g = f.create_group("SUNRGBDMeta")
+    _v73_class(g, "struct")
+    _v73_refs(f, "sequenceName", [f"/n/fs/sun3d/data/SUNRGBD/{k}/" for k in _V73_KEYS], where=g)
+    _v73_refs(f, "valid", [np.ones((1, 1)), np.ones((1, 1))], where=g)
+
+
+def _v73_2dseg(f, dtype=np.uint8) -> None:
+    g = f.create_group("SUNRGBD2Dseg")
+    _v73_class(g, "struct")
+    labels = [(_SEG * k).astype(dtype) for k in (1, 2)]
+    _v73_refs(f, "seglabel", labels, where=g)
+    _v73_refs(f, "seglabelall", [x.astype(np.uint16) for x in labels], where=g)
+
+
+VALID_V73 = {
+    "seg.mat": _v73_bytes(_v73_seg),
+    "seg37list.mat": _v73_bytes(lambda f: _v73_refs(f, "seg37list", ["wall", "floor", "cabinet"])),
+    "SUNRGBDMeta.mat": _v73_bytes(_v73_meta),
+    "SUNRGBD2Dseg.mat": _v73_bytes(_v73_2dseg),
+}
+
+
+def _child_read_v73(path: str):
+    """The v7.3 reader for the file's name, in the child; its outcome as plain data."""
+    from sunrgbd_tools.raw.official import OfficialLabels, read_name_list, read_sequence_names
+
+    p = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning we trigger would reach the user's console
+        try:
+            if p.name == "seg.mat":
+                seg, names = read_seg_mat(p)
+                return "read", seg.ndim == 2 and seg.dtype.kind in "iu" and isinstance(names, list)
+            if p.name == "seg37list.mat":
+                return "read", all(isinstance(n, str) for n in read_name_list(p, "seg37list"))
+            if p.name == "SUNRGBDMeta.mat":
+                return "read", all(isinstance(n, str) for n in read_sequence_names(p))
+            labels = OfficialLabels(p.parents[2], "official")  # its SUNRGBDMeta.mat is intact
+            try:
+                return "read", all(labels.read(k)[0].ndim == 2 for k in _V73_KEYS)
+            finally:
+                if labels._file is not None:
+                    labels._file.close()
+        except RawDataError as e:
+            return "refused", str(e)
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            return "raised", f"{type(e).__name__}: {e}"
+
+
+@FUZZ
+@given(case=st.sampled_from(sorted(VALID_V73)).flatmap(
+    lambda name: damaged(VALID_V73[name]).map(lambda data: (name, data))))
+def test_fuzz_matlab_v73(tmp_path_factory, segmat_child, case):
+    """Every v7.3 (HDF5) reader on damaged files, in the child process: a crash fails the
+    example with the input saved; the reader returns or refuses the file in one line naming it,
+    never with a MemoryError (a declared size the file cannot hold must be refused first)."""
+    name, data = case
+    meta = _folder(tmp_path_factory, "v73") / "SUNRGBDtoolbox" / "Metadata"
+    if not meta.is_dir():
+        meta.mkdir(parents=True)
+        (meta / "SUNRGBDMeta.mat").write_bytes(VALID_V73["SUNRGBDMeta.mat"])
+    folder = meta if name == "SUNRGBD2Dseg.mat" else _folder(tmp_path_factory, f"v73-{name}")
+    victim = folder / name
+    (folder / name).write_bytes(data)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    try:
+        kind, what = segmat_child.read(victim, data, _child_read_v73)
+    finally:
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "the reader changed its folder"
+    assert kind != "raised", what
+    if kind == "refused":
+        one_line_naming(what, victim)
+        assert "MemoryError" not in what, f"h5py asked for more memory than the file holds: {what}"
+    else:
+        assert what is True
+
+
+@pytest.mark.parametrize("image", [np.full((3, 4), np.nan), np.array([[b"ab", b"cd"]]), np.zeros((2, 2, 2)),
+                                   np.full((3, 4), 1.5)])
+def test_v73_label_images_that_are_not_integer_images_are_refused(tmp_path, image):
+    """SUNRGBD2Dseg entries holding NaN (numpy warned while casting), strings (a ValueError
+    traceback) or a 3-D array: one line naming the file."""
+    from sunrgbd_tools.raw.official import OfficialLabels
+
+    def build(f):
+        g = f.create_group("SUNRGBD2Dseg")
+        _v73_class(g, "struct")
+        _v73_refs(f, "seglabel", [image, image], where=g)
+
+    meta = tmp_path / "SUNRGBDtoolbox" / "Metadata"
+    meta.mkdir(parents=True)
+    (meta / "SUNRGBDMeta.mat").write_bytes(VALID_V73["SUNRGBDMeta.mat"])
+    (meta / "SUNRGBD2Dseg.mat").write_bytes(_v73_bytes(build))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RawDataError, match=r"SUNRGBD2Dseg\.mat: seglabel\(1\) is not a 2-D image of integers"):
+            OfficialLabels(tmp_path, "official").read(_V73_KEYS[0])
+    (meta / "SUNRGBD2Dseg.mat").write_bytes(_v73_bytes(lambda f: _v73_2dseg(f, np.float64)))
+    img, _ = OfficialLabels(tmp_path, "official").read(_V73_KEYS[1])  # labels saved as double read
+    assert img.dtype == np.int32 and np.array_equal(img, _SEG * 2)
+
+
+def test_v73_declared_size_is_bounded_before_reading(tmp_path):
+    """A 2 KB v7.3 seg.mat whose chunked seglabel declares 149 GiB (no chunk written: the HDF5
+    library fills it): h5py allocated it (a MemoryError traceback, or swap and the OOM killer
+    without a limit); refused from the declared size, before anything is read."""
+    path = tmp_path / "seg.mat"
+    path.write_bytes(_v73_bytes(lambda f: f.create_dataset(
+        "seglabel", shape=(200000, 100000), dtype=np.float64, chunks=(64, 64), compression="gzip")))
+    assert path.stat().st_size < 4096
+    with pytest.raises(RawDataError, match=r"seg\.mat: not a readable MATLAB v7\.3 file \(ValueError: "
+                                           r"/seglabel declares \(200000, 100000\) x 8 bytes, past the 1024 MiB"):
+        read_seg_mat(path)
+
+
+def test_v73_fuzz_inputs_are_read_intact(tmp_path):
+    """The undamaged files read (so the fuzz damages files the readers accept)."""
+    meta = tmp_path / "SUNRGBDtoolbox" / "Metadata"
+    meta.mkdir(parents=True)
+    for name, data in VALID_V73.items():
+        (meta / name).write_bytes(data)
+        assert _child_read_v73(str(meta / name)) == ("read", True), name
 
 
 # ----------------------------------------------------------------------------- PNG / JPEG

@@ -321,3 +321,47 @@ def test_fetch_catches_tampered_sums(packed, tmp_path: Path):
                 zf.write(p, p.relative_to(src).as_posix())
     with pytest.raises(ShareError, match="manifest.csv: sha256"):
         fetch(FetchConfig(source=str(bad), dest=str(tmp_path / "d"), progress=False, workers=1))
+
+
+def _pack_cli(tree: Path, out: Path, *extra: str):
+    return CliRunner().invoke(main, ["pack", str(tree), "--out", str(out), "--no-progress", *extra])
+
+
+def test_a_fetched_tree_packs_again_to_the_archive_it_came_from(packed, tmp_path: Path):
+    """`fetch` then `pack` of that tree (to re-share a verified copy) was refused: "already holds
+    DATASHEET.md, SHA256SUMS (a fetched archive?); remove them". A fetched tree is a clean tree plus
+    the archive's own records: unchanged, it packs to the very archive it came from (same sha256,
+    so a mirror serves what was published); changed, its datasheet is written anew."""
+    _tree, arc, rep = packed
+    dest = tmp_path / "got"
+    assert fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1)).problems == []
+    (dest / "notes.txt").write_text("mine")  # a user's file: left out as in any tree
+    res = _pack_cli(dest, tmp_path / "mirror" / "sunrgbd-kv2.zip")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mirror" / "sunrgbd-kv2.zip").read_bytes() == arc.read_bytes()
+    assert f"sha256 {rep.sha256}" in res.output
+    assert f"note: {dest}: a fetched tree as its SHA256SUMS lists it: its DATASHEET.md is kept" in res.output
+    assert "problem: " in res.output and "notes.txt" in res.output
+    assert (dest / "DATASHEET.md").is_file() and (dest / "SHA256SUMS").is_file()  # nothing touched
+
+    # changed since it was fetched (a file of the tree): packed with a datasheet of its own
+    meta = json.loads((dest / "dataset.json").read_text())
+    meta["description"] = "re-shared after a check"
+    (dest / "dataset.json").write_text(json.dumps(meta))
+    out = tmp_path / "changed.zip"
+    res = _pack_cli(dest, out)
+    assert res.exit_code == 0, res.output
+    assert ("a fetched tree changed since (1 file no longer as its SHA256SUMS lists: dataset.json); "
+            "DATASHEET.md is written anew") in res.output
+    with zipfile.ZipFile(out) as zf:
+        sheet = zf.read("DATASHEET.md").decode()
+        assert "re-shared after a check" in sheet and f"sunrgbd pack {dest} --out {out}" in sheet
+        assert zf.namelist().count("DATASHEET.md") == 1 and zf.namelist()[-1] == "SHA256SUMS"
+    back = fetch(FetchConfig(source=str(out), dest=str(tmp_path / "back"), progress=False, workers=1))
+    assert back.problems == [] and back.samples == 6 and back.files == rep.files
+
+    # an edited datasheet is not the one SHA256SUMS vouches for: written anew, the file kept
+    (dest / "DATASHEET.md").write_text("# my notes\n")
+    res = _pack_cli(dest, tmp_path / "edited.zip")
+    assert res.exit_code == 0 and "its DATASHEET.md and SHA256SUMS do not list the tree as it is" in res.output
+    assert (dest / "DATASHEET.md").read_text() == "# my notes\n"

@@ -1,6 +1,8 @@
-"""A URL's `user:password@`: sent as Basic auth to its own host only (urllib3 does not send URL
-userinfo by itself), and never shown or stored: every message and every file that `download`
-and `fetch` write on a credentialed loopback URL is searched for the password."""
+"""A URL's secrets: its `user:password@` is sent as Basic auth to its own host only (urllib3 does
+not send URL userinfo by itself), the values of credential query parameters (presigned
+signatures, SAS `sig=`, `token=`) are sent as given, and neither is ever shown or stored: every
+message and every file that `download` and `fetch` write on a credentialed loopback URL is
+searched for the secret."""
 
 from __future__ import annotations
 
@@ -42,10 +44,10 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def leaks(root: Path, *texts: str) -> list[str]:
-    """Where the password (or its percent-encoded form) shows: console texts and every file
-    under `root`, hidden state folders included."""
-    needles = (SECRET.encode(), SECRET.replace("-", "%2D").encode())
+def leaks(root: Path, *texts: str, also: tuple[str, ...] = ()) -> list[str]:
+    """Where the password (or its percent-encoded form, or a text of `also`) shows: console
+    texts and every file under `root`, hidden state folders included."""
+    needles = (SECRET.encode(), SECRET.replace("-", "%2D").encode(), *(a.encode() for a in also))
     found = [f"console #{i}" for i, t in enumerate(texts) if any(n.decode() in t for n in needles)]
     if root.exists():
         found += [str(p) for p in sorted(root.rglob("*"))
@@ -65,6 +67,105 @@ def leaks(root: Path, *texts: str) -> list[str]:
 def test_display_url_drops_userinfo_and_keeps_everything_else(url, shown, cred):
     assert split_userinfo(url) == (shown, cred)
     assert display_url(url) == shown
+
+
+PRESIGNED = ("?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261130%2F"
+             "us-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261130T101500Z&X-Amz-Expires=3600&"
+             "X-Amz-SignedHeaders=host&X-Amz-Signature=")
+PRESIGNED_SHOWN = PRESIGNED.replace("AKIAIOSFODNN7EXAMPLE%2F20261130%2Fus-east-1%2Fs3%2Faws4_request",
+                                    "REDACTED") + "REDACTED"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://b.s3.amazonaws.com/k/a.zip" + PRESIGNED + "0f1e2d", "https://b.s3.amazonaws.com/k/a.zip" + PRESIGNED_SHOWN),
+    ("https://s.googleapis.com/b/a.zip?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p.iam&"
+     "X-Goog-Date=20261130T1015Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host&X-Goog-Signature=9a8b",
+     "https://s.googleapis.com/b/a.zip?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=REDACTED&"
+     "X-Goog-Date=20261130T1015Z&X-Goog-Expires=600&X-Goog-SignedHeaders=host&X-Goog-Signature=REDACTED"),
+    ("https://a.blob.core.windows.net/c/a.zip?sv=2022-11-02&ss=b&sp=r&se=2026-12-01T00%3A00Z&sig=AbC%2Bd%3D",
+     "https://a.blob.core.windows.net/c/a.zip?sv=2022-11-02&ss=b&sp=r&se=2026-12-01T00%3A00Z&sig=REDACTED"),
+    ("https://h/a.zip?AWSAccessKeyId=AKIA&Expires=1700000000&Signature=x%2By",  # S3 SigV2
+     "https://h/a.zip?AWSAccessKeyId=REDACTED&Expires=1700000000&Signature=REDACTED"),
+    ("https://h/d/?Token=t1&ACCESS_TOKEN=t2&api-key=k1&apikey=k2&key=k3&password=p&client_secret=s&v=2",
+     "https://h/d/?Token=REDACTED&ACCESS_TOKEN=REDACTED&api-key=REDACTED&apikey=REDACTED&key=REDACTED&"
+     "password=REDACTED&client_secret=REDACTED&v=2"),  # any case; names, order, the rest kept
+    ("https://h/a.zip?X%2DAmz%2DSignature=s&token=&sig&keyring=1",  # an escaped name; empty values
+     "https://h/a.zip?X%2DAmz%2DSignature=REDACTED&token=&sig&keyring=1"),
+    ("https://u:p@h/a.zip?private_token=t#access_token=f&state=1",  # userinfo, query and fragment
+     "https://h/a.zip?private_token=REDACTED#access_token=REDACTED&state=1"),
+    ("clean/a.zip?token=x", "clean/a.zip?token=x"),  # a path, not a URL
+])
+def test_display_url_redacts_credential_query_values(url, shown):
+    """Presigned (S3 SigV4/SigV2, GCS), Azure SAS and token URLs show every parameter but the
+    credentials' values, as the Azure SDK's and uv's log redaction do."""
+    assert display_url(url) == shown
+    assert display_url(shown) == shown
+
+
+def test_a_presigned_url_is_requested_as_given_and_shown_redacted(tmp_path: Path):
+    srv = FaultServer({"a.bin": DATA})
+    srv.faults.signed = {"a.bin": SECRET}
+    try:
+        client = HttpClient(FAST)
+        info = client.probe(srv.url + "a.bin" + PRESIGNED + SECRET)
+        assert info.url == srv.url + "a.bin" + PRESIGNED_SHOWN  # what records hold
+        buf = bytearray()
+        client.read_range(info, 7, 4000, buf.extend)  # requested with the real signature
+        assert bytes(buf) == DATA[7:4000]
+        with pytest.raises(HttpError) as e:  # a wrong signature: 403, shown without it
+            HttpClient(FAST).probe(srv.url + "a.bin" + PRESIGNED + "forged")
+        assert str(e.value) == f"HTTP 403 Forbidden: {srv.url}a.bin{PRESIGNED_SHOWN} (the server refuses access)"
+        # a redirect to a presigned URL (what hosting services do): its signature is not shown
+        srv.faults.redirect = {"get/a.bin": "/a.bin" + PRESIGNED + SECRET}
+        got = download_file(HttpClient(FAST), srv.url + "get/a.bin", tmp_path / "a.bin")
+        assert got.url == srv.url + "a.bin" + PRESIGNED_SHOWN and (tmp_path / "a.bin").read_bytes() == DATA
+        assert srv.queries.count(PRESIGNED[1:] + SECRET) >= 4
+    finally:
+        srv.close()
+
+
+def test_a_password_holding_a_slash_is_one_line_without_it(tmp_path: Path):
+    """`https://user:pa/ss@host/` is not a URL with a password (its host part ends at the '/'):
+    urllib3 was handed host 'user', port 'pa' and the messages showed the URL as typed."""
+    bad = f"http://mirror-user:{SECRET}/x@127.0.0.1:{closed_port()}/data/"
+    hint = "percent-escape it (/ as %2F, ? as %3F, # as %23)"
+    dl = _download(tmp_path / "dl", bad)
+    fe = _fetch(bad + "t.zip", tmp_path / "fe")
+    for res in (dl, fe):
+        assert res.exit_code == 2 and hint in res.output, res.output
+    assert "'http://***@127.0.0.1:" in dl.output and list(tmp_path.iterdir()) == []
+    with pytest.raises(HttpError, match="percent-escape") as e:
+        HttpClient(FAST).probe(bad + "a.bin")
+    with pytest.raises(HttpError, match="percent-escape") as e2:
+        from sunrgbd_tools.acquire.download import download
+        download(DownloadConfig(dest=str(tmp_path / "lib"), base_url=bad, http=FAST))
+    with pytest.raises(Exception, match="percent-escape") as e3:
+        fetch(FetchConfig(source=bad + "t.zip", dest=str(tmp_path / "lib2"), http=FAST))
+    assert not leaks(tmp_path, dl.output, fe.output, str(e.value), str(e2.value), str(e3.value))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:99999/d/?token=" + SECRET, "not a valid URL (Port out of range 0-65535)"),
+    ("http://[::1/d/?token=" + SECRET, "not a valid URL (Invalid IPv6 URL)"),
+    ("http:///d/?token=" + SECRET, "not a valid URL (no host name)"),
+])
+def test_a_url_urllib3_cannot_parse_is_a_usage_error_without_its_secrets(tmp_path: Path, url, why):
+    """A port past 65535 ended in urllib3's `LocationParseError: Failed to parse: <the URL as
+    requested>` (its token shown), a broken IPv6 host in a ValueError traceback."""
+    dl = _download(tmp_path / "dl", url)
+    fe = _fetch(url + "t.zip", tmp_path / "fe")
+    for res in (dl, fe):
+        assert res.exit_code == 2 and why in res.output and "token=REDACTED" in res.output, res.output
+        assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    with pytest.raises(HttpError, match="not a valid URL") as e:
+        HttpClient(FAST).probe(url + "a.bin")
+    assert not leaks(tmp_path, dl.output, fe.output, str(e.value)) and list(tmp_path.iterdir()) == []
+    from urllib3.exceptions import LocationParseError
+
+    from sunrgbd_tools.remote.http import describe_failure
+
+    assert describe_failure(LocationParseError(url), display_url(url)) == "urllib3 cannot parse the URL"
 
 
 @pytest.fixture
@@ -167,6 +268,43 @@ def test_download_on_a_credentialed_mirror_never_shows_or_stores_the_password(mi
     assert not leaks(tmp_path, *outs)
 
 
+@pytest.fixture
+def open_mirror(archives):
+    srv = FaultServer({n: p.read_bytes() for n, p in archives.items()})
+    yield srv
+    srv.close()
+
+
+def test_download_with_a_token_in_the_base_url(open_mirror, tmp_path: Path):
+    """`--base-url 'https://host/data/?token=…'` (a container SAS works the same way): the query
+    goes with each archive (it was cut off: the token never reached the server) and is shown and
+    recorded as token=REDACTED."""
+    srv = open_mirror
+    srv.faults.query = {"token": SECRET}
+    dest = tmp_path / "raw"
+    ok = _download(dest, srv.url + "?token=" + SECRET)
+    assert ok.exit_code == 0, ok.output
+    assert (dest / "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat").is_file()
+    assert set(srv.queries) == {"token=" + SECRET}
+    cfg = json.loads((dest / ".sunrgbd-download" / "config.json").read_text())
+    assert cfg["base_url"] == srv.url + "?token=REDACTED"
+    remote = json.loads((dest / ".sunrgbd-download" / "SUNRGBD.zip.remote.json").read_text())
+    assert remote["url"] == srv.url + "SUNRGBD.zip?token=REDACTED"
+    wrong = _download(tmp_path / "wrong", srv.url + "?token=" + SECRET + "-old")
+    assert wrong.exit_code == 1
+    assert f"HTTP 403 Forbidden: {srv.url}SUNRGBDtoolbox.zip?token=REDACTED" in wrong.output
+    # archives served through a redirect to presigned URLs, whole (no Range): the signed final URL
+    # is what the reads ask for, and what the .part.json records shows REDACTED
+    srv.faults.query = {}
+    srv.faults.signed = {n: SECRET for n in ("SUNRGBD.zip", "SUNRGBDtoolbox.zip")}
+    srv.faults.redirect = {f"get/{n}": f"/{n}{PRESIGNED}{SECRET}" for n in srv.faults.signed}
+    srv.faults.ignore_range = True
+    moved = _download(tmp_path / "mv", srv.url + "get/", "--toolbox-md5", "none", "--keep-archives")
+    assert moved.exit_code == 0, moved.output
+    assert (tmp_path / "mv/SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat").is_file()
+    assert not leaks(tmp_path, ok.output, wrong.output, moved.output, also=("AKIAIOSFODNN7EXAMPLE",))
+
+
 def test_download_that_gets_no_byte_leaves_the_disk_as_it_was(tmp_path: Path):
     """A refused connection left --dest with .sunrgbd-download/config.json (and --dest itself);
     then --dest's parents that the run had made (`--dest dl/raw` left dl/)."""
@@ -250,6 +388,55 @@ def test_a_new_password_resumes_the_same_fetch(archive_host, tmp_path: Path, mon
     res = _fetch(creds(srv.url, "rotated") + "t.zip", dest, "--no-progress")
     assert res.exit_code == 0, res.output
     assert not leaks(tmp_path, other.output, res.output)
+
+
+@pytest.fixture
+def signed_host(packed):
+    files = {p.name: p.read_bytes() for p in packed.parent.iterdir()}
+    srv = FaultServer(files)
+    srv.faults.signed = {"t.zip": SECRET}
+    yield srv
+    srv.close()
+
+
+def test_fetch_a_presigned_url(signed_host, tmp_path: Path, monkeypatch):
+    """A presigned archive URL: requested as given, shown and recorded with its credentials
+    REDACTED. Its `.sha256` sidecar is asked for beside the path, the query kept (the name used
+    to be appended to the signature); a presigned signature covers the archive alone, so a
+    refused sidecar (403) counts as none. A fetch killed in its verify resumes with the URL
+    re-signed (a new signature and date): the path names the file."""
+    from sunrgbd_tools.acquire import share
+
+    srv = signed_host
+    url = srv.url + "t.zip" + PRESIGNED + SECRET
+    ok = _fetch(url, tmp_path / "ok")
+    assert ok.exit_code == 0, ok.output
+    assert "warning: no --sha256 and no .sha256 beside the archive" in ok.output
+    assert "t.zip.sha256" + PRESIGNED[:20] in "".join(srv.queries) or any(
+        q.startswith(PRESIGNED[1:]) for q in srv.queries)
+    record = json.loads((tmp_path / "ok" / ".sunrgbd-fetch" / "fetched.json").read_text())
+    assert record["source"] == srv.url + "t.zip" + PRESIGNED_SHOWN
+
+    srv.set_file("u.zip", srv.files["t.zip"])
+    srv.set_file("u.zip.sha256", srv.files["t.zip.sha256"])
+    srv.faults.query = {"token": SECRET}  # a token URL: its sidecar is asked for with the token
+    tok = _fetch(srv.url + "u.zip?token=" + SECRET, tmp_path / "tok")
+    assert tok.exit_code == 0 and f"checked against {srv.url}u.zip.sha256?token=REDACTED" in tok.output, tok.output
+    srv.faults.query = {}
+
+    dest = tmp_path / "d"
+    monkeypatch.setattr(share, "_verify_fetched", lambda report, cfg: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        fetch(FetchConfig(source=url, dest=str(dest), progress=False, http=FAST))
+    monkeypatch.undo()
+    srv.faults.signed = {"t.zip": SECRET + "-resigned"}
+    resigned = (srv.url + "t.zip" + PRESIGNED.replace("20261130T101500Z", "20261201T080000Z")
+                + SECRET + "-resigned")
+    res = _fetch(resigned, dest, "--no-progress")
+    assert res.exit_code == 0, res.output
+    other = _fetch(srv.url + "t2.zip" + PRESIGNED + SECRET, dest)  # another file is not resumed
+    assert other.exit_code == 2 and "not empty" in other.output
+    assert not leaks(tmp_path, ok.output, tok.output, res.output, other.output, also=("AKIAIOSFODNN7EXAMPLE",))
 
 
 def test_fetch_that_gets_no_byte_leaves_the_disk_as_it_was(archive_host, tmp_path: Path):

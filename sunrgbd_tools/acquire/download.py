@@ -29,6 +29,7 @@ from urllib.parse import urljoin
 from tqdm import tqdm
 
 from cleantree.files import atomic_path, atomic_write_json
+from sunrgbd_tools.acquire.sources import OFFICIAL_BASE_URL, TOOLBOX_MD5
 from sunrgbd_tools.raw.base import DATA_ZIP, TOOLBOX_ZIP
 from sunrgbd_tools.raw.scenes import parse_subset as parse_subset_keys
 from sunrgbd_tools.raw.scenes import selects_all
@@ -64,8 +65,6 @@ from sunrgbd_tools.remote.safezip import (
 )
 from sunrgbd_tools.text import plural
 
-OFFICIAL_BASE_URL = "http://rgbd.cs.princeton.edu/data/"
-TOOLBOX_MD5 = "18d22e1761d36352f37232cba102f91f"  # published by the dataset authors
 TOOLBOX_MEMBERS = (
     "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat",
     "SUNRGBDtoolbox/Metadata/seglistall.mat",
@@ -303,7 +302,7 @@ class Downloader:
         self.client = client or HttpClient(cfg.http)
         self.dest = Path(cfg.dest)
         self.state = self.dest / STATE_DIR
-        self.base_url = self.client.adopt(cfg.base_url)  # credentials stay with the client
+        self.client.adopt(cfg.base_url)  # fails on a URL whose user:password cannot be read
         self.on_bytes = on_bytes
         self.limits = Limits(max_total=cfg.max_bytes)
         self._lock = threading.Lock()
@@ -328,8 +327,12 @@ class Downloader:
             self._opened = True
 
     def _url(self, name: str) -> str:
-        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
-        return urljoin(base, name)
+        """The archive's URL as shown; the client keeps its secrets. A query on --base-url (a
+        container SAS `?sv=…&sig=…`, a `?token=…`) goes with each archive: it used to be cut off
+        together with the folder's last part."""
+        base, qsep, query = self.cfg.base_url.partition("?")
+        base = base if base.endswith("/") else base + "/"
+        return self.client.adopt(urljoin(base, name) + qsep + query)
 
     def archive(self, name: str) -> ArchiveReport:
         rep = ArchiveReport(name=name, url=self._url(name))

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tqdm import tqdm
 
@@ -38,7 +38,16 @@ from cleantree.files import (
 from cleantree.manifest import MANIFEST, tree_files_listed
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
-from sunrgbd_tools.remote.http import HttpClient, HttpConfig, display_url, download_file
+from sunrgbd_tools.remote.http import (
+    HttpClient,
+    HttpConfig,
+    HttpError,
+    display_url,
+    download_file,
+    has_secret_query,
+    split_userinfo,
+    url_problem,
+)
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
 from sunrgbd_tools.text import first_names, plural
 
@@ -78,6 +87,9 @@ class PackReport:
     bytes: int
     left_out: list[str] = field(default_factory=list)  # files outside the contract, not packed
     problems: list[str] = field(default_factory=list)
+    # a fetched tree (it holds the DATASHEET.md and SHA256SUMS of the archive it came from):
+    # one line on what became of its datasheet; "" for a tree `convert` wrote
+    repacked: str = ""
 
 
 def _one_line(path: os.PathLike) -> str:
@@ -286,47 +298,85 @@ def pack_tree(cfg: PackConfig) -> PackReport:
             raise ShareError(f"{path}: exists and is not {'an archive' if path == out else 'a checksum'} "
                              "`sunrgbd pack` wrote; remove it or choose another --out (nothing was changed)")
     walked = tree_files(src, exclude={out.resolve(), side.resolve()})
+    records = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(walked)  # a fetched tree's
     files: list[PurePosixPath] = []
     left_out: list[PurePosixPath] = []
     for rel in walked:
-        (files if rel.as_posix() in listed else left_out).append(rel)
+        if rel not in records:
+            (files if rel.as_posix() in listed else left_out).append(rel)
     for rel in files:
         why = _unpackable(rel.as_posix())
         if why:
             raise ShareError(f"{_one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
-    clash = {PurePosixPath(DATASHEET), PurePosixPath(SUMS)} & set(walked)
-    if clash:
-        raise ShareError(f"{src}: already holds {', '.join(map(str, sorted(clash)))} "
-                         "(a fetched archive?); remove them before packing again")
     sizes = {f: (src / f).stat().st_size for f in files}
     total = sum(sizes.values())
-    sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
-    sums: list[tuple[str, str]] = []
+    fetched = _fetched_sums(src, files) if records else None
+    changed: list[str] = []
     with tqdm(total=total, desc=f"pack {out.name}", unit="B", unit_scale=True,
               unit_divisor=1024, disable=not cfg.progress, leave=False) as bar, \
             atomic_path(out) as tmp:
-        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
-            zf.writestr(zip_member_info(DATASHEET, len(sheet)), sheet)
-            sums.append((hashlib.sha256(sheet).hexdigest(), DATASHEET))
-            for rel in files:
-                h = hashlib.sha256()
-                with open(src / rel, "rb") as f, \
-                        zf.open(zip_member_info(rel.as_posix(), sizes[rel]), "w") as w:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
-                        w.write(chunk)
-                        bar.update(len(chunk))
-                sums.append((h.hexdigest(), rel.as_posix()))
-            body = "".join(f"{h}  {n}\n" for h, n in sorted(sums, key=lambda x: x[1])).encode()
-            zf.writestr(zip_member_info(SUMS, len(body)), body)
+        if fetched is not None:  # the archive it was fetched from, again: its own datasheet
+            sums = _write_archive(tmp, src, files, sizes, fetched[1], bar)
+            changed = [n for n, h in sums.items() if h != fetched[0][n]]
+        if fetched is None or changed:
+            sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
+            bar.reset()
+            _write_archive(tmp, src, files, sizes, sheet, bar)
         digest = sha256_file(tmp)
     atomic_write_text(side, f"{digest}  {out.name}\n")
     problems = []
     if left_out:
         problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
                         f"left out of the archive: {first_names([_one_line(rel) for rel in left_out])}")
+    repacked = ""
+    if fetched is not None and not changed:
+        repacked = (f"{src}: a fetched tree as its {SUMS} lists it: its {DATASHEET} is kept, so the "
+                    "archive is the one it was fetched from")
+    elif records:
+        why = (f"{plural(len(changed), 'file')} no longer as its {SUMS} lists: {first_names(changed)}"
+               if changed else f"its {DATASHEET} and {SUMS} do not list the tree as it is")
+        repacked = f"{src}: a fetched tree changed since ({why}); {DATASHEET} is written anew"
     return PackReport(archive=out, sha256=digest, files=len(files) + 2, bytes=out.stat().st_size,
-                      left_out=[rel.as_posix() for rel in left_out], problems=problems)
+                      left_out=[rel.as_posix() for rel in left_out], problems=problems,
+                      repacked=repacked)
+
+
+def _fetched_sums(src: Path, files: list[PurePosixPath]) -> tuple[dict[str, str], bytes] | None:
+    """A fetched tree's SHA256SUMS ({name: sha256}) and DATASHEET.md bytes, when SHA256SUMS
+    vouches for the datasheet as it is and lists exactly the files to pack; else None.
+    Re-packing such a tree gives back the archive it came from (same datasheet, same members,
+    so the same bytes and sha256) when no file changed since."""
+    try:
+        sums = read_sums(src / SUMS)
+        sheet = (src / DATASHEET).read_bytes()
+    except (OSError, UnicodeDecodeError, ShareError):
+        return None
+    if set(sums) != {DATASHEET, *(f.as_posix() for f in files)}:
+        return None
+    if hashlib.sha256(sheet).hexdigest() != sums[DATASHEET]:
+        return None  # edited since: not the datasheet SHA256SUMS vouches for
+    return sums, sheet
+
+
+def _write_archive(tmp: Path, src: Path, files: list[PurePosixPath], sizes: dict, sheet: bytes,
+                   bar) -> dict[str, str]:
+    """The ZIP into `tmp` (replaced): DATASHEET.md first, the files sorted, SHA256SUMS of every
+    other member last. Returns {member: sha256}."""
+    sums = {DATASHEET: hashlib.sha256(sheet).hexdigest()}
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        zf.writestr(zip_member_info(DATASHEET, len(sheet)), sheet)
+        for rel in files:
+            h = hashlib.sha256()
+            with open(src / rel, "rb") as f, \
+                    zf.open(zip_member_info(rel.as_posix(), sizes[rel]), "w") as w:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+                    w.write(chunk)
+                    bar.update(len(chunk))
+            sums[rel.as_posix()] = h.hexdigest()
+        body = "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode()
+        zf.writestr(zip_member_info(SUMS, len(body)), body)
+    return sums
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -356,7 +406,10 @@ class FetchReport:
 
 
 def is_url(s: str) -> bool:
-    return urlsplit(s).scheme in ("http", "https")
+    try:
+        return urlsplit(s).scheme in ("http", "https")
+    except ValueError:  # `http://[::1/`: a URL all the same (check_source says what is wrong)
+        return s.split(":", 1)[0].lower() in ("http", "https")
 
 
 def check_source(source: str) -> None:
@@ -364,6 +417,15 @@ def check_source(source: str) -> None:
     if "://" in source and not is_url(source):
         raise ShareError(f"{display_url(source)!r}: only http:// and https:// URLs (or a local file) "
                          "are supported")
+    if is_url(source) and (problem := url_problem(source)):
+        raise ShareError(f"{display_url(source)!r}: {problem}")
+
+
+def sidecar_url(url: str) -> str:
+    """`<archive>.sha256` beside a URL: the name goes on the path, the query stays a query
+    (`url + ".sha256"` once appended it to a presigned URL's signature)."""
+    parts = urlsplit(split_userinfo(url)[0])
+    return urlunsplit(parts._replace(path=parts.path + ".sha256"))
 
 
 def parse_sha256_file(text: str, where: str) -> str:
@@ -453,10 +515,17 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         archive = work / name
         check_name(name, shown)
         if expected is None:
-            side = client.get_small(url + ".sha256")
+            side_shown = client.adopt(sidecar_url(cfg.source))
+            try:
+                side = client.get_small(side_shown)
+            except HttpError as e:
+                # a presigned URL's signature is for the archive alone: its sidecar is refused
+                if not (has_secret_query(cfg.source) and e.status in (401, 403)):
+                    raise
+                side = None
             if side is not None:
-                expected = parse_sha256_file(side.decode("utf-8", "replace"), shown + ".sha256")
-                checked = shown + ".sha256"
+                expected = parse_sha256_file(side.decode("utf-8", "replace"), side_shown)
+                checked = side_shown
         if not archive.exists():
             with tqdm(desc=f"fetch {name}", unit="B", unit_scale=True, unit_divisor=1024,
                       disable=not cfg.progress, leave=False) as bar:
@@ -515,12 +584,22 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
     return done if ok and (cfg.sha256 is None or cfg.sha256.lower() == done["sha256"]) else None
 
 
+def source_identity(url: str) -> str:
+    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and
+    without its query when the query carries a credential (a presigned or SAS URL: its query is
+    the signature and its validity window, X-Amz-Date/X-Amz-Expires, se=/st=, which change on
+    every re-signing, while the path names the file). Credentials say who may read a file, not
+    which file it is; the archive's sha256 is checked anyway."""
+    shown = display_url(url)
+    return shown.partition("?")[0].partition("#")[0] if has_secret_query(shown) else shown
+
+
 def _same_source(a: str, b: str) -> bool:
-    """URLs as typed but without `user:password@` (records never hold it, and a new password
-    does not make another archive: its sha256 is checked anyway); local archives by resolved
-    path (`./a.zip` then `/abs/a.zip` is one)."""
+    """URLs by `source_identity` (records never hold a secret, and a new password or signature
+    does not make another archive); local archives by resolved path (`./a.zip` then `/abs/a.zip`
+    is one)."""
     if is_url(a) or is_url(b):
-        return display_url(a) == display_url(b)
+        return source_identity(a) == source_identity(b)
     return Path(a).resolve() == Path(b).resolve()
 
 

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import click
 
-from cleantree.dataset import DATASET_JSON
 from cleantree.paths import IMAGE_FORMATS, PROBLEMS_FILE
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.convert.label_modes import LABEL_SOURCES
-from sunrgbd_tools.convert.resize import parse_size
 from sunrgbd_tools.parallel import progress_bar
+
+# The library is imported inside the commands: `--help` (and the `sunrgbd --help` list, which
+# loads every command) then costs click alone, not numpy/OpenCV (docs/performance.md).
 
 
 def _size(ctx, param, value):
+    from sunrgbd_tools.convert.resize import parse_size
+
     try:
         return parse_size(value)
     except ValueError as e:
@@ -99,6 +102,7 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def verify(root, workers, no_checksums, progress):
     """Check a clean tree: complete samples, sizes, label values, checksums. Exit 1 on problems."""
+    from cleantree.dataset import DATASET_JSON
     from sunrgbd_tools.convert.verify import verify_tree
 
     if not (root / DATASET_JSON).is_file():

@@ -8,19 +8,16 @@ from pathlib import Path
 
 import click
 
-from sunrgbd_tools.acquire.download import (
-    OFFICIAL_BASE_URL,
-    TOOLBOX_MD5,
-    DownloadConfig,
-    parse_subset,
-)
-from sunrgbd_tools.acquire.download import download as run_download
+from sunrgbd_tools.acquire.sources import OFFICIAL_BASE_URL, TOOLBOX_MD5
 from sunrgbd_tools.cli.common import OutPath, http_options
-from sunrgbd_tools.remote.http import HttpConfig, HttpError, display_url
-from sunrgbd_tools.remote.rangezip import ZipFormatError
+
+# The downloader (urllib3, numpy) is imported inside the command and its callbacks: `--help`
+# costs click alone.
 
 
 def _subset(ctx, param, value: str) -> str:
+    from sunrgbd_tools.acquire.download import parse_subset
+
     try:
         parse_subset(value)
     except ValueError as e:
@@ -46,8 +43,12 @@ def _byte_size(ctx, param, value: str) -> int:
 
 
 def _base_url(ctx, param, value: str) -> str:
+    from sunrgbd_tools.remote.http import display_url, url_problem
+
     if not value.lower().startswith(("http://", "https://")):
         raise click.BadParameter(f"{display_url(value)!r}: only http:// and https:// URLs are supported")
+    if problem := url_problem(value):
+        raise click.BadParameter(f"{display_url(value)!r}: {problem}")
     return value
 
 
@@ -77,6 +78,11 @@ def _base_url(ctx, param, value: str) -> str:
 def download(subset, dest, base_url, with_official_labels, jobs, keep_archives, toolbox_md5,
              max_size, strict, no_progress, timeout, retries):
     """Fetch only the SUN RGB-D members a subset needs (HTTP Range), resumable and verified."""
+    from sunrgbd_tools.acquire.download import DownloadConfig, parse_subset
+    from sunrgbd_tools.acquire.download import download as run_download
+    from sunrgbd_tools.remote.http import HttpConfig, HttpError
+    from sunrgbd_tools.remote.rangezip import ZipFormatError
+
     cfg = DownloadConfig(
         dest=str(dest), subset=subset, base_url=base_url,
         with_official_labels=with_official_labels, jobs=jobs, keep_archives=keep_archives,

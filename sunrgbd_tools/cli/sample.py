@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
 from sunrgbd_tools.cli.common import OutPath
 from sunrgbd_tools.parallel import default_workers
-from sunrgbd_tools.synthetic.generator import SampleWorkerDied, make_sample
 from sunrgbd_tools.synthetic.sample_json import KV2_SIZE, SampleConflict
-from sunrgbd_tools.synthetic.zips import write_raw_zips
+
+# The generator (numpy, scipy, OpenCV, h5py) is imported inside the command: `--help` costs click.
 
 
 def _parse_size(ctx, param, value: str) -> tuple[int, int]:
@@ -43,6 +42,11 @@ def _parse_size(ctx, param, value: str) -> tuple[int, int]:
 def sample(out: Path, scenes: int, seed: int, quirks: bool, size: tuple[int, int],
            workers: int | None, zips: bool) -> None:
     """Write a synthetic SUN RGB-D raw tree in the exact on-disk format of the official zips."""
+    from tqdm import tqdm
+
+    from sunrgbd_tools.synthetic.generator import SampleWorkerDied, make_sample
+    from sunrgbd_tools.synthetic.zips import write_raw_zips
+
     workers = workers or default_workers()
     t0 = time.perf_counter()
     bar = tqdm(total=scenes, unit="scene", desc="sample", disable=None)

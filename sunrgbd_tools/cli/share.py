@@ -7,20 +7,11 @@ from pathlib import Path
 
 import click
 
-from sunrgbd_tools.acquire.share import (
-    DestinationError,
-    FetchConfig,
-    PackConfig,
-    ShareError,
-    check_source,
-    pack_tree,
-)
-from sunrgbd_tools.acquire.share import fetch as fetch_archive
 from sunrgbd_tools.cli.common import OutPath, http_options, recorded_command
-from sunrgbd_tools.cli.hub import pack_hf
-from sunrgbd_tools.remote.http import HttpConfig, HttpError
-from sunrgbd_tools.remote.rangezip import ZipFormatError
 from sunrgbd_tools.text import plural
+
+# The library (urllib3, numpy, OpenCV for the hf export) is imported inside the commands:
+# `--help` costs click alone.
 
 
 @click.command()
@@ -39,6 +30,9 @@ from sunrgbd_tools.text import plural
 def pack(ctx, tree, out, fmt, strict, no_progress):
     """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md,
     or (--format hf) into a Hugging Face dataset folder."""
+    from sunrgbd_tools.acquire.share import PackConfig, ShareError, pack_tree
+    from sunrgbd_tools.cli.hub import pack_hf
+
     command = recorded_command(ctx)
     if fmt == "hf":
         return pack_hf(tree, out, command, not no_progress, strict)
@@ -49,6 +43,8 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
         raise click.UsageError(str(e)) from None
     for p in rep.problems:
         click.echo(f"problem: {p}", err=True)
+    if rep.repacked:
+        click.echo(f"note: {rep.repacked}", err=True)
     click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
     if strict and rep.problems:
         sys.exit(1)
@@ -66,6 +62,11 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
 @http_options
 def fetch(source, dest, sha256, keep_archive, workers, no_progress, timeout, retries):
     """Download (URL) or open (path) a packed dataset, check it, extract it safely, verify it."""
+    from sunrgbd_tools.acquire.share import DestinationError, FetchConfig, ShareError, check_source
+    from sunrgbd_tools.acquire.share import fetch as fetch_archive
+    from sunrgbd_tools.remote.http import HttpConfig, HttpError
+    from sunrgbd_tools.remote.rangezip import ZipFormatError
+
     try:
         check_source(source)
     except ShareError as e:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,57 @@ def cell_strings(value) -> list[str]:
 
 def h5_string(ds) -> str:
     """A MATLAB char array stored in HDF5 (uint16 code units) → str."""
-    codes = np.asarray(ds[()]).ravel()
-    return "".join(chr(int(c)) for c in codes if int(c) != 0)
+    codes = h5_array(ds).ravel()
+    if codes.dtype.kind not in "iu" or (codes.size and (codes.min() < 0 or codes.max() > 0x10FFFF)):
+        raise ValueError(f"{ds.name} is not a char array")
+    return "".join(chr(c) for c in codes.tolist() if c != 0)
+
+
+_H5_READ_LIMIT = 1 << 30  # bytes one dataset may declare (a real label image is a few MB)
+
+
+def h5_array(obj) -> np.ndarray:
+    """A v7.3 dataset's values, read only when its declared size is sane: a damaged dataspace
+    can declare terabytes, which the HDF5 library would try to allocate (and fill)."""
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        raise TypeError(f"{obj.name} is a {type(obj).__name__}, not an array")
+    size = obj.dtype.itemsize * int(np.prod(obj.shape, dtype=object) if obj.shape else 1)
+    if size > _H5_READ_LIMIT:
+        raise ValueError(f"{obj.name} declares {obj.shape} x {obj.dtype.itemsize} bytes, past the "
+                         f"{_H5_READ_LIMIT >> 20} MiB a MATLAB file here may hold")
+    return np.asarray(obj[()])
+
+
+# What h5py raises on a damaged or strangely laid out file: it has no error class of its own.
+# OSError (open/read failures), KeyError (a damaged name or link), RuntimeError ("Unable to
+# synchronously check link existence"), ValueError (bad references, "Insufficient precision",
+# and ours from h5_array/h5_string), TypeError and AttributeError (a group where an array
+# belongs), IndexError and OverflowError (indices and codes out of range): tests/test_fuzz_readers.py.
+H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError,
+             OverflowError)
+
+
+@contextmanager
+def h5_errors(path: Path) -> Iterator[None]:
+    """Every H5_ERRORS inside the block as one RawDataError naming the file."""
+    try:
+        yield
+    except RawDataError:
+        raise
+    except H5_ERRORS as e:
+        text = " ".join(str(e).split()) or "no message"
+        raise RawDataError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {text})") from None
+
+
+@contextmanager
+def h5_file(path: Path):
+    """h5py.File(path) for reading, under h5_errors."""
+    import h5py
+
+    with h5_errors(path), h5py.File(path, "r") as f:
+        yield f
 
 
 _MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})  # MAT v5 data types
@@ -227,19 +278,14 @@ def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_seg_mat_v73(path: Path) -> tuple[np.ndarray, list[str]]:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if "seglabel" not in f:
-                raise RawDataError(path, "has no variable 'seglabel'")
-            seg = np.asarray(f["seglabel"][()]).T
-            names = []
-            if "names" in f:
-                refs = np.asarray(f["names"][()]).ravel()
-                names = [h5_string(f[r]) for r in refs]
-    except (OSError, KeyError, TypeError, ValueError) as e:  # h5py: damaged file or wrong layout
-        raise RawDataError(path, f"not a readable MATLAB v7.3 file ({type(e).__name__}: {e})") from None
+    with h5_file(path) as f:
+        if "seglabel" not in f:
+            raise RawDataError(path, "has no variable 'seglabel'")
+        seg = h5_array(f["seglabel"]).T
+        names = []
+        if "names" in f:
+            refs = h5_array(f["names"]).ravel()
+            names = [h5_string(f[r]) for r in refs]
     return _check_seglabel(path, seg, names)
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import cell_strings, h5_string, is_mat_v73, loadmat_checked
+from sunrgbd_tools.raw.matfile import (
+    cell_strings,
+    h5_array,
+    h5_errors,
+    h5_file,
+    h5_string,
+    is_mat_v73,
+    loadmat_checked,
+)
 from sunrgbd_tools.raw.splits import normalise_scene_path
 
 METADATA = Path("SUNRGBDtoolbox/Metadata")
@@ -27,12 +35,10 @@ def read_name_list(path: Path, variable: str) -> list[str]:
     if not path.exists():
         raise RawDataError(path, "file not found")
     if is_mat_v73(path):
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        with h5_file(path) as f:
             if variable not in f:
                 raise RawDataError(path, f"has no variable {variable!r}")
-            return [h5_string(f[r]) for r in np.asarray(f[variable][()]).ravel()]
+            return [h5_string(f[r]) for r in h5_array(f[variable]).ravel()]
     m = loadmat_checked(path, variable_names=[variable])
     if variable not in m:
         raise RawDataError(path, f"has no variable {variable!r}")
@@ -44,13 +50,11 @@ def read_sequence_names(path: Path) -> list[str]:
     if not path.exists():
         raise RawDataError(path, "file not found (it maps SUNRGBD2Dseg entries to scenes)")
     if is_mat_v73(path):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            try:
-                refs = np.asarray(f["SUNRGBDMeta"]["sequenceName"][()]).ravel()
-            except KeyError:
-                raise RawDataError(path, "has no SUNRGBDMeta.sequenceName") from None
+        with h5_file(path) as f:
+            meta = f.get("SUNRGBDMeta")
+            if meta is None or not hasattr(meta, "get") or meta.get("sequenceName") is None:
+                raise RawDataError(path, "has no SUNRGBDMeta.sequenceName")
+            refs = h5_array(meta["sequenceName"]).ravel()
             return [normalise_scene_path(h5_string(f[r])) for r in refs]
     m = loadmat_checked(path, variable_names=["SUNRGBDMeta"])
     meta = m.get("SUNRGBDMeta")
@@ -115,10 +119,8 @@ class OfficialLabels:
         if self._file is None:
             import h5py
 
-            try:
+            with h5_errors(self.seg_path):
                 self._file = h5py.File(self.seg_path, "r")
-            except OSError as e:
-                raise RawDataError(self.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
         return self._file
 
     def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
@@ -128,15 +130,18 @@ class OfficialLabels:
         if i is None:
             raise RawDataError(self.src / META_FILE, f"no entry for scene {key}")
         f = self._open()
-        group = f.get("SUNRGBD2Dseg")
         field = self.field
-        if group is None or field not in group:
-            raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{field}")
-        refs = group[field]
-        if i >= refs.size:
-            raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
-        # one reference read, not the whole field (10,335 of them) per scene
-        img = np.asarray(f[refs[np.unravel_index(i, refs.shape)]][()]).T
-        if img.ndim != 2:
-            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image")
+        with h5_errors(self.seg_path):
+            group = f.get("SUNRGBD2Dseg")
+            if group is None or not hasattr(group, "get") or group.get(field) is None:
+                raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{field}")
+            refs = group[field]
+            if i >= refs.size:
+                raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
+            # one reference read, not the whole field (10,335 of them) per scene
+            img = h5_array(f[refs[np.unravel_index(i, refs.shape)]]).T
+        whole = img.dtype.kind in "biu" or (img.dtype.kind == "f" and bool(np.all(np.isfinite(img) & (img == np.round(img)))))
+        if img.ndim != 2 or not whole:  # MATLAB may save the labels as double: whole numbers pass
+            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image of integers "
+                                              f"(shape {img.shape}, {img.dtype})")
         return img.astype(np.int32), self.seglistall

@@ -10,10 +10,12 @@ Every read states the identity of the remote file it expects (`RemoteInfo`: size
 Last-Modified). A response that disagrees raises `RemoteChanged`, so callers can start
 that file over instead of splicing bytes from two different versions.
 
-A URL's `user:password@` is taken off at the client's door (`HttpClient.adopt`): the client
-keeps it in memory as that host's `Authorization: Basic` header (urllib3 does not send URL
-userinfo itself) and everything else (messages, `RemoteInfo.url`, records on disk) sees the
-URL without it (`display_url`).
+A URL's secrets are taken off at the client's door (`HttpClient.adopt`): its `user:password@`
+becomes that host's `Authorization: Basic` header (urllib3 does not send URL userinfo itself),
+and the values of credential query parameters (a presigned `X-Amz-Signature=…`, a SAS `sig=…`,
+`token=…`) are kept in memory beside the URL that shows them as `REDACTED`. Everything else
+(messages, `RemoteInfo.url`, records on disk) sees only that shown form (`display_url`); the
+client requests the real URL behind it.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    LocationValueError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
@@ -55,6 +58,17 @@ _POOL_SIZE = 64  # connections kept per host: at least `download --jobs` (at mos
 
 # scheme://  then userinfo up to the last '@' of the authority (which ends at / ? or #)
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+REDACTED = "REDACTED"  # what a credential's value shows as (the Azure SDK's word; uv shows ****)
+# Query parameters whose values are credentials, by name compared in lower case without '-', '_'
+# and '.': presigned S3/GCS/OSS URLs (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token,
+# X-Goog-Signature, X-Goog-Credential, Signature, AWSAccessKeyId, GoogleAccessId), Azure SAS
+# (sig), tokens and keys (token, access_token, private_token, api_key, apikey, key, …),
+# passwords and secrets (password, client_secret, …).
+_SECRET_PARAMS = frozenset({"sig", "key", "auth", "authorization", "pwd", "passwd", "sessionid"})
+_SECRET_SUFFIXES = ("signature", "credential", "credentials", "token", "secret", "password",
+                    "apikey", "accesskey", "accesskeyid", "accessid", "secretkey", "privatekey",
+                    "sessionkey", "subscriptionkey")
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -67,10 +81,86 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return m.group(1) + url[m.end():], (unquote(user), unquote(password))
 
 
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter's value is a credential (`_SECRET_PARAMS`, `_SECRET_SUFFIXES`)."""
+    key = re.sub(r"[-_.\s]", "", unquote_plus(name)).lower()
+    return key in _SECRET_PARAMS or key.endswith(_SECRET_SUFFIXES)
+
+
+def _secret(part: str) -> bool:
+    name, _, value = part.partition("=")
+    return bool(value) and is_secret_param(name)
+
+
+def _redact_params(text: str) -> str:
+    return "&".join(f"{p.partition('=')[0]}={REDACTED}" if _secret(p) else p for p in text.split("&"))
+
+
+def has_secret_query(url: str) -> bool:
+    """Whether the URL's query (or fragment) carries a credential (shown REDACTED or not): a
+    presigned or token URL."""
+    if not _SCHEME.match(url):
+        return False
+    base, _, fragment = url.partition("#")
+    return any(_secret(p) for text in (base.partition("?")[2], fragment) for p in text.split("&"))
+
+
+def redact_query(url: str) -> str:
+    """The URL with the values of its credential query (and fragment) parameters replaced by
+    REDACTED; names, order, encoding and every other parameter are kept. Not a URL: unchanged."""
+    if not _SCHEME.match(url):
+        return url
+    base, hsep, fragment = url.partition("#")
+    path, qsep, query = base.partition("?")
+    return path + qsep + _redact_params(query) + hsep + (_redact_params(fragment) if hsep else "")
+
+
+def userinfo_problem(url: str) -> str | None:
+    """Why a URL's `user:password@` cannot be read, if it cannot: a '/', '?' or '#' in the
+    password ends the host part early (`https://u:pa/ss@host/`), so the URL would name host `u`
+    and port `pa`. A port that is not a number with an '@' further on can only be that."""
+    m = _SCHEME.match(url)
+    if m is None:
+        return None
+    rest = url[m.end():]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority or "@" not in rest[len(authority):]:
+        return None
+    after = authority.partition("]")[2] if authority.startswith("[") else authority
+    port = after.partition(":")[2]
+    if port and not port.isdigit():
+        return ("the user:password in the URL holds a '/', '?' or '#', which ends the host part "
+                "early; percent-escape it (/ as %2F, ? as %3F, # as %23)")
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why an http(s) URL cannot be requested as written, in words that do not show its secrets,
+    or None: a userinfo that cannot be read (`userinfo_problem`), or a host part urllib3 cannot
+    parse (`http://[::1/`, a port past 65535: a ValueError traceback, or urllib3's message with
+    the whole URL in it)."""
+    problem = userinfo_problem(url)
+    if problem:
+        return problem
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as e:
+        return f"not a valid URL ({e})"
+    if not parts.hostname:
+        return "not a valid URL (no host name)"
+    return None
+
+
 def display_url(url: str) -> str:
     """A URL as every message, progress label and file written shows it: without any
-    `user:password@` (the password must never reach a terminal, a log or a record)."""
-    return split_userinfo(url)[0]
+    `user:password@` and with credential query values REDACTED (a password, a signature or a
+    token must never reach a terminal, a log or a record). A URL whose userinfo cannot be
+    read (`userinfo_problem`) shows `***@` for everything before its last '@'."""
+    if userinfo_problem(url):
+        m = _SCHEME.match(url)
+        return redact_query(m.group(0) + "***@" + url.rpartition("@")[2])
+    return redact_query(split_userinfo(url)[0])
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -83,7 +173,12 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 class HttpError(Exception):
-    """A failure worth one line to the user (4xx, retries exhausted, bad response)."""
+    """A failure worth one line to the user (4xx, retries exhausted, bad response); `status`
+    is the HTTP status when the server answered with one."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class RemoteChanged(HttpError):
@@ -93,7 +188,12 @@ class RemoteChanged(HttpError):
 def describe_failure(e: BaseException, url: str) -> str:
     """A network failure in the user's words: what could not be done and the system's reason
     (urllib3's own text leads with the connection object, `HTTPConnection(host=…, port=…)`)."""
-    parts = urlsplit(url)
+    if isinstance(e, LocationValueError):  # its text is the URL as requested, secrets and all
+        return "urllib3 cannot parse the URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. `http://[::1/`: no host to name
+        parts = urlsplit("")
     name = parts.hostname or ""
     host = f"[{name}]" if ":" in name else name  # never netloc: it holds any user:password@
     try:
@@ -202,20 +302,34 @@ class HttpClient:
         self._lock = threading.Lock()
         self.counters = Counters()
         self._auth: dict[tuple[str, str], str] = {}  # origin -> Authorization header value
+        self._real: dict[str, str] = {}  # a shown URL (REDACTED values) -> the URL to request
 
     def close(self) -> None:
         self._pool.clear()
 
     def adopt(self, url: str) -> str:
-        """Take `user:password@` off `url`: from now on this client sends it as Basic auth to
+        """Take the secrets off `url`: its `user:password@` is sent from now on as Basic auth to
         that scheme/host/port (only there: urllib3 drops the header on a redirect to another
-        host). Returns the URL without it, the form every message and record uses."""
+        host), and the real query stays here behind the shown one. Returns `display_url(url)`,
+        the form every message and record uses and that this client requests `url` by. A URL
+        whose userinfo cannot be read is an HttpError that does not show it."""
+        problem = url_problem(url) if _SCHEME.match(url) else None
+        if problem:
+            raise HttpError(f"{display_url(url)}: {problem}")
         clean, cred = split_userinfo(url)
-        if cred is not None:
-            token = base64.b64encode(f"{cred[0]}:{cred[1]}".encode()).decode("ascii")
-            with self._lock:
+        shown = redact_query(clean)
+        with self._lock:
+            if cred is not None:
+                token = base64.b64encode(f"{cred[0]}:{cred[1]}".encode()).decode("ascii")
                 self._auth[_origin(clean)] = f"Basic {token}"
-        return clean
+            if shown != clean:  # the latest wins: a re-signed URL replaces the earlier signature
+                self._real[shown] = clean
+        return shown
+
+    def _target(self, url: str) -> str:
+        """The URL to request for a shown one."""
+        with self._lock:
+            return self._real.get(url, url)
 
     def _authorization(self, url: str) -> str | None:
         with self._lock:
@@ -236,7 +350,7 @@ class HttpClient:
         if auth is not None:
             hdrs["Authorization"] = auth
         try:
-            resp = self._pool.request("GET", url, headers=hdrs, retries=retry,
+            resp = self._pool.request("GET", self._target(url), headers=hdrs, retries=retry,
                                       preload_content=False, decode_content=False)
         except MaxRetryError as e:
             if "too many redirects" in str(e.reason):
@@ -251,13 +365,13 @@ class HttpClient:
             self.counters.requests += 1 + sum(1 for h in history if h.status is not None)
         return resp, attempt + sum(1 for h in history if h.redirect_location is None)
 
-    @staticmethod
-    def _final_url(url: str, resp: urllib3.BaseHTTPResponse) -> str:
-        """Where the redirects (if any) led."""
+    def _final_url(self, url: str, resp: urllib3.BaseHTTPResponse) -> str:
+        """Where the redirects (if any) led, shown (a redirect to a presigned URL is common)."""
+        real = None
         for h in resp.retries.history if resp.retries is not None else ():
             if h.redirect_location:
-                url = urljoin(h.url, h.redirect_location)
-        return url
+                real = urljoin(h.url, h.redirect_location)
+        return url if real is None else self.adopt(real)
 
     @staticmethod
     def _drop(resp: urllib3.BaseHTTPResponse) -> None:
@@ -307,7 +421,7 @@ class HttpClient:
                 401: " (the server refused the user:password given in the URL)"
                 if self._authorization(url) else " (the server wants credentials)",
                 410: " (gone from the server)"}
-        raise HttpError(f"HTTP {resp.status} {reason}: {url}{hint.get(resp.status, '')}")
+        raise HttpError(f"HTTP {resp.status} {reason}: {url}{hint.get(resp.status, '')}", resp.status)
 
     @staticmethod
     def _info(resp: urllib3.BaseHTTPResponse, url: str) -> RemoteInfo:

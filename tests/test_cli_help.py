@@ -1,0 +1,60 @@
+"""`sunrgbd --help` and each command's `--help` load only what their text needs: listing the
+commands imported every command module, and with them numpy, scipy, OpenCV, h5py, urllib3 and
+the synthetic generator (two thirds of the 0.5 s it took; docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from sunrgbd_tools.cli.main import COMMANDS, command_docstring, main
+
+HEAVY = ("numpy", "scipy", "cv2", "h5py", "PIL", "urllib3", "tqdm", "datasets", "pyarrow")
+
+
+def loaded_by(*args: str) -> tuple[str, list[str]]:
+    """`sunrgbd ARGS` in a fresh interpreter: its output and the HEAVY modules it imported."""
+    code = f"""
+import contextlib, io, json, sys
+from sunrgbd_tools.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try:
+        main({list(args)!r}, prog_name="sunrgbd")
+    except SystemExit:
+        pass
+print(json.dumps([out.getvalue(), sorted(m for m in {HEAVY!r} if m in sys.modules)]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return tuple(json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+def test_sunrgbd_help_imports_no_library():
+    text, heavy = loaded_by("--help")
+    assert heavy == []
+    for name in COMMANDS:
+        assert f"\n  {name} " in text
+
+
+@pytest.mark.parametrize("command", [["convert"], ["verify"], ["sample"], ["download"], ["pack"],
+                                     ["fetch"], ["mapping"], ["mapping", "audit"]])
+def test_a_commands_help_imports_no_library(command):
+    """`stats --help` is left out: its choices are the weighting registry in sunrgbd_tools.stats."""
+    text, heavy = loaded_by(*command, "--help")
+    assert heavy == [] and text.startswith(f"Usage: sunrgbd {' '.join(command)} ")
+
+
+def test_the_command_list_is_what_the_commands_say():
+    """The list is built from the docstrings in the source; it must read as click would write it
+    from the imported commands, at any width."""
+    for name, spec in COMMANDS.items():
+        cmd = main.get_command(click.Context(main), name)
+        doc = command_docstring(spec)
+        assert doc is not None, spec
+        for limit in (30, 45, 74, 200):
+            assert click.Command(name, help=doc).get_short_help_str(limit) == cmd.get_short_help_str(limit)
+    assert command_docstring("sunrgbd_tools.cli.convert:nothing") is None
