@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cleantree.files import atomic_path
-from segtrain.config import TrainConfig, flag, show_value, to_dict
+from segtrain.config import TrainConfig, flag, moot_options, show_value, to_dict
 from segtrain.data import DataError, DatasetInfo
 from segtrain.depth import FALLBACK_DEPTH_STATS, uses_depth
 from segtrain.models import MODELS, create_model
@@ -188,15 +188,17 @@ def resume_config_diffs(saved, cfg: TrainConfig, skip: tuple[str, ...] = RESUME_
     RESUME_MAY_CHANGE and `skip` are not compared; `class_weights` unset means "as the run
     resolved it" (a resume takes the method from its checkpoint). A key `saved` lacks is not
     compared (an older run), except RESUME_ABSENT_IS_DEFAULT's, compared with their default.
-    `warmup_ratio` is not compared when neither side warms up (it changes nothing then)."""
+    An option that changes nothing on either side (config.moot_options: `warmup_ratio` when
+    neither warms up) is not compared."""
     if not isinstance(saved, dict):
         return []
     diffs = []
-    warm = cfg.warmup_steps or saved.get("warmup_steps", RESUME_ABSENT_IS_DEFAULT["warmup_steps"])
-    for key, value in to_dict(cfg).items():
+    mine = to_dict(cfg)
+    moot = moot_options(mine).keys() & moot_options({**RESUME_ABSENT_IS_DEFAULT, **saved}).keys()
+    for key, value in mine.items():
         if key in RESUME_MAY_CHANGE or key in skip or (key not in saved and key not in RESUME_ABSENT_IS_DEFAULT):
             continue
-        if (key == "class_weights" and value is None) or (key == "warmup_ratio" and not warm):
+        if (key == "class_weights" and value is None) or key in moot:
             continue
         theirs = saved.get(key, RESUME_ABSENT_IS_DEFAULT.get(key))
         if value != theirs:

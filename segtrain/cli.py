@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from segtrain.config import (
-    AUGMENT_ON,
     AUGMENTS,
     DEPTH_ENCODINGS,
     DEVICES,
-    FUSIONS,
     INPUTS,
     MIOU_RULES,
+    RUN_OPTION,
     RUN_OPTIONS,
     BenchConfig,
     EvalConfig,
@@ -99,22 +99,28 @@ def main(quiet: bool) -> None:
             h.setLevel(level)
 
 
-def _option(opt: RunOption, grid: bool = False, **extra):
+def _option(opt: RunOption, grid: bool = False, dest: str = "", **extra):
     """The click option of a `run` option (segtrain.config.RUN_OPTIONS). With `grid` (`sweep`) a
-    scalar option takes a comma list instead, split and checked by segtrain.sweep.split_values."""
-    kind, dashed = opt.kind, opt.flag
+    scalar option takes a comma list instead, split and checked by segtrain.sweep.split_values.
+    `extra` goes to click.option: a command with a `default` of its own (`bench`) shows that one
+    (show_default) instead of the `[default: …]` of run's help."""
+    kind, dashed, dest = opt.kind, opt.flag, dest or opt.name
+    text = opt.help + (opt.sweep_note if grid else "")
+    if "default" in extra:
+        text = re.sub(r" \[default: [^\]]*\]", "", text)
+    extra = {"help": text, **extra}
     if kind is bool:
-        return click.option(f"{dashed}/--no-{dashed[2:]}", opt.name, default=None, help=opt.help, **extra)
+        return click.option(f"{dashed}/--no-{dashed[2:]}", dest, **{"default": None, **extra})
     if kind is dict:
-        return click.option(dashed, opt.name, multiple=True, help=opt.help, **extra)
+        return click.option(dashed, dest, multiple=True, **extra)
     if kind is list:
-        return click.option(dashed, opt.name, callback=_size, help=opt.help, **extra)
+        return click.option(dashed, dest, callback=_size, **extra)
     one = (click.Choice(opt.choices) if opt.choices else click.Path() if opt.path
            else {int: click.INT, float: click.FLOAT}.get(kind, click.STRING))
     if grid:
         metavar = ("[" + "|".join(opt.choices) + "]" if opt.choices else one.name.upper()) + ",..."
-        return click.option(dashed, opt.name, metavar=metavar, help=opt.help + opt.sweep_note, **extra)
-    return click.option(dashed, opt.name, type=one, help=opt.help, **extra)
+        return click.option(dashed, dest, metavar=metavar, **extra)
+    return click.option(dashed, dest, type=one, **extra)
 
 
 def _options(options, config):
@@ -306,18 +312,16 @@ def models_cmd(num_classes, verbose):
 @click.option("--windows", default=5, show_default=True,
               help="Windows the timed steps are split into; each rate is the median window.")
 @click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
-@click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="loader", show_default=True,
-              help="Where none/basic run, as for `run`.")
+@_option(RUN_OPTION["augment_on"], default="loader", show_default=True)
 @click.option("--workers", type=int, default=None, help="[default: cores - 2, at least 1]")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=True, show_default=True)
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True)
-@click.option("--compile/--no-compile", "compile_model", default=False, show_default=True)
-@click.option("--train-parts", default="all", show_default=True, help="Parts trained (the rest frozen).")
-@click.option("--inputs", type=click.Choice(INPUTS), default="rgb", show_default=True,
-              help="Network inputs (rgbd/depth read the depth files too).")
-@click.option("--depth-encoding", type=click.Choice(DEPTH_ENCODINGS), default="metres", show_default=True)
-@click.option("--fusion", type=click.Choice(FUSIONS), default="early", show_default=True)
+@_option(RUN_OPTION["compile"], dest="compile_model", default=False, show_default=True)
+@_option(RUN_OPTION["train_parts"], default="all", show_default=True)
+@_option(RUN_OPTION["inputs"], default="rgb", show_default=True)
+@_option(RUN_OPTION["depth_encoding"], default="metres", show_default=True)
+@_option(RUN_OPTION["fusion"], default="early", show_default=True)
 @click.option("--json-out", type=click.Path(), help="Also write the result as JSON here (a list for "
               "several models).")
 def bench_cmd(data, model, model_opt, size, batch_size, steps, warmup, windows, augment, augment_on, workers,
@@ -373,7 +377,7 @@ NOT_IN_SWEEP = {
 
 
 def _sweep_option(opt: RunOption):
-    if opt.name == "out":  # the sweep's own folder; each run's is OUT/<run name>
+    if opt.name == "out":
         return click.option("--out", required=True, type=click.Path(),
                             help="Sweep folder: one run folder per grid point.")
     return _option(opt, grid=opt.name in GRID_KEYS, required=opt.name == "data")
@@ -396,7 +400,7 @@ def sweep_cmd(models, out, config_file, model_options, dry_run, strict, **flags)
     \b
     Example: segtrain sweep unet_small --data clean/ --out sweeps/rgbd \\
                  --inputs rgb,rgbd --seed 0,1 --epochs 30"""
-    from segtrain.sweep import SweepConfig, plan, run_sweep, split_values
+    from segtrain.sweep import SweepConfig, plan, run_sweep, shown, split_values
 
     grid = {"model": _guard(split_values, "model", models)}
     base = _guard(load_config_file, config_file) if config_file else {}
@@ -418,10 +422,13 @@ def sweep_cmd(models, out, config_file, model_options, dry_run, strict, **flags)
     grid = {k: grid[k] for k in GRID_KEYS if k in grid}  # sweep.yaml lists them as they nest
     cfg = SweepConfig(out=out, base=base, grid=grid, strict=strict)
     if dry_run:
-        runs = _guard(plan, cfg)
-        for r in runs:
+        grid_plan = _guard(plan, cfg)
+        for r in grid_plan.runs:
             click.echo(r.name)
-        click.echo(f"{len(runs)} runs")
+        for lo in grid_plan.left_out:
+            click.echo(f"left out: {shown(lo.combo)}: {lo.reason}")
+        left = f", {len(grid_plan.left_out)} left out" if grid_plan.left_out else ""
+        click.echo(f"{len(grid_plan.runs)} runs{left}")
         return
     rows = _guard(run_sweep, cfg, progress=sys.stderr.isatty())  # plans (validates) the grid first
     failed = [r for r in rows if str(r.get("stopped", "")).startswith("error")

@@ -59,10 +59,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+class UnsupportedCombination(SegtrainError, ValueError):
+    """Options each valid alone that no run can combine (`--fusion mid` without `--inputs rgbd`,
+    a model without that fusion, `--augment strong --augment-on device`): `run` refuses them,
+    `sweep` leaves that point of its grid out; any other error refuses the sweep."""
+
+
 def check_augment_on(augment: str, augment_on: str) -> None:
     """`--augment-on device` only for what the device path implements (`strong` stays in the loader)."""
     if augment_on == "device" and augment not in DEVICE_AUGMENTS:
-        raise SegtrainError(f"--augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, not "
+        raise UnsupportedCombination(f"--augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, not "
                             f"{augment}; use --augment-on loader or auto")
 
 
@@ -132,8 +138,8 @@ class TrainConfig:
             raise SegtrainError("no dataset given: use --data DIR (a folder with dataset.json)")
         if not self.out:
             raise SegtrainError("no output folder given: use --out DIR")
-        for opt in RUN_OPTIONS:  # the loss is checked against its registry (segtrain.engine)
-            if opt.choices and opt.name != "loss" and getattr(self, opt.name) not in opt.choices:
+        for opt in RUN_OPTIONS:
+            if opt.choices and getattr(self, opt.name) not in opt.choices:
                 raise SegtrainError(f"{opt.name} {getattr(self, opt.name)!r} is not one of {', '.join(opt.choices)}")
         check_fields(self)
         check_augment_on(self.augment, self.augment_on)
@@ -145,6 +151,23 @@ class TrainConfig:
             raise SegtrainError(str(e)) from None
         if self.pretrained and self.init_from:
             raise SegtrainError("give either --pretrained (encoder weights) or --init-from (a whole run), not both")
+
+
+def moot_options(values: dict[str, Any]) -> dict[str, str]:
+    """The options that change nothing for a config (a TrainConfig as a dict; a key it lacks is
+    at its default), each with the option that makes it so: a run trains the same whatever
+    their values. A resume does not compare them (segtrain.checkpoint), a sweep does not train
+    one run per value of them (segtrain.sweep)."""
+    # segtrain.depth imports torch: not at import time (`--help` stays light)
+    from segtrain.depth import uses_depth
+
+    get = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **values}.get
+    moot = {}
+    if not get("warmup_steps"):
+        moot["warmup_ratio"] = f"--warmup-steps {get('warmup_steps')}"
+    if get("inputs") in INPUTS and not uses_depth(get("inputs")):
+        moot["depth_encoding"] = f"--inputs {get('inputs')}"
+    return moot
 
 
 def short_model_list(names) -> str:
@@ -174,9 +197,7 @@ class RunOption:
     @property
     def kind(self) -> type:
         """The field's type without None: bool, int, float, str, list ([H, W]) or dict."""
-        hint = _hints(TrainConfig)[self.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if type(None) in typing.get_args(hint) else hint
+        base, _ = _base_type(TrainConfig, self.name)
         return typing.get_origin(base) or base
 
 
@@ -377,6 +398,14 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _base_type(cls, key: str) -> tuple[Any, bool]:
+    """(a field's type without None, whether None is allowed): `str | None` -> (str, True)."""
+    hint = _hints(cls)[key]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    return (next(a for a in args if a is not type(None)) if optional else hint), optional
+
+
 _INT = re.compile(r"[+-]?[0-9]+")
 
 
@@ -394,14 +423,11 @@ def check_value(cls, key: str, value):
     Numbers given as text are accepted ("1e-4": YAML 1.1, which PyYAML follows, reads an
     exponent without a dot as a string); anything else of the wrong type, non-finite
     numbers and values out of range raise ValueError with the reason."""
-    hint = _hints(cls)[key]
-    args = typing.get_args(hint)
-    optional = type(None) in args
+    base, optional = _base_type(cls, key)
     if value is None:
         if optional:
             return None
         raise ValueError("needs a value")
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
     if base is bool:
         if not isinstance(value, bool):
             raise ValueError("must be true or false")

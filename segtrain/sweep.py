@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -23,10 +24,14 @@ from segtrain.config import (
     RUN_OPTION,
     RUN_OPTIONS,
     TrainConfig,
+    UnsupportedCombination,
     build_config,
     check_value,
+    flag,
     load_config_file,
+    moot_options,
     save_config,
+    to_dict,
 )
 from segtrain.parts import PARTS
 from segtrain.utils import SegtrainError, check_out_dir
@@ -118,29 +123,52 @@ def _slug(value) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "+", text).strip("+")
 
 
+def _pairs(combo: dict[str, Any]) -> list[str]:
+    return [f"{k}={_slug(v)}" for k, v in combo.items()]
+
+
 def run_name(index: int, combo: dict[str, Any]) -> str:
-    parts = [f"{index:02d}", _slug(combo.get("model", ""))]
-    parts += [f"{k}={_slug(v)}" for k, v in combo.items() if k != "model"]
+    parts = [f"{index:02d}", _slug(combo.get("model", "")),
+             *_pairs({k: v for k, v in combo.items() if k != "model"})]
     return "-".join(p for p in parts if p)
+
+
+def shown(combo: dict[str, Any]) -> str:
+    """A grid point as a log line shows it: `model=unet_small inputs=rgb fusion=mid`."""
+    return " ".join(_pairs(combo))
 
 
 @dataclass
 class SweepRun:
     name: str
-    combo: dict[str, Any]
+    combo: dict[str, Any]  # its grid values, less those that change nothing for it (config.moot_options)
     config: TrainConfig
 
 
-def _shown(combo: dict[str, Any]) -> str:
-    return " ".join(f"{k}={_slug(v)}" for k, v in combo.items())
+@dataclass
+class LeftOut:
+    """A grid point no run trains, and why."""
+
+    combo: dict[str, Any]
+    name: str  # the name it would have had
+    reason: str
 
 
-def plan(cfg: SweepConfig) -> list[SweepRun]:
-    """Every run's resolved and validated config, before anything is trained. A combination of
-    model, --inputs and --fusion that `run` refuses (`--fusion mid` with `--inputs rgb`, a model
-    without mid fusion) is left out of the grid and logged, so `--inputs rgb,rgbd --fusion
-    early,mid` is the three networks, and so is an RGB run that differs from one kept only in
-    --depth-encoding (which it does not read); the runs are numbered without them."""
+@dataclass
+class SweepPlan:
+    runs: list[SweepRun]
+    left_out: list[LeftOut]
+
+
+def plan(cfg: SweepConfig) -> SweepPlan:
+    """Every run's resolved and validated config and what the tree must hold for it, checked
+    before anything is trained. Left out of the grid, with a warning, and numbered without:
+    a combination no run can take (config.UnsupportedCombination: `--fusion mid` with `--inputs
+    rgb`, a model without mid fusion, `--augment strong --augment-on device`), and a run that
+    trains the same as one before it (its values differ only in options that change nothing
+    for it, config.moot_options: `--depth-encoding` of an RGB network), so `--inputs rgb,rgbd
+    --fusion early,mid` is the three networks. Any other error refuses the sweep, as `run`
+    refuses it; so does a grid of which nothing can run (with each distinct reason)."""
     from segtrain.models import check_inputs, check_model
 
     if not cfg.out:
@@ -148,34 +176,69 @@ def plan(cfg: SweepConfig) -> list[SweepRun]:
     check_out_dir(cfg.out)
     if "model" not in cfg.grid and "model" not in cfg.base:
         raise SegtrainError("no model given")
-    runs, left_out = [], []
+    runs, left_out, kept = [], [], {}
     for combo in expand(cfg.grid):
         name = run_name(len(runs) + 1, combo)
         tc = build_config(TrainConfig, cfg.base, combo, {"out": str(Path(cfg.out) / name)})
         try:
             tc.validate()
             check_model(tc.model, tc.model_options)
+            check_inputs(tc.model, tc.model_options, tc.inputs, tc.fusion)
+        except UnsupportedCombination as e:
+            left_out.append(LeftOut(combo, name, e.args[0]))
+            continue
         except (KeyError, ValueError) as e:
             raise SegtrainError(f"sweep run {name}: {e.args[0]}") from None
         except SegtrainError as e:
             raise SegtrainError(f"sweep run {name}: {e}") from None
-        try:
-            check_inputs(tc.model, tc.model_options, tc.inputs, tc.fusion)
-        except ValueError as e:
-            left_out.append((combo, name, e.args[0]))
+        values = to_dict(tc)
+        moot = moot_options(values)
+        same = json.dumps({k: v for k, v in values.items() if k != "out" and k not in moot}, sort_keys=True,
+                          default=str)
+        if same in kept:
+            why = "; ".join(f"{flag(k)} changes nothing with {moot[k]}" for k in combo if k in moot)
+            left_out.append(LeftOut(combo, name, f"trains the same as {kept[same]}" + (f" ({why})" if why else "")))
             continue
-        first = cfg.grid.get("depth_encoding", [None])[0]
-        if tc.inputs == "rgb" and combo.get("depth_encoding", first) != first:
-            left_out.append((combo, name, f"an RGB network reads no depth: the run with --depth-encoding {first} "
-                                          "trains the same"))
-            continue
+        combo = {k: v for k, v in combo.items() if k not in moot}  # its name says only what it trains with
+        name = kept[same] = run_name(len(runs) + 1, combo)
+        tc.out = str(Path(cfg.out) / name)
         runs.append(SweepRun(name, combo, tc))
-    if left_out and not runs:  # nothing of the grid can run: the first reason, as `run` gives it
-        combo, name, reason = left_out[0]
-        raise SegtrainError(f"sweep run {name}: {reason}")
-    for combo, _, reason in left_out:
-        log.info("sweep: %s left out of the grid: %s", _shown(combo), reason)
-    return runs
+    if not runs:  # nothing of the grid can run: every distinct reason, as `run` gives it
+        first = {}
+        for lo in left_out:
+            first.setdefault(lo.reason, lo.name)
+        raise SegtrainError("; ".join(f"sweep run {name}: {reason}" for reason, name in first.items()))
+    for lo in left_out:
+        log.warning("sweep: %s left out of the grid: %s", shown(lo.combo), lo.reason)
+    _check_data(runs)
+    return SweepPlan(runs, left_out)
+
+
+def _check_data(runs: list[SweepRun]) -> None:
+    """What `run` checks in the tree before it writes anything, once per value of the grid
+    rather than when a run's turn comes: the dataset, the class weights of each --class-weights
+    (or --loss wce's default), the train and --val-split splits, depth for inputs that read it."""
+    from segtrain.data import eval_dataset, load_dataset_info, train_dataset
+    from segtrain.depth import uses_depth
+    from segtrain.engine import class_weight_method
+
+    info = load_dataset_info(runs[0].config.data)  # one tree per sweep: one error, not one per run
+    done: set = set()
+    for run in runs:
+        tc, depth = run.config, uses_depth(run.config.inputs)
+        method = class_weight_method(tc, info)
+        try:
+            if method and method not in done:
+                info.weights(method)
+                done.add(method)
+            if ("train", tc.train_split, depth) not in done:
+                train_dataset(info, tc.train_split, "none", tc.size, tc.crop, depth, option="train_split in --config")
+                done.add(("train", tc.train_split, depth))
+            if ("val", tc.val_split, depth) not in done:
+                eval_dataset(info, tc.val_split, tc.size, depth, option="--val-split")
+                done.add(("val", tc.val_split, depth))
+        except SegtrainError as e:
+            raise SegtrainError(f"sweep run {run.name}: {e}") from None
 
 
 def _fmt(v, key: str) -> str:
@@ -190,9 +253,16 @@ def _fmt(v, key: str) -> str:
     return str(v)
 
 
+def table_columns(grid_keys: list[str]) -> list[str]:
+    """TABLE_COLUMNS, with `epochs` (those completed) as `epochs_completed` when --epochs is a
+    grid column (the epochs asked for)."""
+    return [("epochs_completed" if c == "epochs" and "epochs" in grid_keys else c) for c in TABLE_COLUMNS]
+
+
 def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
     """sweep.csv (raw numbers) and sweep.md (formatted, best mIoU in bold)."""
-    cols = ["run", *grid_keys, *TABLE_COLUMNS]
+    results = table_columns(grid_keys)
+    cols = ["run", *grid_keys, *results]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
@@ -206,7 +276,7 @@ def write_tables(out: Path, rows: list[dict], grid_keys: list[str]) -> None:
              "batch_size": "batch size", "weight_decay": "weight decay", "warmup_steps": "warm-up steps",
              "miou_rule": "mIoU rule"}
     lines = ["| " + " | ".join(names.get(c, c.replace("_", " ")) for c in cols) + " |",
-             "|" + "|".join("---:" if c in TABLE_COLUMNS[:-1] else "---" for c in cols) + "|"]
+             "|" + "|".join("---:" if c in results[:-1] else "---" for c in cols) + "|"]
     for r in rows:
         cells = []
         for c in cols:
@@ -242,18 +312,17 @@ def _check_resumable(runs: list[SweepRun]) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[dict]:
     """Train every run of the grid in order; returns the table rows. A run that fails is
     reported in its row (`stopped` = error: …) and the sweep goes on."""
-    from segtrain.data import load_dataset_info
     from segtrain.engine import train
     from segtrain.run_folder import check_run_folder, claim_run_folder
 
     train_fn = train_fn or train
-    runs = plan(cfg)
-    load_dataset_info(runs[0].config.data)  # a missing dataset is one error, not one per run
+    runs = plan(cfg).runs
     _check_resumable(runs)
     out = check_run_folder(cfg.out, kind="sweep")  # never write into a folder that is not a sweep
     claim_run_folder(out, "sweep")
     save_config(cfg, out / "sweep.yaml")
     grid_keys = [k for k in GRID_KEYS if k in cfg.grid]
+    epochs = table_columns(grid_keys)[TABLE_COLUMNS.index("epochs")]
     rows: list[dict] = []
     for i, run in enumerate(runs, 1):
         log.info("sweep run %d/%d: %s", i, len(runs), run.name)
@@ -266,7 +335,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, train_fn=None) -> list[di
             row["stopped"] = f"error: {e}"
         else:
             row.update({"best_val_miou": res.best_miou, "best_epoch": res.best_epoch,
-                        "epochs": res.epochs_completed, "trainable_params": res.trainable_parameters,
+                        epochs: res.epochs_completed, "trainable_params": res.trainable_parameters,
                         "params": res.parameters, "time_s": res.train_time_s,
                         "stopped": "completed (reused)" if res.stopped == "already-complete" else res.stopped})
         rows.append(row)

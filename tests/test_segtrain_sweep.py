@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import logging
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,13 +19,13 @@ from click.testing import CliRunner
 from segtrain_cli import error_line
 from treebuilder import write_clean_tree
 
-from segtrain.checkpoint import load_checkpoint
+from segtrain.checkpoint import load_checkpoint, resume_config_diffs
 from segtrain.cityscapes import CITYSCAPES_LABELS
 from segtrain.cli import NOT_IN_SWEEP, main
 from segtrain.config import NOT_FLAGS, RUN_OPTIONS, TrainConfig, load_config_file
 from segtrain.data import list_samples, load_dataset_info, read_label
 from segtrain.engine import train
-from segtrain.sweep import GRID_KEYS, ONE_VALUE, split_values
+from segtrain.sweep import GRID_KEYS, SweepConfig, run_sweep, split_values
 from segtrain.utils import SegtrainError
 
 TINY = ["--model-opt", "width=8", "--model-opt", "depth=2"]
@@ -76,7 +77,6 @@ def test_every_train_config_field_is_a_run_flag_or_named_with_its_reason(tmp_pat
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     flags = [o.name for o in RUN_OPTIONS]
     assert sorted(flags + list(NOT_FLAGS)) == sorted(fields)  # each field once: a new one cannot be forgotten
-    assert all(len(reason) > 10 for reason in NOT_FLAGS.values())
     # `run` is built from the table alone (plus MODEL, --config and --resume, which set no field)
     assert [p.name for p in main.commands["run"].params] == ["model", *flags[:2], "config_file", *flags[2:], "resume"]
     # config-file keys are the fields themselves: a file with every one is read
@@ -92,8 +92,6 @@ def test_sweep_offers_every_run_option_under_the_same_flags():
     for name in set(run) & set(sweep):
         assert (sweep[name].opts, sweep[name].secondary_opts) == (run[name].opts, run[name].secondary_opts)
     # grid keys come from the field types: every number or text option, not switches, sizes, model options
-    scalar = {o.name for o in RUN_OPTIONS if o.kind in (int, float, str)}
-    assert set(GRID_KEYS) == {"model"} | scalar - set(ONE_VALUE)
     assert {"inputs", "fusion", "depth_encoding", "class_weights", "grad_clip", "augment_on", "miou_rule",
             "val_split", "pretrained", "warmup_ratio", "early_stop"} <= set(GRID_KEYS)
     assert not {"amp", "compile", "sync_bn", "size", "crop", "model_options", "data", "out"} & set(GRID_KEYS)
@@ -138,7 +136,8 @@ def test_sweep_over_rgb_and_rgbd_inputs_and_fusion(tree, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="segtrain"):
         r = invoke(*args, "--dry-run")
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines() == [*names, "3 runs"]
+    assert r.stdout.splitlines() == [*names, "left out: model=unet_small inputs=rgb fusion=mid: --fusion mid fuses "
+                                     "RGB and depth: it needs --inputs rgbd", "3 runs, 1 left out"]
     assert ("sweep: model=unet_small inputs=rgb fusion=mid left out of the grid: --fusion mid fuses RGB and depth: "
             "it needs --inputs rgbd") in caplog.messages
     r = invoke(*args)
@@ -158,22 +157,119 @@ def test_sweep_over_rgb_and_rgbd_inputs_and_fusion(tree, tmp_path, caplog):
     r = invoke(*args)
     assert r.exit_code == 0 and [row["stopped"] for row in csv.DictReader(open(out / "sweep.csv"))] == [
         "completed (reused)"] * 3
-    # an RGB network reads no depth: it is trained once, not once per --depth-encoding
+    # an RGB network reads no depth: it is trained once, not once per --depth-encoding, and its
+    # name and row say no encoding
     with caplog.at_level(logging.INFO, logger="segtrain"):
         r = invoke("sweep", "unet_small", "--data", data.root, "--out", tmp_path / "e", "--inputs", "rgb,rgbd",
                    "--depth-encoding", "inverse,metres", "--dry-run")
-    assert r.stdout.splitlines() == ["01-unet_small-inputs=rgb-depth_encoding=inverse",
-                                     "02-unet_small-inputs=rgbd-depth_encoding=inverse",
-                                     "03-unet_small-inputs=rgbd-depth_encoding=metres", "3 runs"]
-    assert ("sweep: model=unet_small inputs=rgb depth_encoding=metres left out of the grid: an RGB network reads "
-            "no depth: the run with --depth-encoding inverse trains the same") in caplog.messages
+    why = "trains the same as 01-unet_small-inputs=rgb (--depth-encoding changes nothing with --inputs rgb)"
+    assert r.stdout.splitlines() == ["01-unet_small-inputs=rgb", "02-unet_small-inputs=rgbd-depth_encoding=inverse",
+                                     "03-unet_small-inputs=rgbd-depth_encoding=metres",
+                                     f"left out: model=unet_small inputs=rgb depth_encoding=metres: {why}",
+                                     "3 runs, 1 left out"]
+    assert f"sweep: model=unet_small inputs=rgb depth_encoding=metres left out of the grid: {why}" in caplog.messages
     # a model without mid fusion is left out of a mixed grid; a grid with nothing left is refused
     r = invoke("sweep", "baseline,unet_small", "--data", data.root, "--out", tmp_path / "m", "--inputs", "rgbd",
                "--fusion", "mid", "--dry-run")
-    assert r.exit_code == 0 and r.stdout.splitlines() == ["01-unet_small", "1 runs"]
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == "01-unet_small"
+    assert r.stdout.splitlines()[-1] == "1 runs, 1 left out"
     r = invoke("sweep", "baseline", "--data", data.root, "--out", tmp_path / "m", "--inputs", "rgbd", "--fusion",
                "mid", "--dry-run")
     assert r.exit_code == 2 and "sweep run 01-baseline: model 'baseline' does not support --fusion mid" in error_line(r)
+
+
+def test_sweep_leaves_out_only_what_no_run_can_combine(tree, tmp_path, caplog):
+    """Combinations `run` refuses as such are left out, with a warning that -q keeps; every other
+    error of a run refuses the sweep as it refuses `run`; with nothing left, every reason once."""
+    base = ["--data", tree.root, "--out", tmp_path / "s", "--dry-run"]
+    # a plain mistake in a run is not a combination to leave out: the rgbd run is not dropped
+    r = invoke("sweep", "unet_small", *base, "--inputs", "rgb,rgbd", "--model-opt", "in_channels=4")
+    assert r.exit_code == 2 and error_line(r) == ("Error: sweep run 02-unet_small-inputs=rgbd: --inputs sets the "
+                                                  "input channels; drop --model-opt in_channels")
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", tmp_path / "r", "--inputs", "rgbd", "--model-opt",
+               "in_channels=4")
+    assert r.exit_code == 2 and "drop --model-opt in_channels" in error_line(r)
+    # strong augmentation does not run on the device: that point is left out, not the sweep refused
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        r = invoke("-q", "sweep", "baseline", *base, "--augment", "basic,strong", "--augment-on", "loader,device")
+    why = "--augment-on device supports --augment none or basic, not strong; use --augment-on loader or auto"
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["01-baseline-augment=basic-augment_on=loader",
+                                     "02-baseline-augment=basic-augment_on=device",
+                                     "03-baseline-augment=strong-augment_on=loader",
+                                     f"left out: model=baseline augment=strong augment_on=device: {why}",
+                                     "3 runs, 1 left out"]
+    assert [(rec.levelno, rec.getMessage()) for rec in caplog.records if "left out" in rec.getMessage()] == [
+        (logging.WARNING, f"sweep: model=baseline augment=strong augment_on=device left out of the grid: {why}")]
+    # nothing can run: each distinct reason, with the first run it refused
+    r = invoke("sweep", "baseline", *base, "--inputs", "rgb,rgbd", "--fusion", "mid")
+    assert r.exit_code == 2 and error_line(r).startswith(
+        "Error: sweep run 01-baseline-inputs=rgb: --fusion mid fuses RGB and depth: it needs --inputs rgbd; "
+        "sweep run 01-baseline-inputs=rgbd: model 'baseline' does not support --fusion mid; valid: ")
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_trains_no_run_twice(tree, tmp_path):
+    """Values that change nothing for a run (config.moot_options) or nothing at all do not
+    train it again; a re-run compares only what changes the run."""
+    base = ["sweep", "unet_small", "--data", tree.root, "--out", tmp_path / "s", "--dry-run"]
+    r = invoke(*base, "--lr", "1e-2,0.01,1e-3")
+    assert r.exit_code == 0 and r.stdout.splitlines() == [
+        "01-unet_small-lr=0.01", "02-unet_small-lr=0.001", "left out: model=unet_small lr=0.01: trains the same "
+        "as 01-unet_small-lr=0.01", "2 runs, 1 left out"]
+    r = invoke(*base, "--warmup-steps", "0,5", "--warmup-ratio", "0.001,0.1")
+    assert r.exit_code == 0 and r.stdout.splitlines()[:3] == [
+        "01-unet_small-warmup_steps=0", "02-unet_small-warmup_steps=5-warmup_ratio=0.001",
+        "03-unet_small-warmup_steps=5-warmup_ratio=0.1"]
+    saved = dataclasses.asdict(TrainConfig(inputs="rgb", depth_encoding="metres", warmup_ratio=0.5))
+    assert resume_config_diffs(saved, TrainConfig(inputs="rgb", depth_encoding="inverse"), skip=()) == []
+    assert resume_config_diffs({**saved, "inputs": "rgbd"}, TrainConfig(inputs="rgbd", depth_encoding="inverse"),
+                               skip=()) == ["--depth-encoding 'inverse' (the run: 'metres')"]
+
+
+def test_sweep_checks_the_tree_for_every_value_before_the_first_run(tree, tmp_path):
+    """What `run` refuses in the tree before writing anything (class weights, splits, depth)
+    refuses the sweep, --dry-run included, not the run when its turn comes; so does a loss the
+    --config file names that no run has."""
+    out = tmp_path / "s"
+    base = ["sweep", "baseline", "--data", tree.root, "--out", out]
+    for flags, error in (
+        (["--class-weights", "none,bogus"], f"sweep run 02-baseline-class_weights=bogus: {tree.root / 'dataset.json'}: "),
+        (["--val-split", "val,nosuch"], f"sweep run 02-baseline-val_split=nosuch: {tree.root}: split 'nosuch' has no "
+                                        "samples (choose another with --val-split)"),
+    ):
+        for dry in (["--dry-run"], []):
+            r = invoke(*base, *flags, *dry, *TINY)
+            assert r.exit_code == 2 and error_line(r).startswith(f"Error: {error}"), r.output
+            assert not out.exists()
+    r = invoke("run", "baseline", "--data", tree.root, "--out", tmp_path / "r", "--class-weights", "bogus", *TINY)
+    assert r.exit_code == 2 and f"{tree.root / 'dataset.json'}: " in error_line(r) and not (tmp_path / "r").exists()
+    flat = write_clean_tree(tmp_path / "flat", counts={"train": 2, "val": 1}, size=(32, 48), depth=False)
+    r = invoke("sweep", "unet_small", "--data", flat.root, "--out", out, "--inputs", "rgb,rgbd", "--dry-run")
+    assert r.exit_code == 2 and error_line(r).startswith(
+        f"Error: sweep run 02-unet_small-inputs=rgbd: {flat.root}: 2 of 2 samples of split 'train' have no depth")
+    (tmp_path / "loss.yaml").write_text("loss: focal\n")
+    for cmd in ([*base, "--dry-run"], ["run", "baseline", "--data", tree.root, "--out", tmp_path / "r"]):
+        r = invoke(*cmd, "--config", tmp_path / "loss.yaml", *TINY)
+        assert r.exit_code == 2 and "loss 'focal' is not one of ce, wce, dice, ce+dice" in error_line(r)
+    assert not out.exists() and not (tmp_path / "r").exists()
+
+
+def test_sweep_table_keeps_swept_epochs_apart_from_epochs_completed(tree, tmp_path):
+    """--epochs as a grid column is the value asked for; what each run completed is its own
+    column then (a sweep that does not sweep epochs keeps its one `epochs` column)."""
+    def stops_early(cfg, resume, progress):
+        return SimpleNamespace(best_miou=0.5, best_epoch=1, epochs_completed=1, trainable_parameters=3,
+                               parameters=3, train_time_s=0.1, stopped="early-stop")
+
+    cfg = SweepConfig(out=str(tmp_path / "s"), base={"data": str(tree.root), "model": "baseline"},
+                      grid={"epochs": [2, 3]})
+    run_sweep(cfg, progress=False, train_fn=stops_early)
+    rows = list(csv.DictReader(open(tmp_path / "s" / "sweep.csv")))
+    assert list(rows[0]) == ["run", "epochs", "best_val_miou", "best_epoch", "epochs_completed", "trainable_params",
+                             "params", "time_s", "stopped"]
+    assert [(row["epochs"], row["epochs_completed"]) for row in rows] == [("2", "1"), ("3", "1")]
+    assert "| run | epochs | best val mIoU | best epoch | epochs completed |" in (tmp_path / "s" / "sweep.md").read_text()
 
 
 def test_sweep_grid_table_and_rerun(tree, tmp_path):

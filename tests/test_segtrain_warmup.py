@@ -270,7 +270,7 @@ def test_flags_config_files_config_yaml_and_sweeps(tree, tmp_path):
 
     runs = plan(SweepConfig(out=str(tmp_path / "sw"), base={"model": "unet_small", "data": str(tree.root),
                                                             "warmup_ratio": 0.1},
-                            grid={"scheduler": ["poly", "cosine"], "warmup_steps": [0, 50]}))
+                            grid={"scheduler": ["poly", "cosine"], "warmup_steps": [0, 50]})).runs
     assert [r.name for r in runs] == ["01-scheduler=poly-warmup_steps=0", "02-scheduler=poly-warmup_steps=50",
                                       "03-scheduler=cosine-warmup_steps=0", "04-scheduler=cosine-warmup_steps=50"]
     assert [(r.config.warmup_steps, r.config.warmup_ratio) for r in runs][:2] == [(0, 0.1), (50, 0.1)]

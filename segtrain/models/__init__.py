@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from segtrain.config import UnsupportedCombination
 from segtrain.models.base import SegmentationModel
 from segtrain.models.baseline import build_baseline
 from segtrain.models.deeplab import build_deeplabv3plus
@@ -107,10 +108,11 @@ def fusion_models(fusion: str) -> list[str]:
 
 
 def check_inputs(name: str, options: dict[str, Any], inputs: str = "rgb", fusion: str = "early") -> None:
-    """ValueError (listing the valid combinations) when the model cannot take these inputs."""
+    """ValueError (listing the valid combinations) when the model cannot take these inputs;
+    UnsupportedCombination (a ValueError) when it is the combination no run can take."""
     if inputs == "rgb":
         if fusion == "mid":
-            raise ValueError("--fusion mid fuses RGB and depth: it needs --inputs rgbd")
+            raise UnsupportedCombination("--fusion mid fuses RGB and depth: it needs --inputs rgbd")
         return
     if fusion not in FUSIONS:
         raise ValueError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
@@ -118,10 +120,10 @@ def check_inputs(name: str, options: dict[str, Any], inputs: str = "rgb", fusion
         raise ValueError("--inputs sets the input channels; drop --model-opt in_channels")
     if name not in fusion_models(fusion):
         combos = "; ".join(f"--fusion {f}: {', '.join(fusion_models(f))}" for f in FUSIONS)
-        raise ValueError(f"model {name!r} does not support --fusion {fusion}; valid: {combos}")
+        raise UnsupportedCombination(f"model {name!r} does not support --fusion {fusion}; valid: {combos}")
     if fusion == "mid" and inputs != "rgbd":
-        raise ValueError(f"--fusion mid fuses two inputs and needs --inputs rgbd, not {inputs} "
-                         "(use --fusion early)")
+        raise UnsupportedCombination(f"--fusion mid fuses two inputs and needs --inputs rgbd, not {inputs} "
+                                     "(use --fusion early)")
 
 
 def create_model(name: str, num_classes: int, inputs: str = "rgb", fusion: str = "early",
