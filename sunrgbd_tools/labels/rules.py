@@ -32,7 +32,7 @@ SYNONYMS_FILE = "synonyms.csv"
 SPELLING_FILE = "spelling.csv"
 MANUAL_FILE = "manual.csv"
 PHRASES_FILE = "phrases.csv"
-PHRASE_ROLES = ("preposition", "genitive", "partitive")
+PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
 RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
@@ -122,6 +122,7 @@ class RuleTables:
     prepositions: frozenset[str] = frozenset()  # `box_of_paper`: the head is before `of`
     genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
     partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
+    locatives: frozenset[str] = frozenset()  # partitives that after a word mean (in) `front_of`
     files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
     words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
 
@@ -164,7 +165,9 @@ class RuleTables:
                     raise ValueError(f"{p} line {line}: need one word and a role in {', '.join(PHRASE_ROLES)}")
                 roles[role].add(word)
             t.prepositions = frozenset(roles["preposition"] | roles["genitive"])
-            t.genitives, t.partitives = frozenset(roles["genitive"]), frozenset(roles["partitive"])
+            t.genitives = frozenset(roles["genitive"])
+            t.partitives = frozenset(roles["partitive"] | roles["locative"])
+            t.locatives = frozenset(roles["locative"])
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
             rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"), hand_edited=True)
@@ -237,6 +240,8 @@ class RuleTables:
             if toks[i] in self.prepositions:
                 left, right = toks[:i], toks[i + 1:]
                 if toks[i] in self.genitives and fold_plural(left[-1]) in self.partitives:
+                    if len(left) > 1 and left[-1] in self.locatives:  # `rug_front_of_sofa`: a rug
+                        return self.resolve_key(SEPARATOR.join(left[:-1]))
                     return self.resolve_key(SEPARATOR.join(right))
                 return self.resolve_key(SEPARATOR.join(left))
         if len(toks) > 1 and fold_plural(toks[-1]) in self.partitives:  # `chair_leg`, `table_top`
