@@ -148,16 +148,43 @@ class PredictResult:
     problems: list[str] = field(default_factory=list)
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to the images below them (sorted)."""
-    paths: list[Path] = []
+OUTPUT_SUFFIXES = ("_labelTrainIds.png", "_color.png")  # what predict writes for each image
+
+
+def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path]:
+    """Files as given; folders expanded to the images below them (sorted).
+
+    A file found in a folder and named like predict's mask of another input found there
+    (`<stem>_labelTrainIds.png`, `<stem>_color.png`: an earlier run's output, e.g. into a
+    folder inside the inputs) is left out, so a re-run does not predict its own masks. A file
+    named explicitly that predict would overwrite in `out` is refused."""
+    found: list[Path] = []
+    explicit: set[Path] = set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
+            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
                             and not any(part.startswith(".") for part in q.relative_to(p).parts))
         else:
-            paths.append(p)
+            found.append(p)
+            explicit.add(p)
+    stems = {output_stem(q) for q in found}
+    out_dir = Path(out).resolve() if out is not None else None
+    paths, own = [], 0
+    for q in found:
+        mask_of = next((q.name.removesuffix(sfx) for sfx in OUTPUT_SUFFIXES if q.name.endswith(sfx)), None)
+        if mask_of not in stems:
+            paths.append(q)
+        elif q not in explicit:
+            own += 1
+        elif out_dir is not None and q.resolve().parent == out_dir:
+            raise SegtrainError(f"{q}: is an input, and predict would overwrite it with the mask of "
+                                f"another input; choose another --out")
+        else:
+            paths.append(q)
+    if own:
+        log.info("%d file(s) named like the masks predict writes for other inputs left out "
+                 "(<stem>_labelTrainIds.png, <stem>_color.png)", own)
     return paths
 
 
@@ -185,7 +212,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
-    paths = expand_inputs(cfg.inputs)
+    paths = expand_inputs(cfg.inputs, cfg.out)
     if not paths:
         raise SegtrainError("no input images given")
     seen: dict[str, Path] = {}
@@ -215,7 +242,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
         stem = output_stem(p)
-        label_path, color_path = out / f"{stem}_labelTrainIds.png", out / f"{stem}_color.png"
+        label_path, color_path = (out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
