@@ -84,7 +84,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     check_classes(ckpt, info, cfg.checkpoint)
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     cfg.size = size
-    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs), option="--split")
+    skipped: list[tuple[str, str]] = []
+    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs), option="--split", skipped=skipped)
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
@@ -122,6 +123,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
+        # unreadable samples of the split left out: the scores are over num_images, not the split
+        "skipped_images": [{"id": i, "problem": why} for i, why in skipped],
         "input_size": size, "label_mode": info.label_mode,
         "tta": to_dict(cfg.tta), **summary,
         "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask, cfg.miou_rule)["miou"]

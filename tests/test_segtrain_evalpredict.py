@@ -81,3 +81,30 @@ def test_an_input_that_predict_would_overwrite_is_refused(tree, ckpt, tmp_path):
     r = invoke("predict", ckpt, a, photos / f"{a.stem}_color.png", "--out", tmp_path / "masks", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "2 images predicted" in r.stdout
+
+
+# ------------------------------------------------------- eval: a partial split says so
+
+
+def test_eval_names_the_test_images_it_left_out_and_strict_exits_1(tree, ckpt, tmp_path):
+    """An unreadable test image used to vanish from the report: metrics.json scored 2 of 3
+    images with no trace of the third, exit 0, and eval had no --strict."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    bad = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]
+    bad.write_bytes(b"not a png")
+    sample_id = bad.name.removesuffix("_leftImg8bit.png")
+    for strict, code in ((False, 0), (True, 1)):
+        out = tmp_path / f"report-{strict}"
+        r = invoke("eval", ckpt, "--data", data, "--out", out, "--device", "cpu", "--workers", 0,
+                   *(["--strict"] if strict else []))
+        assert r.exit_code == code, r.output
+        assert "over 2 images (" in r.stdout and "1 unreadable left out); report in" in r.stdout
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["num_images"] == 2
+        assert m["skipped_images"] == [{"id": sample_id, "problem": f"{bad}: not an image (no PNG/JPEG/BMP/TIFF/"
+                                                                    "WebP/PNM/JPEG 2000 signature)"}]
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", tmp_path / "whole", "--device", "cpu", "--workers", 0,
+               "--strict")
+    assert r.exit_code == 0 and "left out" not in r.stdout
+    assert json.loads((tmp_path / "whole" / "metrics.json").read_text())["skipped_images"] == []
