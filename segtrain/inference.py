@@ -202,6 +202,46 @@ def depth_file(folder: Path, image: Path) -> Path:
     return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
 
 
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation 2..8 -> the transform that turns the stored pixels upright, as cv2.imread does
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
+    Pillow cannot read the file: cv2 decoded it, and no turn of it is known)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientation: bool):
+    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
+    `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
+    image's stored pixels (the camera wrote both), so it must match their size."""
+    image = read_rgb(path, exif_orientation=not keep_exif_orientation)
+    if not depth_dir:
+        return image, None
+    depth_path = depth_file(Path(depth_dir), path)
+    turn = None if keep_exif_orientation else UPRIGHT.get(exif_orientation(path))
+    if turn is not None:
+        stored = read_rgb(path, exif_orientation=False)
+        if np.array_equal(turn(stored), image) and not np.array_equal(stored, image):  # cv2 turned it
+            return image, np.ascontiguousarray(turn(read_depth(depth_path, stored)))
+    return image, read_depth(depth_path, image)
+
+
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     """Write <stem>_labelTrainIds.png and <stem>_color.png for every input image, at its size.
 
@@ -238,8 +278,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     result = PredictResult()
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
-            image = read_rgb(p, exif_orientation=not cfg.keep_exif_orientation)
-            depth = read_depth(depth_file(Path(cfg.depth), p), image) if cfg.depth else None
+            image, depth = read_image_and_depth(p, cfg.depth, cfg.keep_exif_orientation)
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue

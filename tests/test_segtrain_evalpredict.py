@@ -108,3 +108,54 @@ def test_eval_names_the_test_images_it_left_out_and_strict_exits_1(tree, ckpt, t
                "--strict")
     assert r.exit_code == 0 and "left out" not in r.stdout
     assert json.loads((tmp_path / "whole" / "metrics.json").read_text())["skipped_images"] == []
+
+
+# ------------------------------------------------------- predict: EXIF-turned photos with depth
+
+
+@pytest.fixture(scope="module")
+def rgbd_ckpt(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evp-rgbd") / "run"
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2,
+               "--inputs", "rgbd", *FAST)
+    assert r.exit_code == 0, r.output
+    return out / "last.pt"
+
+
+def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
+    """A JPEG with an EXIF orientation tag is turned upright, its depth PNG (no EXIF, the stored
+    pixels' size) was not: every rotated photo was skipped ("size differs from its image").
+    Now the depth is turned the same way: the masks equal those of the upright pixels with the
+    turned depth, given as plain PNGs, for every orientation 2..8."""
+    src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
+    sid = src.name.removesuffix("_leftImg8bit.png")
+    rgb = cv2.imread(str(src))[:, :, ::-1]
+    depth = cv2.imread(str(next((tree.root / "depth").rglob(f"{sid}_depth.png"))), cv2.IMREAD_UNCHANGED)
+    depth = depth + np.arange(depth.size, dtype=np.uint16).reshape(depth.shape)  # no symmetry to hide a wrong turn
+    photos, depths, ref, ref_depths = (tmp_path / n for n in ("photos", "depth", "ref", "ref_depth"))
+    for d in (photos, depths, ref, ref_depths):
+        d.mkdir()
+    for o in range(2, 9):
+        im = Image.fromarray(np.ascontiguousarray(rgb))
+        exif = im.getexif()
+        exif[0x0112] = o
+        im.save(photos / f"o{o}.jpg", exif=exif, quality=95)
+        cv2.imwrite(str(depths / f"o{o}_depth.png"), depth)
+        upright = cv2.imread(str(photos / f"o{o}.jpg"))  # as predict reads it (turned by cv2)
+        assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
+        cv2.imwrite(str(ref / f"o{o}.png"), upright)
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
+             6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
+    for o, turn in turns.items():
+        cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref_out")
+    # --keep-exif-orientation: stored pixels and depth as they are, no turn
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "kept", "--device", "cpu",
+               "--keep-exif-orientation")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    for o in range(2, 9):
+        assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
