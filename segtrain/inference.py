@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
@@ -73,12 +75,45 @@ def _load_model(checkpoint: str, device_name: str, amp: bool):
     return ckpt, rt, model
 
 
+# every file an eval report may hold (metrics.json lists those of each report under "files")
+REPORT_FILES = ("metrics.json", "eval_config.yaml", "per_class_iou.csv", "confusion_matrix.csv",
+                "per_class_iou.png", "confusion_matrix.png", "panels_best.png", "panels_worst.png", "curves.png")
+
+
+def earlier_report(out: Path) -> list[str]:
+    """The files of an earlier eval report in `out`, finished (metrics.json lists them) or
+    interrupted (eval_config.yaml is written first): this report replaces them, and those it
+    does not write again are removed, so no panel or curve of another checkpoint stays beside
+    it. A file of a report's name in a folder that holds no report is refused, never overwritten."""
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    if not present:
+        return []
+    old = _read_quietly(out / "metrics.json", json.loads)
+    if isinstance(old, dict) and {"checkpoint", "split", "miou_rule", "files"} <= old.keys() \
+            and isinstance(old["files"], list):
+        return [f for f in old["files"] if f in REPORT_FILES]
+    config = _read_quietly(out / "eval_config.yaml", yaml.safe_load)
+    if "metrics.json" not in present and isinstance(config, dict) and {"checkpoint", "data", "split", "out"} <= set(config):
+        return present
+    raise SegtrainError(f"{out / present[0]}: exists and is not part of a segtrain eval report; eval "
+                        "would overwrite it (choose a new or empty --out)")
+
+
+def _read_quietly(path: Path, parse):
+    """`parse` of a text file, or None when it is missing or does not parse."""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     """Evaluate a checkpoint on one split; write metrics, CSVs and figures to cfg.out."""
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
+    earlier = earlier_report(Path(cfg.out))
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
     check_classes(ckpt, info, cfg.checkpoint)
@@ -134,6 +169,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "files": sorted(files),
     }
     write_metrics_json(out / "metrics.json", metrics)
+    for name in sorted(set(earlier) - {*files, "eval_config.yaml"}):  # the earlier report's, not written now
+        (out / name).unlink(missing_ok=True)
     return metrics
 
 

@@ -159,3 +159,45 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
+
+
+# ------------------------------------------------------- eval: --out with an earlier report
+
+
+def test_a_new_report_leaves_no_figure_of_the_earlier_one(tree, ckpt, tmp_path):
+    """eval of run A, then of a copied checkpoint (no metrics.csv) with --panels 0 into the same
+    --out: A's panels and curves stayed beside B's metrics.json, as if they were B's."""
+    out = tmp_path / "report"
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 0, r.output
+    assert {"panels_best.png", "panels_worst.png", "curves.png"} <= set(snapshot(out))
+    lone = tmp_path / "elsewhere" / "b.pt"
+    lone.parent.mkdir()
+    shutil.copy(ckpt, lone)
+    r = invoke("eval", lone, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0, "--panels", 0)
+    assert r.exit_code == 0, r.output
+    files = json.loads((out / "metrics.json").read_text())["files"]
+    assert sorted(snapshot(out)) == sorted([*files, "eval_config.yaml"])
+    assert not {"panels_best.png", "panels_worst.png", "curves.png"} & set(snapshot(out))
+    # an interrupted report (eval_config.yaml is written first) is replaced the same way
+    (out / "metrics.json").unlink()
+    shutil.copy(out / "per_class_iou.png", out / "panels_best.png")
+    r = invoke("eval", lone, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0, "--panels", 0)
+    assert r.exit_code == 0, r.output
+    assert sorted(snapshot(out)) == sorted([*files, "eval_config.yaml"])
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "curves.png"])
+def test_eval_refuses_to_overwrite_a_file_that_is_no_report(tree, ckpt, tmp_path, name):
+    """A folder of another tool (detectron2 writes metrics.json into its output folder) lost
+    that file to eval's report. Now: one line, exit 2, the folder unchanged."""
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / name).write_bytes(b'{"iteration": 99}\n')
+    (out / "model_final.pth").write_bytes(b"weights")
+    before = snapshot(out)
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {out / name}: exists and is not part of a segtrain eval report; eval would "
+                             "overwrite it (choose a new or empty --out)")
+    assert snapshot(out) == before
