@@ -197,7 +197,8 @@ def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path
     A file found in a folder and named like predict's mask of another input found there
     (`<stem>_labelTrainIds.png`, `<stem>_color.png`: an earlier run's output, e.g. into a
     folder inside the inputs) is left out, so a re-run does not predict its own masks. A file
-    named explicitly that predict would overwrite in `out` is refused."""
+    named explicitly that predict would overwrite in `out` is refused. A file given twice (a
+    folder and a file in it, `photos/*.jpg photos/`) is predicted once."""
     found: list[Path] = []
     explicit: set[Path] = set()
     for item in inputs:
@@ -208,6 +209,11 @@ def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path
         else:
             found.append(p)
             explicit.add(p)
+    firsts: dict[Path, Path] = {}  # the same file under any spelling: its first mention
+    for q in found:
+        firsts.setdefault(q.resolve(), q)
+    explicit = {firsts[q.resolve()] for q in explicit}
+    found = [q for q in found if firsts[q.resolve()] is q]
     stems = {output_stem(q) for q in found}
     out_dir = Path(out).resolve() if out is not None else None
     paths, own = [], 0

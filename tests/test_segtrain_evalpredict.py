@@ -201,3 +201,24 @@ def test_eval_refuses_to_overwrite_a_file_that_is_no_report(tree, ckpt, tmp_path
     assert error_line(r) == (f"Error: {out / name}: exists and is not part of a segtrain eval report; eval would "
                              "overwrite it (choose a new or empty --out)")
     assert snapshot(out) == before
+
+
+def test_a_file_given_twice_is_predicted_once(tree, ckpt, tmp_path):
+    """`predict photos/*.png photos/` named each file twice: "x.png: same name as x.png;
+    outputs would collide", exit 2, nothing predicted."""
+    photos = tmp_path / "photos"
+    files = _images(tree, photos, 2)
+    r = invoke("predict", ckpt, files[0], photos, tmp_path / "photos" / ".." / "photos" / files[1].name,
+               "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "2 images predicted, 0 skipped" in r.stdout
+    assert sorted(snapshot(tmp_path / "out")) == sorted(f"{f.stem}{s}" for f in files
+                                                        for s in ("_labelTrainIds.png", "_color.png"))
+    # two different files with the same name are still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(files[0], other / files[0].name)
+    r = invoke("predict", ckpt, photos, other, "--out", tmp_path / "out2", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {other / files[0].name}: same name as {files[0]}; outputs would collide "
+                             "(predict them separately)")
