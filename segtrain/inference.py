@@ -300,7 +300,8 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     check_out_dir(cfg.out)
     paths = expand_inputs(cfg.inputs, cfg.out)
     if not paths:
-        raise SegtrainError("no input images given")
+        raise SegtrainError(f"{', '.join(cfg.inputs)}: no image files in it "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))}); nothing predicted")
     seen: dict[str, Path] = {}
     for p in paths:
         if output_stem(p) in seen:

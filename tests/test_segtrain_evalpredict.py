@@ -222,3 +222,16 @@ def test_a_file_given_twice_is_predicted_once(tree, ckpt, tmp_path):
     assert r.exit_code == 2
     assert error_line(r) == (f"Error: {other / files[0].name}: same name as {files[0]}; outputs would collide "
                              "(predict them separately)")
+
+
+def test_a_folder_without_images_is_named(ckpt, tmp_path):
+    """`predict notes/` on a folder of text files said only "no input images given"."""
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.txt").write_text("x")
+    (notes / "sub" / "b.csv").write_text("y")
+    r = invoke("predict", ckpt, notes, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {notes}: no image files in it (.bmp, .jpeg, .jpg, .png, .tif, .tiff, "
+                             ".webp); nothing predicted")
+    assert not (tmp_path / "out").exists()
