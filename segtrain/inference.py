@@ -89,7 +89,7 @@ def earlier_report(out: Path) -> list[str]:
     if not present:
         return []
     old = _read_quietly(out / "metrics.json", json.loads)
-    if isinstance(old, dict) and {"checkpoint", "split", "miou_rule", "files"} <= old.keys() \
+    if isinstance(old, dict) and {"checkpoint", "split", "files"} <= old.keys() \
             and isinstance(old["files"], list):
         return [f for f in old["files"] if f in REPORT_FILES]
     config = _read_quietly(out / "eval_config.yaml", yaml.safe_load)
