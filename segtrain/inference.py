@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 import yaml
+from PIL import Image
 from tqdm import tqdm
 
 from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
@@ -93,7 +95,8 @@ def earlier_report(out: Path) -> list[str]:
             and isinstance(old["files"], list):
         return [f for f in old["files"] if f in REPORT_FILES]
     config = _read_quietly(out / "eval_config.yaml", yaml.safe_load)
-    if "metrics.json" not in present and isinstance(config, dict) and {"checkpoint", "data", "split", "out"} <= set(config):
+    interrupted = "metrics.json" not in present and isinstance(config, dict)
+    if interrupted and {"checkpoint", "data", "split", "out"} <= set(config):
         return present
     raise SegtrainError(f"{out / present[0]}: exists and is not part of a segtrain eval report; eval "
                         "would overwrite it (choose a new or empty --out)")
@@ -255,10 +258,6 @@ UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[:
 def exif_orientation(path: Path) -> int:
     """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
     Pillow cannot read the file: cv2 decoded it, and no turn of it is known)."""
-    import warnings
-
-    from PIL import Image
-
     try:
         with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
             warnings.simplefilter("ignore")
