@@ -313,6 +313,11 @@ class SegDataset(Dataset):
         mask = read_label(s, self.info)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{s.label}: size {mask.shape} differs from its image {image.shape[:2]}")
+        expected = self.info.image_size
+        if expected is not None and tuple(image.shape[:2]) != tuple(expected):  # would not batch
+            raise DataError(f"{s.image}: size {image.shape[0]}x{image.shape[1]} differs from image_size "
+                            f"{expected[0]}x{expected[1]} in {self.info.root / DATASET_JSON} (a tree of "
+                            "mixed sizes has image_size null)")
         depth = None
         if self.with_depth:
             if s.depth is None:

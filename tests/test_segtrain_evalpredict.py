@@ -235,3 +235,21 @@ def test_a_folder_without_images_is_named(ckpt, tmp_path):
     assert error_line(r) == (f"Error: {notes}: no image files in it (.bmp, .jpeg, .jpg, .png, .tif, .tiff, "
                              ".webp); nothing predicted")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_path, workers):
+    """dataset.json says image_size 32x48 but one test image (and its label) is 40x60: eval
+    ended in PyTorch's collate traceback ("stack expects each tensor to be equal size", or
+    "Trying to resize storage that is not resizable" from a worker), exit 1."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    image = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]
+    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
+    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    r = invoke("eval", ckpt, "--data", data, "--out", tmp_path / "report", "--device", "cpu", "--workers", workers)
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {image}: size 40x60 differs from image_size 32x48 in {data / 'dataset.json'} "
+                             "(a tree of mixed sizes has image_size null)")
+    assert not (tmp_path / "report").exists()
