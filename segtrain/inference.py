@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,15 @@ def _load_model(checkpoint: str, device_name: str, amp: bool):
     return ckpt, rt, model
 
 
+def check_writable(out: Path) -> None:
+    """`out` can be created or written into, checked before any work (an eval that ran for an
+    hour must not end in a PermissionError traceback when it writes its report)."""
+    existing = next(p for p in (out, *out.parents, *out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" ({existing} is not writable)"
+        raise SegtrainError(f"{out}: permission denied, cannot write there{where}")
+
+
 # every file an eval report may hold (metrics.json lists those of each report under "files")
 REPORT_FILES = ("metrics.json", "eval_config.yaml", "per_class_iou.csv", "confusion_matrix.csv",
                 "per_class_iou.png", "confusion_matrix.png", "panels_best.png", "panels_worst.png", "curves.png")
@@ -116,6 +126,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
+    check_writable(Path(cfg.out))
     earlier = earlier_report(Path(cfg.out))
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
@@ -297,6 +308,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
+    check_writable(Path(cfg.out))
     paths = expand_inputs(cfg.inputs, cfg.out)
     if not paths:
         raise SegtrainError(f"{', '.join(cfg.inputs)}: no image files in it "

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from segtrain_cli import error_line, invoke, snapshot
+from segtrain_cli import error_line, invoke, segtrain_unprivileged, snapshot
 from treebuilder import write_clean_tree
 
 TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
@@ -253,3 +253,24 @@ def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_pa
     assert error_line(r) == (f"Error: {image}: size 40x60 differs from image_size 32x48 in {data / 'dataset.json'} "
                              "(a tree of mixed sizes has image_size null)")
     assert not (tmp_path / "report").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, ckpt, tmp_path):
+    """`--out` under a read-only folder: eval ran the whole split, then ended in a
+    PermissionError traceback when it made the folder (predict: at its first mask)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    photos = tmp_path / "photos"
+    _images(tree, photos, 1)
+    locked.chmod(0o555)
+    try:
+        for args, out in ((("eval", ckpt, "--data", tree.root, "--workers", 0), locked / "report"),
+                          (("predict", ckpt, photos), locked / "masks"), (("predict", ckpt, photos), locked)):
+            r = segtrain_unprivileged(*args, "--out", out, "--device", "cpu")
+            assert r.returncode == 2, r.stderr
+            where = f" ({locked} is not writable)" if out != locked else ""
+            assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
+            assert "Traceback" not in r.stderr
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
