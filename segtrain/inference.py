@@ -46,7 +46,7 @@ from segtrain.report import (
     write_per_class_csv,
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
-from segtrain.tta import segment
+from segtrain.tta import segment, segment_labels
 from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")
@@ -56,9 +56,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 @torch.inference_mode()
 def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None,
-                  tta: TTAConfig | None = None) -> np.ndarray:
+                  tta: TTAConfig | None = None, num_classes: int | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) (+ uint16 depth in mm for depth checkpoints) -> train-id mask (H, W)
-    at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta)."""
+    at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta).
+    With `num_classes`, a large image's class scores are never all held (tta.segment_labels)."""
     h, w = image.shape[:2]
     x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
     batch = {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]}
@@ -66,8 +67,10 @@ def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.nd
         if size:
             depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
         batch["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)[None]
-    scores = segment(model, rt.batch_inputs(batch), rt, (h, w), tta)
-    return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    x = rt.batch_inputs(batch)
+    if num_classes is None:
+        return segment(model, x, rt, (h, w), tta).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    return segment_labels(model, x, rt, (h, w), num_classes, tta)[0].to(torch.uint8).cpu().numpy()
 
 
 def _load_model(checkpoint: str, device_name: str, amp: bool):
@@ -337,7 +340,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue
-        pred = predict_array(model, rt, image, size, depth, cfg.tta)
+        pred = predict_array(model, rt, image, size, depth, cfg.tta, len(colors))
         stem = output_stem(p)
         label_path, color_path = (out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
         write_png(label_path, pred)

@@ -274,3 +274,29 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, 
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o755)
+
+
+# ------------------------------------------------------- predict: large photos
+
+
+def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
+    """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
+    all (segment, which does, is not called); the masks are those of the one-go path up to
+    float rounding, with and without TTA."""
+    from segtrain import tta
+
+    photos = tmp_path / "photos"
+    big = _images(tree, photos, 1)[0]
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(big)), (480, 320)))  # 39 x 320 x 480 = 6 M scores
+    for flags in ([], ["--flip", "--scales", "0.5,1"]):
+        whole = invoke("predict", ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
+        assert whole.exit_code == 0, whole.output
+        with monkeypatch.context() as m:
+            m.setattr(tta, "MAX_SCORES", 2**20)
+            m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
+            parts = invoke("predict", ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
+        assert parts.exit_code == 0, parts.output
+        a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
+                for d in ("whole", "parts"))
+        assert a.shape == b.shape == (320, 480)
+        assert (a == b).mean() >= 0.999
