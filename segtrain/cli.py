@@ -206,9 +206,13 @@ def _tta_note(tta: TTAConfig) -> str:
               help="standard: classes with an empty union are left out, a class predicted but absent "
               "scores 0 (mmsegmentation, torchmetrics, Cityscapes); gt-present: only classes in the ground "
               "truth (segtrain's old rule). metrics.json records the rule and both numbers.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a sample of the split was unreadable and left out.")
 @_tta_options
-def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp, miou_rule, scales, flip):
-    """Evaluate CHECKPOINT on a split: metrics.json, CSVs and figures in --out."""
+def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, panels, amp, miou_rule, strict,
+             scales, flip):
+    """Evaluate CHECKPOINT on a split: metrics.json, CSVs and figures in --out.
+
+    An unreadable sample is reported, left out and listed in metrics.json (skipped_images)."""
     from segtrain.inference import run_eval
 
     tta = TTAConfig(_guard(parse_scales, scales), flip)
@@ -219,9 +223,13 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
     m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
     miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
     pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
+    skipped = len(m["skipped_images"])
+    left_out = f", {skipped} unreadable left out" if skipped else ""
     click.echo(f"{split}: {m['miou_rule']} mIoU {miou}{_tta_note(tta)} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
                f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
-               f"the ground truth); report in {out}")
+               f"the ground truth{left_out}); report in {out}")
+    if skipped and strict:
+        sys.exit(1)
 
 
 @main.command("predict")

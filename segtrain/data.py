@@ -231,10 +231,12 @@ def _exists(path: Path) -> bool:
     return True
 
 
-def list_samples(info: DatasetInfo, split: str, with_depth: bool = False) -> list[Sample]:
+def list_samples(info: DatasetInfo, split: str, with_depth: bool = False,
+                 skipped: list[tuple[str, str]] | None = None) -> list[Sample]:
     """Samples of one split, from manifest.csv or (without one) by globbing. A missing image
     or label file is an error (the tree breaks the contract); one that exists but cannot be
-    read (permission denied, empty, not an image) is reported and its sample skipped. With
+    read (permission denied, empty, not an image) is reported and its sample skipped (and
+    appended to `skipped` as (id, problem), for reports that must say so). With
     `with_depth` the depth file is checked the same way."""
     if (info.root / "manifest.csv").is_file():
         samples = _manifest_samples(info, split)
@@ -251,6 +253,8 @@ def list_samples(info: DatasetInfo, split: str, with_depth: bool = False) -> lis
         except SegtrainError as e:  # a file that exists but cannot be read: report, skip, go on
             log.warning("problem: %s; sample %s of split %s skipped", e, s.id, split)
             first = first or str(e)
+            if skipped is not None:
+                skipped.append((s.id, str(e)))
             continue
         readable.append(s)
     if samples and not readable:
@@ -309,6 +313,11 @@ class SegDataset(Dataset):
         mask = read_label(s, self.info)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{s.label}: size {mask.shape} differs from its image {image.shape[:2]}")
+        expected = self.info.image_size
+        if expected is not None and tuple(image.shape[:2]) != tuple(expected):  # would not batch
+            raise DataError(f"{s.image}: size {image.shape[0]}x{image.shape[1]} differs from image_size "
+                            f"{expected[0]}x{expected[1]} in {self.info.root / DATASET_JSON} (a tree of "
+                            "mixed sizes has image_size null)")
         depth = None
         if self.with_depth:
             if s.depth is None:
@@ -512,9 +521,10 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False,
-                 option: str | None = None) -> SegDataset:
-    """`option` names the flag that chose `split`, for the error when it has no samples."""
-    samples = list_samples(info, split, with_depth)
+                 option: str | None = None, skipped: list[tuple[str, str]] | None = None) -> SegDataset:
+    """`option` names the flag that chose `split`, for the error when it has no samples;
+    `skipped` collects the unreadable samples left out (see list_samples)."""
+    samples = list_samples(info, split, with_depth, skipped)
     if not samples:
         raise _no_samples(info, split, option)
     if with_depth:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+import yaml
+from PIL import Image
 from tqdm import tqdm
 
 from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
@@ -41,7 +46,7 @@ from segtrain.report import (
     write_per_class_csv,
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
-from segtrain.tta import segment
+from segtrain.tta import segment, segment_labels
 from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")
@@ -51,9 +56,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 @torch.inference_mode()
 def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None,
-                  tta: TTAConfig | None = None) -> np.ndarray:
+                  tta: TTAConfig | None = None, num_classes: int | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) (+ uint16 depth in mm for depth checkpoints) -> train-id mask (H, W)
-    at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta)."""
+    at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta).
+    With `num_classes`, a large image's class scores are never all held (tta.segment_labels)."""
     h, w = image.shape[:2]
     x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
     batch = {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]}
@@ -61,8 +67,10 @@ def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.nd
         if size:
             depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
         batch["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)[None]
-    scores = segment(model, rt.batch_inputs(batch), rt, (h, w), tta)
-    return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+    x = rt.batch_inputs(batch)
+    if num_classes is None:
+        return segment(model, x, rt, (h, w), tta).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    return segment_labels(model, x, rt, (h, w), num_classes, tta)[0].to(torch.uint8).cpu().numpy()
 
 
 def _load_model(checkpoint: str, device_name: str, amp: bool):
@@ -73,18 +81,63 @@ def _load_model(checkpoint: str, device_name: str, amp: bool):
     return ckpt, rt, model
 
 
+def check_writable(out: Path) -> None:
+    """`out` can be created or written into, checked before any work (an eval that ran for an
+    hour must not end in a PermissionError traceback when it writes its report)."""
+    existing = next(p for p in (out, *out.parents, *out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" ({existing} is not writable)"
+        raise SegtrainError(f"{out}: permission denied, cannot write there{where}")
+
+
+# every file an eval report may hold (metrics.json lists those of each report under "files")
+REPORT_FILES = ("metrics.json", "eval_config.yaml", "per_class_iou.csv", "confusion_matrix.csv",
+                "per_class_iou.png", "confusion_matrix.png", "panels_best.png", "panels_worst.png", "curves.png")
+
+
+def earlier_report(out: Path) -> list[str]:
+    """The files of an earlier eval report in `out`, finished (metrics.json lists them) or
+    interrupted (eval_config.yaml is written first): this report replaces them, and those it
+    does not write again are removed, so no panel or curve of another checkpoint stays beside
+    it. A file of a report's name in a folder that holds no report is refused, never overwritten."""
+    present = [name for name in REPORT_FILES if (out / name).exists()]
+    if not present:
+        return []
+    old = _read_quietly(out / "metrics.json", json.loads)
+    if isinstance(old, dict) and {"checkpoint", "split", "files"} <= old.keys() \
+            and isinstance(old["files"], list):
+        return [f for f in old["files"] if f in REPORT_FILES]
+    config = _read_quietly(out / "eval_config.yaml", yaml.safe_load)
+    interrupted = "metrics.json" not in present and isinstance(config, dict)
+    if interrupted and {"checkpoint", "data", "split", "out"} <= set(config):
+        return present
+    raise SegtrainError(f"{out / present[0]}: exists and is not part of a segtrain eval report; eval "
+                        "would overwrite it (choose a new or empty --out)")
+
+
+def _read_quietly(path: Path, parse):
+    """`parse` of a text file, or None when it is missing or does not parse."""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
 def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     """Evaluate a checkpoint on one split; write metrics, CSVs and figures to cfg.out."""
     if not cfg.out:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
+    check_writable(Path(cfg.out))
+    earlier = earlier_report(Path(cfg.out))
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
     check_classes(ckpt, info, cfg.checkpoint)
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     cfg.size = size
-    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs), option="--split")
+    skipped: list[tuple[str, str]] = []
+    ds = eval_dataset(info, cfg.split, size, with_depth=uses_depth(rt.inputs), option="--split", skipped=skipped)
     bs = cfg.batch_size if info.image_size is not None else 1
     loader, _ = make_loader(ds, bs, False, 0, cfg.workers, rt.device)
     res = evaluate(model, loader, rt, info.num_classes, None, info.eval_mask, per_image=True,
@@ -122,6 +175,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
+        # unreadable samples of the split left out: the scores are over num_images, not the split
+        "skipped_images": [{"id": i, "problem": why} for i, why in skipped],
         "input_size": size, "label_mode": info.label_mode,
         "tta": to_dict(cfg.tta), **summary,
         "per_sensor_miou": {s: summarize(m, info.class_names, info.eval_mask, cfg.miou_rule)["miou"]
@@ -131,6 +186,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "files": sorted(files),
     }
     write_metrics_json(out / "metrics.json", metrics)
+    for name in sorted(set(earlier) - {*files, "eval_config.yaml"}):  # the earlier report's, not written now
+        (out / name).unlink(missing_ok=True)
     return metrics
 
 
@@ -148,16 +205,49 @@ class PredictResult:
     problems: list[str] = field(default_factory=list)
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expanded to the images below them (sorted)."""
-    paths: list[Path] = []
+OUTPUT_SUFFIXES = ("_labelTrainIds.png", "_color.png")  # what predict writes for each image
+
+
+def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path]:
+    """Files as given; folders expanded to the images below them (sorted).
+
+    A file found in a folder and named like predict's mask of another input found there
+    (`<stem>_labelTrainIds.png`, `<stem>_color.png`: an earlier run's output, e.g. into a
+    folder inside the inputs) is left out, so a re-run does not predict its own masks. A file
+    named explicitly that predict would overwrite in `out` is refused. A file given twice (a
+    folder and a file in it, `photos/*.jpg photos/`) is predicted once."""
+    found: list[Path] = []
+    explicit: set[Path] = set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
+            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
                             and not any(part.startswith(".") for part in q.relative_to(p).parts))
         else:
-            paths.append(p)
+            found.append(p)
+            explicit.add(p)
+    firsts: dict[Path, Path] = {}  # the same file under any spelling: its first mention
+    for q in found:
+        firsts.setdefault(q.resolve(), q)
+    explicit = {firsts[q.resolve()] for q in explicit}
+    found = [q for q in found if firsts[q.resolve()] is q]
+    stems = {output_stem(q) for q in found}
+    out_dir = Path(out).resolve() if out is not None else None
+    paths, own = [], 0
+    for q in found:
+        mask_of = next((q.name.removesuffix(sfx) for sfx in OUTPUT_SUFFIXES if q.name.endswith(sfx)), None)
+        if mask_of not in stems:
+            paths.append(q)
+        elif q not in explicit:
+            own += 1
+        elif out_dir is not None and q.resolve().parent == out_dir:
+            raise SegtrainError(f"{q}: is an input, and predict would overwrite it with the mask of "
+                                f"another input; choose another --out")
+        else:
+            paths.append(q)
+    if own:
+        log.info("%d file(s) named like the masks predict writes for other inputs left out "
+                 "(<stem>_labelTrainIds.png, <stem>_color.png)", own)
     return paths
 
 
@@ -170,6 +260,42 @@ def depth_file(folder: Path, image: Path) -> Path:
     """<stem>_depth.png (the clean tree's name) or else <image stem>.png in `folder`."""
     named = folder / f"{output_stem(image)}{DEPTH_SUFFIX}"
     return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation 2..8 -> the transform that turns the stored pixels upright, as cv2.imread does
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
+    Pillow cannot read the file: cv2 decoded it, and no turn of it is known)."""
+    try:
+        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientation: bool):
+    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
+    `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
+    image's stored pixels (the camera wrote both), so it must match their size."""
+    image = read_rgb(path, exif_orientation=not keep_exif_orientation)
+    if not depth_dir:
+        return image, None
+    depth_path = depth_file(Path(depth_dir), path)
+    turn = None if keep_exif_orientation else UPRIGHT.get(exif_orientation(path))
+    if turn is not None:
+        stored = read_rgb(path, exif_orientation=False)
+        if np.array_equal(turn(stored), image) and not np.array_equal(stored, image):  # cv2 turned it
+            return image, np.ascontiguousarray(turn(read_depth(depth_path, stored)))
+    return image, read_depth(depth_path, image)
 
 
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
@@ -185,9 +311,11 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
-    paths = expand_inputs(cfg.inputs)
+    check_writable(Path(cfg.out))
+    paths = expand_inputs(cfg.inputs, cfg.out)
     if not paths:
-        raise SegtrainError("no input images given")
+        raise SegtrainError(f"{', '.join(cfg.inputs)}: no image files in it "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))}); nothing predicted")
     seen: dict[str, Path] = {}
     for p in paths:
         if output_stem(p) in seen:
@@ -208,14 +336,13 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     result = PredictResult()
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
-            image = read_rgb(p, exif_orientation=not cfg.keep_exif_orientation)
-            depth = read_depth(depth_file(Path(cfg.depth), p), image) if cfg.depth else None
+            image, depth = read_image_and_depth(p, cfg.depth, cfg.keep_exif_orientation)
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
             continue
-        pred = predict_array(model, rt, image, size, depth, cfg.tta)
+        pred = predict_array(model, rt, image, size, depth, cfg.tta, len(colors))
         stem = output_stem(p)
-        label_path, color_path = out / f"{stem}_labelTrainIds.png", out / f"{stem}_color.png"
+        label_path, color_path = (out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]

@@ -66,7 +66,8 @@ def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | N
     mIoU averages IoU over the evaluated (not ignore_in_eval) classes that `rule` counts (see
     MIOU_RULES): by default every class with a non-empty union, so a class predicted but absent
     from the ground truth counts as 0 as in other toolkits; with "gt-present" such classes are
-    left out (null). `absent_classes` lists evaluated classes absent from the ground truth;
+    left out (null). Pixels whose ground truth is an ignored class count nowhere, as in
+    cityscapesScripts (a train id of its own marked ignore_in_eval is trained, not scored). `absent_classes` lists evaluated classes absent from the ground truth;
     `miou_by_rule` gives both numbers so results from either convention can be compared.
     """
     if rule not in MIOU_RULES:
@@ -76,7 +77,9 @@ def summarize(mat: np.ndarray, class_names: list[str], eval_mask: np.ndarray | N
     eval_mask = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
     tp = np.diag(mat).astype(np.float64)
     gt = mat.sum(axis=1).astype(np.float64)
-    pred = mat.sum(axis=0).astype(np.float64)
+    # pixels whose ground truth is a class ignored in eval are ignored like unlabelled ones
+    # (cityscapesScripts): predicting class c there is not a false positive of c
+    pred = mat[eval_mask].sum(axis=0).astype(np.float64)
     union = gt + pred - tp
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, tp / union, np.nan)

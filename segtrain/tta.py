@@ -90,3 +90,72 @@ def segment(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig | None
             probs = _logits(model, xs, rt, out_size, flip).softmax(1)
             total = probs if total is None else total.add_(probs)
     return total.div_(tta.passes)
+
+
+# predict holds at most this many class scores (floats) at an image's size at once: above it,
+# segment_labels builds the prediction a few classes at a time
+MAX_SCORES = 2**26
+
+
+def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, num_classes: int,
+                   tta: TTAConfig | None = None, max_scores: int | None = None) -> torch.Tensor:
+    """The prediction (N, *out_size) of `x`: exactly `segment(...).argmax(1)` while the class
+    scores at `out_size` are at most `max_scores` floats.
+
+    Beyond that (a 12 MP photo with 39 classes is 470 M floats, 1.9 GB, about three times that
+    with TTA) the scores are never all held: each pass's logits stay at the network's size and
+    are upsampled a few classes at a time into a running argmax (ties keep the lower class, as
+    argmax does); under TTA each pass's softmax takes its per-pixel max and sum of exponentials
+    over all classes in one such sweep first (the sum rescaled when the max grows). The same
+    rule, equal up to float rounding."""
+    out_size = tuple(out_size)
+    max_scores = MAX_SCORES if max_scores is None else max_scores
+    pixels = x.shape[0] * out_size[0] * out_size[1]
+    if num_classes * pixels <= max_scores:
+        return segment(model, x, rt, out_size, tta).argmax(1)
+    plain = tta is None or tta.plain
+    h, w = x.shape[-2:]
+    scales, flips = ([1.0], (False,)) if plain else (tta.scales, (False, True) if tta.flip else (False,))
+    low = []  # each pass's logits at the network's size, flipped back: small
+    for scale in scales:
+        xs = resize_input(x, scaled_size(h, w, scale), rt)
+        for flip in flips:
+            with rt.autocast():
+                logits = model(xs.flip(-1) if flip else xs).float()
+            low.append((logits.flip(-1) if flip else logits).contiguous())
+    step = max(1, max_scores // pixels)
+    starts = range(0, num_classes, step)
+
+    def up(logits, c0):
+        part = logits[:, c0:c0 + step]
+        return part if part.shape[-2:] == out_size else F.interpolate(part, size=out_size, mode="bilinear",
+                                                                      align_corners=False)
+
+    norms = []  # per pass: each pixel's max logit and sum of exp(logit - max), over all classes
+    if not plain:
+        for logits in low:  # in one sweep: the sum is rescaled whenever the max grows
+            top = total = None
+            for c0 in starts:
+                part = up(logits, c0)
+                m = part.amax(1, keepdim=True)
+                if top is None:
+                    top, total = m, part.sub_(m).exp_().sum(1, keepdim=True)
+                else:
+                    new_top = torch.maximum(top, m)
+                    total = total.mul_((top - new_top).exp_()).add_(part.sub_(new_top).exp_().sum(1, keepdim=True))
+                    top = new_top
+            norms.append((top, total))
+    best = labels = None
+    for c0 in starts:
+        if plain:
+            score = up(low[0], c0)
+        else:
+            score = sum(up(lg, c0).sub_(top).exp_().div_(total) for lg, (top, total) in zip(low, norms, strict=True))
+        value, index = score.max(1)
+        index += c0
+        if best is None:
+            best, labels = value, index
+        else:
+            better = value > best
+            best, labels = torch.where(better, value, best), torch.where(better, index, labels)
+    return labels

@@ -1,10 +1,16 @@
 """The `segtrain` CLI as the acceptance and bad-input tests drive it: invoke, the one error
-line of a failed command, and a folder's bytes (to prove nothing was written)."""
+line of a failed command, a folder's bytes (to prove nothing was written), and the command
+run in a child process without root's capability to read and write other users' files."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from segtrain.cli import main
@@ -24,3 +30,25 @@ def error_line(result) -> str:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _unprivileged() -> list[str]:
+    """A prefix that runs a command without the capability to read other users' files (root
+    reads a chmod 000 file otherwise); empty when we are not root."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    caps = "-dac_override,-dac_read_search"
+    prefix = [setpriv, "--bounding-set", caps, "--inh-caps", caps]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv cannot drop capabilities here")
+    return prefix
+
+
+def segtrain_unprivileged(*args) -> subprocess.CompletedProcess:
+    """`python -m segtrain ARGS` in a child process, with chmod biting as for a normal user."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*_unprivileged(), sys.executable, "-m", "segtrain", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)

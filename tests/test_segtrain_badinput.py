@@ -8,8 +8,6 @@ import logging
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 import torch
 import yaml
 from segtrain_cli import error_line, invoke, snapshot
+from segtrain_cli import segtrain_unprivileged as _segtrain
 from treebuilder import write_clean_tree
 
 from segtrain import engine, run_folder
@@ -308,27 +307,6 @@ def test_unreadable_sample_is_skipped_with_a_report(tree, tmp_path, caplog):
         list_samples(info, "train")
     with pytest.raises(SegtrainError, match="is a file, not a data folder"):
         load_dataset_info(data / "dataset.json")
-
-
-def _unprivileged() -> list[str]:
-    """A prefix that runs a command without the capability to read other users' files (root
-    reads a chmod 000 file otherwise); empty when we are not root."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot make a file unreadable")
-    caps = "-dac_override,-dac_read_search"
-    prefix = [setpriv, "--bounding-set", caps, "--inh-caps", caps]
-    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-        pytest.skip("setpriv cannot drop capabilities here")
-    return prefix
-
-
-def _segtrain(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*_unprivileged(), sys.executable, "-m", "segtrain", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def _only_own_lines(stderr: str) -> None:

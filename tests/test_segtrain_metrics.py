@@ -14,8 +14,10 @@ def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarra
                   rule: str = "standard"):
     """Per-class IoU by counting pixels class by class (no confusion matrix). standard: every
     class with a non-empty union counts (mmsegmentation / torchmetrics macro / Cityscapes);
-    gt-present: only classes in the ground truth."""
-    valid = gt != ignore
+    gt-present: only classes in the ground truth. A pixel whose ground truth is a class ignored
+    in eval counts nowhere, like an ignore pixel (cityscapesScripts)."""
+    labelled = gt != ignore
+    valid = labelled & eval_mask[np.where(labelled, gt, 0)]
     ious, present = {}, []
     for c in range(n):
         g, p = (gt == c) & valid, (pred == c) & valid
@@ -23,8 +25,7 @@ def numpy_metrics(gt: np.ndarray, pred: np.ndarray, n: int, eval_mask: np.ndarra
         if eval_mask[c] and (g.sum() > 0 if rule == "gt-present" else union > 0):
             ious[c] = np.logical_and(g, p).sum() / union
             present.append(c)
-    evaluated = valid & eval_mask[np.where(valid, gt, 0)]
-    pixel_acc = (gt[evaluated] == pred[evaluated]).mean()
+    pixel_acc = (gt[valid] == pred[valid]).mean()
     return ious, float(np.mean([ious[c] for c in present])), float(pixel_acc)
 
 
@@ -60,6 +61,42 @@ def test_confusion_metrics_match_numpy_with_absent_classes_and_ignore(seed, rule
     if rule == "standard":
         assert [s["per_class_iou"][c] for c in ("c2", "c5", "c6")] == [0.0, 0.0, 0.0]
     assert cm.numpy().sum() == (gt != 255).sum()  # ignore pixels never counted
+
+
+def cityscapes_iou(mat: np.ndarray, label: int, eval_mask: np.ndarray) -> float:
+    """cityscapesScripts' getIouScoreForLabel, transcribed: false positives come only from
+    ground-truth rows of classes not ignored in eval."""
+    tp = mat[label, label]
+    not_ignored = [c for c in range(len(mat)) if eval_mask[c] and c != label]
+    fp = mat[not_ignored, label].sum()
+    fn = mat[label, :].sum() - tp
+    denom = tp + fp + fn
+    return float("nan") if denom == 0 else tp / denom
+
+
+def test_pixels_of_a_class_ignored_in_eval_are_no_false_positives():
+    """A class with a train id of its own but ignore_in_eval (trained, not scored, e.g. Other in
+    a custom table): predicting wall on its pixels must not lower wall's IoU, and a class
+    predicted only there has an empty union (not a scored 0). Before, both happened."""
+    names = ["wall", "floor", "other", "bed"]
+    eval_mask = np.array([True, True, False, True])
+    gt = np.array([[0, 0, 1, 1, 2, 2, 2, 2]])
+    pred = np.array([[0, 0, 1, 0, 0, 3, 2, 1]])  # wall and bed predicted on 'other' pixels
+    cm = ConfusionMatrix(4)
+    cm.update(torch.from_numpy(gt), torch.from_numpy(pred))
+    mat = cm.numpy()
+    s = summarize(mat, names, eval_mask, "standard")
+    assert s["per_class_iou"]["wall"] == pytest.approx(2 / 3)  # tp 2, fp 1 (a floor pixel), fn 0
+    assert s["per_class_iou"]["floor"] == pytest.approx(1 / 2)
+    assert s["per_class_iou"]["bed"] is None  # predicted only on ignored pixels: empty union
+    assert s["per_class_iou"]["other"] is None
+    assert s["miou"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert s["pixel_accuracy"] == pytest.approx(3 / 4)
+    for c, name in enumerate(names):
+        if eval_mask[c]:
+            expected = cityscapes_iou(mat, c, eval_mask)
+            got = s["per_class_iou"][name]
+            assert (got is None) == np.isnan(expected) and (got is None or got == pytest.approx(expected))
 
 
 @pytest.mark.parametrize("rule", ["standard", "gt-present"])

@@ -21,6 +21,7 @@ from treebuilder import write_clean_tree
 
 from segtrain.checkpoint import load_checkpoint, model_from_checkpoint, runtime_for_checkpoint
 from segtrain.cli import main
+from segtrain.config import TTAConfig
 from segtrain.data import eval_dataset, load_dataset_info
 from segtrain.depth import encode_depth
 
@@ -363,3 +364,30 @@ def test_depth_channels_are_resized_as_cv2_nearest_exact_bit_for_bit(src, dst):
     want = cv2.resize(x[0, 3].numpy(), (dst[1], dst[0]), interpolation=cv2.INTER_NEAREST_EXACT)
     assert np.array_equal(got[0, 3].numpy(), want)
     assert torch.equal(got[:, :3], F.interpolate(x[:, :3], size=dst, mode="bilinear", align_corners=False))
+
+
+@pytest.mark.parametrize("tta", [TTAConfig(), TTAConfig([1.0], True), TTAConfig([0.5, 1.0, 1.25], True)])
+@pytest.mark.parametrize("max_scores", [10**9, 39 * 40 * 60 // 3, 1])
+def test_predict_of_a_large_image_never_holds_all_class_scores(rgb_run, tta, max_scores, monkeypatch):
+    """predict upsampled every class's scores to the image's size at once (a 12 MP photo: 1.9 GB,
+    7.7 GB peak with TTA). Above `max_scores` floats segment_labels builds the argmax a few
+    classes at a time (here: 13 classes, or one); the prediction is the reference's (mean
+    softmax, written out independently) up to float rounding, and below it segment's argmax."""
+    from segtrain.tta import segment, segment_labels
+
+    model, rt = _model(rgb_run)
+    x = (torch.arange(3 * 20 * 30) % 251).to(torch.uint8).reshape(1, 3, 20, 30)
+    out_size = (40, 60)
+    held = []
+    real = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda t, *a, **k: held.append(t.shape[1]) or real(t, *a, **k))
+    with torch.inference_mode():
+        got = segment_labels(model, rt.images(x), rt, out_size, 39, tta, max_scores=max_scores)
+        monkeypatch.setattr(F, "interpolate", real)
+        ref = reference_scores(model, rt, x, None, out_size, tta.scales, tta.flip).argmax(1)
+        if max_scores >= 39 * 40 * 60:
+            assert torch.equal(got, segment(model, rt.images(x), rt, out_size, tta).argmax(1))
+    upsampled = [c for c in held if c != 3]  # resize_input's colour channels are not scores
+    assert max(upsampled) == (39 if max_scores >= 39 * 40 * 60 else 13 if max_scores > 1 else 1)
+    assert (got == ref).float().mean() >= 0.999
+    assert got.shape == (1, *out_size) and int(got.max()) < 39

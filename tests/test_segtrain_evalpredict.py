@@ -1,0 +1,302 @@
+"""`segtrain eval` and `segtrain predict` used as a demanding user would: each test reproduces
+one finding of the acceptance round (re-runs that predicted their own masks, skipped test
+images missing from the report, EXIF-turned photos whose depth was refused) and checks the
+fixed behaviour from the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from segtrain_cli import error_line, invoke, segtrain_unprivileged, snapshot
+from treebuilder import write_clean_tree
+
+TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
+FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", *TINY]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evp")
+    return write_clean_tree(root / "data", counts={"train": 4, "val": 2, "test": 3}, size=(32, 48),
+                            sensors=("kv2", "kv1"))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evp-run") / "run"
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2, *FAST)
+    assert r.exit_code == 0, r.output
+    return out / "last.pt"
+
+
+def _images(tree, folder, n=3):
+    """Copy the first `n` test images of the tree into `folder` as <id>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[:n]:
+        shutil.copy(src, folder / src.name.replace("_leftImg8bit", ""))
+    return sorted(folder.glob("*.png"))
+
+
+# ------------------------------------------------------- predict: its own masks are no inputs
+
+
+@pytest.mark.parametrize("out_name", ["masks", "."])
+def test_a_rerun_into_the_input_folder_does_not_predict_its_own_masks(tree, ckpt, tmp_path, out_name, caplog):
+    """`predict photos/ --out photos/masks` (or `--out photos/`) twice: the second run used to
+    take the first run's masks as new inputs (3, then 9 images, then 27 …)."""
+    photos = tmp_path / "photos"
+    _images(tree, photos)
+    out = photos / out_name
+    first = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert first.exit_code == 0, first.output
+    assert "3 images predicted, 0 skipped" in first.stdout
+    written = snapshot(photos)
+    caplog.set_level(logging.INFO, logger="segtrain")
+    again = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert "3 images predicted, 0 skipped" in again.stdout
+    assert "6 file(s) named like the masks predict writes for other inputs left out" in caplog.text
+    assert snapshot(photos) == written  # the same files, the same bytes: nothing new, nothing lost
+
+
+def test_an_input_that_predict_would_overwrite_is_refused(tree, ckpt, tmp_path):
+    """`predict photos/a.png photos/a_color.png --out photos/`: a's colour mask would replace the
+    user's a_color.png. One line, exit 2, nothing written."""
+    photos = tmp_path / "photos"
+    a = _images(tree, photos, 1)[0]
+    shutil.copy(a, photos / f"{a.stem}_color.png")
+    before = snapshot(photos)
+    r = invoke("predict", ckpt, a, photos / f"{a.stem}_color.png", "--out", photos, "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {photos / a.stem}_color.png: is an input, and predict would overwrite "
+                             "it with the mask of another input; choose another --out")
+    assert snapshot(photos) == before
+    # named explicitly with another --out, it is an image like any other
+    r = invoke("predict", ckpt, a, photos / f"{a.stem}_color.png", "--out", tmp_path / "masks", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "2 images predicted" in r.stdout
+
+
+# ------------------------------------------------------- eval: a partial split says so
+
+
+def test_eval_names_the_test_images_it_left_out_and_strict_exits_1(tree, ckpt, tmp_path):
+    """An unreadable test image used to vanish from the report: metrics.json scored 2 of 3
+    images with no trace of the third, exit 0, and eval had no --strict."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    bad = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]
+    bad.write_bytes(b"not a png")
+    sample_id = bad.name.removesuffix("_leftImg8bit.png")
+    for strict, code in ((False, 0), (True, 1)):
+        out = tmp_path / f"report-{strict}"
+        r = invoke("eval", ckpt, "--data", data, "--out", out, "--device", "cpu", "--workers", 0,
+                   *(["--strict"] if strict else []))
+        assert r.exit_code == code, r.output
+        assert "over 2 images (" in r.stdout and "1 unreadable left out); report in" in r.stdout
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["num_images"] == 2
+        assert m["skipped_images"] == [{"id": sample_id, "problem": f"{bad}: not an image (no PNG/JPEG/BMP/TIFF/"
+                                                                    "WebP/PNM/JPEG 2000 signature)"}]
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", tmp_path / "whole", "--device", "cpu", "--workers", 0,
+               "--strict")
+    assert r.exit_code == 0 and "left out" not in r.stdout
+    assert json.loads((tmp_path / "whole" / "metrics.json").read_text())["skipped_images"] == []
+
+
+# ------------------------------------------------------- predict: EXIF-turned photos with depth
+
+
+@pytest.fixture(scope="module")
+def rgbd_ckpt(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evp-rgbd") / "run"
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2,
+               "--inputs", "rgbd", *FAST)
+    assert r.exit_code == 0, r.output
+    return out / "last.pt"
+
+
+def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
+    """A JPEG with an EXIF orientation tag is turned upright, its depth PNG (no EXIF, the stored
+    pixels' size) was not: every rotated photo was skipped ("size differs from its image").
+    Now the depth is turned the same way: the masks equal those of the upright pixels with the
+    turned depth, given as plain PNGs, for every orientation 2..8."""
+    src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
+    sid = src.name.removesuffix("_leftImg8bit.png")
+    rgb = cv2.imread(str(src))[:, :, ::-1]
+    depth = cv2.imread(str(next((tree.root / "depth").rglob(f"{sid}_depth.png"))), cv2.IMREAD_UNCHANGED)
+    depth = depth + np.arange(depth.size, dtype=np.uint16).reshape(depth.shape)  # no symmetry to hide a wrong turn
+    photos, depths, ref, ref_depths = (tmp_path / n for n in ("photos", "depth", "ref", "ref_depth"))
+    for d in (photos, depths, ref, ref_depths):
+        d.mkdir()
+    for o in range(2, 9):
+        im = Image.fromarray(np.ascontiguousarray(rgb))
+        exif = im.getexif()
+        exif[0x0112] = o
+        im.save(photos / f"o{o}.jpg", exif=exif, quality=95)
+        cv2.imwrite(str(depths / f"o{o}_depth.png"), depth)
+        upright = cv2.imread(str(photos / f"o{o}.jpg"))  # as predict reads it (turned by cv2)
+        assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
+        cv2.imwrite(str(ref / f"o{o}.png"), upright)
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
+             6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
+    for o, turn in turns.items():
+        cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref_out")
+    # --keep-exif-orientation: stored pixels and depth as they are, no turn
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "kept", "--device", "cpu",
+               "--keep-exif-orientation")
+    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    for o in range(2, 9):
+        assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
+
+
+# ------------------------------------------------------- eval: --out with an earlier report
+
+
+def test_a_new_report_leaves_no_figure_of_the_earlier_one(tree, ckpt, tmp_path):
+    """eval of run A, then of a copied checkpoint (no metrics.csv) with --panels 0 into the same
+    --out: A's panels and curves stayed beside B's metrics.json, as if they were B's."""
+    out = tmp_path / "report"
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 0, r.output
+    assert {"panels_best.png", "panels_worst.png", "curves.png"} <= set(snapshot(out))
+    lone = tmp_path / "elsewhere" / "b.pt"
+    lone.parent.mkdir()
+    shutil.copy(ckpt, lone)
+    r = invoke("eval", lone, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0, "--panels", 0)
+    assert r.exit_code == 0, r.output
+    files = json.loads((out / "metrics.json").read_text())["files"]
+    assert sorted(snapshot(out)) == sorted([*files, "eval_config.yaml"])
+    assert not {"panels_best.png", "panels_worst.png", "curves.png"} & set(snapshot(out))
+    # an interrupted report (eval_config.yaml is written first) is replaced the same way
+    (out / "metrics.json").unlink()
+    shutil.copy(out / "per_class_iou.png", out / "panels_best.png")
+    r = invoke("eval", lone, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0, "--panels", 0)
+    assert r.exit_code == 0, r.output
+    assert sorted(snapshot(out)) == sorted([*files, "eval_config.yaml"])
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "curves.png"])
+def test_eval_refuses_to_overwrite_a_file_that_is_no_report(tree, ckpt, tmp_path, name):
+    """A folder of another tool (detectron2 writes metrics.json into its output folder) lost
+    that file to eval's report. Now: one line, exit 2, the folder unchanged."""
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / name).write_bytes(b'{"iteration": 99}\n')
+    (out / "model_final.pth").write_bytes(b"weights")
+    before = snapshot(out)
+    r = invoke("eval", ckpt, "--data", tree.root, "--out", out, "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {out / name}: exists and is not part of a segtrain eval report; eval would "
+                             "overwrite it (choose a new or empty --out)")
+    assert snapshot(out) == before
+
+
+def test_a_file_given_twice_is_predicted_once(tree, ckpt, tmp_path):
+    """`predict photos/*.png photos/` named each file twice: "x.png: same name as x.png;
+    outputs would collide", exit 2, nothing predicted."""
+    photos = tmp_path / "photos"
+    files = _images(tree, photos, 2)
+    r = invoke("predict", ckpt, files[0], photos, tmp_path / "photos" / ".." / "photos" / files[1].name,
+               "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "2 images predicted, 0 skipped" in r.stdout
+    assert sorted(snapshot(tmp_path / "out")) == sorted(f"{f.stem}{s}" for f in files
+                                                        for s in ("_labelTrainIds.png", "_color.png"))
+    # two different files with the same name are still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(files[0], other / files[0].name)
+    r = invoke("predict", ckpt, photos, other, "--out", tmp_path / "out2", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {other / files[0].name}: same name as {files[0]}; outputs would collide "
+                             "(predict them separately)")
+
+
+def test_a_folder_without_images_is_named(ckpt, tmp_path):
+    """`predict notes/` on a folder of text files said only "no input images given"."""
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.txt").write_text("x")
+    (notes / "sub" / "b.csv").write_text("y")
+    r = invoke("predict", ckpt, notes, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {notes}: no image files in it (.bmp, .jpeg, .jpg, .png, .tif, .tiff, "
+                             ".webp); nothing predicted")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_path, workers):
+    """dataset.json says image_size 32x48 but one test image (and its label) is 40x60: eval
+    ended in PyTorch's collate traceback ("stack expects each tensor to be equal size", or
+    "Trying to resize storage that is not resizable" from a worker), exit 1."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    image = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]
+    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
+    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    r = invoke("eval", ckpt, "--data", data, "--out", tmp_path / "report", "--device", "cpu", "--workers", workers)
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {image}: size 40x60 differs from image_size 32x48 in {data / 'dataset.json'} "
+                             "(a tree of mixed sizes has image_size null)")
+    assert not (tmp_path / "report").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, ckpt, tmp_path):
+    """`--out` under a read-only folder: eval ran the whole split, then ended in a
+    PermissionError traceback when it made the folder (predict: at its first mask)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    photos = tmp_path / "photos"
+    _images(tree, photos, 1)
+    locked.chmod(0o555)
+    try:
+        for args, out in ((("eval", ckpt, "--data", tree.root, "--workers", 0), locked / "report"),
+                          (("predict", ckpt, photos), locked / "masks"), (("predict", ckpt, photos), locked)):
+            r = segtrain_unprivileged(*args, "--out", out, "--device", "cpu")
+            assert r.returncode == 2, r.stderr
+            where = f" ({locked} is not writable)" if out != locked else ""
+            assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
+            assert "Traceback" not in r.stderr
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+# ------------------------------------------------------- predict: large photos
+
+
+def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
+    """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
+    all (segment, which does, is not called); the masks are those of the one-go path up to
+    float rounding, with and without TTA."""
+    from segtrain import tta
+
+    photos = tmp_path / "photos"
+    big = _images(tree, photos, 1)[0]
+    cv2.imwrite(str(big), cv2.resize(cv2.imread(str(big)), (480, 320)))  # 39 x 320 x 480 = 6 M scores
+    for flags in ([], ["--flip", "--scales", "0.5,1"]):
+        whole = invoke("predict", ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
+        assert whole.exit_code == 0, whole.output
+        with monkeypatch.context() as m:
+            m.setattr(tta, "MAX_SCORES", 2**20)
+            m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
+            parts = invoke("predict", ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
+        assert parts.exit_code == 0, parts.output
+        a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
+                for d in ("whole", "parts"))
+        assert a.shape == b.shape == (320, 480)
+        assert (a == b).mean() >= 0.999
