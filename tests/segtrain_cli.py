@@ -1,6 +1,7 @@
 """The `segtrain` CLI as the acceptance and bad-input tests drive it: invoke, the one error
 line of a failed command, a folder's bytes (to prove nothing was written), and the command
-run in a child process without root's capability to read and write other users' files."""
+run in a child process without root's capability to read and write other users' files; and
+the tiny tree and one-epoch checkpoint those tests share."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from treebuilder import write_clean_tree
 
 from segtrain.cli import main
+
+TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]  # unet_small in a few milliseconds
+FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", *TINY]
 
 
 def invoke(*args):
@@ -52,3 +57,17 @@ def segtrain_unprivileged(*args) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*_unprivileged(), sys.executable, "-m", "segtrain", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def tiny_tree(tmp_path_factory, name: str):
+    """Train 4 / val 2 / test 3 images of 32x48 from two sensors."""
+    return write_clean_tree(tmp_path_factory.mktemp(name) / "data", counts={"train": 4, "val": 2, "test": 3},
+                            size=(32, 48), sensors=("kv2", "kv1"))
+
+
+def tiny_checkpoint(tree, tmp_path_factory, name: str) -> Path:
+    """last.pt of a one-epoch unet_small run on `tree`."""
+    out = tmp_path_factory.mktemp(name) / "run"
+    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2, *FAST)
+    assert r.exit_code == 0, r.output
+    return out / "last.pt"

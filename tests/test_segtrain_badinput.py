@@ -14,32 +14,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from segtrain_cli import error_line, invoke, snapshot
+from segtrain_cli import FAST, TINY, error_line, invoke, snapshot, tiny_checkpoint, tiny_tree
 from segtrain_cli import segtrain_unprivileged as _segtrain
-from treebuilder import write_clean_tree
 
 from segtrain import engine, run_folder
 from segtrain.config import TrainConfig, build_config, load_config_file
 from segtrain.data import list_samples, load_dataset_info
 from segtrain.utils import SegtrainError, load_torch_file, read_rgb, read_unchanged
 
-TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
-FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", *TINY]
-
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad")
-    return write_clean_tree(root / "data", counts={"train": 4, "val": 2, "test": 3}, size=(32, 48),
-                            sensors=("kv2", "kv1"))
+    return tiny_tree(tmp_path_factory, "bad")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tree, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bad-run") / "run"
-    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2, *FAST)
-    assert r.exit_code == 0, r.output
-    return out / "last.pt"
+    return tiny_checkpoint(tree, tmp_path_factory, "bad-run")
 
 
 # ---------------------------------------------------------------------------- --out is not a run

@@ -13,26 +13,25 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from segtrain_cli import error_line, invoke, segtrain_unprivileged, snapshot
-from treebuilder import write_clean_tree
-
-TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
-FAST = ["--workers", 0, "--device", "cpu", "--augment", "none", *TINY]
+from segtrain_cli import (
+    FAST,
+    error_line,
+    invoke,
+    segtrain_unprivileged,
+    snapshot,
+    tiny_checkpoint,
+    tiny_tree,
+)
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evp")
-    return write_clean_tree(root / "data", counts={"train": 4, "val": 2, "test": 3}, size=(32, 48),
-                            sensors=("kv2", "kv1"))
+    return tiny_tree(tmp_path_factory, "evp")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tree, tmp_path_factory):
-    out = tmp_path_factory.mktemp("evp-run") / "run"
-    r = invoke("run", "unet_small", "--data", tree.root, "--out", out, "--epochs", 1, "--batch-size", 2, *FAST)
-    assert r.exit_code == 0, r.output
-    return out / "last.pt"
+    return tiny_checkpoint(tree, tmp_path_factory, "evp-run")
 
 
 def _images(tree, folder, n=3):
