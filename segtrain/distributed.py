@@ -73,8 +73,14 @@ def setup(device_name: str) -> tuple[DistInfo, str]:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local, here), device_name
 
 
-def cleanup(info: DistInfo) -> None:
+def cleanup(info: DistInfo, finished: bool = False) -> None:
+    """Leave the process group. After a finished run every process first waits for the others:
+    one that tore its group down while a peer was still saving could abort with "terminate
+    called without an active exception" (a gloo thread still joinable at exit). After an error
+    nobody waits, since the others may never arrive."""
     if info.initialized_here and dist.is_initialized():
+        if finished and info.enabled:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -284,12 +284,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_epoc
     check_run_folder(cfg.out, resume)
     dist_info, device_name = distributed.setup(cfg.device)
     quiet = distributed.quiet_non_main(dist_info)
+    finished = False
     try:
-        return _main(cfg, dist_info, device_name, resume, progress and dist_info.is_main, on_epoch_end)
+        result = _main(cfg, dist_info, device_name, resume, progress and dist_info.is_main, on_epoch_end)
+        finished = True
+        return result
     finally:
         if quiet is not None:
             log.removeFilter(quiet)
-        distributed.cleanup(dist_info)
+        distributed.cleanup(dist_info, finished)
 
 
 def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, resume: bool,
