@@ -45,6 +45,8 @@ from sunrgbd_tools.remote.http import (
     display_url,
     download_file,
     has_secret_query,
+    is_secret_param,
+    is_validity_param,
     split_userinfo,
     url_problem,
 )
@@ -585,13 +587,24 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
 
 
 def source_identity(url: str) -> str:
-    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and
-    without its query when the query carries a credential (a presigned or SAS URL: its query is
-    the signature and its validity window, X-Amz-Date/X-Amz-Expires, se=/st=, which change on
-    every re-signing, while the path names the file). Credentials say who may read a file, not
-    which file it is; the archive's sha256 is checked anyway."""
+    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and,
+    when its query carries a credential (a presigned or SAS URL), without its credential
+    parameters (`is_secret_param`: the signature) and validity ones (`is_validity_param`:
+    X-Amz-Date/X-Amz-Expires, se=/st=, which change on every re-signing); every other parameter
+    (`versionId=`, `file=`) still names the file. Credentials say who may read a file, not which
+    file it is; the archive's sha256 is checked anyway."""
     shown = display_url(url)
-    return shown.partition("?")[0].partition("#")[0] if has_secret_query(shown) else shown
+    if not has_secret_query(shown):
+        return shown
+
+    def kept(text: str) -> str:
+        return "&".join(p for p in text.split("&") if p and not (
+            is_secret_param(p.partition("=")[0]) or is_validity_param(p.partition("=")[0])))
+
+    base, hsep, fragment = shown.partition("#")
+    path, _, query = base.partition("?")
+    query, fragment = kept(query), kept(fragment) if hsep else ""
+    return path + ("?" + query if query else "") + ("#" + fragment if fragment else "")
 
 
 def _same_source(a: str, b: str) -> bool:
