@@ -14,6 +14,7 @@ import numpy as np
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.matfile import (
     cell_strings,
+    check_label_image,
     h5_array,
     h5_errors,
     h5_file,
@@ -140,8 +141,4 @@ class OfficialLabels:
                 raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
             # one reference read, not the whole field (10,335 of them) per scene
             img = h5_array(f[refs[np.unravel_index(i, refs.shape)]]).T
-        whole = img.dtype.kind in "biu" or (img.dtype.kind == "f" and bool(np.all(np.isfinite(img) & (img == np.round(img)))))
-        if img.ndim != 2 or not whole:  # MATLAB may save the labels as double: whole numbers pass
-            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image of integers "
-                                              f"(shape {img.shape}, {img.dtype})")
-        return img.astype(np.int32), self.seglistall
+        return check_label_image(self.seg_path, img, f"{field}({i + 1})"), self.seglistall
