@@ -124,6 +124,17 @@ class OfficialLabels:
                 self._file = h5py.File(self.seg_path, "r")
         return self._file
 
+    def check(self) -> None:
+        """Open SUNRGBD2Dseg.mat once and find its field, before any scene is read: a file that
+        cannot be opened (truncated, not HDF5) or lacks the field fails every scene alike, so it
+        is one RawDataError here, not one identical line per scene."""
+        import h5py
+
+        with h5_errors(self.seg_path), h5py.File(self.seg_path, "r") as f:
+            group = f.get("SUNRGBD2Dseg")
+            if group is None or not hasattr(group, "get") or group.get(self.field) is None:
+                raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{self.field}")
+
     def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
         """Label image of `key` (HxW int32) and the names its values index (1-based, for
         seglabelall), or None when the values are seg37 ids as stored (seglabel)."""
