@@ -65,8 +65,6 @@ def test_a_module_without_readable_source_has_no_docstring_here(tmp_path, monkey
     """A module whose source is not a readable .py (a built-in or compiled one, a file that does
     not parse or decode) is None, so the list imports that command: it raised FileNotFoundError
     (`built-in`), UnicodeDecodeError or SyntaxError and `sunrgbd --help` was a traceback."""
-    from sunrgbd_tools.cli import main as main_module
-
     if source is None:
         assert command_docstring("math:sqrt") is None and command_docstring("_ssl:x") is None
         return

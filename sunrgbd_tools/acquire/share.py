@@ -489,7 +489,7 @@ def _mismatched(root: Path, listed: dict[str, str], names: list[str], workers: i
         return None if got == listed[n] else got
 
     with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as ex:
-        return {n: got for n, got in zip(names, ex.map(one, names)) if got is not None}
+        return {n: got for n, got in zip(names, ex.map(one, names), strict=True) if got is not None}
 
 
 def _hash_with_bar(path: Path, progress: bool) -> str:

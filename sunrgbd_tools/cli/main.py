@@ -47,7 +47,7 @@ def command_docstring(spec: str) -> str | None:
     return None if functions is None else functions.get(attr)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module_docstrings(module: str) -> dict[str, str | None] | None:
     """{top-level function: its docstring} of a module's .py source, parsed once (convert and
     share hold two commands each); None when the module has no readable Python source (a
