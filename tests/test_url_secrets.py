@@ -162,6 +162,8 @@ def test_a_password_holding_a_slash_is_one_line_without_it(tmp_path: Path):
     ("tok/en", "/a.zip"),  # a token holding '/': shown as typed
     ("user:p@ss/w", "/a.zip"),  # an '@' in the host part and one after it: the tail was shown
     ("u:pa/ss", "/a.zip?e=a@b"),  # an '@' in the query: `***@` was cut at it
+    ("u:pa?ss", "/a.zip?e=a@b"),  # a '?' or '#' in the password: the '@' is in the "query"
+    ("u:pa#ss", "/a.zip"),
 ])
 def test_any_at_after_the_host_part_is_a_password_never_shown(tmp_path: Path, userinfo, tail):
     """An '@' between the end of the host part urlsplit reads and the query can only be a

@@ -131,23 +131,32 @@ def redact_query(url: str) -> str:
 
 
 def _stray_at(url: str) -> int:
-    """The position of the last '@' between the scheme and the first '?' or '#' that is not in
-    the host part urlsplit reads (its netloc ends at the first '/'), or -1: such an '@' can only
-    be a userinfo whose password holds a '/', '?' or '#' (`https://u:pa/ss@host/`,
-    `https://tok/en@host/`), which ends the host part early."""
+    """The position of the '@' that ends a userinfo urlsplit does not read as one, or -1. A '/',
+    '?' or '#' in the password ends the host part early: `https://u:pa/ss@host/` is host `u`,
+    port `pa`. So: the last '@' between the end of the host part and the first '?' or '#'
+    (`https://tok/en@host/`, `https://u:123/x@host/`, `https://user:p@ss/w@host/`); or, when the
+    host part has a port that is not a number (`https://u:pa?ss@host/`, `https://u:pa#ss@host/`),
+    the last '@' of the would-be host part after the first '@' further on."""
     m = _SCHEME.match(url)
     if m is None:
         return -1
-    head = re.split(r"[?#]", url[m.end():], maxsplit=1)[0]
-    netloc = head.partition("/")[0]
-    at = head.rfind("@")
-    return m.end() + at if at >= len(netloc) else -1
+    rest = url[m.end():]
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
+    if at >= len(netloc):
+        return m.end() + at
+    port = (netloc.partition("]")[2] if netloc.startswith("[") else netloc).partition(":")[2]
+    first = rest.find("@", len(netloc))
+    if "@" in netloc or not port or port.isdigit() or first < 0:
+        return -1
+    end = first + re.search(r"[/?#]|$", rest[first:]).start()
+    return m.end() + rest.rfind("@", 0, end)
 
 
 def userinfo_problem(url: str) -> str | None:
-    """Why a URL's `user:password@` cannot be read, if it cannot: an '@' after the end of the
-    host part and before the query (`_stray_at`). Requested as written, the URL would name the
-    wrong host (`https://u:123/x@host/` is host `u`, port 123) and show the password as a path."""
+    """Why a URL's `user:password@` cannot be read, if it cannot (`_stray_at`). Requested as
+    written, the URL would name the wrong host (`https://u:123/x@host/` is host `u`, port 123)
+    and show the password as its path or query."""
     if _stray_at(url) < 0:
         return None
     return ("the user:password in the URL holds a '/', '?' or '#', which ends the host part "
@@ -176,7 +185,7 @@ def display_url(url: str) -> str:
     """A URL as every message, progress label and file written shows it: without any
     `user:password@` and with credential query values REDACTED (a password, a signature or a
     token must never reach a terminal, a log or a record). A URL whose userinfo cannot be
-    read (`userinfo_problem`) shows `***@` for everything before its last '@' ahead of the query."""
+    read (`userinfo_problem`) shows `***@` for everything up to the '@' that ends it (`_stray_at`)."""
     at = _stray_at(url)
     if at >= 0:
         return redact_query(_SCHEME.match(url).group(0) + "***@" + url[at + 1:])
