@@ -58,3 +58,43 @@ def test_the_command_list_is_what_the_commands_say():
         for limit in (30, 45, 74, 200):
             assert click.Command(name, help=doc).get_short_help_str(limit) == cmd.get_short_help_str(limit)
     assert command_docstring("sunrgbd_tools.cli.convert:nothing") is None
+
+
+@pytest.mark.parametrize("source", [None, b"def cmd(:\n", b'def cmd():\n    "caf\xe9"\n', b"def cmd():\n    pass\x00\n"])
+def test_a_module_without_readable_source_has_no_docstring_here(tmp_path, monkeypatch, source):
+    """A module whose source is not a readable .py (a built-in or compiled one, a file that does
+    not parse or decode) is None, so the list imports that command: it raised FileNotFoundError
+    (`built-in`), UnicodeDecodeError or SyntaxError and `sunrgbd --help` was a traceback."""
+    if source is None:
+        assert command_docstring("math:sqrt") is None and command_docstring("_ssl:x") is None
+        return
+    name = f"helpmod_{abs(hash(source))}"
+    (tmp_path / f"{name}.py").write_bytes(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert command_docstring(f"{name}:cmd") is None
+    _clear_cache()
+
+
+def _clear_cache() -> None:
+    from sunrgbd_tools.cli import main as main_module
+
+    cached = getattr(main_module, "_module_docstrings", None)
+    if cached is not None:
+        cached.cache_clear()
+
+
+def test_each_command_module_is_parsed_once(monkeypatch):
+    """convert.py and share.py hold two commands each: they were parsed twice per `--help`."""
+    from sunrgbd_tools.cli import main as main_module
+
+    parsed = []
+    real = main_module.ast.parse
+    monkeypatch.setattr(main_module.ast, "parse", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
+    _clear_cache()
+    try:
+        from click.testing import CliRunner
+
+        assert CliRunner().invoke(main, ["--help"]).exit_code == 0
+        assert len(parsed) == len({spec.split(":")[0] for spec in COMMANDS.values()}) == 6
+    finally:
+        _clear_cache()

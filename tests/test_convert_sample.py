@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import cv2
 import numpy as np
@@ -151,6 +152,56 @@ def test_official_all_labels_through_seglistall(sample, tmp_path):
         expected = resize_nearest(_lut(names)[seg], (60, 80))
         got = cv2.imread(str(out / r["label_ids"]), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(got, expected), sc.key
+
+
+def _damaged_official(sample, tmp_path, damage):
+    """A copy of the sample tree whose SUNRGBD2Dseg.mat `damage(bytearray, h5py.File)` edits."""
+    import shutil
+
+    import h5py
+
+    root, _info = sample
+    copy = tmp_path / "raw"
+    shutil.copytree(root, copy)
+    path = copy / "SUNRGBDtoolbox/Metadata/SUNRGBD2Dseg.mat"
+    with h5py.File(path, "r") as f:
+        data = damage(bytearray(path.read_bytes()), f)
+    path.write_bytes(bytes(data))
+    return copy
+
+
+def test_a_truncated_official_label_file_is_one_line_before_any_scene(sample, tmp_path):
+    """A SUNRGBD2Dseg.mat that cannot be opened printed the same line once per scene (11 for a
+    truncated file) and wrote a tree of no samples; it is one line, exit 2, nothing written."""
+    src = _damaged_official(sample, tmp_path, lambda data, f: data[:len(data) // 2])
+    res = CliRunner().invoke(main, ["convert", "--src", str(src), "--out", str(tmp_path / "clean"),
+                                    "--labels", "official", "--workers", "1", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if "SUNRGBD2Dseg.mat" in ln]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "not a readable MATLAB v7.3 file" in lines[0]
+    assert "problem:" not in res.output and not (tmp_path / "clean").exists()
+
+
+def test_damaged_official_label_images_are_one_line_with_the_scenes_they_skipped(sample, tmp_path):
+    """Every label image's compressed chunk damaged (the file opens): the same line, naming the
+    file, came once per scene; it is one line saying how many scenes it skipped and which."""
+    def chunks(data, f):
+        group = f["SUNRGBD2Dseg"]["seglabel"]
+        for ref in group[()].ravel():
+            info = f[ref].id.get_chunk_info(0)
+            for i in range(info.byte_offset + 2, info.byte_offset + info.size - 4):
+                data[i] ^= 0x5A
+        return data
+
+    src = _damaged_official(sample, tmp_path, chunks)
+    s = convert(ConvertConfig(src=str(src), out=str(tmp_path / "clean"), labels="official", size=(60, 80)),
+                workers=1)
+    assert s.samples == 0
+    shared = [p for p in s.problems if "SUNRGBD2Dseg.mat" in p]
+    assert len(shared) == 1, shared
+    m = re.search(r"not a readable MATLAB v7\.3 file \(OSError: .*\) \((\d+) scenes skipped: (.*) and (\d+) more\)$",
+                  shared[0])
+    assert m and 2 < int(m[1]) <= s.skipped and len(m[2].split(", ")) + int(m[3]) == int(m[1]), shared[0]
 
 
 def test_subset_selects_sub_subsets(sample, tmp_path):

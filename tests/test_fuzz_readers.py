@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -362,11 +363,18 @@ def test_fuzz_matlab_v73(tmp_path_factory, segmat_child, case):
         assert what is True
 
 
-@pytest.mark.parametrize("image", [np.full((3, 4), np.nan), np.array([[b"ab", b"cd"]]), np.zeros((2, 2, 2)),
-                                   np.full((3, 4), 1.5)])
-def test_v73_label_images_that_are_not_integer_images_are_refused(tmp_path, image):
+@pytest.mark.parametrize("image, why", [
+    (np.full((3, 4), np.nan), "holds non-integer values"), (np.array([[b"ab", b"cd"]]), "must hold numbers"),
+    (np.zeros((2, 2, 2)), "must be a 2-D array"), (np.full((3, 4), 1.5), "holds non-integer values"),
+    (np.full((3, 4), -5.0), "holds negative values"),
+    (np.full((3, 4), 3_000_000_000, dtype=np.uint32), "holds values too large to index names"),
+    (np.full((3, 4), 3e9), "holds values too large to index names"),
+])
+def test_v73_label_images_that_are_not_integer_images_are_refused(tmp_path, image, why):
     """SUNRGBD2Dseg entries holding NaN (numpy warned while casting), strings (a ValueError
-    traceback) or a 3-D array: one line naming the file."""
+    traceback), a 3-D array, a negative label (read as -5, then an IndexError in the converter),
+    a uint32 3e9 (wrapped to a negative int32) or a double 3e9 (a cast warning): one line naming
+    the file, by the checks seg.mat's seglabel gets (`matfile.check_label_image`)."""
     from sunrgbd_tools.raw.official import OfficialLabels
 
     def build(f):
@@ -380,7 +388,7 @@ def test_v73_label_images_that_are_not_integer_images_are_refused(tmp_path, imag
     (meta / "SUNRGBD2Dseg.mat").write_bytes(_v73_bytes(build))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(RawDataError, match=r"SUNRGBD2Dseg\.mat: seglabel\(1\) is not a 2-D image of integers"):
+        with pytest.raises(RawDataError, match=r"SUNRGBD2Dseg\.mat: seglabel\(1\) " + re.escape(why)):
             OfficialLabels(tmp_path, "official").read(_V73_KEYS[0])
     (meta / "SUNRGBD2Dseg.mat").write_bytes(_v73_bytes(lambda f: _v73_2dseg(f, np.float64)))
     img, _ = OfficialLabels(tmp_path, "official").read(_V73_KEYS[1])  # labels saved as double read

@@ -365,3 +365,45 @@ def test_a_fetched_tree_packs_again_to_the_archive_it_came_from(packed, tmp_path
     res = _pack_cli(dest, tmp_path / "edited.zip")
     assert res.exit_code == 0 and "its DATASHEET.md and SHA256SUMS do not list the tree as it is" in res.output
     assert (dest / "DATASHEET.md").read_text() == "# my notes\n"
+
+
+def test_a_changed_fetched_tree_is_compressed_once(packed, tmp_path: Path, monkeypatch):
+    """Whether a fetched tree changed since is decided by hashing its files against its
+    SHA256SUMS before anything is written: the archive was written with the old datasheet,
+    thrown away and written again (a changed tree compressed twice)."""
+    from sunrgbd_tools.acquire import share
+
+    _tree, arc, _rep = packed
+    dest = tmp_path / "got"
+    fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    first = sorted(p for p in dest.rglob("*.png"))[0]
+    first.write_bytes(first.read_bytes() + b"\0")  # a sample file edited after the fetch
+    written = []
+    real = share._write_archive
+    monkeypatch.setattr(share, "_write_archive", lambda *a: written.append(a[4]) or real(*a))
+    rep = pack_tree(PackConfig(src=str(dest), out=str(tmp_path / "c.zip"), progress=False))
+    assert len(written) == 1 and written[0] != (dest / "DATASHEET.md").read_bytes()
+    assert rep.repacked.startswith(f"{dest}: a fetched tree changed since (1 file no longer as its "
+                                   f"SHA256SUMS lists: {first.relative_to(dest).as_posix()})")
+    first.write_bytes(first.read_bytes()[:-1])  # as fetched again: the archive it came from
+    written.clear()
+    rep = pack_tree(PackConfig(src=str(dest), out=str(tmp_path / "u.zip"), progress=False))
+    assert written == [(dest / "DATASHEET.md").read_bytes()]
+    assert (tmp_path / "u.zip").read_bytes() == arc.read_bytes()
+
+
+def test_a_converted_tree_with_a_datasheet_of_its_own_says_it_is_replaced(tmp_path: Path):
+    """A tree `convert` wrote, holding the user's own DATASHEET.md (no SHA256SUMS): the archive
+    gets a new datasheet in its place, which the note used to call "a fetched tree changed since"."""
+    tree = write_clean_tree(tmp_path / "clean", counts={"train": 1, "val": 1}).root
+    (tree / "DATASHEET.md").write_text("# my own notes\n")
+    out = tmp_path / "a.zip"
+    res = _pack_cli(tree, out)
+    assert res.exit_code == 0, res.output
+    assert (f"note: {tree}: its DATASHEET.md is not packed (no SHA256SUMS vouches for it, so it is not "
+            "a fetched tree's): the archive holds a new DATASHEET.md written from dataset.json in its "
+            "place; the tree's file is left as it is") in res.output
+    assert "fetched tree changed" not in res.output
+    with zipfile.ZipFile(out) as zf:
+        assert zf.namelist().count("DATASHEET.md") == 1 and "my own notes" not in zf.read("DATASHEET.md").decode()
+    assert (tree / "DATASHEET.md").read_text() == "# my own notes\n"

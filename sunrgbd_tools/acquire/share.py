@@ -45,6 +45,8 @@ from sunrgbd_tools.remote.http import (
     display_url,
     download_file,
     has_secret_query,
+    is_secret_param,
+    is_validity_param,
     split_userinfo,
     url_problem,
 )
@@ -312,16 +314,20 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     total = sum(sizes.values())
     fetched = _fetched_sums(src, files) if records else None
     changed: list[str] = []
+    if fetched is not None:  # changed since it was fetched? Decided before a byte is compressed
+        names = [rel.as_posix() for rel in files]
+        with tqdm(total=len(names), desc=f"check {src.name}", unit="file",
+                  disable=not cfg.progress, leave=False) as check_bar:
+            differ = _mismatched(src, fetched[0], names, progress=check_bar.update)
+        changed = [n for n in names if n in differ]
+    if fetched is not None and not changed:  # the archive it was fetched from, again
+        sheet = fetched[1]
+    else:
+        sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
     with tqdm(total=total, desc=f"pack {out.name}", unit="B", unit_scale=True,
               unit_divisor=1024, disable=not cfg.progress, leave=False) as bar, \
             atomic_path(out) as tmp:
-        if fetched is not None:  # the archive it was fetched from, again: its own datasheet
-            sums = _write_archive(tmp, src, files, sizes, fetched[1], bar)
-            changed = [n for n, h in sums.items() if h != fetched[0][n]]
-        if fetched is None or changed:
-            sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
-            bar.reset()
-            _write_archive(tmp, src, files, sizes, sheet, bar)
+        _write_archive(tmp, src, files, sizes, sheet, bar)
         digest = sha256_file(tmp)
     atomic_write_text(side, f"{digest}  {out.name}\n")
     problems = []
@@ -332,6 +338,10 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     if fetched is not None and not changed:
         repacked = (f"{src}: a fetched tree as its {SUMS} lists it: its {DATASHEET} is kept, so the "
                     "archive is the one it was fetched from")
+    elif records == {PurePosixPath(DATASHEET)}:  # a tree `convert` wrote, with a datasheet of the user's
+        repacked = (f"{src}: its {DATASHEET} is not packed (no {SUMS} vouches for it, so it is not a "
+                    f"fetched tree's): the archive holds a new {DATASHEET} written from {DATASET_JSON} "
+                    "in its place; the tree's file is left as it is")
     elif records:
         why = (f"{plural(len(changed), 'file')} no longer as its {SUMS} lists: {first_names(changed)}"
                if changed else f"its {DATASHEET} and {SUMS} do not list the tree as it is")
@@ -359,9 +369,9 @@ def _fetched_sums(src: Path, files: list[PurePosixPath]) -> tuple[dict[str, str]
 
 
 def _write_archive(tmp: Path, src: Path, files: list[PurePosixPath], sizes: dict, sheet: bytes,
-                   bar) -> dict[str, str]:
+                   bar) -> None:
     """The ZIP into `tmp` (replaced): DATASHEET.md first, the files sorted, SHA256SUMS of every
-    other member last. Returns {member: sha256}."""
+    other member last."""
     sums = {DATASHEET: hashlib.sha256(sheet).hexdigest()}
     with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
         zf.writestr(zip_member_info(DATASHEET, len(sheet)), sheet)
@@ -376,7 +386,6 @@ def _write_archive(tmp: Path, src: Path, files: list[PurePosixPath], sizes: dict
             sums[rel.as_posix()] = h.hexdigest()
         body = "".join(f"{h}  {n}\n" for n, h in sorted(sums.items())).encode()
         zf.writestr(zip_member_info(SUMS, len(body)), body)
-    return sums
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -463,15 +472,24 @@ def check_sums(root: Path, workers: int | None = None,
     problems = [f"{root / n}: not listed in {SUMS}" for n in sorted(present - set(listed))]
     problems += [f"{root / n}: listed in {SUMS} but missing" for n in sorted(set(listed) - present)]
     names = sorted(set(listed) & present)
+    differ = _mismatched(root, listed, names, workers, progress)
+    problems += [f"{root / n}: sha256 {got} != {listed[n]} in {SUMS}" for n, got in differ.items()]
+    return problems
+
+
+def _mismatched(root: Path, listed: dict[str, str], names: list[str], workers: int | None = None,
+                progress: Callable[[int], None] | None = None) -> dict[str, str]:
+    """{name: its sha256} for each of `names` (under `root`) whose sha256 is not the one
+    `listed` gives, in the order of `names`; hashed in parallel (`workers` threads, all CPUs by
+    default), `progress(1)` after each file."""
     def one(n: str) -> str | None:
         got = sha256_file(root / n)
         if progress:
             progress(1)
-        return None if got == listed[n] else f"{root / n}: sha256 {got} != {listed[n]} in {SUMS}"
+        return None if got == listed[n] else got
 
     with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as ex:
-        problems += [p for p in ex.map(one, names) if p]
-    return problems
+        return {n: got for n, got in zip(names, ex.map(one, names), strict=True) if got is not None}
 
 
 def _hash_with_bar(path: Path, progress: bool) -> str:
@@ -585,13 +603,24 @@ def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
 
 
 def source_identity(url: str) -> str:
-    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and
-    without its query when the query carries a credential (a presigned or SAS URL: its query is
-    the signature and its validity window, X-Amz-Date/X-Amz-Expires, se=/st=, which change on
-    every re-signing, while the path names the file). Credentials say who may read a file, not
-    which file it is; the archive's sha256 is checked anyway."""
+    """What makes two fetch URLs the same source: the URL as typed without `user:password@`, and,
+    when its query carries a credential (a presigned or SAS URL), without its credential
+    parameters (`is_secret_param`: the signature) and validity ones (`is_validity_param`:
+    X-Amz-Date/X-Amz-Expires, se=/st=, which change on every re-signing); every other parameter
+    (`versionId=`, `file=`) still names the file. Credentials say who may read a file, not which
+    file it is; the archive's sha256 is checked anyway."""
     shown = display_url(url)
-    return shown.partition("?")[0].partition("#")[0] if has_secret_query(shown) else shown
+    if not has_secret_query(shown):
+        return shown
+
+    def kept(text: str) -> str:
+        return "&".join(p for p in text.split("&") if p and not (
+            is_secret_param(p.partition("=")[0]) or is_validity_param(p.partition("=")[0])))
+
+    base, hsep, fragment = shown.partition("#")
+    path, _, query = base.partition("?")
+    query, fragment = kept(query), kept(fragment) if hsep else ""
+    return path + ("?" + query if query else "") + ("#" + fragment if fragment else "")
 
 
 def _same_source(a: str, b: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import functools
 import importlib
 import importlib.util
 import os
@@ -42,14 +43,23 @@ def command_docstring(spec: str) -> str | None:
     """The docstring of the function a lazy command wraps ("module:attribute"), read from the
     module's source without importing it; None when it cannot be found that way."""
     module, attr = spec.split(":")
+    functions = _module_docstrings(module)
+    return None if functions is None else functions.get(attr)
+
+
+@functools.cache
+def _module_docstrings(module: str) -> dict[str, str | None] | None:
+    """{top-level function: its docstring} of a module's .py source, parsed once (convert and
+    share hold two commands each); None when the module has no readable Python source (a
+    compiled or frozen module, a file that does not parse or decode): the caller imports it."""
     found = importlib.util.find_spec(module)
-    if found is None or not found.origin:
+    if found is None or not found.origin or not found.origin.endswith(".py"):
         return None
-    tree = ast.parse(Path(found.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == attr:
-            return ast.get_docstring(node)
-    return None
+    try:
+        tree = ast.parse(Path(found.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):  # ValueError: a NUL byte
+        return None
+    return {node.name: ast.get_docstring(node) for node in tree.body if isinstance(node, ast.FunctionDef)}
 
 
 class LazyGroup(click.Group):

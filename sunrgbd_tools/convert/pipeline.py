@@ -297,6 +297,26 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     return SampleResult(scene.key, row, problems, source)
 
 
+def _shared_skips_once(results: list[SampleResult]) -> list[str]:
+    """Every result's problems, but a skip line that several scenes share word for word once:
+    a scene's own problems name the scene, so such a line names a file they share (a damaged
+    SUNRGBD2Dseg.mat entry store: one identical line per scene), and says how many scenes it
+    skipped and which."""
+    suffix = " (scene skipped)"
+    by_line: dict[str, list[str]] = {}
+    for r in results:
+        if r.row is None and r.problems and r.problems[-1].endswith(suffix):
+            by_line.setdefault(r.problems[-1], []).append(r.key)
+    out: list[str] = []
+    for r in results:
+        shared = r.row is None and len(by_line.get(r.problems[-1] if r.problems else "", ())) > 1
+        out.extend(r.problems[:-1] if shared else r.problems)
+    for line, keys in by_line.items():
+        if len(keys) > 1:
+            out.append(f"{line[:-len(suffix)]} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
+    return out
+
+
 def dumps_compact(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
@@ -428,6 +448,8 @@ def convert(
         scenes = found.scenes
         split = read_split(src / SPLIT_FILE, cfg.val_fraction, cfg.seed)
         official = OfficialLabels(src, cfg.labels) if cfg.labels in FIELDS else None
+        if official is not None:
+            official.check()
         if cfg.labels == "official":
             check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
@@ -478,8 +500,7 @@ def convert(
 
     rows = [r.row for r in results if r.row is not None]
     rows.sort(key=lambda r: r["id"])
-    for r in results:
-        problems.extend(r.problems)
+    problems.extend(_shared_skips_once(results))
     problems.sort()
     unmapped: dict[str, int] = {}
     for row in rows:

@@ -274,7 +274,7 @@ def read_seg_mat(path: Path) -> tuple[np.ndarray, list[str]]:
         raise RawDataError(path, "has no variable 'seglabel'")
     seg = np.asarray(m["seglabel"])
     names = cell_strings(m["names"]) if "names" in m else []
-    return _check_seglabel(path, seg, names)
+    return check_label_image(path, seg, "seglabel"), names
 
 
 def _read_seg_mat_v73(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -286,21 +286,25 @@ def _read_seg_mat_v73(path: Path) -> tuple[np.ndarray, list[str]]:
         if "names" in f:
             refs = h5_array(f["names"]).ravel()
             names = [h5_string(f[r]) for r in refs]
-    return _check_seglabel(path, seg, names)
+    return check_label_image(path, seg, "seglabel"), names
 
 
-def _check_seglabel(path: Path, seg: np.ndarray, names: list[str]):
+def check_label_image(path: Path, seg: np.ndarray, what: str) -> np.ndarray:
+    """A label image (`what`, as messages name it) as int32 once it is proved to be one: 2-D,
+    numbers, whole (MATLAB may save labels as double), not negative, within int32 (a cast
+    would wrap uint32 3e9, and NaN or a double 3e9 only warn). A negative label would index
+    a name list from its end, or fail later in the converter."""
     if seg.ndim != 2 or seg.size == 0:
-        raise RawDataError(path, f"seglabel must be a 2-D array, got shape {seg.shape}")
+        raise RawDataError(path, f"{what} must be a 2-D array, got shape {seg.shape}")
     if seg.dtype.kind not in "biuf":
-        raise RawDataError(path, f"seglabel must hold numbers, got {seg.dtype.name}")
+        raise RawDataError(path, f"{what} must hold numbers, got {seg.dtype.name}")
     if seg.dtype.kind == "f":
         if not np.all(np.isfinite(seg)) or np.any(seg != np.round(seg)):
-            raise RawDataError(path, "seglabel holds non-integer values")
+            raise RawDataError(path, f"{what} holds non-integer values")
     if seg.size and seg.min() < 0:
-        raise RawDataError(path, "seglabel holds negative values")
+        raise RawDataError(path, f"{what} holds negative values")
     if seg.max() > np.iinfo(np.int32).max:
-        raise RawDataError(path, "seglabel holds values too large to index names")
-    return seg.astype(np.int32), names
+        raise RawDataError(path, f"{what} holds values too large to index names")
+    return seg.astype(np.int32)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.matfile import (
     cell_strings,
+    check_label_image,
     h5_array,
     h5_errors,
     h5_file,
@@ -123,6 +124,17 @@ class OfficialLabels:
                 self._file = h5py.File(self.seg_path, "r")
         return self._file
 
+    def check(self) -> None:
+        """Open SUNRGBD2Dseg.mat once and find its field, before any scene is read: a file that
+        cannot be opened (truncated, not HDF5) or lacks the field fails every scene alike, so it
+        is one RawDataError here, not one identical line per scene."""
+        import h5py
+
+        with h5_errors(self.seg_path), h5py.File(self.seg_path, "r") as f:
+            group = f.get("SUNRGBD2Dseg")
+            if group is None or not hasattr(group, "get") or group.get(self.field) is None:
+                raise RawDataError(self.seg_path, f"has no SUNRGBD2Dseg.{self.field}")
+
     def read(self, key: str) -> tuple[np.ndarray, list[str] | None]:
         """Label image of `key` (HxW int32) and the names its values index (1-based, for
         seglabelall), or None when the values are seg37 ids as stored (seglabel)."""
@@ -140,8 +152,4 @@ class OfficialLabels:
                 raise RawDataError(self.seg_path, f"{field} has {refs.size} entries, scene {key} is entry {i + 1}")
             # one reference read, not the whole field (10,335 of them) per scene
             img = h5_array(f[refs[np.unravel_index(i, refs.shape)]]).T
-        whole = img.dtype.kind in "biu" or (img.dtype.kind == "f" and bool(np.all(np.isfinite(img) & (img == np.round(img)))))
-        if img.ndim != 2 or not whole:  # MATLAB may save the labels as double: whole numbers pass
-            raise RawDataError(self.seg_path, f"{field}({i + 1}) is not a 2-D image of integers "
-                                              f"(shape {img.shape}, {img.dtype})")
-        return img.astype(np.int32), self.seglistall
+        return check_label_image(self.seg_path, img, f"{field}({i + 1})"), self.seglistall

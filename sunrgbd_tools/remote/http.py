@@ -63,12 +63,18 @@ REDACTED = "REDACTED"  # what a credential's value shows as (the Azure SDK's wor
 # Query parameters whose values are credentials, by name compared in lower case without '-', '_'
 # and '.': presigned S3/GCS/OSS URLs (X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token,
 # X-Goog-Signature, X-Goog-Credential, Signature, AWSAccessKeyId, GoogleAccessId), Azure SAS
-# (sig), tokens and keys (token, access_token, private_token, api_key, apikey, key, …),
-# passwords and secrets (password, client_secret, …).
-_SECRET_PARAMS = frozenset({"sig", "key", "auth", "authorization", "pwd", "passwd", "sessionid"})
+# (sig), Tencent COS (sign), Alibaba/Tencent CDN URL authentication (auth_key), tokens and keys
+# (token, access_token, private_token, jwt, api_key, apikey, key, …), passwords and secrets
+# (password, client_secret, …).
+_SECRET_PARAMS = frozenset({"sig", "sign", "key", "auth", "authkey", "authorization", "jwt", "pwd",
+                            "passwd", "sessionid"})
 _SECRET_SUFFIXES = ("signature", "credential", "credentials", "token", "secret", "password",
                     "apikey", "accesskey", "accesskeyid", "accessid", "secretkey", "privatekey",
                     "sessionkey", "subscriptionkey")
+# Query parameters that bound a presigned URL's validity (S3 X-Amz-Date/X-Amz-Expires and SigV2
+# Expires, GCS X-Goog-Date/X-Goog-Expires, Azure SAS se/st): they change on every re-signing.
+_VALIDITY_PARAMS = frozenset({"xamzdate", "xamzexpires", "expires", "xgoogdate", "xgoogexpires",
+                              "se", "st"})
 
 
 def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -81,10 +87,19 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return m.group(1) + url[m.end():], (unquote(user), unquote(password))
 
 
+def _param_key(name: str) -> str:
+    return re.sub(r"[-_.\s]", "", unquote_plus(name)).lower()
+
+
 def is_secret_param(name: str) -> bool:
     """Whether a query parameter's value is a credential (`_SECRET_PARAMS`, `_SECRET_SUFFIXES`)."""
-    key = re.sub(r"[-_.\s]", "", unquote_plus(name)).lower()
+    key = _param_key(name)
     return key in _SECRET_PARAMS or key.endswith(_SECRET_SUFFIXES)
+
+
+def is_validity_param(name: str) -> bool:
+    """Whether a query parameter bounds a presigned URL's validity (`_VALIDITY_PARAMS`)."""
+    return _param_key(name) in _VALIDITY_PARAMS
 
 
 def _secret(part: str) -> bool:
@@ -115,23 +130,37 @@ def redact_query(url: str) -> str:
     return path + qsep + _redact_params(query) + hsep + (_redact_params(fragment) if hsep else "")
 
 
-def userinfo_problem(url: str) -> str | None:
-    """Why a URL's `user:password@` cannot be read, if it cannot: a '/', '?' or '#' in the
-    password ends the host part early (`https://u:pa/ss@host/`), so the URL would name host `u`
-    and port `pa`. A port that is not a number with an '@' further on can only be that."""
+def _stray_at(url: str) -> int:
+    """The position of the '@' that ends a userinfo urlsplit does not read as one, or -1. A '/',
+    '?' or '#' in the password ends the host part early: `https://u:pa/ss@host/` is host `u`,
+    port `pa`. So: the last '@' between the end of the host part and the first '?' or '#'
+    (`https://tok/en@host/`, `https://u:123/x@host/`, `https://user:p@ss/w@host/`); or, when the
+    host part has a port that is not a number (`https://u:pa?ss@host/`, `https://u:pa#ss@host/`),
+    the last '@' of the would-be host part after the first '@' further on."""
     m = _SCHEME.match(url)
     if m is None:
-        return None
+        return -1
     rest = url[m.end():]
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority or "@" not in rest[len(authority):]:
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
+    if at >= len(netloc):
+        return m.end() + at
+    port = (netloc.partition("]")[2] if netloc.startswith("[") else netloc).partition(":")[2]
+    first = rest.find("@", len(netloc))
+    if "@" in netloc or not port or port.isdigit() or first < 0:
+        return -1
+    end = first + re.search(r"[/?#]|$", rest[first:]).start()
+    return m.end() + rest.rfind("@", 0, end)
+
+
+def userinfo_problem(url: str) -> str | None:
+    """Why a URL's `user:password@` cannot be read, if it cannot (`_stray_at`). Requested as
+    written, the URL would name the wrong host (`https://u:123/x@host/` is host `u`, port 123)
+    and show the password as its path or query."""
+    if _stray_at(url) < 0:
         return None
-    after = authority.partition("]")[2] if authority.startswith("[") else authority
-    port = after.partition(":")[2]
-    if port and not port.isdigit():
-        return ("the user:password in the URL holds a '/', '?' or '#', which ends the host part "
-                "early; percent-escape it (/ as %2F, ? as %3F, # as %23)")
-    return None
+    return ("the user:password in the URL holds a '/', '?' or '#', which ends the host part "
+            "early; percent-escape it (/ as %2F, ? as %3F, # as %23), or an '@' in the path as %40")
 
 
 def url_problem(url: str) -> str | None:
@@ -156,10 +185,10 @@ def display_url(url: str) -> str:
     """A URL as every message, progress label and file written shows it: without any
     `user:password@` and with credential query values REDACTED (a password, a signature or a
     token must never reach a terminal, a log or a record). A URL whose userinfo cannot be
-    read (`userinfo_problem`) shows `***@` for everything before its last '@'."""
-    if userinfo_problem(url):
-        m = _SCHEME.match(url)
-        return redact_query(m.group(0) + "***@" + url.rpartition("@")[2])
+    read (`userinfo_problem`) shows `***@` for everything up to the '@' that ends it (`_stray_at`)."""
+    at = _stray_at(url)
+    if at >= 0:
+        return redact_query(_SCHEME.match(url).group(0) + "***@" + url[at + 1:])
     return redact_query(split_userinfo(url)[0])
 
 
