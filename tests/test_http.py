@@ -78,6 +78,22 @@ def test_redirects_are_followed_and_reads_go_to_the_final_url(server, redirector
     assert client.get_small(base + "to/missing.sha256") is None
 
 
+def test_a_redirect_to_a_path_with_an_at_sign_is_followed(server):
+    """Only a typed URL's '@' after the host is taken for a password holding a '/' (and
+    refused); a server may redirect to a path like /@scope/pkg@1.0/a.bin, and reads go there."""
+    final = "@scope/pkg@1.0/a.bin"
+    server.set_file(final, DATA)
+    server.faults.redirect["latest.bin"] = "/" + final
+    client = HttpClient(FAST)
+    info = client.probe(server.url + "latest.bin")
+    assert info.url == server.url + final and info.size == len(DATA)
+    buf = bytearray()
+    client.read_range(info, 10, 20, buf.extend)
+    assert bytes(buf) == DATA[10:20]
+    with pytest.raises(HttpError, match="percent-escape"):  # the same URL typed is still refused
+        HttpClient(FAST).probe(server.url + final)
+
+
 def test_a_retry_after_a_redirect_keeps_the_final_url(server, redirector):
     """urllib3's `resp.url` is the last history entry's redirect target, None when that entry
     is a 500 retry: the final URL is read from the whole history instead."""

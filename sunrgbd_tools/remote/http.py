@@ -332,6 +332,7 @@ class HttpClient:
         self.counters = Counters()
         self._auth: dict[tuple[str, str], str] = {}  # origin -> Authorization header value
         self._real: dict[str, str] = {}  # a shown URL (REDACTED values) -> the URL to request
+        self._from_server: set[str] = set()  # redirect targets: an '@' in their path is the server's
 
     def close(self) -> None:
         self._pool.clear()
@@ -341,8 +342,11 @@ class HttpClient:
         that scheme/host/port (only there: urllib3 drops the header on a redirect to another
         host), and the real query stays here behind the shown one. Returns `display_url(url)`,
         the form every message and record uses and that this client requests `url` by. A URL
-        whose userinfo cannot be read is an HttpError that does not show it."""
-        problem = url_problem(url) if _SCHEME.match(url) else None
+        whose userinfo cannot be read is an HttpError that does not show it; a redirect target
+        is the server's, not typed by anyone, so an '@' in its path is taken as it is."""
+        with self._lock:
+            typed = url not in self._from_server
+        problem = url_problem(url) if typed and _SCHEME.match(url) else None
         if problem:
             raise HttpError(f"{display_url(url)}: {problem}")
         clean, cred = split_userinfo(url)
@@ -400,7 +404,11 @@ class HttpClient:
         for h in resp.retries.history if resp.retries is not None else ():
             if h.redirect_location:
                 real = urljoin(h.url, h.redirect_location)
-        return url if real is None else self.adopt(real)
+        if real is None:
+            return url
+        with self._lock:
+            self._from_server.add(real)
+        return self.adopt(real)
 
     @staticmethod
     def _drop(resp: urllib3.BaseHTTPResponse) -> None:
