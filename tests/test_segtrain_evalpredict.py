@@ -278,24 +278,52 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, 
 # ------------------------------------------------------- predict: large photos
 
 
+def decisive_checkpoint(ckpt, photo, path):
+    """`ckpt` (one class everywhere after one epoch) with a random head on its standardised
+    features at `photo`: decisive logits of several classes, so a mask built from corrupted
+    scores cannot pass for the right one."""
+    import torch
+
+    from segtrain.checkpoint import load_checkpoint, model_from_checkpoint, runtime_for_checkpoint
+
+    state = load_checkpoint(ckpt)
+    model = model_from_checkpoint(state).eval()
+    rt = runtime_for_checkpoint(state, torch.device("cpu"), amp=False)
+    seen = []
+    model.head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    with torch.inference_mode():
+        model(rt.images(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]))
+    mean, std = seen[0].mean((0, 2, 3)), seen[0].std((0, 2, 3))
+    scale = torch.where(std > 0, 4 / std, 0)
+    weight = torch.randn(state["model"]["head.weight"].shape[:2], generator=torch.Generator().manual_seed(0)) * scale
+    state["model"]["head.weight"] = weight[..., None, None]
+    state["model"]["head.bias"] = -weight @ mean
+    torch.save(state, path)
+    return path
+
+
 def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
     """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
     all (segment, which does, is not called); the masks are those of the one-go path up to
-    float rounding, with and without TTA."""
+    float rounding, with and without TTA. The checkpoint has no --size, so the scale-1 passes
+    run at the photo's own size (their logits once overwritten by the TTA sweep)."""
     from segtrain import tta
 
     photos = tmp_path / "photos"
     big = _images(tree, photos, 1)[0]
     cv2.imwrite(str(big), cv2.resize(cv2.imread(str(big)), (480, 320)))  # 39 x 320 x 480 = 6 M scores
-    for flags in ([], ["--flip", "--scales", "0.5,1"]):
-        whole = invoke("predict", ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
+    decisive_ckpt = decisive_checkpoint(ckpt, big, tmp_path / "decisive.pt")
+    for flags in ([], ["--flip"], ["--flip", "--scales", "0.5,1"]):
+        whole = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
         assert whole.exit_code == 0, whole.output
         with monkeypatch.context() as m:
             m.setattr(tta, "MAX_SCORES", 2**20)
             m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
-            parts = invoke("predict", ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
+            parts = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
         assert parts.exit_code == 0, parts.output
         a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
                 for d in ("whole", "parts"))
         assert a.shape == b.shape == (320, 480)
+        assert len(np.unique(a)) >= 4 and np.bincount(a.ravel()).max() < 0.9 * a.size  # several classes
         assert (a == b).mean() >= 0.999
