@@ -275,6 +275,25 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, 
         locked.chmod(0o755)
 
 
+def test_a_run_or_sweep_out_that_cannot_be_written_is_one_line_before_any_work(tree, tmp_path):
+    """`run --out locked/run`, `sweep --out locked/sw` (and `--out locked` itself) ended in a
+    PermissionError traceback: every --out is checked by utils.check_out_dir."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for cmd in (("run", "unet_small"), ("sweep", "unet_small")):
+            for out in (locked / cmd[0], locked):
+                r = segtrain_unprivileged(*cmd, "--data", tree.root, "--out", out, "--epochs", 1, *FAST)
+                assert r.returncode == 2, r.stderr
+                where = f" ({locked} is not writable)" if out != locked else ""
+                assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
+                assert "Traceback" not in r.stderr
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
 # ------------------------------------------------------- predict: large photos
 
 
