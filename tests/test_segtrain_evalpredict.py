@@ -254,6 +254,25 @@ def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_pa
     assert not (tmp_path / "report").exists()
 
 
+def test_a_train_image_of_another_size_trains_when_size_or_crop_resizes_both(tree, tmp_path):
+    """The image_size check refused `run --size 32x48` (and --crop) on a tree with one 40x60
+    train image, which trained fine before it: there image and mask are brought to one size.
+    Without --size/--crop nothing resizes them and it is still refused."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    image = sorted((data / "leftImg8bit" / "train").rglob("*.png"))[0]
+    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
+    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    for flags in (["--size", "32x48"], ["--crop", "32x32"]):
+        r = invoke("run", "unet_small", "--data", data, "--out", tmp_path / flags[0].strip("-"), "--epochs", 1,
+                   "--batch-size", 2, *FAST, *flags)
+        assert r.exit_code == 0, r.output
+    r = invoke("run", "unet_small", "--data", data, "--out", tmp_path / "plain", "--epochs", 1, "--batch-size", 2, *FAST)
+    assert r.exit_code == 2
+    assert error_line(r).startswith(f"Error: {image}: size 40x60 differs from image_size 32x48")
+
+
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, ckpt, tmp_path):
     """`--out` under a read-only folder: eval ran the whole split, then ended in a
     PermissionError traceback when it made the folder (predict: at its first mask)."""
