@@ -147,8 +147,13 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
     for o, turn in turns.items():
         cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
-    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    decoded = []  # each photo is decoded once (it was twice, and two full arrays compared)
+    real_imread = cv2.imread
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cv2, "imread", lambda path, *a: decoded.append(path) or real_imread(path, *a))
+        r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert sorted(p for p in decoded if p.endswith(".jpg")) == sorted(str(p) for p in photos.glob("*.jpg"))
     r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref_out")
@@ -158,6 +163,23 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
+
+
+def test_predict_says_when_it_is_the_depth_maps_that_are_missing(tree, rgbd_ckpt, tmp_path):
+    """Every image readable but no depth map for any: the error said "none of the 2 input
+    image(s) could be read", blaming the images."""
+    photos, depths = tmp_path / "photos", tmp_path / "depth"
+    images = _images(tree, photos, 2)
+    depths.mkdir()
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == "Error: none of the 2 input image(s) has a readable depth map (--depth); nothing predicted"
+    assert r.stderr.count("problem: ") == 2 and f"{depths / images[0].stem}_depth.png" in r.stderr
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with its depth map (1 image(s) and "
+                             "2 depth map(s) unreadable); nothing predicted")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------- eval: --out with an earlier report
