@@ -37,7 +37,7 @@ t = time.perf_counter()
 if mode != "floor":
     if mode == "one-go":
         T.MAX_SCORES = 1 << 62
-    mask = predict_array(model, rt, image, size, None, TTAConfig(scales, flip), 39)
+    mask = predict_array(model, rt, image, size, None, TTAConfig(scales, flip))
 print(json.dumps({"s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

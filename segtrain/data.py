@@ -294,7 +294,8 @@ class SegDataset(Dataset):
     """
 
     def __init__(self, info: DatasetInfo, samples: list[Sample], transform=None,
-                 image_transform=None, with_depth: bool = False, augment_params=None):
+                 image_transform=None, with_depth: bool = False, augment_params=None,
+                 resized: bool = False):
         self.info = info
         self.samples = samples
         self.transform = transform  # joint image + mask (+ depth)
@@ -303,6 +304,10 @@ class SegDataset(Dataset):
         # seed -> float32 row of on-device augmentation parameters (segtrain.device_augment),
         # computed here in the worker so the main process only copies a pinned tensor
         self.augment_params = augment_params
+        # `transform` brings image and mask to one size (train --size / --crop): an image of
+        # another size than dataset.json's image_size then batches like the others; otherwise
+        # (eval resizes the image only) it would not batch and is refused
+        self.resized = resized
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -314,7 +319,7 @@ class SegDataset(Dataset):
         if image.shape[:2] != mask.shape:
             raise DataError(f"{s.label}: size {mask.shape} differs from its image {image.shape[:2]}")
         expected = self.info.image_size
-        if expected is not None and tuple(image.shape[:2]) != tuple(expected):  # would not batch
+        if expected is not None and not self.resized and tuple(image.shape[:2]) != tuple(expected):
             raise DataError(f"{s.image}: size {image.shape[0]}x{image.shape[1]} differs from image_size "
                             f"{expected[0]}x{expected[1]} in {self.info.root / DATASET_JSON} (a tree of "
                             "mixed sizes has image_size null)")
@@ -515,9 +520,9 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
                         "give --size HxW or --crop HxW")
     if augment_on == "loader":
         return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
-                          with_depth=with_depth)
+                          with_depth=with_depth, resized=bool(size or crop))
     return SegDataset(info, samples, transform=build_train_transform("none", size, crop),
-                      with_depth=with_depth, augment_params=sample_params)
+                      with_depth=with_depth, augment_params=sample_params, resized=bool(size or crop))
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from segtrain.report import (
     write_per_class_csv,
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
-from segtrain.tta import segment, segment_labels
+from segtrain.tta import segment_labels
 from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
 
 log = logging.getLogger("segtrain")
@@ -56,10 +55,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 @torch.inference_mode()
 def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.ndarray | None = None,
-                  tta: TTAConfig | None = None, num_classes: int | None = None) -> np.ndarray:
+                  tta: TTAConfig | None = None, max_scores: float | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3) (+ uint16 depth in mm for depth checkpoints) -> train-id mask (H, W)
     at the image's own size; `tta` scales / flips the resized input as eval does (segtrain.tta).
-    With `num_classes`, a large image's class scores are never all held (tta.segment_labels)."""
+    A large image's class scores are never all held (tta.segment_labels; `max_scores` math.inf
+    holds them, as eval's batches do)."""
     h, w = image.shape[:2]
     x = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) if size else image
     batch = {"image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]}
@@ -68,9 +68,7 @@ def predict_array(model, rt: Runtime, image: np.ndarray, size=None, depth: np.nd
             depth = cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
         batch["depth"] = torch.from_numpy(depth.astype(np.float32) / 1000.0)[None]
     x = rt.batch_inputs(batch)
-    if num_classes is None:
-        return segment(model, x, rt, (h, w), tta).argmax(1)[0].to(torch.uint8).cpu().numpy()
-    return segment_labels(model, x, rt, (h, w), num_classes, tta)[0].to(torch.uint8).cpu().numpy()
+    return segment_labels(model, x, rt, (h, w), tta, max_scores)[0].to(torch.uint8).cpu().numpy()
 
 
 def _load_model(checkpoint: str, device_name: str, amp: bool):
@@ -81,18 +79,15 @@ def _load_model(checkpoint: str, device_name: str, amp: bool):
     return ckpt, rt, model
 
 
-def check_writable(out: Path) -> None:
-    """`out` can be created or written into, checked before any work (an eval that ran for an
-    hour must not end in a PermissionError traceback when it writes its report)."""
-    existing = next(p for p in (out, *out.parents, *out.absolute().parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == out else f" ({existing} is not writable)"
-        raise SegtrainError(f"{out}: permission denied, cannot write there{where}")
-
-
+# the files of an eval report: those always written, eval_config.yaml (written first), the
+# panels of each --panels set, the curves of the checkpoint's run
+REPORT_ALWAYS = ("metrics.json", "per_class_iou.csv", "confusion_matrix.csv", "per_class_iou.png",
+                 "confusion_matrix.png")
+EVAL_CONFIG = "eval_config.yaml"
+PANELS = {"best": "panels_best.png", "worst": "panels_worst.png"}
+CURVES = "curves.png"
 # every file an eval report may hold (metrics.json lists those of each report under "files")
-REPORT_FILES = ("metrics.json", "eval_config.yaml", "per_class_iou.csv", "confusion_matrix.csv",
-                "per_class_iou.png", "confusion_matrix.png", "panels_best.png", "panels_worst.png", "curves.png")
+REPORT_FILES = (REPORT_ALWAYS[0], EVAL_CONFIG, *REPORT_ALWAYS[1:], *PANELS.values(), CURVES)
 
 
 def earlier_report(out: Path) -> list[str]:
@@ -103,12 +98,12 @@ def earlier_report(out: Path) -> list[str]:
     present = [name for name in REPORT_FILES if (out / name).exists()]
     if not present:
         return []
-    old = _read_quietly(out / "metrics.json", json.loads)
+    old = _read_quietly(out / REPORT_ALWAYS[0], json.loads)
     if isinstance(old, dict) and {"checkpoint", "split", "files"} <= old.keys() \
             and isinstance(old["files"], list):
         return [f for f in old["files"] if f in REPORT_FILES]
-    config = _read_quietly(out / "eval_config.yaml", yaml.safe_load)
-    interrupted = "metrics.json" not in present and isinstance(config, dict)
+    config = _read_quietly(out / EVAL_CONFIG, yaml.safe_load)
+    interrupted = REPORT_ALWAYS[0] not in present and isinstance(config, dict)
     if interrupted and {"checkpoint", "data", "split", "out"} <= set(config):
         return present
     raise SegtrainError(f"{out / present[0]}: exists and is not part of a segtrain eval report; eval "
@@ -129,7 +124,6 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
-    check_writable(Path(cfg.out))
     earlier = earlier_report(Path(cfg.out))
     info = load_dataset_info(cfg.data)
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
@@ -145,33 +139,33 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     summary = summarize(res.confusion, info.class_names, info.eval_mask, cfg.miou_rule)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "eval_config.yaml")
+    save_config(cfg, out / EVAL_CONFIG)
 
     scored = sorted((s, i) for i, s in res.image_scores if not math.isnan(s))
     k = max(0, min(cfg.panels, len(scored)))
     worst = [(i, s) for s, i in scored[:k]]
     best = [(i, s) for s, i in reversed(scored[-k:])] if k else []
     colors = [c.color for c in info.classes]
-    files = ["metrics.json", "per_class_iou.csv", "confusion_matrix.csv", "per_class_iou.png",
-             "confusion_matrix.png"]
+    files = list(REPORT_ALWAYS)
+    metrics_json, per_class_csv, confusion_csv, per_class_png, confusion_png = REPORT_ALWAYS
     for name, chosen in (("best", best), ("worst", worst)):
         if not chosen:
             continue
         rows = []
         for idx, score in chosen:
             image, mask, depth = ds.load(idx)
-            pred = predict_array(model, rt, image, size, depth, cfg.tta)
+            pred = predict_array(model, rt, image, size, depth, cfg.tta, math.inf)  # the masks evaluate scored
             rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image, mask, pred))
         plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU ({cfg.miou_rule} rule)",
-                    out / f"panels_{name}.png", info.class_names, colors, info.ignore_index)
-        files.append(f"panels_{name}.png")
+                    out / PANELS[name], info.class_names, colors, info.ignore_index)
+        files.append(PANELS[name])
     metrics_csv = Path(cfg.checkpoint).parent / "metrics.csv"
-    if plot_curves(metrics_csv, out / "curves.png"):
-        files.append("curves.png")
-    write_per_class_csv(out / "per_class_iou.csv", summary, res.confusion, info.class_names)
-    write_confusion_csv(out / "confusion_matrix.csv", res.confusion, info.class_names)
-    plot_per_class_iou(summary, colors, out / "per_class_iou.png")
-    plot_confusion(res.confusion, info.class_names, out / "confusion_matrix.png")
+    if plot_curves(metrics_csv, out / CURVES):
+        files.append(CURVES)
+    write_per_class_csv(out / per_class_csv, summary, res.confusion, info.class_names)
+    write_confusion_csv(out / confusion_csv, res.confusion, info.class_names)
+    plot_per_class_iou(summary, colors, out / per_class_png)
+    plot_confusion(res.confusion, info.class_names, out / confusion_png)
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
@@ -185,17 +179,29 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "worst_images": [{"id": ds.samples[i].id, "miou": s} for i, s in worst],
         "files": sorted(files),
     }
-    write_metrics_json(out / "metrics.json", metrics)
-    for name in sorted(set(earlier) - {*files, "eval_config.yaml"}):  # the earlier report's, not written now
+    write_metrics_json(out / metrics_json, metrics)
+    for name in sorted(set(earlier) - {*files, EVAL_CONFIG}):  # the earlier report's, not written now
         (out / name).unlink(missing_ok=True)
     return metrics
 
 
-class NoReadableInput(SegtrainError):
-    """Not one input image could be read; `problems` says why for each."""
+class DepthUnreadable(SegtrainError):
+    """An input image's depth map (--depth) is missing or cannot be read."""
 
-    def __init__(self, problems: list[str]):
-        super().__init__(f"none of the {len(problems)} input image(s) could be read; nothing predicted")
+
+class NoReadableInput(SegtrainError):
+    """Not one input image could be read with its depth map; `problems` says why for each,
+    and the message what was missing: the images, their depth maps, or some of each."""
+
+    def __init__(self, problems: list[str], depth_problems: int = 0):
+        n, images = len(problems), len(problems) - depth_problems
+        if not depth_problems:
+            what = "could be read"
+        elif not images:
+            what = "has a readable depth map (--depth)"
+        else:
+            what = f"could be read with its depth map ({images} image(s) and {depth_problems} depth map(s) unreadable)"
+        super().__init__(f"none of the {n} input image(s) {what}; nothing predicted")
         self.problems = problems
 
 
@@ -286,16 +292,17 @@ def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientatio
     """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
     `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
     image's stored pixels (the camera wrote both), so it must match their size."""
-    image = read_rgb(path, exif_orientation=not keep_exif_orientation)
     if not depth_dir:
-        return image, None
-    depth_path = depth_file(Path(depth_dir), path)
+        return read_rgb(path, exif_orientation=not keep_exif_orientation), None
+    stored = read_rgb(path, exif_orientation=False)  # decoded once; the tag's turn applied to both
+    try:
+        depth = read_depth(depth_file(Path(depth_dir), path), stored)
+    except SegtrainError as e:
+        raise DepthUnreadable(str(e)) from None
     turn = None if keep_exif_orientation else UPRIGHT.get(exif_orientation(path))
-    if turn is not None:
-        stored = read_rgb(path, exif_orientation=False)
-        if np.array_equal(turn(stored), image) and not np.array_equal(stored, image):  # cv2 turned it
-            return image, np.ascontiguousarray(turn(read_depth(depth_path, stored)))
-    return image, read_depth(depth_path, image)
+    if turn is None:
+        return stored, depth
+    return np.ascontiguousarray(turn(stored)), np.ascontiguousarray(turn(depth))
 
 
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
@@ -311,7 +318,6 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
-    check_writable(Path(cfg.out))
     paths = expand_inputs(cfg.inputs, cfg.out)
     if not paths:
         raise SegtrainError(f"{', '.join(cfg.inputs)}: no image files in it "
@@ -334,18 +340,20 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     colors = [c.color for c in classes_from_json(ckpt["classes"])]
     out = Path(cfg.out)
     result = PredictResult()
+    depth_problems = 0
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
             image, depth = read_image_and_depth(p, cfg.depth, cfg.keep_exif_orientation)
         except SegtrainError as e:
             result.problems.append(str(e))  # reported by the caller; the batch goes on
+            depth_problems += isinstance(e, DepthUnreadable)
             continue
-        pred = predict_array(model, rt, image, size, depth, cfg.tta, len(colors))
+        pred = predict_array(model, rt, image, size, depth, cfg.tta)
         stem = output_stem(p)
         label_path, color_path = (out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
     if not result.written:  # nothing to predict is a usage error, not a finished job
-        raise NoReadableInput(result.problems)
+        raise NoReadableInput(result.problems, depth_problems)
     return result

@@ -53,10 +53,14 @@ def write_confusion_csv(path: Path, mat: np.ndarray, names: list[str]) -> None:
 
 
 def write_per_class_csv(path: Path, summary: dict, mat: np.ndarray, names: list[str]) -> None:
+    """One row per class. pred_pixels counts the predictions on evaluated ground truth only
+    (pixels of an ignore_in_eval class count nowhere, as in metrics.summarize), so each IoU is
+    tp / (gt_pixels + pred_pixels - tp) of the confusion matrix."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["train_id", "class", "iou", "accuracy", "gt_pixels", "pred_pixels", "status"])
-    gt, pred = mat.sum(axis=1), mat.sum(axis=0)
+    evaluated = np.array([name not in summary["ignored_classes"] for name in names], dtype=bool)
+    gt, pred = mat.sum(axis=1), mat[evaluated].sum(axis=0)
     for i, name in enumerate(names):
         iou, acc = summary["per_class_iou"][name], summary["per_class_accuracy"][name]
         status = ("ignored" if name in summary["ignored_classes"]

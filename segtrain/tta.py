@@ -1,15 +1,18 @@
 """Test-time augmentation (multi-scale + horizontal flip) for `eval` and `predict`.
 
-One function, `segment`, turns a batch of network inputs into class scores; `engine.evaluate`
-(batched, on the device) and `inference.predict_array` (one image) both call it, so eval's
-metrics, its panels and predict's masks come from the same passes. The rule is
-mmsegmentation's `--aug-test`: every pass's logits are upsampled to the output size and
-softmaxed, and the probabilities are averaged; flipped passes are flipped back first.
-Without augmentation it returns the plain pass's logits, bit for bit what eval did before.
-"""
+Two functions share one set of passes (`tta_passes`, one forward pass each): `segment` turns
+a batch of network inputs into class scores, `engine.evaluate` (batched, on the device) calls
+it; `segment_labels` turns them into the prediction, `inference.predict_array` (one image,
+eval's panels and predict's masks) calls it, and it is `segment(...).argmax(1)` unless the
+image is too large to hold all its class scores. So eval's metrics, its panels and predict's
+masks come from the same passes. The rule is mmsegmentation's `--aug-test`: every pass's
+logits are upsampled to the output size and softmaxed, and the probabilities are averaged;
+flipped passes are flipped back first. Without augmentation it returns the plain pass's
+logits, bit for bit what eval did before."""
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 
 import cv2
@@ -60,36 +63,61 @@ def resize_input(x: torch.Tensor, size: tuple[int, int], rt: Runtime) -> torch.T
     return out.contiguous(memory_format=torch.channels_last) if rt.channels_last else out
 
 
-def _logits(model, x: torch.Tensor, rt: Runtime, out_size, flip: bool = False) -> torch.Tensor:
-    """One forward pass in float32 at `out_size` (a flipped pass flipped back before the
-    bilinear upsampling, so an exactly flip-equivariant model gives the plain pass's logits)."""
+def tta_passes(x: torch.Tensor, rt: Runtime, tta: TTAConfig | None):
+    """(input, flip) of each pass: one per scale, each also flipped with `flip`; the plain
+    setting (`tta` None or one scale 1 without flip) is the input itself, unflipped."""
+    if tta is None or tta.plain:
+        yield x, False
+        return
+    h, w = x.shape[-2:]
+    for scale in tta.scales:
+        xs = resize_input(x, scaled_size(h, w, scale), rt)
+        for flip in (False, True) if tta.flip else (False,):
+            yield xs, flip
+
+
+def _forward(model, x: torch.Tensor, rt: Runtime, flip: bool) -> torch.Tensor:
+    """One forward pass's logits in float32 at the network's size (a flipped pass flipped back,
+    so an exactly flip-equivariant model gives the plain pass's logits)."""
     with rt.autocast():
         logits = model(x.flip(-1) if flip else x)
     logits = logits.float()
-    if flip:
-        logits = logits.flip(-1)
-    if logits.shape[-2:] != tuple(out_size):
-        logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-    return logits
+    return logits.flip(-1) if flip else logits
+
+
+def _pass_logits(model, x: torch.Tensor, rt: Runtime, tta: TTAConfig | None):
+    """Each pass's logits at the network's size, one at a time."""
+    for xs, flip in tta_passes(x, rt, tta):
+        yield _forward(model, xs, rt, flip)
+
+
+def _upsample(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Logits bilinearly at `out_size` (themselves when already there: a view, never to be
+    written into)."""
+    if logits.shape[-2:] == out_size:
+        return logits
+    return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+
+
+def _scores(logits_of_passes, out_size: tuple[int, int], tta: TTAConfig | None) -> torch.Tensor:
+    """Plain: the one pass's logits at `out_size`. Otherwise the mean of the passes' softmax
+    probabilities at `out_size`, accumulated on the device with no read back to the host."""
+    total = None
+    for logits in logits_of_passes:
+        logits = _upsample(logits, out_size)
+        if tta is None or tta.plain:
+            return logits
+        probs = logits.softmax(1)
+        total = probs if total is None else total.add_(probs)
+    return total.div_(tta.passes)
 
 
 def segment(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig | None = None) -> torch.Tensor:
     """Class scores (N, C, *out_size) of the network input `x`; their argmax is the prediction.
 
     Plain (`tta` None or one scale 1 without flip): the logits of one pass. Otherwise the mean
-    of the softmax probabilities of one pass per scale (x 2 with flip), accumulated on the
-    device with no read back to the host."""
-    out_size = tuple(out_size)
-    if tta is None or tta.plain:
-        return _logits(model, x, rt, out_size)
-    h, w = x.shape[-2:]
-    total = None
-    for scale in tta.scales:
-        xs = resize_input(x, scaled_size(h, w, scale), rt)
-        for flip in (False, True) if tta.flip else (False,):
-            probs = _logits(model, xs, rt, out_size, flip).softmax(1)
-            total = probs if total is None else total.add_(probs)
-    return total.div_(tta.passes)
+    of the softmax probabilities of one pass per scale (x 2 with flip)."""
+    return _scores(_pass_logits(model, x, rt, tta), tuple(out_size), tta)
 
 
 # predict holds at most this many class scores (floats) at an image's size at once: above it,
@@ -97,10 +125,11 @@ def segment(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig | None
 MAX_SCORES = 2**26
 
 
-def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, num_classes: int,
-                   tta: TTAConfig | None = None, max_scores: int | None = None) -> torch.Tensor:
+def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig | None = None,
+                   max_scores: float | None = None) -> torch.Tensor:
     """The prediction (N, *out_size) of `x`: exactly `segment(...).argmax(1)` while the class
-    scores at `out_size` are at most `max_scores` floats.
+    scores at `out_size` are at most `max_scores` floats (the number of classes is the first
+    pass's).
 
     Beyond that (a 12 MP photo with 39 classes is 470 M floats, 1.9 GB, about three times that
     with TTA) the scores are never all held: each pass's logits stay at the network's size and
@@ -111,25 +140,23 @@ def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, num_classes: i
     out_size = tuple(out_size)
     max_scores = MAX_SCORES if max_scores is None else max_scores
     pixels = x.shape[0] * out_size[0] * out_size[1]
+    passes = _pass_logits(model, x, rt, tta)
+    first = next(passes)
+    num_classes = first.shape[1]
     if num_classes * pixels <= max_scores:
-        return segment(model, x, rt, out_size, tta).argmax(1)
+        return _scores(itertools.chain([first], passes), out_size, tta).argmax(1)
     plain = tta is None or tta.plain
-    h, w = x.shape[-2:]
-    scales, flips = ([1.0], (False,)) if plain else (tta.scales, (False, True) if tta.flip else (False,))
-    low = []  # each pass's logits at the network's size, flipped back: small
-    for scale in scales:
-        xs = resize_input(x, scaled_size(h, w, scale), rt)
-        for flip in flips:
-            with rt.autocast():
-                logits = model(xs.flip(-1) if flip else xs).float()
-            low.append((logits.flip(-1) if flip else logits).contiguous())
-    step = max(1, max_scores // pixels)
+    low = [logits.contiguous() for logits in itertools.chain([first], passes)]  # small: the network's size
+    step = max(1, int(max_scores // pixels))
     starts = range(0, num_classes, step)
 
     def up(logits, c0):
+        """Classes c0.. of a pass at `out_size`; under TTA a tensor of its own, as the sweeps
+        below write into it (a pass already at `out_size` must not be overwritten)."""
         part = logits[:, c0:c0 + step]
-        return part if part.shape[-2:] == out_size else F.interpolate(part, size=out_size, mode="bilinear",
-                                                                      align_corners=False)
+        if part.shape[-2:] == out_size:
+            return part if plain else part.clone()
+        return F.interpolate(part, size=out_size, mode="bilinear", align_corners=False)
 
     norms = []  # per pass: each pixel's max logit and sum of exp(logit - max), over all classes
     if not plain:

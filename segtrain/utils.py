@@ -99,12 +99,18 @@ def quiet_opencv() -> None:
 
 
 def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
-    """An output folder may be created or written into: it is not an existing file, and
-    no parent of it is a file (checked before any work, so the error is one line)."""
+    """An output folder may be created or written into: it is not an existing file, no
+    parent of it is a file, and it (or the nearest parent that exists) is writable. Checked
+    before any work, so the error is one line (a run or an eval that took an hour must not end
+    in a PermissionError traceback when it writes)."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise SegtrainError(f"{p}: exists and is not a folder ({option} names a folder)")
     _check_parents(p, option)
+    existing = next(q for q in (p, *p.parents, *p.absolute().parents) if q.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == p else f" ({existing} is not writable)"
+        raise SegtrainError(f"{p}: permission denied, cannot write there{where}")
     return p
 
 

@@ -147,8 +147,13 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
     for o, turn in turns.items():
         cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
-    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    decoded = []  # each photo is decoded once (it was twice, and two full arrays compared)
+    real_imread = cv2.imread
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cv2, "imread", lambda path, *a: decoded.append(path) or real_imread(path, *a))
+        r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert sorted(p for p in decoded if p.endswith(".jpg")) == sorted(str(p) for p in photos.glob("*.jpg"))
     r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref_out")
@@ -158,6 +163,23 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
+
+
+def test_predict_says_when_it_is_the_depth_maps_that_are_missing(tree, rgbd_ckpt, tmp_path):
+    """Every image readable but no depth map for any: the error said "none of the 2 input
+    image(s) could be read", blaming the images."""
+    photos, depths = tmp_path / "photos", tmp_path / "depth"
+    images = _images(tree, photos, 2)
+    depths.mkdir()
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == "Error: none of the 2 input image(s) has a readable depth map (--depth); nothing predicted"
+    assert r.stderr.count("problem: ") == 2 and f"{depths / images[0].stem}_depth.png" in r.stderr
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with its depth map (1 image(s) and "
+                             "2 depth map(s) unreadable); nothing predicted")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------- eval: --out with an earlier report
@@ -254,6 +276,25 @@ def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_pa
     assert not (tmp_path / "report").exists()
 
 
+def test_a_train_image_of_another_size_trains_when_size_or_crop_resizes_both(tree, tmp_path):
+    """The image_size check refused `run --size 32x48` (and --crop) on a tree with one 40x60
+    train image, which trained fine before it: there image and mask are brought to one size.
+    Without --size/--crop nothing resizes them and it is still refused."""
+    data = tmp_path / "data"
+    shutil.copytree(tree.root, data)
+    image = sorted((data / "leftImg8bit" / "train").rglob("*.png"))[0]
+    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
+    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    for flags in (["--size", "32x48"], ["--crop", "32x32"]):
+        r = invoke("run", "unet_small", "--data", data, "--out", tmp_path / flags[0].strip("-"), "--epochs", 1,
+                   "--batch-size", 2, *FAST, *flags)
+        assert r.exit_code == 0, r.output
+    r = invoke("run", "unet_small", "--data", data, "--out", tmp_path / "plain", "--epochs", 1, "--batch-size", 2, *FAST)
+    assert r.exit_code == 2
+    assert error_line(r).startswith(f"Error: {image}: size 40x60 differs from image_size 32x48")
+
+
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, ckpt, tmp_path):
     """`--out` under a read-only folder: eval ran the whole split, then ended in a
     PermissionError traceback when it made the folder (predict: at its first mask)."""
@@ -275,27 +316,74 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, 
         locked.chmod(0o755)
 
 
+def test_a_run_or_sweep_out_that_cannot_be_written_is_one_line_before_any_work(tree, tmp_path):
+    """`run --out locked/run`, `sweep --out locked/sw` (and `--out locked` itself) ended in a
+    PermissionError traceback: every --out is checked by utils.check_out_dir."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for cmd in (("run", "unet_small"), ("sweep", "unet_small")):
+            for out in (locked / cmd[0], locked):
+                r = segtrain_unprivileged(*cmd, "--data", tree.root, "--out", out, "--epochs", 1, *FAST)
+                assert r.returncode == 2, r.stderr
+                where = f" ({locked} is not writable)" if out != locked else ""
+                assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
+                assert "Traceback" not in r.stderr
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
 # ------------------------------------------------------- predict: large photos
+
+
+def decisive_checkpoint(ckpt, photo, path):
+    """`ckpt` (one class everywhere after one epoch) with a random head on its standardised
+    features at `photo`: decisive logits of several classes, so a mask built from corrupted
+    scores cannot pass for the right one."""
+    import torch
+
+    from segtrain.checkpoint import load_checkpoint, model_from_checkpoint, runtime_for_checkpoint
+
+    state = load_checkpoint(ckpt)
+    model = model_from_checkpoint(state).eval()
+    rt = runtime_for_checkpoint(state, torch.device("cpu"), amp=False)
+    seen = []
+    model.head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    with torch.inference_mode():
+        model(rt.images(torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]))
+    mean, std = seen[0].mean((0, 2, 3)), seen[0].std((0, 2, 3))
+    scale = torch.where(std > 0, 4 / std, 0)
+    weight = torch.randn(state["model"]["head.weight"].shape[:2], generator=torch.Generator().manual_seed(0)) * scale
+    state["model"]["head.weight"] = weight[..., None, None]
+    state["model"]["head.bias"] = -weight @ mean
+    torch.save(state, path)
+    return path
 
 
 def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
     """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
     all (segment, which does, is not called); the masks are those of the one-go path up to
-    float rounding, with and without TTA."""
+    float rounding, with and without TTA. The checkpoint has no --size, so the scale-1 passes
+    run at the photo's own size (their logits once overwritten by the TTA sweep)."""
     from segtrain import tta
 
     photos = tmp_path / "photos"
     big = _images(tree, photos, 1)[0]
     cv2.imwrite(str(big), cv2.resize(cv2.imread(str(big)), (480, 320)))  # 39 x 320 x 480 = 6 M scores
-    for flags in ([], ["--flip", "--scales", "0.5,1"]):
-        whole = invoke("predict", ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
+    decisive_ckpt = decisive_checkpoint(ckpt, big, tmp_path / "decisive.pt")
+    for flags in ([], ["--flip"], ["--flip", "--scales", "0.5,1"]):
+        whole = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "whole", "--device", "cpu", *flags)
         assert whole.exit_code == 0, whole.output
         with monkeypatch.context() as m:
             m.setattr(tta, "MAX_SCORES", 2**20)
             m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
-            parts = invoke("predict", ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
+            parts = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
         assert parts.exit_code == 0, parts.output
         a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
                 for d in ("whole", "parts"))
         assert a.shape == b.shape == (320, 480)
+        assert len(np.unique(a)) >= 4 and np.bincount(a.ravel()).max() < 0.9 * a.size  # several classes
         assert (a == b).mean() >= 0.999

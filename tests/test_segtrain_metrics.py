@@ -99,6 +99,34 @@ def test_pixels_of_a_class_ignored_in_eval_are_no_false_positives():
             assert (got is None) == np.isnan(expected) and (got is None or got == pytest.approx(expected))
 
 
+@pytest.mark.parametrize("ignored", [False, True])
+def test_per_class_csv_gives_each_iou_from_its_own_counts(tmp_path, ignored):
+    """per_class_iou.csv's pred_pixels counted the predictions on every row, so under
+    ignore_in_eval tp / (gt + pred - tp) of the file was not its iou (wall: 2/4 where it is 2/3).
+    They are now counted on evaluated ground truth only; with no class ignored the file is
+    what it was (every row)."""
+    import csv
+
+    from segtrain.report import write_per_class_csv
+
+    names = ["wall", "floor", "other", "bed"]
+    eval_mask = np.array([True, True, not ignored, True])
+    gt = np.array([[0, 0, 1, 1, 2, 2, 2, 2]])
+    pred = np.array([[0, 0, 1, 0, 0, 3, 2, 1]])
+    cm = ConfusionMatrix(4)
+    cm.update(torch.from_numpy(gt), torch.from_numpy(pred))
+    mat = cm.numpy()
+    write_per_class_csv(tmp_path / "c.csv", summarize(mat, names, eval_mask), mat, names)
+    with open(tmp_path / "c.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["pred_pixels"]) for r in rows] == ([3, 1, 0, 0] if ignored else mat.sum(axis=0).tolist())
+    for r, c in zip(rows, range(4), strict=True):
+        tp, union = mat[c, c], int(r["gt_pixels"]) + int(r["pred_pixels"]) - mat[c, c]
+        if r["iou"]:
+            assert float(r["iou"]) == pytest.approx(tp / union, abs=1e-6)
+    assert rows[0]["iou"] == ("0.666667" if ignored else "0.500000")
+
+
 @pytest.mark.parametrize("rule", ["standard", "gt-present"])
 def test_image_mious_are_each_images_own_miou(rule):
     """One batched matrix per image gives each image the mIoU counted on it alone (nan for an

@@ -382,7 +382,7 @@ def test_predict_of_a_large_image_never_holds_all_class_scores(rgb_run, tta, max
     real = F.interpolate
     monkeypatch.setattr(F, "interpolate", lambda t, *a, **k: held.append(t.shape[1]) or real(t, *a, **k))
     with torch.inference_mode():
-        got = segment_labels(model, rt.images(x), rt, out_size, 39, tta, max_scores=max_scores)
+        got = segment_labels(model, rt.images(x), rt, out_size, tta, max_scores=max_scores)
         monkeypatch.setattr(F, "interpolate", real)
         ref = reference_scores(model, rt, x, None, out_size, tta.scales, tta.flip).argmax(1)
         if max_scores >= 39 * 40 * 60:
@@ -391,3 +391,25 @@ def test_predict_of_a_large_image_never_holds_all_class_scores(rgb_run, tta, max
     assert max(upsampled) == (39 if max_scores >= 39 * 40 * 60 else 13 if max_scores > 1 else 1)
     assert (got == ref).float().mean() >= 0.999
     assert got.shape == (1, *out_size) and int(got.max()) < 39
+
+
+@pytest.mark.parametrize("tta", [TTAConfig([1.0], True), TTAConfig([0.5, 1.0], True)], ids=["flip", "0.5,1-flip"])
+@pytest.mark.parametrize("max_scores", [39 * 24 * 36 // 3, 1])
+def test_a_pass_at_the_output_size_keeps_its_logits_when_built_a_few_classes_at_a_time(tta, max_scores):
+    """A checkpoint without --size (or --size = the photo's size) runs the scale-1 passes at
+    the photo's size: their logits needed no upsampling, so the normaliser sweep's in-place
+    softmax overwrote the stored logits themselves and the masks were wrong. A random conv
+    head gives decisive logits of many classes, so any corruption shows."""
+    from segtrain.runtime import Runtime
+    from segtrain.tta import segment_labels
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 39, 5, padding=2).eval()
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, False, False)
+    x = torch.from_numpy((np.random.default_rng(7).random((1, 3, 24, 36)) * 255).astype(np.uint8))
+    with torch.inference_mode():
+        got = segment_labels(model, rt.images(x), rt, (24, 36), tta, max_scores=max_scores)
+        ref = reference_scores(model, rt, x, None, (24, 36), tta.scales, tta.flip)
+    top2 = ref.topk(2, dim=1).values
+    assert len(ref.argmax(1).unique()) >= 20 and float((top2[:, 0] - top2[:, 1]).median()) > 1e-3  # decisive
+    assert (got == ref.argmax(1)).float().mean() >= 0.999
