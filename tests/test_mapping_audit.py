@@ -315,6 +315,22 @@ def test_damaged_official_label_images_are_one_line_with_the_scenes_they_skipped
     assert _run("--src", src, "--out", tmp_path / "b", "--strict", "--no-progress").exit_code == 1
 
 
+def test_an_unreadable_official_label_file_is_the_line_convert_gives(small, tmp_path):
+    """The audit had its own copy of OfficialLabels.check, worded apart (`… file (Unable to …)`
+    where convert says `… file (OSError: Unable to …)`); both run the one check now."""
+    from test_convert_sample import damaged_official
+
+    src = damaged_official(small, tmp_path, lambda data, f: data[:len(data) // 2])
+    audit = _run("--src", src, "--out", tmp_path / "a", "--no-progress")
+    conv = CliRunner().invoke(main, ["convert", "--src", str(src), "--out", str(tmp_path / "c"),
+                                     "--labels", "official", "--no-progress"])
+    _one_line_error(audit, 2, "SUNRGBD2Dseg.mat: not a readable MATLAB v7.3 file (OSError: ")
+    _one_line_error(conv, 2)
+    error = [ln for ln in audit.output.splitlines() if ln.startswith("Error")]
+    assert error == [ln for ln in conv.output.splitlines() if ln.startswith("Error")]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("top", [0, 5, 1723, 1724, 3000])  # 1724 · 38 > 65536: the bincount path
 @pytest.mark.parametrize("column_major", [False, True])
 def test_joint_histogram_matches_a_plain_count(top, column_major):

@@ -241,7 +241,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
         found = discover(src, cfg.subset)
         scenes = found.scenes
         official = OfficialLabels(src, needed_for="the audit")  # seglabel, SUN RGB-D's own seg37
-        _check_official(official)
+        official.check()  # one line before any scene for a file that cannot be opened
         check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise AuditError(str(e)) from None
@@ -296,18 +296,6 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     if write:
         _write_outputs(result, config_text)
     return result
-
-
-def _check_official(official: OfficialLabels) -> None:
-    """Fail early (one line) when SUNRGBD2Dseg.mat is not the v7.3 file with a seglabel."""
-    import h5py
-
-    try:
-        with h5py.File(official.seg_path, "r") as f:
-            if "SUNRGBD2Dseg" not in f or "seglabel" not in f["SUNRGBD2Dseg"]:
-                raise RawDataError(official.seg_path, "has no SUNRGBD2Dseg.seglabel")
-    except OSError as e:
-        raise RawDataError(official.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
 
 
 # --------------------------------------------------------------------------- outputs
