@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where an array is built: `sunrgbd stats --help` reads
+    import numpy as np  # DEFAULT_WEIGHT_METHOD through cleantree.dataset and loads click alone
 
 # fixed by the contract: trainIds value of unlabelled / ignored pixels, and the loss's
 # ignore_index; a dataset.json saying otherwise is refused (cleantree.dataset)
@@ -57,6 +59,8 @@ class ClassLookup:
     @cached_property
     def id_to_train_id(self) -> np.ndarray:
         """uint8[256]: labelIds value → trainIds value (255 for ignore and unknown ids)."""
+        import numpy as np
+
         lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
         for c in self.entries:
             lut[c.id] = c.train_id
@@ -65,6 +69,8 @@ class ClassLookup:
     @cached_property
     def id_to_color(self) -> np.ndarray:
         """uint8[256, 3] RGB colour per labelIds value (black for unknown ids)."""
+        import numpy as np
+
         lut = np.zeros((256, 3), dtype=np.uint8)
         for c in self.entries:
             lut[c.id] = c.color
@@ -73,6 +79,8 @@ class ClassLookup:
     @cached_property
     def valid_ids(self) -> np.ndarray:
         """bool[256]: which labelIds values the table defines."""
+        import numpy as np
+
         ok = np.zeros(256, dtype=bool)
         ok[[c.id for c in self.entries]] = True
         return ok

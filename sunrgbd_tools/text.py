@@ -5,7 +5,7 @@ One place, so every command words a count and a shortened list the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -18,3 +18,26 @@ def first_names(names: Sequence[str], shown: int = 3) -> str:
     (a one-line problem stays one line for 856 names)."""
     head = ", ".join(names[:shown])
     return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+_SKIPPED = " (scene skipped)"  # how a batch job's per-scene line ends when it skipped the scene
+
+
+def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> list[str]:
+    """Every (key, problems, skipped) result's problems, but a skip line that several scenes
+    share word for word once: a scene's own problems name the scene, so such a line names a
+    file they share (a damaged SUNRGBD2Dseg.mat entry store: one identical line per scene),
+    and says how many scenes it skipped and which. Used by convert and `mapping audit`."""
+    results = list(results)
+    by_line: dict[str, list[str]] = {}
+    for key, problems, skipped in results:
+        if skipped and problems and problems[-1].endswith(_SKIPPED):
+            by_line.setdefault(problems[-1], []).append(key)
+    out: list[str] = []
+    for _key, problems, skipped in results:
+        shared = skipped and len(by_line.get(problems[-1] if problems else "", ())) > 1
+        out.extend(problems[:-1] if shared else problems)
+    for line, keys in by_line.items():
+        if len(keys) > 1:
+            out.append(f"{line[:-len(_SKIPPED)]} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
+    return out

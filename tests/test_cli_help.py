@@ -41,11 +41,24 @@ def test_sunrgbd_help_imports_no_library():
 
 
 @pytest.mark.parametrize("command", [["convert"], ["verify"], ["sample"], ["download"], ["pack"],
-                                     ["fetch"], ["mapping"], ["mapping", "audit"]])
+                                     ["fetch"], ["mapping"], ["mapping", "audit"], ["stats"]])
 def test_a_commands_help_imports_no_library(command):
-    """`stats --help` is left out: its choices are the weighting registry in sunrgbd_tools.stats."""
+    """`stats --help` loaded numpy and OpenCV: its choices came from the weighting registry in
+    sunrgbd_tools.stats, and its default through cleantree.dataset → cleantree.classes → numpy."""
     text, heavy = loaded_by(*command, "--help")
     assert heavy == [] and text.startswith(f"Usage: sunrgbd {' '.join(command)} ")
+
+
+def test_stats_help_lists_the_weighting_registry():
+    """The light name list `stats --method` offers is the registry's, in its order."""
+    from sunrgbd_tools.cli.stats import WEIGHT_METHODS, stats
+    from sunrgbd_tools.stats import WEIGHTING
+
+    assert WEIGHT_METHODS == tuple(WEIGHTING)
+    method = next(p for p in stats.params if p.name == "method")
+    assert tuple(method.type.choices) == tuple(WEIGHTING)
+    text, _ = loaded_by("stats", "--help")
+    assert f"[{'|'.join(WEIGHTING)}]" in " ".join(text.split())
 
 
 def test_the_command_list_is_what_the_commands_say():

@@ -154,7 +154,7 @@ def test_official_all_labels_through_seglistall(sample, tmp_path):
         assert np.array_equal(got, expected), sc.key
 
 
-def _damaged_official(sample, tmp_path, damage):
+def damaged_official(sample, tmp_path, damage):
     """A copy of the sample tree whose SUNRGBD2Dseg.mat `damage(bytearray, h5py.File)` edits."""
     import shutil
 
@@ -170,10 +170,20 @@ def _damaged_official(sample, tmp_path, damage):
     return copy
 
 
+def damage_label_chunks(data, f):
+    """Every seglabel image's compressed chunk scrambled: the file opens, each image fails."""
+    group = f["SUNRGBD2Dseg"]["seglabel"]
+    for ref in group[()].ravel():
+        info = f[ref].id.get_chunk_info(0)
+        for i in range(info.byte_offset + 2, info.byte_offset + info.size - 4):
+            data[i] ^= 0x5A
+    return data
+
+
 def test_a_truncated_official_label_file_is_one_line_before_any_scene(sample, tmp_path):
     """A SUNRGBD2Dseg.mat that cannot be opened printed the same line once per scene (11 for a
     truncated file) and wrote a tree of no samples; it is one line, exit 2, nothing written."""
-    src = _damaged_official(sample, tmp_path, lambda data, f: data[:len(data) // 2])
+    src = damaged_official(sample, tmp_path, lambda data, f: data[:len(data) // 2])
     res = CliRunner().invoke(main, ["convert", "--src", str(src), "--out", str(tmp_path / "clean"),
                                     "--labels", "official", "--workers", "1", "--no-progress"])
     assert res.exit_code == 2, res.output
@@ -185,15 +195,7 @@ def test_a_truncated_official_label_file_is_one_line_before_any_scene(sample, tm
 def test_damaged_official_label_images_are_one_line_with_the_scenes_they_skipped(sample, tmp_path):
     """Every label image's compressed chunk damaged (the file opens): the same line, naming the
     file, came once per scene; it is one line saying how many scenes it skipped and which."""
-    def chunks(data, f):
-        group = f["SUNRGBD2Dseg"]["seglabel"]
-        for ref in group[()].ravel():
-            info = f[ref].id.get_chunk_info(0)
-            for i in range(info.byte_offset + 2, info.byte_offset + info.size - 4):
-                data[i] ^= 0x5A
-        return data
-
-    src = _damaged_official(sample, tmp_path, chunks)
+    src = damaged_official(sample, tmp_path, damage_label_chunks)
     s = convert(ConvertConfig(src=str(src), out=str(tmp_path / "clean"), labels="official", size=(60, 80)),
                 workers=1)
     assert s.samples == 0

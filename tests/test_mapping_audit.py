@@ -294,6 +294,43 @@ def test_bad_scenes_are_reported_and_skipped(small, tmp_path):
     assert strict.exit_code == 1 and "Traceback" not in strict.output
 
 
+def test_damaged_official_label_images_are_one_line_with_the_scenes_they_skipped(small, tmp_path):
+    """SUNRGBD2Dseg.mat opens but every label image's compressed chunk is damaged: the audit
+    printed the same line, naming the file, once per scene; it is one line saying how many
+    scenes it skipped and which (the mechanism convert uses, text.shared_skips_once)."""
+    from test_convert_sample import damage_label_chunks, damaged_official
+
+    _root, info = small
+    src = damaged_official(small, tmp_path, damage_label_chunks)
+    res = _run("--src", src, "--out", tmp_path / "a", "--workers", 1, "--no-progress")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    kv2 = sorted(s.key for s in info.scenes if s.sensor == "kv2")
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("problem: ")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"problem: {src / 'SUNRGBDtoolbox/Metadata/SUNRGBD2Dseg.mat'}: not a readable "
+                               "MATLAB v7.3 file (OSError: ")
+    assert lines[0].endswith(f") ({len(kv2)} scenes skipped: {', '.join(kv2[:3])} and {len(kv2) - 3} more)")
+    assert f"audited 0 of {len(kv2)} scenes of kv2 (label sources: none), skipped {len(kv2)};" in res.output
+    assert (tmp_path / "a" / "problems.txt").read_text() == lines[0].removeprefix("problem: ") + "\n"
+    assert _run("--src", src, "--out", tmp_path / "b", "--strict", "--no-progress").exit_code == 1
+
+
+def test_an_unreadable_official_label_file_is_the_line_convert_gives(small, tmp_path):
+    """The audit had its own copy of OfficialLabels.check, worded apart (`… file (Unable to …)`
+    where convert says `… file (OSError: Unable to …)`); both run the one check now."""
+    from test_convert_sample import damaged_official
+
+    src = damaged_official(small, tmp_path, lambda data, f: data[:len(data) // 2])
+    audit = _run("--src", src, "--out", tmp_path / "a", "--no-progress")
+    conv = CliRunner().invoke(main, ["convert", "--src", str(src), "--out", str(tmp_path / "c"),
+                                     "--labels", "official", "--no-progress"])
+    _one_line_error(audit, 2, "SUNRGBD2Dseg.mat: not a readable MATLAB v7.3 file (OSError: ")
+    _one_line_error(conv, 2)
+    error = [ln for ln in audit.output.splitlines() if ln.startswith("Error")]
+    assert error == [ln for ln in conv.output.splitlines() if ln.startswith("Error")]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("top", [0, 5, 1723, 1724, 3000])  # 1724 · 38 > 65536: the bincount path
 @pytest.mark.parametrize("column_major", [False, True])
 def test_joint_histogram_matches_a_plain_count(top, column_major):

@@ -50,7 +50,7 @@ from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, first_file, parse_subset
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
-from sunrgbd_tools.text import first_names, plural
+from sunrgbd_tools.text import first_names, plural, shared_skips_once
 
 STATE_DIR = ".sunrgbd"
 MISSING_FILE = "missing_scenes.txt"  # every scene allsplit lists under --subset that is not on disk
@@ -297,26 +297,6 @@ def convert_scene(scene: SceneRef, split: str, out: Path) -> SampleResult:
     return SampleResult(scene.key, row, problems, source)
 
 
-def _shared_skips_once(results: list[SampleResult]) -> list[str]:
-    """Every result's problems, but a skip line that several scenes share word for word once:
-    a scene's own problems name the scene, so such a line names a file they share (a damaged
-    SUNRGBD2Dseg.mat entry store: one identical line per scene), and says how many scenes it
-    skipped and which."""
-    suffix = " (scene skipped)"
-    by_line: dict[str, list[str]] = {}
-    for r in results:
-        if r.row is None and r.problems and r.problems[-1].endswith(suffix):
-            by_line.setdefault(r.problems[-1], []).append(r.key)
-    out: list[str] = []
-    for r in results:
-        shared = r.row is None and len(by_line.get(r.problems[-1] if r.problems else "", ())) > 1
-        out.extend(r.problems[:-1] if shared else r.problems)
-    for line, keys in by_line.items():
-        if len(keys) > 1:
-            out.append(f"{line[:-len(suffix)]} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
-    return out
-
-
 def dumps_compact(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
@@ -500,7 +480,7 @@ def convert(
 
     rows = [r.row for r in results if r.row is not None]
     rows.sort(key=lambda r: r["id"])
-    problems.extend(_shared_skips_once(results))
+    problems.extend(shared_skips_once((r.key, r.problems, r.row is None) for r in results))
     problems.sort()
     unmapped: dict[str, int] = {}
     for row in rows:

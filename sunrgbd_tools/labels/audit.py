@@ -26,6 +26,7 @@ from sunrgbd_tools.labels.table import UNLABELED_ID, ClassTable, NameMapper
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.official import OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, discover
+from sunrgbd_tools.text import shared_skips_once
 
 N_OFFICIAL = 38  # official seglabel values: 0 = void, 1..37 = seg37 (= our class ids 1..37)
 CONFIG_FILE = "config.json"
@@ -240,7 +241,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
         found = discover(src, cfg.subset)
         scenes = found.scenes
         official = OfficialLabels(src, needed_for="the audit")  # seglabel, SUN RGB-D's own seg37
-        _check_official(official)
+        official.check()  # one line before any scene for a file that cannot be opened
         check_seg37_order(src, mapper.table)
     except (RawDataError, ValueError, OSError) as e:
         raise AuditError(str(e)) from None
@@ -261,9 +262,10 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     # folders the walk could not enter are reported as convert and `mapping check` report them
     problems: list[str] = found.skipped_problems()
     skipped = 0
+    reported: list[tuple[str, list[str], bool]] = []  # a skip line several scenes share is said once
     for part in map_chunks(_audit_chunk, official, chunks, workers, progress, "audit", died=_worker_died):
         for sa in part:
-            problems.extend(sa.problems)
+            reported.append((sa.key, sa.problems, not sa.source))
             if not sa.source:
                 skipped += 1
                 continue
@@ -272,6 +274,7 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
             for name, counts in sa.names.items():
                 images, total = acc.get(name, (0, np.zeros(N_OFFICIAL, dtype=np.int64)))
                 acc[name] = (images + 1, total + counts)
+    problems.extend(shared_skips_once(reported))
     problems.sort()
 
     table = mapper.table
@@ -293,18 +296,6 @@ def run_audit(cfg: AuditConfig, workers: int | None = None, progress: bool = Fal
     if write:
         _write_outputs(result, config_text)
     return result
-
-
-def _check_official(official: OfficialLabels) -> None:
-    """Fail early (one line) when SUNRGBD2Dseg.mat is not the v7.3 file with a seglabel."""
-    import h5py
-
-    try:
-        with h5py.File(official.seg_path, "r") as f:
-            if "SUNRGBD2Dseg" not in f or "seglabel" not in f["SUNRGBD2Dseg"]:
-                raise RawDataError(official.seg_path, "has no SUNRGBD2Dseg.seglabel")
-    except OSError as e:
-        raise RawDataError(official.seg_path, f"not a readable MATLAB v7.3 file ({e})") from None
 
 
 # --------------------------------------------------------------------------- outputs

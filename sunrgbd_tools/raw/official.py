@@ -127,7 +127,7 @@ class OfficialLabels:
     def check(self) -> None:
         """Open SUNRGBD2Dseg.mat once and find its field, before any scene is read: a file that
         cannot be opened (truncated, not HDF5) or lacks the field fails every scene alike, so it
-        is one RawDataError here, not one identical line per scene."""
+        is one RawDataError here, not one identical line per scene (convert and the audit)."""
         import h5py
 
         with h5_errors(self.seg_path), h5py.File(self.seg_path, "r") as f:
