@@ -269,7 +269,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     res = _guard(predict)
     for problem in res.problems:
         click.echo(f"problem: {problem} (skipped)", err=True)
-    click.echo(f"{len(res.written) // 2} images predicted{_tta_note(tta)}, {len(res.problems)} skipped; "
+    already = f", {res.already} already predicted" if res.already else ""
+    click.echo(f"{len(res.written) // 2} images predicted{_tta_note(tta)}{already}, {len(res.problems)} skipped; "
                f"masks in {out}")
     if res.problems and strict:
         sys.exit(1)
