@@ -220,10 +220,14 @@ RECORD_TOOL = "segtrain predict"
 
 
 def read_record(path: Path) -> dict | None:
-    """A predict record (RECORD) or None: missing, unreadable, or a file that is no record."""
+    """A predict record (RECORD) or None: missing, unreadable, or a file that is no record.
+    Its outputs are only mask names in its own folder (an edited record names nothing else,
+    so no file outside it is ever replaced)."""
     rec = _read_quietly(path, json.loads)
     if isinstance(rec, dict) and rec.get("tool") == RECORD_TOOL and isinstance(rec.get("outputs"), list) \
             and isinstance(rec.get("checkpoint"), dict) and isinstance(rec.get("options"), dict):
+        rec["outputs"] = [n for n in rec["outputs"] if isinstance(n, str) and Path(n).name == n
+                          and n.endswith(OUTPUT_SUFFIXES)]
         return rec
     return None
 
@@ -240,8 +244,7 @@ def recorded_outputs(folders) -> set[Path]:
     for folder in folders:
         rec = read_record(Path(folder) / RECORD)
         if rec is not None:
-            base = (Path(folder)).resolve()
-            own.update(base / name for name in rec["outputs"] if isinstance(name, str) and Path(name).name == name)
+            own.update(Path(folder).resolve() / name for name in rec["outputs"])
     return own
 
 
@@ -387,14 +390,14 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                           "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
                           "keep_exif_orientation": cfg.keep_exif_orientation},
               "outputs": sorted(name for names in planned.values() for name in names)}
-    earlier = earlier_predictions(out, record, [name for names in planned.values() for name in names])
+    earlier = earlier_predictions(out, record["outputs"])
     same = earlier is not None and record_identity(earlier) == record_identity(record)
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
-        done = [p for p, names in planned.items() if all((out / n).is_file() for n in names)]
+        done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
         if done:
             log.info("%d of %d already predicted, skipped", len(done), len(paths))
-        paths = [p for p in paths if p not in set(done)]
+        paths = [p for p in paths if p not in done]
     stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
     if stale:
         log.info("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
@@ -424,7 +427,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     return result
 
 
-def earlier_predictions(out: Path, record: dict, outputs: list[str]) -> dict | None:
+def earlier_predictions(out: Path, outputs: list[str]) -> dict | None:
     """The record of an earlier predict into `out`, or None. A file predict would write that
     no record names (a user's own, or a mask of a version without records) is refused, never
     overwritten; so is a RECORD that is no predict record."""

@@ -177,3 +177,18 @@ def test_a_users_own_color_png_is_an_input(ckpt, photos, tmp_path, caplog):
     again = invoke("predict", ckpt, photos, "--out", photos / "masks", "--device", "cpu")
     assert again.exit_code == 0 and "0 images predicted, 11 already predicted, 0 skipped" in again.stdout
     assert "22 file(s) that predict wrote (listed in its predict.json) left out" in caplog.text
+
+
+def test_a_record_naming_files_outside_out_replaces_none_of_them(ckpt, photos, tmp_path):
+    """An edited record listing `../x_color.png` (or a non-mask name): a changed record removes
+    the masks the earlier one lists, but only masks in --out itself."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "victim_color.png").write_bytes(b"keep")
+    (out / "notes_color.txt").write_bytes(b"keep")
+    (out / "predict.json").write_text(json.dumps({
+        "tool": "segtrain predict", "version": "0.0", "checkpoint": {"sha256": "0"}, "options": {},
+        "outputs": ["../victim_color.png", str(tmp_path / "victim_color.png"), "notes_color.txt", 7]}))
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert (tmp_path / "victim_color.png").read_bytes() == b"keep" == (out / "notes_color.txt").read_bytes()
