@@ -250,7 +250,9 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     """Predict label and colour masks for image files or folders (at each image's size).
 
     JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
-    the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order."""
+    the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order.
+    A re-run into the same --out resumes: predict.json there records the checkpoint and options
+    that made its masks; images with both masks are skipped, a changed record predicts all again."""
     from segtrain.inference import NoReadableInput, run_predict
 
     tta = TTAConfig(_guard(parse_scales, scales), flip)
