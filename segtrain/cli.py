@@ -250,7 +250,9 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     """Predict label and colour masks for image files or folders (at each image's size).
 
     JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
-    the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order."""
+    the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order.
+    A re-run into the same --out resumes: predict.json there records the checkpoint and options
+    that made its masks; images with both masks are skipped, a changed record predicts all again."""
     from segtrain.inference import NoReadableInput, run_predict
 
     tta = TTAConfig(_guard(parse_scales, scales), flip)
@@ -269,7 +271,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     res = _guard(predict)
     for problem in res.problems:
         click.echo(f"problem: {problem} (skipped)", err=True)
-    click.echo(f"{len(res.written) // 2} images predicted{_tta_note(tta)}, {len(res.problems)} skipped; "
+    already = f", {res.already} already predicted" if res.already else ""
+    click.echo(f"{len(res.written) // 2} images predicted{_tta_note(tta)}{already}, {len(res.problems)} skipped; "
                f"masks in {out}")
     if res.problems and strict:
         sys.exit(1)

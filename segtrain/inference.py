@@ -16,7 +16,9 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from cleantree.files import atomic_write_json, sha256_file
 from cleantree.paths import DEPTH_SUFFIX, IMAGE_SUFFIX
+from segtrain import __version__
 from segtrain.checkpoint import (
     check_classes,
     load_checkpoint,
@@ -209,29 +211,70 @@ class NoReadableInput(SegtrainError):
 class PredictResult:
     written: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    already: int = 0  # inputs whose masks an interrupted run with the same record had written
 
 
 OUTPUT_SUFFIXES = ("_labelTrainIds.png", "_color.png")  # what predict writes for each image
+RECORD = "predict.json"  # in --out: what made the masks there, and which files are predict's
+RECORD_TOOL = "segtrain predict"
+
+
+def read_record(path: Path) -> dict | None:
+    """A predict record (RECORD) or None: missing, unreadable, or a file that is no record.
+    Its outputs are only mask names in its own folder (an edited record names nothing else,
+    so no file outside it is ever replaced)."""
+    rec = _read_quietly(path, json.loads)
+    if isinstance(rec, dict) and rec.get("tool") == RECORD_TOOL and isinstance(rec.get("outputs"), list) \
+            and isinstance(rec.get("checkpoint"), dict) and isinstance(rec.get("options"), dict):
+        rec["outputs"] = [n for n in rec["outputs"] if isinstance(n, str) and Path(n).name == n
+                          and n.endswith(OUTPUT_SUFFIXES)]
+        return rec
+    return None
+
+
+def record_identity(rec: dict) -> tuple:
+    """What decides the masks: the checkpoint's bytes, the options, the tool version (not
+    the checkpoint's path: a copy or another spelling of it predicts the same masks)."""
+    return rec["checkpoint"].get("sha256"), rec["options"], rec.get("version")
+
+
+def recorded_outputs(folders) -> set[Path]:
+    """The files the predict records in `folders` name as predict's outputs (resolved)."""
+    own: set[Path] = set()
+    for folder in folders:
+        rec = read_record(Path(folder) / RECORD)
+        if rec is not None:
+            own.update(Path(folder).resolve() / name for name in rec["outputs"])
+    return own
 
 
 def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path]:
     """Files as given; folders expanded to the images below them (sorted).
 
-    A file found in a folder and named like predict's mask of another input found there
-    (`<stem>_labelTrainIds.png`, `<stem>_color.png`: an earlier run's output, e.g. into a
-    folder inside the inputs) is left out, so a re-run does not predict its own masks. A file
+    A file found in a folder that a predict record (RECORD in `out`, or in a folder below an
+    input folder) names as predict's output is left out, so a re-run does not predict its own
+    masks; any other file is an input, also a user's own `x_color.png` beside `x.png`. A file
     named explicitly that predict would overwrite in `out` is refused. A file given twice (a
     folder and a file in it, `photos/*.jpg photos/`) is predicted once."""
     found: list[Path] = []
     explicit: set[Path] = set()
+    record_dirs: set[Path] = set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
-                            and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            for q in sorted(p.rglob("*")):
+                if any(part.startswith(".") for part in q.relative_to(p).parts):
+                    continue
+                if q.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append(q)
+                elif q.name == RECORD:
+                    record_dirs.add(q.parent)
         else:
             found.append(p)
             explicit.add(p)
+    if out is not None:
+        record_dirs.add(Path(out))
+    own_files = recorded_outputs(sorted(record_dirs))
     firsts: dict[Path, Path] = {}  # the same file under any spelling: its first mention
     for q in found:
         firsts.setdefault(q.resolve(), q)
@@ -241,19 +284,19 @@ def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path
     out_dir = Path(out).resolve() if out is not None else None
     paths, own = [], 0
     for q in found:
+        if q not in explicit:
+            if q.resolve() in own_files:
+                own += 1
+            else:
+                paths.append(q)
+            continue
         mask_of = next((q.name.removesuffix(sfx) for sfx in OUTPUT_SUFFIXES if q.name.endswith(sfx)), None)
-        if mask_of not in stems:
-            paths.append(q)
-        elif q not in explicit:
-            own += 1
-        elif out_dir is not None and q.resolve().parent == out_dir:
+        if mask_of in stems and out_dir is not None and q.resolve().parent == out_dir:
             raise SegtrainError(f"{q}: is an input, and predict would overwrite it with the mask of "
                                 f"another input; choose another --out")
-        else:
-            paths.append(q)
+        paths.append(q)
     if own:
-        log.info("%d file(s) named like the masks predict writes for other inputs left out "
-                 "(<stem>_labelTrainIds.png, <stem>_color.png)", own)
+        log.info("%d file(s) that predict wrote (listed in its %s) left out", own, RECORD)
     return paths
 
 
@@ -339,7 +382,28 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     colors = [c.color for c in classes_from_json(ckpt["classes"])]
     out = Path(cfg.out)
-    result = PredictResult()
+    planned = {p: [f"{output_stem(p)}{suffix}" for suffix in OUTPUT_SUFFIXES] for p in paths}
+    record = {"tool": RECORD_TOOL, "version": __version__,
+              "checkpoint": {"path": str(cfg.checkpoint), "sha256": sha256_file(cfg.checkpoint)},
+              "options": {"size": size, "scales": list(cfg.tta.scales), "flip": cfg.tta.flip,
+                          "amp": rt.amp_dtype is not None, "device": rt.device.type,
+                          "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
+                          "keep_exif_orientation": cfg.keep_exif_orientation},
+              "outputs": sorted(name for names in planned.values() for name in names)}
+    earlier = earlier_predictions(out, record["outputs"])
+    same = earlier is not None and record_identity(earlier) == record_identity(record)
+    if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
+        record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
+        done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
+        if done:
+            log.info("%d of %d already predicted, skipped", len(done), len(paths))
+        paths = [p for p in paths if p not in done]
+    stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
+    if stale:
+        log.info("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
+                 out / RECORD, _record_difference(earlier, record), len(stale))
+    result = PredictResult(already=len(planned) - len(paths))
+    started = False
     depth_problems = 0
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
@@ -349,11 +413,45 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             depth_problems += isinstance(e, DepthUnreadable)
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
-        stem = output_stem(p)
-        label_path, color_path = (out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
+        if not started:  # the earlier run's masks go, then the record, before the first mask
+            for name in stale:
+                (out / name).unlink(missing_ok=True)
+            atomic_write_json(out / RECORD, record)
+            started = True
+        label_path, color_path = (out / name for name in planned[p])
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
-    if not result.written:  # nothing to predict is a usage error, not a finished job
+    if not result.written and not result.already:  # nothing to predict is a usage error, not a finished job
         raise NoReadableInput(result.problems, depth_problems)
     return result
+
+
+def earlier_predictions(out: Path, outputs: list[str]) -> dict | None:
+    """The record of an earlier predict into `out`, or None. A file predict would write that
+    no record names (a user's own, or a mask of a version without records) is refused, never
+    overwritten; so is a RECORD that is no predict record."""
+    earlier = read_record(out / RECORD)
+    if earlier is None and (out / RECORD).exists():
+        raise SegtrainError(f"{out / RECORD}: exists and is not a segtrain predict record; predict would "
+                            "overwrite it (choose a new or empty --out)")
+    own = set(earlier["outputs"]) if earlier is not None else set()
+    for name in outputs:
+        if name not in own and (out / name).exists():
+            raise SegtrainError(f"{out / name}: exists and was not written by segtrain predict (not listed "
+                                f"in {out / RECORD}); predict would overwrite it (choose a new or empty --out)")
+    return earlier
+
+
+def _record_difference(earlier: dict, record: dict) -> str:
+    """'another checkpoint', 'other options (flip, size)', 'another segtrain version', joined."""
+    what = []
+    if earlier["checkpoint"].get("sha256") != record["checkpoint"]["sha256"]:
+        what.append("another checkpoint")
+    changed = sorted(k for k in {*earlier["options"], *record["options"]}
+                     if earlier["options"].get(k) != record["options"].get(k))
+    if changed:
+        what.append(f"other options ({', '.join(changed)})")
+    if earlier.get("version") != record["version"]:
+        what.append(f"segtrain {earlier.get('version')}")
+    return " and ".join(what)

@@ -1,0 +1,194 @@
+"""`segtrain predict` resumes: an interrupted run re-run with the same command predicts only
+the rest (predict.json in --out records the checkpoint and options that made the masks), a
+changed checkpoint or flag predicts everything again, and a file predict did not write is
+never overwritten nor taken for one of its masks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import cv2
+import pytest
+from segtrain_cli import error_line, invoke, snapshot, tiny_checkpoint, tiny_tree
+
+import segtrain.inference as inference
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return tiny_tree(tmp_path_factory, "pres")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tree, tmp_path_factory):
+    return tiny_checkpoint(tree, tmp_path_factory, "pres-run")
+
+
+@pytest.fixture
+def photos(tree, tmp_path):
+    """A folder of 10 photos: the tree's 9 images as <id>.png and one of them as a JPEG."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in sorted((tree.root / "leftImg8bit").rglob("*.png")):
+        shutil.copy(src, folder / src.name.replace("_leftImg8bit", ""))
+    first = sorted(folder.glob("*.png"))[0]
+    cv2.imwrite(str(folder / "phone.jpg"), cv2.imread(str(first)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert len(list(folder.iterdir())) == 10
+    return folder
+
+
+@pytest.fixture
+def model_calls(monkeypatch):
+    """How many images the model was run on (inference.predict_array, counted)."""
+    calls = []
+    real = inference.predict_array
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_array", counted)
+    return calls
+
+
+def _interrupted(monkeypatch, k, *args):
+    """`predict ARGS` stopped by Ctrl-C as it writes the label mask of image k + 1."""
+    real, writes = inference.write_png, []
+
+    def writer(path, array):
+        writes.append(path)
+        if len(writes) == 2 * k + 1:
+            raise KeyboardInterrupt
+        real(path, array)
+
+    with monkeypatch.context() as m:
+        m.setattr(inference, "write_png", writer)
+        r = invoke("predict", *args)
+    assert r.exit_code != 0 and "images predicted" not in r.stdout, r.output
+
+
+def test_an_interrupted_predict_resumes_and_ends_as_one_run(ckpt, photos, tmp_path, monkeypatch, model_calls, caplog):
+    """Stopped after 3 of 10 images, the same command predicted all 10 again; now it predicts
+    the 7 others, and the folder is byte for byte that of one uninterrupted run."""
+    fresh = invoke("predict", ckpt, photos, "--out", tmp_path / "fresh", "--device", "cpu")
+    assert fresh.exit_code == 0 and "10 images predicted, 0 skipped" in fresh.stdout, fresh.output
+    _interrupted(monkeypatch, 3, ckpt, photos, "--out", tmp_path / "out", "--device", "cpu")
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6
+    model_calls.clear()
+    caplog.set_level(logging.INFO, logger="segtrain")
+    again = invoke("predict", ckpt, photos, "--out", tmp_path / "out", "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert len(model_calls) == 7
+    assert "3 of 10 already predicted, skipped" in caplog.text
+    assert "7 images predicted, 3 already predicted, 0 skipped" in again.stdout
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "fresh")
+    record = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert record["checkpoint"]["sha256"] == inference.sha256_file(ckpt)
+    assert record["options"]["flip"] is False and len(record["outputs"]) == 20
+
+    model_calls.clear()  # finished: a third run predicts nothing and changes nothing
+    third = invoke("predict", ckpt, photos, "--out", tmp_path / "out", "--device", "cpu", "--strict")
+    assert third.exit_code == 0 and "0 images predicted, 10 already predicted, 0 skipped" in third.stdout
+    assert not model_calls and snapshot(tmp_path / "out") == snapshot(tmp_path / "fresh")
+
+    copy = tmp_path / "copy.pt"  # the same checkpoint under another name predicts the same masks
+    shutil.copy(ckpt, copy)
+    assert invoke("predict", copy, photos, "--out", tmp_path / "out", "--device", "cpu").exit_code == 0
+    assert not model_calls
+
+
+def test_a_changed_flag_predicts_everything_again(ckpt, photos, tmp_path, monkeypatch, model_calls, caplog):
+    """Masks of plain passes, then `--flip` stopped after 4 images, then `--flip` again: the
+    earlier run's masks are replaced, none taken for done; the end equals a fresh --flip run."""
+    flip = invoke("predict", ckpt, photos, "--out", tmp_path / "flip", "--device", "cpu", "--flip")
+    assert flip.exit_code == 0, flip.output
+    out = tmp_path / "out"
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    plain = snapshot(out)
+    assert plain != snapshot(tmp_path / "flip")
+    caplog.set_level(logging.INFO, logger="segtrain")
+    _interrupted(monkeypatch, 4, ckpt, photos, "--out", out, "--device", "cpu", "--flip")
+    assert f"{out / 'predict.json'}: made by other options (flip); its 20 earlier mask file(s) are replaced" \
+        in caplog.text
+    assert len(list(out.glob("*.png"))) == 8  # the plain masks went before the first flipped one
+    model_calls.clear()
+    again = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu", "--flip")
+    assert again.exit_code == 0 and len(model_calls) == 6, again.output
+    assert snapshot(out) == snapshot(tmp_path / "flip")
+
+    model_calls.clear()  # --size too is an option of the masks
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu", "--flip", "--size", "16x24")
+    assert r.exit_code == 0 and len(model_calls) == 10 and "10 images predicted (TTA: flip), 0 skipped" in r.stdout
+    assert "made by other options (size)" in caplog.text
+
+
+def test_a_file_predict_did_not_write_is_never_overwritten(ckpt, photos, tmp_path):
+    """A user's `<stem>_color.png` in --out (no record names it) was overwritten by the mask;
+    now it is refused before anything is written. Files of other names stay as they are."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stem = sorted(photos.glob("*.png"))[0].stem
+    (out / f"{stem}_color.png").write_bytes(b"my own picture")
+    (out / "notes.txt").write_text("keep")
+    before = snapshot(out)
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {out / stem}_color.png: exists and was not written by segtrain predict "
+                             f"(not listed in {out / 'predict.json'}); predict would overwrite it (choose a "
+                             "new or empty --out)")
+    assert snapshot(out) == before
+
+    (out / f"{stem}_color.png").unlink()  # a record's other files are predict's; the user's stay
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    (photos / "new.png").write_bytes((photos / f"{stem}.png").read_bytes())
+    (out / "new_labelTrainIds.png").write_bytes(b"mine too")
+    before = snapshot(out)
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 2 and "new_labelTrainIds.png: exists and was not written" in error_line(r)
+    assert snapshot(out) == before and (out / "notes.txt").read_text() == "keep"
+
+
+def test_a_predict_json_that_is_no_record_is_refused(ckpt, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predict.json").write_text('{"my": "settings"}')
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 2
+    assert error_line(r) == (f"Error: {out / 'predict.json'}: exists and is not a segtrain predict record; "
+                             "predict would overwrite it (choose a new or empty --out)")
+    assert snapshot(out) == {"predict.json": b'{"my": "settings"}'}
+
+
+def test_a_users_own_color_png_is_an_input(ckpt, photos, tmp_path, caplog):
+    """`x_color.png` beside `x.png` was taken for an earlier mask and left out; without a
+    record naming it, it is a photo like any other. Predict's own masks are still left out."""
+    stem = sorted(photos.glob("*.png"))[0].stem
+    shutil.copy(photos / "phone.jpg", photos / f"{stem}_color.png")  # the user's own photo
+    r = invoke("predict", ckpt, photos, "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0 and "11 images predicted, 0 skipped" in r.stdout, r.output
+    assert (tmp_path / "out" / f"{stem}_color_labelTrainIds.png").is_file()
+
+    caplog.set_level(logging.INFO, logger="segtrain")  # into the photos' own folder, twice
+    assert invoke("predict", ckpt, photos, "--out", tmp_path / "out", "--device", "cpu").exit_code == 0
+    r = invoke("predict", ckpt, photos, "--out", photos / "masks", "--device", "cpu")
+    assert r.exit_code == 0 and "11 images predicted, 0 skipped" in r.stdout, r.output
+    again = invoke("predict", ckpt, photos, "--out", photos / "masks", "--device", "cpu")
+    assert again.exit_code == 0 and "0 images predicted, 11 already predicted, 0 skipped" in again.stdout
+    assert "22 file(s) that predict wrote (listed in its predict.json) left out" in caplog.text
+
+
+def test_a_record_naming_files_outside_out_replaces_none_of_them(ckpt, photos, tmp_path):
+    """An edited record listing `../x_color.png` (or a non-mask name): a changed record removes
+    the masks the earlier one lists, but only masks in --out itself."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "victim_color.png").write_bytes(b"keep")
+    (out / "notes_color.txt").write_bytes(b"keep")
+    (out / "predict.json").write_text(json.dumps({
+        "tool": "segtrain predict", "version": "0.0", "checkpoint": {"sha256": "0"}, "options": {},
+        "outputs": ["../victim_color.png", str(tmp_path / "victim_color.png"), "notes_color.txt", 7]}))
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert (tmp_path / "victim_color.png").read_bytes() == b"keep" == (out / "notes_color.txt").read_bytes()
