@@ -292,17 +292,19 @@ def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientatio
     """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
     `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
     image's stored pixels (the camera wrote both), so it must match their size."""
+    image = read_rgb(path, exif_orientation=not keep_exif_orientation)  # decoded once
     if not depth_dir:
-        return read_rgb(path, exif_orientation=not keep_exif_orientation), None
-    stored = read_rgb(path, exif_orientation=False)  # decoded once; the tag's turn applied to both
+        return image, None
+    # OpenCV turned the image by its tag (a TIFF even when told not to: kept as decoded)
+    orientation = 1 if keep_exif_orientation else exif_orientation(path)
+    stored = image.swapaxes(0, 1) if orientation >= 5 else image  # the stored pixels' shape
     try:
         depth = read_depth(depth_file(Path(depth_dir), path), stored)
     except SegtrainError as e:
         raise DepthUnreadable(str(e)) from None
-    turn = None if keep_exif_orientation else UPRIGHT.get(exif_orientation(path))
-    if turn is None:
-        return stored, depth
-    return np.ascontiguousarray(turn(stored)), np.ascontiguousarray(turn(depth))
+    if orientation == 1:
+        return image, depth
+    return image, np.ascontiguousarray(UPRIGHT[orientation](depth))
 
 
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:

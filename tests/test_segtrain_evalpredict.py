@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from segtrain.inference import read_image_and_depth
 from segtrain_cli import (
     FAST,
     error_line,
@@ -125,7 +126,9 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     """A JPEG with an EXIF orientation tag is turned upright, its depth PNG (no EXIF, the stored
     pixels' size) was not: every rotated photo was skipped ("size differs from its image").
     Now the depth is turned the same way: the masks equal those of the upright pixels with the
-    turned depth, given as plain PNGs, for every orientation 2..8."""
+    turned depth, given as plain PNGs, for every orientation 2..8. A TIFF (OpenCV turns it even
+    with IMREAD_IGNORE_ORIENTATION) was turned twice with --depth, so came out as stored; OpenCV
+    decodes a TIFF of orientation 5..8 not at all, so 2..4 are checked."""
     src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
     sid = src.name.removesuffix("_leftImg8bit.png")
     rgb = cv2.imread(str(src))[:, :, ::-1]
@@ -143,24 +146,39 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
         upright = cv2.imread(str(photos / f"o{o}.jpg"))  # as predict reads it (turned by cv2)
         assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
         cv2.imwrite(str(ref / f"o{o}.png"), upright)
+    for o in range(2, 5):
+        im = Image.fromarray(np.ascontiguousarray(rgb))
+        exif = im.getexif()
+        exif[0x0112] = o
+        im.save(photos / f"t{o}.tif", exif=exif)
+        cv2.imwrite(str(depths / f"t{o}_depth.png"), depth)
+        upright = cv2.imread(str(photos / f"t{o}.tif"))
+        assert not np.array_equal(upright[:, :, ::-1], rgb)  # turned by its tag
+        cv2.imwrite(str(ref / f"t{o}.png"), upright)
     turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
     for o, turn in turns.items():
         cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
+        if o < 5:
+            cv2.imwrite(str(ref_depths / f"t{o}_depth.png"), np.ascontiguousarray(turn(depth)))
     decoded = []  # each photo is decoded once (it was twice, and two full arrays compared)
     real_imread = cv2.imread
     with pytest.MonkeyPatch.context() as m:
         m.setattr(cv2, "imread", lambda path, *a: decoded.append(path) or real_imread(path, *a))
         r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
-    assert sorted(p for p in decoded if p.endswith(".jpg")) == sorted(str(p) for p in photos.glob("*.jpg"))
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert sorted(p for p in decoded if p.endswith((".jpg", ".tif"))) == sorted(str(p) for p in photos.iterdir())
     r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
     assert snapshot(tmp_path / "out") == snapshot(tmp_path / "ref_out")
+    for photo in photos.iterdir():  # the pixels too: a one-epoch model's masks may not show a turn
+        image, turned = read_image_and_depth(photo, str(depths), False)
+        assert np.array_equal(image, cv2.imread(str(ref / f"{photo.stem}.png"))[:, :, ::-1]), photo.name
+        assert np.array_equal(turned, cv2.imread(str(ref_depths / f"{photo.stem}_depth.png"), cv2.IMREAD_UNCHANGED))
     # --keep-exif-orientation: stored pixels and depth as they are, no turn
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "kept", "--device", "cpu",
                "--keep-exif-orientation")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
 
