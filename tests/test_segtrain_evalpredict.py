@@ -383,7 +383,7 @@ def decisive_checkpoint(ckpt, photo, path):
 
 def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
     """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
-    all (segment, which does, is not called); the masks are those of the one-go path up to
+    all (tta._scores, which does, is not called); the masks are those of the one-go path up to
     float rounding, with and without TTA. The checkpoint has no --size, so the scale-1 passes
     run at the photo's own size (their logits once overwritten by the TTA sweep)."""
     from segtrain import tta
@@ -397,7 +397,7 @@ def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_pat
         assert whole.exit_code == 0, whole.output
         with monkeypatch.context() as m:
             m.setattr(tta, "MAX_SCORES", 2**20)
-            m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
+            m.setattr(tta, "_scores", lambda *a, **k: pytest.fail("all class scores held at once"))
             parts = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
         assert parts.exit_code == 0, parts.output
         a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)
