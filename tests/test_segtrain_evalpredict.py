@@ -185,18 +185,26 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
 
 def test_predict_says_when_it_is_the_depth_maps_that_are_missing(tree, rgbd_ckpt, tmp_path):
     """Every image readable but no depth map for any: the error said "none of the 2 input
-    image(s) could be read", blaming the images."""
+    image(s) could be read", blaming the images. A depth map of another size than its image
+    was called "unreadable": it is not usable."""
     photos, depths = tmp_path / "photos", tmp_path / "depth"
     images = _images(tree, photos, 2)
     depths.mkdir()
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 2
-    assert error_line(r) == "Error: none of the 2 input image(s) has a readable depth map (--depth); nothing predicted"
+    assert error_line(r) == "Error: none of the 2 input image(s) has a usable depth map (--depth); nothing predicted"
     assert r.stderr.count("problem: ") == 2 and f"{depths / images[0].stem}_depth.png" in r.stderr
+    for image in images:  # of another size than the image
+        cv2.imwrite(str(depths / f"{image.stem}_depth.png"), np.ones((5, 7), np.uint16))
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert error_line(r) == "Error: none of the 2 input image(s) has a usable depth map (--depth); nothing predicted"
+    assert "size (5, 7) differs from its image" in r.stderr
+    for image in images:
+        (depths / f"{image.stem}_depth.png").unlink()
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
-    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with its depth map (1 image(s) and "
-                             "2 depth map(s) unreadable); nothing predicted")
+    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with a usable depth map (1 image(s) "
+                             "unreadable and 2 without a usable depth map); nothing predicted")
     assert not (tmp_path / "out").exists()
 
 
