@@ -125,7 +125,7 @@ def _check_parents(p: Path, option: str) -> Path:
     """The nearest folder above `p` that exists, spelled as in `p` (the root: itself); a file
     there is refused."""
     spelled = (*p.parents, *p.absolute().parents[len(p.parents):])
-    for given, parent in zip(spelled, p.absolute().parents):
+    for given, parent in zip(spelled, p.absolute().parents, strict=True):
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 raise SegtrainError(f"{p}: {parent} is a file, not a folder ({option})")

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from segtrain.inference import read_image_and_depth
 from segtrain_cli import (
     FAST,
     error_line,
@@ -23,6 +22,8 @@ from segtrain_cli import (
     tiny_checkpoint,
     tiny_tree,
 )
+
+from segtrain.inference import read_image_and_depth
 
 
 @pytest.fixture(scope="module")
