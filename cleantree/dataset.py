@@ -33,6 +33,10 @@ SCHEMA_VERSION = 2
 # the class-weighting method `sunrgbd stats` computes unless told otherwise, and the one a
 # reader assumes when dataset.json has no class_weights_default (stats, segtrain, the Hub card)
 DEFAULT_WEIGHT_METHOD = "median-freq"
+# the names of sunrgbd_tools.stats.WEIGHTING (the registry, which brings numpy and OpenCV with
+# it), for `stats --method` to offer at the cost of click alone; tests/test_cli_help.py holds
+# the two equal
+WEIGHT_METHODS = ("median-freq", "inverse", "inverse-sqrt", "enet", "none")
 
 
 class ContractError(ValueError):

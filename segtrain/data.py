@@ -518,11 +518,10 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
     if not size and not crop and info.image_size is None:
         raise DataError(f"{info.root}: samples have different sizes (image_size is null); "
                         "give --size HxW or --crop HxW")
-    if augment_on == "loader":
-        return SegDataset(info, samples, transform=build_train_transform(augment, size, crop),
-                          with_depth=with_depth, resized=bool(size or crop))
-    return SegDataset(info, samples, transform=build_train_transform("none", size, crop),
-                      with_depth=with_depth, augment_params=sample_params, resized=bool(size or crop))
+    on_loader = augment_on == "loader"  # else the loader only resizes and attaches the parameters
+    return SegDataset(info, samples, transform=build_train_transform(augment if on_loader else "none", size, crop),
+                      with_depth=with_depth, augment_params=None if on_loader else sample_params,
+                      resized=bool(size or crop))
 
 
 def eval_dataset(info: DatasetInfo, split: str, size=None, with_depth: bool = False,

@@ -83,13 +83,18 @@ def _load_model(checkpoint: str, device_name: str, amp: bool):
 
 # the files of an eval report: those always written, eval_config.yaml (written first), the
 # panels of each --panels set, the curves of the checkpoint's run
-REPORT_ALWAYS = ("metrics.json", "per_class_iou.csv", "confusion_matrix.csv", "per_class_iou.png",
-                 "confusion_matrix.png")
+METRICS_JSON = "metrics.json"
+PER_CLASS_CSV = "per_class_iou.csv"
+CONFUSION_CSV = "confusion_matrix.csv"
+PER_CLASS_PNG = "per_class_iou.png"
+CONFUSION_PNG = "confusion_matrix.png"
+REPORT_ALWAYS = (METRICS_JSON, PER_CLASS_CSV, CONFUSION_CSV, PER_CLASS_PNG, CONFUSION_PNG)
 EVAL_CONFIG = "eval_config.yaml"
 PANELS = {"best": "panels_best.png", "worst": "panels_worst.png"}
 CURVES = "curves.png"
 # every file an eval report may hold (metrics.json lists those of each report under "files")
-REPORT_FILES = (REPORT_ALWAYS[0], EVAL_CONFIG, *REPORT_ALWAYS[1:], *PANELS.values(), CURVES)
+REPORT_FILES = (METRICS_JSON, EVAL_CONFIG, PER_CLASS_CSV, CONFUSION_CSV, PER_CLASS_PNG, CONFUSION_PNG,
+                *PANELS.values(), CURVES)
 
 
 def earlier_report(out: Path) -> list[str]:
@@ -100,12 +105,12 @@ def earlier_report(out: Path) -> list[str]:
     present = [name for name in REPORT_FILES if (out / name).exists()]
     if not present:
         return []
-    old = _read_quietly(out / REPORT_ALWAYS[0], json.loads)
+    old = _read_quietly(out / METRICS_JSON, json.loads)
     if isinstance(old, dict) and {"checkpoint", "split", "files"} <= old.keys() \
             and isinstance(old["files"], list):
         return [f for f in old["files"] if f in REPORT_FILES]
     config = _read_quietly(out / EVAL_CONFIG, yaml.safe_load)
-    interrupted = REPORT_ALWAYS[0] not in present and isinstance(config, dict)
+    interrupted = METRICS_JSON not in present and isinstance(config, dict)
     if interrupted and {"checkpoint", "data", "split", "out"} <= set(config):
         return present
     raise SegtrainError(f"{out / present[0]}: exists and is not part of a segtrain eval report; eval "
@@ -149,14 +154,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     best = [(i, s) for s, i in reversed(scored[-k:])] if k else []
     colors = [c.color for c in info.classes]
     files = list(REPORT_ALWAYS)
-    metrics_json, per_class_csv, confusion_csv, per_class_png, confusion_png = REPORT_ALWAYS
     for name, chosen in (("best", best), ("worst", worst)):
         if not chosen:
             continue
         rows = []
         for idx, score in chosen:
             image, mask, depth = ds.load(idx)
-            pred = predict_array(model, rt, image, size, depth, cfg.tta, math.inf)  # the masks evaluate scored
+            # all class scores held (math.inf), as evaluate's batches are: the mask it scored
+            pred = predict_array(model, rt, image, size, depth, cfg.tta, math.inf)
             rows.append((f"{ds.samples[idx].id[:40]}\nmIoU {score:.3f}", image, mask, pred))
         plot_panels(rows, f"{name} {len(rows)} images of {cfg.split} by image mIoU ({cfg.miou_rule} rule)",
                     out / PANELS[name], info.class_names, colors, info.ignore_index)
@@ -164,10 +169,10 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
     metrics_csv = Path(cfg.checkpoint).parent / "metrics.csv"
     if plot_curves(metrics_csv, out / CURVES):
         files.append(CURVES)
-    write_per_class_csv(out / per_class_csv, summary, res.confusion, info.class_names)
-    write_confusion_csv(out / confusion_csv, res.confusion, info.class_names)
-    plot_per_class_iou(summary, colors, out / per_class_png)
-    plot_confusion(res.confusion, info.class_names, out / confusion_png)
+    write_per_class_csv(out / PER_CLASS_CSV, summary, res.confusion, info.class_names)
+    write_confusion_csv(out / CONFUSION_CSV, res.confusion, info.class_names)
+    plot_per_class_iou(summary, colors, out / PER_CLASS_PNG)
+    plot_confusion(res.confusion, info.class_names, out / CONFUSION_PNG)
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split,
         "model": ckpt["model_name"], "epoch": ckpt.get("epoch"), "num_images": len(ds),
@@ -181,14 +186,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict:
         "worst_images": [{"id": ds.samples[i].id, "miou": s} for i, s in worst],
         "files": sorted(files),
     }
-    write_metrics_json(out / metrics_json, metrics)
+    write_metrics_json(out / METRICS_JSON, metrics)
     for name in sorted(set(earlier) - {*files, EVAL_CONFIG}):  # the earlier report's, not written now
         (out / name).unlink(missing_ok=True)
     return metrics
 
 
 class DepthUnreadable(SegtrainError):
-    """An input image's depth map (--depth) is missing or cannot be read."""
+    """An input image's depth map (--depth) is missing, cannot be read or is not of its size."""
 
 
 class NoReadableInput(SegtrainError):
@@ -200,9 +205,10 @@ class NoReadableInput(SegtrainError):
         if not depth_problems:
             what = "could be read"
         elif not images:
-            what = "has a readable depth map (--depth)"
+            what = "has a usable depth map (--depth)"
         else:
-            what = f"could be read with its depth map ({images} image(s) and {depth_problems} depth map(s) unreadable)"
+            what = (f"could be read with a usable depth map ({images} image(s) unreadable and "
+                    f"{depth_problems} without a usable depth map)")
         super().__init__(f"none of the {n} input image(s) {what}; nothing predicted")
         self.problems = problems
 
@@ -335,17 +341,19 @@ def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientatio
     """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
     `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
     image's stored pixels (the camera wrote both), so it must match their size."""
+    image = read_rgb(path, exif_orientation=not keep_exif_orientation)  # decoded once
     if not depth_dir:
-        return read_rgb(path, exif_orientation=not keep_exif_orientation), None
-    stored = read_rgb(path, exif_orientation=False)  # decoded once; the tag's turn applied to both
+        return image, None
+    # OpenCV turned the image by its tag (a TIFF even when told not to: kept as decoded)
+    orientation = 1 if keep_exif_orientation else exif_orientation(path)
+    stored = image.swapaxes(0, 1) if orientation >= 5 else image  # the stored pixels' shape
     try:
         depth = read_depth(depth_file(Path(depth_dir), path), stored)
     except SegtrainError as e:
         raise DepthUnreadable(str(e)) from None
-    turn = None if keep_exif_orientation else UPRIGHT.get(exif_orientation(path))
-    if turn is None:
-        return stored, depth
-    return np.ascontiguousarray(turn(stored)), np.ascontiguousarray(turn(depth))
+    if orientation == 1:
+        return image, depth
+    return image, np.ascontiguousarray(UPRIGHT[orientation](depth))
 
 
 def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:

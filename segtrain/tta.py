@@ -1,6 +1,6 @@
 """Test-time augmentation (multi-scale + horizontal flip) for `eval` and `predict`.
 
-Two functions share one set of passes (`tta_passes`, one forward pass each): `segment` turns
+Two functions share one set of passes (`_pass_logits`, one forward pass each): `segment` turns
 a batch of network inputs into class scores, `engine.evaluate` (batched, on the device) calls
 it; `segment_labels` turns them into the prediction, `inference.predict_array` (one image,
 eval's panels and predict's masks) calls it, and it is `segment(...).argmax(1)` unless the
@@ -63,32 +63,24 @@ def resize_input(x: torch.Tensor, size: tuple[int, int], rt: Runtime) -> torch.T
     return out.contiguous(memory_format=torch.channels_last) if rt.channels_last else out
 
 
-def tta_passes(x: torch.Tensor, rt: Runtime, tta: TTAConfig | None):
-    """(input, flip) of each pass: one per scale, each also flipped with `flip`; the plain
-    setting (`tta` None or one scale 1 without flip) is the input itself, unflipped."""
-    if tta is None or tta.plain:
-        yield x, False
-        return
-    h, w = x.shape[-2:]
-    for scale in tta.scales:
-        xs = resize_input(x, scaled_size(h, w, scale), rt)
-        for flip in (False, True) if tta.flip else (False,):
-            yield xs, flip
-
-
-def _forward(model, x: torch.Tensor, rt: Runtime, flip: bool) -> torch.Tensor:
-    """One forward pass's logits in float32 at the network's size (a flipped pass flipped back,
-    so an exactly flip-equivariant model gives the plain pass's logits)."""
-    with rt.autocast():
-        logits = model(x.flip(-1) if flip else x)
-    logits = logits.float()
-    return logits.flip(-1) if flip else logits
+def _plain(tta: TTAConfig | None) -> bool:
+    """One pass of the input itself: no TTA, or one scale 1 without flip."""
+    return tta is None or tta.plain
 
 
 def _pass_logits(model, x: torch.Tensor, rt: Runtime, tta: TTAConfig | None):
-    """Each pass's logits at the network's size, one at a time."""
-    for xs, flip in tta_passes(x, rt, tta):
-        yield _forward(model, xs, rt, flip)
+    """Each pass's logits in float32 at the network's size, one at a time: one pass per scale,
+    each also flipped with `flip` (plain: the input itself, unflipped). A flipped pass is
+    flipped back, so an exactly flip-equivariant model gives the plain pass's logits."""
+    scales, flips = ([1.0], (False,)) if _plain(tta) else (tta.scales, (False, True) if tta.flip else (False,))
+    h, w = x.shape[-2:]
+    for scale in scales:
+        xs = resize_input(x, scaled_size(h, w, scale), rt)  # x itself at scale 1
+        for flip in flips:
+            with rt.autocast():
+                logits = model(xs.flip(-1) if flip else xs)
+            logits = logits.float()
+            yield logits.flip(-1) if flip else logits
 
 
 def _upsample(logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
@@ -105,7 +97,7 @@ def _scores(logits_of_passes, out_size: tuple[int, int], tta: TTAConfig | None) 
     total = None
     for logits in logits_of_passes:
         logits = _upsample(logits, out_size)
-        if tta is None or tta.plain:
+        if _plain(tta):
             return logits
         probs = logits.softmax(1)
         total = probs if total is None else total.add_(probs)
@@ -145,7 +137,7 @@ def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig
     num_classes = first.shape[1]
     if num_classes * pixels <= max_scores:
         return _scores(itertools.chain([first], passes), out_size, tta).argmax(1)
-    plain = tta is None or tta.plain
+    plain = _plain(tta)
     low = [logits.contiguous() for logits in itertools.chain([first], passes)]  # small: the network's size
     step = max(1, int(max_scores // pixels))
     starts = range(0, num_classes, step)
@@ -154,9 +146,8 @@ def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig
         """Classes c0.. of a pass at `out_size`; under TTA a tensor of its own, as the sweeps
         below write into it (a pass already at `out_size` must not be overwritten)."""
         part = logits[:, c0:c0 + step]
-        if part.shape[-2:] == out_size:
-            return part if plain else part.clone()
-        return F.interpolate(part, size=out_size, mode="bilinear", align_corners=False)
+        scores = _upsample(part, out_size)
+        return scores.clone() if scores is part and not plain else scores
 
     norms = []  # per pass: each pixel's max logit and sum of exp(logit - max), over all classes
     if not plain:

@@ -106,29 +106,37 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise SegtrainError(f"{p}: exists and is not a folder ({option} names a folder)")
-    _check_parents(p, option)
-    existing = next(q for q in (p, *p.parents, *p.absolute().parents) if q.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == p else f" ({existing} is not writable)"
-        raise SegtrainError(f"{p}: permission denied, cannot write there{where}")
+    parent = _check_parents(p, option)
+    _check_writable(p, p if p.exists() else parent)
     return p
 
 
 def check_out_file(path: str | os.PathLike, option: str) -> Path:
-    """An output file path: not an existing folder, and its parents are folders."""
+    """An output file path: not an existing folder, its parents are folders, and the nearest
+    that exists is writable (the file is written atomically beside it; checked before the work)."""
     p = Path(path)
     if p.is_dir():
         raise SegtrainError(f"{p}: is a folder ({option} names a file to write)")
-    _check_parents(p, option)
+    _check_writable(p, _check_parents(p, option))
     return p
 
 
-def _check_parents(p: Path, option: str) -> None:
-    for parent in p.absolute().parents:
+def _check_parents(p: Path, option: str) -> Path:
+    """The nearest folder above `p` that exists, spelled as in `p` (the root: itself); a file
+    there is refused."""
+    spelled = (*p.parents, *p.absolute().parents[len(p.parents):])
+    for given, parent in zip(spelled, p.absolute().parents, strict=True):
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 raise SegtrainError(f"{p}: {parent} is a file, not a folder ({option})")
-            return
+            return given
+    return p  # the root, which has no parent
+
+
+def _check_writable(p: Path, existing: Path) -> None:
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == p else f" ({existing} is not writable)"
+        raise SegtrainError(f"{p}: permission denied, cannot write there{where}")
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):

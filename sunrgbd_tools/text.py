@@ -20,7 +20,8 @@ def first_names(names: Sequence[str], shown: int = 3) -> str:
     return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-_SKIPPED = " (scene skipped)"  # how a batch job's per-scene line ends when it skipped the scene
+# how a batch job's per-scene line ends when it skipped the scene (what shared_skips_once matches)
+SCENE_SKIPPED = " (scene skipped)"
 
 
 def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> list[str]:
@@ -31,7 +32,7 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
     results = list(results)
     by_line: dict[str, list[str]] = {}
     for key, problems, skipped in results:
-        if skipped and problems and problems[-1].endswith(_SKIPPED):
+        if skipped and problems and problems[-1].endswith(SCENE_SKIPPED):
             by_line.setdefault(problems[-1], []).append(key)
     out: list[str] = []
     for _key, problems, skipped in results:
@@ -39,5 +40,5 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
         out.extend(problems[:-1] if shared else problems)
     for line, keys in by_line.items():
         if len(keys) > 1:
-            out.append(f"{line[:-len(_SKIPPED)]} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
+            out.append(f"{line.removesuffix(SCENE_SKIPPED)} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
     return out

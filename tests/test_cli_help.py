@@ -51,7 +51,8 @@ def test_a_commands_help_imports_no_library(command):
 
 def test_stats_help_lists_the_weighting_registry():
     """The light name list `stats --method` offers is the registry's, in its order."""
-    from sunrgbd_tools.cli.stats import WEIGHT_METHODS, stats
+    from cleantree.dataset import WEIGHT_METHODS
+    from sunrgbd_tools.cli.stats import stats
     from sunrgbd_tools.stats import WEIGHTING
 
     assert WEIGHT_METHODS == tuple(WEIGHTING)

@@ -143,6 +143,25 @@ def test_bench_json_out_that_is_a_folder_is_refused_before_benchmarking(tree, tm
     assert "synthetic batches" not in caplog.text  # refused before any step was timed
 
 
+def test_bench_json_out_in_a_folder_that_cannot_be_written_is_refused_before_benchmarking(tree, tmp_path):
+    """`--json-out locked/b.json` (or under a folder still to be made there): the whole bench ran,
+    then ended in a PermissionError traceback when it wrote the JSON (only --out folders were
+    checked for writing)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for out in (locked / "b.json", locked / "new" / "b.json"):
+            r = _segtrain("bench", "--data", tree.root, "--batch-size", 2, "--steps", 1, "--warmup", 1,
+                          "--workers", 0, "--device", "cpu", *TINY, "--json-out", out)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there ({locked} is not writable)"
+            assert "synthetic batches" not in r.stderr  # refused before any step was timed
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
 @pytest.mark.parametrize("flag,value,why", [
     ("--lr", "nan", "must be a finite number"),
     ("--lr", "inf", "must be a finite number"),

@@ -23,6 +23,8 @@ from segtrain_cli import (
     tiny_tree,
 )
 
+from segtrain.inference import read_image_and_depth
+
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
@@ -126,7 +128,9 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     """A JPEG with an EXIF orientation tag is turned upright, its depth PNG (no EXIF, the stored
     pixels' size) was not: every rotated photo was skipped ("size differs from its image").
     Now the depth is turned the same way: the masks equal those of the upright pixels with the
-    turned depth, given as plain PNGs, for every orientation 2..8."""
+    turned depth, given as plain PNGs, for every orientation 2..8. A TIFF (OpenCV turns it even
+    with IMREAD_IGNORE_ORIENTATION) was turned twice with --depth, so came out as stored; OpenCV
+    decodes a TIFF of orientation 5..8 not at all, so 2..4 are checked."""
     src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
     sid = src.name.removesuffix("_leftImg8bit.png")
     rgb = cv2.imread(str(src))[:, :, ::-1]
@@ -144,44 +148,67 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
         upright = cv2.imread(str(photos / f"o{o}.jpg"))  # as predict reads it (turned by cv2)
         assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
         cv2.imwrite(str(ref / f"o{o}.png"), upright)
+    for o in range(2, 5):
+        im = Image.fromarray(np.ascontiguousarray(rgb))
+        exif = im.getexif()
+        exif[0x0112] = o
+        im.save(photos / f"t{o}.tif", exif=exif)
+        cv2.imwrite(str(depths / f"t{o}_depth.png"), depth)
+        upright = cv2.imread(str(photos / f"t{o}.tif"))
+        assert not np.array_equal(upright[:, :, ::-1], rgb)  # turned by its tag
+        cv2.imwrite(str(ref / f"t{o}.png"), upright)
     turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
     for o, turn in turns.items():
         cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
+        if o < 5:
+            cv2.imwrite(str(ref_depths / f"t{o}_depth.png"), np.ascontiguousarray(turn(depth)))
     decoded = []  # each photo is decoded once (it was twice, and two full arrays compared)
     real_imread = cv2.imread
     with pytest.MonkeyPatch.context() as m:
         m.setattr(cv2, "imread", lambda path, *a: decoded.append(path) or real_imread(path, *a))
         r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
-    assert sorted(p for p in decoded if p.endswith(".jpg")) == sorted(str(p) for p in photos.glob("*.jpg"))
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert sorted(p for p in decoded if p.endswith((".jpg", ".tif"))) == sorted(str(p) for p in photos.iterdir())
     r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
-    turned, ref_masks = ({k: v for k, v in snapshot(tmp_path / d).items() if k != "predict.json"}
-                         for d in ("out", "ref_out"))  # the records differ: other --depth folders
-    assert turned == ref_masks
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    masks, ref_masks = ({k: v for k, v in snapshot(tmp_path / d).items() if k != "predict.json"}
+                        for d in ("out", "ref_out"))  # the records differ: other --depth folders
+    assert masks == ref_masks
+    for photo in photos.iterdir():  # the pixels too: a one-epoch model's masks may not show a turn
+        image, turned = read_image_and_depth(photo, str(depths), False)
+        assert np.array_equal(image, cv2.imread(str(ref / f"{photo.stem}.png"))[:, :, ::-1]), photo.name
+        assert np.array_equal(turned, cv2.imread(str(ref_depths / f"{photo.stem}_depth.png"), cv2.IMREAD_UNCHANGED))
     # --keep-exif-orientation: stored pixels and depth as they are, no turn
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "kept", "--device", "cpu",
                "--keep-exif-orientation")
-    assert r.exit_code == 0 and "7 images predicted, 0 skipped" in r.stdout, r.output
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
 
 
 def test_predict_says_when_it_is_the_depth_maps_that_are_missing(tree, rgbd_ckpt, tmp_path):
     """Every image readable but no depth map for any: the error said "none of the 2 input
-    image(s) could be read", blaming the images."""
+    image(s) could be read", blaming the images. A depth map of another size than its image
+    was called "unreadable": it is not usable."""
     photos, depths = tmp_path / "photos", tmp_path / "depth"
     images = _images(tree, photos, 2)
     depths.mkdir()
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 2
-    assert error_line(r) == "Error: none of the 2 input image(s) has a readable depth map (--depth); nothing predicted"
+    assert error_line(r) == "Error: none of the 2 input image(s) has a usable depth map (--depth); nothing predicted"
     assert r.stderr.count("problem: ") == 2 and f"{depths / images[0].stem}_depth.png" in r.stderr
+    for image in images:  # of another size than the image
+        cv2.imwrite(str(depths / f"{image.stem}_depth.png"), np.ones((5, 7), np.uint16))
+    r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
+    assert error_line(r) == "Error: none of the 2 input image(s) has a usable depth map (--depth); nothing predicted"
+    assert "size (5, 7) differs from its image" in r.stderr
+    for image in images:
+        (depths / f"{image.stem}_depth.png").unlink()
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
-    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with its depth map (1 image(s) and "
-                             "2 depth map(s) unreadable); nothing predicted")
+    assert error_line(r) == ("Error: none of the 3 input image(s) could be read with a usable depth map (1 image(s) "
+                             "unreadable and 2 without a usable depth map); nothing predicted")
     assert not (tmp_path / "out").exists()
 
 
@@ -368,7 +395,7 @@ def decisive_checkpoint(ckpt, photo, path):
 
 def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_path, monkeypatch):
     """A photo whose class scores exceed tta.MAX_SCORES is predicted without ever holding them
-    all (segment, which does, is not called); the masks are those of the one-go path up to
+    all (tta._scores, which does, is not called); the masks are those of the one-go path up to
     float rounding, with and without TTA. The checkpoint has no --size, so the scale-1 passes
     run at the photo's own size (their logits once overwritten by the TTA sweep)."""
     from segtrain import tta
@@ -382,7 +409,7 @@ def test_predict_builds_a_large_mask_a_few_classes_at_a_time(tree, ckpt, tmp_pat
         assert whole.exit_code == 0, whole.output
         with monkeypatch.context() as m:
             m.setattr(tta, "MAX_SCORES", 2**20)
-            m.setattr(tta, "segment", lambda *a, **k: pytest.fail("all class scores held at once"))
+            m.setattr(tta, "_scores", lambda *a, **k: pytest.fail("all class scores held at once"))
             parts = invoke("predict", decisive_ckpt, photos, "--out", tmp_path / "parts", "--device", "cpu", *flags)
         assert parts.exit_code == 0, parts.output
         a, b = (cv2.imread(str(tmp_path / d / f"{big.stem}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED)

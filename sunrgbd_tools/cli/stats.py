@@ -8,14 +8,11 @@ from pathlib import Path
 
 import click
 
-from cleantree.dataset import DEFAULT_WEIGHT_METHOD
+from cleantree.dataset import DEFAULT_WEIGHT_METHOD, WEIGHT_METHODS
 from cleantree.files import dumps_json
 from sunrgbd_tools.parallel import default_workers
 
 # The library is imported inside the command, so `--help` costs click alone (docs/performance.md).
-# The names of sunrgbd_tools.stats.WEIGHTING, the registry, which brings numpy and OpenCV with it;
-# tests/test_cli_help.py holds the two equal.
-WEIGHT_METHODS = ("median-freq", "inverse", "inverse-sqrt", "enet", "none")
 
 
 def format_table(stats: dict, weights: bool) -> str:

@@ -50,7 +50,7 @@ from sunrgbd_tools.raw.images import DEPTH_MAX_MM, probe_jpeg, read_camera, read
 from sunrgbd_tools.raw.official import FIELDS, OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, check_scene_links, discover, first_file, parse_subset
 from sunrgbd_tools.raw.splits import SPLIT_FILE, read_split
-from sunrgbd_tools.text import first_names, plural, shared_skips_once
+from sunrgbd_tools.text import SCENE_SKIPPED, first_names, plural, shared_skips_once
 
 STATE_DIR = ".sunrgbd"
 MISSING_FILE = "missing_scenes.txt"  # every scene allsplit lists under --subset that is not on disk
@@ -314,11 +314,11 @@ def _run_one(task) -> SampleResult:
     try:
         result = convert_scene(scene, split, out)
     except RawDataError as e:
-        return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e} (scene skipped)"])
+        return SampleResult(scene.key, None, [*getattr(e, "problems", []), f"{e}{SCENE_SKIPPED}"])
     except Exception as e:  # a bug or an unforeseen file: report it, keep the batch going
         if isinstance(e, OSError) and e.errno in _OUT_FULL:
             raise
-        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"])
+        return SampleResult(scene.key, None, [f"{scene.path}: unexpected {type(e).__name__}: {e}{SCENE_SKIPPED}"])
     atomic_write_json(_record_path(out, scene.sample_id), {"row": result.row})
     return result
 
@@ -328,7 +328,7 @@ def _worker_died(task, sig: int) -> SampleResult:
     recorded for it, so a re-run tries it again."""
     scene = task[0]
     return SampleResult(scene.key, None, [f"{scene.path}: worker died ({signal_name(sig)}) "
-                                          "while converting it (scene skipped)"])
+                                          f"while converting it{SCENE_SKIPPED}"])
 
 
 def _finished(out: Path, scene: SceneRef) -> SampleResult | None:
@@ -448,7 +448,7 @@ def convert(
     for scene in scenes:
         s = split.of(scene.key)
         if s is None:
-            problems.append(f"{scene.path}: scene is in no split of {SPLIT_FILE} (scene skipped)")
+            problems.append(f"{scene.path}: scene is in no split of {SPLIT_FILE}{SCENE_SKIPPED}")
             not_in_split += 1
             continue
         done = _finished(out, scene)
@@ -540,7 +540,7 @@ def _scenes_not_found(root: Path, subset: str, split, scenes: list[SceneRef],
         by_folder.setdefault(("/".join(parts[:-1] if exists else parts[:top]), exists), []).append(k)
     for (folder, exists), keys in sorted(by_folder.items()):
         if exists and len(keys) == 1:
-            problems.append(f"{root / keys[0]}: scene listed in {SPLIT_FILE} not found (scene skipped)")
+            problems.append(f"{root / keys[0]}: scene listed in {SPLIT_FILE} not found{SCENE_SKIPPED}")
         elif exists:
             shown = first_names([k.rsplit("/", 1)[1] for k in keys], MISSING_EXAMPLES)
             problems.append(f"{root / folder}: {plural(len(keys), 'scene')} listed under it in {SPLIT_FILE} "

@@ -26,7 +26,7 @@ from sunrgbd_tools.labels.table import UNLABELED_ID, ClassTable, NameMapper
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.official import OfficialLabels, check_seg37_order
 from sunrgbd_tools.raw.scenes import SceneRef, discover
-from sunrgbd_tools.text import shared_skips_once
+from sunrgbd_tools.text import SCENE_SKIPPED, shared_skips_once
 
 N_OFFICIAL = 38  # official seglabel values: 0 = void, 1..37 = seg37 (= our class ids 1..37)
 CONFIG_FILE = "config.json"
@@ -133,10 +133,10 @@ def _audit_chunk(task) -> list[SceneAudit]:
         try:
             out.append(audit_scene(scene, official))
         except RawDataError as e:
-            out.append(SceneAudit(scene.key, problems=[f"{e} (scene skipped)"]))
+            out.append(SceneAudit(scene.key, problems=[f"{e}{SCENE_SKIPPED}"]))
         except Exception as e:  # an unforeseen file: report it, keep the batch going
             out.append(SceneAudit(scene.key, problems=[
-                f"{scene.path}: unexpected {type(e).__name__}: {e} (scene skipped)"]))
+                f"{scene.path}: unexpected {type(e).__name__}: {e}{SCENE_SKIPPED}"]))
     return out
 
 
@@ -145,7 +145,7 @@ def _worker_died(scene: SceneRef, sig: int) -> list[SceneAudit]:
     from sunrgbd_tools.parallel import signal_name
 
     return [SceneAudit(scene.key, problems=[
-        f"{scene.path}: worker died ({signal_name(sig)}) while auditing it (scene skipped)"])]
+        f"{scene.path}: worker died ({signal_name(sig)}) while auditing it{SCENE_SKIPPED}"])]
 
 
 # --------------------------------------------------------------------------- the run
