@@ -238,30 +238,26 @@ def read_record(path: Path) -> dict | None:
     return None
 
 
-def record_identity(rec: dict) -> tuple:
-    """What decides the masks: the checkpoint's bytes, the options, the tool version (not
-    the checkpoint's path: a copy or another spelling of it predicts the same masks)."""
-    return rec["checkpoint"].get("sha256"), rec["options"], rec.get("version")
-
-
-def recorded_outputs(folders) -> set[Path]:
-    """The files the predict records in `folders` name as predict's outputs (resolved)."""
+def recorded_outputs(records: dict) -> set[Path]:
+    """The files the predict records ({folder: its record or None}) name as predict's outputs
+    (resolved)."""
     own: set[Path] = set()
-    for folder in folders:
-        rec = read_record(Path(folder) / RECORD)
+    for folder, rec in records.items():
         if rec is not None:
             own.update(Path(folder).resolve() / name for name in rec["outputs"])
     return own
 
 
-def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path]:
+def expand_inputs(inputs: list[str], out: str | Path | None = None, out_record: dict | None = None) -> list[Path]:
     """Files as given; folders expanded to the images below them (sorted).
 
-    A file found in a folder that a predict record (RECORD in `out`, or in a folder below an
-    input folder) names as predict's output is left out, so a re-run does not predict its own
-    masks; any other file is an input, also a user's own `x_color.png` beside `x.png`. A file
-    named explicitly that predict would overwrite in `out` is refused. A file given twice (a
-    folder and a file in it, `photos/*.jpg photos/`) is predicted once."""
+    A file that a predict record (RECORD in `out`, or in a folder below an input folder) names
+    as predict's output is left out, found in a folder or named (`photos/* --out photos`), so a
+    re-run does not predict its own masks; so is `out`'s record itself, named. Any other file is
+    an input, also a user's own `x_color.png` beside `x.png`. A file named explicitly that
+    predict would overwrite in `out` is refused. A file given twice (a folder and a file in it,
+    `photos/*.jpg photos/`) is predicted once. `out_record`: `out`'s record (read_record; the
+    caller reads it once, as it also says what is done)."""
     found: list[Path] = []
     explicit: set[Path] = set()
     record_dirs: set[Path] = set()
@@ -278,26 +274,31 @@ def expand_inputs(inputs: list[str], out: str | Path | None = None) -> list[Path
         else:
             found.append(p)
             explicit.add(p)
+    records = {d: read_record(d / RECORD) for d in sorted(record_dirs)}
     if out is not None:
-        record_dirs.add(Path(out))
-    own_files = recorded_outputs(sorted(record_dirs))
+        records[Path(out)] = out_record
+    own_files = recorded_outputs(records)
+    own_records = {(Path(d) / RECORD).resolve() for d, rec in records.items() if rec is not None}
+    resolved = {q: q.resolve() for q in found}
     firsts: dict[Path, Path] = {}  # the same file under any spelling: its first mention
     for q in found:
-        firsts.setdefault(q.resolve(), q)
-    explicit = {firsts[q.resolve()] for q in explicit}
-    found = [q for q in found if firsts[q.resolve()] is q]
+        firsts.setdefault(resolved[q], q)
+    explicit = {firsts[resolved[q]] for q in explicit}
+    found = [q for q in found if firsts[resolved[q]] is q]
     stems = {output_stem(q) for q in found}
     out_dir = Path(out).resolve() if out is not None else None
     paths, own = [], 0
     for q in found:
+        if resolved[q] in own_files:
+            own += 1
+            continue
         if q not in explicit:
-            if q.resolve() in own_files:
-                own += 1
-            else:
-                paths.append(q)
+            paths.append(q)
+            continue
+        if resolved[q] in own_records:  # `photos/*` names photos/predict.json too
             continue
         mask_of = next((q.name.removesuffix(sfx) for sfx in OUTPUT_SUFFIXES if q.name.endswith(sfx)), None)
-        if mask_of in stems and out_dir is not None and q.resolve().parent == out_dir:
+        if mask_of in stems and out_dir is not None and resolved[q].parent == out_dir:
             raise SegtrainError(f"{q}: is an input, and predict would overwrite it with the mask of "
                                 f"another input; choose another --out")
         paths.append(q)
@@ -369,7 +370,9 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError("no output folder given: use --out DIR")
     cfg.validate()
     check_out_dir(cfg.out)
-    paths = expand_inputs(cfg.inputs, cfg.out)
+    out = Path(cfg.out)
+    earlier = read_record(out / RECORD)  # read once: it says which inputs are predict's and what is done
+    paths = expand_inputs(cfg.inputs, out, earlier)
     if not paths:
         raise SegtrainError(f"{', '.join(cfg.inputs)}: no image files in it "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); nothing predicted")
@@ -379,6 +382,9 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             raise SegtrainError(f"{p}: same name as {seen[output_stem(p)]}; outputs would collide "
                                 "(predict them separately)")
         seen[output_stem(p)] = p
+    planned = {p: [f"{output_stem(p)}{suffix}" for suffix in OUTPUT_SUFFIXES] for p in paths}
+    outputs = sorted(name for names in planned.values() for name in names)
+    earlier_predictions(out, outputs, earlier)  # a foreign file is refused before the model loads
     ckpt, rt, model = _load_model(cfg.checkpoint, cfg.device, cfg.amp)
     if uses_depth(rt.inputs) and not cfg.depth:
         raise SegtrainError(f"{cfg.checkpoint}: was trained with --inputs {rt.inputs}; give --depth DIR "
@@ -389,17 +395,14 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         raise SegtrainError(f"{cfg.depth}: depth folder not found")
     size = list(parse_hw(cfg.size)) if cfg.size else ckpt.get("size")
     colors = [c.color for c in classes_from_json(ckpt["classes"])]
-    out = Path(cfg.out)
-    planned = {p: [f"{output_stem(p)}{suffix}" for suffix in OUTPUT_SUFFIXES] for p in paths}
     record = {"tool": RECORD_TOOL, "version": __version__,
               "checkpoint": {"path": str(cfg.checkpoint), "sha256": sha256_file(cfg.checkpoint)},
               "options": {"size": size, "scales": list(cfg.tta.scales), "flip": cfg.tta.flip,
                           "amp": rt.amp_dtype is not None, "device": rt.device.type,
                           "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
                           "keep_exif_orientation": cfg.keep_exif_orientation},
-              "outputs": sorted(name for names in planned.values() for name in names)}
-    earlier = earlier_predictions(out, record["outputs"])
-    same = earlier is not None and record_identity(earlier) == record_identity(record)
+              "outputs": outputs}
+    same = earlier is not None and not _record_difference(earlier, record)
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
         done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
@@ -408,10 +411,9 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         paths = [p for p in paths if p not in done]
     stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
     if stale:
-        log.info("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
-                 out / RECORD, _record_difference(earlier, record), len(stale))
+        log.warning("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
+                    out / RECORD, _record_difference(earlier, record), len(stale))
     result = PredictResult(already=len(planned) - len(paths))
-    started = False
     depth_problems = 0
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
@@ -421,11 +423,10 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             depth_problems += isinstance(e, DepthUnreadable)
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
-        if not started:  # the earlier run's masks go, then the record, before the first mask
+        if not result.written:  # the earlier run's masks go, then the record, before the first mask
             for name in stale:
                 (out / name).unlink(missing_ok=True)
             atomic_write_json(out / RECORD, record)
-            started = True
         label_path, color_path = (out / name for name in planned[p])
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
@@ -435,11 +436,10 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     return result
 
 
-def earlier_predictions(out: Path, outputs: list[str]) -> dict | None:
-    """The record of an earlier predict into `out`, or None. A file predict would write that
-    no record names (a user's own, or a mask of a version without records) is refused, never
+def earlier_predictions(out: Path, outputs: list[str], earlier: dict | None) -> None:
+    """Refuse a file predict would write in `out` that `earlier` (the record there, read_record)
+    does not name (a user's own, or a mask of a version without records): it is never
     overwritten; so is a RECORD that is no predict record."""
-    earlier = read_record(out / RECORD)
     if earlier is None and (out / RECORD).exists():
         raise SegtrainError(f"{out / RECORD}: exists and is not a segtrain predict record; predict would "
                             "overwrite it (choose a new or empty --out)")
@@ -448,11 +448,12 @@ def earlier_predictions(out: Path, outputs: list[str]) -> dict | None:
         if name not in own and (out / name).exists():
             raise SegtrainError(f"{out / name}: exists and was not written by segtrain predict (not listed "
                                 f"in {out / RECORD}); predict would overwrite it (choose a new or empty --out)")
-    return earlier
 
 
 def _record_difference(earlier: dict, record: dict) -> str:
-    """'another checkpoint', 'other options (flip, size)', 'another segtrain version', joined."""
+    """What decides the masks and differs, '' if nothing: the checkpoint's bytes (not its path: a
+    copy or another spelling predicts the same masks), the options, the tool version. Joined:
+    'another checkpoint and other options (flip, size) and segtrain 0.3 (this is 0.4)'."""
     what = []
     if earlier["checkpoint"].get("sha256") != record["checkpoint"]["sha256"]:
         what.append("another checkpoint")
@@ -461,5 +462,5 @@ def _record_difference(earlier: dict, record: dict) -> str:
     if changed:
         what.append(f"other options ({', '.join(changed)})")
     if earlier.get("version") != record["version"]:
-        what.append(f"segtrain {earlier.get('version')}")
+        what.append(f"segtrain {earlier.get('version')} (this is {record['version']})")
     return " and ".join(what)

@@ -14,6 +14,7 @@ import pytest
 from segtrain_cli import error_line, invoke, snapshot, tiny_checkpoint, tiny_tree
 
 import segtrain.inference as inference
+from segtrain import __version__
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,14 @@ def model_calls(monkeypatch):
     return calls
 
 
-def _interrupted(monkeypatch, k, *args):
-    """`predict ARGS` stopped by Ctrl-C as it writes the label mask of image k + 1."""
+def _interrupted(monkeypatch, k, *args, between=False):
+    """`predict ARGS` stopped by Ctrl-C as it writes the label mask of image k + 1 (`between`:
+    its color mask, the label mask written)."""
     real, writes = inference.write_png, []
 
     def writer(path, array):
         writes.append(path)
-        if len(writes) == 2 * k + 1:
+        if len(writes) == 2 * k + 1 + between:
             raise KeyboardInterrupt
         real(path, array)
 
@@ -69,13 +71,16 @@ def _interrupted(monkeypatch, k, *args):
     assert r.exit_code != 0 and "images predicted" not in r.stdout, r.output
 
 
-def test_an_interrupted_predict_resumes_and_ends_as_one_run(ckpt, photos, tmp_path, monkeypatch, model_calls, caplog):
+@pytest.mark.parametrize("between", [False, True], ids=["before-an-image", "between-its-masks"])
+def test_an_interrupted_predict_resumes_and_ends_as_one_run(ckpt, photos, tmp_path, monkeypatch, model_calls, caplog,
+                                                            between):
     """Stopped after 3 of 10 images, the same command predicted all 10 again; now it predicts
-    the 7 others, and the folder is byte for byte that of one uninterrupted run."""
+    the 7 others, and the folder is byte for byte that of one uninterrupted run. An image
+    stopped between its two masks (its label mask written) is predicted again."""
     fresh = invoke("predict", ckpt, photos, "--out", tmp_path / "fresh", "--device", "cpu")
     assert fresh.exit_code == 0 and "10 images predicted, 0 skipped" in fresh.stdout, fresh.output
-    _interrupted(monkeypatch, 3, ckpt, photos, "--out", tmp_path / "out", "--device", "cpu")
-    assert len(list((tmp_path / "out").glob("*.png"))) == 6
+    _interrupted(monkeypatch, 3, ckpt, photos, "--out", tmp_path / "out", "--device", "cpu", between=between)
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6 + between
     model_calls.clear()
     caplog.set_level(logging.INFO, logger="segtrain")
     again = invoke("predict", ckpt, photos, "--out", tmp_path / "out", "--device", "cpu")
@@ -110,8 +115,10 @@ def test_a_changed_flag_predicts_everything_again(ckpt, photos, tmp_path, monkey
     assert plain != snapshot(tmp_path / "flip")
     caplog.set_level(logging.INFO, logger="segtrain")
     _interrupted(monkeypatch, 4, ckpt, photos, "--out", out, "--device", "cpu", "--flip")
-    assert f"{out / 'predict.json'}: made by other options (flip); its 20 earlier mask file(s) are replaced" \
-        in caplog.text
+    [why] = [r for r in caplog.records if "made by" in r.getMessage()]
+    assert why.getMessage().startswith(f"{out / 'predict.json'}: made by other options (flip); its 20 earlier "
+                                       "mask file(s) are replaced")
+    assert why.levelno == logging.WARNING  # a finished run's masks are removed: shown under -q too
     assert len(list(out.glob("*.png"))) == 8  # the plain masks went before the first flipped one
     model_calls.clear()
     again = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu", "--flip")
@@ -124,16 +131,23 @@ def test_a_changed_flag_predicts_everything_again(ckpt, photos, tmp_path, monkey
     assert "made by other options (size)" in caplog.text
 
 
-def test_a_file_predict_did_not_write_is_never_overwritten(ckpt, photos, tmp_path):
+def _no_model(*args):
+    raise AssertionError("the model was loaded")
+
+
+def test_a_file_predict_did_not_write_is_never_overwritten(ckpt, photos, tmp_path, monkeypatch):
     """A user's `<stem>_color.png` in --out (no record names it) was overwritten by the mask;
-    now it is refused before anything is written. Files of other names stay as they are."""
+    now it is refused before anything runs (the model is not loaded). Files of other names
+    stay as they are."""
     out = tmp_path / "out"
     out.mkdir()
     stem = sorted(photos.glob("*.png"))[0].stem
     (out / f"{stem}_color.png").write_bytes(b"my own picture")
     (out / "notes.txt").write_text("keep")
     before = snapshot(out)
-    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    with monkeypatch.context() as m:
+        m.setattr(inference, "_load_model", _no_model)
+        r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
     assert r.exit_code == 2
     assert error_line(r) == (f"Error: {out / stem}_color.png: exists and was not written by segtrain predict "
                              f"(not listed in {out / 'predict.json'}); predict would overwrite it (choose a "
@@ -150,10 +164,11 @@ def test_a_file_predict_did_not_write_is_never_overwritten(ckpt, photos, tmp_pat
     assert snapshot(out) == before and (out / "notes.txt").read_text() == "keep"
 
 
-def test_a_predict_json_that_is_no_record_is_refused(ckpt, photos, tmp_path):
+def test_a_predict_json_that_is_no_record_is_refused(ckpt, photos, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "predict.json").write_text('{"my": "settings"}')
+    monkeypatch.setattr(inference, "_load_model", _no_model)  # refused before the model loads
     r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
     assert r.exit_code == 2
     assert error_line(r) == (f"Error: {out / 'predict.json'}: exists and is not a segtrain predict record; "
@@ -192,3 +207,47 @@ def test_a_record_naming_files_outside_out_replaces_none_of_them(ckpt, photos, t
     r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
     assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
     assert (tmp_path / "victim_color.png").read_bytes() == b"keep" == (out / "notes_color.txt").read_bytes()
+
+
+def test_a_record_of_another_version_is_replaced_with_a_warning(ckpt, photos, tmp_path, model_calls, caplog):
+    """A record of another segtrain version: everything is predicted again, and the warning
+    (shown under -q) names both versions."""
+    out = tmp_path / "out"
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    record = json.loads((out / "predict.json").read_text())
+    (out / "predict.json").write_text(json.dumps({**record, "version": "0.0"}))
+    model_calls.clear()
+    caplog.set_level(logging.INFO, logger="segtrain")
+    r = invoke("-q", "predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and len(model_calls) == 10, r.output
+    [why] = [r for r in caplog.records if "made by" in r.getMessage()]
+    assert why.levelno == logging.WARNING
+    assert why.getMessage() == (f"{out / 'predict.json'}: made by segtrain 0.0 (this is {__version__}); its 20 "
+                                "earlier mask file(s) are replaced, everything is predicted again")
+    assert json.loads((out / "predict.json").read_text()) == record
+
+
+def test_a_record_in_an_input_folder_leaves_its_masks_out(ckpt, photos, tmp_path, caplog):
+    """`predict photos --out photos`, then `--out photos/masks`: photos/predict.json (not in
+    --out) names the first run's masks, so they are not taken for photos."""
+    assert invoke("predict", ckpt, photos, "--out", photos, "--device", "cpu").exit_code == 0
+    assert len(list(photos.glob("*.png"))) == 9 + 20
+    caplog.set_level(logging.INFO, logger="segtrain")
+    r = invoke("predict", ckpt, photos, "--out", photos / "masks", "--device", "cpu")
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert "20 file(s) that predict wrote (listed in its predict.json) left out" in caplog.text
+    assert len(list((photos / "masks").glob("*.png"))) == 20
+
+
+def test_files_named_that_the_record_lists_are_left_out(ckpt, photos, tmp_path, model_calls):
+    """`predict photos/* --out photos` twice was refused (`x_color.png: is an input, and predict
+    would overwrite it`) though photos/predict.json lists the masks: named files the record
+    lists, and the record itself, are predict's own and left out as in a folder."""
+    r = invoke("predict", ckpt, *sorted(photos.iterdir()), "--out", photos, "--device", "cpu")
+    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    before = snapshot(photos)
+    model_calls.clear()
+    again = invoke("predict", ckpt, *sorted(photos.iterdir()), "--out", photos, "--device", "cpu", "--strict")
+    assert again.exit_code == 0, again.output
+    assert "0 images predicted, 10 already predicted, 0 skipped" in again.stdout
+    assert not model_calls and snapshot(photos) == before
