@@ -328,15 +328,22 @@ def test_a_train_image_of_another_size_trains_when_size_or_crop_resizes_both(tre
 def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(tree, ckpt, tmp_path):
     """`--out` under a read-only folder: eval ran the whole split, then ended in a
     PermissionError traceback when it made the folder (predict: at its first mask)."""
-    locked = tmp_path / "locked"
-    locked.mkdir()
     photos = tmp_path / "photos"
     _images(tree, photos, 1)
+    locked = tmp_path / "locked"
+    _refused_in(locked, [(("eval", ckpt, "--data", tree.root, "--workers", 0, "--device", "cpu"), locked / "report"),
+                         (("predict", ckpt, photos, "--device", "cpu"), locked / "masks"),
+                         (("predict", ckpt, photos, "--device", "cpu"), locked)])
+
+
+def _refused_in(locked, cases):
+    """Each (args, out) run as a normal user with `out` in (or equal to) the read-only folder
+    `locked` is one line, exit 2, and writes nothing."""
+    locked.mkdir()
     locked.chmod(0o555)
     try:
-        for args, out in ((("eval", ckpt, "--data", tree.root, "--workers", 0), locked / "report"),
-                          (("predict", ckpt, photos), locked / "masks"), (("predict", ckpt, photos), locked)):
-            r = segtrain_unprivileged(*args, "--out", out, "--device", "cpu")
+        for args, out in cases:
+            r = segtrain_unprivileged(*args, "--out", out)
             assert r.returncode == 2, r.stderr
             where = f" ({locked} is not writable)" if out != locked else ""
             assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
@@ -350,19 +357,8 @@ def test_a_run_or_sweep_out_that_cannot_be_written_is_one_line_before_any_work(t
     """`run --out locked/run`, `sweep --out locked/sw` (and `--out locked` itself) ended in a
     PermissionError traceback: every --out is checked by utils.check_out_dir."""
     locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    try:
-        for cmd in (("run", "unet_small"), ("sweep", "unet_small")):
-            for out in (locked / cmd[0], locked):
-                r = segtrain_unprivileged(*cmd, "--data", tree.root, "--out", out, "--epochs", 1, *FAST)
-                assert r.returncode == 2, r.stderr
-                where = f" ({locked} is not writable)" if out != locked else ""
-                assert r.stderr.splitlines()[-1] == f"Error: {out}: permission denied, cannot write there{where}"
-                assert "Traceback" not in r.stderr
-        assert list(locked.iterdir()) == []
-    finally:
-        locked.chmod(0o755)
+    _refused_in(locked, [((cmd, "unet_small", "--data", tree.root, "--epochs", 1, *FAST), out)
+                         for cmd in ("run", "sweep") for out in (locked / cmd, locked)])
 
 
 # ------------------------------------------------------- predict: large photos
