@@ -288,17 +288,23 @@ def test_a_folder_without_images_is_named(ckpt, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def _copy_with_one_40x60_sample(tree, data, split):
+    """A copy of the 32x48 tree in `data` whose first `split` image and label are 40x60; returns the image."""
+    shutil.copytree(tree.root, data)
+    image = sorted((data / "leftImg8bit" / split).rglob("*.png"))[0]
+    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
+    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
+        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    return image
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_sample_of_another_size_than_image_size_is_one_line(tree, ckpt, tmp_path, workers):
     """dataset.json says image_size 32x48 but one test image (and its label) is 40x60: eval
     ended in PyTorch's collate traceback ("stack expects each tensor to be equal size", or
     "Trying to resize storage that is not resizable" from a worker), exit 1."""
     data = tmp_path / "data"
-    shutil.copytree(tree.root, data)
-    image = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]
-    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
-    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
-        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    image = _copy_with_one_40x60_sample(tree, data, "test")
     r = invoke("eval", ckpt, "--data", data, "--out", tmp_path / "report", "--device", "cpu", "--workers", workers)
     assert r.exit_code == 2
     assert error_line(r) == (f"Error: {image}: size 40x60 differs from image_size 32x48 in {data / 'dataset.json'} "
@@ -311,11 +317,7 @@ def test_a_train_image_of_another_size_trains_when_size_or_crop_resizes_both(tre
     train image, which trained fine before it: there image and mask are brought to one size.
     Without --size/--crop nothing resizes them and it is still refused."""
     data = tmp_path / "data"
-    shutil.copytree(tree.root, data)
-    image = sorted((data / "leftImg8bit" / "train").rglob("*.png"))[0]
-    label = next((data / "gtFine").rglob(image.name.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
-    for path, interp in ((image, cv2.INTER_LINEAR), (label, cv2.INTER_NEAREST)):
-        cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (60, 40), interpolation=interp))
+    image = _copy_with_one_40x60_sample(tree, data, "train")
     for flags in (["--size", "32x48"], ["--crop", "32x32"]):
         r = invoke("run", "unet_small", "--data", data, "--out", tmp_path / flags[0].strip("-"), "--epochs", 1,
                    "--batch-size", 2, *FAST, *flags)
