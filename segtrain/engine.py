@@ -68,7 +68,7 @@ from segtrain.runtime import (
     runtime_for_dataset,
     seed_everything,
 )
-from segtrain.tta import segment
+from segtrain.tta import is_plain, segment
 from segtrain.utils import SegtrainError
 
 log = logging.getLogger("segtrain")
@@ -218,7 +218,7 @@ def evaluate(model, loader, rt: Runtime, num_classes: int, loss_fn=None, eval_ma
     Under DDP each process evaluates its shard (no sample twice) and the matrices and loss
     sums are all-reduced, so every process returns the whole split's result. `tta` (eval's
     --scales / --flip) predicts from averaged probabilities, which have no loss."""
-    if loss_fn is not None and tta is not None and not tta.plain:
+    if loss_fn is not None and not is_plain(tta):
         raise ValueError("evaluate: a loss is computed from plain logits, not with test-time augmentation")
     model.eval()
     samples = getattr(loader.dataset, "samples", None)

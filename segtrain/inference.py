@@ -402,7 +402,8 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                           "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
                           "keep_exif_orientation": cfg.keep_exif_orientation},
               "outputs": outputs}
-    same = earlier is not None and not _record_difference(earlier, record)
+    differs = _record_difference(earlier, record) if earlier is not None else ""
+    same = earlier is not None and not differs
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
         done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
@@ -412,7 +413,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
     if stale:
         log.warning("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
-                    out / RECORD, _record_difference(earlier, record), len(stale))
+                    out / RECORD, differs, len(stale))
     result = PredictResult(already=len(planned) - len(paths))
     depth_problems = 0
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):

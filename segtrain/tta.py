@@ -63,7 +63,7 @@ def resize_input(x: torch.Tensor, size: tuple[int, int], rt: Runtime) -> torch.T
     return out.contiguous(memory_format=torch.channels_last) if rt.channels_last else out
 
 
-def _plain(tta: TTAConfig | None) -> bool:
+def is_plain(tta: TTAConfig | None) -> bool:
     """One pass of the input itself: no TTA, or one scale 1 without flip."""
     return tta is None or tta.plain
 
@@ -72,7 +72,7 @@ def _pass_logits(model, x: torch.Tensor, rt: Runtime, tta: TTAConfig | None):
     """Each pass's logits in float32 at the network's size, one at a time: one pass per scale,
     each also flipped with `flip` (plain: the input itself, unflipped). A flipped pass is
     flipped back, so an exactly flip-equivariant model gives the plain pass's logits."""
-    scales, flips = ([1.0], (False,)) if _plain(tta) else (tta.scales, (False, True) if tta.flip else (False,))
+    scales, flips = ([1.0], (False,)) if is_plain(tta) else (tta.scales, (False, True) if tta.flip else (False,))
     h, w = x.shape[-2:]
     for scale in scales:
         xs = resize_input(x, scaled_size(h, w, scale), rt)  # x itself at scale 1
@@ -97,7 +97,7 @@ def _scores(logits_of_passes, out_size: tuple[int, int], tta: TTAConfig | None) 
     total = None
     for logits in logits_of_passes:
         logits = _upsample(logits, out_size)
-        if _plain(tta):
+        if is_plain(tta):
             return logits
         probs = logits.softmax(1)
         total = probs if total is None else total.add_(probs)
@@ -137,7 +137,7 @@ def segment_labels(model, x: torch.Tensor, rt: Runtime, out_size, tta: TTAConfig
     num_classes = first.shape[1]
     if num_classes * pixels <= max_scores:
         return _scores(itertools.chain([first], passes), out_size, tta).argmax(1)
-    plain = _plain(tta)
+    plain = is_plain(tta)
     low = [logits.contiguous() for logits in itertools.chain([first], passes)]  # small: the network's size
     step = max(1, int(max_scores // pixels))
     starts = range(0, num_classes, step)
