@@ -234,8 +234,29 @@ def read_record(path: Path) -> dict | None:
             and isinstance(rec.get("checkpoint"), dict) and isinstance(rec.get("options"), dict):
         rec["outputs"] = [n for n in rec["outputs"] if isinstance(n, str) and Path(n).name == n
                           and n.endswith(OUTPUT_SUFFIXES)]
+        if not isinstance(rec.get("inputs"), dict):  # a record of before input stamps: names only
+            rec["inputs"] = {}
         return rec
     return None
+
+
+def input_stamp(image: Path, depth_dir: str | None) -> dict | None:
+    """What tells a changed input from the one whose masks were written, cheaply: the size and
+    mtime_ns of the image (and of its depth map with --depth), as make and rsync's quick check
+    decide. A hash would read every photo on every re-run. None when the image cannot be
+    stat'ed (it is then reported when read)."""
+    try:
+        st = image.stat()
+    except OSError:
+        return None
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if depth_dir:
+        try:
+            dst = depth_file(Path(depth_dir), image).stat()
+            stamp["depth"] = {"size": dst.st_size, "mtime_ns": dst.st_mtime_ns}
+        except OSError:
+            stamp["depth"] = None
+    return stamp
 
 
 def recorded_outputs(records: dict) -> set[Path]:
@@ -402,14 +423,28 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                           "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
                           "keep_exif_orientation": cfg.keep_exif_orientation},
               "outputs": outputs}
+    stamps = {output_stem(p): input_stamp(p, cfg.depth) for p in paths}  # before any image is read
     differs = _record_difference(earlier, record) if earlier is not None else ""
     same = earlier is not None and not differs
+    changed: list[str] = []  # masks of inputs replaced since they were written: removed before the record
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
-        done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
+        done = set()
+        for p, names in planned.items():
+            if all((out / n).is_file() for n in names):
+                old, new = earlier["inputs"].get(output_stem(p)), stamps[output_stem(p)]
+                if old is None or new is None or old == new:  # no stamp recorded (or none now): by name
+                    done.add(p)
+                else:
+                    changed += names
         if done:
             log.info("%d of %d already predicted, skipped", len(done), len(paths))
+        if changed:
+            log.info("%d image(s) changed since their masks were written (size or modification "
+                     "time), predicted again", len(changed) // 2)
         paths = [p for p in paths if p not in done]
+        stamps = {**earlier["inputs"], **{k: v for k, v in stamps.items() if v is not None}}
+    record["inputs"] = dict(sorted((k, v) for k, v in stamps.items() if v is not None))
     stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
     if stale:
         log.warning("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
@@ -425,7 +460,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
         if not result.written:  # the earlier run's masks go, then the record, before the first mask
-            for name in stale:
+            for name in stale + changed:
                 (out / name).unlink(missing_ok=True)
             atomic_write_json(out / RECORD, record)
         label_path, color_path = (out / name for name in planned[p])
