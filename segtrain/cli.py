@@ -252,7 +252,8 @@ def predict_cmd(checkpoint, inputs, out, size, device, amp, strict, keep_exif_or
     JPEGs are turned by their EXIF orientation tag before prediction (the masks then overlay
     the image as a viewer shows it); --keep-exif-orientation keeps the stored pixel order.
     A re-run into the same --out resumes: predict.json there records the checkpoint and options
-    that made its masks; images with both masks are skipped, a changed record predicts all again."""
+    that made its masks and each image's size and mtime; images with both masks, unchanged since,
+    are skipped, a changed record predicts all again."""
     from segtrain.inference import NoReadableInput, run_predict
 
     tta = TTAConfig(_guard(parse_scales, scales), flip)

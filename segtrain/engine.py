@@ -410,10 +410,9 @@ def _main(cfg: TrainConfig, dist_info: distributed.DistInfo, device_name: str, r
 
 
 def _check_run(cfg: TrainConfig, world: int) -> dict:
-    """Checks that need no files: the loss, the model and its options, the inputs it takes,
-    the batch split over processes. Returns the model's resolved options."""
-    if cfg.loss not in LOSSES:
-        raise SegtrainError(f"unknown loss {cfg.loss!r}; available: {', '.join(LOSSES)}")
+    """Checks that need no files: the model and its options, the inputs it takes, the batch
+    split over processes (the loss name is checked by cfg.validate). Returns the model's
+    resolved options."""
     options = check_network(cfg)
     if cfg.batch_size % world:
         raise SegtrainError(f"--batch-size {cfg.batch_size} is the global batch and must divide evenly over "

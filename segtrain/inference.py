@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -234,8 +235,29 @@ def read_record(path: Path) -> dict | None:
             and isinstance(rec.get("checkpoint"), dict) and isinstance(rec.get("options"), dict):
         rec["outputs"] = [n for n in rec["outputs"] if isinstance(n, str) and Path(n).name == n
                           and n.endswith(OUTPUT_SUFFIXES)]
+        if not isinstance(rec.get("inputs"), dict):  # a record of before input stamps: names only
+            rec["inputs"] = {}
         return rec
     return None
+
+
+def input_stamp(image: Path, depth_dir: str | None) -> dict | None:
+    """What tells a changed input from the one whose masks were written, cheaply: the size and
+    mtime_ns of the image (and of its depth map with --depth), as make and rsync's quick check
+    decide. A hash would read every photo on every re-run. None when the image cannot be
+    stat'ed (it is then reported when read)."""
+    try:
+        st = image.stat()
+    except OSError:
+        return None
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if depth_dir:
+        try:
+            dst = depth_file(Path(depth_dir), image).stat()
+            stamp["depth"] = {"size": dst.st_size, "mtime_ns": dst.st_mtime_ns}
+        except OSError:
+            stamp["depth"] = None
+    return stamp
 
 
 def recorded_outputs(records: dict) -> set[Path]:
@@ -325,17 +347,38 @@ UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[:
            7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
 
 
-def exif_orientation(path: Path) -> int:
+# the transform that undoes UPRIGHT[o]: 2..5 and 7 are their own inverse, 6 and 8 each other's
+STORED = {2: UPRIGHT[2], 3: UPRIGHT[3], 4: UPRIGHT[4], 5: UPRIGHT[5], 6: UPRIGHT[8], 7: UPRIGHT[7], 8: UPRIGHT[6]}
+
+
+def exif_orientation(path: Path, tiff_only: bool = False) -> int:
     """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
-    Pillow cannot read the file: cv2 decoded it, and no turn of it is known)."""
+    Pillow cannot read the file: cv2 decoded it, and no turn of it is known); `tiff_only`: 1
+    for any file that is not a TIFF."""
     try:
         with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
+                if tiff_only and im.format != "TIFF":
+                    return 1
                 value = im.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
         return 1
     return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+@functools.cache
+def opencv_turns_tiffs() -> bool:
+    """Whether OpenCV applies a TIFF's orientation tag even under IMREAD_IGNORE_ORIENTATION
+    (5.0 does; 5..8 it then cannot decode at all): probed once on a 2x1 TIFF in memory, so a
+    version that stops doing it is not turned back by mistake."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)).save(buf, format="TIFF",
+                                                                               tiffinfo={EXIF_ORIENTATION: 2})
+    got = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return got is not None and int(got[0, 0, 0]) == 0
 
 
 def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientation: bool):
@@ -343,9 +386,13 @@ def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientatio
     `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
     image's stored pixels (the camera wrote both), so it must match their size."""
     image = read_rgb(path, exif_orientation=not keep_exif_orientation)  # decoded once
+    if keep_exif_orientation and opencv_turns_tiffs() and (turned := exif_orientation(path, tiff_only=True)) > 1:
+        # OpenCV turned a TIFF though told not to: back to the stored pixels, which its depth
+        # map and the masks follow (they were left as stored, so out of line with the photo)
+        image = np.ascontiguousarray(STORED[turned](image))
     if not depth_dir:
         return image, None
-    # OpenCV turned the image by its tag (a TIFF even when told not to: kept as decoded)
+    # OpenCV turned the image by its tag (upright), or it holds the stored pixels
     orientation = 1 if keep_exif_orientation else exif_orientation(path)
     stored = image.swapaxes(0, 1) if orientation >= 5 else image  # the stored pixels' shape
     try:
@@ -402,14 +449,28 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                           "depth": str(Path(cfg.depth).resolve()) if cfg.depth else None,
                           "keep_exif_orientation": cfg.keep_exif_orientation},
               "outputs": outputs}
+    stamps = {output_stem(p): input_stamp(p, cfg.depth) for p in paths}  # before any image is read
     differs = _record_difference(earlier, record) if earlier is not None else ""
     same = earlier is not None and not differs
+    changed: list[str] = []  # masks of inputs replaced since they were written: removed before the record
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
-        done = {p for p, names in planned.items() if all((out / n).is_file() for n in names)}
+        done = set()
+        for p, names in planned.items():
+            if all((out / n).is_file() for n in names):
+                old, new = earlier["inputs"].get(output_stem(p)), stamps[output_stem(p)]
+                if old is None or new is None or old == new:  # no stamp recorded (or none now): by name
+                    done.add(p)
+                else:
+                    changed += names
         if done:
             log.info("%d of %d already predicted, skipped", len(done), len(paths))
+        if changed:
+            log.info("%d image(s) changed since their masks were written (size or modification "
+                     "time), predicted again", len(changed) // 2)
         paths = [p for p in paths if p not in done]
+        stamps = {**earlier["inputs"], **{k: v for k, v in stamps.items() if v is not None}}
+    record["inputs"] = dict(sorted((k, v) for k, v in stamps.items() if v is not None))
     stale = [] if same or earlier is None else sorted(n for n in earlier["outputs"] if (out / n).is_file())
     if stale:
         log.warning("%s: made by %s; its %d earlier mask file(s) are replaced, everything is predicted again",
@@ -425,7 +486,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
         if not result.written:  # the earlier run's masks go, then the record, before the first mask
-            for name in stale:
+            for name in stale + changed:
                 (out / name).unlink(missing_ok=True)
             atomic_write_json(out / RECORD, record)
         label_path, color_path = (out / name for name in planned[p])

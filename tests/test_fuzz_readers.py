@@ -292,6 +292,18 @@ def _v73_meta(f) -> None:
     _v73_refs(f, "valid", [np.ones((1, 1)), np.ones((1, 1))], where=g)
 
 
+def _v73_split(f, val: bool = True) -> None:
+    """allsplit.mat as MATLAB saves it with -v7.3: cells of paths, trainvalsplit a 1x1 struct."""
+    prefix = "/n/fs/sun3d/data/SUNRGBD/"
+    _v73_refs(f, "alltrain", [prefix + "kv2/kinect2data/a/", prefix + "kv2/b", prefix + "kv2/kinect2data/d"])
+    _v73_refs(f, "alltest", [prefix + "kv2/kinect2data/c"])
+    if val:
+        g = f.create_group("trainvalsplit")
+        _v73_class(g, "struct")
+        _v73_refs(f, "trainvalsplit/train", [prefix + "kv2/kinect2data/a/", prefix + "kv2/b"], where=g)
+        _v73_refs(f, "trainvalsplit/val", [prefix + "kv2/kinect2data/d"], where=g)
+
+
 def _v73_2dseg(f, dtype=np.uint8) -> None:
     g = f.create_group("SUNRGBD2Dseg")
     _v73_class(g, "struct")
@@ -305,12 +317,14 @@ VALID_V73 = {
     "seg37list.mat": _v73_bytes(lambda f: _v73_refs(f, "seg37list", ["wall", "floor", "cabinet"])),
     "SUNRGBDMeta.mat": _v73_bytes(_v73_meta),
     "SUNRGBD2Dseg.mat": _v73_bytes(_v73_2dseg),
+    "allsplit.mat": _v73_bytes(_v73_split),
 }
 
 
 def _child_read_v73(path: str):
     """The v7.3 reader for the file's name, in the child; its outcome as plain data."""
     from sunrgbd_tools.raw.official import OfficialLabels, read_name_list, read_sequence_names
+    from sunrgbd_tools.raw.splits import read_split
 
     p = Path(path)
     with warnings.catch_warnings():
@@ -323,6 +337,8 @@ def _child_read_v73(path: str):
                 return "read", all(isinstance(n, str) for n in read_name_list(p, "seg37list"))
             if p.name == "SUNRGBDMeta.mat":
                 return "read", all(isinstance(n, str) for n in read_sequence_names(p))
+            if p.name == "allsplit.mat":
+                return "read", all(s in ("train", "val", "test") for s in read_split(p).assignment.values())
             labels = OfficialLabels(p.parents[2], "official")  # its SUNRGBDMeta.mat is intact
             try:
                 return "read", all(labels.read(k)[0].ndim == 2 for k in _V73_KEYS)

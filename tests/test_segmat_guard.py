@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.io
 from conftest import REALDATA, realdata
-from test_fuzz_readers import compress_elements
+from test_fuzz_readers import _v73_bytes, _v73_refs, _v73_split, compress_elements
 
 from sunrgbd_tools.labels.build import read_seglistall_mat
 from sunrgbd_tools.raw.base import RawDataError
@@ -321,16 +321,49 @@ def test_sound_toolbox_files_still_read(tmp_path):
 
 
 def test_v73_toolbox_file_keeps_scipys_message(tmp_path):
-    """A v7.3 (HDF5) allsplit.mat: scipy refuses it from the header and says to use an HDF5
-    reader; loadmat_checked leaves that message, rather than the walk's "unknown data type"."""
-    import h5py
+    """A v7.3 (HDF5) file where only v5 is read (seglistall.mat for `mapping import-seglistall`):
+    scipy refuses it from the header and says to use an HDF5 reader; loadmat_checked leaves
+    that message, rather than the walk's "unknown data type"."""
+    path = tmp_path / "seglistall.mat"
+    path.write_bytes(_v73_bytes(lambda f: _v73_refs(f, "seglistall", ["wall"])))
+    with pytest.raises(ValueError, match="NotImplementedError: Please use HDF reader"):
+        read_seglistall_mat(path)
 
+
+@pytest.mark.parametrize("val", [True, False], ids=["trainvalsplit", "seeded-val"])
+def test_v73_allsplit_reads_as_its_v5_twin(tmp_path, val):
+    """allsplit.mat saved with -v7.3 (HDF5; the toolbox ships v5, as both real copies are) was
+    refused with scipy's own "Please use HDF reader" though every other toolbox file is read in
+    v7.3 too; it now reads through h5py (under h5_errors) to the split of the same file in v5."""
+    v73 = tmp_path / "v73.mat"
+    v73.write_bytes(_v73_bytes(lambda f: _v73_split(f, val)))
+    prefix = "/n/fs/sun3d/data/SUNRGBD/"
+    twin = {"alltrain": _cell(prefix + "kv2/kinect2data/a/", prefix + "kv2/b", prefix + "kv2/kinect2data/d"),
+            "alltest": _cell(prefix + "kv2/kinect2data/c")}
+    if val:
+        twin["trainvalsplit"] = {"train": _cell(prefix + "kv2/kinect2data/a/", prefix + "kv2/b"),
+                                 "val": _cell(prefix + "kv2/kinect2data/d")}
+    scipy.io.savemat(tmp_path / "v5.mat", twin)
+    got = read_split(v73)
+    assert got == read_split(tmp_path / "v5.mat")
+    assert got.counts() == ({"train": 2, "val": 1, "test": 1} if val else {"train": 3, "val": 0, "test": 1})
+    assert got.of("kv2/kinect2data/c") == "test"
+
+
+def test_damaged_v73_allsplit_is_one_line(tmp_path):
+    """A v7.3 allsplit.mat whose cell holds numbers, or that lacks alltest: one line naming it."""
     path = tmp_path / "allsplit.mat"
-    with h5py.File(path, "w", userblock_size=512) as f:
-        f["alltrain"] = np.zeros((2, 1))
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file".ljust(116, b" ") + bytes(8) + b"\x00\x02IM")
-    with pytest.raises(RawDataError, match="NotImplementedError: Please use HDF reader"):
+
+    def numbers(f):
+        f.create_dataset("alltrain", data=np.zeros((2, 1)))
+        _v73_refs(f, "alltest", ["/x/SUNRGBD/kv2/c"])
+
+    path.write_bytes(_v73_bytes(numbers))
+    with pytest.raises(RawDataError) as e:
+        read_split(path)
+    assert str(e.value).startswith(f"{path}: not a readable MATLAB v7.3 file (") and "\n" not in str(e.value)
+    path.write_bytes(_v73_bytes(lambda f: _v73_refs(f, "alltrain", ["/x/SUNRGBD/kv2/c"])))
+    with pytest.raises(RawDataError, match="has no variable 'alltest'"):
         read_split(path)
 
 

@@ -116,6 +116,17 @@ def test_nonfinite_validation_loss_keeps_the_last_good_checkpoint(tree, tmp_path
         assert torch.load(tmp_path / "r" / name, weights_only=True)["epoch"] == 1
 
 
+def test_a_library_call_with_an_unknown_loss_is_one_error_before_anything(tree, tmp_path):
+    """engine.train called directly (no CLI) with a loss not in the registry: the one check,
+    in TrainConfig.validate, names it and the valid ones; nothing is written (engine's own
+    copy of the check, unreachable since validate runs first, is gone)."""
+    cfg = TrainConfig(model="unet_small", data=str(tree.root), out=str(tmp_path / "r"), loss="focal", device="cpu")
+    with pytest.raises(SegtrainError) as e:
+        engine.train(cfg, progress=False)
+    assert str(e.value) == "loss 'focal' is not one of ce, wce, dice, ce+dice"
+    assert not (tmp_path / "r").exists()
+
+
 # ---------------------------------------------------------------------------- one Error line, exit 2
 
 

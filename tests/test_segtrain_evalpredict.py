@@ -130,7 +130,8 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     Now the depth is turned the same way: the masks equal those of the upright pixels with the
     turned depth, given as plain PNGs, for every orientation 2..8. A TIFF (OpenCV turns it even
     with IMREAD_IGNORE_ORIENTATION) was turned twice with --depth, so came out as stored; OpenCV
-    decodes a TIFF of orientation 5..8 not at all, so 2..4 are checked."""
+    decodes a TIFF of orientation 5..8 not at all, so 2..4 are checked. With
+    --keep-exif-orientation a TIFF is turned back to its stored pixels."""
     src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
     sid = src.name.removesuffix("_leftImg8bit.png")
     rgb = cv2.imread(str(src))[:, :, ::-1]
@@ -185,6 +186,21 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
+    # a TIFF, which OpenCV turns even when told not to, was predicted turned with its depth as
+    # stored (out of line; its masks turned too): it is turned back, so photo, depth and masks are as stored
+    stored, stored_depths = tmp_path / "stored", tmp_path / "stored_depth"
+    stored.mkdir(), stored_depths.mkdir()
+    for o in range(2, 5):
+        image, kept = read_image_and_depth(photos / f"t{o}.tif", str(depths), True)
+        assert np.array_equal(image, rgb) and np.array_equal(kept, depth), o
+        cv2.imwrite(str(stored / f"t{o}.png"), rgb[:, :, ::-1])
+        cv2.imwrite(str(stored_depths / f"t{o}_depth.png"), depth)
+    r = invoke("predict", rgbd_ckpt, stored, "--depth", stored_depths, "--out", tmp_path / "stored_out", "--device",
+               "cpu")
+    assert r.exit_code == 0, r.output
+    for o in range(2, 5):
+        for sfx in ("_labelTrainIds.png", "_color.png"):
+            assert (tmp_path / "kept" / f"t{o}{sfx}").read_bytes() == (tmp_path / "stored_out" / f"t{o}{sfx}").read_bytes()
 
 
 def test_predict_says_when_it_is_the_depth_maps_that_are_missing(tree, rgbd_ckpt, tmp_path):

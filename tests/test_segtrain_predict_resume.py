@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 
 import cv2
@@ -251,3 +252,78 @@ def test_files_named_that_the_record_lists_are_left_out(ckpt, photos, tmp_path, 
     assert again.exit_code == 0, again.output
     assert "0 images predicted, 10 already predicted, 0 skipped" in again.stdout
     assert not model_calls and snapshot(photos) == before
+
+
+def test_a_photo_replaced_under_its_name_is_predicted_again(ckpt, photos, tmp_path, model_calls, caplog):
+    """Resume went by names: a photo replaced after its masks were written kept the old
+    photo's masks. predict.json now records each input's size and mtime_ns: a replaced photo
+    (another size; or the same size, another mtime) is predicted again, the rest skipped, and
+    the folder ends as a fresh run on the new photos. Only a touch (same bytes, new mtime)
+    costs a needless prediction."""
+    out = tmp_path / "out"
+    pngs = sorted(photos.glob("*.png"))
+    stored = [cv2.IMWRITE_PNG_COMPRESSION, 0]  # uncompressed: the file's size is the image's size
+    cv2.imwrite(str(pngs[1]), cv2.imread(str(pngs[1])), stored)
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    record = json.loads((out / "predict.json").read_text())
+    assert record["inputs"][pngs[0].stem] == {"size": pngs[0].stat().st_size, "mtime_ns": pngs[0].stat().st_mtime_ns}
+    assert sorted(record["inputs"]) == sorted(p.stem for p in photos.iterdir())
+    shutil.copy(photos / "phone.jpg", pngs[0])  # another photo under the same name (another size)
+    before = pngs[1].stat()
+    cv2.imwrite(str(pngs[1]), 255 - cv2.imread(str(pngs[1])), stored)  # the same size, another picture
+    size, mtime = pngs[1].stat().st_size, pngs[1].stat().st_mtime_ns
+    assert size == before.st_size and mtime != before.st_mtime_ns  # its mtime tells
+    model_calls.clear()
+    caplog.set_level(logging.INFO, logger="segtrain")
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "2 images predicted, 8 already predicted, 0 skipped" in r.stdout, r.output
+    assert len(model_calls) == 2
+    assert "2 image(s) changed since their masks were written (size or modification time), predicted again" \
+        in caplog.text
+    fresh = invoke("predict", ckpt, photos, "--out", tmp_path / "fresh", "--device", "cpu")
+    assert fresh.exit_code == 0
+    assert snapshot(out) == snapshot(tmp_path / "fresh")
+    assert json.loads((out / "predict.json").read_text())["inputs"][pngs[1].stem] == {"size": size,
+                                                                                    "mtime_ns": mtime}
+
+    model_calls.clear()  # the same size and bytes, another mtime: predicted again (the price of not hashing)
+    os.utime(pngs[3], ns=(pngs[3].stat().st_atime_ns, pngs[3].stat().st_mtime_ns + 10**9))
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and len(model_calls) == 1 and snapshot(out) != snapshot(tmp_path / "fresh")
+    model_calls.clear()
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0 and not model_calls
+
+
+def test_a_replaced_photo_is_noticed_on_resume_and_its_masks_go(ckpt, photos, tmp_path, monkeypatch, model_calls):
+    """Interrupted after 3 images, one of them replaced by an unreadable file: the resume
+    predicts the 7 others, reports that one, and its old masks are gone (they were the old
+    photo's), so a further re-run tries it again."""
+    out = tmp_path / "out"
+    _interrupted(monkeypatch, 3, ckpt, photos, "--out", out, "--device", "cpu")
+    first = sorted(photos.iterdir())[0]
+    stem = first.stem
+    assert (out / f"{stem}_color.png").is_file()
+    first.write_bytes(b"not an image any more")
+    model_calls.clear()
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "7 images predicted, 2 already predicted, 1 skipped" in r.stdout, r.output
+    assert not (out / f"{stem}_color.png").exists() and not (out / f"{stem}_labelTrainIds.png").exists()
+    again = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu", "--strict")
+    assert again.exit_code == 1 and f"problem: {first}" in again.stderr
+
+
+def test_a_record_without_input_stamps_still_resumes(ckpt, photos, tmp_path, model_calls):
+    """A predict.json written before input stamps (no `inputs`) resumes by names as it did."""
+    out = tmp_path / "out"
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    record = json.loads((out / "predict.json").read_text())
+    del record["inputs"]
+    (out / "predict.json").write_text(json.dumps(record))
+    (out / f"{sorted(photos.iterdir())[0].stem}_color.png").unlink()
+    shutil.copy(photos / "phone.jpg", sorted(photos.iterdir())[1])  # not noticed: nothing recorded for it
+    model_calls.clear()
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "1 images predicted, 9 already predicted, 0 skipped" in r.stdout, r.output
+    assert len(model_calls) == 1
+    stamps = json.loads((out / "predict.json").read_text())["inputs"]
+    assert sorted(stamps) == sorted(p.stem for p in photos.iterdir())  # the new record has them all

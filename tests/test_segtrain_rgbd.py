@@ -247,6 +247,22 @@ def test_predict_needs_depth_exactly_when_the_checkpoint_does(rgbd_run, tree, tm
     assert r.exit_code == 2 and "takes no --depth" in error_line(r)
 
 
+def test_predict_resume_notices_a_replaced_depth_map(rgbd_run, tree, tmp_path):
+    """predict.json stamps each input's depth map too: one replaced after its masks were
+    written (same name) predicts that image again; the other stays skipped."""
+    images, depths = tmp_path / "images", tmp_path / "depth"
+    for src, dst in ((tree.root / "leftImg8bit" / "test", images), (tree.root / "depth" / "test", depths)):
+        dst.mkdir()
+        for p in src.rglob("*.png"):
+            (dst / p.name).write_bytes(p.read_bytes())
+    args = ("predict", rgbd_run / "best.pt", images, "--depth", depths, "--out", tmp_path / "p")
+    assert invoke(*args).exit_code == 0
+    victim = sorted(depths.glob("*.png"))[0]
+    cv2.imwrite(str(victim), cv2.imread(str(victim), cv2.IMREAD_UNCHANGED) // 2)
+    r = invoke(*args)
+    assert r.exit_code == 0 and "1 images predicted, 1 already predicted, 0 skipped" in r.stdout, r.output
+
+
 def test_depth_inputs_on_a_tree_without_depth_are_refused(rgbd_run, tmp_path):
     nodepth = write_clean_tree(tmp_path / "nodepth", counts={"train": 2, "val": 1, "test": 1}, size=(32, 48),
                                depth=False)

@@ -32,7 +32,9 @@ from sunrgbd_tools.remote.http import (
     HttpError,
     display_url,
     download_file,
+    redact_text,
     split_userinfo,
+    url_problem,
 )
 
 FAST = HttpConfig(timeout=2.0, retries=1, backoff=0.001, backoff_max=0.01)
@@ -136,6 +138,31 @@ def test_a_presigned_url_is_requested_as_given_and_shown_redacted(tmp_path: Path
         srv.close()
 
 
+def test_urllib3_log_lines_show_no_signature(tmp_path: Path, caplog):
+    """urllib3 logs a retried request's path with its query at WARNING, a redirect's URLs at
+    INFO and every request at DEBUG: a program that configures logging printed the signature.
+    Its lines now hold it REDACTED (and still come: nothing is dropped)."""
+    srv = FaultServer({"a.bin": DATA})
+    srv.faults.signed = {"a.bin": SECRET}
+    srv.faults.redirect = {"get/a.bin": "/a.bin" + PRESIGNED + SECRET}
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    try:
+        srv.faults.fail = 1  # one 500: urllib3 retries, with a WARNING naming the request path
+        got = download_file(HttpClient(FAST), srv.url + "get/a.bin", tmp_path / "a.bin")
+        assert (tmp_path / "a.bin").read_bytes() == DATA and got.url == srv.url + "a.bin" + PRESIGNED_SHOWN
+        client = HttpClient(FAST)  # a connection refused: retried, WARNING with the path and query
+        with pytest.raises(HttpError):
+            client.probe(f"http://127.0.0.1:{closed_port()}/a.bin{PRESIGNED}{SECRET}")
+    finally:
+        srv.close()
+    levels = {r.levelname for r in caplog.records if r.name.startswith("urllib3")}
+    assert {"WARNING", "INFO", "DEBUG"} <= levels, levels
+    assert PRESIGNED_SHOWN in caplog.text
+    assert SECRET not in caplog.text and "AKIAIOSFODNN7EXAMPLE" not in caplog.text
+    assert redact_text("Redirecting /get -> http://h/a?sig=abc&sv=1&X-Amz-Signature=x#token=t") == \
+        "Redirecting /get -> http://h/a?sig=REDACTED&sv=1&X-Amz-Signature=REDACTED#token=REDACTED"
+
+
 def test_a_password_holding_a_slash_is_one_line_without_it(tmp_path: Path):
     """`https://user:pa/ss@host/` is not a URL with a password (its host part ends at the '/'):
     urllib3 was handed host 'user', port 'pa' and the messages showed the URL as typed."""
@@ -164,6 +191,9 @@ def test_a_password_holding_a_slash_is_one_line_without_it(tmp_path: Path):
     ("u:pa/ss", "/a.zip?e=a@b"),  # an '@' in the query: `***@` was cut at it
     ("u:pa?ss", "/a.zip?e=a@b"),  # a '?' or '#' in the password: the '@' is in the "query"
     ("u:pa#ss", "/a.zip"),
+    ("u:123?x", "/a.zip"),  # a numeric "port", then '?' or '#': read as host u, port 123, a query
+    ("u:123#x", "/a.zip?e=1"),
+    ("u:123?", "/a.zip"),
 ])
 def test_any_at_after_the_host_part_is_a_password_never_shown(tmp_path: Path, userinfo, tail):
     """An '@' between the end of the host part urlsplit reads and the query can only be a
@@ -179,6 +209,15 @@ def test_any_at_after_the_host_part_is_a_password_never_shown(tmp_path: Path, us
     with pytest.raises(HttpError, match="percent-escape") as e:
         HttpClient(FAST).probe(url)
     assert userinfo not in str(e.value) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000?mail=a@b.org", "http://127.0.0.1:8000?a&b@c",
+                                 "http://127.0.0.1:8000/a.zip?x@y", "http://127.0.0.1:8000#k=a@b"])
+def test_an_at_in_the_query_of_a_host_and_port_is_a_query(url):
+    """The price of refusing `https://u:123?x@host/` is only a URL with no path whose query's
+    first part holds an '@' but no '=' or '&'; a query of parameters, or any URL with a path,
+    is read as typed."""
+    assert url_problem(url) is None and display_url(url) == url
 
 
 def test_an_at_in_the_path_is_refused_and_a_percent_escaped_one_is_read(tmp_path: Path):

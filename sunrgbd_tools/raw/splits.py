@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from sunrgbd_tools.raw.base import RawDataError
-from sunrgbd_tools.raw.matfile import cell_strings, loadmat_checked
+from sunrgbd_tools.raw.matfile import (
+    cell_strings,
+    h5_array,
+    h5_file,
+    h5_string,
+    is_mat_v73,
+    loadmat_checked,
+)
 
 SPLIT_FILE = Path("SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat")
 
@@ -56,23 +63,17 @@ def read_split(path: Path, val_fraction: float = 0.1, seed: int = 0) -> Split:
     `val_fraction` of train (recorded in the returned `val_source`)."""
     if not path.exists():
         raise RawDataError(path, "file not found (needed for the official split)")
-    m = loadmat_checked(path)
-    for var in ("alltrain", "alltest"):
-        if var not in m:
-            raise RawDataError(path, f"has no variable {var!r}")
-    train = [normalise_scene_path(s) for s in cell_strings(m["alltrain"]) if s]
-    test = [normalise_scene_path(s) for s in cell_strings(m["alltest"]) if s]
+    alltrain, alltest, val = _read_v73(path) if is_mat_v73(path) else _read_v5(path)
+    train = [normalise_scene_path(s) for s in alltrain if s]
+    test = [normalise_scene_path(s) for s in alltest if s]
     assignment = {k: "test" for k in test}
     overlap = [k for k in train if k in assignment]
     if overlap:
         raise RawDataError(path, f"{len(overlap)} scene(s) are in both alltrain and alltest, e.g. {overlap[0]}")
     assignment.update({k: "train" for k in train})
-    tv = m.get("trainvalsplit")
     val_keys: list[str] = []
-    if tv is not None and isinstance(tv, np.ndarray) and tv.dtype.names:
-        val = _field(tv, "val")
-        if val is not None:
-            val_keys = [normalise_scene_path(s) for s in cell_strings(val) if s]
+    if val is not None:
+        val_keys = [normalise_scene_path(s) for s in val if s]
         val_source = {"source": "trainvalsplit"}
     else:
         rng = random.Random(seed)
@@ -83,3 +84,36 @@ def read_split(path: Path, val_fraction: float = 0.1, seed: int = 0) -> Split:
         if assignment.get(k) == "train":
             assignment[k] = "val"
     return Split(assignment, val_source)
+
+
+def _read_v5(path: Path) -> tuple[list[str], list[str], list[str] | None]:
+    """(alltrain, alltest, trainvalsplit.val: [] when the struct lacks it, None without the struct)."""
+    m = loadmat_checked(path)
+    for var in ("alltrain", "alltest"):
+        if var not in m:
+            raise RawDataError(path, f"has no variable {var!r}")
+    tv = m.get("trainvalsplit")
+    val = None
+    if tv is not None and isinstance(tv, np.ndarray) and tv.dtype.names:
+        field = _field(tv, "val")
+        val = cell_strings(field) if field is not None else []
+    return cell_strings(m["alltrain"]), cell_strings(m["alltest"]), val
+
+
+def _read_v73(path: Path) -> tuple[list[str], list[str], list[str] | None]:
+    """The same from an allsplit.mat saved with `-v7.3` (HDF5; the toolbox ships v5): a cell is
+    a dataset of references to char arrays, the 1x1 struct trainvalsplit a group of its fields.
+    Read under h5_errors, as the other v7.3 toolbox files."""
+    import h5py
+
+    with h5_file(path) as f:
+        cells = []
+        for var in ("alltrain", "alltest"):
+            if var not in f:
+                raise RawDataError(path, f"has no variable {var!r}")
+            cells.append([h5_string(f[r]) for r in h5_array(f[var]).ravel()])
+        tv = f.get("trainvalsplit")
+        val = None
+        if isinstance(tv, h5py.Group):
+            val = [h5_string(f[r]) for r in h5_array(tv["val"]).ravel()] if "val" in tv else []
+    return cells[0], cells[1], val

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import random
 import re
@@ -136,7 +137,8 @@ def _stray_at(url: str) -> int:
     port `pa`. So: the last '@' between the end of the host part and the first '?' or '#'
     (`https://tok/en@host/`, `https://u:123/x@host/`, `https://user:p@ss/w@host/`); or, when the
     host part has a port that is not a number (`https://u:pa?ss@host/`, `https://u:pa#ss@host/`),
-    the last '@' of the would-be host part after the first '@' further on."""
+    or a number followed by what can only be more password (`https://u:123?x@host/`,
+    `_password_query`), the last '@' of the would-be host part after the first '@' further on."""
     m = _SCHEME.match(url)
     if m is None:
         return -1
@@ -147,10 +149,20 @@ def _stray_at(url: str) -> int:
         return m.end() + at
     port = (netloc.partition("]")[2] if netloc.startswith("[") else netloc).partition(":")[2]
     first = rest.find("@", len(netloc))
-    if "@" in netloc or not port or port.isdigit() or first < 0:
+    if "@" in netloc or not port or first < 0:
+        return -1
+    if port.isdigit() and not _password_query(rest[len(netloc):first]):
         return -1
     end = first + re.search(r"[/?#]|$", rest[first:]).start()
     return m.end() + rest.rfind("@", 0, end)
+
+
+def _password_query(between: str) -> bool:
+    """Whether the text between a numeric "port" and the next '@' is the rest of a password that
+    holds a '?' or '#' (`https://u:123?x@host/`), not a query: it starts at once with the '?' or
+    '#' (no path: a URL naming a file has one) and holds no '=' or '&' (a query's parameters do:
+    `http://host:8000?mail=a@b` is a query)."""
+    return between[:1] in ("?", "#") and not re.search(r"[=&]", between)
 
 
 def userinfo_problem(url: str) -> str | None:
@@ -179,6 +191,42 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "not a valid URL (no host name)"
     return None
+
+
+_QUERY_PARAM = re.compile(r"([?&#])([^=&#\s'\"]+)=([^&#\s'\"]*)")
+
+
+def redact_text(text: str) -> str:
+    """Free text (a log line holding URLs or request paths) with the value of every credential
+    query parameter REDACTED, as `redact_query` does for one URL."""
+    return _QUERY_PARAM.sub(lambda m: f"{m[1]}{m[2]}={REDACTED}" if m[3] and is_secret_param(m[2]) else m[0],
+                            text)
+
+
+class _RedactLogFilter(logging.Filter):
+    """urllib3 logs request paths and URLs with their query (a retry at WARNING, a redirect at
+    INFO, every request at DEBUG): nothing shows them unless the program configures logging,
+    and then a presigned URL's signature would. Their credential values become REDACTED; no
+    record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = redact_text(text)
+        if clean != text:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+
+
+def _redact_urllib3_logs() -> None:
+    """Put _RedactLogFilter on the urllib3 loggers that name URLs, once per process (a logger's
+    filters see only its own records, so each module's logger gets one)."""
+    for name in _URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactLogFilter) for f in logger.filters):
+            logger.addFilter(_RedactLogFilter())
 
 
 def display_url(url: str) -> str:
@@ -325,6 +373,7 @@ class HttpClient:
 
     def __init__(self, config: HttpConfig | None = None):
         self.config = config or HttpConfig()
+        _redact_urllib3_logs()
         self._pool = urllib3.PoolManager(
             maxsize=_POOL_SIZE, retries=False,
             timeout=urllib3.Timeout(connect=self.config.timeout, read=self.config.timeout))
