@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,25 @@ RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "co
          "default")
 PATTERN_PREFIX = "*" + SEPARATOR
 MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
+# a number inside a name (`2ndchair`, `chair3back`, `wal2l`): digits, with the ordinal suffix
+# that belongs to them (1st 2nd 3rd 4th 11th 12th 13th 21st …)
+_NUMBER = re.compile(r"(\d+)(st|nd|rd|th)?")
+
+
+def _ordinal_suffix(digits: str) -> str:
+    n = int(digits[-2:])
+    return "th" if 11 <= n <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def drop_numbers(key: str) -> str:
+    """The key without the numbers typed inside its words (`2nd_chair`, `chair3back` →
+    `chair`, `chairback`; `wal2l` → `wall`); trailing ones are gone already (normalise).
+    An ordinal's suffix goes with its digits only when it is the one the number takes
+    (`2nd`, `11th`; in `2st` the letters stay)."""
+    def cut(m: re.Match) -> str:
+        suffix = m.group(2) or ""
+        return "" if suffix == _ordinal_suffix(m.group(1)) else suffix
+    return SEPARATOR.join(t for t in (_NUMBER.sub(cut, t) for t in tokens(key)) if t)
 
 
 def by_squashed_key(rows: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
@@ -289,7 +309,15 @@ class RuleTables:
                 return Resolution(hit.class_name, "spelling", f"{note}; {hit.rule} {hit.via}")
         if self.words is None:
             return None
-        return self._resolve_words(fixed)
+        hit = self._resolve_words(fixed)
+        if hit is None and any(c.isdigit() for c in key):
+            bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
+            if bare and bare != key:
+                hit = self.resolve_key(bare) or self._resolve_words(self.fix_spelling(bare)[0])
+                if hit is not None:
+                    return Resolution(hit.class_name, "compound", f"{key}→{bare} (number dropped); "
+                                      f"{hit.rule} {hit.via}")
+        return hit
 
     def head_split(self, token: str) -> tuple[str, str] | None:
         """`smallpaper` → (small, paper): the longest `*_head` pattern ending the token after
