@@ -33,13 +33,16 @@ SYNONYMS_FILE = "synonyms.csv"
 SPELLING_FILE = "spelling.csv"
 MANUAL_FILE = "manual.csv"
 PHRASES_FILE = "phrases.csv"
-PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative")
+PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative", "function")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
 RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
          "default")
 PATTERN_PREFIX = "*" + SEPARATOR
 MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
+# longer unknown modifiers (`executivechair`, `separationwall`) cut unless they end in a
+# phrase's function word after a word (`bookswith|paper`, `tablesand|chair`): up to this many
+LONG_MODIFIER = 12
 # a number inside a name (`2ndchair`, `chair3back`, `wal2l`): digits, with the ordinal suffix
 # that belongs to them (1st 2nd 3rd 4th 11th 12th 13th 21st …)
 _NUMBER = re.compile(r"(\d+)(st|nd|rd|th)?")
@@ -143,6 +146,7 @@ class RuleTables:
     genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
     partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
     locatives: frozenset[str] = frozenset()  # partitives that after a word mean (in) `front_of`
+    functions: frozenset[str] = frozenset()  # `and`, `a`: with the prepositions, never end a modifier
     files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
     words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
 
@@ -188,6 +192,7 @@ class RuleTables:
             t.genitives = frozenset(roles["genitive"])
             t.partitives = frozenset(roles["partitive"] | roles["locative"])
             t.locatives = frozenset(roles["locative"])
+            t.functions = frozenset(roles["function"])
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
             rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"), hand_edited=True)
@@ -321,8 +326,9 @@ class RuleTables:
 
     def head_split(self, token: str) -> tuple[str, str] | None:
         """`smallpaper` → (small, paper): the longest `*_head` pattern ending the token after
-        a modifier of 3 to MAX_MODIFIER letters (longer only when it splits into words),
-        for a token that is not itself a known word; else None. Only patterns
+        a modifier of 3 to MAX_MODIFIER letters (up to LONG_MODIFIER when it is no phrase,
+        longer only when it splits into words), for a token that is not itself a known
+        word; else None. Only patterns
         count, not every synonym, so endings such as `art`, `man`, `ground` never cut;
         words that merely end in a head (`vegetable`) are known words or synonyms.csv rows."""
         if not token.isalpha() or token in self.words:
@@ -330,10 +336,26 @@ class RuleTables:
         for i in range(3, len(token) - 1):
             if token[i:] in self.heads:
                 # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
-                if i > MAX_MODIFIER and self.words.split(token[:i]) is None:
+                if (i > MAX_MODIFIER and self.words.split(token[:i]) is None
+                        and (i > LONG_MODIFIER or self._ends_phrase(token[:i]))):
                     return None
                 return token[:i], token[i:]
         return None
+
+    def _ends_phrase(self, modifier: str) -> bool:
+        """True when `modifier` is a word followed by function words (prepositions, `and`,
+        `a`: `bookswith`, `tablesand`, `comforterina`), so that what follows it is not its
+        head: `books with papers` is books, `comforter in a bag` a comforter."""
+        ends = sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w))
+        rest, cut = modifier, False
+        while True:
+            end = next((w for w in ends if rest.endswith(w) and len(rest) > len(w)), None)
+            if end is None:
+                break
+            rest, cut = rest[:-len(end)], True
+            if rest in self.words or fold_plural(rest) in self.words or self.words.split(rest):
+                return True
+        return False
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
