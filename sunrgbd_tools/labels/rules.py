@@ -369,6 +369,30 @@ class RuleTables:
     def _is_compound(self, token: str) -> bool:
         return self.words.split(token) is not None or self.head_split(token) is not None
 
+    def _split_phrases(self, key: str) -> tuple[str, str]:
+        """Cut an unknown token at a preposition after a word (`pictureofbeach` →
+        picture+of+beach, `dresserwithmirroe` → dresser+with+mirroe): what follows the
+        preposition need not be a word, as the head comes before it. Only `of` and
+        prepositions of 3+ letters cut: `in`, `on`, `at` end too many words
+        (`skirt|in|gboard`)."""
+        toks, notes = [], []
+        for t in tokens(key):
+            cut = None
+            if t.isalpha() and t not in self.words and self.words.split(t) is None:
+                for i in range(3, len(t) - 4):
+                    left = t[:i]
+                    if left not in self.words and self.words.split(left) is None:
+                        continue
+                    p = next((w for w in sorted(self.prepositions, key=lambda w: (-len(w), w))
+                              if (len(w) > 2 or w in self.genitives) and t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
+                    if p is not None:
+                        cut = (*(self.words.split(left) or (left,)), p, t[i + len(p):])
+                        break
+            toks.extend(cut or (t,))
+            if cut:
+                notes.append("+".join(cut))
+        return SEPARATOR.join(toks), ", ".join(notes)
+
     def _resolve_words(self, key: str) -> Resolution | None:
         """The compound step (known words, then a `*_head` ending), then the fuzzy step,
         each followed by the spelling table. Compounds are never spelling-corrected."""
@@ -383,6 +407,9 @@ class RuleTables:
         if fix_note:
             again, again_note = self.words.split_key(corrected)
             steps.append(("fuzzy", again, fix_note + (f", {again_note}" if again_note else "")))
+        phrase, phrase_note = self._split_phrases(split)
+        if phrase_note:
+            steps.append(("compound", phrase, ", ".join(x for x in (split_note, phrase_note) if x)))
         for rule, k, note in steps:
             fixed, spell_note = self.fix_spelling(k)
             hit = self.resolve_key(fixed)
