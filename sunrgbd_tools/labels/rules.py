@@ -318,7 +318,7 @@ class RuleTables:
         if hit is None and any(c.isdigit() for c in key):
             bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
             if bare and bare != key:
-                hit = self.resolve_key(bare) or self._resolve_words(self.fix_spelling(bare)[0])
+                hit = self.resolve(bare, use_manual=False)
                 if hit is not None:
                     return Resolution(hit.class_name, "compound", f"{key}→{bare} (number dropped); "
                                       f"{hit.rule} {hit.via}")
