@@ -274,9 +274,15 @@ class RuleTables:
             if hit is not None:
                 return Resolution(hit.class_name, hit.rule, f"part of {hit.via}")
         for i in range(1, len(toks)):  # longest head first: `big_office_chair` → `*_chair`
+            cut = self._phrase_cut(toks[i - 1])  # `Dresserwith_Mirror`: dresser+with+mirror
+            if cut is not None:
+                return self.resolve_key(SEPARATOR.join(toks[:i - 1] + cut + toks[i:]))
             hit = self.heads.get(squash(SEPARATOR.join(toks[i:])))
             if hit is not None:
                 return Resolution(hit[0], "synonym", hit[1])
+        last = self.synonyms.get(toks[-1]) if len(toks) > 1 else None
+        if last is not None and SEPARATOR in normalise(last[1]):  # `brown_paperbag` → bag
+            return Resolution(last[0], "synonym", f"*_{last[1]}")
         return None
 
     def fix_spelling(self, key: str) -> tuple[str, str]:
@@ -315,6 +321,12 @@ class RuleTables:
         if self.words is None:
             return None
         hit = self._resolve_words(fixed)
+        if hit is None and raw != raw.lower() and normalise(raw.lower()) != key:
+            # camel case cut where no word ends (`CPUbox` → cp_ubox, `TVdesk` → t_vdesk):
+            # the name read in lower case, as if typed without capitals
+            hit = self.resolve(raw.lower(), use_manual=False)
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"read in lower case; {hit.via}")
         if hit is None and any(c.isdigit() for c in key):
             bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
             if bare and bare != key:
@@ -337,25 +349,30 @@ class RuleTables:
             if token[i:] in self.heads:
                 # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
                 if (i > MAX_MODIFIER and self.words.split(token[:i]) is None
-                        and (i > LONG_MODIFIER or self._ends_phrase(token[:i]))):
+                        and (i > LONG_MODIFIER or self._phrase_cut(token[:i]) is not None)):
                     return None
                 return token[:i], token[i:]
         return None
 
-    def _ends_phrase(self, modifier: str) -> bool:
-        """True when `modifier` is a word followed by function words (prepositions, `and`,
-        `a`: `bookswith`, `tablesand`, `comforterina`), so that what follows it is not its
-        head: `books with papers` is books, `comforter in a bag` a comforter."""
+    def _phrase_cut(self, modifier: str) -> list[str] | None:
+        """`modifier` cut into a word and the function words that end it (prepositions,
+        `and`, `a`: `bookswith` → books+with, `comforterina` → comforter+in+a), or None
+        when it is a word or ends in none: what follows such a modifier is not its head
+        (`books with papers` is books, `comforter in a bag` a comforter). None without a
+        word list."""
+        if self.words is None or modifier in self.words:
+            return None
         ends = sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w))
-        rest, cut = modifier, False
+        rest, cut = modifier, []
         while True:
             end = next((w for w in ends if rest.endswith(w) and len(rest) > len(w)), None)
             if end is None:
-                break
-            rest, cut = rest[:-len(end)], True
-            if rest in self.words or fold_plural(rest) in self.words or self.words.split(rest):
-                return True
-        return False
+                return None
+            rest, cut = rest[:-len(end)], [end] + cut
+            if rest not in self.words and fold_plural(rest) in self.words:
+                rest = fold_plural(rest)  # `papers|on`: the word is paper
+            if rest in self.words or self.words.split(rest):
+                return [*(self.words.split(rest) or (rest,)), *cut]
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
