@@ -280,9 +280,11 @@ class RuleTables:
             hit = self.heads.get(squash(SEPARATOR.join(toks[i:])))
             if hit is not None:
                 return Resolution(hit[0], "synonym", hit[1])
-        last = self.synonyms.get(toks[-1]) if len(toks) > 1 else None
-        if last is not None and SEPARATOR in normalise(last[1]):  # `brown_paperbag` → bag
-            return Resolution(last[0], "synonym", f"*_{last[1]}")
+            # a synonym of two or more words ends the name: it is the head (`brown_paperbag`,
+            # `lower_door_glass`); one-word synonyms only as `*_head` patterns (`woodframe`)
+            hit = self.synonyms.get(squash(SEPARATOR.join(toks[i:])))
+            if hit is not None and SEPARATOR in normalise(hit[1]):
+                return Resolution(hit[0], "synonym", f"*_{hit[1]}")
         return None
 
     def fix_spelling(self, key: str) -> tuple[str, str]:
@@ -321,12 +323,12 @@ class RuleTables:
         if self.words is None:
             return None
         hit = self._resolve_words(fixed)
-        if hit is None and raw != raw.lower() and normalise(raw.lower()) != key:
-            # camel case cut where no word ends (`CPUbox` → cp_ubox, `TVdesk` → t_vdesk):
-            # the name read in lower case, as if typed without capitals
-            hit = self.resolve(raw.lower(), use_manual=False)
+        if hit is None and SEPARATOR in fixed:
+            # the separated reading failed; as if typed as one word (`Make-UpBag` → make_upbag
+            # → makeupbag, `TVdesk` → t_vdesk → tvdesk, `SinkH` → sinkh → sink)
+            hit = self.resolve(squash(fixed), use_manual=False)
             if hit is not None:
-                return Resolution(hit.class_name, hit.rule, f"read in lower case; {hit.via}")
+                return Resolution(hit.class_name, hit.rule, f"{fixed}→{squash(fixed)}; {hit.via}")
         if hit is None and any(c.isdigit() for c in key):
             bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
             if bare and bare != key:
@@ -371,8 +373,9 @@ class RuleTables:
             rest, cut = rest[:-len(end)], [end] + cut
             if rest not in self.words and fold_plural(rest) in self.words:
                 rest = fold_plural(rest)  # `papers|on`: the word is paper
-            if rest in self.words or self.words.split(rest):
-                return [*(self.words.split(rest) or (rest,)), *cut]
+            words = self.words.split(rest) or self.words.split(fold_plural(rest))
+            if rest in self.words or words:
+                return [*(words or (rest,)), *cut]  # `miscitems|in|a`: misc+item+in+a
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
