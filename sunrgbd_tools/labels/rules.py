@@ -329,6 +329,12 @@ class RuleTables:
             hit = self.resolve(squash(fixed), use_manual=False)
             if hit is not None:
                 return Resolution(hit.class_name, hit.rule, f"{fixed}→{squash(fixed)}; {hit.via}")
+        if hit is None and fixed.endswith(("us", "is")):
+            # plural folding keeps `-us`, `-is` (bus, tennis); the plural of an abbreviation
+            # or a misspelling is the exception that falls through (`cpus`, `teepois`)
+            hit = self.resolve(fixed[:-1], use_manual=False)
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"{fixed}→{fixed[:-1]}; {hit.via}")
         if hit is None and any(c.isdigit() for c in key):
             bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
             if bare and bare != key:
@@ -401,6 +407,8 @@ class RuleTables:
             if t.isalpha() and t not in self.words and self.words.split(t) is None:
                 for i in range(3, len(t) - 4):
                     left = t[:i]
+                    if left not in self.words and fold_plural(left) in self.words:
+                        left = fold_plural(left)  # `bookswith…`: the word is book
                     if left not in self.words and self.words.split(left) is None:
                         continue
                     p = next((w for w in sorted(self.prepositions, key=lambda w: (-len(w), w))
