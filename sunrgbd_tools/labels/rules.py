@@ -8,6 +8,8 @@ names.csv at convert time, so a name gets the same class either way:
     →  spelling fix, then the class/synonym steps again
     →  compound: tokens cut into known words (`officechair` → `office_chair` → `*_chair`)
     →  fuzzy: tokens that are no word corrected to the one closest word (`celing` → ceiling)
+    →  last readings: as one word (`TVdesk` → t_vdesk → tvdesk), a kept `-us`/`-is` plural
+       without its `s` (`cpus`), without numbers inside (`2ndchair`, `chair3back`)
     →  Other (rule `default`)
 
 A part names its whole (`chair_leg`, `chairback`, `cabinet_door` → the whole's class; the
