@@ -8,6 +8,8 @@ names.csv at convert time, so a name gets the same class either way:
     →  spelling fix, then the class/synonym steps again
     →  compound: tokens cut into known words (`officechair` → `office_chair` → `*_chair`)
     →  fuzzy: tokens that are no word corrected to the one closest word (`celing` → ceiling)
+    →  last readings: as one word (`TVdesk` → t_vdesk → tvdesk), a kept `-us`/`-is` plural
+       without its `s` (`cpus`), without numbers inside (`2ndchair`, `chair3back`)
     →  Other (rule `default`)
 
 A part names its whole (`chair_leg`, `chairback`, `cabinet_door` → the whole's class; the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +35,35 @@ SYNONYMS_FILE = "synonyms.csv"
 SPELLING_FILE = "spelling.csv"
 MANUAL_FILE = "manual.csv"
 PHRASES_FILE = "phrases.csv"
-PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative")
+PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative", "function")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
 RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
          "default")
 PATTERN_PREFIX = "*" + SEPARATOR
 MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`smallpaper`)
+# longer unknown modifiers (`executivechair`, `separationwall`) cut unless they end in a
+# phrase's function word after a word (`bookswith|paper`, `tablesand|chair`): up to this many
+LONG_MODIFIER = 12
+# a number inside a name (`2ndchair`, `chair3back`, `wal2l`): digits, with the ordinal suffix
+# that belongs to them (1st 2nd 3rd 4th 11th 12th 13th 21st …)
+_NUMBER = re.compile(r"(\d+)(st|nd|rd|th)?")
+
+
+def _ordinal_suffix(digits: str) -> str:
+    n = int(digits[-2:])
+    return "th" if 11 <= n <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def drop_numbers(key: str) -> str:
+    """The key without the numbers typed inside its words (`2nd_chair`, `chair3back` →
+    `chair`, `chairback`; `wal2l` → `wall`); trailing ones are gone already (normalise).
+    An ordinal's suffix goes with its digits only when it is the one the number takes
+    (`2nd`, `11th`; in `2st` the letters stay)."""
+    def cut(m: re.Match) -> str:
+        suffix = m.group(2) or ""
+        return "" if suffix == _ordinal_suffix(m.group(1)) else suffix
+    return SEPARATOR.join(t for t in (_NUMBER.sub(cut, t) for t in tokens(key)) if t)
 
 
 def by_squashed_key(rows: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
@@ -123,6 +148,7 @@ class RuleTables:
     genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
     partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
     locatives: frozenset[str] = frozenset()  # partitives that after a word mean (in) `front_of`
+    functions: frozenset[str] = frozenset()  # `and`, `a`: with the prepositions, never end a modifier
     files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
     words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
 
@@ -168,6 +194,7 @@ class RuleTables:
             t.genitives = frozenset(roles["genitive"])
             t.partitives = frozenset(roles["partitive"] | roles["locative"])
             t.locatives = frozenset(roles["locative"])
+            t.functions = frozenset(roles["function"])
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
             rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"), hand_edited=True)
@@ -249,9 +276,17 @@ class RuleTables:
             if hit is not None:
                 return Resolution(hit.class_name, hit.rule, f"part of {hit.via}")
         for i in range(1, len(toks)):  # longest head first: `big_office_chair` → `*_chair`
+            cut = self._phrase_cut(toks[i - 1])  # `Dresserwith_Mirror`: dresser+with+mirror
+            if cut is not None:
+                return self.resolve_key(SEPARATOR.join(toks[:i - 1] + cut + toks[i:]))
             hit = self.heads.get(squash(SEPARATOR.join(toks[i:])))
             if hit is not None:
                 return Resolution(hit[0], "synonym", hit[1])
+            # a synonym of two or more words ends the name: it is the head (`brown_paperbag`,
+            # `lower_door_glass`); one-word synonyms only as `*_head` patterns (`woodframe`)
+            hit = self.synonyms.get(squash(SEPARATOR.join(toks[i:])))
+            if hit is not None and SEPARATOR in normalise(hit[1]):
+                return Resolution(hit[0], "synonym", f"*_{hit[1]}")
         return None
 
     def fix_spelling(self, key: str) -> tuple[str, str]:
@@ -289,12 +324,33 @@ class RuleTables:
                 return Resolution(hit.class_name, "spelling", f"{note}; {hit.rule} {hit.via}")
         if self.words is None:
             return None
-        return self._resolve_words(fixed)
+        hit = self._resolve_words(fixed)
+        if hit is None and SEPARATOR in fixed:
+            # the separated reading failed; as if typed as one word (`Make-UpBag` → make_upbag
+            # → makeupbag, `TVdesk` → t_vdesk → tvdesk, `SinkH` → sinkh → sink)
+            hit = self.resolve(squash(fixed), use_manual=False)
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"{fixed}→{squash(fixed)}; {hit.via}")
+        if hit is None and fixed.endswith(("us", "is")):
+            # plural folding keeps `-us`, `-is` (bus, tennis); the plural of an abbreviation
+            # or a misspelling is the exception that falls through (`cpus`, `teepois`)
+            hit = self.resolve(fixed[:-1], use_manual=False)
+            if hit is not None:
+                return Resolution(hit.class_name, hit.rule, f"{fixed}→{fixed[:-1]}; {hit.via}")
+        if hit is None and any(c.isdigit() for c in key):
+            bare = normalise(drop_numbers(key))  # `2ndchair`, `chair3back`, `wal2l`
+            if bare and bare != key:
+                hit = self.resolve(bare, use_manual=False)
+                if hit is not None:
+                    return Resolution(hit.class_name, "compound", f"{key}→{bare} (number dropped); "
+                                      f"{hit.rule} {hit.via}")
+        return hit
 
     def head_split(self, token: str) -> tuple[str, str] | None:
         """`smallpaper` → (small, paper): the longest `*_head` pattern ending the token after
-        a modifier of 3 to MAX_MODIFIER letters (longer only when it splits into words),
-        for a token that is not itself a known word; else None. Only patterns
+        a modifier of 3 to MAX_MODIFIER letters (up to LONG_MODIFIER when it is no phrase,
+        longer only when it splits into words), for a token that is not itself a known
+        word; else None. Only patterns
         count, not every synonym, so endings such as `art`, `man`, `ground` never cut;
         words that merely end in a head (`vegetable`) are known words or synonyms.csv rows."""
         if not token.isalpha() or token in self.words:
@@ -302,10 +358,32 @@ class RuleTables:
         for i in range(3, len(token) - 1):
             if token[i:] in self.heads:
                 # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
-                if i > MAX_MODIFIER and self.words.split(token[:i]) is None:
+                if (i > MAX_MODIFIER and self.words.split(token[:i]) is None
+                        and (i > LONG_MODIFIER or self._phrase_cut(token[:i]) is not None)):
                     return None
                 return token[:i], token[i:]
         return None
+
+    def _phrase_cut(self, modifier: str) -> list[str] | None:
+        """`modifier` cut into a word and the function words that end it (prepositions,
+        `and`, `a`: `bookswith` → books+with, `comforterina` → comforter+in+a), or None
+        when it is a word or ends in none: what follows such a modifier is not its head
+        (`books with papers` is books, `comforter in a bag` a comforter). None without a
+        word list."""
+        if self.words is None or modifier in self.words:
+            return None
+        ends = sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w))
+        rest, cut = modifier, []
+        while True:
+            end = next((w for w in ends if rest.endswith(w) and len(rest) > len(w)), None)
+            if end is None:
+                return None
+            rest, cut = rest[:-len(end)], [end] + cut
+            if rest not in self.words and fold_plural(rest) in self.words:
+                rest = fold_plural(rest)  # `papers|on`: the word is paper
+            words = self.words.split(rest) or self.words.split(fold_plural(rest))
+            if rest in self.words or words:
+                return [*(words or (rest,)), *cut]  # `miscitems|in|a`: misc+item+in+a
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
@@ -318,6 +396,32 @@ class RuleTables:
 
     def _is_compound(self, token: str) -> bool:
         return self.words.split(token) is not None or self.head_split(token) is not None
+
+    def _split_phrases(self, key: str) -> tuple[str, str]:
+        """Cut an unknown token at a preposition after a word (`pictureofbeach` →
+        picture+of+beach, `dresserwithmirroe` → dresser+with+mirroe): what follows the
+        preposition need not be a word, as the head comes before it. Only `of` and
+        prepositions of 3+ letters cut: `in`, `on`, `at` end too many words
+        (`skirt|in|gboard`)."""
+        toks, notes = [], []
+        for t in tokens(key):
+            cut = None
+            if t.isalpha() and t not in self.words and self.words.split(t) is None:
+                for i in range(3, len(t) - 4):
+                    left = t[:i]
+                    if left not in self.words and fold_plural(left) in self.words:
+                        left = fold_plural(left)  # `bookswith…`: the word is book
+                    if left not in self.words and self.words.split(left) is None:
+                        continue
+                    p = next((w for w in sorted(self.prepositions, key=lambda w: (-len(w), w))
+                              if (len(w) > 2 or w in self.genitives) and t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
+                    if p is not None:
+                        cut = (*(self.words.split(left) or (left,)), p, t[i + len(p):])
+                        break
+            toks.extend(cut or (t,))
+            if cut:
+                notes.append("+".join(cut))
+        return SEPARATOR.join(toks), ", ".join(notes)
 
     def _resolve_words(self, key: str) -> Resolution | None:
         """The compound step (known words, then a `*_head` ending), then the fuzzy step,
@@ -333,6 +437,9 @@ class RuleTables:
         if fix_note:
             again, again_note = self.words.split_key(corrected)
             steps.append(("fuzzy", again, fix_note + (f", {again_note}" if again_note else "")))
+        phrase, phrase_note = self._split_phrases(split)
+        if phrase_note:
+            steps.append(("compound", phrase, ", ".join(x for x in (split_note, phrase_note) if x)))
         for rule, k, note in steps:
             fixed, spell_note = self.fix_spelling(k)
             hit = self.resolve_key(fixed)
