@@ -453,3 +453,27 @@ def test_large_image_histogram_path_gives_the_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(stats_mod, "_HIST_EXACT", 1)
     _run(b)
     assert (a / "stats.json").read_bytes() == (b / "stats.json").read_bytes()
+
+
+def test_damaged_png_leaves_no_library_line_on_the_console(tmp_path, capfd):
+    """libpng writes `libpng error: Read Error` / `IDAT: CRC error` straight to fd 2 for a
+    truncated or damaged PNG, from the stats and verify workers; it used to reach the console
+    between our `problem:` lines. The one line per file is ours (sunrgbd_tools.quietread)."""
+    from sunrgbd_tools.convert.verify import verify_tree
+
+    root = _tree(tmp_path / "clean")
+    rows = _rows(root)
+    lab = root / rows[0]["label_ids"]
+    lab.write_bytes(lab.read_bytes()[: lab.stat().st_size // 2])  # truncated
+    img = root / rows[1]["image"]
+    data = bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 1  # one flipped bit inside the compressed pixels
+    img.write_bytes(bytes(data))
+    capfd.readouterr()
+    st = _run(root).stats
+    assert st["samples"]["skipped"] == 2
+    assert {p["file"] for p in st["problems"]} == {rows[0]["label_ids"], rows[1]["image"]}
+    problems = verify_tree(root, workers=1).problems
+    assert any(p.startswith(f"{lab}: ") for p in problems) and any(p.startswith(f"{img}: ") for p in problems)
+    err = capfd.readouterr().err
+    assert "libpng" not in err and err == ""

@@ -16,6 +16,7 @@ from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.manifest import MANIFEST
 from cleantree.paths import FILE_KEYS
+from sunrgbd_tools import quietread
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 
 _CHUNK = 4  # rows per task (Pool.imap's chunksize before)
@@ -74,7 +75,7 @@ def _check_sample(task) -> list[str]:
                 continue
             if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
                 out.append(f"{path}: sha256 differs from manifest.csv")
-            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            img = quietread.imread(path, cv2.IMREAD_UNCHANGED)  # in a pool worker (map_chunks)
             if img is None:
                 out.append(f"{path}: does not decode")
                 continue
