@@ -158,7 +158,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     for i in sorted(by_row):  # in manifest order, whichever worker finished first
         # a file name from the manifest may hold a line break: a problem stays one line
         report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in by_row[i])
-    if check_checksums and (root / "SHA256SUMS").is_file():
+    if check_checksums:
         hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
                   if not any(p.startswith(f"{root / MANIFEST}: ") for p in probs)]
         report.problems.extend(_records_problems(root, hashed, workers, report.problems))
@@ -166,10 +166,12 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
 
 
 def _records_problems(root: Path, rows: list[dict], workers: int | None, found: list[str]) -> list[str]:
-    """A fetched tree against the archive's records (SHA256SUMS, DATASHEET.md's root-file
-    sha256s): a file added, removed, renamed or changed since the fetch, dataset.json included.
-    Sample files whose manifest sha256 (just compared) is the listed one are not hashed again;
-    a file a problem above already names is not reported twice."""
+    """A fetched tree (one holding the archive's SHA256SUMS) against the archive's records
+    (SHA256SUMS, DATASHEET.md's root-file sha256s): a file added, removed, renamed or changed
+    since the fetch, dataset.json included. Sample files whose manifest sha256 (just compared)
+    is the listed one are not hashed again; a file a problem above names is not named twice."""
+    if not (root / "SHA256SUMS").is_file():  # acquire.share.SUMS; share (and urllib3) load only for such a tree
+        return []
     from sunrgbd_tools.acquire.share import check_records
 
     known = {r[k]: r[f"{k}_sha256"] for r in rows for k in FILE_KEYS if r.get(k) and r.get(f"{k}_sha256")}
