@@ -48,10 +48,10 @@ from cleantree.dataset import (
 from cleantree.files import atomic_write_text, dumps_json, is_within
 from cleantree.manifest import MANIFEST
 from cleantree.paths import STATS_FILE
-from sunrgbd_tools import __version__
+from sunrgbd_tools import __version__, quietread
 from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
 
-STATS_SCHEMA = 1
+STATS_SCHEMA = 2  # 2: median-freq's P_c counts every pixel of the images holding c (was: labelled ones)
 ENET_C = 1.02  # ENet's c: bounds weights to [1/ln(1+c), 1/ln(c)] = [1.42, 50.5]
 _CHUNK = 8  # samples per task: small results, even load, smooth progress
 _HIST_EXACT = 1 << 24  # cv2.calcHist counts in float32: exact while a bin holds < 2**24
@@ -75,7 +75,8 @@ class AbsentClassWarning(UserWarning):
 
 # ---- weighting methods ------------------------------------------------------------------
 # Each takes, for the classes present in the split only, the pixel counts `n` and the
-# pixels of the images containing each class `n_img`, and returns un-normalised weights.
+# pixels (all of them, unlabelled included) of the images containing each class `n_img`, and
+# returns un-normalised weights.
 
 
 def _inverse(n: np.ndarray, n_img: np.ndarray) -> np.ndarray:
@@ -87,7 +88,9 @@ def _inverse_sqrt(n: np.ndarray, n_img: np.ndarray) -> np.ndarray:
 
 
 def _median_freq(n: np.ndarray, n_img: np.ndarray) -> np.ndarray:
-    freq = n / n_img  # Eigen & Fergus: frequency among the images where the class occurs
+    # Eigen & Fergus: pixels of c / "total number of pixels in images where c is present"
+    # (SegNet; the reference code, e.g. ESANet's for SUN RGB-D, divides by h*w of those images)
+    freq = n / n_img
     return np.median(freq) / freq
 
 
@@ -242,7 +245,7 @@ class Accumulator:
     id_pixels: np.ndarray = None  # int64[256] pixels per labelIds value
     id_images: np.ndarray = None  # int64[256] images containing each value
     train_images: np.ndarray = None  # int64[k] images containing each train id
-    train_present_pixels: np.ndarray = None  # int64[k] labelled pixels of those images
+    train_present_pixels: np.ndarray = None  # int64[k] pixels (all, unlabelled too) of those images
     rgb_pixels: int = 0
     rgb_sum: list[int] = field(default_factory=lambda: [0, 0, 0])  # R, G, B on 0..255
     rgb_sumsq: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -313,7 +316,7 @@ def _hist_u8(a: np.ndarray, channel: int = 0) -> np.ndarray:
 
 
 def _imread(root: Path, rel: str, flags: int, acc: Accumulator) -> np.ndarray | None:
-    img = cv2.imread(str(root / rel), flags)
+    img = quietread.imread(root / rel, flags)  # in a pool worker: libpng's own lines are not ours
     if img is None:
         acc.problems.append((rel, "missing" if not (root / rel).is_file() else "cannot be decoded"))
     return img
@@ -357,13 +360,12 @@ def _scan_chunk(task) -> Accumulator:
             continue
         t_hist = np.zeros(256, dtype=np.int64)
         np.add.at(t_hist, id_to_train, hist)
-        labelled = int(hist.sum() - t_hist[IGNORE])
         present = t_hist[:k] > 0
         acc.samples += 1
         acc.id_pixels += hist
         acc.id_images += hist > 0
         acc.train_images += present
-        acc.train_present_pixels += present * labelled
+        acc.train_present_pixels += present * (lab.shape[0] * lab.shape[1])
         acc.rgb_pixels += img.shape[0] * img.shape[1]
         for c in range(3):  # cv2 decodes BGR; sums are stored RGB
             h = _hist_u8(img, c)

@@ -323,6 +323,84 @@ def test_fetch_catches_tampered_sums(packed, tmp_path: Path):
         fetch(FetchConfig(source=str(bad), dest=str(tmp_path / "d"), progress=False, workers=1))
 
 
+def _resum(root: Path, name: str) -> None:
+    """Rewrite SHA256SUMS's line for `name` to the file's current sha256 (a tamperer's fix)."""
+    import hashlib
+
+    lines = (root / "SHA256SUMS").read_text().splitlines()
+    new = hashlib.sha256((root / name).read_bytes()).hexdigest()
+    (root / "SHA256SUMS").write_text("".join(
+        (f"{new}  {name}" if ln.endswith(f"  {name}") else ln) + "\n" for ln in lines))
+
+
+def test_fetch_catches_dataset_json_changed_with_its_sums_line(packed, tmp_path: Path):
+    """SHA256SUMS edited to match a changed dataset.json: DATASHEET.md's Checksums section
+    (root files' sha256) still names it, when no .sha256 vouches for the archive as a whole."""
+    from sunrgbd_tools.acquire.share import datasheet_sums
+
+    _tree, arc, _rep = packed
+    src = tmp_path / "x"
+    with zipfile.ZipFile(arc) as zf:
+        zf.extractall(src)
+        names = zf.namelist()
+    assert datasheet_sums((src / "DATASHEET.md").read_text()).keys() == {"dataset.json", "manifest.csv"}
+    (src / "dataset.json").write_text((src / "dataset.json").read_text().replace('"kv2"', '"kv9"'))
+    _resum(src, "dataset.json")
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for n in names:
+            zf.write(src / n, n)
+    res = CliRunner().invoke(main, ["fetch", str(bad), "--dest", str(tmp_path / "d"), "--no-progress"])
+    assert res.exit_code == 1
+    assert f"{tmp_path / 'd' / 'dataset.json'}: sha256 " in res.output and "in DATASHEET.md" in res.output
+    assert "1 file fails DATASHEET.md" in res.output
+
+
+def test_verify_checks_a_fetched_tree_against_its_records(packed, tmp_path: Path):
+    """`sunrgbd verify` on a fetched tree: besides manifest.csv, every file against SHA256SUMS
+    (nothing added, renamed or removed; dataset.json unchanged) and the root files against
+    DATASHEET.md. It used to pass a tree with a file added, a renamed copy or an edited
+    dataset.json. One line per file, exit 1."""
+    _tree, arc, _rep = packed
+    fetched = tmp_path / "f"
+    fetch(FetchConfig(source=str(arc), dest=str(fetched), progress=False, workers=1))
+    rows = list(csv.DictReader((fetched / "manifest.csv").open()))
+    img = rows[0]["image"]
+
+    def verify(edit) -> tuple[int, list[str]]:
+        t = tmp_path / "t"
+        shutil.rmtree(t, ignore_errors=True)
+        shutil.copytree(fetched, t)
+        edit(t)
+        res = CliRunner().invoke(main, ["verify", str(t), "--no-progress", "--workers", "1"])
+        return res.exit_code, [ln.replace(str(t), "T") for ln in res.output.splitlines()]
+
+    assert verify(lambda t: None) == (0, ["T: 6 samples OK"])
+    code, out = verify(lambda t: (t / "notes.txt").write_text("mine"))
+    assert code == 1 and out[0] == "T/notes.txt: not listed in SHA256SUMS"
+    code, out = verify(lambda t: shutil.copy(t / img, t / img.replace(".png", "_copy.png")))
+    assert code == 1 and out[0] == f"T/{img.replace('.png', '_copy.png')}: not listed in SHA256SUMS"
+    code, out = verify(lambda t: (t / img).rename(t / img.replace(".png", "_x.png")))
+    assert code == 1 and out[:2] == [f"T/{img}: missing", f"T/{img.replace('.png', '_x.png')}: not listed in SHA256SUMS"]
+
+    def edit_ds(t: Path, resum: bool) -> None:
+        (t / "dataset.json").write_text((t / "dataset.json").read_text().replace('"kv2"', '"kv9"'))
+        if resum:
+            _resum(t, "dataset.json")
+
+    code, out = verify(lambda t: edit_ds(t, False))
+    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in SHA256SUMS")
+    assert len(out) == 2  # and the summary: one line per file
+    code, out = verify(lambda t: edit_ds(t, True))
+    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in DATASHEET.md")
+    # a changed sample file is named once (by the manifest check), not again for SHA256SUMS
+    code, out = verify(lambda t: (t / img).write_bytes((t / img).read_bytes() + b"x"))
+    assert code == 1 and out[0] == f"T/{img}: sha256 differs from manifest.csv" and len(out) == 2
+    # --no-checksums skips every checksum, the records' too
+    res = CliRunner().invoke(main, ["verify", str(tmp_path / "t"), "--no-progress", "--no-checksums"])
+    assert res.exit_code == 0
+
+
 def _pack_cli(tree: Path, out: Path, *extra: str):
     return CliRunner().invoke(main, ["pack", str(tree), "--out", str(out), "--no-progress", *extra])
 

@@ -55,6 +55,7 @@ from sunrgbd_tools.text import first_names, plural
 
 DATASHEET = "DATASHEET.md"
 SUMS = "SHA256SUMS"
+CHECKSUMS_HEADER = "## Checksums"  # DATASHEET.md's section of root-file sha256s (`datasheet_sums`)
 FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
 _STORED_EXT = {".png", ".jpg", ".jpeg", ".zip", ".gz", ".npz"}
@@ -145,9 +146,12 @@ def format_value(v) -> str:
     return "" if v is None else str(v)
 
 
-def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> str:
+def datasheet(meta: dict, files: int, total_bytes: int, command: str = "",
+              root_sums: dict[str, str] | None = None) -> str:
     """DATASHEET.md from dataset.json; every section degrades to 'not recorded' when the
-    tree predates a field."""
+    tree predates a field. `root_sums` ({root file: sha256}) go in its Checksums section: they
+    tie the datasheet to dataset.json and manifest.csv (which holds every sample file's sha256),
+    so a SHA256SUMS edited to match a changed file no longer vouches for it alone."""
     nr = "_not recorded_"
     src = meta.get("source") or {}
     lines = [f"# {meta.get('name') or 'Dataset'}", ""]
@@ -237,6 +241,11 @@ def datasheet(meta: dict, files: int, total_bytes: int, command: str = "") -> st
     lines += [f"- Packed with sunrgbd-tools {__version__}" + (":" if command else "")]
     if command:
         lines += ["", "  ```", f"  {command}", "  ```"]
+    if root_sums:
+        lines += ["", f"{CHECKSUMS_HEADER}", "",
+                  f"SHA-256 of the files at the tree's root (`{MANIFEST}` holds each sample file's, `{SUMS}` "
+                  "every file's; `sunrgbd verify` checks all three):", ""]
+        lines += [f"- `{n}`: {h}" for n, h in sorted(root_sums.items())]
     lines += ["", "## Verify", "", "```",
               f"sha256sum -c {SUMS}          # every file",
               "sunrgbd fetch <archive> --dest data/   # checksum, safe extract, verify",
@@ -323,7 +332,8 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     if fetched is not None and not changed:  # the archive it was fetched from, again
         sheet = fetched[1]
     else:
-        sheet = datasheet(meta, len(files) + 1, total, cfg.command).encode("utf-8")
+        root_sums = {f.as_posix(): sha256_file(src / f) for f in files if len(f.parts) == 1}
+        sheet = datasheet(meta, len(files) + 1, total, cfg.command, root_sums).encode("utf-8")
     with tqdm(total=total, desc=f"pack {out.name}", unit="B", unit_scale=True,
               unit_divisor=1024, disable=not cfg.progress, leave=False) as bar, \
             atomic_path(out) as tmp:
@@ -462,8 +472,10 @@ def read_sums(path: Path) -> dict[str, str]:
 
 
 def check_sums(root: Path, workers: int | None = None,
-               progress: Callable[[int], None] | None = None) -> list[str]:
-    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS."""
+               progress: Callable[[int], None] | None = None, known: dict[str, str] | None = None) -> list[str]:
+    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS. `known`
+    ({name: sha256} of files the caller has just hashed, e.g. verify against manifest.csv):
+    such a file whose listed sha256 is that one is not read again."""
     sums_path = root / SUMS
     if not sums_path.is_file():
         return [f"{sums_path}: missing"]
@@ -471,10 +483,58 @@ def check_sums(root: Path, workers: int | None = None,
     present = {p.as_posix() for p in tree_files(root)} - {SUMS}
     problems = [f"{root / n}: not listed in {SUMS}" for n in sorted(present - set(listed))]
     problems += [f"{root / n}: listed in {SUMS} but missing" for n in sorted(set(listed) - present)]
-    names = sorted(set(listed) & present)
+    known = known or {}
+    names = sorted(n for n in set(listed) & present if known.get(n) != listed[n])
     differ = _mismatched(root, listed, names, workers, progress)
     problems += [f"{root / n}: sha256 {got} != {listed[n]} in {SUMS}" for n, got in differ.items()]
     return problems
+
+
+def datasheet_sums(text: str) -> dict[str, str]:
+    """{root file: sha256} from DATASHEET.md's Checksums section ({} for a datasheet without one:
+    archives packed before it existed)."""
+    out: dict[str, str] = {}
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            inside = line == CHECKSUMS_HEADER
+        elif inside and line.startswith("- `") and "`: " in line:
+            name, _, h = line[3:].partition("`: ")
+            if len(h) == 64 and all(c in "0123456789abcdef" for c in h):
+                out[name] = h
+    return out
+
+
+def check_datasheet(root: Path) -> list[str]:
+    """The root files against the sha256 DATASHEET.md lists for them (none listed: nothing to
+    check). Catches a dataset.json or manifest.csv changed together with its SHA256SUMS line."""
+    try:
+        listed = datasheet_sums((root / DATASHEET).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        return [f"{root / DATASHEET}: cannot be read ({e})"]
+    problems = []
+    for name, h in sorted(listed.items()):
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{path}: listed in {DATASHEET} but missing")
+        elif (got := sha256_file(path)) != h:
+            problems.append(f"{path}: sha256 {got} != {h} in {DATASHEET}")
+    return problems
+
+
+def check_records(root: Path, workers: int | None = None, known: dict[str, str] | None = None) -> list[str]:
+    """A fetched tree against the archive's own records: every file against SHA256SUMS (none
+    missing, none unlisted) and the root files against DATASHEET.md (`sunrgbd verify`)."""
+    try:
+        problems = check_sums(root, workers, known=known)
+    except ShareError as e:
+        problems = [str(e)]
+    except (OSError, UnicodeDecodeError) as e:
+        problems = [f"{root / SUMS}: cannot be read ({e})"]
+    named = {p.split(": ", 1)[0] for p in problems}  # a file SHA256SUMS already names: one line
+    return problems + [p for p in check_datasheet(root) if p.split(": ", 1)[0] not in named]
 
 
 def _mismatched(root: Path, listed: dict[str, str], names: list[str], workers: int | None = None,
@@ -571,9 +631,11 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         with tqdm(desc="extract", unit="B", unit_scale=True, unit_divisor=1024,
                   disable=not cfg.progress, leave=False) as bar:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
-        problems = check_sums(stage, cfg.workers)
+        problems, against = check_sums(stage, cfg.workers), SUMS
+        if not problems:  # SHA256SUMS edited to match a changed dataset.json or manifest.csv
+            problems, against = check_datasheet(stage), DATASHEET
         if problems:
-            raise ShareError(f"{shown}: {plural(len(problems), 'file')} {'fails' if len(problems) == 1 else 'fail'} {SUMS}: " + problems[0]
+            raise ShareError(f"{shown}: {plural(len(problems), 'file')} {'fails' if len(problems) == 1 else 'fail'} {against}: " + problems[0]
                              .replace(str(stage), str(dest)))
         for entry in sorted(stage.iterdir()):
             target = dest / entry.name

@@ -16,6 +16,7 @@ from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.manifest import MANIFEST
 from cleantree.paths import FILE_KEYS
+from sunrgbd_tools import quietread
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 
 _CHUNK = 4  # rows per task (Pool.imap's chunksize before)
@@ -74,7 +75,7 @@ def _check_sample(task) -> list[str]:
                 continue
             if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
                 out.append(f"{path}: sha256 differs from manifest.csv")
-            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            img = quietread.imread(path, cv2.IMREAD_UNCHANGED)  # in a pool worker (map_chunks)
             if img is None:
                 out.append(f"{path}: does not decode")
                 continue
@@ -157,4 +158,22 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     for i in sorted(by_row):  # in manifest order, whichever worker finished first
         # a file name from the manifest may hold a line break: a problem stays one line
         report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in by_row[i])
+    if check_checksums:
+        hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
+                  if not any(p.startswith(f"{root / MANIFEST}: ") for p in probs)]
+        report.problems.extend(_records_problems(root, hashed, workers, report.problems))
     return report
+
+
+def _records_problems(root: Path, rows: list[dict], workers: int | None, found: list[str]) -> list[str]:
+    """A fetched tree (one holding the archive's SHA256SUMS) against the archive's records
+    (SHA256SUMS, DATASHEET.md's root-file sha256s): a file added, removed, renamed or changed
+    since the fetch, dataset.json included. Sample files whose manifest sha256 (just compared)
+    is the listed one are not hashed again; a file a problem above names is not named twice."""
+    if not (root / "SHA256SUMS").is_file():  # acquire.share.SUMS; share (and urllib3) load only for such a tree
+        return []
+    from sunrgbd_tools.acquire.share import check_records
+
+    known = {r[k]: r[f"{k}_sha256"] for r in rows for k in FILE_KEYS if r.get(k) and r.get(f"{k}_sha256")}
+    named = {p.split(": ", 1)[0] for p in found}
+    return [p for p in check_records(root, workers, known) if p.split(": ", 1)[0] not in named]
