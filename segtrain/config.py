@@ -72,6 +72,30 @@ def check_augment_on(augment: str, augment_on: str) -> None:
                             f"{augment}; use --augment-on loader or auto")
 
 
+def check_class_weights(loss: str, class_weights: str | None) -> None:
+    """An explicit weighting method only with a loss that uses class weights
+    (segtrain.losses.LossSpec.uses_weights): `dice` would record it in config.yaml and drop it."""
+    from segtrain.losses import LOSSES  # imports torch: not at import time (`--help` stays light)
+
+    if class_weights in (None, "none") or loss not in LOSSES or LOSSES[loss].uses_weights:
+        return
+    takes = ", ".join(name for name, spec in LOSSES.items() if spec.uses_weights)
+    raise UnsupportedCombination(f"--class-weights {class_weights}: --loss {loss} takes no class weights "
+                                 f"(the losses that do: {takes}); use --class-weights none or leave it out")
+
+
+def resume_layer(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config.yaml as the first layer of its --resume. Runs of a loss that takes
+    no class weights recorded, before check_class_weights, the method they were given but did
+    not use: it is dropped, so the run resumes (unweighted, as it trained)."""
+    from segtrain.losses import LOSSES  # imports torch: not at import time
+
+    spec = LOSSES.get(saved.get("loss", _default("loss")))
+    if spec is not None and not spec.uses_weights:
+        return {k: v for k, v in saved.items() if k != "class_weights"}
+    return saved
+
+
 def num(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, factory=None):
     """A numeric config field with its allowed range: the one place the range is written
     (flags, YAML files and library callers are all checked against it by `check_value`)."""
@@ -143,6 +167,7 @@ class TrainConfig:
                 raise SegtrainError(f"{opt.name} {getattr(self, opt.name)!r} is not one of {', '.join(opt.choices)}")
         check_fields(self)
         check_augment_on(self.augment, self.augment_on)
+        check_class_weights(self.loss, self.class_weights)
         if self.size and self.crop:
             raise SegtrainError("give either --size or --crop, not both")
         try:

@@ -82,16 +82,19 @@ class CEDice(nn.Module):
 
 @dataclass(frozen=True)
 class LossSpec:
-    build: Callable[..., nn.Module]
+    build: Callable[..., nn.Module]  # (num_classes, ignore_index, weight or None) -> module
     weighted_by_default: bool  # uses dataset.json class weights unless --class-weights none
     description: str
+    # whether `build` uses its weight: an explicit --class-weights METHOD is refused for a loss
+    # that does not (segtrain.config.check_class_weights), rather than recorded but dropped
+    uses_weights: bool = True
 
 
 LOSSES: dict[str, LossSpec] = {
     "ce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), False, "cross-entropy"),
     "wce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), True,
                     "cross-entropy weighted by dataset.json class_weights"),
-    "dice": LossSpec(lambda n, ig, w: DiceLoss(n, ig), False, "multi-class soft Dice"),
+    "dice": LossSpec(lambda n, ig, w: DiceLoss(n, ig), False, "multi-class soft Dice", uses_weights=False),
     "ce+dice": LossSpec(lambda n, ig, w: CEDice(CrossEntropy(n, ig, w), DiceLoss(n, ig)), False,
                         "cross-entropy (weighted with --class-weights) + Dice"),
 }

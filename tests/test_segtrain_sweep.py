@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import logging
+import shutil
 from types import SimpleNamespace
 
 import cv2
@@ -25,6 +26,7 @@ from segtrain.cli import NOT_IN_SWEEP, main
 from segtrain.config import NOT_FLAGS, RUN_OPTIONS, TrainConfig, load_config_file
 from segtrain.data import list_samples, load_dataset_info, read_label
 from segtrain.engine import train
+from segtrain.losses import LOSSES
 from segtrain.sweep import GRID_KEYS, SweepConfig, run_sweep, split_values
 from segtrain.utils import SegtrainError
 
@@ -201,6 +203,26 @@ def test_sweep_leaves_out_only_what_no_run_can_combine(tree, tmp_path, caplog):
                                      "3 runs, 1 left out"]
     assert [(rec.levelno, rec.getMessage()) for rec in caplog.records if "left out" in rec.getMessage()] == [
         (logging.WARNING, f"sweep: model=baseline augment=strong augment_on=device left out of the grid: {why}")]
+    # a weighting method with a loss that takes no class weights (run refuses it): that point is left out
+    takes = ", ".join(name for name, spec in LOSSES.items() if spec.uses_weights)
+    shutil.copytree(tree.root, tmp_path / "w")
+    doc = json.loads((tree.root / "dataset.json").read_text())
+    doc["class_weights"] = {"median-freq": [1.0] * load_dataset_info(tree.root).num_classes}
+    (tmp_path / "w" / "dataset.json").write_text(json.dumps(doc))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segtrain"):
+        r = invoke("-q", "sweep", "baseline", "--data", tmp_path / "w", *base[2:], "--loss", "ce,dice",
+                   "--class-weights", "none,median-freq")
+    why = (f"--class-weights median-freq: --loss dice takes no class weights (the losses that do: {takes}); "
+           "use --class-weights none or leave it out")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ["01-baseline-loss=ce-class_weights=none",
+                                     "02-baseline-loss=ce-class_weights=median-freq",
+                                     "03-baseline-loss=dice-class_weights=none",
+                                     f"left out: model=baseline loss=dice class_weights=median-freq: {why}",
+                                     "3 runs, 1 left out"]
+    assert [rec.getMessage() for rec in caplog.records if "left out" in rec.getMessage()] == [
+        f"sweep: model=baseline loss=dice class_weights=median-freq left out of the grid: {why}"]
     # nothing can run: each distinct reason, with the first run it refused
     r = invoke("sweep", "baseline", *base, "--inputs", "rgb,rgbd", "--fusion", "mid")
     assert r.exit_code == 2 and error_line(r).startswith(
