@@ -334,6 +334,10 @@ class TTAConfig:
         parts = (["flip"] if self.flip else []) + ([] if self.scales == [1.0] else ["scales " + self.scales_text()])
         return ", ".join(parts)
 
+    def note(self) -> str:
+        """' (TTA: flip, scales 0.75,1,1.25)' after a console line's score; '' when plain."""
+        return f" (TTA: {self.label()})" if not self.plain else ""
+
 
 def parse_scales(text: str) -> list[float]:
     """'0.75,1,1.25' -> [0.75, 1.0, 1.25]: each a number > 0 and <= 4 (one-line error)."""

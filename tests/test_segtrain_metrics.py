@@ -127,6 +127,35 @@ def test_per_class_csv_gives_each_iou_from_its_own_counts(tmp_path, ignored):
     assert rows[0]["iou"] == ("0.666667" if ignored else "0.500000")
 
 
+def test_eval_line_and_per_class_csv_read_a_real_summary(tmp_path):
+    """`segtrain eval`'s console line (report.format_eval_line) and per_class_iou.csv, as they
+    were written in the CLI before: every part of the line, n/a scores, TTA and skipped images."""
+    from segtrain.config import TTAConfig, to_dict
+    from segtrain.report import format_eval_line, write_per_class_csv
+
+    names = ["wall", "floor", "other", "bed"]
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([[0, 0, 1, 1, 2, 2, 2, 2]]), torch.tensor([[0, 0, 1, 0, 0, 3, 2, 1]]))
+    summary = summarize(cm.numpy(), names, np.array([True, True, False, True]))
+    m = {"split": "test", "num_images": 3, "skipped_images": [], "label_mode": "trainIds",
+         "tta": to_dict(TTAConfig()), **summary}
+    assert format_eval_line(m, "rep") == (
+        "test: standard mIoU 0.5833 (labels: trainIds), pixel accuracy 0.7500 over 3 images (2 classes evaluated, "
+        "1 absent from the ground truth); report in rep")
+    m.update(miou=None, pixel_accuracy=None, tta=to_dict(TTAConfig([0.75, 1.0], flip=True)),
+             skipped_images=[{"id": "a", "problem": "x"}, {"id": "b", "problem": "y"}])
+    assert format_eval_line(m, tmp_path) == (
+        "test: standard mIoU n/a (TTA: flip, scales 0.75,1) (labels: trainIds), pixel accuracy n/a over 3 images "
+        f"(2 classes evaluated, 1 absent from the ground truth, 2 unreadable left out); report in {tmp_path}")
+    write_per_class_csv(tmp_path / "c.csv", summary, cm.numpy(), names)
+    assert (tmp_path / "c.csv").read_text() == (
+        "train_id,class,iou,accuracy,gt_pixels,pred_pixels,status\n"
+        "0,wall,0.666667,1.000000,2,3,evaluated\n"
+        "1,floor,0.500000,0.500000,2,1,evaluated\n"
+        "2,other,,,4,0,ignored\n"
+        "3,bed,,,0,0,absent from ground truth\n")
+
+
 @pytest.mark.parametrize("rule", ["standard", "gt-present"])
 def test_image_mious_are_each_images_own_miou(rule):
     """One batched matrix per image gives each image the mIoU counted on it alone (nan for an
