@@ -34,7 +34,8 @@ class CrossEntropy(nn.Module):
         if self.weight is None:
             denom = valid.sum()
         else:
-            denom = self.weight[target.clamp(max=self.num_classes - 1)][valid].sum()
+            # zero where ignored rather than a boolean-mask index (which waits for the device)
+            denom = torch.where(valid, self.weight[target.clamp(max=self.num_classes - 1)], 0.0).sum()
         return total / denom.clamp(min=1e-12)
 
 
