@@ -1,8 +1,17 @@
 """Loss registry: ce, wce (class-weighted CE), dice (multi-class, ignore-aware), ce+dice.
 
-All losses ignore pixels labelled `ignore_index` and return 0 (not NaN) for a batch with
-no labelled pixel, so the NaN/inf detector only fires on real divergence. They are
-computed in float32 even under autocast.
+A loss is a LOSSES entry (LossSpec); every entry keeps these rules, which the tests check for
+each one (tests/test_segtrain_metrics.py, tests/test_segtrain_syncs.py):
+
+- pixels labelled `ignore_index` count nowhere, and a batch with no labelled pixel gives 0
+  (not NaN, and not Dice's 1), still attached to the graph: the NaN/inf detector fires only on
+  real divergence and the run needs no special case for such a batch;
+- no host sync: no `.item()`, boolean-mask indexing, `nonzero` or `bincount` on the device
+  (scatter_add / torch.where instead), so a GPU step never waits for the host;
+- computed in float32 even under autocast;
+- class weights: `build` gets dataset.json's vector (or None). A loss with `uses_weights`
+  changes with it; one without (dice) never gets a method: config.check_class_weights refuses
+  `--class-weights METHOD` for it instead of recording a weighting that does nothing.
 """
 
 from __future__ import annotations

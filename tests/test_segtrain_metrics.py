@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from segtrain.losses import CrossEntropy, DiceLoss, build_loss
+from segtrain.losses import LOSSES, CrossEntropy, DiceLoss, build_loss
 from segtrain.metrics import ConfusionMatrix, image_mious, summarize
 
 
@@ -206,11 +208,25 @@ def test_standard_rule_counts_predicted_absent_classes_as_zero_and_skips_empty_u
 def test_every_loss_is_zero_without_labelled_pixels_and_keeps_the_graph():
     logits = torch.randn(2, 4, 3, 5, requires_grad=True)
     target = torch.full((2, 3, 5), 255)
-    for name in ("ce", "wce", "dice", "ce+dice"):
-        loss = build_loss(name, 4, weight=torch.ones(4) if name == "wce" else None)(logits, target)
-        assert loss.item() == 0.0, name
-        loss.backward()  # still differentiable (the run does not special-case such a batch)
-        assert torch.isfinite(logits.grad).all()
+    for name, spec in LOSSES.items():
+        for weight in (None, torch.tensor([1.0, 2.0, 0.5, 1.5])) if spec.uses_weights else (None,):
+            loss = build_loss(name, 4, weight=weight)(logits, target)
+            assert loss.item() == 0.0, name
+            loss.backward()  # still differentiable (the run does not special-case such a batch)
+            assert torch.isfinite(logits.grad).all()
+
+
+def test_a_loss_changes_with_class_weights_exactly_when_it_says_it_uses_them():
+    """LossSpec.uses_weights is what config.check_class_weights trusts: a loss that says it
+    takes none must ignore a weight vector, and one that says it takes them must change."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0] = 255
+    w = torch.tensor([1.0, 4.0, 0.25])
+    for name, spec in LOSSES.items():
+        plain, weighted = (build_loss(name, 3, weight=x)(logits, target).item() for x in (None, w))
+        assert (plain != pytest.approx(weighted, rel=1e-4)) == spec.uses_weights, name
 
 
 def test_dice_ignores_ignore_pixels_and_is_zero_for_perfect_logits():
@@ -247,11 +263,11 @@ def test_weighted_ce_is_weighted_mean_and_all_ignored_batch_is_zero():
     ref = torch.nn.functional.cross_entropy(logits, target, weight=w)  # torch's weighted mean
     assert CrossEntropy(3, weight=w)(logits, target).item() == pytest.approx(ref.item(), rel=1e-6)
     empty = torch.full((1, 4, 4), 255)
-    for name in ("ce", "wce", "dice", "ce+dice"):
-        loss = build_loss(name, 3, 255, w if name == "wce" else None)(logits, empty)
+    for name, spec in LOSSES.items():
+        loss = build_loss(name, 3, 255, w if spec.uses_weights else None)(logits, empty)
         assert torch.isfinite(loss)
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(KeyError, match="ce, wce, dice, ce\\+dice"):
+    with pytest.raises(KeyError, match=re.escape(f"available: {', '.join(LOSSES)}")):
         build_loss("focal", 3)
