@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from cleantree.files import atomic_write_text, os_cause
+from segtrain.augment_params import AUGMENTS, DEVICE_AUGMENTS
 from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
@@ -27,9 +28,7 @@ from segtrain.utils import (
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
-AUGMENTS = ("none", "basic", "strong")
 AUGMENT_ON = ("auto", "loader", "device")  # where --augment runs (segtrain.device_augment)
-DEVICE_AUGMENTS = ("none", "basic")  # what the batched on-device augmentation implements
 DEVICES = ("auto", "cuda", "cpu")
 MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what each counts
 INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
@@ -250,8 +249,8 @@ RUN_OPTIONS = (
     RunOption("class_weights", "Weighting method in dataset.json class_weights, or none [default: the "
               "dataset's default for wce, none otherwise]."),
     RunOption("augment", f"[default: {_default('augment')}]", AUGMENTS),
-    RunOption("augment_on", "Where --augment basic runs: loader = in the workers, device = batched on the "
-              "GPU, auto = device on CUDA (none: nothing to move) "
+    RunOption("augment_on", f"Where --augment {' or '.join(a for a in DEVICE_AUGMENTS if a != 'none')} runs: "
+              "loader = in the workers, device = batched on the GPU, auto = device on CUDA (none: nothing to move) "
               f"[default: {_default('augment_on')}].", AUGMENT_ON),
     RunOption("early_stop", f"Patience in epochs on val mIoU, 0 = off [default: {_default('early_stop')}]"),
     RunOption("grad_clip", "Max gradient norm, 0 = off [default: 0]."),
