@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
+from valscores import pin_val_miou
 
 from segtrain import engine
 from segtrain.checkpoint import load_checkpoint, save_checkpoint
@@ -56,9 +57,12 @@ def assert_untouched_but_the_log(before: dict, after: dict) -> None:
 
 @pytest.fixture(scope="module")
 def stopped_run(tree, tmp_path_factory):
-    """A run early-stopped at epoch 2 of 6 (never modified by the tests: they copy it)."""
+    """A run early-stopped at epoch 2 of 6, its val mIoU pinned (never modified by the tests:
+    they copy it)."""
     out = tmp_path_factory.mktemp("early") / "run"
-    res = train(cfg_for(tree.root, out, epochs=6, lr=1e-9, early_stop=1, scheduler="none"), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        pin_val_miou(mp, [0.5, 0.4])
+        res = train(cfg_for(tree.root, out, epochs=6, lr=1e-9, early_stop=1, scheduler="none"), progress=False)
     assert res.stopped == "early-stop" and res.epochs_completed == 2
     return out
 
