@@ -74,9 +74,11 @@ def check_augment_on(augment: str, augment_on: str) -> None:
 def check_class_weights(loss: str, class_weights: str | None) -> None:
     """An explicit weighting method only with a loss that uses class weights
     (segtrain.losses.LossSpec.uses_weights): `dice` would record it in config.yaml and drop it."""
+    if class_weights in (None, "none"):
+        return
     from segtrain.losses import LOSSES  # imports torch: not at import time (`--help` stays light)
 
-    if class_weights in (None, "none") or loss not in LOSSES or LOSSES[loss].uses_weights:
+    if loss not in LOSSES or LOSSES[loss].uses_weights:
         return
     takes = ", ".join(name for name, spec in LOSSES.items() if spec.uses_weights)
     raise UnsupportedCombination(f"--class-weights {class_weights}: --loss {loss} takes no class weights "
