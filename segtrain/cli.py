@@ -29,6 +29,7 @@ from segtrain.config import (
     check_augment_on,
     load_config_file,
     parse_scales,
+    resume_layer,
 )
 from segtrain.sweep import GRID_KEYS
 from segtrain.utils import SegtrainError, check_out_dir, check_out_file, parse_hw, quiet_opencv
@@ -161,7 +162,7 @@ def run_cmd(model, out, config_file, resume, model_options, **flags):
         saved = Path(out) / "config.yaml"
         if not saved.is_file():
             raise CliError(f"{saved}: not found; nothing to resume in {out}")
-        layers.append(_guard(load_config_file, saved))
+        layers.append(resume_layer(_guard(load_config_file, saved)))
     layers += [file_layer, cli]
     cfg = _guard(build_config, TrainConfig, *layers)
     if resume and "data" not in cli and "data" not in file_layer and not Path(cfg.data).is_dir():
@@ -188,7 +189,7 @@ def _tta_options(fn):
 
 
 def _tta_note(tta: TTAConfig) -> str:
-    return f" (TTA: {tta.label()})" if not tta.plain else ""
+    return tta.note()
 
 
 @main.command("eval")
@@ -214,6 +215,7 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
 
     An unreadable sample is reported, left out and listed in metrics.json (skipped_images)."""
     from segtrain.inference import run_eval
+    from segtrain.report import format_eval_line
 
     tta = TTAConfig(_guard(parse_scales, scales), flip)
     cfg = EvalConfig(checkpoint=checkpoint, data=data, split=split, out=out, batch_size=batch_size,
@@ -221,14 +223,8 @@ def eval_cmd(checkpoint, data, split, out, batch_size, size, device, workers, pa
     if workers is not None:
         cfg.workers = workers
     m = _guard(run_eval, cfg, progress=sys.stderr.isatty())
-    miou = "n/a" if m["miou"] is None else f"{m['miou']:.4f}"
-    pa = "n/a" if m["pixel_accuracy"] is None else f"{m['pixel_accuracy']:.4f}"
-    skipped = len(m["skipped_images"])
-    left_out = f", {skipped} unreadable left out" if skipped else ""
-    click.echo(f"{split}: {m['miou_rule']} mIoU {miou}{_tta_note(tta)} (labels: {m['label_mode']}), pixel accuracy {pa} over {m['num_images']} images "
-               f"({m['classes_evaluated']} classes evaluated, {len(m['absent_classes'])} absent from "
-               f"the ground truth{left_out}); report in {out}")
-    if skipped and strict:
+    click.echo(format_eval_line(m, out))
+    if m["skipped_images"] and strict:
         sys.exit(1)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from cleantree.files import atomic_write_text, os_cause
+from segtrain.augment_params import AUGMENTS, DEVICE_AUGMENTS
 from segtrain.parts import parse_parts, parts_label
 from segtrain.utils import (
     SegtrainError,
@@ -27,9 +28,7 @@ from segtrain.utils import (
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("plateau", "poly", "cosine", "none")
-AUGMENTS = ("none", "basic", "strong")
 AUGMENT_ON = ("auto", "loader", "device")  # where --augment runs (segtrain.device_augment)
-DEVICE_AUGMENTS = ("none", "basic")  # what the batched on-device augmentation implements
 DEVICES = ("auto", "cuda", "cpu")
 MIOU_RULES = ("standard", "gt-present")  # segtrain.metrics.MIOU_RULES says what each counts
 INPUTS = ("rgb", "rgbd", "depth")  # what the network sees (segtrain.depth says how depth is encoded)
@@ -70,6 +69,32 @@ def check_augment_on(augment: str, augment_on: str) -> None:
     if augment_on == "device" and augment not in DEVICE_AUGMENTS:
         raise UnsupportedCombination(f"--augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, not "
                             f"{augment}; use --augment-on loader or auto")
+
+
+def check_class_weights(loss: str, class_weights: str | None) -> None:
+    """An explicit weighting method only with a loss that uses class weights
+    (segtrain.losses.LossSpec.uses_weights): `dice` would record it in config.yaml and drop it."""
+    if class_weights in (None, "none"):
+        return
+    from segtrain.losses import LOSSES  # imports torch: not at import time (`--help` stays light)
+
+    if loss not in LOSSES or LOSSES[loss].uses_weights:
+        return
+    takes = ", ".join(name for name, spec in LOSSES.items() if spec.uses_weights)
+    raise UnsupportedCombination(f"--class-weights {class_weights}: --loss {loss} takes no class weights "
+                                 f"(the losses that do: {takes}); use --class-weights none or leave it out")
+
+
+def resume_layer(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config.yaml as the first layer of its --resume. Runs of a loss that takes
+    no class weights recorded, before check_class_weights, the method they were given but did
+    not use: it is dropped, so the run resumes (unweighted, as it trained)."""
+    from segtrain.losses import LOSSES  # imports torch: not at import time
+
+    spec = LOSSES.get(saved.get("loss", _default("loss")))
+    if spec is not None and not spec.uses_weights:
+        return {k: v for k, v in saved.items() if k != "class_weights"}
+    return saved
 
 
 def num(default=dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, factory=None):
@@ -143,6 +168,7 @@ class TrainConfig:
                 raise SegtrainError(f"{opt.name} {getattr(self, opt.name)!r} is not one of {', '.join(opt.choices)}")
         check_fields(self)
         check_augment_on(self.augment, self.augment_on)
+        check_class_weights(self.loss, self.class_weights)
         if self.size and self.crop:
             raise SegtrainError("give either --size or --crop, not both")
         try:
@@ -225,8 +251,8 @@ RUN_OPTIONS = (
     RunOption("class_weights", "Weighting method in dataset.json class_weights, or none [default: the "
               "dataset's default for wce, none otherwise]."),
     RunOption("augment", f"[default: {_default('augment')}]", AUGMENTS),
-    RunOption("augment_on", "Where --augment basic runs: loader = in the workers, device = batched on the "
-              "GPU, auto = device on CUDA (none: nothing to move) "
+    RunOption("augment_on", f"Where --augment {' or '.join(a for a in DEVICE_AUGMENTS if a != 'none')} runs: "
+              "loader = in the workers, device = batched on the GPU, auto = device on CUDA (none: nothing to move) "
               f"[default: {_default('augment_on')}].", AUGMENT_ON),
     RunOption("early_stop", f"Patience in epochs on val mIoU, 0 = off [default: {_default('early_stop')}]"),
     RunOption("grad_clip", "Max gradient norm, 0 = off [default: 0]."),
@@ -308,6 +334,10 @@ class TTAConfig:
         """'flip, scales 0.75,1,1.25' (console lines); '' when plain."""
         parts = (["flip"] if self.flip else []) + ([] if self.scales == [1.0] else ["scales " + self.scales_text()])
         return ", ".join(parts)
+
+    def note(self) -> str:
+        """' (TTA: flip, scales 0.75,1,1.25)' after a console line's score; '' when plain."""
+        return f" (TTA: {self.label()})" if not self.plain else ""
 
 
 def parse_scales(text: str) -> list[float]:

@@ -17,7 +17,7 @@ import logging
 import random
 import warnings
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import cv2
@@ -520,7 +520,8 @@ def train_dataset(info: DatasetInfo, split: str, augment: str, size=None, crop=N
                         "give --size HxW or --crop HxW")
     on_loader = augment_on == "loader"  # else the loader only resizes and attaches the parameters
     return SegDataset(info, samples, transform=build_train_transform(augment if on_loader else "none", size, crop),
-                      with_depth=with_depth, augment_params=None if on_loader else sample_params,
+                      with_depth=with_depth,
+                      augment_params=None if on_loader else partial(sample_params, augment=augment),
                       resized=bool(size or crop))
 
 

@@ -5,9 +5,10 @@ sample's CPU time; on a GPU the same work is a few batched kernels, so the worke
 with decoding. The loader then does only the geometry that must happen before batching
 (resize to --size, pad/crop to --crop) and attaches each sample's parameters.
 
-Same semantics as transforms.build_train_transform("basic"): horizontal flip p=0.5; scale
+Same semantics as transforms.build_train_transform for the pipelines whose
+augment_params.AUGMENT_PARAMS row is `on_device` (`basic`: horizontal flip p=0.5; scale
 0.75-1.5 and translate ±10 % about the centre p=0.5; colour jitter (brightness, contrast,
-saturation 0.2, hue 0.02) p=0.5 on the image only. Differences, all small: the geometry is
+saturation 0.2, hue 0.02) p=0.5 on the image only): both read that table. Differences, all small: the geometry is
 one `affine_grid` + `grid_sample` (flip folded into the matrix) whose reflection repeats the
 edge pixel (OpenCV's REFLECT_101 does not) and whose centre is the true image centre (OpenCV's
 is half a pixel off); the jitter applies brightness, contrast, saturation, hue in this fixed
@@ -24,12 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cleantree.classes import IGNORE_INDEX as IGNORE
+from segtrain.augment_params import AUGMENT_PARAMS
 from segtrain.config import DEVICE_AUGMENTS, check_augment_on
 
 PARAMS_KEY = "augment_params"  # batch key of the (N, N_PARAMS) float32 parameter rows
@@ -59,23 +62,55 @@ def _hue_matrix(h: float) -> np.ndarray:
     return _YIQ_TO_RGB @ rot @ _RGB_TO_YIQ
 
 
-def sample_params(seed: int) -> np.ndarray:
-    """One sample's `basic` parameters as a float32 row (see N_PARAMS), from its seed alone.
+def sample_params(seed: int, augment: str = "basic") -> np.ndarray:
+    """One sample's parameters for `augment` (an AUGMENT_PARAMS row the device implements) as a
+    float32 row (see N_PARAMS), from its seed alone.
 
     Ten uniforms are always drawn in the same order, so a parameter never depends on
     whether another one was used. Off transforms get exact identities."""
+    a = AUGMENT_PARAMS[augment]
+    if not a.on_device:
+        raise ValueError(f"--augment {augment} does not run on the device (augment_params.AugmentParams.on_device)")
     u = np.random.default_rng(seed).random(10)
-    flip = -1.0 if u[0] < 0.5 else 1.0
     scale, tx, ty = 1.0, 0.0, 0.0
-    if u[1] < 0.5:
-        scale, tx, ty = 0.75 + 0.75 * u[2], 0.2 * u[3] - 0.1, 0.2 * u[4] - 0.1
+    if u[1] < a.affine_p:
+        (lo, hi), t = a.scale, a.translate
+        scale, tx, ty = lo + (hi - lo) * u[2], 2 * t * u[3] - t, 2 * t * u[4] - t
+    colour = _IDENTITY_COLOUR
+    if u[5] < a.jitter_p:
+        # albumentations' factors: brightness b in [1 - b, 1 + b], likewise contrast and saturation; hue in ±h
+        b, c, s = (1 - x + 2 * x * v for x, v in zip((a.brightness, a.contrast, a.saturation), u[6:9], strict=True))
+        colour = colour_row(b, c, s, 2 * a.hue * u[9] - a.hue)
+    return param_row(u[0] < a.flip_p, scale, tx, ty, colour)
+
+
+class RowParams(NamedTuple):
+    """A parameter row's geometry, and whether its colour is changed (decode_row)."""
+
+    flip: bool
+    scale: float
+    tx: float  # translation, a fraction of the width (before the flip)
+    ty: float
+    jittered: bool
+
+
+def param_row(flip: bool = False, scale: float = 1.0, tx: float = 0.0, ty: float = 0.0,
+              colour: np.ndarray = _IDENTITY_COLOUR) -> np.ndarray:
+    """The float32 row (N_PARAMS) of a horizontal flip, then scale and translate (fractions of
+    the size) about the centre, then `colour` (colour_row; none by default)."""
+    f = -1.0 if flip else 1.0
     # output pixel u (normalised, -1..1) reads source flip * (u - 2t) / scale: translate then
     # scale about the centre (cv2's matrix), after the horizontal flip
-    theta = np.array([[flip / scale, 0.0, -flip * 2 * tx / scale], [0.0, 1 / scale, -2 * ty / scale]])
-    colour = _IDENTITY_COLOUR
-    if u[5] < 0.5:
-        colour = colour_row(0.8 + 0.4 * u[6], 0.8 + 0.4 * u[7], 0.8 + 0.4 * u[8], 0.04 * u[9] - 0.02)
+    theta = np.array([[f / scale, 0.0, -f * 2 * tx / scale], [0.0, 1 / scale, -2 * ty / scale]])
     return np.concatenate([theta.ravel(), colour]).astype(np.float32)
+
+
+def decode_row(row: np.ndarray) -> RowParams:
+    """param_row's arguments back from a row (float32: to its precision)."""
+    scale = 1 / float(row[4])
+    flip = bool(row[0] < 0)
+    return RowParams(flip, scale, -float(row[2]) * scale / (2 * (-1 if flip else 1)), -float(row[5]) * scale / 2,
+                     not np.array_equal(row[6:], _IDENTITY_COLOUR.astype(np.float32)))
 
 
 def colour_row(b: float, c: float, s: float, h: float) -> np.ndarray:

@@ -515,8 +515,9 @@ def _wrap_model(raw_model: torch.nn.Module, cfg: TrainConfig, dist_info: distrib
 
 
 def class_weight_method(cfg: TrainConfig, info: DatasetInfo) -> str | None:
-    """Which dataset.json weights the CE term uses (None = unweighted)."""
-    if cfg.class_weights == "none":
+    """Which dataset.json weights the CE term uses (None = unweighted, always for a loss that
+    takes none: an older run's checkpoint may name a method it never used)."""
+    if cfg.class_weights == "none" or not LOSSES[cfg.loss].uses_weights:
         return None
     if cfg.class_weights:
         return cfg.class_weights

@@ -1,8 +1,17 @@
 """Loss registry: ce, wce (class-weighted CE), dice (multi-class, ignore-aware), ce+dice.
 
-All losses ignore pixels labelled `ignore_index` and return 0 (not NaN) for a batch with
-no labelled pixel, so the NaN/inf detector only fires on real divergence. They are
-computed in float32 even under autocast.
+A loss is a LOSSES entry (LossSpec); every entry keeps these rules, which the tests check for
+each one (tests/test_segtrain_metrics.py, tests/test_segtrain_syncs.py):
+
+- pixels labelled `ignore_index` count nowhere, and a batch with no labelled pixel gives 0
+  (not NaN, and not Dice's 1), still attached to the graph: the NaN/inf detector fires only on
+  real divergence and the run needs no special case for such a batch;
+- no host sync: no `.item()`, boolean-mask indexing, `nonzero` or `bincount` on the device
+  (scatter_add / torch.where instead), so a GPU step never waits for the host;
+- computed in float32 even under autocast;
+- class weights: `build` gets dataset.json's vector (or None). A loss with `uses_weights`
+  changes with it; one without (dice) never gets a method: config.check_class_weights refuses
+  `--class-weights METHOD` for it instead of recording a weighting that does nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ class CrossEntropy(nn.Module):
         if self.weight is None:
             denom = valid.sum()
         else:
-            denom = self.weight[target.clamp(max=self.num_classes - 1)][valid].sum()
+            # zero where ignored rather than a boolean-mask index (which waits for the device)
+            denom = torch.where(valid, self.weight[target.clamp(max=self.num_classes - 1)], 0.0).sum()
         return total / denom.clamp(min=1e-12)
 
 
@@ -82,16 +92,19 @@ class CEDice(nn.Module):
 
 @dataclass(frozen=True)
 class LossSpec:
-    build: Callable[..., nn.Module]
+    build: Callable[..., nn.Module]  # (num_classes, ignore_index, weight or None) -> module
     weighted_by_default: bool  # uses dataset.json class weights unless --class-weights none
     description: str
+    # whether `build` uses its weight: an explicit --class-weights METHOD is refused for a loss
+    # that does not (segtrain.config.check_class_weights), rather than recorded but dropped
+    uses_weights: bool = True
 
 
 LOSSES: dict[str, LossSpec] = {
     "ce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), False, "cross-entropy"),
     "wce": LossSpec(lambda n, ig, w: CrossEntropy(n, ig, w), True,
                     "cross-entropy weighted by dataset.json class_weights"),
-    "dice": LossSpec(lambda n, ig, w: DiceLoss(n, ig), False, "multi-class soft Dice"),
+    "dice": LossSpec(lambda n, ig, w: DiceLoss(n, ig), False, "multi-class soft Dice", uses_weights=False),
     "ce+dice": LossSpec(lambda n, ig, w: CEDice(CrossEntropy(n, ig, w), DiceLoss(n, ig)), False,
                         "cross-entropy (weighted with --class-weights) + Dice"),
 }

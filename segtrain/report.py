@@ -14,6 +14,7 @@ import numpy as np
 
 from cleantree.classes import IGNORE_INDEX
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
+from segtrain.config import TTAConfig
 
 
 def _pyplot():
@@ -52,22 +53,39 @@ def write_confusion_csv(path: Path, mat: np.ndarray, names: list[str]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+# per_class_iou.csv's score columns, each the metrics.summarize key it reads (a class's value,
+# None when it has none): a new per-class score is one entry here
+PER_CLASS_SCORES = {"iou": "per_class_iou", "accuracy": "per_class_accuracy"}
+
+
 def write_per_class_csv(path: Path, summary: dict, mat: np.ndarray, names: list[str]) -> None:
     """One row per class. pred_pixels counts the predictions on evaluated ground truth only
     (pixels of an ignore_in_eval class count nowhere, as in metrics.summarize), so each IoU is
     tp / (gt_pixels + pred_pixels - tp) of the confusion matrix."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["train_id", "class", "iou", "accuracy", "gt_pixels", "pred_pixels", "status"])
+    w.writerow(["train_id", "class", *PER_CLASS_SCORES, "gt_pixels", "pred_pixels", "status"])
     evaluated = np.array([name not in summary["ignored_classes"] for name in names], dtype=bool)
     gt, pred = mat.sum(axis=1), mat[evaluated].sum(axis=0)
     for i, name in enumerate(names):
-        iou, acc = summary["per_class_iou"][name], summary["per_class_accuracy"][name]
+        scores = (summary[key][name] for key in PER_CLASS_SCORES.values())
         status = ("ignored" if name in summary["ignored_classes"]
                   else "absent from ground truth" if name in summary["absent_classes"] else "evaluated")
-        w.writerow([i, name, "" if iou is None else f"{iou:.6f}", "" if acc is None else f"{acc:.6f}",
-                    int(gt[i]), int(pred[i]), status])
+        w.writerow([i, name, *("" if v is None else f"{v:.6f}" for v in scores), int(gt[i]), int(pred[i]), status])
     atomic_write_text(path, buf.getvalue())
+
+
+def format_eval_line(metrics: dict, out) -> str:
+    """`segtrain eval`'s console summary of a metrics.json (inference.run_eval's result), whose
+    report is in `out`."""
+    tta_note = TTAConfig(**metrics["tta"]).note()
+    miou = "n/a" if metrics["miou"] is None else f"{metrics['miou']:.4f}"
+    pa = "n/a" if metrics["pixel_accuracy"] is None else f"{metrics['pixel_accuracy']:.4f}"
+    skipped = len(metrics["skipped_images"])
+    left_out = f", {skipped} unreadable left out" if skipped else ""
+    return (f"{metrics['split']}: {metrics['miou_rule']} mIoU {miou}{tta_note} (labels: {metrics['label_mode']}), "
+            f"pixel accuracy {pa} over {metrics['num_images']} images ({metrics['classes_evaluated']} classes "
+            f"evaluated, {len(metrics['absent_classes'])} absent from the ground truth{left_out}); report in {out}")
 
 
 def _data_limit(values, floor: float = 0.05) -> float:

@@ -19,6 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cleantree.classes import IGNORE_INDEX as IGNORE  # noqa: E402  (fixed by the contract)
+from segtrain.augment_params import AUGMENT_PARAMS, AugmentParams  # noqa: E402
 
 
 def albumentations_version() -> str:
@@ -109,26 +110,28 @@ def _geometry(size, crop, train: bool) -> list:
 
 def build_train_transform(augment: str, size=None, crop=None) -> A.Compose:
     """`none`: resize/crop only. `basic`: + flip, scale/translate, colour jitter.
-    `strong`: + rotation (reflected borders), RGB shift, blur, stronger colour jitter."""
+    `strong`: + rotation (reflected borders), RGB shift, blur, stronger colour jitter.
+    Their numbers: segtrain.augment_params.AUGMENT_PARAMS."""
+    if augment not in AUGMENT_PARAMS:
+        raise ValueError(f"augment {augment!r} is not one of {', '.join(AUGMENT_PARAMS)}")
+    a = AUGMENT_PARAMS[augment]
     ops = _geometry(size, crop, train=True)
-    if augment == "basic":
-        ops += [
-            A.HorizontalFlip(p=0.5),
-            ReflectAffine(scale=(0.75, 1.5), translate=0.1, p=0.5),
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        ]
-    elif augment == "strong":
-        ops += [
-            A.HorizontalFlip(p=0.5),
-            ReflectAffine(scale=(0.5, 2.0), rotate=(-15.0, 15.0), translate=0.15, p=0.7),
-            A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=0.3),
-            A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0),
-                     A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=1.0)],
-                    p=0.6),
-        ]
-    elif augment != "none":
-        raise ValueError(f"augment {augment!r} is not one of none, basic, strong")
+    if a.flip_p:
+        ops.append(A.HorizontalFlip(p=a.flip_p))
+    if a.affine_p:
+        ops.append(ReflectAffine(scale=a.scale, rotate=a.rotate, translate=a.translate, p=a.affine_p))
+    if a.rgb_shift_p:
+        ops.append(A.RGBShift(r_shift_limit=a.rgb_shift, g_shift_limit=a.rgb_shift, b_shift_limit=a.rgb_shift,
+                              p=a.rgb_shift_p))
+    if a.jitter_p:
+        ops.append(_jitter(a, a.jitter_p))
+    if a.blur_or_jitter_p:
+        ops.append(A.OneOf([A.GaussianBlur(blur_limit=a.blur_limit, p=1.0), _jitter(a, 1.0)], p=a.blur_or_jitter_p))
     return A.Compose(ops, additional_targets={"depth": "mask"}, seed=0)
+
+
+def _jitter(a: AugmentParams, p: float) -> A.ColorJitter:
+    return A.ColorJitter(brightness=a.brightness, contrast=a.contrast, saturation=a.saturation, hue=a.hue, p=p)
 
 
 def build_eval_transform(size=None) -> A.Compose | None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from test_segtrain_transforms import assert_aligned, scene
 from treebuilder import write_clean_tree
 
+from segtrain.augment_params import AUGMENT_PARAMS, DEVICE_AUGMENTS
 from segtrain.checkpoint import load_checkpoint
 from segtrain.cli import main
 from segtrain.config import TrainConfig
@@ -26,6 +27,8 @@ from segtrain.device_augment import (
     DeviceAugment,
     batch_params,
     colour_row,
+    decode_row,
+    param_row,
     resolve_augment_on,
     sample_params,
 )
@@ -33,16 +36,9 @@ from segtrain.engine import train
 from segtrain.utils import SegtrainError
 
 AUG = DeviceAugment()
-IDENTITY = np.concatenate([[1, 0, 0, 0, 1, 0], np.eye(3).ravel(), [0]]).astype(np.float32)
+IDENTITY = param_row()
+BASIC = AUGMENT_PARAMS["basic"]
 TINY = ["--model-opt", "base_width=4", "--model-opt", "depth=2"]
-
-
-def params(flip=False, scale=1.0, tx=0.0, ty=0.0) -> np.ndarray:
-    """A parameter row with the given geometry and no colour change (sample_params' layout)."""
-    p = IDENTITY.copy()
-    f = -1.0 if flip else 1.0
-    p[:6] = [f / scale, 0, -f * 2 * tx / scale, 0, 1 / scale, -2 * ty / scale]
-    return p
 
 
 def batch_of(images, masks, rows, depths=None) -> dict:
@@ -58,31 +54,37 @@ def as_numpy(out: dict, i: int):
     return out["image"][i].permute(1, 2, 0).numpy(), out["mask"][i].numpy()
 
 
-def decoded(row: np.ndarray) -> tuple[bool, float, float, float, bool]:
-    """(flip, scale, tx, ty, jitter on) back from a parameter row."""
-    scale = 1 / row[4]
-    flip = row[0] < 0
-    tx = -row[2] * scale / (2 * (-1 if flip else 1))
-    ty = -row[5] * scale / 2
-    return bool(flip), float(scale), float(tx), float(ty), not np.array_equal(row[6:], IDENTITY[6:])
-
-
 def test_parameters_follow_basic_distribution():
+    """`basic`'s probabilities and ranges are augment_params.AUGMENT_PARAMS's, as the loader's."""
     rows = batch_params(range(2000)).numpy()
     assert rows.shape == (2000, N_PARAMS) and rows.dtype == np.float32
-    d = [decoded(r) for r in rows]
-    flips = np.array([x[0] for x in d])
-    scales = np.array([x[1] for x in d])
-    shifts = np.array([x[2:4] for x in d])
-    jitter = np.array([x[4] for x in d])
-    for on in (flips, scales != 1.0, jitter):  # each p = 0.5, independently
-        assert 0.45 < on.mean() < 0.55
-    assert 0.45 < (flips & jitter).mean() / 0.5 < 0.55
+    d = [decode_row(r) for r in rows]
+    flips = np.array([x.flip for x in d])
+    scales = np.array([x.scale for x in d])
+    shifts = np.array([(x.tx, x.ty) for x in d])
+    jitter = np.array([x.jittered for x in d])
+    for on, p in ((flips, BASIC.flip_p), (scales != 1.0, BASIC.affine_p), (jitter, BASIC.jitter_p)):  # independent
+        assert p - 0.05 < on.mean() < p + 0.05
+    assert 0.45 < (flips & jitter).mean() / BASIC.flip_p / BASIC.jitter_p / 2 < 0.55
     moved = scales != 1.0
-    assert scales[moved].min() >= 0.75 and scales[moved].max() <= 1.5 and scales[moved].max() > 1.45
-    assert np.abs(shifts).max() <= 0.1 + 1e-6 and np.abs(shifts[moved]).max() > 0.095
+    lo, hi = BASIC.scale
+    assert scales[moved].min() >= lo - 1e-6 and scales[moved].max() <= hi + 1e-6
+    assert scales[moved].min() < lo + 0.05 * (hi - lo) and scales[moved].max() > hi - 0.05 * (hi - lo)
+    t = BASIC.translate
+    assert np.abs(shifts).max() <= t + 1e-6 and np.abs(shifts[moved]).max() > 0.95 * t
     assert (shifts[~moved] == 0).all()
     assert np.array_equal(sample_params(7), sample_params(7))  # a pure function of the seed
+    assert np.array_equal(sample_params(7), sample_params(7, "basic"))
+    assert all(np.array_equal(sample_params(s, "none"), IDENTITY) for s in range(50))
+    with pytest.raises(ValueError, match="--augment strong does not run on the device"):
+        sample_params(7, "strong")
+
+
+def test_a_row_decodes_to_what_built_it():
+    row = param_row(True, 1.25, 0.07, -0.04, colour_row(1.1, 0.9, 1.0, 0.01))
+    got = decode_row(row)
+    assert got.flip and got.jittered and not decode_row(param_row(scale=0.8)).jittered
+    assert (got.scale, got.tx, got.ty) == pytest.approx((1.25, 0.07, -0.04), abs=1e-6)
 
 
 def test_identity_parameters_give_byte_identical_output():
@@ -105,13 +107,13 @@ def test_flip_moves_image_mask_and_depth_together():
     mask = np.where(np.arange(w) < 10, 3, 7).astype(np.uint8)[None].repeat(h, 0)
     mask[:4, 30:] = 255
     depth = np.tile(np.arange(w, dtype=np.float32) / 10, (h, 1))
-    out = AUG(batch_of([image], [mask], [params(flip=True)], [depth]))
+    out = AUG(batch_of([image], [mask], [param_row(flip=True)], [depth]))
     img, m = as_numpy(out, 0)
     assert np.array_equal(img, image[:, ::-1]) and np.array_equal(m, mask[:, ::-1])
     assert np.array_equal(out["depth"][0].numpy(), depth[:, ::-1])
     # a seed whose parameters are "flip only" gives exactly the flip too
-    seed = next(s for s in range(100) if decoded(sample_params(s))[:2] == (True, 1.0)
-                and not decoded(sample_params(s))[4])
+    seed = next(s for s in range(100) if decode_row(sample_params(s))[:2] == (True, 1.0)
+                and not decode_row(sample_params(s))[4])
     out = AUG(batch_of([image], [mask], [sample_params(seed)]))
     assert np.array_equal(as_numpy(out, 0)[1], mask[:, ::-1])
 
@@ -148,7 +150,7 @@ def test_depth_nearest_with_zero_outside_and_mask_ignore_there():
     depth = (np.arange(h * w, dtype=np.float32).reshape(h, w) + 1) / 100  # every value distinct, none 0
     mask = (np.arange(h * w).reshape(h, w) % 37).astype(np.uint8)
     image = np.zeros((h, w, 3), np.uint8)
-    out = AUG(batch_of([image], [mask], [params(scale=0.8, tx=0.1, ty=-0.05)], [depth]))
+    out = AUG(batch_of([image], [mask], [param_row(scale=0.8, tx=0.1, ty=-0.05)], [depth]))
     d, m = out["depth"][0].numpy(), out["mask"][0].numpy()
     assert set(np.unique(d)) <= set(np.unique(depth)) | {0.0}
     outside = d == 0
@@ -165,13 +167,13 @@ def test_geometry_matches_the_loader_transform(seed):
     except along boundaries (half-pixel centre convention)."""
     image, mask = scene(seed, 64, 96)
     h, w = mask.shape
-    flip, scale, tx, ty, _ = decoded(params(flip=seed % 2 == 1, scale=0.8 + 0.1 * seed / 3, tx=0.07, ty=-0.04))
+    flip, scale, tx, ty, _ = decode_row(param_row(flip=seed % 2 == 1, scale=0.8 + 0.1 * seed / 3, tx=0.07, ty=-0.04))
     ref = mask[:, ::-1] if flip else mask
     m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, scale)
     m[:, 2] += (tx * w, ty * h)
     ref = cv2.warpAffine(np.ascontiguousarray(ref), m, (w, h), flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=255)
-    out = AUG(batch_of([image], [mask], [params(flip, scale, tx, ty)]))
+    out = AUG(batch_of([image], [mask], [param_row(flip, scale, tx, ty)]))
     assert (as_numpy(out, 0)[1] == ref).mean() > 0.96
 
 
@@ -186,8 +188,7 @@ def test_colour_jitter_matches_albumentations_functions():
         ref = AF.adjust_contrast_torchvision(ref, c)
         ref = AF.adjust_saturation_torchvision(ref, s)
         ref = AF.adjust_hue_torchvision(ref, h)
-        row = IDENTITY.copy()
-        row[6:16] = colour_row(b, c, s, h)
+        row = param_row(colour=colour_row(b, c, s, h))
         out = as_numpy(AUG(batch_of([image], [np.zeros((48, 64), np.uint8)], [row])), 0)[0]
         diff = np.abs(out.astype(int) - ref.astype(int))
         assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 6, (b, c, s, h, diff.mean())
@@ -229,7 +230,8 @@ def test_resolve_augment_on():
     assert resolve_augment_on("auto", "strong", "cuda") == "loader"
     assert resolve_augment_on("device", "basic", "cpu") == "device"
     assert resolve_augment_on("loader", "basic", "cuda") == "loader"
-    with pytest.raises(SegtrainError, match="--augment-on device supports --augment none or basic, not strong"):
+    with pytest.raises(SegtrainError, match=f"--augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, "
+                       "not strong"):
         resolve_augment_on("device", "strong", "cuda")
 
 
@@ -324,6 +326,6 @@ def test_cli_device_with_strong_is_a_usage_error(tree, tmp_path, command):
     r = invoke(*args, "--data", tree.root, "--device", "cpu", "--augment", "strong", "--augment-on", "device")
     assert r.exit_code == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
-    assert lines == ["Error: --augment-on device supports --augment none or basic, not strong; use "
+    assert lines == [f"Error: --augment-on device supports --augment {' or '.join(DEVICE_AUGMENTS)}, not strong; use "
                      "--augment-on loader or auto"]
     assert not (tmp_path / "run").exists()

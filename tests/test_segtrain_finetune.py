@@ -265,6 +265,7 @@ def test_init_from_another_class_table_rebuilds_only_the_head(tmp_path):
     train(TrainConfig(data=str(a.root), out=str(tmp_path / "ra"), **cfg), progress=False)
     b = write_clean_tree(tmp_path / "b", counts={"train": 2, "val": 1}, size=(32, 48))
     meta = json.loads((b.root / "dataset.json").read_text())  # a 3-class table: wall, floor, rest ignored
+    n_a = meta["num_classes"]  # a's (the tree's own table, 39)
     for c in meta["classes"]:
         c["train_id"] = c["id"] - 1 if c["id"] in (1, 2) else (2 if c["id"] > 2 else 255)
     meta["classes"][3]["name"] = "thing"
@@ -280,7 +281,7 @@ def test_init_from_another_class_table_rebuilds_only_the_head(tmp_path):
                             train_parts="head", **cfg), progress=False)
     assert res.epochs_completed == 1 and res.trainable_parameters == 8 * 3 + 3
     src, dst = load_checkpoint(tmp_path / "ra" / "last.pt"), load_checkpoint(tmp_path / "rb" / "last.pt")
-    assert dst["model"]["head.weight"].shape[0] == 3 and src["model"]["head.weight"].shape[0] == 39
+    assert dst["model"]["head.weight"].shape[0] == 3 and src["model"]["head.weight"].shape[0] == n_a
     for k, v in src["model"].items():
         if not k.startswith("head."):  # loaded, then frozen: unchanged by training
             assert torch.equal(dst["model"][k], v), k

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from segtrain.losses import CrossEntropy, DiceLoss, build_loss
+from segtrain.losses import LOSSES, CrossEntropy, DiceLoss, build_loss
 from segtrain.metrics import ConfusionMatrix, image_mious, summarize
 
 
@@ -127,6 +129,35 @@ def test_per_class_csv_gives_each_iou_from_its_own_counts(tmp_path, ignored):
     assert rows[0]["iou"] == ("0.666667" if ignored else "0.500000")
 
 
+def test_eval_line_and_per_class_csv_read_a_real_summary(tmp_path):
+    """`segtrain eval`'s console line (report.format_eval_line) and per_class_iou.csv, as they
+    were written in the CLI before: every part of the line, n/a scores, TTA and skipped images."""
+    from segtrain.config import TTAConfig, to_dict
+    from segtrain.report import format_eval_line, write_per_class_csv
+
+    names = ["wall", "floor", "other", "bed"]
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([[0, 0, 1, 1, 2, 2, 2, 2]]), torch.tensor([[0, 0, 1, 0, 0, 3, 2, 1]]))
+    summary = summarize(cm.numpy(), names, np.array([True, True, False, True]))
+    m = {"split": "test", "num_images": 3, "skipped_images": [], "label_mode": "trainIds",
+         "tta": to_dict(TTAConfig()), **summary}
+    assert format_eval_line(m, "rep") == (
+        "test: standard mIoU 0.5833 (labels: trainIds), pixel accuracy 0.7500 over 3 images (2 classes evaluated, "
+        "1 absent from the ground truth); report in rep")
+    m.update(miou=None, pixel_accuracy=None, tta=to_dict(TTAConfig([0.75, 1.0], flip=True)),
+             skipped_images=[{"id": "a", "problem": "x"}, {"id": "b", "problem": "y"}])
+    assert format_eval_line(m, tmp_path) == (
+        "test: standard mIoU n/a (TTA: flip, scales 0.75,1) (labels: trainIds), pixel accuracy n/a over 3 images "
+        f"(2 classes evaluated, 1 absent from the ground truth, 2 unreadable left out); report in {tmp_path}")
+    write_per_class_csv(tmp_path / "c.csv", summary, cm.numpy(), names)
+    assert (tmp_path / "c.csv").read_text() == (
+        "train_id,class,iou,accuracy,gt_pixels,pred_pixels,status\n"
+        "0,wall,0.666667,1.000000,2,3,evaluated\n"
+        "1,floor,0.500000,0.500000,2,1,evaluated\n"
+        "2,other,,,4,0,ignored\n"
+        "3,bed,,,0,0,absent from ground truth\n")
+
+
 @pytest.mark.parametrize("rule", ["standard", "gt-present"])
 def test_image_mious_are_each_images_own_miou(rule):
     """One batched matrix per image gives each image the mIoU counted on it alone (nan for an
@@ -177,11 +208,25 @@ def test_standard_rule_counts_predicted_absent_classes_as_zero_and_skips_empty_u
 def test_every_loss_is_zero_without_labelled_pixels_and_keeps_the_graph():
     logits = torch.randn(2, 4, 3, 5, requires_grad=True)
     target = torch.full((2, 3, 5), 255)
-    for name in ("ce", "wce", "dice", "ce+dice"):
-        loss = build_loss(name, 4, weight=torch.ones(4) if name == "wce" else None)(logits, target)
-        assert loss.item() == 0.0, name
-        loss.backward()  # still differentiable (the run does not special-case such a batch)
-        assert torch.isfinite(logits.grad).all()
+    for name, spec in LOSSES.items():
+        for weight in (None, torch.tensor([1.0, 2.0, 0.5, 1.5])) if spec.uses_weights else (None,):
+            loss = build_loss(name, 4, weight=weight)(logits, target)
+            assert loss.item() == 0.0, name
+            loss.backward()  # still differentiable (the run does not special-case such a batch)
+            assert torch.isfinite(logits.grad).all()
+
+
+def test_a_loss_changes_with_class_weights_exactly_when_it_says_it_uses_them():
+    """LossSpec.uses_weights is what config.check_class_weights trusts: a loss that says it
+    takes none must ignore a weight vector, and one that says it takes them must change."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[0, 0] = 255
+    w = torch.tensor([1.0, 4.0, 0.25])
+    for name, spec in LOSSES.items():
+        plain, weighted = (build_loss(name, 3, weight=x)(logits, target).item() for x in (None, w))
+        assert (plain != pytest.approx(weighted, rel=1e-4)) == spec.uses_weights, name
 
 
 def test_dice_ignores_ignore_pixels_and_is_zero_for_perfect_logits():
@@ -218,11 +263,11 @@ def test_weighted_ce_is_weighted_mean_and_all_ignored_batch_is_zero():
     ref = torch.nn.functional.cross_entropy(logits, target, weight=w)  # torch's weighted mean
     assert CrossEntropy(3, weight=w)(logits, target).item() == pytest.approx(ref.item(), rel=1e-6)
     empty = torch.full((1, 4, 4), 255)
-    for name in ("ce", "wce", "dice", "ce+dice"):
-        loss = build_loss(name, 3, 255, w if name == "wce" else None)(logits, empty)
+    for name, spec in LOSSES.items():
+        loss = build_loss(name, 3, 255, w if spec.uses_weights else None)(logits, empty)
         assert torch.isfinite(loss)
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(KeyError, match="ce, wce, dice, ce\\+dice"):
+    with pytest.raises(KeyError, match=re.escape(f"available: {', '.join(LOSSES)}")):
         build_loss("focal", 3)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
+from valscores import pin_val_miou
 
 from segtrain import engine
 from segtrain.checkpoint import load_checkpoint, save_checkpoint
@@ -56,9 +57,12 @@ def assert_untouched_but_the_log(before: dict, after: dict) -> None:
 
 @pytest.fixture(scope="module")
 def stopped_run(tree, tmp_path_factory):
-    """A run early-stopped at epoch 2 of 6 (never modified by the tests: they copy it)."""
+    """A run early-stopped at epoch 2 of 6, its val mIoU pinned (never modified by the tests:
+    they copy it)."""
     out = tmp_path_factory.mktemp("early") / "run"
-    res = train(cfg_for(tree.root, out, epochs=6, lr=1e-9, early_stop=1, scheduler="none"), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        pin_val_miou(mp, [0.5, 0.4])
+        res = train(cfg_for(tree.root, out, epochs=6, lr=1e-9, early_stop=1, scheduler="none"), progress=False)
     assert res.stopped == "early-stop" and res.epochs_completed == 2
     return out
 
@@ -188,3 +192,54 @@ def test_same_values_say_nothing_and_old_checkpoints_read_dataset_json(tree, tmp
     train(cfg_for(data, out, loss="wce", epochs=3), resume=True, progress=False)
     assert seen["weights"] == [2.5] * n
     assert load_checkpoint(out / "last.pt")["class_weights"] == {"method": "median-freq", "values": [2.5] * n}
+
+
+def test_a_loss_without_class_weights_refuses_a_method_and_an_old_run_of_it_resumes(tree, tmp_path):
+    """`--loss dice --class-weights median-freq` wrote `class_weights: median-freq` (and the
+    vector) into config.yaml and trained unweighted: dice drops the weights. Now an explicit
+    method with a loss that takes none is refused in one line, auto resolves to none, and a run
+    folder written before (config.yaml and checkpoint naming the method) resumes, unweighted as
+    it trained, its config.yaml saying so."""
+    from segtrain.config import UnsupportedCombination
+    from segtrain.data import load_dataset_info
+    from segtrain.losses import LOSSES
+
+    data = weighted_tree(tree.root, tmp_path / "data", {"median-freq": [1.5] * num_classes(tree.root)})
+    info = load_dataset_info(data)
+    takes = ", ".join(name for name, spec in LOSSES.items() if spec.uses_weights)
+    without = [name for name, spec in LOSSES.items() if not spec.uses_weights]
+    assert without  # dice
+    for loss in without:
+        why = (f"--class-weights median-freq: --loss {loss} takes no class weights (the losses that do: {takes}); "
+               "use --class-weights none or leave it out")
+        with pytest.raises(UnsupportedCombination) as e:
+            cfg_for(data, tmp_path / "x", loss=loss, class_weights="median-freq").validate()
+        assert str(e.value) == why
+        out = tmp_path / f"cli-{loss}"
+        r = CliRunner().invoke(main, ["run", "unet_small", "--data", str(data), "--out", str(out), "--loss", loss,
+                                      "--class-weights", "median-freq", "--workers", "0", "--epochs", "1",
+                                      "--model-opt", "base_width=4", "--model-opt", "depth=2"])
+        assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: {why}"], r.output
+        assert not out.exists()
+        for method in (None, "none"):
+            cfg = cfg_for(data, tmp_path / "x", loss=loss, class_weights=method)
+            cfg.validate()
+            assert engine.class_weight_method(cfg, info) is None
+    for name, spec in LOSSES.items():  # the losses that take weights still take them
+        if spec.uses_weights:
+            cfg_for(data, tmp_path / "x", loss=name, class_weights="median-freq").validate()
+
+    # a dice run as the old code wrote it: the method in config.yaml and in its checkpoint
+    out = tmp_path / "old"
+    train(cfg_for(data, out, loss="dice", epochs=1), progress=False)
+    assert "class_weights: none" in (out / "config.yaml").read_text()
+    ckpt = load_checkpoint(out / "last.pt")
+    ckpt["config"]["class_weights"] = "median-freq"
+    ckpt["class_weights"] = {"method": "median-freq", "values": [1.5] * info.num_classes}
+    save_checkpoint(out / "last.pt", ckpt)
+    text = (out / "config.yaml").read_text().replace("class_weights: none", "class_weights: median-freq")
+    (out / "config.yaml").write_text(text)
+    r = CliRunner().invoke(main, ["run", "unet_small", "--out", str(out), "--resume", "--epochs", "2"])
+    assert r.exit_code == 0 and r.output.startswith("completed: 2 epochs"), r.output
+    text = (out / "config.yaml").read_text()
+    assert text.startswith("# class_weights none: the loss is unweighted") and "class_weights: none" in text

@@ -81,19 +81,22 @@ def tree(tmp_path_factory):
                             counts={"train": 8, "val": 4}, size=(32, 48))
 
 
-def _setup(tree, optimizer="adamw", loss="ce+dice"):
+def _setup(tree, optimizer="adamw", loss="ce+dice", weighted=False):
     torch.manual_seed(0)
     info = load_dataset_info(tree.root)
     rt = Runtime.create(torch.device("cpu"), info.mean, info.std, amp=True, channels_last=True)
     model = create_model("unet_small", info.num_classes, base_width=4, depth=2)
     cfg = TrainConfig(model="unet_small", data=str(tree.root), out="unused", optimizer=optimizer, lr=1e-3)
     opt = build_optimizer(cfg, model.parameters())
-    return info, rt, model, opt, build_loss(loss, info.num_classes)
+    weight = torch.linspace(0.5, 2.0, info.num_classes) if weighted else None
+    return info, rt, model, opt, build_loss(loss, info.num_classes, info.ignore_index, weight)
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_a_training_step_never_reads_the_device(tree, monkeypatch, loss):
-    info, rt, model, opt, loss_fn = _setup(tree, loss=loss)
+# every loss, and each that uses class weights with them too (weighted CE indexed by a boolean mask)
+@pytest.mark.parametrize(("loss", "weighted"), [(name, False) for name in sorted(LOSSES)]
+                         + [(name, True) for name in sorted(LOSSES) if LOSSES[name].uses_weights])
+def test_a_training_step_never_reads_the_device(tree, monkeypatch, loss, weighted):
+    info, rt, model, opt, loss_fn = _setup(tree, loss=loss, weighted=weighted)
     loader, _ = make_loader(train_dataset(info, "train", "basic"), 4, True, 0, 0, rt.device, drop_last=True)
     batch = next(iter(loader))
     model.train()

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from treebuilder import write_clean_tree
+from valscores import pin_val_miou
 
 from segtrain import engine
 from segtrain.checkpoint import load_checkpoint, model_from_checkpoint
@@ -135,11 +136,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tree, tmp_path, mo
     assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 1
 
 
-def test_early_stop_on_val_miou(tree, tmp_path):
-    res = train(cfg_for(tree, tmp_path / "run", epochs=6, lr=1e-9, early_stop=1, augment="none",
-                        scheduler="none"), progress=False)
+def test_early_stop_on_val_miou(tree, tmp_path, monkeypatch):
+    """Val mIoU pinned (a tie is no improvement): best at epoch 2, stopped after 2 epochs
+    without improvement, best.pt is epoch 2's."""
+    pin_val_miou(monkeypatch, [0.2, 0.5, 0.5, 0.4, 0.9, 0.9])
+    res = train(cfg_for(tree, tmp_path / "run", epochs=6, early_stop=2, augment="none", scheduler="none"),
+                progress=False)
     assert res.stopped == "early-stop"
-    assert res.epochs_completed == 2 and res.best_epoch == 1
+    assert res.epochs_completed == 4 and res.best_epoch == 2 and res.best_miou == 0.5
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 2
 
 
 def test_weighted_ce_uses_dataset_weights(tree, tmp_path):

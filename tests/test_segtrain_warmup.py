@@ -14,6 +14,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from treebuilder import write_clean_tree
+from valscores import pin_val_miou
 
 from segtrain import engine
 from segtrain.checkpoint import load_checkpoint, resume_config_diffs, save_checkpoint
@@ -110,10 +111,11 @@ def test_plateau_waits_for_the_warm_up_to_end(tree, tmp_path, lrs):
     assert load_checkpoint(tmp_path / "plain" / "last.pt")["scheduler"]["last_epoch"] == 5
 
 
-def test_metrics_lr_under_plateau_is_the_epochs_own(tree, tmp_path, lrs):
+def test_metrics_lr_under_plateau_is_the_epochs_own(tree, tmp_path, lrs, monkeypatch):
     """docs/training.md said the lr column is the next step's; under plateau (the default) it
     is the lr the epoch trained at: plateau lowers it after the row is read, and the next row
     shows the lowering (kept so: metrics.csv of default runs stays as it was)."""
+    pin_val_miou(monkeypatch, [0.5, 0.4, 0.3])
     res = train(cfg_for(tree, tmp_path / "run", scheduler="plateau", plateau_patience=0, plateau_factor=0.5,
                         lr=1e-6, epochs=3, augment="none"), progress=False)
     assert lrs == [1e-6] * 4 + [5e-7] * 2  # epoch 2 did not improve: lowered after it
