@@ -247,17 +247,21 @@ def input_stamp(image: Path, depth_dir: str | None) -> dict | None:
     decide. A hash would read every photo on every re-run. None when the image cannot be
     stat'ed (it is then reported when read)."""
     try:
-        st = image.stat()
+        stamp = _stat_stamp(image)
     except OSError:
         return None
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if depth_dir:
         try:
-            dst = depth_file(Path(depth_dir), image).stat()
-            stamp["depth"] = {"size": dst.st_size, "mtime_ns": dst.st_mtime_ns}
+            stamp["depth"] = _stat_stamp(depth_file(Path(depth_dir), image))
         except OSError:
             stamp["depth"] = None
     return stamp
+
+
+def _stat_stamp(path: Path) -> dict:
+    """A file's size and mtime_ns (OSError when it cannot be stat'ed)."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def recorded_outputs(records: dict) -> set[Path]:
@@ -452,7 +456,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     stamps = {output_stem(p): input_stamp(p, cfg.depth) for p in paths}  # before any image is read
     differs = _record_difference(earlier, record) if earlier is not None else ""
     same = earlier is not None and not differs
-    changed: list[str] = []  # masks of inputs replaced since they were written: removed before the record
+    changed: list[Path] = []  # inputs replaced since their masks were written
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
         done = set()
@@ -462,12 +466,12 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                 if old is None or new is None or old == new:  # no stamp recorded (or none now): by name
                     done.add(p)
                 else:
-                    changed += names
+                    changed.append(p)
         if done:
             log.info("%d of %d already predicted, skipped", len(done), len(paths))
-        if changed:
-            log.info("%d image(s) changed since their masks were written (size or modification "
-                     "time), predicted again", len(changed) // 2)
+        for p in changed:  # the old photo's masks go now, also when the new file does not read
+            for name in planned[p]:  # (missing masks mean "not done": the next run tries it again)
+                (out / name).unlink(missing_ok=True)
         paths = [p for p in paths if p not in done]
         stamps = {**earlier["inputs"], **{k: v for k, v in stamps.items() if v is not None}}
     record["inputs"] = dict(sorted((k, v) for k, v in stamps.items() if v is not None))
@@ -486,16 +490,30 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
         if not result.written:  # the earlier run's masks go, then the record, before the first mask
-            for name in stale + changed:
+            for name in stale:
                 (out / name).unlink(missing_ok=True)
             atomic_write_json(out / RECORD, record)
         label_path, color_path = (out / name for name in planned[p])
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
+    if changed:
+        written = set(result.written)
+        _log_changed(changed, sum(out / planned[p][0] in written for p in changed))
     if not result.written and not result.already:  # nothing to predict is a usage error, not a finished job
         raise NoReadableInput(result.problems, depth_problems)
     return result
+
+
+def _log_changed(changed: list[Path], again: int) -> None:
+    """Say how many inputs had changed since their masks were written, and how many of them
+    were predicted again (the others did not read: reported, their old masks removed)."""
+    what = f"{len(changed)} image(s) changed since their masks were written (size or modification time)"
+    if again == len(changed):
+        log.info("%s, predicted again", what)
+    else:
+        log.info("%s: %d predicted again, %d could not be read (their old masks removed)", what, again,
+                 len(changed) - again)
 
 
 def earlier_predictions(out: Path, outputs: list[str], earlier: dict | None) -> None:
