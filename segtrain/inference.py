@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 from tqdm import tqdm
 
 from cleantree.files import atomic_write_json, sha256_file
@@ -49,7 +46,15 @@ from segtrain.report import (
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
 from segtrain.tta import segment_labels
-from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
+from segtrain.utils import (
+    UPRIGHT,
+    SegtrainError,
+    check_out_dir,
+    exif_orientation,
+    parse_hw,
+    read_rgb,
+    write_png,
+)
 
 log = logging.getLogger("segtrain")
 
@@ -344,56 +349,12 @@ def depth_file(folder: Path, image: Path) -> Path:
     return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
 
 
-EXIF_ORIENTATION = 0x0112
-# EXIF orientation 2..8 -> the transform that turns the stored pixels upright, as cv2.imread does
-UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
-           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
-
-
-# the transform that undoes UPRIGHT[o]: 2..5 and 7 are their own inverse, 6 and 8 each other's
-STORED = {2: UPRIGHT[2], 3: UPRIGHT[3], 4: UPRIGHT[4], 5: UPRIGHT[5], 6: UPRIGHT[8], 7: UPRIGHT[7], 8: UPRIGHT[6]}
-
-
-def exif_orientation(path: Path, tiff_only: bool = False) -> int:
-    """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
-    Pillow cannot read the file: cv2 decoded it, and no turn of it is known); `tiff_only`: 1
-    for any file that is not a TIFF."""
-    try:
-        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                if tiff_only and im.format != "TIFF":
-                    return 1
-                value = im.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
-        return 1
-    return value if isinstance(value, int) and value in UPRIGHT else 1
-
-
-@functools.cache
-def opencv_turns_tiffs() -> bool:
-    """Whether OpenCV applies a TIFF's orientation tag even under IMREAD_IGNORE_ORIENTATION
-    (5.0 does; 5..8 it then cannot decode at all): probed once on a 2x1 TIFF in memory, so a
-    version that stops doing it is not turned back by mistake."""
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)).save(buf, format="TIFF",
-                                                                               tiffinfo={EXIF_ORIENTATION: 2})
-    got = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    return got is not None and int(got[0, 0, 0]) == 0
-
-
 def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientation: bool):
-    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
-    `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
-    image's stored pixels (the camera wrote both), so it must match their size."""
+    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`: then as
+    stored, a TIFF too, read_rgb) and, with `depth_dir`, its depth map turned the same way: a
+    depth PNG has no EXIF and belongs to the image's stored pixels (the camera wrote both), so
+    it must match their size."""
     image = read_rgb(path, exif_orientation=not keep_exif_orientation)  # decoded once
-    if keep_exif_orientation and opencv_turns_tiffs() and (turned := exif_orientation(path, tiff_only=True)) > 1:
-        # OpenCV turned a TIFF though told not to: back to the stored pixels, which its depth
-        # map and the masks follow (they were left as stored, so out of line with the photo)
-        image = np.ascontiguousarray(STORED[turned](image))
     if not depth_dir:
         return image, None
     # OpenCV turned the image by its tag (upright), or it holds the stored pixels
