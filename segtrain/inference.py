@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 from tqdm import tqdm
 
 from cleantree.files import atomic_write_json, sha256_file
@@ -49,7 +46,15 @@ from segtrain.report import (
 )
 from segtrain.runtime import Runtime, prepare_model, resolve_device
 from segtrain.tta import segment_labels
-from segtrain.utils import SegtrainError, check_out_dir, parse_hw, read_rgb, write_png
+from segtrain.utils import (
+    UPRIGHT,
+    SegtrainError,
+    check_out_dir,
+    exif_orientation,
+    parse_hw,
+    read_rgb,
+    write_png,
+)
 
 log = logging.getLogger("segtrain")
 
@@ -247,17 +252,21 @@ def input_stamp(image: Path, depth_dir: str | None) -> dict | None:
     decide. A hash would read every photo on every re-run. None when the image cannot be
     stat'ed (it is then reported when read)."""
     try:
-        st = image.stat()
+        stamp = _stat_stamp(image)
     except OSError:
         return None
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if depth_dir:
         try:
-            dst = depth_file(Path(depth_dir), image).stat()
-            stamp["depth"] = {"size": dst.st_size, "mtime_ns": dst.st_mtime_ns}
+            stamp["depth"] = _stat_stamp(depth_file(Path(depth_dir), image))
         except OSError:
             stamp["depth"] = None
     return stamp
+
+
+def _stat_stamp(path: Path) -> dict:
+    """A file's size and mtime_ns (OSError when it cannot be stat'ed)."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def recorded_outputs(records: dict) -> set[Path]:
@@ -340,56 +349,12 @@ def depth_file(folder: Path, image: Path) -> Path:
     return named if named.exists() or not (folder / f"{image.stem}.png").exists() else folder / f"{image.stem}.png"
 
 
-EXIF_ORIENTATION = 0x0112
-# EXIF orientation 2..8 -> the transform that turns the stored pixels upright, as cv2.imread does
-UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
-           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
-
-
-# the transform that undoes UPRIGHT[o]: 2..5 and 7 are their own inverse, 6 and 8 each other's
-STORED = {2: UPRIGHT[2], 3: UPRIGHT[3], 4: UPRIGHT[4], 5: UPRIGHT[5], 6: UPRIGHT[8], 7: UPRIGHT[7], 8: UPRIGHT[6]}
-
-
-def exif_orientation(path: Path, tiff_only: bool = False) -> int:
-    """The EXIF orientation tag of an image file (1 = as stored, also when there is none or
-    Pillow cannot read the file: cv2 decoded it, and no turn of it is known); `tiff_only`: 1
-    for any file that is not a TIFF."""
-    try:
-        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                if tiff_only and im.format != "TIFF":
-                    return 1
-                value = im.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
-        return 1
-    return value if isinstance(value, int) and value in UPRIGHT else 1
-
-
-@functools.cache
-def opencv_turns_tiffs() -> bool:
-    """Whether OpenCV applies a TIFF's orientation tag even under IMREAD_IGNORE_ORIENTATION
-    (5.0 does; 5..8 it then cannot decode at all): probed once on a 2x1 TIFF in memory, so a
-    version that stops doing it is not turned back by mistake."""
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)).save(buf, format="TIFF",
-                                                                               tiffinfo={EXIF_ORIENTATION: 2})
-    got = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    return got is not None and int(got[0, 0, 0]) == 0
-
-
 def read_image_and_depth(path: Path, depth_dir: str | None, keep_exif_orientation: bool):
-    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`) and, with
-    `depth_dir`, its depth map turned the same way: a depth PNG has no EXIF and belongs to the
-    image's stored pixels (the camera wrote both), so it must match their size."""
+    """The RGB image (turned upright by its EXIF tag unless `keep_exif_orientation`: then as
+    stored, a TIFF too, read_rgb) and, with `depth_dir`, its depth map turned the same way: a
+    depth PNG has no EXIF and belongs to the image's stored pixels (the camera wrote both), so
+    it must match their size."""
     image = read_rgb(path, exif_orientation=not keep_exif_orientation)  # decoded once
-    if keep_exif_orientation and opencv_turns_tiffs() and (turned := exif_orientation(path, tiff_only=True)) > 1:
-        # OpenCV turned a TIFF though told not to: back to the stored pixels, which its depth
-        # map and the masks follow (they were left as stored, so out of line with the photo)
-        image = np.ascontiguousarray(STORED[turned](image))
     if not depth_dir:
         return image, None
     # OpenCV turned the image by its tag (upright), or it holds the stored pixels
@@ -452,7 +417,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
     stamps = {output_stem(p): input_stamp(p, cfg.depth) for p in paths}  # before any image is read
     differs = _record_difference(earlier, record) if earlier is not None else ""
     same = earlier is not None and not differs
-    changed: list[str] = []  # masks of inputs replaced since they were written: removed before the record
+    changed: list[Path] = []  # inputs replaced since their masks were written
     if same:  # an interrupted (or finished) run of the same masks: its outputs stay, listed
         record["outputs"] = sorted({*record["outputs"], *earlier["outputs"]})
         done = set()
@@ -462,12 +427,12 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                 if old is None or new is None or old == new:  # no stamp recorded (or none now): by name
                     done.add(p)
                 else:
-                    changed += names
+                    changed.append(p)
         if done:
             log.info("%d of %d already predicted, skipped", len(done), len(paths))
-        if changed:
-            log.info("%d image(s) changed since their masks were written (size or modification "
-                     "time), predicted again", len(changed) // 2)
+        for p in changed:  # the old photo's masks go now, also when the new file does not read
+            for name in planned[p]:  # (missing masks mean "not done": the next run tries it again)
+                (out / name).unlink(missing_ok=True)
         paths = [p for p in paths if p not in done]
         stamps = {**earlier["inputs"], **{k: v for k, v in stamps.items() if v is not None}}
     record["inputs"] = dict(sorted((k, v) for k, v in stamps.items() if v is not None))
@@ -486,16 +451,30 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
             continue
         pred = predict_array(model, rt, image, size, depth, cfg.tta)
         if not result.written:  # the earlier run's masks go, then the record, before the first mask
-            for name in stale + changed:
+            for name in stale:
                 (out / name).unlink(missing_ok=True)
             atomic_write_json(out / RECORD, record)
         label_path, color_path = (out / name for name in planned[p])
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
+    if changed:
+        written = set(result.written)
+        _log_changed(changed, sum(out / planned[p][0] in written for p in changed))
     if not result.written and not result.already:  # nothing to predict is a usage error, not a finished job
         raise NoReadableInput(result.problems, depth_problems)
     return result
+
+
+def _log_changed(changed: list[Path], again: int) -> None:
+    """Say how many inputs had changed since their masks were written, and how many of them
+    were predicted again (the others did not read: reported, their old masks removed)."""
+    what = f"{len(changed)} image(s) changed since their masks were written (size or modification time)"
+    if again == len(changed):
+        log.info("%s, predicted again", what)
+    else:
+        log.info("%s: %d predicted again, %d could not be read (their old masks removed)", what, again,
+                 len(changed) - again)
 
 
 def earlier_predictions(out: Path, outputs: list[str], earlier: dict | None) -> None:

@@ -6,6 +6,8 @@ imports sunrgbd_tools; both import cleantree).
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 import warnings
@@ -43,7 +45,8 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
 
 # signatures of the formats OpenCV decodes that segtrain reads (PNG, JPEG, BMP, TIFF, WebP
 # below; also PNM and JPEG 2000)
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*",
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", *_TIFF_MAGIC,
                 b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ", b"\xffO\xffQ")
 
 
@@ -79,9 +82,78 @@ def read_rgb(path: str | os.PathLike, exif_orientation: bool = True) -> np.ndarr
     """Read an image file as uint8 RGB (H, W, 3); a clear error when it cannot be read.
 
     OpenCV turns a JPEG by its EXIF orientation tag (as viewers show it); with
-    `exif_orientation=False` the pixels come in the order they are stored."""
+    `exif_orientation=False` the pixels come in the order they are stored (a TIFF too,
+    `_read_tiff`)."""
     flags = cv2.IMREAD_COLOR | (0 if exif_orientation else cv2.IMREAD_IGNORE_ORIENTATION)
+    if _is_tiff(path):
+        return _read_tiff(path, flags, exif_orientation)
     return cv2.cvtColor(_decode(path, flags), cv2.COLOR_BGR2RGB)
+
+
+def _is_tiff(path) -> bool:
+    """Whether the file starts with a TIFF signature (4 bytes read; a file that cannot be
+    opened is not one here, and _decode names its problem)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4).startswith(_TIFF_MAGIC)
+    except OSError:
+        return False
+
+
+def _read_tiff(path, flags: int, upright: bool) -> np.ndarray:
+    """A TIFF decoded from its bytes with cv2.imdecode: cv2.imread of one with orientation 5..8
+    fails and prints a raw "[ERROR:0@…] imread_ … 'original_ptr == real_mat.data'" block
+    (OpenCV 5.0), where imdecode decodes it, turned by its tag. OpenCV applies a TIFF's tag even
+    under IMREAD_IGNORE_ORIENTATION (`opencv_turns_tiffs`): unless `upright`, that turn is undone,
+    so the pixels are as stored, as for every other format."""
+    data = read_file_bytes(path)
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if arr is None:
+        raise SegtrainError(f"{path}: does not decode as an image (corrupt or not an image format)")
+    rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if not upright and opencv_turns_tiffs() and (turned := exif_orientation(io.BytesIO(data))) > 1:
+        rgb = np.ascontiguousarray(STORED[turned](rgb))
+    return rgb
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation 2..8 -> the transform that turns the stored pixels upright, as cv2.imread does
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+# the transform that undoes UPRIGHT[o]: 2..5 and 7 are their own inverse, 6 and 8 each other's
+STORED = {2: UPRIGHT[2], 3: UPRIGHT[3], 4: UPRIGHT[4], 5: UPRIGHT[5], 6: UPRIGHT[8], 7: UPRIGHT[7], 8: UPRIGHT[6]}
+
+
+def exif_orientation(file) -> int:
+    """The EXIF orientation tag of an image (a path or a binary file object; 1 = as stored, also
+    when there is none or Pillow cannot read the file: cv2 decoded it, and no turn of it is known)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # e.g. DecompressionBombWarning: only the header is read
+            warnings.simplefilter("ignore")
+            with Image.open(file) as im:
+                value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # Pillow raises many types for files it cannot parse; the tag is then unknown
+        return 1
+    return value if isinstance(value, int) and value in UPRIGHT else 1
+
+
+@functools.cache
+def opencv_turns_tiffs() -> bool:
+    """Whether OpenCV applies a TIFF's orientation tag even under IMREAD_IGNORE_ORIENTATION
+    (5.0 does): probed once on a 2x1 TIFF in memory, so a version that stops doing it is not
+    turned back by mistake."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)).save(buf, format="TIFF",
+                                                                               tiffinfo={EXIF_ORIENTATION: 2})
+    got = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return got is not None and int(got[0, 0, 0]) == 0
 
 
 def read_unchanged(path: str | os.PathLike) -> np.ndarray:

@@ -148,6 +148,7 @@ class Faults:
     redirect: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
     query: dict[str, str] = field(default_factory=dict)  # params every request must carry (?token=)
     signed: dict[str, str] = field(default_factory=dict)  # path -> its X-Amz-Signature (presigned)
+    bad_header: set[str] = field(default_factory=set)  # paths answered with a header line without a colon
 
 
 class FaultServer:
@@ -296,6 +297,9 @@ class FaultServer:
         if not f.no_validators:
             h.send_header("ETag", etag)
             h.send_header("Last-Modified", formatdate(1_600_000_000 + ver, usegmt=True))
+        if path in f.bad_header:  # after the others, so they are still read
+            h.flush_headers()
+            h.wfile.write(b"X-Broken header line\r\n")
         h.end_headers()
         if drop:
             body = body[:f.drop_after]

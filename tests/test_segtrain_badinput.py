@@ -117,9 +117,9 @@ def test_nonfinite_validation_loss_keeps_the_last_good_checkpoint(tree, tmp_path
 
 
 def test_a_library_call_with_an_unknown_loss_is_one_error_before_anything(tree, tmp_path):
-    """engine.train called directly (no CLI) with a loss not in the registry: the one check,
-    in TrainConfig.validate, names it and the valid ones; nothing is written (engine's own
-    copy of the check, unreachable since validate runs first, is gone)."""
+    """engine.train called directly (no CLI) with a loss not in the registry: one SegtrainError
+    naming it and the valid ones, and nothing written. It guards the library path, as the CLI
+    tests guard the command; which check raises it is not what it shows."""
     cfg = TrainConfig(model="unet_small", data=str(tree.root), out=str(tmp_path / "r"), loss="focal", device="cpu")
     with pytest.raises(SegtrainError) as e:
         engine.train(cfg, progress=False)

@@ -24,6 +24,7 @@ from segtrain_cli import (
 )
 
 from segtrain.inference import read_image_and_depth
+from segtrain.utils import read_rgb
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +125,15 @@ def rgbd_ckpt(tree, tmp_path_factory):
     return out / "last.pt"
 
 
-def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
+def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path, capfd):
     """A JPEG with an EXIF orientation tag is turned upright, its depth PNG (no EXIF, the stored
     pixels' size) was not: every rotated photo was skipped ("size differs from its image").
     Now the depth is turned the same way: the masks equal those of the upright pixels with the
     turned depth, given as plain PNGs, for every orientation 2..8. A TIFF (OpenCV turns it even
-    with IMREAD_IGNORE_ORIENTATION) was turned twice with --depth, so came out as stored; OpenCV
-    decodes a TIFF of orientation 5..8 not at all, so 2..4 are checked. With
+    with IMREAD_IGNORE_ORIENTATION) was turned twice with --depth, so came out as stored; all of
+    2..8 are checked (6 and 8 undo each other, the others themselves). cv2.imread fails on a TIFF
+    of orientation 5..8 and prints a raw "[ERROR:0@…] imread_" block on the console; the
+    cv2.imdecode it is now read with decodes it, turned, and prints nothing. With
     --keep-exif-orientation a TIFF is turned back to its stored pixels."""
     src = sorted((tree.root / "leftImg8bit" / "test").rglob("*.png"))[0]
     sid = src.name.removesuffix("_leftImg8bit.png")
@@ -149,30 +152,34 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
         upright = cv2.imread(str(photos / f"o{o}.jpg"))  # as predict reads it (turned by cv2)
         assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
         cv2.imwrite(str(ref / f"o{o}.png"), upright)
-    for o in range(2, 5):
+    for o in range(2, 9):
         im = Image.fromarray(np.ascontiguousarray(rgb))
         exif = im.getexif()
         exif[0x0112] = o
         im.save(photos / f"t{o}.tif", exif=exif)
         cv2.imwrite(str(depths / f"t{o}_depth.png"), depth)
-        upright = cv2.imread(str(photos / f"t{o}.tif"))
+        upright = cv2.imdecode(np.fromfile(photos / f"t{o}.tif", np.uint8), cv2.IMREAD_COLOR)
+        assert upright.shape[:2] == (rgb.shape[:2] if o < 5 else rgb.shape[1::-1])
         assert not np.array_equal(upright[:, :, ::-1], rgb)  # turned by its tag
         cv2.imwrite(str(ref / f"t{o}.png"), upright)
     turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, -1)[::-1], 8: lambda a: np.rot90(a, 1)}
     for o, turn in turns.items():
         cv2.imwrite(str(ref_depths / f"o{o}_depth.png"), np.ascontiguousarray(turn(depth)))
-        if o < 5:
-            cv2.imwrite(str(ref_depths / f"t{o}_depth.png"), np.ascontiguousarray(turn(depth)))
-    decoded = []  # each photo is decoded once (it was twice, and two full arrays compared)
-    real_imread = cv2.imread
+        cv2.imwrite(str(ref_depths / f"t{o}_depth.png"), np.ascontiguousarray(turn(depth)))
+    decoded, buffers = [], []  # each photo is decoded once (it was twice, and two full arrays compared)
+    real_imread, real_imdecode = cv2.imread, cv2.imdecode
+    capfd.readouterr()
     with pytest.MonkeyPatch.context() as m:
         m.setattr(cv2, "imread", lambda path, *a: decoded.append(path) or real_imread(path, *a))
+        m.setattr(cv2, "imdecode", lambda buf, *a: buffers.append(len(buf)) or real_imdecode(buf, *a))
         r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "out", "--device", "cpu")
-    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
-    assert sorted(p for p in decoded if p.endswith((".jpg", ".tif"))) == sorted(str(p) for p in photos.iterdir())
+    assert r.exit_code == 0 and "14 images predicted, 0 skipped" in r.stdout, r.output
+    assert sorted(p for p in decoded if p.endswith((".jpg", ".tif"))) == sorted(str(p) for p in photos.glob("*.jpg"))
+    assert sorted(buffers) == sorted(p.stat().st_size for p in photos.glob("*.tif"))  # a TIFF by imdecode only
+    assert "imread_" not in capfd.readouterr().err  # no raw OpenCV error block on the console
     r = invoke("predict", rgbd_ckpt, ref, "--depth", ref_depths, "--out", tmp_path / "ref_out", "--device", "cpu")
-    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert r.exit_code == 0 and "14 images predicted, 0 skipped" in r.stdout, r.output
     masks, ref_masks = ({k: v for k, v in snapshot(tmp_path / d).items() if k != "predict.json"}
                         for d in ("out", "ref_out"))  # the records differ: other --depth folders
     assert masks == ref_masks
@@ -183,22 +190,32 @@ def test_depth_is_turned_with_an_exif_rotated_photo(tree, rgbd_ckpt, tmp_path):
     # --keep-exif-orientation: stored pixels and depth as they are, no turn
     r = invoke("predict", rgbd_ckpt, photos, "--depth", depths, "--out", tmp_path / "kept", "--device", "cpu",
                "--keep-exif-orientation")
-    assert r.exit_code == 0 and "10 images predicted, 0 skipped" in r.stdout, r.output
+    assert r.exit_code == 0 and "14 images predicted, 0 skipped" in r.stdout, r.output
+    assert "imread_" not in capfd.readouterr().err
     for o in range(2, 9):
         assert cv2.imread(str(tmp_path / "kept" / f"o{o}_labelTrainIds.png"), cv2.IMREAD_UNCHANGED).shape == depth.shape
     # a TIFF, which OpenCV turns even when told not to, was predicted turned with its depth as
     # stored (out of line; its masks turned too): it is turned back, so photo, depth and masks are as stored
     stored, stored_depths = tmp_path / "stored", tmp_path / "stored_depth"
     stored.mkdir(), stored_depths.mkdir()
-    for o in range(2, 5):
+    for o in range(2, 9):
         image, kept = read_image_and_depth(photos / f"t{o}.tif", str(depths), True)
         assert np.array_equal(image, rgb) and np.array_equal(kept, depth), o
         cv2.imwrite(str(stored / f"t{o}.png"), rgb[:, :, ::-1])
         cv2.imwrite(str(stored_depths / f"t{o}_depth.png"), depth)
+    # the undo is read_rgb's (exif_orientation=False promises the stored pixels), and only a file
+    # with a TIFF signature is opened with Pillow for its tag (every JPEG was, with --keep-exif-orientation)
+    opened, real_open = [], Image.open
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Image, "open", lambda f, *a, **k: opened.append(f) or real_open(f, *a, **k))
+        for o in range(2, 9):
+            assert np.array_equal(read_rgb(photos / f"t{o}.tif", exif_orientation=False), rgb), o
+            read_image_and_depth(photos / f"o{o}.jpg", None, True)
+    assert len(opened) == 7
     r = invoke("predict", rgbd_ckpt, stored, "--depth", stored_depths, "--out", tmp_path / "stored_out", "--device",
                "cpu")
     assert r.exit_code == 0, r.output
-    for o in range(2, 5):
+    for o in range(2, 9):
         for sfx in ("_labelTrainIds.png", "_color.png"):
             assert (tmp_path / "kept" / f"t{o}{sfx}").read_bytes() == (tmp_path / "stored_out" / f"t{o}{sfx}").read_bytes()
 

@@ -312,6 +312,37 @@ def test_a_replaced_photo_is_noticed_on_resume_and_its_masks_go(ckpt, photos, tm
     assert again.exit_code == 1 and f"problem: {first}" in again.stderr
 
 
+def test_a_photo_replaced_by_an_unreadable_file_loses_its_old_masks(ckpt, photos, tmp_path, model_calls, caplog):
+    """A finished folder, one photo replaced by a file that no longer decodes: its old masks
+    were removed only before the first new mask, and no other image was predicted, so they
+    stayed (the old photo's masks beside a file that is no photo) while the log said it was
+    "predicted again". They go now, the log says it could not be read, and every re-run tries
+    it again; once it is a photo again it is predicted."""
+    out = tmp_path / "out"
+    assert invoke("predict", ckpt, photos, "--out", out, "--device", "cpu").exit_code == 0
+    first = sorted(photos.iterdir())[0]
+    record = (out / "predict.json").read_bytes()
+    shutil.copy(first, tmp_path / f"kept{first.suffix}")
+    first.write_bytes(b"\x89PNG\r\n\x1a\n not a photo any more")
+    model_calls.clear()
+    caplog.set_level(logging.INFO, logger="segtrain")
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "0 images predicted, 9 already predicted, 1 skipped" in r.stdout, r.output
+    assert f"problem: {first}: does not decode" in r.stderr and not model_calls
+    assert not (out / f"{first.stem}_labelTrainIds.png").exists() and not (out / f"{first.stem}_color.png").exists()
+    assert "1 image(s) changed since their masks were written (size or modification time): 0 predicted " \
+           "again, 1 could not be read (their old masks removed)" in caplog.text
+    assert "predicted again" not in caplog.text.replace("0 predicted again", "")
+    assert (out / "predict.json").read_bytes() == record  # nothing predicted: the record as it was
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu", "--strict")
+    assert r.exit_code == 1 and f"problem: {first}" in r.stderr
+    shutil.copy(tmp_path / f"kept{first.suffix}", first)
+    r = invoke("predict", ckpt, photos, "--out", out, "--device", "cpu")
+    assert r.exit_code == 0 and "1 images predicted, 9 already predicted, 0 skipped" in r.stdout, r.output
+    assert invoke("predict", ckpt, photos, "--out", tmp_path / "fresh", "--device", "cpu").exit_code == 0
+    assert snapshot(out) == snapshot(tmp_path / "fresh")
+
+
 def test_a_record_without_input_stamps_still_resumes(ckpt, photos, tmp_path, model_calls):
     """A predict.json written before input stamps (no `inputs`) resumes by names as it did."""
     out = tmp_path / "out"

@@ -141,7 +141,9 @@ def test_a_presigned_url_is_requested_as_given_and_shown_redacted(tmp_path: Path
 def test_urllib3_log_lines_show_no_signature(tmp_path: Path, caplog):
     """urllib3 logs a retried request's path with its query at WARNING, a redirect's URLs at
     INFO and every request at DEBUG: a program that configures logging printed the signature.
-    Its lines now hold it REDACTED (and still come: nothing is dropped)."""
+    Its lines now hold it REDACTED (and still come: nothing is dropped). So does the WARNING
+    "Failed to parse headers (url=…)" of urllib3.connection, on an answer with a header line
+    without a colon: it showed the whole URL with its query."""
     srv = FaultServer({"a.bin": DATA})
     srv.faults.signed = {"a.bin": SECRET}
     srv.faults.redirect = {"get/a.bin": "/a.bin" + PRESIGNED + SECRET}
@@ -153,10 +155,14 @@ def test_urllib3_log_lines_show_no_signature(tmp_path: Path, caplog):
         client = HttpClient(FAST)  # a connection refused: retried, WARNING with the path and query
         with pytest.raises(HttpError):
             client.probe(f"http://127.0.0.1:{closed_port()}/a.bin{PRESIGNED}{SECRET}")
+        srv.faults.bad_header = {"a.bin"}  # urllib3.connection: WARNING with the whole URL
+        assert client.probe(srv.url + "a.bin" + PRESIGNED + SECRET).size == len(DATA)
     finally:
         srv.close()
     levels = {r.levelname for r in caplog.records if r.name.startswith("urllib3")}
     assert {"WARNING", "INFO", "DEBUG"} <= levels, levels
+    parse = [r for r in caplog.records if r.name == "urllib3.connection" and "Failed to parse headers" in r.getMessage()]
+    assert len(parse) == 1 and f"/a.bin{PRESIGNED_SHOWN}" in parse[0].getMessage()
     assert PRESIGNED_SHOWN in caplog.text
     assert SECRET not in caplog.text and "AKIAIOSFODNN7EXAMPLE" not in caplog.text
     assert redact_text("Redirecting /get -> http://h/a?sig=abc&sv=1&X-Amz-Signature=x#token=t") == \

@@ -41,6 +41,12 @@ def h5_string(ds) -> str:
     return "".join(chr(c) for c in codes.tolist() if c != 0)
 
 
+def h5_cell_strings(f, obj) -> list[str]:
+    """A MATLAB cell of char arrays stored in HDF5 (`obj`: a dataset of object references into
+    the file `f`) → list of str, in storage order."""
+    return [h5_string(f[r]) for r in h5_array(obj).ravel()]
+
+
 _H5_READ_LIMIT = 1 << 30  # bytes one dataset may declare (a real label image is a few MB)
 
 
@@ -284,8 +290,7 @@ def _read_seg_mat_v73(path: Path) -> tuple[np.ndarray, list[str]]:
         seg = h5_array(f["seglabel"]).T
         names = []
         if "names" in f:
-            refs = h5_array(f["names"]).ravel()
-            names = [h5_string(f[r]) for r in refs]
+            names = h5_cell_strings(f, f["names"])
     return check_label_image(path, seg, "seglabel"), names
 
 

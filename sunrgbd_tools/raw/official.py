@@ -16,9 +16,9 @@ from sunrgbd_tools.raw.matfile import (
     cell_strings,
     check_label_image,
     h5_array,
+    h5_cell_strings,
     h5_errors,
     h5_file,
-    h5_string,
     is_mat_v73,
     loadmat_checked,
 )
@@ -39,7 +39,7 @@ def read_name_list(path: Path, variable: str) -> list[str]:
         with h5_file(path) as f:
             if variable not in f:
                 raise RawDataError(path, f"has no variable {variable!r}")
-            return [h5_string(f[r]) for r in h5_array(f[variable]).ravel()]
+            return h5_cell_strings(f, f[variable])
     m = loadmat_checked(path, variable_names=[variable])
     if variable not in m:
         raise RawDataError(path, f"has no variable {variable!r}")
@@ -55,8 +55,7 @@ def read_sequence_names(path: Path) -> list[str]:
             meta = f.get("SUNRGBDMeta")
             if meta is None or not hasattr(meta, "get") or meta.get("sequenceName") is None:
                 raise RawDataError(path, "has no SUNRGBDMeta.sequenceName")
-            refs = h5_array(meta["sequenceName"]).ravel()
-            return [normalise_scene_path(h5_string(f[r])) for r in refs]
+            return [normalise_scene_path(s) for s in h5_cell_strings(f, meta["sequenceName"])]
     m = loadmat_checked(path, variable_names=["SUNRGBDMeta"])
     meta = m.get("SUNRGBDMeta")
     if meta is None or not meta.dtype.names or "sequenceName" not in meta.dtype.names:

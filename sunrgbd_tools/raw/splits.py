@@ -15,9 +15,8 @@ import numpy as np
 from sunrgbd_tools.raw.base import RawDataError
 from sunrgbd_tools.raw.matfile import (
     cell_strings,
-    h5_array,
+    h5_cell_strings,
     h5_file,
-    h5_string,
     is_mat_v73,
     loadmat_checked,
 )
@@ -104,16 +103,14 @@ def _read_v73(path: Path) -> tuple[list[str], list[str], list[str] | None]:
     """The same from an allsplit.mat saved with `-v7.3` (HDF5; the toolbox ships v5): a cell is
     a dataset of references to char arrays, the 1x1 struct trainvalsplit a group of its fields.
     Read under h5_errors, as the other v7.3 toolbox files."""
-    import h5py
-
     with h5_file(path) as f:
         cells = []
         for var in ("alltrain", "alltest"):
             if var not in f:
                 raise RawDataError(path, f"has no variable {var!r}")
-            cells.append([h5_string(f[r]) for r in h5_array(f[var]).ravel()])
+            cells.append(h5_cell_strings(f, f[var]))
         tv = f.get("trainvalsplit")
         val = None
-        if isinstance(tv, h5py.Group):
-            val = [h5_string(f[r]) for r in h5_array(tv["val"]).ravel()] if "val" in tv else []
+        if hasattr(tv, "get"):  # a group (a struct); a dataset of that name is no trainvalsplit
+            val = h5_cell_strings(f, tv["val"]) if "val" in tv else []
     return cells[0], cells[1], val

@@ -199,8 +199,7 @@ _QUERY_PARAM = re.compile(r"([?&#])([^=&#\s'\"]+)=([^&#\s'\"]*)")
 def redact_text(text: str) -> str:
     """Free text (a log line holding URLs or request paths) with the value of every credential
     query parameter REDACTED, as `redact_query` does for one URL."""
-    return _QUERY_PARAM.sub(lambda m: f"{m[1]}{m[2]}={REDACTED}" if m[3] and is_secret_param(m[2]) else m[0],
-                            text)
+    return _QUERY_PARAM.sub(lambda m: f"{m[1]}{m[2]}={REDACTED}" if _secret(m[0][1:]) else m[0], text)
 
 
 class _RedactLogFilter(logging.Filter):
@@ -217,7 +216,11 @@ class _RedactLogFilter(logging.Filter):
         return True
 
 
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+# every urllib3 logger whose records can hold a URL or a request path (urllib3 2.x): connectionpool
+# (each request, a retry, a redirect), poolmanager (a redirect), util.retry (each increment) and
+# connection ("Failed to parse headers (url=…)", the whole URL with its query, at WARNING)
+_URLLIB3_LOGGERS = ("urllib3.connection", "urllib3.connectionpool", "urllib3.poolmanager",
+                    "urllib3.util.retry")
 
 
 def _redact_urllib3_logs() -> None:
