@@ -246,11 +246,23 @@ def test_third_pass_corrections_on_real_names(mapper, real_names, frequency_name
     ('TVdesk', 'other'), ('tvdesk', 'other'), ('floorofbathtab', 'floor'),
     ('moulding_around_blackboard', 'whiteboard'), ('boarderaroundwhiteboard', 'whiteboard'),
     ('boxesofpaper', 'box'), ('comforterinabag', 'other'), ('AreaforaWindow', 'other'),
+    ('photosandpictures', 'picture'), ('tablesandchairs', 'other'),  # a list of one class
+    ('windowsanddoors', 'other'), ('NotesonWall', 'other'), ('notesonwall', 'other'),
 ])
 def test_third_pass_review_on_real_names(mapper, real_names, frequency_names, name, cls):
     """The review of the third pass: class decisions on real names."""
     assert name in real_names or name in frequency_names
     assert mapper.lookup(name).class_name == cls
+
+
+@pytest.mark.parametrize("token, cut", [
+    ("watersoftner", ""),  # `soft` starts where `of` would cut: no phrase
+    ("pictureofbeach", "picture+of+beach"), ("boxofkleenex", "box+of+kleenex"),
+    ("sheetsofpaper", "sheet+of+paper"), ("dresserwithmirroe", "dresser+with+mirroe"),
+])
+def test_split_phrases_on_real_tokens(mapper, real_names, token, cut):
+    assert token in real_names
+    assert mapper.rules._split_phrases(token)[1] == cut
 
 
 @pytest.mark.parametrize("modifier, cut", [

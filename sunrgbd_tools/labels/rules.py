@@ -369,10 +369,23 @@ class RuleTables:
                 # likely a phrase than a word (`bookshelfcontaining|book`); junk before a head
                 # still cuts (`wppdemrpimd|chair` → chair: the one real case; a chair it names)
                 if (i > MAX_MODIFIER and self.words.split(token[:i]) is None
-                        and (i > LONG_MODIFIER or self._phrase_cut(token[:i]) is not None)):
+                        and (i > LONG_MODIFIER or not self._same_class_list(token[:i], token[i:]))):
                     return None
                 return token[:i], token[i:]
         return None
+
+    def _same_class_list(self, modifier: str, head: str) -> bool:
+        """True when `modifier` is no phrase, or a word joined to the head by a function word
+        that is no preposition (`photosand|picture`, `rugor|carpet`) whose class is the
+        head's: a list of one class (`tablesand|chair` lists two and stays a phrase)."""
+        cut = self._phrase_cut(modifier)
+        if cut is None:
+            return True
+        words = [w for w in cut if w not in self.functions]
+        if len(words) == len(cut) or any(w in self.prepositions for w in cut):
+            return False
+        hit = self.resolve_key(SEPARATOR.join(words))
+        return hit is not None and hit.class_name == self.heads[head][0]
 
     def _phrase_cut(self, modifier: str) -> list[str] | None:
         """`modifier` cut into a word and the function words that end it (prepositions,
@@ -447,6 +460,10 @@ class RuleTables:
                         continue
                     p = next((w for w in self._phrase_ends(cutters=True)
                               if t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
+                    if p is not None and any(
+                            t[s:e] in self.words for s in {i, i - (left != t[:i])}
+                            for e in range(s + max(4, len(p) + 1), len(t) + 1)):
+                        continue  # `waters|of|tner`: a longer word (`soft`) starts at the cut
                     if p is not None:
                         cut = (*(self.words.split(left) or (left,)), p, t[i + len(p):])
                         break
