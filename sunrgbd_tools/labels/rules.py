@@ -45,6 +45,9 @@ MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`sm
 # longer unknown modifiers (`executivechair`, `separationwall`) cut unless they end in a
 # phrase's function word after a word (`bookswith|paper`, `tablesand|chair`): up to this many
 LONG_MODIFIER = 12
+# a part word before this preposition belongs to the whole after it (`locking_wheel_on_desk`
+# is the desk's); with, under, for do not attach (`door_with_shelf`, `chair_legs_under_table`)
+ATTACHED = "on"
 # a number inside a name (`2ndchair`, `chair3back`, `wal2l`): digits, with the ordinal suffix
 # that belongs to them (1st 2nd 3rd 4th 11th 12th 13th 21st …)
 _NUMBER = re.compile(r"(\d+)(st|nd|rd|th)?")
@@ -270,6 +273,11 @@ class RuleTables:
                     if len(left) > 1 and left[-1] in self.locatives:  # `rug_front_of_sofa`: a rug
                         return self.resolve_key(SEPARATOR.join(left[:-1]))
                     return self.resolve_key(SEPARATOR.join(right))
+                if (toks[i] == ATTACHED and fold_plural(left[-1]) in self.partitives
+                        and left[-1] not in self.locatives):
+                    whole = self.resolve_key(SEPARATOR.join(right))  # `locking_wheel_on_desk`
+                    if whole is not None:
+                        return Resolution(whole.class_name, whole.rule, f"part of {whole.via}")
                 return self.resolve_key(SEPARATOR.join(left))
         if len(toks) > 1 and fold_plural(toks[-1]) in self.partitives:  # `chair_leg`, `table_top`
             hit = self.resolve_key(SEPARATOR.join(toks[:-1]))
@@ -357,12 +365,27 @@ class RuleTables:
             return None
         for i in range(3, len(token) - 1):
             if token[i:] in self.heads:
-                # a long unknown modifier is more likely junk (`sunrgbdtoolbox`) than a word
+                # a modifier over LONG_MODIFIER letters that splits into no words is more
+                # likely a phrase than a word (`bookshelfcontaining|book`); junk before a head
+                # still cuts (`wppdemrpimd|chair` → chair: the one real case; a chair it names)
                 if (i > MAX_MODIFIER and self.words.split(token[:i]) is None
-                        and (i > LONG_MODIFIER or self._phrase_cut(token[:i]) is not None)):
+                        and (i > LONG_MODIFIER or not self._same_class_list(token[:i], token[i:]))):
                     return None
                 return token[:i], token[i:]
         return None
+
+    def _same_class_list(self, modifier: str, head: str) -> bool:
+        """True when `modifier` is no phrase, or a word joined to the head by a function word
+        that is no preposition (`photosand|picture`, `rugor|carpet`) whose class is the
+        head's: a list of one class (`tablesand|chair` lists two and stays a phrase)."""
+        cut = self._phrase_cut(modifier)
+        if cut is None:
+            return True
+        words = [w for w in cut if w not in self.functions]
+        if len(words) == len(cut) or any(w in self.prepositions for w in cut):
+            return False
+        hit = self.resolve_key(SEPARATOR.join(words))
+        return hit is not None and hit.class_name == self.heads[head][0]
 
     def _phrase_cut(self, modifier: str) -> list[str] | None:
         """`modifier` cut into a word and the function words that end it (prepositions,
@@ -372,18 +395,40 @@ class RuleTables:
         word list."""
         if self.words is None or modifier in self.words:
             return None
-        ends = sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w))
+        split = self.words.split(modifier)
+        ends = self._phrase_ends()
+        if split is not None and not set(split) & set(ends):
+            return None  # known words and no phrase word: `singlesofa` is single+sofa
         rest, cut = modifier, []
         while True:
             end = next((w for w in ends if rest.endswith(w) and len(rest) > len(w)), None)
             if end is None:
                 return None
             rest, cut = rest[:-len(end)], [end] + cut
+            typed = rest  # `boxes|of`: the word as typed, before its plural is folded
             if rest not in self.words and fold_plural(rest) in self.words:
                 rest = fold_plural(rest)  # `papers|on`: the word is paper
             words = self.words.split(rest) or self.words.split(fold_plural(rest))
             if rest in self.words or words:
-                return [*(words or (rest,)), *cut]  # `miscitems|in|a`: misc+item+in+a
+                words = words or (rest,)
+                last = next((w for w in reversed(words) if w not in ends), words[0])
+                if min(len(w) for w in cut) <= 2 and len(typed if len(words) == 1 else last) < 4:
+                    return None  # `can|on`: a short ending cuts only after a word of 4+ letters
+                if self.words.near(modifier):
+                    return None  # a misspelt word: `cardon` (carton), `heator`, `musica`, `shopa`
+                return [*words, *cut]  # `miscitems|in|a`: misc+item+in+a
+
+    def _phrase_ends(self, cutters: bool = False) -> tuple[str, ...]:
+        """The words that end a phrase's modifier, longest first (computed once per word set):
+        prepositions and function words, or (`cutters`) those that cut inside an unknown
+        token: `of` and prepositions of 3+ letters."""
+        sets = (self.prepositions, self.functions, self.genitives)
+        cached = self.__dict__.get("_ends")
+        if cached is None or cached[0] != sets:
+            ends = tuple(sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w)))
+            cut = tuple(w for w in ends if w in self.prepositions and (len(w) > 2 or w in self.genitives))
+            cached = self.__dict__["_ends"] = (sets, ends, cut)
+        return cached[2] if cutters else cached[1]
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
@@ -413,8 +458,12 @@ class RuleTables:
                         left = fold_plural(left)  # `bookswith…`: the word is book
                     if left not in self.words and self.words.split(left) is None:
                         continue
-                    p = next((w for w in sorted(self.prepositions, key=lambda w: (-len(w), w))
-                              if (len(w) > 2 or w in self.genitives) and t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
+                    p = next((w for w in self._phrase_ends(cutters=True)
+                              if t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
+                    if p is not None and any(
+                            t[s:e] in self.words for s in {i, i - (left != t[:i])}
+                            for e in range(s + max(4, len(p) + 1), len(t) + 1)):
+                        continue  # `waters|of|tner`: a longer word (`soft`) starts at the cut
                     if p is not None:
                         cut = (*(self.words.split(left) or (left,)), p, t[i + len(p):])
                         break
@@ -437,15 +486,22 @@ class RuleTables:
         if fix_note:
             again, again_note = self.words.split_key(corrected)
             steps.append(("fuzzy", again, fix_note + (f", {again_note}" if again_note else "")))
+        for rule, k, note in steps:
+            hit = self._resolve_step(rule, k, note)
+            if hit is not None:
+                return hit
+        # the phrase cut last, and only when the compound and fuzzy readings missed
         phrase, phrase_note = self._split_phrases(split)
         if phrase_note:
-            steps.append(("compound", phrase, ", ".join(x for x in (split_note, phrase_note) if x)))
-        for rule, k, note in steps:
-            fixed, spell_note = self.fix_spelling(k)
-            hit = self.resolve_key(fixed)
-            if hit is not None:
-                notes = "; ".join(x for x in (note, spell_note, f"{hit.rule} {hit.via}") if x)
-                return Resolution(hit.class_name, rule, notes)
+            return self._resolve_step("compound", phrase, ", ".join(x for x in (split_note, phrase_note) if x))
+        return None
+
+    def _resolve_step(self, rule: str, key: str, note: str) -> Resolution | None:
+        fixed, spell_note = self.fix_spelling(key)
+        hit = self.resolve_key(fixed)
+        if hit is not None:
+            notes = "; ".join(x for x in (note, spell_note, f"{hit.rule} {hit.via}") if x)
+            return Resolution(hit.class_name, rule, notes)
         return None
 
     def sha256(self) -> dict[str, str]:

@@ -154,6 +154,13 @@ class Vocabulary:
             return None  # two words equally close and equally common: no basis to choose
         return scored[0][2]
 
+    def near(self, token: str) -> bool:
+        """True when a known word of SHORT - 1 or more letters is one edit from `token`
+        (`cardon` → carton, `heator` → heater): such a token is read as that word misspelt."""
+        index = self._deletion_index()
+        return any(osa_distance(token, w) == 1
+                   for d in deletes(token, 1) for w in index.get(d, ()))
+
     def correct_key(self, key: str, keep=lambda t: False) -> tuple[str, str]:
         """(key with misspelt tokens corrected, `wrong→right` notes; '' when none).
         Tokens for which `keep` is true (compounds of known words) are left alone."""
