@@ -458,7 +458,8 @@ def test_large_image_histogram_path_gives_the_same_bytes(tmp_path, monkeypatch):
 def test_damaged_png_leaves_no_library_line_on_the_console(tmp_path, capfd):
     """libpng writes `libpng error: Read Error` / `IDAT: CRC error` straight to fd 2 for a
     truncated or damaged PNG, from the stats and verify workers; it used to reach the console
-    between our `problem:` lines. The one line per file is ours (sunrgbd_tools.quietread)."""
+    between our `problem:` lines. The one line per file is ours (parallel._quietly: fd 2 on
+    os.devnull in pool workers; tests/test_worker_stderr.py checks it in a fresh process)."""
     from sunrgbd_tools.convert.verify import verify_tree
 
     root = _tree(tmp_path / "clean")
