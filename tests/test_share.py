@@ -570,7 +570,7 @@ def test_a_fetched_tree_packs_again_to_the_archive_it_came_from(packed, tmp_path
             "DATASHEET.md is written anew") in res.output
     with zipfile.ZipFile(out) as zf:
         sheet = zf.read("DATASHEET.md").decode()
-        assert "re-shared after a check" in sheet and f"sunrgbd pack {dest} --out {out}" in sheet
+        assert "re-shared after a check" in sheet and f"sunrgbd pack {dest.name} --out {out.name}" in sheet
         assert zf.namelist().count("DATASHEET.md") == 1 and zf.namelist()[-1] == "SHA256SUMS"
     back = fetch(FetchConfig(source=str(out), dest=str(tmp_path / "back"), progress=False, workers=1))
     assert back.problems == [] and back.samples == 6 and back.files == rep.files
