@@ -112,7 +112,8 @@ def test_median_freq_uses_pixels_of_images_containing_the_class(tmp_path):
     present", as the reference code computes it (ESANet's compute_class_weights for SUN RGB-D,
     PyTorch-ENet's median_freq_balancing): every pixel of those images, unlabelled ones too.
     It used to count only their labelled pixels, which moves the weights of classes that occur
-    in sparsely labelled images (by 15 % on an `--labels official` sample tree)."""
+    in sparsely labelled images (0.85-1.32x on README's sample tree with official labels:
+    docs/stats.md names the commands)."""
     root = _tree(tmp_path / "clean", seed=5)
     st = _run(root).stats
     ds = json.loads((root / "dataset.json").read_text())
