@@ -39,14 +39,19 @@ def _quietly(fn, task):
     if _QUIET is None:
         import faulthandler
 
-        ours = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                         errors="backslashreplace")
+        try:
+            real = os.dup(2)
+        except OSError:  # no stderr at all (a daemon's closed fd 2): nothing to keep quiet
+            return fn(task)
+        ours = os.fdopen(real, "w", buffering=1, errors="backslashreplace",
+                         encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
         if faulthandler.is_enabled():
             faulthandler.enable(file=ours, all_threads=True)
         _QUIET = (os.open(os.devnull, os.O_WRONLY), ours)
     devnull, ours = _QUIET
     before = sys.stderr
-    before.flush()  # Python's pending text goes where it was going
+    if before is not None:
+        before.flush()  # Python's pending text goes where it was going
     os.dup2(devnull, 2)
     sys.stderr = ours
     try:

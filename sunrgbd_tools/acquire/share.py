@@ -536,9 +536,10 @@ def datasheet_sums(text: str) -> dict[str, str]:
 def _datasheet_problems(root: Path, listed: dict[str, str] | None, proven: dict[str, str],
                         workers: int | None = None) -> list[Problem] | None:
     """The root files against the sha256 DATASHEET.md lists for them, as (path, message) pairs:
-    catches a dataset.json or manifest.csv changed together with its SHA256SUMS line. A name must be a file at the root (`check_name`, one part) that
-    SHA256SUMS `listed` lists (when it could be read): a crafted datasheet naming
-    `x/../../../root/.bashrc` once had fetch and verify hash that file and print its sha256.
+    catches a dataset.json or manifest.csv changed together with its SHA256SUMS line. A name
+    must be a file at the root (`check_name`, one part) that SHA256SUMS `listed` lists (when it
+    could be read): a crafted datasheet naming `x/../../../root/.bashrc` once had fetch and
+    verify hash that file and print its sha256.
     `proven` ({name: sha256} just hashed against SHA256SUMS) are compared without reading again.
     None when there is nothing to check (no DATASHEET.md, or one without a Checksums section)."""
     sheet = root / DATASHEET
