@@ -141,11 +141,8 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("split", "")] = counts.get(r.get("split", ""), 0) + 1
-    for split, n in splits.items():
-        if counts.get(split, 0) != n:
-            report.problems.append(
-                f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
-            )
+    counted: list[Problem] = [(root / DATASET_JSON, f"splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}")
+                              for split, n in splits.items() if counts.get(split, 0) != n]
     shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
     # a worker killed by a crash in a library or by the OOM killer costs its sample only; with
     # one worker too, so even one sample is checked in a child process
@@ -161,7 +158,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
             by_row[i] = probs
     finally:
         source.close()  # ends the pool's workers now
-    found = [p for i in sorted(by_row) for p in by_row[i]]  # in manifest order, whichever worker finished first
+    found = counted + [p for i in sorted(by_row) for p in by_row[i]]  # manifest order, whoever finished first
     # a file name from the manifest may hold a line break: a problem stays one line
     report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in problem_lines(found))
     if check_checksums and records:
