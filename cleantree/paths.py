@@ -32,6 +32,9 @@ IMAGE_FORMATS = ("png", "jpg")  # what `{ext}` may be
 # files at the tree root written by the toolkit's commands, besides dataset.json and manifest.csv
 PROBLEMS_FILE = "problems.txt"  # convert: every problem it reported, one per line
 STATS_FILE = "stats.json"  # sunrgbd stats: the integer sums its results are derived from
+# the records `sunrgbd pack` adds at an archive's root, which a fetched tree keeps
+DATASHEET_FILE = "DATASHEET.md"  # from dataset.json; its Checksums section: the root files' sha256
+SUMS_FILE = "SHA256SUMS"  # every other member's sha256, in sha256sum's format
 
 
 def file_templates(image_format: str = "png", depth: bool = True) -> dict[str, str | None]:

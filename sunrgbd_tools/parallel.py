@@ -21,6 +21,47 @@ def pool_context():
     return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
+# Per worker process: (a descriptor on os.devnull, a text stream on the stderr the process
+# started with). Opened by the first task, kept for the process's life (`_quietly`).
+_QUIET: tuple[int, object] | None = None
+
+
+def _quietly(fn, task):
+    """fn(task) in a pool worker with file descriptor 2 on os.devnull: what C libraries write
+    there themselves (libpng's `libpng error: IDAT: CRC error`, libjpeg's `Corrupt JPEG data: …`,
+    OpenCV's `[ WARN:0@…]`) is dropped; it named no file and the batch reports the file in a
+    line of its own. Python's own writes (sys.stderr: warnings, a traceback printed in the child)
+    go to the real stderr through a stream opened once per process, and so does faulthandler's
+    dump of a crash when it is enabled (PYTHONFAULTHANDLER=1, -X faulthandler); what a C library
+    prints as it aborts (glibc's `free(): invalid pointer`) is lost, and the parent still names the
+    sample with the signal. Never called in the main process: its progress bars write fd 2."""
+    global _QUIET
+    if _QUIET is None:
+        import faulthandler
+
+        try:
+            real = os.dup(2)
+        except OSError:  # no stderr at all (a daemon's closed fd 2): nothing to keep quiet
+            return fn(task)
+        ours = os.fdopen(real, "w", buffering=1, errors="backslashreplace",
+                         encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+        if faulthandler.is_enabled():
+            faulthandler.enable(file=ours, all_threads=True)
+        _QUIET = (os.open(os.devnull, os.O_WRONLY), ours)
+    devnull, ours = _QUIET
+    before = sys.stderr
+    if before is not None:
+        before.flush()  # Python's pending text goes where it was going
+    os.dup2(devnull, 2)
+    sys.stderr = ours
+    try:
+        return fn(task)
+    finally:
+        ours.flush()
+        sys.stderr = before
+        os.dup2(ours.fileno(), 2)
+
+
 def _init_worker() -> None:
     import cv2
 
@@ -124,7 +165,8 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
     (up to `workers` at once); one whose process dies again yields died(task, signal number),
     the others their results, and a fresh pool takes the remaining tasks. An exception fn
     raises is raised here. One worker is a child process too: in the caller's own process the
-    task that crashes would take the command with it."""
+    task that crashes would take the command with it. Each task runs `_quietly`: what C
+    libraries print to fd 2 is dropped, Python's own stderr is kept."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -138,7 +180,7 @@ def imap_surviving(fn, tasks: list, workers: int, initializer=None, initargs=(),
             while todo or running:
                 while todo and len(running) < 2 * workers:  # bounded: few suspects when one dies
                     try:
-                        running[ex.submit(fn, todo[-1])] = todo[-1]
+                        running[ex.submit(_quietly, fn, todo[-1])] = todo[-1]
                     except BrokenProcessPool:
                         broken = True
                         break
@@ -242,7 +284,7 @@ def _alone(send, fn, task, initializer, initargs) -> None:
     try:  # an initializer that fails is an error to raise, not a dead worker
         if initializer is not None:
             initializer(*initargs)
-        out = ("result", fn(task))
+        out = ("result", _quietly(fn, task))
     except Exception as e:
         out = ("error", e)
     try:

@@ -48,7 +48,7 @@ from cleantree.dataset import (
 from cleantree.files import atomic_write_text, dumps_json, is_within
 from cleantree.manifest import MANIFEST
 from cleantree.paths import STATS_FILE
-from sunrgbd_tools import __version__, quietread
+from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
 
 STATS_SCHEMA = 2  # 2: median-freq's P_c counts every pixel of the images holding c (was: labelled ones)
@@ -316,7 +316,7 @@ def _hist_u8(a: np.ndarray, channel: int = 0) -> np.ndarray:
 
 
 def _imread(root: Path, rel: str, flags: int, acc: Accumulator) -> np.ndarray | None:
-    img = quietread.imread(root / rel, flags)  # in a pool worker: libpng's own lines are not ours
+    img = cv2.imread(str(root / rel), flags)  # in a pool worker: libpng's own lines go nowhere (parallel)
     if img is None:
         acc.problems.append((rel, "missing" if not (root / rel).is_file() else "cannot be decoded"))
     return img

@@ -5,6 +5,7 @@ One place, so every command words a count and a shortened list the same way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 
@@ -42,3 +43,22 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
         if len(keys) > 1:
             out.append(f"{line.removesuffix(SCENE_SKIPPED)} ({plural(len(keys), 'scene')} skipped: {first_names(sorted(keys))})")
     return out
+
+
+def named_once(*groups: Iterable[tuple[os.PathLike, str]]) -> list[tuple[os.PathLike, str]]:
+    """The (path, message) problems of every group, leaving out a later group's problem for a
+    file an earlier group already names (verify: a sample file that differs from manifest.csv
+    is not named again for SHA256SUMS). Paths are compared, never parsed back out of the text
+    (a name may hold ": "); `problem_lines` prints them."""
+    named: set = set()
+    out: list[tuple[os.PathLike, str]] = []
+    for group in groups:
+        group = list(group)
+        out.extend((path, msg) for path, msg in group if path not in named)
+        named.update(path for path, _ in group)
+    return out
+
+
+def problem_lines(problems: Iterable[tuple[os.PathLike, str]]) -> list[str]:
+    """`path: message`, the printed form of (path, message) problems."""
+    return [f"{path}: {msg}" for path, msg in problems]

@@ -57,9 +57,34 @@ def test_pack_records_no_cosmetic_flags(clean: Path, tmp_path: Path):
         assert res.exit_code == 0, res.output
         blobs.append(arc.read_bytes())
         sheet = zipfile.ZipFile(arc).read("DATASHEET.md").decode()
-        assert f"sunrgbd pack {clean} --out {arc}" in sheet and "--no-progress" not in sheet
+        assert f"sunrgbd pack {clean.name} --out {arc.name}" in sheet and "--no-progress" not in sheet
         arc.unlink()
     assert blobs[0] == blobs[1]
+
+
+def test_pack_records_the_tree_and_out_by_name(clean: Path, tmp_path: Path, monkeypatch):
+    """DATASHEET.md recorded the pack command as typed: the same tree packed from another folder
+    or by an absolute path gave other archive bytes, and an absolute path put the user's home
+    folder into a shared archive. The tree and --out are recorded by their names."""
+    blobs, sheets = [], []
+    out = tmp_path / "out"
+    out.mkdir()
+    for cwd, tree, arc in ((clean.parent, clean.name, "k.zip"), (out, str(clean), str(out / "k.zip")),
+                           (tmp_path, os.path.relpath(clean, tmp_path) + "/", "out/./k.zip")):
+        monkeypatch.chdir(cwd)
+        res = CliRunner().invoke(main, ["pack", tree, "--out", arc, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        blobs.append(Path(arc).read_bytes())
+        sheets.append(zipfile.ZipFile(arc).read("DATASHEET.md").decode())
+        Path(arc).unlink()
+    assert blobs[0] == blobs[1] == blobs[2]
+    assert f"  sunrgbd pack {clean.name} --out k.zip\n" in sheets[0] and str(tmp_path) not in sheets[0]
+    # other options stay as typed, values after `=` too
+    monkeypatch.chdir(clean.parent)
+    res = CliRunner().invoke(main, ["pack", f"{clean}/", "--format=zip", f"--out={out / 'k.zip'}", "--strict"])
+    assert res.exit_code == 0, res.output
+    sheet = zipfile.ZipFile(out / "k.zip").read("DATASHEET.md").decode()
+    assert f"  sunrgbd pack {clean.name} --format=zip --out=k.zip\n" in sheet
 
 
 def test_recorded_command_drops_every_spelling_of_cosmetic_options():

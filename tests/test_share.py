@@ -389,16 +389,153 @@ def test_verify_checks_a_fetched_tree_against_its_records(packed, tmp_path: Path
             _resum(t, "dataset.json")
 
     code, out = verify(lambda t: edit_ds(t, False))
-    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in SHA256SUMS")
+    stats_hint = " (changed since the fetch, e.g. by `sunrgbd stats`)"
+    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in SHA256SUMS" + stats_hint)
     assert len(out) == 2  # and the summary: one line per file
     code, out = verify(lambda t: edit_ds(t, True))
-    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in DATASHEET.md")
+    assert code == 1 and out[0].startswith("T/dataset.json: sha256 ") and out[0].endswith(" in DATASHEET.md" + stats_hint)
     # a changed sample file is named once (by the manifest check), not again for SHA256SUMS
     code, out = verify(lambda t: (t / img).write_bytes((t / img).read_bytes() + b"x"))
     assert code == 1 and out[0] == f"T/{img}: sha256 differs from manifest.csv" and len(out) == 2
     # --no-checksums skips every checksum, the records' too
     res = CliRunner().invoke(main, ["verify", str(tmp_path / "t"), "--no-progress", "--no-checksums"])
     assert res.exit_code == 0
+
+
+def _verify_cli(t: Path) -> tuple[int, list[str], BaseException | None]:
+    res = CliRunner().invoke(main, ["verify", str(t), "--no-progress", "--workers", "1"])
+    crash = res.exception if not isinstance(res.exception, SystemExit) else None
+    return res.exit_code, [ln.replace(str(t), "T") for ln in res.output.splitlines()], crash
+
+
+def test_an_unsafe_sha256sums_line_is_one_line(packed, tmp_path: Path):
+    """A SHA256SUMS line naming `../../etc/hostname` ended `verify` (and `pack` of the tree) in an
+    UnsafeArchive traceback: check_records caught ShareError only. Now one line naming the file
+    and line, exit 1; pack writes a new datasheet as for any fetched tree that changed."""
+    _tree, arc, _rep = packed
+    t = tmp_path / "t"
+    fetch(FetchConfig(source=str(arc), dest=str(t), progress=False, workers=1))
+    n = len((t / "SHA256SUMS").read_text().splitlines())
+    with (t / "SHA256SUMS").open("a") as f:
+        f.write("0" * 64 + "  ../../etc/hostname\n")
+    code, out, crash = _verify_cli(t)
+    assert crash is None and code == 1
+    assert out == [f"T/SHA256SUMS:{n + 1}: member path with '..' refused: '../../etc/hostname'",
+                   "T: 6 samples, 1 problem(s)"]
+    res = _pack_cli(t, tmp_path / "again.zip")
+    assert res.exception is None and res.exit_code == 0, res.output
+    assert "DATASHEET.md is written anew" in res.output
+
+
+def _edit_datasheet(t: Path, *entries: str) -> None:
+    """Add `- `name`: sha256` lines to DATASHEET.md's Checksums section and fix SHA256SUMS's
+    line for it (what a crafted archive holds)."""
+    text = (t / "DATASHEET.md").read_text()
+    head, sep, tail = text.partition("## Checksums\n")
+    lines = tail.split("\n")
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("- `"))
+    lines[at:at] = [f"- `{e}`: {'0' * 64}" for e in entries]
+    (t / "DATASHEET.md").write_text(head + sep + "\n".join(lines))
+    _resum(t, "DATASHEET.md")
+
+
+def test_datasheet_names_outside_the_root_are_not_read(packed, tmp_path: Path):
+    """DATASHEET.md's Checksums section named files by any path: `fe/../../secret.txt` made
+    verify and fetch hash that file, wherever on the machine, and print its sha256. Only a file at
+    the tree's root that SHA256SUMS lists is read; any other name is one line about the datasheet."""
+    import hashlib
+
+    _tree, arc, _rep = packed
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the archive's business")
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    t = tmp_path / "t"
+    fetch(FetchConfig(source=str(arc), dest=str(t), progress=False, workers=1))
+    (t / "notes.txt").write_text("mine")
+    _edit_datasheet(t, "fe/../../secret.txt", "/etc/hostname", "notes.txt")
+    code, out, crash = _verify_cli(t)
+    assert crash is None and code == 1 and digest not in "\n".join(out)
+    assert out[:4] == ["T/notes.txt: not listed in SHA256SUMS",
+                       "T/DATASHEET.md: its Checksums section lists '/etc/hostname', not a file at the tree's root; not read",
+                       "T/DATASHEET.md: its Checksums section lists 'fe/../../secret.txt', not a file at the tree's root; not read",
+                       "T/DATASHEET.md: its Checksums section lists 'notes.txt', which SHA256SUMS does not; not read"]
+    # the same records in an archive: fetch refuses it, and shows no sha256 of the file either
+    (t / "notes.txt").unlink()
+    bad = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for p in sorted(t.rglob("*")):
+            if p.is_file() and ".sunrgbd-fetch" not in p.parts:
+                zf.write(p, p.relative_to(t).as_posix())
+    res = CliRunner().invoke(main, ["fetch", str(bad), "--dest", str(tmp_path / "d"), "--no-progress"])
+    assert res.exit_code == 1 and digest not in res.output
+    assert "fail DATASHEET.md: " in res.output and "'/etc/hostname', not a file at the tree's root" in res.output
+
+
+def test_verify_checks_the_datasheet_when_sha256sums_is_gone(packed, tmp_path: Path):
+    """The records check ran only when SHA256SUMS existed: after `rm SHA256SUMS`, a dataset.json
+    that DATASHEET.md's Checksums no longer vouches for passed. Now SHA256SUMS is reported
+    missing and the datasheet still checked; a tree without either record is not checked."""
+    _tree, arc, _rep = packed
+    t = tmp_path / "t"
+    fetch(FetchConfig(source=str(arc), dest=str(t), progress=False, workers=1))
+    (t / "SHA256SUMS").unlink()
+    (t / "dataset.json").write_text((t / "dataset.json").read_text().replace('"kv2"', '"kv9"'))
+    code, out, crash = _verify_cli(t)
+    assert crash is None and code == 1
+    assert out[0] == "T/SHA256SUMS: missing"
+    assert out[1].startswith("T/dataset.json: sha256 ") and out[1].endswith(
+        " in DATASHEET.md (changed since the fetch, e.g. by `sunrgbd stats`)") and len(out) == 3
+    (t / "DATASHEET.md").unlink()
+    assert _verify_cli(t)[:2] == (0, ["T: 6 samples OK"])
+
+
+def test_a_path_holding_colon_space_does_not_hide_another_file(packed, tmp_path: Path):
+    """verify told "already named" files apart by parsing `path: message` back out of each line
+    at its first ": ", so a problem for `…/a: b_leftImg8bit.png` hid every records problem of a
+    file `…/a` (here a stray file SHA256SUMS does not list). Problems now stay (path, message)
+    pairs until printed, and paths are compared."""
+    _tree, arc, _rep = packed
+    t = tmp_path / "t"
+    fetch(FetchConfig(source=str(arc), dest=str(t), progress=False, workers=1))
+    with (t / "manifest.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        cols, rows = reader.fieldnames, list(reader)
+    old = rows[0]["image"]
+    stem = old.rsplit("_leftImg8bit", 1)[0]
+    new = f"{stem}: x_leftImg8bit.png"
+    (t / old).rename(t / new)
+    rows[0].update(image=new, image_sha256="0" * 64)  # one manifest problem for that file
+    with (t / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(rows)
+    (t / "SHA256SUMS").write_text((t / "SHA256SUMS").read_text().replace(f"  {old}\n", f"  {new}\n"))
+    _resum(t, "manifest.csv")
+    (t / stem).write_text("a stray file")  # `T/<stem>`: what the old parse took `T/<stem>: x…` for
+    code, out, crash = _verify_cli(t)
+    assert crash is None and code == 1
+    assert f"T/{new}: sha256 differs from manifest.csv" in out
+    assert f"T/{stem}: not listed in SHA256SUMS" in out
+
+
+def test_fetch_hashes_each_root_file_once(packed, tmp_path: Path, monkeypatch):
+    """fetch hashed dataset.json and manifest.csv four times: against SHA256SUMS and DATASHEET.md
+    in the staging folder, then both again in its final verify. Now once: the datasheet is
+    compared with what was just hashed, and the final verify leaves the records out."""
+    from sunrgbd_tools.acquire import share
+
+    _tree, arc, _rep = packed
+    seen: list[str] = []
+    real = share.sha256_file
+
+    def counting(path):
+        seen.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(share, "sha256_file", counting)
+    rep = fetch(FetchConfig(source=str(arc), dest=str(tmp_path / "d"), progress=False, workers=1))
+    assert rep.problems == []
+    assert seen.count("dataset.json") == 1 and seen.count("manifest.csv") == 1
 
 
 def _pack_cli(tree: Path, out: Path, *extra: str):
@@ -433,7 +570,7 @@ def test_a_fetched_tree_packs_again_to_the_archive_it_came_from(packed, tmp_path
             "DATASHEET.md is written anew") in res.output
     with zipfile.ZipFile(out) as zf:
         sheet = zf.read("DATASHEET.md").decode()
-        assert "re-shared after a check" in sheet and f"sunrgbd pack {dest} --out {out}" in sheet
+        assert "re-shared after a check" in sheet and f"sunrgbd pack {dest.name} --out {out.name}" in sheet
         assert zf.namelist().count("DATASHEET.md") == 1 and zf.namelist()[-1] == "SHA256SUMS"
     back = fetch(FetchConfig(source=str(out), dest=str(tmp_path / "back"), progress=False, workers=1))
     assert back.problems == [] and back.samples == 6 and back.files == rep.files

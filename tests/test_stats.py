@@ -112,7 +112,8 @@ def test_median_freq_uses_pixels_of_images_containing_the_class(tmp_path):
     present", as the reference code computes it (ESANet's compute_class_weights for SUN RGB-D,
     PyTorch-ENet's median_freq_balancing): every pixel of those images, unlabelled ones too.
     It used to count only their labelled pixels, which moves the weights of classes that occur
-    in sparsely labelled images (by 15 % on an `--labels official` sample tree)."""
+    in sparsely labelled images (0.85-1.32x on README's sample tree with official labels:
+    docs/stats.md names the commands)."""
     root = _tree(tmp_path / "clean", seed=5)
     st = _run(root).stats
     ds = json.loads((root / "dataset.json").read_text())
@@ -458,7 +459,8 @@ def test_large_image_histogram_path_gives_the_same_bytes(tmp_path, monkeypatch):
 def test_damaged_png_leaves_no_library_line_on_the_console(tmp_path, capfd):
     """libpng writes `libpng error: Read Error` / `IDAT: CRC error` straight to fd 2 for a
     truncated or damaged PNG, from the stats and verify workers; it used to reach the console
-    between our `problem:` lines. The one line per file is ours (sunrgbd_tools.quietread)."""
+    between our `problem:` lines. The one line per file is ours (parallel._quietly: fd 2 on
+    os.devnull in pool workers; tests/test_worker_stderr.py checks it in a fresh process)."""
     from sunrgbd_tools.convert.verify import verify_tree
 
     root = _tree(tmp_path / "clean")

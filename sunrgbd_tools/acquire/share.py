@@ -6,9 +6,12 @@ pack  – a deterministic ZIP (sorted members, fixed timestamps and permissions,
         `<archive>.sha256` beside it. The same tree gives the same archive bytes. It holds
         the clean tree as the contract defines it (its root files and the sample files
         manifest.csv lists: `cleantree.manifest.tree_files_listed`), nothing else.
+        DATASHEET.md's Checksums section lists the sha256 of the root files (dataset.json,
+        manifest.csv, …), so it and SHA256SUMS vouch for each other.
 fetch – a URL (resumable client) or a local path → archive checksum (`--sha256` or the
         `.sha256` beside it) → safe extraction into a staging folder inside `--dest` →
-        every file checked against SHA256SUMS → moved into place → `verify_tree`.
+        every file checked against SHA256SUMS, then the root files against DATASHEET.md →
+        moved into place → `verify_tree` (the manifest's checks; the records are not hashed again).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cleantree.files import (
     sha256_file,
 )
 from cleantree.manifest import MANIFEST, tree_files_listed
+from cleantree.paths import DATASHEET_FILE, STATS_FILE, SUMS_FILE
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
 from sunrgbd_tools.remote.http import (
@@ -51,10 +55,10 @@ from sunrgbd_tools.remote.http import (
     url_problem,
 )
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
-from sunrgbd_tools.text import first_names, plural
+from sunrgbd_tools.text import first_names, named_once, plural, problem_lines
 
-DATASHEET = "DATASHEET.md"
-SUMS = "SHA256SUMS"
+DATASHEET = DATASHEET_FILE
+SUMS = SUMS_FILE
 CHECKSUMS_HEADER = "## Checksums"  # DATASHEET.md's section of root-file sha256s (`datasheet_sums`)
 FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
@@ -64,6 +68,14 @@ _CHUNK = 1 << 20
 
 class ShareError(Exception):
     """A pack/fetch failure worth one line (checksum mismatch, not a clean tree, ...)."""
+
+
+class SumsError(ShareError):
+    """A SHA256SUMS line that cannot be used; `where` is `<file>:<line>`."""
+
+    def __init__(self, where: str, what: str):
+        super().__init__(f"{where}: {what}")
+        self.where, self.what = where, what
 
 
 class DestinationError(ShareError):
@@ -462,13 +474,20 @@ def read_sums(path: Path) -> dict[str, str]:
             continue
         h, sep, name = line.partition(" ")
         name = name[1:] if name[:1] in (" ", "*") else name
+        where = f"{path}:{i}"
         if not sep or len(h) != 64 or not name:
-            raise ShareError(f"{path}:{i}: malformed line")
-        rel = check_name(name, str(path)).as_posix()
+            raise SumsError(where, "malformed line")
+        try:
+            rel = check_name(name, where).as_posix()
+        except UnsafeArchive as e:  # `../../etc/hostname`: one line, as a malformed one
+            raise SumsError(where, str(e).removeprefix(f"{where}: ")) from None
         if rel in out:
-            raise ShareError(f"{path}:{i}: {rel} listed twice")
+            raise SumsError(where, f"{rel} listed twice")
         out[rel] = h.lower()
     return out
+
+
+Problem = tuple[Path, str]  # (the file, what is wrong), kept apart until printed: `named_once`
 
 
 def check_sums(root: Path, workers: int | None = None,
@@ -476,23 +495,32 @@ def check_sums(root: Path, workers: int | None = None,
     """Every file under `root` (names starting with '.' excepted) against SHA256SUMS. `known`
     ({name: sha256} of files the caller has just hashed, e.g. verify against manifest.csv):
     such a file whose listed sha256 is that one is not read again."""
+    return problem_lines(_sums_problems(root, workers, progress, known)[0])
+
+
+def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[int], None] | None = None,
+                   known: dict[str, str] | None = None) -> tuple[list[Problem], dict[str, str] | None, dict[str, str]]:
+    """check_sums as (path, message) pairs, with SHA256SUMS's {name: sha256} (None when it is
+    missing) and the names hashed here that match it, with their sha256 (what the DATASHEET.md
+    check need not hash again). ShareError for a SHA256SUMS that cannot be parsed."""
     sums_path = root / SUMS
     if not sums_path.is_file():
-        return [f"{sums_path}: missing"]
+        return [(sums_path, "missing")], None, {}
     listed = read_sums(sums_path)
     present = {p.as_posix() for p in tree_files(root)} - {SUMS}
-    problems = [f"{root / n}: not listed in {SUMS}" for n in sorted(present - set(listed))]
-    problems += [f"{root / n}: listed in {SUMS} but missing" for n in sorted(set(listed) - present)]
+    problems = [(root / n, f"not listed in {SUMS}") for n in sorted(present - set(listed))]
+    problems += [(root / n, f"listed in {SUMS} but missing") for n in sorted(set(listed) - present)]
     known = known or {}
     names = sorted(n for n in set(listed) & present if known.get(n) != listed[n])
     differ = _mismatched(root, listed, names, workers, progress)
-    problems += [f"{root / n}: sha256 {got} != {listed[n]} in {SUMS}" for n, got in differ.items()]
-    return problems
+    problems += [(root / n, f"sha256 {got} != {listed[n]} in {SUMS}") for n, got in differ.items()]
+    return problems, listed, {n: listed[n] for n in names if n not in differ}
 
 
 def datasheet_sums(text: str) -> dict[str, str]:
-    """{root file: sha256} from DATASHEET.md's Checksums section ({} for a datasheet without one:
-    archives packed before it existed)."""
+    """{name: sha256} from DATASHEET.md's Checksums section ({} for a datasheet without one:
+    archives packed before it existed). The names are as written: `_datasheet_problems` checks
+    them before any is opened."""
     out: dict[str, str] = {}
     inside = False
     for line in text.splitlines():
@@ -505,36 +533,76 @@ def datasheet_sums(text: str) -> dict[str, str]:
     return out
 
 
-def check_datasheet(root: Path) -> list[str]:
-    """The root files against the sha256 DATASHEET.md lists for them (none listed: nothing to
-    check). Catches a dataset.json or manifest.csv changed together with its SHA256SUMS line."""
+def _datasheet_problems(root: Path, listed: dict[str, str] | None, proven: dict[str, str],
+                        workers: int | None = None) -> list[Problem] | None:
+    """The root files against the sha256 DATASHEET.md lists for them, as (path, message) pairs:
+    catches a dataset.json or manifest.csv changed together with its SHA256SUMS line. A name
+    must be a file at the root (`check_name`, one part) that SHA256SUMS `listed` lists (when it
+    could be read): a crafted datasheet naming `x/../../../root/.bashrc` once had fetch and
+    verify hash that file and print its sha256.
+    `proven` ({name: sha256} just hashed against SHA256SUMS) are compared without reading again.
+    None when there is nothing to check (no DATASHEET.md, or one without a Checksums section)."""
+    sheet = root / DATASHEET
     try:
-        listed = datasheet_sums((root / DATASHEET).read_text(encoding="utf-8"))
+        entries = datasheet_sums(sheet.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []
+        return None
     except (OSError, UnicodeDecodeError) as e:
-        return [f"{root / DATASHEET}: cannot be read ({e})"]
-    problems = []
-    for name, h in sorted(listed.items()):
-        path = root / name
-        if not path.is_file():
-            problems.append(f"{path}: listed in {DATASHEET} but missing")
-        elif (got := sha256_file(path)) != h:
-            problems.append(f"{path}: sha256 {got} != {h} in {DATASHEET}")
+        return [(sheet, f"cannot be read ({e})")]
+    if not entries:
+        return None
+    problems: list[Problem] = []
+    wanted: dict[str, str] = {}
+    for name, h in sorted(entries.items()):
+        try:
+            parts = check_name(name).parts
+        except UnsafeArchive:
+            parts = ()
+        if len(parts) != 1:
+            problems.append((sheet, f"its Checksums section lists {name!r}, not a file at the tree's root; "
+                                    "not read"))
+        elif listed is not None and parts[0] not in listed:
+            problems.append((sheet, f"its Checksums section lists {parts[0]!r}, which {SUMS} does not; "
+                                    "not read"))
+        elif not (root / parts[0]).is_file():
+            problems.append((root / parts[0], f"listed in {DATASHEET} but missing"))
+        else:
+            wanted[parts[0]] = h
+    to_hash = [n for n in wanted if n not in proven]
+    differ = {n: got for n in wanted if n in proven and (got := proven[n]) != wanted[n]}
+    differ.update(_mismatched(root, wanted, to_hash, workers))
+    problems += [(root / n, f"sha256 {got} != {wanted[n]} in {DATASHEET}") for n, got in sorted(differ.items())]
     return problems
 
 
-def check_records(root: Path, workers: int | None = None, known: dict[str, str] | None = None) -> list[str]:
-    """A fetched tree against the archive's own records: every file against SHA256SUMS (none
-    missing, none unlisted) and the root files against DATASHEET.md (`sunrgbd verify`)."""
+# a root file `sunrgbd stats` rewrites: why a fetched tree's records no longer match it
+_STATS_WRITES = {DATASET_JSON, STATS_FILE}
+
+
+def check_records(root: Path, workers: int | None = None, known: dict[str, str] | None = None) -> list[Problem]:
+    """A fetched tree against the archive's own records, as (path, message) pairs: every file
+    against SHA256SUMS (none missing, none unlisted) and the root files against DATASHEET.md
+    (`sunrgbd verify`). A DATASHEET.md with a Checksums section is checked without SHA256SUMS
+    too, which is then reported missing. A root file that no longer matches says it changed
+    since the fetch: `sunrgbd stats` rewrites dataset.json and stats.json, which is no tampering."""
+    listed: dict[str, str] | None = None
+    proven: dict[str, str] = {}
     try:
-        problems = check_sums(root, workers, known=known)
-    except ShareError as e:
-        problems = [str(e)]
+        problems, listed, proven = _sums_problems(root, workers, known=known)
+    except SumsError as e:  # a malformed or unsafe line (`../../etc/hostname`): one line
+        problems = [(Path(e.where), e.what)]
     except (OSError, UnicodeDecodeError) as e:
-        problems = [f"{root / SUMS}: cannot be read ({e})"]
-    named = {p.split(": ", 1)[0] for p in problems}  # a file SHA256SUMS already names: one line
-    return problems + [p for p in check_datasheet(root) if p.split(": ", 1)[0] not in named]
+        problems = [(root / SUMS, f"cannot be read ({e})")]
+    sheet = _datasheet_problems(root, listed, proven, workers)
+    if sheet is None and not (root / SUMS).is_file():
+        return []  # neither record: not a fetched tree
+    out: list[Problem] = []
+    for path, msg in named_once(problems, sheet or []):
+        if path.parent == root and msg.startswith("sha256 "):
+            msg += (" (changed since the fetch, e.g. by `sunrgbd stats`)" if path.name in _STATS_WRITES
+                    else " (changed since the fetch)")
+        out.append((path, msg))
+    return out
 
 
 def _mismatched(root: Path, listed: dict[str, str], names: list[str], workers: int | None = None,
@@ -631,9 +699,12 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
         with tqdm(desc="extract", unit="B", unit_scale=True, unit_divisor=1024,
                   disable=not cfg.progress, leave=False) as bar:
             written = extract_zip(archive, stage, limits=Limits(), progress=bar.update)
-        problems, against = check_sums(stage, cfg.workers), SUMS
-        if not problems:  # SHA256SUMS edited to match a changed dataset.json or manifest.csv
-            problems, against = check_datasheet(stage), DATASHEET
+        pairs, listed, proven = _sums_problems(stage, cfg.workers)
+        against = SUMS
+        if not pairs:  # SHA256SUMS edited to match a changed dataset.json or manifest.csv
+            # (the root files were just hashed against SHA256SUMS: compared, not read again)
+            pairs, against = _datasheet_problems(stage, listed, proven, cfg.workers) or [], DATASHEET
+        problems = problem_lines(pairs)
         if problems:
             raise ShareError(f"{shown}: {plural(len(problems), 'file')} {'fails' if len(problems) == 1 else 'fail'} {against}: " + problems[0]
                              .replace(str(stage), str(dest)))
@@ -698,7 +769,8 @@ def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
     from sunrgbd_tools.convert.verify import verify_tree
 
     dest = report.dest
-    vr = verify_tree(dest, workers=cfg.workers,
+    # the records (SHA256SUMS, DATASHEET.md) were checked in the staging folder: not hashed again
+    vr = verify_tree(dest, workers=cfg.workers, records=False,
                      progress=progress_bar("verify", "sample", leave=False) if cfg.progress else None)
     report.samples = vr.samples
     report.problems = list(vr.problems)

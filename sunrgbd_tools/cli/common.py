@@ -24,13 +24,22 @@ def remember_argv(ctx: click.Context, args: list[str]) -> None:
     ctx.meta[_ARGV_KEY] = list(args)
 
 
-def _drop_cosmetic(command: click.Command, tokens: list[str], drop: frozenset[str]) -> list[str]:
+def _drop_cosmetic(command: click.Command, tokens: list[str], drop: frozenset[str],
+                   shown: dict[str, str] | None = None) -> list[str]:
+    """`tokens` without the options of `drop`, and with the value typed for each parameter
+    named in `shown` (an argument or an option taking a value) written as `shown` gives it."""
+    shown = shown or {}
     flags: set[str] = set()  # options of `drop` that take no value
     valued: set[str] = set()
+    takes_value: dict[str, str] = {}  # every option string that takes a value -> its parameter
     for p in command.params:
-        if isinstance(p, click.Option) and p.name in drop:
+        if isinstance(p, click.Option):
             names = [*p.opts, *p.secondary_opts]
-            (flags if p.is_flag or p.count else valued).update(names)
+            if p.name in drop:
+                (flags if p.is_flag or p.count else valued).update(names)
+            if not (p.is_flag or p.count):
+                takes_value.update(dict.fromkeys(p.opts, p.name))
+    arguments = [p.name for p in command.params if isinstance(p, click.Argument)]
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -48,13 +57,28 @@ def _drop_cosmetic(command: click.Command, tokens: list[str], drop: frozenset[st
         if not t.startswith("--") and any(len(v) == 2 and t.startswith(v) and len(t) > 2 for v in valued):
             i += 1  # -j4
             continue
-        out.append(t)
+        if name in takes_value:  # kept: its value goes with it
+            param = takes_value[name]
+            if "=" in t:
+                out.append(f"{name}={shown.get(param, t.split('=', 1)[1])}")
+                i += 1
+            else:
+                out += [t, *([shown.get(param, tokens[i + 1])] if i + 1 < len(tokens) else [])]
+                i += 2
+            continue
+        if not t.startswith("-") and arguments:
+            out.append(shown.get(arguments.pop(0), t))
+        else:
+            out.append(t)
         i += 1
     return out
 
 
-def recorded_command(ctx: click.Context, drop: frozenset[str] = COSMETIC) -> str:
-    """`sunrgbd <sub> …` as the user typed it, minus cosmetic options; "" outside the CLI."""
+def recorded_command(ctx: click.Context, drop: frozenset[str] = COSMETIC,
+                     shown: dict[str, str] | None = None) -> str:
+    """`sunrgbd <sub> …` as the user typed it, minus cosmetic options; "" outside the CLI.
+    `shown` ({parameter name: text}) replaces what was typed for those parameters: pack records
+    the tree and --out by their names, so the line does not depend on where the user stood."""
     root = ctx.find_root()
     argv = root.meta.get(_ARGV_KEY)
     if argv is None:
@@ -67,7 +91,7 @@ def recorded_command(ctx: click.Context, drop: frozenset[str] = COSMETIC) -> str
     names.reverse()
     # the tokens after the sub-command names (the root group takes no options but --help/--version)
     rest = argv[len(names):] if argv[:len(names)] == names else argv
-    return shlex.join(["sunrgbd", *names, *_drop_cosmetic(ctx.command, rest, drop)])
+    return shlex.join(["sunrgbd", *names, *_drop_cosmetic(ctx.command, rest, drop, shown)])
 
 
 class OutPath(click.Path):

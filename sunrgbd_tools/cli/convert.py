@@ -98,10 +98,13 @@ def convert(subset, src, out, size, labels, workers, image_format, depth, mappin
 @click.command()
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes.")
-@click.option("--no-checksums", is_flag=True, help="Skip the sha256 comparison (faster).")
+@click.option("--no-checksums", is_flag=True,
+              help="Skip every sha256 comparison, a fetched tree's records too (faster).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 def verify(root, workers, no_checksums, progress):
-    """Check a clean tree: complete samples, sizes, label values, checksums. Exit 1 on problems."""
+    """Check a clean tree: complete samples, sizes, label values, checksums; a fetched tree also
+    against its archive's SHA256SUMS and DATASHEET.md (nothing added, removed or changed since).
+    Exit 1 on problems."""
     from cleantree.dataset import DATASET_JSON
     from sunrgbd_tools.convert.verify import verify_tree
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
     from sunrgbd_tools.acquire.share import PackConfig, ShareError, pack_tree
     from sunrgbd_tools.cli.hub import pack_hf
 
-    command = recorded_command(ctx)
+    # the tree and --out by their names: the same tree packed from another folder, or named by
+    # an absolute path, gives the same bytes and puts no home folder into a shared archive
+    command = recorded_command(ctx, shown={"tree": Path(os.path.abspath(tree)).name,
+                                           "out": Path(os.path.abspath(out)).name})
     if fmt == "hf":
         return pack_hf(tree, out, command, not no_progress, strict)
     try:

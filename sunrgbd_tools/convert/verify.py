@@ -1,5 +1,6 @@
 """Check a clean tree: every sample complete, sizes agree, label values inside the class
-table, train ids and colours consistent with label ids, checksums as in the manifest."""
+table, train ids and colours consistent with label ids, each file's sha256 as manifest.csv
+lists it; and a fetched tree against the archive's own records (SHA256SUMS, DATASHEET.md)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
 from cleantree.manifest import MANIFEST
-from cleantree.paths import FILE_KEYS
-from sunrgbd_tools import quietread
+from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
+from sunrgbd_tools.text import named_once, problem_lines
 
 _CHUNK = 4  # rows per task (Pool.imap's chunksize before)
 
@@ -32,83 +33,88 @@ class VerifyReport:
         return not self.problems
 
 
-def _check_chunk(task) -> list[tuple[int, list[str]]]:
+Problem = tuple[Path, str]  # (the file, what is wrong): `text.named_once`, `text.problem_lines`
+
+
+def _check_chunk(task) -> list[tuple[int, list[Problem]]]:
     """(manifest row number, problems) for each row of a chunk (runs in a worker process)."""
     (root, *lookups), rows = task
     return [(i, _check_sample((root, row, *lookups))) for i, row in rows]
 
 
-def _worker_died(root: Path, item: tuple[int, dict], sig: int) -> list[tuple[int, list[str]]]:
+def _worker_died(root: Path, item: tuple[int, dict], sig: int) -> list[tuple[int, list[Problem]]]:
     """The sample whose worker process died (a library's segmentation fault, the OOM killer)."""
     i, row = item
-    return [(i, [f"{root / MANIFEST}: sample {row.get('id', '?')}: worker died ({signal_name(sig)}) "
-                 "while checking it"])]
+    return [(i, [(root / MANIFEST, f"sample {row.get('id', '?')}: worker died ({signal_name(sig)}) "
+                                   "while checking it")])]
 
 
-def _check_sample(task) -> list[str]:
+def _check_sample(task) -> list[Problem]:
     root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
-    out: list[str] = []
+    out: list[Problem] = []
     sid = row.get("id", "?")
     where = root / MANIFEST
     try:
         h, w = int(row["height"]), int(row["width"])
     except (KeyError, TypeError, ValueError):
-        return [f"{where}: sample {sid}: bad height/width"]
+        return [(where, f"sample {sid}: bad height/width")]
     arrays = {}
     for key in FILE_KEYS:
         rel = row.get(key, "")
         if not rel:
             if key != "depth":
-                out.append(f"{where}: sample {sid}: no {key} file listed")
+                out.append((where, f"sample {sid}: no {key} file listed"))
             continue
         if "\0" in rel:
-            out.append(f"{where}: sample {sid}: {key} path holds a NUL byte")
+            out.append((where, f"sample {sid}: {key} path holds a NUL byte"))
             continue
         path = root / rel
         try:
             if not is_within(root, path):
-                out.append(f"{where}: sample {sid}: {key} {rel!r} leads outside the tree "
-                           "(absolute, '..' or a symbolic link); not read")
+                out.append((where, f"sample {sid}: {key} {rel!r} leads outside the tree "
+                                   "(absolute, '..' or a symbolic link); not read"))
                 continue
             if not path.is_file():
-                out.append(f"{path}: missing")
+                out.append((path, "missing"))
                 continue
             if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
-                out.append(f"{path}: sha256 differs from manifest.csv")
-            img = quietread.imread(path, cv2.IMREAD_UNCHANGED)  # in a pool worker (map_chunks)
+                out.append((path, "sha256 differs from manifest.csv"))
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # in a pool worker: libpng's lines go nowhere
             if img is None:
-                out.append(f"{path}: does not decode")
+                out.append((path, "does not decode"))
                 continue
             if img.shape[:2] != (h, w):
-                out.append(f"{path}: size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}")
+                out.append((path, f"size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}"))
                 continue
             arrays[key] = img
         except OSError as e:  # a name too long, a file we may not read, …
-            out.append(f"{path}: cannot read ({e.strerror or type(e).__name__})")
+            out.append((path, f"cannot read ({e.strerror or type(e).__name__})"))
     lab = arrays.get("label_ids")
     if lab is not None:
         if lab.dtype != np.uint8 or lab.ndim != 2:
-            out.append(f"{root / row['label_ids']}: labelIds must be 8-bit single channel")
+            out.append((root / row['label_ids'], "labelIds must be 8-bit single channel"))
         else:
             bad = np.unique(lab[~valid_ids[lab]])
             if bad.size:
-                out.append(f"{root / row['label_ids']}: values not in the class table: {bad.tolist()}")
+                out.append((root / row['label_ids'], f"values not in the class table: {bad.tolist()}"))
             tr = arrays.get("label_train_ids")
             if tr is not None and not np.array_equal(tr, id_to_train[lab]):
-                out.append(f"{root / row['label_train_ids']}: train ids do not match labelIds")
+                out.append((root / row['label_train_ids'], "train ids do not match labelIds"))
             col = arrays.get("color")
             if col is not None and (col.ndim != 3 or not np.array_equal(col[:, :, :3], id_to_bgr[lab])):
-                out.append(f"{root / row['color']}: colours do not match the class colours of labelIds")
+                out.append((root / row['color'], "colours do not match the class colours of labelIds"))
     d = arrays.get("depth")
     if d is not None and (d.dtype != np.uint16 or d.ndim != 2):
-        out.append(f"{root / row['depth']}: depth must be 16-bit single channel")
+        out.append((root / row['depth'], "depth must be 16-bit single channel"))
     return out
 
 
 def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True,
-                progress: Callable[[Iterator, int], Iterator] | None = None) -> VerifyReport:
+                progress: Callable[[Iterator, int], Iterator] | None = None,
+                records: bool = True) -> VerifyReport:
     """Verify the clean tree at `root`; every problem is one line naming the file. `progress`
-    wraps the per-sample results (a bar: all of kv2 at native size takes minutes)."""
+    wraps the per-sample results (a bar: all of kv2 at native size takes minutes). `records=False`
+    leaves out the check against SHA256SUMS and DATASHEET.md (fetch has just made it)."""
     root = Path(root)
     report = VerifyReport()
     if not (root / DATASET_JSON).exists():
@@ -135,11 +141,8 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.get("split", "")] = counts.get(r.get("split", ""), 0) + 1
-    for split, n in splits.items():
-        if counts.get(split, 0) != n:
-            report.problems.append(
-                f"{root / DATASET_JSON}: splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}"
-            )
+    counted: list[Problem] = [(root / DATASET_JSON, f"splits.{split} = {n}, manifest.csv has {counts.get(split, 0)}")
+                              for split, n in splits.items() if counts.get(split, 0) != n]
     shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
     # a worker killed by a crash in a library or by the OOM killer costs its sample only; with
     # one worker too, so even one sample is checked in a child process
@@ -147,7 +150,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
                         pool_workers(workers, len(rows)), False, "verify", died=partial(_worker_died, root))
     results = (res for part in source for res in part)
-    by_row: dict[int, list[str]] = {}
+    by_row: dict[int, list[Problem]] = {}
     try:
         if progress is not None:
             results = progress(results, len(rows))
@@ -155,25 +158,25 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
             by_row[i] = probs
     finally:
         source.close()  # ends the pool's workers now
-    for i in sorted(by_row):  # in manifest order, whichever worker finished first
-        # a file name from the manifest may hold a line break: a problem stays one line
-        report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in by_row[i])
-    if check_checksums:
+    found = counted + [p for i in sorted(by_row) for p in by_row[i]]  # manifest order, whoever finished first
+    # a file name from the manifest may hold a line break: a problem stays one line
+    report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in problem_lines(found))
+    if check_checksums and records:
         hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
-                  if not any(p.startswith(f"{root / MANIFEST}: ") for p in probs)]
-        report.problems.extend(_records_problems(root, hashed, workers, report.problems))
+                  if not any(path == root / MANIFEST for path, _ in probs)]
+        records_found = named_once(found, _records_problems(root, hashed, workers))[len(found):]  # found stays whole
+        report.problems.extend(problem_lines(records_found))
     return report
 
 
-def _records_problems(root: Path, rows: list[dict], workers: int | None, found: list[str]) -> list[str]:
-    """A fetched tree (one holding the archive's SHA256SUMS) against the archive's records
-    (SHA256SUMS, DATASHEET.md's root-file sha256s): a file added, removed, renamed or changed
-    since the fetch, dataset.json included. Sample files whose manifest sha256 (just compared)
-    is the listed one are not hashed again; a file a problem above names is not named twice."""
-    if not (root / "SHA256SUMS").is_file():  # acquire.share.SUMS; share (and urllib3) load only for such a tree
-        return []
+def _records_problems(root: Path, rows: list[dict], workers: int | None) -> list[Problem]:
+    """A fetched tree (one holding the archive's SHA256SUMS, or a DATASHEET.md with a Checksums
+    section) against the archive's records: a file added, removed, renamed or changed since the
+    fetch, dataset.json included. Sample files whose manifest sha256 (just compared) is the listed
+    one are not hashed again."""
+    if not (root / SUMS_FILE).is_file() and not (root / DATASHEET_FILE).is_file():
+        return []  # share (and urllib3) load only for a tree that holds a record
     from sunrgbd_tools.acquire.share import check_records
 
     known = {r[k]: r[f"{k}_sha256"] for r in rows for k in FILE_KEYS if r.get(k) and r.get(f"{k}_sha256")}
-    named = {p.split(": ", 1)[0] for p in found}
-    return [p for p in check_records(root, workers, known) if p.split(": ", 1)[0] not in named]
+    return check_records(root, workers, known)
