@@ -369,3 +369,59 @@ def test_synthetic_generator_names_are_covered(mapper):
     # the names written only into its broken index.json files go through the normaliser
     if "wall\\" in getattr(synthetic, "QUIRK_NAMES", ()):
         assert mapper.lookup("wall\\").class_name == "wall"
+
+
+# ---------------------------------------------------------------- report groups from the class table
+class _TinyMapper:
+    """A mapper over a small class table and a fixed name → class map (the report reads only
+    `table` and `lookup`)."""
+
+    OTHER = NameMapper.OTHER
+
+    def __init__(self, table: ClassTable, names: dict[str, str]):
+        self.table, self.names = table, names
+
+    def lookup(self, name: str):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(class_name=self.names.get(name, self.OTHER), rule="test")
+
+
+def _tiny_table(extra: str | None) -> ClassTable:
+    rows = ["id,train_id,name,color,ignore_in_eval,group", "0,255,unlabeled,#000000,1,void",
+            "1,0,wall,#800000,0,seg37", "38,1,other,#0080c0,0,other"]
+    if extra:
+        rows.append(f"39,2,{extra},#8080c0,0,computer")
+    return ClassTable.from_csv_text("\n".join(rows) + "\n", "tiny.csv")
+
+
+def test_report_groups_and_extra_class_come_from_the_class_table(tmp_path):
+    """The report's groups (its columns, in order) and the ScanNet "extra class" outcome come
+    from classes.csv's `group` column, not from a class name written in the code: the computer
+    class renamed `pc` is still our extra class."""
+    from sunrgbd_tools.labels.report import (
+        WeightedName,
+        coverage,
+        coverage_markdown,
+        crosscheck,
+        read_scannet,
+        report_groups,
+    )
+
+    tsv = tmp_path / "scannet.tsv"
+    tsv.write_text("raw_category\tcount\tnyu40id\tnyu40class\nwall\t5\t1\twall\nmonitor\t3\t40\totherprop\n"
+                   "lamp\t2\t40\totherprop\n", encoding="utf-8")
+    names = [WeightedName("wall", 4), WeightedName("monitor", 2), WeightedName("lamp", 1)]
+    m = _TinyMapper(_tiny_table("pc"), {"wall": "wall", "monitor": "pc"})
+    assert report_groups(m.table) == report_groups(NameMapper.load().table) == ("seg37", "computer", "other")
+    assert crosscheck(read_scannet(tsv, m))["kinds"] == {
+        "agree": {"names": 2, "instances": 7}, "computer": {"names": 1, "instances": 3}}
+    rep = coverage(m, names)
+    assert rep["ours"]["weight"] == {"seg37": 4, "computer": 2, "other": 1}
+    m = _TinyMapper(_tiny_table(None), {"wall": "wall"})  # a table without an extra class
+    assert report_groups(m.table) == ("seg37", "other")
+    assert crosscheck(read_scannet(tsv, m))["kinds"] == {"agree": {"names": 3, "instances": 10}}
+    lines = coverage_markdown(coverage(m, names), ["wall", "other"], "tiny", "images")
+    assert lines[2] == "| mapping | names → seg37 | names → other | images → seg37 | images → other |"
+    assert lines[3] == "|---|---|---|---|---|"
+    assert lines[5] == "| ours | 1 (33.3%) | 2 (66.7%) | 4 (57.1%) | 3 (42.9%) |"
