@@ -2,14 +2,18 @@
 
 The converter writes it and tests/treebuilder.py writes trees the same way, so a column
 added or renamed here reaches both, and the readers (verify, stats, pack, segtrain) see
-one format (docs/contracts.md describes each column).
+one format (docs/contracts.md describes each column). They read it through `iter_manifest` /
+`read_manifest`, and a sample file's bytes through `sample_bytes` (checked against the row's
+sha256), so a new reader (a pack format) needs neither csv nor hashlib.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cleantree.dataset import DATASET_JSON, ContractError
@@ -40,15 +44,63 @@ def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_text(path, manifest_text(rows))
 
 
+class ManifestError(ContractError):
+    """manifest.csv cannot be read (`cause`: the OSError, UnicodeDecodeError or csv.Error) or
+    its header lacks columns a reader needs (`missing`). The message names the file; a reader
+    with wording of its own (segtrain, stats) maps `cause` / `missing` to it."""
+
+    def __init__(self, path: Path, cause: Exception | None = None, missing: tuple[str, ...] = ()):
+        self.path, self.cause, self.missing = path, cause, missing
+        super().__init__(f"{path}: cannot be read ({cause})" if cause is not None
+                         else f"{path}: missing column(s) {', '.join(missing)}")
+
+
+def iter_manifest(root: str | os.PathLike, need: Iterable[str] = ()) -> Iterator[tuple[int, dict]]:
+    """(line, row) for each row of `root`'s manifest.csv, streamed in file order; `line` is
+    where the row ends (a quoted line break in a cell makes it larger than the row's index).
+    The header is checked for the columns in `need` before any row is read. ManifestError
+    names the file; a short row holds None in its missing cells (csv's way)."""
+    path = Path(root) / MANIFEST
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = tuple(sorted(set(need) - set(reader.fieldnames or ())))
+            if missing:
+                raise ManifestError(path, missing=missing)
+            for row in reader:
+                yield reader.line_num, row
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(path, cause=e) from None
+
+
+def read_manifest(root: str | os.PathLike, need: Iterable[str] = ()) -> list[dict]:
+    """All rows of `root`'s manifest.csv in file order (see `iter_manifest`)."""
+    return [row for _, row in iter_manifest(root, need)]
+
+
+class SampleFileError(ContractError):
+    """A sample file the manifest lists cannot be read or is not the file it lists."""
+
+
+def sample_bytes(root: str | os.PathLike, row: dict, key: str) -> bytes:
+    """The bytes of the file `row[key]` (a FILE_KEYS column, non-empty) below `root`, checked
+    against the row's `<key>_sha256` when it has one: an exporter never ships a file changed
+    since the conversion. SampleFileError names the file."""
+    path = Path(root) / row[key]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SampleFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    want = row.get(f"{key}_sha256") or ""
+    if want and hashlib.sha256(data).hexdigest() != want:
+        raise SampleFileError(f"{path}: sha256 differs from {MANIFEST}")
+    return data
+
+
 def tree_files_listed(root: str | os.PathLike) -> frozenset[str]:
     """The files that make the clean tree at `root`, as posix paths below it: the root files
     and every sample file manifest.csv lists. Anything else there (a user's notes, an hf
     export, a stray image of another split) is not the dataset. ContractError names the
     manifest when it cannot be read."""
-    path = Path(root) / MANIFEST
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            listed = {r[k] for r in csv.DictReader(f) for k in FILE_KEYS if r.get(k)}
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ContractError(f"{path}: cannot be read ({e})") from None
+    listed = {r[k] for r in read_manifest(root) for k in FILE_KEYS if r.get(k)}
     return frozenset(listed | TREE_ROOT_FILES)

@@ -12,7 +12,6 @@ than float32); masks as uint8 with 255 = ignore.
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import warnings
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ABSENT, DATASET_JSON, ContractError, read_dataset_json, short
 from cleantree.files import os_cause
+from cleantree.manifest import MANIFEST, ManifestError, iter_manifest
 from cleantree.paths import (
     DEPTH_DIR,
     DEPTH_SUFFIX,
@@ -173,29 +173,26 @@ class Sample:
 
 
 def _manifest_samples(info: DatasetInfo, split: str) -> list[Sample]:
-    path = info.root / "manifest.csv"
+    path = info.root / MANIFEST
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return _manifest_rows(info, split, path, csv.DictReader(f))
-    except OSError as e:
-        raise DataError(f"{path}: {os_cause(e)}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except csv.Error as e:  # e.g. a NUL byte, an over-long field
-        raise DataError(f"{path}: not a readable CSV ({e})") from None
+        return _manifest_rows(info, split, path)
+    except ManifestError as e:
+        if e.cause is None:  # missing columns
+            raise DataError(str(e)) from None
+        if isinstance(e.cause, OSError):
+            raise DataError(f"{path}: {os_cause(e.cause)}") from None
+        if isinstance(e.cause, UnicodeDecodeError):
+            raise DataError(f"{path}: not UTF-8 text") from None
+        raise DataError(f"{path}: not a readable CSV ({e.cause})") from None  # e.g. a NUL byte, an over-long field
 
 
-def _manifest_rows(info: DatasetInfo, split: str, path: Path, reader: csv.DictReader) -> list[Sample]:
-    cols = set(reader.fieldnames or [])
-    need = {"id", "split", "image", "label_train_ids"}
-    if not need <= cols:
-        raise DataError(f"{path}: missing column(s) {', '.join(sorted(need - cols))}")
+def _manifest_rows(info: DatasetInfo, split: str, path: Path) -> list[Sample]:
     out = []
-    for row in reader:
+    for line, row in iter_manifest(info.root, need=("id", "split", "image", "label_train_ids")):
         if row["split"] != split:
             continue
         if not all(row.get(k) for k in ("id", "image", "label_train_ids")):
-            raise DataError(f"{path}: line {reader.line_num} of split {split} lacks id, image or label_train_ids")
+            raise DataError(f"{path}: line {line} of split {split} lacks id, image or label_train_ids")
         depth = row.get("depth") or ""
         out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
                           info.root / row["label_train_ids"], "train_ids",

@@ -17,7 +17,6 @@ sums drifting, infinite weights for classes that never occur), so this module:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -46,7 +45,7 @@ from cleantree.dataset import (
     read_dataset_json,
 )
 from cleantree.files import atomic_write_text, dumps_json, is_within
-from cleantree.manifest import MANIFEST
+from cleantree.manifest import MANIFEST, ManifestError, read_manifest
 from cleantree.paths import STATS_FILE
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
@@ -196,17 +195,15 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
     except ContractError as e:
         raise StatsInputError(str(e)) from None
     mpath = root / MANIFEST
+    need = {"id", "split", "image", "label_ids"}
     try:
-        with open(mpath, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            need = {"id", "split", "image", "label_ids"}
-            if not reader.fieldnames or not need <= set(reader.fieldnames):
-                raise StatsInputError(f"{mpath}: needs columns {', '.join(sorted(need))}")
-            all_rows = list(reader)
-    except FileNotFoundError:
-        raise StatsInputError(f"{mpath}: not found (is this a clean tree written by `sunrgbd convert`?)") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise StatsInputError(f"{mpath}: cannot be read ({e})") from None
+        all_rows = read_manifest(root, need)
+    except ManifestError as e:
+        if e.missing:
+            raise StatsInputError(f"{mpath}: needs columns {', '.join(sorted(need))}") from None
+        if isinstance(e.cause, FileNotFoundError):
+            raise StatsInputError(f"{mpath}: not found (is this a clean tree written by `sunrgbd convert`?)") from None
+        raise StatsInputError(str(e)) from None
     for line, r in enumerate(all_rows, start=2):
         if any(r.get(k) is None for k in need):  # csv fills a short row with None
             raise StatsInputError(f"{mpath}: line {line} has fewer columns than the header (truncated?)")

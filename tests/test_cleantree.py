@@ -24,7 +24,15 @@ from cleantree.dataset import (
     dumps_dataset_json,
     read_dataset_json,
 )
-from cleantree.manifest import MANIFEST_COLUMNS
+from cleantree.manifest import (
+    MANIFEST_COLUMNS,
+    ManifestError,
+    SampleFileError,
+    iter_manifest,
+    read_manifest,
+    sample_bytes,
+    tree_files_listed,
+)
 from cleantree.paths import FILE_KEYS, file_templates, sample_paths
 from sunrgbd_tools.acquire.hub import HubUsageError, read_tree
 from sunrgbd_tools.convert.pipeline import ConvertConfig, convert
@@ -149,7 +157,7 @@ def test_num_classes_is_optional_for_every_reader(tree):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"num_classes": 12}, "num_classes is 12 but the class table has 39 train ids"),
+    ({"num_classes": 12}, f"num_classes is 12 but the class table has {ClassTable.load().lookup.num_classes} train ids"),
     ({"ignore_index": 0}, "ignore_index is 0; the contract fixes it at 255"),
     ({"ignore_index": "x"}, "ignore_index: expected a whole number"),
     ({"classes": {"a": 1}}, "missing the 'classes' table"),
@@ -177,6 +185,84 @@ def test_a_file_that_is_not_an_object_is_one_line(tree):
     (tree / "dataset.json").write_bytes(b"\xff{")
     with pytest.raises(ContractError, match="not valid JSON"):
         read_dataset_json(tree / "dataset.json")
+
+
+def test_manifest_rows_stream_with_the_line_they_end_on(tmp_path):
+    (tmp_path / "manifest.csv").write_text('id,split,problems\na,train,"one\ntwo"\nb,val,\n', encoding="utf-8")
+    assert [(line, r["id"]) for line, r in iter_manifest(tmp_path)] == [(3, "a"), (4, "b")]
+    assert read_manifest(tmp_path)[0] == {"id": "a", "split": "train", "problems": "one\ntwo"}
+
+
+def test_manifest_header_is_checked_before_any_row(tmp_path):
+    (tmp_path / "manifest.csv").write_bytes(b"id,split\n" + _HUGE + b",train\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(tmp_path, need=("split", "label_ids", "image"))
+    assert e.value.missing == ("image", "label_ids") and e.value.cause is None
+    assert str(e.value) == f"{tmp_path / 'manifest.csv'}: missing column(s) image, label_ids"
+    with pytest.raises(ManifestError) as e:  # no column asked for: the over-long cell is the problem
+        read_manifest(tmp_path)
+    assert str(e.value) == f"{tmp_path / 'manifest.csv'}: cannot be read ({_TOO_LONG})"
+
+
+_HUGE = b"a" * 200_000  # a cell past csv's field limit: csv.Error
+_TOO_LONG = "field larger than field limit (131072)"
+_BAD_UTF8 = "'utf-8' codec can't decode byte 0xff in position 9: invalid start byte"
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"id,split\n\xff\n", {"stats": f"cannot be read ({_BAD_UTF8})", "segtrain": "not UTF-8 text",
+                             "verify": f"cannot be read ({_BAD_UTF8})", "hub": f"not a readable CSV ({_BAD_UTF8})",
+                             "listed": f"cannot be read ({_BAD_UTF8})"}),
+    (b"id,split,image,label_ids,label_train_ids\n" + _HUGE + b",train,x,y,z\n",
+     {"stats": f"cannot be read ({_TOO_LONG})", "segtrain": f"not a readable CSV ({_TOO_LONG})",
+      "verify": f"cannot be read ({_TOO_LONG})", "hub": f"not a readable CSV ({_TOO_LONG})",
+      "listed": f"cannot be read ({_TOO_LONG})"}),
+    (b"id,split\n" + _HUGE + b",train\n", {"stats": "needs columns id, image, label_ids, split",
+                                          "segtrain": "missing column(s) image, label_train_ids",
+                                          "hub": f"not a readable CSV ({_TOO_LONG})"}),
+    (b"id,split\na,train\n", {"stats": "needs columns id, image, label_ids, split",
+                              "segtrain": "missing column(s) image, label_train_ids",
+                              "hub": "missing column(s) image, label_train_ids"}),
+    (None, {"stats": "not found (is this a clean tree written by `sunrgbd convert`?)", "verify": "missing",
+            "listed": "cannot be read ([Errno 2] No such file or directory: '{m}')"}),
+])
+def test_each_reader_words_a_broken_manifest_as_it_always_did(tree, content, said):
+    """One reader (cleantree.manifest) under five tools, each keeping its own one-line wording."""
+    from segtrain.data import DataError, list_samples, load_dataset_info
+
+    m = tree / "manifest.csv"
+    if content is None:
+        m.unlink()
+    else:
+        m.write_bytes(content)
+    calls = {
+        "stats": (lambda: load_tree(tree), StatsInputError),
+        "segtrain": (lambda: list_samples(load_dataset_info(tree), "train"), DataError),
+        "hub": (lambda: read_tree(tree), HubUsageError),
+        "listed": (lambda: tree_files_listed(tree), ContractError),
+    }
+    for tool, text in said.items():
+        want = f"{m}: {text.replace('{m}', str(m))}"
+        if tool == "verify":
+            assert verify_tree(tree, workers=1).problems[0] == want
+            continue
+        call, error = calls[tool]
+        with pytest.raises(error) as e:
+            call()
+        assert str(e.value) == want, tool
+
+
+def test_sample_bytes_are_the_listed_file_or_an_error_naming_it(tree):
+    row = read_manifest(tree)[0]
+    path = tree / row["image"]
+    assert sample_bytes(tree, row, "image") == path.read_bytes()
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(SampleFileError, match=f"^{path}: sha256 differs from manifest.csv$"):
+        sample_bytes(tree, row, "image")
+    assert sample_bytes(tree, {**row, "image_sha256": ""}, "image").endswith(b"x")  # nothing to compare
+    path.unlink()
+    with pytest.raises(SampleFileError, match=f"^{path}: cannot read \\(No such file or directory\\)$"):
+        sample_bytes(tree, row, "image")
 
 
 @pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")

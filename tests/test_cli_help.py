@@ -112,3 +112,26 @@ def test_each_command_module_is_parsed_once(monkeypatch):
         assert len(parsed) == len({spec.split(":")[0] for spec in COMMANDS.values()}) == 6
     finally:
         _clear_cache()
+
+
+def test_pack_formats_come_from_one_table(monkeypatch, tmp_path):
+    """`pack --format`'s choices, its per-format help and the dispatch are PACK_FORMATS' rows:
+    a new format is one row (docs/architecture.md)."""
+    from click.testing import CliRunner
+
+    from sunrgbd_tools.cli import share
+    from sunrgbd_tools.cli.main import main
+
+    fmt = next(p for p in share.pack.params if p.name == "fmt")
+    assert tuple(fmt.type.choices) == tuple(share.PACK_FORMATS) and fmt.default == "zip"
+    text = " ".join(CliRunner().invoke(main, ["pack", "--help"]).output.split())
+    for name, f in share.PACK_FORMATS.items():
+        for said in (f.what, f.out, f.problems):
+            assert f"{name}: {said}" in text, (name, said)
+    calls = []
+    monkeypatch.setitem(share.PACK_FORMATS, "hf", share.PackFormat("w", "o", "p", lambda *a: calls.append(a)))
+    res = CliRunner().invoke(main, ["pack", str(tmp_path), "--out", str(tmp_path / "x"), "--format", "hf",
+                                    "--strict", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert calls == [(tmp_path, tmp_path / "x", calls[0][2], False, True)]
+    assert calls[0][2].startswith("sunrgbd pack ")

@@ -139,7 +139,7 @@ def test_seg_mat_masks_are_exact(raw, tmp_path):
     assert verify_tree(out).ok
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["splits"] == {"train": 1, "val": 1, "test": 2}
-    assert meta["image_size"] == [240, 320] and meta["num_classes"] == 39
+    assert meta["image_size"] == [240, 320] and meta["num_classes"] == table.lookup.num_classes
     assert meta["mapping_sha256"] == mapper.sha256
     assert meta["created_with"]["command"].startswith("sunrgbd convert --subset kv2")
     assert [c["name"] for c in meta["classes"]][:3] == ["unlabeled", "wall", "floor"]

@@ -22,7 +22,7 @@ from sunrgbd_tools.labels.build import (
     raw_names_csv,
     read_raw_names,
 )
-from sunrgbd_tools.labels.report import coverage_report
+from sunrgbd_tools.labels.report import coverage_report, report_groups
 from sunrgbd_tools.labels.table import ClassTable, NameMapper, mappings_dir
 
 SEGLISTALL = ("crmauceri-SUNRGBD_COCO", "seglistall.csv")
@@ -58,7 +58,7 @@ def test_every_seglistall_name_has_a_row(mapper):
 
 def test_exact_baseline_is_crmauceris_mapping(mapper):
     """crmauceri's seg37 column maps exactly the 37 class names and nothing else."""
-    seg37 = {c.name for c in mapper.table.classes if 1 <= c.id <= 37}
+    seg37 = {mapper.table.by_id[i].name for i in mapper.table.seg37_ids}
     with open(realdata(*SEGLISTALL), encoding="utf-8-sig", newline="") as f:
         mapped = {r["original_labels"] for r in csv.DictReader(f) if int(r["seg37list index"]) > 0}
     assert mapped == seg37
@@ -174,7 +174,7 @@ def test_coverage_beats_the_exact_baseline(mapper):
     rep = coverage_report(mapper, read_raw_names())
     assert rep["names"] == 6585
     ours, base = rep["ours"], rep["exact_baseline"]
-    assert base["names"]["seg37"] == 37 and base["weight"]["computer"] == 0
+    assert base["names"]["seg37"] == len(mapper.table.seg37_ids) and base["weight"]["computer"] == 0
     assert ours["weight"]["seg37"] > base["weight"]["seg37"]
     assert ours["weight"]["computer"] > 0
     assert ours["weight"]["other"] < base["weight"]["other"]
@@ -305,9 +305,9 @@ def test_cli_lookup_json():
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert [(o["name"], o["class"], o["class_id"], o["rule"]) for o in out] == [
-        ("computor", "computer", 39, "spelling"),
-        ("night stand", "night_stand", 32, "normalised"),
-        ("bottle", "other", 38, "default"),
+        ("computor", "computer", _MAPPER.table.id_of("computer"), "spelling"),
+        ("night stand", "night_stand", _MAPPER.table.id_of("night_stand"), "normalised"),
+        ("bottle", "other", _MAPPER.other_id, "default"),
     ]
 
 
@@ -323,7 +323,7 @@ def test_cli_json_keys_are_the_documented_ones():
     assert list(out) == ["seglistall"]
     assert list(out["seglistall"]) == ["names", "weight", "exact_baseline", "ours", "rules"]
     assert list(out["seglistall"]["ours"]) == ["names", "weight", "weight_per_class"]
-    assert list(out["seglistall"]["ours"]["names"]) == ["seg37", "computer", "other"]
+    assert list(out["seglistall"]["ours"]["names"]) == list(report_groups(_MAPPER.table))
 
 
 def test_cli_show_and_report():
@@ -331,7 +331,7 @@ def test_cli_show_and_report():
     r = runner.invoke(mapping, ["show"])
     assert r.exit_code == 0 and "shower_curtain" in r.output and "mapping sha256" in r.output
     r = runner.invoke(mapping, ["show", "--json"])
-    assert json.loads(r.output)["classes"][39]["name"] == "computer"
+    assert json.loads(r.output)["classes"] == ClassTable.load().to_json()
     r = runner.invoke(mapping, ["report", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["seglistall"]["names"] == 6585
     r = runner.invoke(mapping, ["lookup", "x", "--mapping", "/nonexistent/file.csv"])
@@ -369,3 +369,59 @@ def test_synthetic_generator_names_are_covered(mapper):
     # the names written only into its broken index.json files go through the normaliser
     if "wall\\" in getattr(synthetic, "QUIRK_NAMES", ()):
         assert mapper.lookup("wall\\").class_name == "wall"
+
+
+# ---------------------------------------------------------------- report groups from the class table
+class _TinyMapper:
+    """A mapper over a small class table and a fixed name → class map (the report reads only
+    `table` and `lookup`)."""
+
+    OTHER = NameMapper.OTHER
+
+    def __init__(self, table: ClassTable, names: dict[str, str]):
+        self.table, self.names = table, names
+
+    def lookup(self, name: str):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(class_name=self.names.get(name, self.OTHER), rule="test")
+
+
+def _tiny_table(extra: str | None) -> ClassTable:
+    rows = ["id,train_id,name,color,ignore_in_eval,group", "0,255,unlabeled,#000000,1,void",
+            "1,0,wall,#800000,0,seg37", "38,1,other,#0080c0,0,other"]
+    if extra:
+        rows.append(f"39,2,{extra},#8080c0,0,computer")
+    return ClassTable.from_csv_text("\n".join(rows) + "\n", "tiny.csv")
+
+
+def test_report_groups_and_extra_class_come_from_the_class_table(tmp_path):
+    """The report's groups (its columns, in order) and the ScanNet "extra class" outcome come
+    from classes.csv's `group` column, not from a class name written in the code: the computer
+    class renamed `pc` is still our extra class."""
+    from sunrgbd_tools.labels.report import (
+        WeightedName,
+        coverage,
+        coverage_markdown,
+        crosscheck,
+        read_scannet,
+        report_groups,
+    )
+
+    tsv = tmp_path / "scannet.tsv"
+    tsv.write_text("raw_category\tcount\tnyu40id\tnyu40class\nwall\t5\t1\twall\nmonitor\t3\t40\totherprop\n"
+                   "lamp\t2\t40\totherprop\n", encoding="utf-8")
+    names = [WeightedName("wall", 4), WeightedName("monitor", 2), WeightedName("lamp", 1)]
+    m = _TinyMapper(_tiny_table("pc"), {"wall": "wall", "monitor": "pc"})
+    assert report_groups(m.table) == report_groups(NameMapper.load().table) == ("seg37", "computer", "other")
+    assert crosscheck(read_scannet(tsv, m))["kinds"] == {
+        "agree": {"names": 2, "instances": 7}, "computer": {"names": 1, "instances": 3}}
+    rep = coverage(m, names)
+    assert rep["ours"]["weight"] == {"seg37": 4, "computer": 2, "other": 1}
+    m = _TinyMapper(_tiny_table(None), {"wall": "wall"})  # a table without an extra class
+    assert report_groups(m.table) == ("seg37", "other")
+    assert crosscheck(read_scannet(tsv, m))["kinds"] == {"agree": {"names": 3, "instances": 10}}
+    lines = coverage_markdown(coverage(m, names), ["wall", "other"], "tiny", "images")
+    assert lines[2] == "| mapping | names → seg37 | names → other | images → seg37 | images → other |"
+    assert lines[3] == "|---|---|---|---|---|"
+    assert lines[5] == "| ours | 1 (33.3%) | 2 (66.7%) | 4 (57.1%) | 3 (42.9%) |"

@@ -200,3 +200,17 @@ def test_suggest_rounds_keep_the_choices_made(raw_tree, tmp_path):
         assert {n["name"] for n in json.loads(r.stdout)["unmapped"]} == {"zorblax", "monittorr"}, src
         r = CliRunner().invoke(mapping, ["suggest", str(src), "--mapping", str(out)])
         assert [x["raw_name"] for x in csv.DictReader(io.StringIO(r.stdout))] == ["monittorr"]
+
+
+def test_a_row_csv_refuses_is_one_line_naming_file_and_line(tmp_path):
+    """A cell past csv's field limit in a clean tree's manifest (`mapping check`) or in a
+    `--mapping` table was a csv.Error traceback; now a usage error naming the file and line."""
+    m = tmp_path / "clean"
+    m.mkdir()
+    (m / "manifest.csv").write_bytes(b"id,unmapped_names\na,\n" + b"x" * 200_000 + b",\n")
+    (tmp_path / "user.csv").write_bytes(b"raw_name,class\n" + b"x" * 200_000 + b",chair\n")
+    why = "not a readable CSV row (field larger than field limit (131072))"
+    for args, where in ((["check", str(m)], f"{m / 'manifest.csv'} line 3"),
+                        (["lookup", "x", "--mapping", str(tmp_path / "user.csv")], f"{tmp_path / 'user.csv'} line 2")):
+        r = CliRunner().invoke(mapping, args)
+        assert r.exit_code == 2 and f"Error: {where}: {why}\n" in r.output, (r.output, r.exception)

@@ -21,6 +21,7 @@ from treebuilder import write_clean_tree  # noqa: E402
 
 from cleantree.dataset import STATS_KEYS  # noqa: E402
 from sunrgbd_tools.cli.main import main  # noqa: E402
+from sunrgbd_tools.labels.table import ClassTable  # noqa: E402
 from sunrgbd_tools.stats import (  # noqa: E402
     WEIGHTING,
     AbsentClassWarning,
@@ -31,8 +32,10 @@ from sunrgbd_tools.stats import (  # noqa: E402
     run_stats,
 )
 
-ALL_PRESENT = [0, 0, 0, 0, *range(40)]  # every class id may be drawn; unlabelled more often
-# a handful of small images never holds all 39 classes; the warning has its own test
+TABLE = ClassTable.load()  # the table the converter (and treebuilder) writes
+ALL_PRESENT = [0, 0, 0, 0, *(c.id for c in TABLE.classes)]  # every class id may be drawn; unlabelled more often
+NUM = TABLE.lookup.num_classes
+# a handful of small images never holds all the classes; the warning has its own test
 pytestmark = pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")
 
 
@@ -194,9 +197,9 @@ def test_all_methods_stored_and_default_marked(tmp_path):
 
 def test_absent_class_warns_and_gets_finite_weight(tmp_path):
     root = _tree(tmp_path / "clean", class_ids=[0, 1, 2, 5])  # train ids 0, 1, 4 only
-    with pytest.warns(AbsentClassWarning, match=r"36 class\(es\) have no pixels in split 'train'"):
+    with pytest.warns(AbsentClassWarning, match=rf"{NUM - 3} class\(es\) have no pixels in split 'train'"):
         st = _run(root).stats
-    assert st["absent_train_ids"] == [t for t in range(39) if t not in (0, 1, 4)]
+    assert st["absent_train_ids"] == [t for t in range(NUM) if t not in (0, 1, 4)]
     for w in st["class_weights"].values():
         assert all(math.isfinite(x) for x in w)
         present = [w[0], w[1], w[4]]
@@ -218,14 +221,15 @@ def test_worker_count_does_not_change_a_byte(tmp_path):
 
 
 def test_other_splits_do_not_move_the_numbers(tmp_path):
-    # same seed, train written first: identical train samples; the test split is all "computer"
-    probs = [0.0] * (len(ALL_PRESENT) - 1) + [1.0]  # the last id, 39
+    # same seed, train written first: identical train samples; the test split is all the last class
+    probs = [0.0] * (len(ALL_PRESENT) - 1) + [1.0]  # the last id (computer)
     a = _tree(tmp_path / "a", counts={"train": 4, "test": 6}, class_probs={"test": probs}, seed=11)
     b = _tree(tmp_path / "b", counts={"train": 4}, seed=11)
     sa, sb = _run(a).stats, _run(b).stats
     assert (a / "stats.json").read_bytes() == (b / "stats.json").read_bytes()
     test_stats = _run(a, split="test").stats
-    assert test_stats["class_pixel_counts"][38] == test_stats["pixels"]["labelled"] > 0
+    last = TABLE.by_id[ALL_PRESENT[-1]].train_id
+    assert test_stats["class_pixel_counts"][last] == test_stats["pixels"]["labelled"] > 0
     assert test_stats["class_pixel_counts"] != sa["class_pixel_counts"] == sb["class_pixel_counts"]
 
 
@@ -422,7 +426,7 @@ def test_real_kv2_frame(tmp_path):
     from conftest import realdata
 
     scene = realdata("GuardianWang-sunrgbd-toy", "images", "2014-12-18_11-31-54_260595134347")
-    root = _tree(tmp_path / "clean", counts={"train": 9}, size=(530, 730), class_ids=[0, 1, 2, 5, 7, 38, 39])
+    root = _tree(tmp_path / "clean", counts={"train": 9}, size=(530, 730), class_ids=[0, 1, 2, 5, 7, *ALL_PRESENT[-2:]])
     raw = cv2.imread(str(scene / "depth" / "0000144.png"), cv2.IMREAD_UNCHANGED)
     depth_mm = ((raw >> 3) | (raw << 13)).astype(np.uint16)  # SUN RGB-D: rotate right by 3 bits
     photo = cv2.imread(str(scene / "image" / "0000144.jpg"))

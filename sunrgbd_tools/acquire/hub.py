@@ -17,7 +17,6 @@ timestamps, so the same tree gives the same bytes. Work happens in `DIR/.sunrgbd
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -40,7 +39,14 @@ from cleantree.dataset import (
     read_dataset_json,
 )
 from cleantree.files import atomic_path, atomic_write_json, atomic_write_text
-from cleantree.manifest import MANIFEST, MANIFEST_COLUMNS
+from cleantree.manifest import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    ManifestError,
+    SampleFileError,
+    read_manifest,
+    sample_bytes,
+)
 from cleantree.paths import FILE_KEYS
 from sunrgbd_tools import __version__
 from sunrgbd_tools.acquire.share import format_value
@@ -140,10 +146,11 @@ def read_tree(src: Path) -> tuple[DatasetJson, bytes, list[dict]]:
     except ContractError as e:
         raise HubUsageError(str(e)) from None
     try:
-        with open(man_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise HubUsageError(f"{man_path}: not a readable CSV ({e})") from None
+        rows = read_manifest(src)
+    except ManifestError as e:
+        if isinstance(e.cause, OSError):  # e.g. permission denied: the CLI reports it (exit 1)
+            raise e.cause from None
+        raise HubUsageError(f"{man_path}: not a readable CSV ({e.cause})") from None
     need = {"id", "split", "image", "label_train_ids"}
     if not rows:
         raise HubUsageError(f"{man_path}: no samples to export")
@@ -231,17 +238,11 @@ def _record(src: Path, r: dict, depth: bool, columns: list[str], problems: list[
                 continue
             problems.append(f"{sid}: manifest.csv has no {key} path; skipped")
             return None
-        path = src / rel
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            problems.append(f"{path}: cannot read ({e.strerror or e}); sample skipped")
+            out[col] = {"bytes": sample_bytes(src, r, key), "path": rel}
+        except SampleFileError as e:
+            problems.append(f"{e}; sample skipped")
             return None
-        want = r.get(f"{key}_sha256") or ""
-        if want and hashlib.sha256(data).hexdigest() != want:
-            problems.append(f"{path}: sha256 differs from manifest.csv; sample skipped")
-            return None
-        out[col] = {"bytes": data, "path": rel}
     lab = cv2.imdecode(np.frombuffer(out["label"]["bytes"], np.uint8), cv2.IMREAD_UNCHANGED)
     if lab is None or lab.ndim != 2 or lab.dtype != np.uint8:
         problems.append(f"{src / r['label_train_ids']}: not a single-channel 8-bit PNG; sample skipped")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -15,34 +17,11 @@ from sunrgbd_tools.text import plural
 # `--help` costs click alone.
 
 
-@click.command()
-@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=OutPath(path_type=Path),
-              help="zip: the archive to write (<out>.sha256 goes beside it); "
-                   "hf: a new or empty folder.")
-@click.option("--format", "fmt", type=click.Choice(["zip", "hf"]), default="zip", show_default=True,
-              help="zip: one verified archive; hf: Hugging Face `datasets` parquet shards + "
-                   "dataset card (needs the 'hub' extra).")
-@click.option("--strict", is_flag=True,
-              help="Exit 1 when any problem was reported (zip: files outside the clean-tree "
-                   "contract left out; hf: samples left out).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.pass_context
-def pack(ctx, tree, out, fmt, strict, no_progress):
-    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md,
-    or (--format hf) into a Hugging Face dataset folder."""
+def _pack_zip(tree: Path, out: Path, command: str, progress: bool, strict: bool) -> None:
     from sunrgbd_tools.acquire.share import PackConfig, ShareError, pack_tree
-    from sunrgbd_tools.cli.hub import pack_hf
 
-    # the tree and --out by their names: the same tree packed from another folder, or named by
-    # an absolute path, gives the same bytes and puts no home folder into a shared archive
-    command = recorded_command(ctx, shown={"tree": Path(os.path.abspath(tree)).name,
-                                           "out": Path(os.path.abspath(out)).name})
-    if fmt == "hf":
-        return pack_hf(tree, out, command, not no_progress, strict)
     try:
-        rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command,
-                                   progress=not no_progress))
+        rep = pack_tree(PackConfig(src=str(tree), out=str(out), command=command, progress=progress))
     except ShareError as e:
         raise click.UsageError(str(e)) from None
     for p in rep.problems:
@@ -52,6 +31,55 @@ def pack(ctx, tree, out, fmt, strict, no_progress):
     click.echo(f"{rep.archive}: {rep.files} files, {rep.bytes} bytes, sha256 {rep.sha256}")
     if strict and rep.problems:
         sys.exit(1)
+
+
+def _pack_hf(tree: Path, out: Path, command: str, progress: bool, strict: bool) -> None:
+    from sunrgbd_tools.cli.hub import pack_hf
+
+    pack_hf(tree, out, command, progress, strict)
+
+
+@dataclass(frozen=True)
+class PackFormat:
+    """One `pack --format`: what it writes, what --out names, what --strict counts, and its
+    runner (tree, out, recorded command, progress, strict). A new format is a row here, its
+    library module in acquire/ and, when its output needs it, a click side like cli/hub.py."""
+
+    what: str
+    out: str
+    problems: str
+    run: Callable[[Path, Path, str, bool, bool], None]
+
+
+PACK_FORMATS = {  # the first is the default
+    "zip": PackFormat("one verified archive", "the archive to write (<out>.sha256 goes beside it)",
+                      "files outside the clean-tree contract left out", _pack_zip),
+    "hf": PackFormat("Hugging Face `datasets` parquet shards + dataset card (needs the 'hub' extra)",
+                     "a new or empty folder", "samples left out", _pack_hf),
+}
+
+
+def _per_format(field: str) -> str:
+    return "; ".join(f"{name}: {getattr(f, field)}" for name, f in PACK_FORMATS.items())
+
+
+@click.command()
+@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=OutPath(path_type=Path), help=f"{_per_format('out')}.")
+@click.option("--format", "fmt", type=click.Choice(list(PACK_FORMATS)), default=next(iter(PACK_FORMATS)),
+              show_default=True, help=f"{_per_format('what')}.")
+@click.option("--strict", is_flag=True,
+              help=f"Exit 1 when any problem was reported ({_per_format('problems')}).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def pack(ctx, tree, out, fmt, strict, no_progress):
+    """Pack a clean tree into one deterministic ZIP with SHA256SUMS and DATASHEET.md,
+    or (--format hf) into a Hugging Face dataset folder."""
+    # the tree and --out by their names: the same tree packed from another folder, or named by
+    # an absolute path, gives the same bytes and puts no home folder into a shared archive
+    command = recorded_command(ctx, shown={"tree": Path(os.path.abspath(tree)).name,
+                                           "out": Path(os.path.abspath(out)).name})
+    PACK_FORMATS[fmt].run(tree, out, command, not no_progress, strict)
 
 
 @click.command()

@@ -4,7 +4,6 @@ lists it; and a fetched tree against the archive's own records (SHA256SUMS, DATA
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,7 +14,7 @@ import numpy as np
 
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import is_within, sha256_file
-from cleantree.manifest import MANIFEST
+from cleantree.manifest import MANIFEST, ManifestError, read_manifest
 from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 from sunrgbd_tools.text import named_once, problem_lines
@@ -129,13 +128,9 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     valid, id_to_train = meta.lookup.valid_ids, meta.lookup.id_to_train_id
     id_to_bgr = np.ascontiguousarray(meta.lookup.id_to_color[:, ::-1])
     try:
-        with open(root / MANIFEST, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        report.problems.append(f"{root / MANIFEST}: missing")
-        return report
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        report.problems.append(f"{root / MANIFEST}: cannot be read ({e})")
+        rows = read_manifest(root)
+    except ManifestError as e:
+        report.problems.append(f"{e.path}: missing" if isinstance(e.cause, FileNotFoundError) else str(e))
         return report
     report.samples = len(rows)
     counts: dict[str, int] = {}

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sunrgbd_tools.labels.build import RawName
-from sunrgbd_tools.labels.table import NameMapper
+from sunrgbd_tools.labels.table import GROUPS, ClassTable, NameMapper
 
-GROUPS = ("seg37", "computer", "other")  # classes.csv `group`s a raw name can map to, in report order
 NYU40_OTHER = (38, 39, 40)  # NYU40's otherstructure/otherfurniture/otherprop; ids 1..37 are seg37's
 
 
@@ -32,6 +31,20 @@ NYU40_OTHER = (38, 39, 40)  # NYU40's otherstructure/otherfurniture/otherprop; i
 class WeightedName:
     name: str
     weight: int  # images or scenes that use the name (1 when unknown)
+
+
+def report_groups(table: ClassTable) -> tuple[str, ...]:
+    """The classes.csv groups a raw name can map to (those of the evaluated classes), in
+    table.GROUPS order but with Other's group, the catch-all, last: seg37, computer, other."""
+    present = {c.group for c in table.classes if not c.ignore_in_eval}
+    catch_all = table.by_name[NameMapper.OTHER].group
+    return tuple(g for g in GROUPS if g in present and g != catch_all) + (catch_all,)
+
+
+def _extra_groups(table: ClassTable) -> frozenset[str]:
+    """The groups NYU40 has no class for (our extra classes: computer): NYU40's first 37
+    classes are seg37 and its "other*" ones our Other."""
+    return frozenset(report_groups(table)) - {"seg37", table.by_name[NameMapper.OTHER].group}
 
 
 def _seg37(mapper: NameMapper) -> set[str]:
@@ -42,11 +55,12 @@ def coverage(mapper: NameMapper, names: list[WeightedName]) -> dict:
     """Names and weighted occurrences per group and per class, exact baseline vs ours,
     and the rules that produced our classes (names and weight)."""
     seg37 = _seg37(mapper)
+    groups = report_groups(mapper.table)
     res: dict = {"names": len(names), "weight": sum(n.weight for n in names)}
     for label, fn in (("exact_baseline", lambda n: n if n in seg37 else NameMapper.OTHER),
                       ("ours", lambda n: mapper.lookup(n).class_name)):
-        by_names = dict.fromkeys(GROUPS, 0)
-        by_weight = dict.fromkeys(GROUPS, 0)
+        by_names = dict.fromkeys(groups, 0)
+        by_weight = dict.fromkeys(groups, 0)
         per_class: dict[str, int] = {}
         for n in names:
             cls_name = fn(n.name)
@@ -129,13 +143,14 @@ class CrossCheckRow:
     rule: str
     theirs: str  # NYU40 class as our class name (other* → other)
     nyu40: str  # NYU40 class name as written in the table
+    extra: str = ""  # the group of `ours` when NYU40 has no class for it (`_extra_groups`), else ""
 
     @property
     def kind(self) -> str:
         if self.ours == self.theirs:
             return "agree"
-        if self.ours == "computer" and self.theirs == NameMapper.OTHER:
-            return "computer"  # our extra class; NYU40 has none (monitor → otherprop)
+        if self.extra and self.theirs == NameMapper.OTHER:
+            return self.extra  # our extra class (computer); NYU40 has none (monitor → otherprop)
         if self.ours == NameMapper.OTHER:
             return "ours_other"
         if self.theirs == NameMapper.OTHER:
@@ -151,8 +166,9 @@ def read_scannet(path: str | Path, mapper: NameMapper) -> list[CrossCheckRow]:
     missing = [c for c in need if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{p}: needs tab-separated columns {', '.join(need)} (missing {', '.join(missing)})")
-    by_id = mapper.table.by_id
+    by_id, by_name = mapper.table.by_id, mapper.table.by_name
     seg37 = mapper.table.seg37_ids  # NYU40's first 37 classes are seg37, same ids and order
+    extras = _extra_groups(mapper.table)
     rows = []
     for r in reader:
         where = f"{p} line {reader.line_num}"
@@ -164,7 +180,8 @@ def read_scannet(path: str | Path, mapper: NameMapper) -> list[CrossCheckRow]:
             continue  # 0: ScanNet left the name unmapped
         theirs = by_id[nyu40id].name if nyu40id in seg37 else NameMapper.OTHER
         hit = mapper.lookup(r["raw_category"])
-        rows.append(CrossCheckRow(r["raw_category"], count, hit.class_name, hit.rule, theirs, r["nyu40class"]))
+        rows.append(CrossCheckRow(r["raw_category"], count, hit.class_name, hit.rule, theirs, r["nyu40class"],
+                                  g if (g := by_name[hit.class_name].group) in extras else ""))
     if not rows:
         raise ValueError(f"{p}: no rows with an NYU40 class")
     return sorted(rows, key=lambda x: (-x.count, x.name))
@@ -193,12 +210,13 @@ def _pct(a: int, b: int) -> str:
 
 def coverage_markdown(rep: dict, table_order: list[str], what: str, weight: str) -> list[str]:
     n, w = rep["names"], rep["weight"]
-    lines = [f"{what}: {n} names; {weight}: {w}.", "",
-             f"| mapping | names → seg37 | names → computer | names → other | {weight} → seg37 "
-             f"| {weight} → computer | {weight} → other |", "|---|---|---|---|---|---|---|"]
+    groups = list(rep["ours"]["names"])  # report_groups, in order
+    heads = [f"names → {g}" for g in groups] + [f"{weight} → {g}" for g in groups]
+    lines = [f"{what}: {n} names; {weight}: {w}.", "", "| mapping | " + " | ".join(heads) + " |",
+             "|---" * (len(heads) + 1) + "|"]
     for label in ("exact_baseline", "ours"):
         s = rep[label]
-        cells = [_pct(s["names"][g], n) for g in GROUPS] + [_pct(s["weight"][g], w) for g in GROUPS]
+        cells = [_pct(s["names"][g], n) for g in groups] + [_pct(s["weight"][g], w) for g in groups]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"{weight.capitalize()} per class (exact baseline → ours):", "",
               "| class | exact | ours | ratio |", "|---|---|---|---|"]
@@ -232,10 +250,11 @@ def report_markdown(rep: dict, table_order: list[str]) -> str:
                                    "Real names (scene frequencies)", "scenes")
     if "real_names" in rep:
         r = rep["real_names"]
+        groups = list(r["ours"]["names"])
         lines += [f"Real names as written: {r['names']} distinct; ours: "
-                  + ", ".join(f"{g} {_pct(r['ours']['names'][g], r['names'])}" for g in GROUPS)
+                  + ", ".join(f"{g} {_pct(r['ours']['names'][g], r['names'])}" for g in groups)
                   + "; exact baseline: "
-                  + ", ".join(f"{g} {_pct(r['exact_baseline']['names'][g], r['names'])}" for g in GROUPS)
+                  + ", ".join(f"{g} {_pct(r['exact_baseline']['names'][g], r['names'])}" for g in groups)
                   + ".", "Rules: " + ", ".join(f"{k} {v['names']}" for k, v in r["rules"].items()) + ".", ""]
     if "scannet" in rep:
         lines += crosscheck_markdown(rep["scannet"])

@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,16 @@ class Resolution:
     via: str
 
 
+def _csv_rows(reader: csv.DictReader, path: Path) -> Iterator[dict]:
+    """`reader`'s rows; a row csv refuses (a cell past its field limit) is a ValueError naming
+    the file and line, not a traceback."""
+    try:
+        yield from reader
+    except csv.Error as e:
+        # line_num counts the lines read before the one csv refused
+        raise ValueError(f"{path} line {reader.line_num + 1}: not a readable CSV row ({e})") from None
+
+
 def read_csv_table(path: Path, need: tuple[str, ...],
                    hand_edited: bool = False) -> tuple[list[tuple[int, dict]], bytes]:
     """Rows of a UTF-8 CSV (BOM tolerated) as (line number, row); checks the header.
@@ -122,7 +133,7 @@ def read_csv_table(path: Path, need: tuple[str, ...],
     rows = []
     lines = io.StringIO(text, newline="").readlines()  # the lines the reader counts
     end = reader.line_num
-    for r in reader:
+    for r in _csv_rows(reader, path):
         start, end = end + 1, reader.line_num
         while start < end and lines[start - 1] in ("\n", "\r", "\r\n"):  # blank lines it skipped
             start += 1
