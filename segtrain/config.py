@@ -133,15 +133,16 @@ class TrainConfig:
     loss: str = "ce"
     class_weights: str | None = None  # method in dataset.json class_weights; None = auto
     augment: str = "basic"
-    # loader | device | auto (device on CUDA for none/basic). Loader by default: issue 11's H200
-    # workers supplied several times what any model consumed, so the GPU path is for machines
-    # short of cores per GPU until a GPU measurement says otherwise (docs/performance.md)
+    # loader | device | auto (device on CUDA for none/basic). Loader by default: on the H200 the
+    # workers supplied 1.7-7.8x what any model consumed and device made unet no faster (189.8 vs
+    # 191.9 img/s, docs/performance.md), so the GPU path is for machines short of cores per GPU
     augment_on: str = "loader"
     early_stop: int = num(10, ge=0)  # epochs without val mIoU improvement; 0 = off
     grad_clip: float = num(0.0, ge=0)  # max gradient norm; 0 = off
     amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = True  # CUDA only
-    compile: bool = False  # torch.compile the model (CUDA recommended)
+    # torch.compile the model: +29 % for unet on the H200, nothing for deeplabv3plus/convnext_upernet
+    compile: bool = False
     device: str = "auto"
     workers: int = num(factory=default_workers, ge=0)
     seed: int = num(0, ge=0, lt=2**32)
