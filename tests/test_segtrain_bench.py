@@ -252,3 +252,32 @@ def test_activation_bytes_leaves_nothing_alive():
     del model
     gc.collect()
     assert weight() is None
+
+
+def test_nothing_of_a_training_run_outlives_it(tree, tmp_path, monkeypatch):
+    """The same for `segtrain run` (and so `segtrain sweep`, which trains its runs one after
+    another in one process): once train() returns, no weight and no activation of its training
+    steps or validation passes is left for the next run."""
+    import weakref
+
+    import segtrain.engine as engine
+    from segtrain.config import TrainConfig
+
+    refs: list = []
+    create = engine.create_model
+
+    def creating(*args, **kw):
+        model = create(*args, **kw)
+        refs.extend(weakref.ref(p) for p in model.parameters())
+        for m in model.modules():
+            m.register_forward_hook(lambda mod, inp, out: refs.append(weakref.ref(out)) if torch.is_tensor(out)
+                                    else None)
+        return model
+
+    monkeypatch.setattr(engine, "create_model", creating)
+    res = engine.train(TrainConfig(data=str(tree.root), model="unet_small", model_options=dict(TINY),
+                                   out=str(tmp_path / "run"), epochs=2, batch_size=2, workers=1, device="cpu"),
+                       progress=False)
+    assert res.epochs_completed == 2
+    gc.collect()
+    assert refs and sum(r() is not None for r in refs) == 0
