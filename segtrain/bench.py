@@ -23,8 +23,9 @@ step's compute precision.
 
 Memory is reported as parameters (+ gradients and Adam state for the trainable ones) and as
 the activations autograd keeps for the backward pass of one batch (measured with saved-tensor
-hooks, so it exists on CPU too); on CUDA the allocator's peak since this model was built
-(each model of `--model all` starts from a released cache, so the peak is its own).
+hooks, so it exists on CPU too); on CUDA the model's own peak: the allocator's peak since the
+model was built less what was allocated when it began (`gpu_memory_at_start_gib`, ~0 when
+nothing of an earlier model or caller is left; both are in the result).
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def run_bench(cfg: BenchConfig, progress: bool = False, peaks: dict | None = Non
         **peak,
         "synthetic_share_of_matmul_peak": tflops["synthetic"] / peak["matmul_peak_tflops"],
         "real_share_of_matmul_peak": tflops["real"] / peak["matmul_peak_tflops"],
-        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+        # the model's own: above what was allocated when it began (earlier models, the caller)
+        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 - start_gib if cuda else None,
         "gpu_memory_at_start_gib": start_gib,
     }
     windows = rl.window_images_per_s
@@ -224,7 +226,8 @@ def markdown_table(results: list[dict]) -> str:
     head = (f"{r0['device']}, torch {r0['torch']}, {r0['size'][0]}x{r0['size'][1]}, batch {r0['batch_size']}, "
             f"{r0['precision']}, {r0['workers']} workers, augment {r0['augment']}, {r0['steps']} timed steps in "
             f"{r0['windows']} windows after {r0['warmup']} warm-up (medians of windows); matmul peak "
-            f"{r0['matmul_peak_tflops']:.3g} TFLOP/s ({r0['matmul_peak_dtype']} {r0['matmul_peak_size']}^3)")
+            f"{r0['matmul_peak_tflops']:.3g} TFLOP/s ({r0['matmul_peak_dtype']} {r0['matmul_peak_size']}^3); "
+            "peak GiB: each model's own (allocator peak less what was allocated at its start)")
     cols = ["model", "synthetic img/s", "real img/s", "real ÷ synthetic", "loader-only img/s",
             "GPU busy syn / real", "TFLOP/s syn / real", "share of matmul peak syn / real", "peak GiB",
             "host ms/step syn / real"]

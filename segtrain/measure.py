@@ -94,7 +94,10 @@ def activation_bytes(model, x, y, loss_fn, rt: Runtime) -> int:
             seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
         except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse)
             pass
-        return t
+        # kept (so no freed storage's address is reused and counted twice) but detached: a saved
+        # output packed as itself refers back to its own grad_fn, a cycle through C++ that
+        # gc cannot see, which kept every model's activations and weights alive after the bench
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), rt.autocast():
         loss = loss_fn(model(x), y)

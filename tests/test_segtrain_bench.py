@@ -193,3 +193,91 @@ def test_bench_with_augmentation_on_the_device(tree, tmp_path, monkeypatch):
     assert res["augment_on"] == "device" and res["real_images_per_s"] > 0
     assert "unet_small --augment-on device |" in r.stdout
     assert calls["synthetic"] >= 1 + 2 and calls["real"] >= 1 + 2  # at least warm-up + timed steps each
+
+
+def test_nothing_of_a_model_outlives_its_bench(tree, monkeypatch):
+    """After run_bench returns, no weight, optimizer state, batch or activation of its model is
+    reachable: the next model of `--model all` starts from what the process held before (on the
+    H200 each model's activations and weights stayed allocated: measure.activation_bytes packed
+    saved outputs as themselves, a grad_fn cycle through C++ that gc cannot free)."""
+    import weakref
+
+    import segtrain.bench as bench
+
+    refs: dict[str, list] = {"weights": [], "optimizer state": [], "batches": [], "activations": []}
+    create, step = bench.create_model, bench.train_step
+
+    def keep(kind, obj):
+        if torch.is_tensor(obj):
+            refs[kind].append(weakref.ref(obj))
+
+    def creating(*args, **kw):
+        model = create(*args, **kw)
+        for p in model.parameters():
+            keep("weights", p)
+        for m in model.modules():  # every module's output, in every forward the bench runs
+            m.register_forward_hook(lambda mod, inp, out: keep("activations", out))
+        return model
+
+    def stepping(net, x, y, loss_fn, opt, *args, **kw):
+        keep("batches", x), keep("batches", y)
+        out = step(net, x, y, loss_fn, opt, *args, **kw)
+        for state in opt.state.values():
+            for v in state.values():
+                keep("optimizer state", v)
+        return out
+
+    monkeypatch.setattr(bench, "create_model", creating)
+    monkeypatch.setattr(bench, "train_step", stepping)
+    run_bench(cfg(tree, workers=1))
+    gc.collect()
+    assert all(refs.values())  # each kind was seen
+    assert {k: sum(r() is not None for r in v) for k, v in refs.items()} == dict.fromkeys(refs, 0)
+
+
+def test_activation_bytes_leaves_nothing_alive():
+    """The measurement keeps no autograd graph: the model and its weights go when the caller
+    drops them (the hook's packed tensors are detached, so no output refers to its grad_fn)."""
+    import weakref
+
+    from segtrain.measure import activation_bytes
+
+    rt = Runtime.create(torch.device("cpu"), (0.5,) * 3, (0.2,) * 3, amp=False, channels_last=False)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 4, (2, 8, 8))
+    weight = weakref.ref(model[0].weight)
+    # conv1 saves x and its weight, ReLU its output, conv2 that output and its weight; the
+    # loss its own small tensors (counted too)
+    assert activation_bytes(model, x, y, torch.nn.CrossEntropyLoss(), rt) >= (2 * 3 + 2 * 8) * 64 * 4
+    del model
+    gc.collect()
+    assert weight() is None
+
+
+def test_nothing_of_a_training_run_outlives_it(tree, tmp_path, monkeypatch):
+    """The same for `segtrain run` (and so `segtrain sweep`, which trains its runs one after
+    another in one process): once train() returns, no weight and no activation of its training
+    steps or validation passes is left for the next run."""
+    import weakref
+
+    import segtrain.engine as engine
+    from segtrain.config import TrainConfig
+
+    refs: list = []
+    create = engine.create_model
+
+    def creating(*args, **kw):
+        model = create(*args, **kw)
+        refs.extend(weakref.ref(p) for p in model.parameters())
+        for m in model.modules():
+            m.register_forward_hook(lambda mod, inp, out: refs.append(weakref.ref(out)) if torch.is_tensor(out)
+                                    else None)
+        return model
+
+    monkeypatch.setattr(engine, "create_model", creating)
+    res = engine.train(TrainConfig(data=str(tree.root), model="unet_small", model_options=dict(TINY),
+                                   out=str(tmp_path / "run"), epochs=2, batch_size=2, workers=1, device="cpu"),
+                       progress=False)
+    assert res.epochs_completed == 2
+    gc.collect()
+    assert refs and sum(r() is not None for r in refs) == 0
