@@ -256,13 +256,26 @@ def test_third_pass_review_on_real_names(mapper, real_names, frequency_names, na
 
 
 @pytest.mark.parametrize("token, cut", [
-    ("watersoftner", ""),  # `soft` starts where `of` would cut: no phrase
+    ("watersoftner", "water+of+tner"),  # Other either way (`water`)
     ("pictureofbeach", "picture+of+beach"), ("boxofkleenex", "box+of+kleenex"),
     ("sheetsofpaper", "sheet+of+paper"), ("dresserwithmirroe", "dresser+with+mirroe"),
 ])
 def test_split_phrases_on_real_tokens(mapper, real_names, token, cut):
     assert token in real_names
     assert mapper.rules._split_phrases(token)[1] == cut
+
+
+@pytest.mark.parametrize("token, cut, cls", [
+    # a plural before `of` folds to its word; the `s` + `of` must not read as `sofa`/`soft`
+    ("boxesofapples", "box+of+apples", "box"), ("bagsoftoys", "bag+of+toys", "bag"),
+    ("boxesoftissues", "box+of+tissues", "box"), ("piecesofart", "piece+of+art", "picture"),
+    ("homeoffice", "", "other"),  # `office` starts at the cut: no phrase
+])
+def test_split_phrases_after_a_plural(mapper, token, cut, cls):
+    """Constructed controls (not in the real lists): a guard that looked one letter before
+    the cut took these plurals' `s` + `of` for a word and left them Other."""
+    assert mapper.rules._split_phrases(token)[1] == cut
+    assert mapper.lookup(token).class_name == cls
 
 
 @pytest.mark.parametrize("modifier, cut", [

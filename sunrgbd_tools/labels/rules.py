@@ -472,9 +472,8 @@ class RuleTables:
                     p = next((w for w in self._phrase_ends(cutters=True)
                               if t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
                     if p is not None and any(
-                            t[s:e] in self.words for s in {i, i - (left != t[:i])}
-                            for e in range(s + max(4, len(p) + 1), len(t) + 1)):
-                        continue  # `waters|of|tner`: a longer word (`soft`) starts at the cut
+                            t[i:e] in self.words for e in range(i + max(4, len(p) + 1), len(t) + 1)):
+                        continue  # `home|of|fice`: a longer word (`office`) starts at the cut
                     if p is not None:
                         cut = (*(self.words.split(left) or (left,)), p, t[i + len(p):])
                         break
