@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
-from cleantree.files import is_within, sha256_file
-from cleantree.manifest import MANIFEST, ManifestError, read_manifest
+from cleantree.files import sha256_file
+from cleantree.manifest import MANIFEST, ManifestError, SampleFileError, read_manifest, sample_path
 from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 from sunrgbd_tools.text import named_once, problem_lines
@@ -64,15 +64,9 @@ def _check_sample(task) -> list[Problem]:
             if key != "depth":
                 out.append((where, f"sample {sid}: no {key} file listed"))
             continue
-        if "\0" in rel:
-            out.append((where, f"sample {sid}: {key} path holds a NUL byte"))
-            continue
         path = root / rel
         try:
-            if not is_within(root, path):
-                out.append((where, f"sample {sid}: {key} {rel!r} leads outside the tree "
-                                   "(absolute, '..' or a symbolic link); not read"))
-                continue
+            path = sample_path(root, row, key)
             if not path.is_file():
                 out.append((path, "missing"))
                 continue
@@ -86,6 +80,8 @@ def _check_sample(task) -> list[Problem]:
                 out.append((path, f"size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}"))
                 continue
             arrays[key] = img
+        except SampleFileError as e:
+            out.append((e.path, e.reason))
         except OSError as e:  # a name too long, a file we may not read, …
             out.append((path, f"cannot read ({e.strerror or type(e).__name__})"))
     lab = arrays.get("label_ids")
