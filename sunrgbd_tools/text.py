@@ -59,6 +59,14 @@ def named_once(*groups: Iterable[tuple[os.PathLike, str]]) -> list[tuple[os.Path
     return out
 
 
+def one_line(text: str | os.PathLike) -> str:
+    """A file's path (or a line naming one) on one line: undecodable bytes as \\xNN, line
+    breaks escaped (a file name may hold either)."""
+    shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return shown.replace("\n", "\\n").replace("\r", "\\r")
+
+
 def problem_lines(problems: Iterable[tuple[os.PathLike, str]]) -> list[str]:
-    """`path: message`, the printed form of (path, message) problems."""
-    return [f"{path}: {msg}" for path, msg in problems]
+    """`path: message`, the printed form of (path, message) problems, each on one line
+    (`one_line`: a stray file named with a line break is one problem, not two lines)."""
+    return [one_line(f"{path}: {msg}") for path, msg in problems]

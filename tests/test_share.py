@@ -19,12 +19,13 @@ from sunrgbd_tools.acquire.share import (
     FetchConfig,
     PackConfig,
     ShareError,
-    check_sums,
+    check_records,
     datasheet,
     fetch,
     pack_tree,
 )
 from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.verify import verify_tree
 from sunrgbd_tools.remote.http import HttpConfig
 from sunrgbd_tools.remote.rangezip import ZipFormatError
 
@@ -201,14 +202,16 @@ def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
         assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
 
 
-def test_check_sums_lists_a_line_break_name_as_a_problem(packed, tmp_path: Path):
+def test_a_line_break_name_is_one_problem_line(packed, tmp_path: Path):
     """The pack-only name check once sat in the shared lister, so fetch's verify stopped with
-    "rename or remove it (nothing was written)" after extracting; it is a problem line."""
+    "rename or remove it (nothing was written)" after extracting; it is a problem, and verify
+    prints it on one line (its records lines were printed raw: two lines)."""
     tree, _arc, _rep = packed
     dest = tmp_path / "got"
     fetch(FetchConfig(source=str(_arc), dest=str(dest), progress=False, workers=1))
     (dest / "a\nb.txt").write_bytes(b"x")
-    assert check_sums(dest) == [f"{dest}/a\nb.txt: not listed in SHA256SUMS"]
+    assert check_records(dest, 1) == [(dest / "a\nb.txt", "not listed in SHA256SUMS")]
+    assert verify_tree(dest, workers=1).problems == [f"{dest}/a\\nb.txt: not listed in SHA256SUMS"]
 
 
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
@@ -218,7 +221,7 @@ def test_round_trip_local_and_cli(packed, tmp_path: Path):
     assert fr.problems == [] and fr.samples == 6 and fr.checked.endswith(".sha256")
     got = tree_bytes(dest)
     assert {k: v for k, v in got.items() if k not in ("SHA256SUMS", "DATASHEET.md")} == tree_bytes(tree)
-    assert check_sums(dest) == []
+    assert check_records(dest, 1) == []
     assert not (dest / ".sunrgbd-fetch" / "tree").exists()
     # CLI, with an explicit --sha256
     res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(tmp_path / "d2"),

@@ -55,7 +55,7 @@ from sunrgbd_tools.remote.http import (
     url_problem,
 )
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
-from sunrgbd_tools.text import first_names, named_once, plural, problem_lines
+from sunrgbd_tools.text import first_names, named_once, one_line, plural, problem_lines
 
 DATASHEET = DATASHEET_FILE
 SUMS = SUMS_FILE
@@ -105,12 +105,6 @@ class PackReport:
     # a fetched tree (it holds the DATASHEET.md and SHA256SUMS of the archive it came from):
     # one line on what became of its datasheet; "" for a tree `convert` wrote
     repacked: str = ""
-
-
-def _one_line(path: os.PathLike) -> str:
-    """A file's path on one line, undecodable bytes as \\xNN and line breaks escaped."""
-    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return shown.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unpackable(rel: str) -> str | None:
@@ -330,7 +324,7 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     for rel in files:
         why = _unpackable(rel.as_posix())
         if why:
-            raise ShareError(f"{_one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
+            raise ShareError(f"{one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
     sizes = {f: (src / f).stat().st_size for f in files}
     total = sum(sizes.values())
     fetched = _fetched_sums(src, files) if records else None
@@ -355,7 +349,7 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     problems = []
     if left_out:
         problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
-                        f"left out of the archive: {first_names([_one_line(rel) for rel in left_out])}")
+                        f"left out of the archive: {first_names([one_line(rel) for rel in left_out])}")
     repacked = ""
     if fetched is not None and not changed:
         repacked = (f"{src}: a fetched tree as its {SUMS} lists it: its {DATASHEET} is kept, so the "
@@ -490,19 +484,14 @@ def read_sums(path: Path) -> dict[str, str]:
 Problem = tuple[Path, str]  # (the file, what is wrong), kept apart until printed: `named_once`
 
 
-def check_sums(root: Path, workers: int | None = None,
-               progress: Callable[[int], None] | None = None, known: dict[str, str] | None = None) -> list[str]:
-    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS. `known`
-    ({name: sha256} of files the caller has just hashed, e.g. verify against manifest.csv):
-    such a file whose listed sha256 is that one is not read again."""
-    return problem_lines(_sums_problems(root, workers, progress, known)[0])
-
-
 def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[int], None] | None = None,
                    known: dict[str, str] | None = None) -> tuple[list[Problem], dict[str, str] | None, dict[str, str]]:
-    """check_sums as (path, message) pairs, with SHA256SUMS's {name: sha256} (None when it is
-    missing) and the names hashed here that match it, with their sha256 (what the DATASHEET.md
-    check need not hash again). ShareError for a SHA256SUMS that cannot be parsed."""
+    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS, as
+    (path, message) pairs, with SHA256SUMS's {name: sha256} (None when it is missing) and the
+    names hashed here that match it, with their sha256 (what the DATASHEET.md check need not
+    hash again). `known` ({name: sha256} of files the caller has just hashed, e.g. verify
+    against manifest.csv): such a file whose listed sha256 is that one is not read again.
+    ShareError for a SHA256SUMS that cannot be parsed."""
     sums_path = root / SUMS
     if not sums_path.is_file():
         return [(sums_path, "missing")], None, {}

@@ -150,8 +150,7 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     finally:
         source.close()  # ends the pool's workers now
     found = counted + [p for i in sorted(by_row) for p in by_row[i]]  # manifest order, whoever finished first
-    # a file name from the manifest may hold a line break: a problem stays one line
-    report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in problem_lines(found))
+    report.problems.extend(problem_lines(found))
     if check_checksums and records:
         hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
                   if not any(path == root / MANIFEST for path, _ in probs)]
