@@ -392,7 +392,7 @@ def sample_files(tree: Tree) -> list[tuple[str, str, str]]:
     out = []
     for r in tree.rows:
         files = (r["image"], r["label_ids"], r.get("depth") or "")
-        for key, f in zip(("image", "label_ids", "depth"), files):
+        for key, f in zip(("image", "label_ids", "depth"), files, strict=True):
             if not f:
                 continue
             try:
