@@ -1,7 +1,8 @@
 """manifest.csv: one row per written sample, its columns and its one writer.
 
 The converter writes it and tests/treebuilder.py writes trees the same way, so a column
-added or renamed here reaches both, and the readers (verify, stats, pack, segtrain) see
+added or renamed here reaches both, and the readers (verify, stats, pack, mapping check,
+segtrain) see
 one format (docs/contracts.md describes each column). They read it through `iter_manifest` /
 `read_manifest`, a sample file's path through `sample_path` (never outside the tree) and its
 bytes through `sample_bytes` (checked against the row's sha256), so a new reader (a pack
