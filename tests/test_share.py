@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from httpfixtures import Entry, FaultServer, Nginx, nginx_binary, tree_bytes, write_zip64
 from treebuilder import write_clean_tree
 
+from cleantree.manifest import read_manifest
+from cleantree.paths import FILE_KEYS
 from sunrgbd_tools.acquire.share import (
     FetchConfig,
     PackConfig,
@@ -539,6 +541,40 @@ def test_fetch_hashes_each_root_file_once(packed, tmp_path: Path, monkeypatch):
     rep = fetch(FetchConfig(source=str(arc), dest=str(tmp_path / "d"), progress=False, workers=1))
     assert rep.problems == []
     assert seen.count("dataset.json") == 1 and seen.count("manifest.csv") == 1
+
+
+def test_fetch_hashes_each_sample_file_once(packed, tmp_path: Path, monkeypatch):
+    """fetch hashed every sample file twice: against SHA256SUMS in the staging folder, then
+    against manifest.csv in its final verify. The verify is now given the sha256s SHA256SUMS
+    proved, compares the manifest's with them and reads a file again only when the two differ;
+    a resumed verify (the tree has lain on disk since) is given none and hashes them all."""
+    from sunrgbd_tools.convert import verify
+
+    _tree, arc, _rep = packed
+    given: list = []
+    real = verify.verify_tree
+
+    def spy(root, **kw):
+        given.append(kw.get("known"))
+        return real(root, **kw)
+
+    monkeypatch.setattr(verify, "verify_tree", spy)
+    dest = tmp_path / "d"
+    rep = fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    assert rep.problems == [] and rep.samples == 6
+    listed = {r[k]: r[f"{k}_sha256"] for r in read_manifest(dest) for k in FILE_KEYS if r.get(k)}
+    assert len(listed) == 6 * len(FILE_KEYS) and listed.items() <= given[0].items()  # every sample file
+    # the verify trusts a given sha256 only when it is the manifest's: then the file is not read
+    victim = dest / next(iter(listed))
+    victim.write_bytes(victim.read_bytes() + b"x")
+    assert real(dest, workers=1, records=False, known=given[0]).problems == []
+    assert real(dest, workers=1, records=False, known={**given[0], victim.relative_to(dest).as_posix(): "0" * 64}
+                ).problems == [f"{victim}: sha256 differs from manifest.csv"]
+    fetched = dest / ".sunrgbd-fetch" / "fetched.json"  # interrupted in its verify: verified again
+    fetched.write_text(fetched.read_text(encoding="utf-8").replace('"verified": true', '"verified": false'),
+                       encoding="utf-8")
+    again = fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    assert given[1] is None and again.problems == [f"{victim}: sha256 differs from manifest.csv"]
 
 
 def _pack_cli(tree: Path, out: Path, *extra: str):

@@ -708,7 +708,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     _record(report, cfg, verified=False)
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
-    return _verify_fetched(report, cfg)
+    return _verify_fetched(report, cfg, proven)
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
@@ -754,12 +754,15 @@ def _same_source(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
+def _verify_fetched(report: FetchReport, cfg: FetchConfig, hashed: dict[str, str] | None = None) -> FetchReport:
+    """verify of the fetched tree; `hashed`: the files just hashed against SHA256SUMS in the
+    staging folder (none on a resumed verify: the tree has lain on disk since)."""
     from sunrgbd_tools.convert.verify import verify_tree
 
     dest = report.dest
-    # the records (SHA256SUMS, DATASHEET.md) were checked in the staging folder: not hashed again
-    vr = verify_tree(dest, workers=cfg.workers, records=False,
+    # the records (SHA256SUMS, DATASHEET.md) were checked in the staging folder, and each sample
+    # file against SHA256SUMS: its manifest sha256 is compared with that one, not hashed again
+    vr = verify_tree(dest, workers=cfg.workers, records=False, known=hashed,
                      progress=progress_bar("verify", "sample", leave=False) if cfg.progress else None)
     report.samples = vr.samples
     report.problems = list(vr.problems)

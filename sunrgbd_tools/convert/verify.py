@@ -38,18 +38,18 @@ Problem = tuple[Path, str]  # (the file, what is wrong): `text.named_once`, `tex
 def _check_chunk(task) -> list[tuple[int, list[Problem]]]:
     """(manifest row number, problems) for each row of a chunk (runs in a worker process)."""
     (root, *lookups), rows = task
-    return [(i, _check_sample((root, row, *lookups))) for i, row in rows]
+    return [(i, _check_sample((root, row, *lookups, hashed))) for i, row, hashed in rows]
 
 
-def _worker_died(root: Path, item: tuple[int, dict], sig: int) -> list[tuple[int, list[Problem]]]:
+def _worker_died(root: Path, item: tuple[int, dict, frozenset], sig: int) -> list[tuple[int, list[Problem]]]:
     """The sample whose worker process died (a library's segmentation fault, the OOM killer)."""
-    i, row = item
+    i, row, _ = item
     return [(i, [(root / MANIFEST, f"sample {row.get('id', '?')}: worker died ({signal_name(sig)}) "
                                    "while checking it")])]
 
 
 def _check_sample(task) -> list[Problem]:
-    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
+    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums, hashed = task
     out: list[Problem] = []
     sid = row.get("id", "?")
     where = root / MANIFEST
@@ -70,7 +70,8 @@ def _check_sample(task) -> list[Problem]:
             if not path.is_file():
                 out.append((path, "missing"))
                 continue
-            if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
+            if (check_checksums and row.get(f"{key}_sha256") and key not in hashed
+                    and sha256_file(path) != row[f"{key}_sha256"]):
                 out.append((path, "sha256 differs from manifest.csv"))
             img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # in a pool worker: libpng's lines go nowhere
             if img is None:
@@ -106,10 +107,12 @@ def _check_sample(task) -> list[Problem]:
 
 def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True,
                 progress: Callable[[Iterator, int], Iterator] | None = None,
-                records: bool = True) -> VerifyReport:
+                records: bool = True, known: dict[str, str] | None = None) -> VerifyReport:
     """Verify the clean tree at `root`; every problem is one line naming the file. `progress`
     wraps the per-sample results (a bar: all of kv2 at native size takes minutes). `records=False`
-    leaves out the check against SHA256SUMS and DATASHEET.md (fetch has just made it)."""
+    leaves out the check against SHA256SUMS and DATASHEET.md (fetch has just made it). `known`:
+    {name below root: sha256} of files the caller has just hashed (fetch: SHA256SUMS, checked);
+    a sample file whose manifest sha256 is that string is compared, not read again."""
     root = Path(root)
     report = VerifyReport()
     if not (root / DATASET_JSON).exists():
@@ -137,7 +140,9 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
     # a worker killed by a crash in a library or by the OOM killer costs its sample only; with
     # one worker too, so even one sample is checked in a child process
-    items = list(enumerate(rows))
+    known = known or {}
+    items = [(i, row, frozenset(k for k in FILE_KEYS if row.get(k) and row.get(f"{k}_sha256")
+                                and known.get(row[k]) == row[f"{k}_sha256"])) for i, row in enumerate(rows)]
     source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
                         pool_workers(workers, len(rows)), False, "verify", died=partial(_worker_died, root))
     results = (res for part in source for res in part)
