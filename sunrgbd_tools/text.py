@@ -45,12 +45,13 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
     return out
 
 
-def named_once(*groups: Iterable[tuple[os.PathLike, str]]) -> list[tuple[os.PathLike, str]]:
-    """The (path, message) problems of every group, leaving out a later group's problem for a
-    file an earlier group already names (verify: a sample file that differs from manifest.csv
-    is not named again for SHA256SUMS). Paths are compared, never parsed back out of the text
-    (a name may hold ": "); `problem_lines` prints them."""
-    named: set = set()
+def named_once(*groups: Iterable[tuple[os.PathLike, str]],
+               already: Iterable[os.PathLike] = ()) -> list[tuple[os.PathLike, str]]:
+    """The (path, message) problems of every group, leaving out a problem for a file in
+    `already` or named by an earlier group (verify: a sample file that differs from
+    manifest.csv is not named again for SHA256SUMS). Paths are compared, never parsed back out
+    of the text (a name may hold ": "); `problem_lines` prints them."""
+    named: set = set(already)
     out: list[tuple[os.PathLike, str]] = []
     for group in groups:
         group = list(group)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from httpfixtures import Entry, FaultServer, Nginx, nginx_binary, tree_bytes, write_zip64
 from treebuilder import write_clean_tree
 
-from cleantree.manifest import read_manifest
+from cleantree.manifest import manifest_text, read_manifest
 from cleantree.paths import FILE_KEYS
 from sunrgbd_tools.acquire.share import (
     FetchConfig,
@@ -214,6 +214,21 @@ def test_a_line_break_name_is_one_problem_line(packed, tmp_path: Path):
     (dest / "a\nb.txt").write_bytes(b"x")
     assert check_records(dest, 1) == [(dest / "a\nb.txt", "not listed in SHA256SUMS")]
     assert verify_tree(dest, workers=1).problems == [f"{dest}/a\\nb.txt: not listed in SHA256SUMS"]
+
+
+def test_a_row_problem_does_not_hide_that_the_manifest_changed(packed, tmp_path: Path):
+    """A row problem is filed under manifest.csv; it used to hide the records' line saying
+    manifest.csv itself differs from SHA256SUMS, the evidence that the tree was edited."""
+    _tree, arc, _rep = packed
+    dest = tmp_path / "got"
+    fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    rows = read_manifest(dest)
+    rows[0]["height"] = "tall"
+    (dest / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    problems = verify_tree(dest, workers=1).problems
+    assert f"{dest / 'manifest.csv'}: sample {rows[0]['id']}: bad height/width" in problems
+    assert any(p.startswith(f"{dest / 'manifest.csv'}: sha256 ") and "in SHA256SUMS (changed since the fetch)" in p
+               for p in problems), problems
 
 
 def test_round_trip_local_and_cli(packed, tmp_path: Path):

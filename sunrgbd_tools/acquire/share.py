@@ -484,6 +484,11 @@ def read_sums(path: Path) -> dict[str, str]:
 Problem = tuple[Path, str]  # (the file, what is wrong), kept apart until printed: `named_once`
 
 
+class Differs(str):
+    """A problem message saying a file's sha256 is not the one a record lists: the flag
+    check_records reads to add why a root file differs (the text is never parsed)."""
+
+
 def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[int], None] | None = None,
                    known: dict[str, str] | None = None) -> tuple[list[Problem], dict[str, str] | None, dict[str, str]]:
     """Every file under `root` (names starting with '.' excepted) against SHA256SUMS, as
@@ -502,7 +507,7 @@ def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[i
     known = known or {}
     names = sorted(n for n in set(listed) & present if known.get(n) != listed[n])
     differ = _mismatched(root, listed, names, workers, progress)
-    problems += [(root / n, f"sha256 {got} != {listed[n]} in {SUMS}") for n, got in differ.items()]
+    problems += [(root / n, Differs(f"sha256 {got} != {listed[n]} in {SUMS}")) for n, got in differ.items()]
     return problems, listed, {n: listed[n] for n in names if n not in differ}
 
 
@@ -560,7 +565,7 @@ def _datasheet_problems(root: Path, listed: dict[str, str] | None, proven: dict[
     to_hash = [n for n in wanted if n not in proven]
     differ = {n: got for n in wanted if n in proven and (got := proven[n]) != wanted[n]}
     differ.update(_mismatched(root, wanted, to_hash, workers))
-    problems += [(root / n, f"sha256 {got} != {wanted[n]} in {DATASHEET}") for n, got in sorted(differ.items())]
+    problems += [(root / n, Differs(f"sha256 {got} != {wanted[n]} in {DATASHEET}")) for n, got in sorted(differ.items())]
     return problems
 
 
@@ -587,7 +592,7 @@ def check_records(root: Path, workers: int | None = None, known: dict[str, str] 
         return []  # neither record: not a fetched tree
     out: list[Problem] = []
     for path, msg in named_once(problems, sheet or []):
-        if path.parent == root and msg.startswith("sha256 "):
+        if path.parent == root and isinstance(msg, Differs):
             msg += (" (changed since the fetch, e.g. by `sunrgbd stats`)" if path.name in _STATS_WRITES
                     else " (changed since the fetch)")
         out.append((path, msg))

@@ -14,7 +14,14 @@ import numpy as np
 
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
 from cleantree.files import sha256_file
-from cleantree.manifest import MANIFEST, ManifestError, SampleFileError, read_manifest, sample_path
+from cleantree.manifest import (
+    MANIFEST,
+    TREE_ROOT_FILES,
+    ManifestError,
+    SampleFileError,
+    read_manifest,
+    sample_path,
+)
 from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 from sunrgbd_tools.text import named_once, problem_lines
@@ -159,8 +166,11 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     if check_checksums and records:
         hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
                   if not any(path == root / MANIFEST for path, _ in probs)]
-        records_found = named_once(found, _records_problems(root, hashed, workers))[len(found):]  # found stays whole
-        report.problems.extend(problem_lines(records_found))
+        # a sample file named above is not named again; a root file is: a row problem filed under
+        # manifest.csv must not hide that manifest.csv differs from SHA256SUMS (tamper evidence)
+        sample_files = {path for path, _ in found} - {root / name for name in TREE_ROOT_FILES}
+        report.problems.extend(problem_lines(named_once(_records_problems(root, hashed, workers),
+                                                        already=sample_files)))
     return report
 
 
