@@ -1,10 +1,12 @@
 """manifest.csv: one row per written sample, its columns and its one writer.
 
 The converter writes it and tests/treebuilder.py writes trees the same way, so a column
-added or renamed here reaches both, and the readers (verify, stats, pack, segtrain) see
+added or renamed here reaches both, and the readers (verify, stats, pack, mapping check,
+segtrain) see
 one format (docs/contracts.md describes each column). They read it through `iter_manifest` /
-`read_manifest`, and a sample file's bytes through `sample_bytes` (checked against the row's
-sha256), so a new reader (a pack format) needs neither csv nor hashlib.
+`read_manifest`, a sample file's path through `sample_path` (never outside the tree) and its
+bytes through `sample_bytes` (checked against the row's sha256), so a new reader (a pack
+format) needs neither csv nor hashlib.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cleantree.dataset import DATASET_JSON, ContractError
-from cleantree.files import atomic_write_text
+from cleantree.files import atomic_write_text, is_within
 from cleantree.paths import FILE_KEYS, PROBLEMS_FILE, STATS_FILE
 
 MANIFEST = "manifest.csv"
@@ -63,14 +65,18 @@ def iter_manifest(root: str | os.PathLike, need: Iterable[str] = ()) -> Iterator
     path = Path(root) / MANIFEST
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = tuple(sorted(set(need) - set(reader.fieldnames or ())))
-            if missing:
-                raise ManifestError(path, missing=missing)
-            for row in reader:
-                yield reader.line_num, row
+            yield from _rows(path, f, need)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ManifestError(path, cause=e) from None
+
+
+def _rows(path: Path, f: Iterable[str], need: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    reader = csv.DictReader(f)
+    missing = tuple(sorted(set(need) - set(reader.fieldnames or ())))
+    if missing:
+        raise ManifestError(path, missing=missing)
+    for row in reader:
+        yield reader.line_num, row
 
 
 def read_manifest(root: str | os.PathLike, need: Iterable[str] = ()) -> list[dict]:
@@ -78,22 +84,58 @@ def read_manifest(root: str | os.PathLike, need: Iterable[str] = ()) -> list[dic
     return [row for _, row in iter_manifest(root, need)]
 
 
+def read_manifest_bytes(root: str | os.PathLike, need: Iterable[str] = ()) -> tuple[bytes, list[dict]]:
+    """manifest.csv's bytes and its rows (see `iter_manifest`), from one read: a reader that
+    keys its work on the bytes (a resumable export) keys the rows it used."""
+    path = Path(root) / MANIFEST
+    try:
+        data = path.read_bytes()
+        return data, [row for _, row in _rows(path, io.StringIO(data.decode("utf-8"), newline=""), need)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(path, cause=e) from None
+
+
 class SampleFileError(ContractError):
-    """A sample file the manifest lists cannot be read or is not the file it lists."""
+    """A sample file the manifest lists cannot be read, is not the file it lists, or is named
+    by a path a reader must not open (`path`: the file named, or manifest.csv for a refused
+    path; `reason`: the rest of the one-line message)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+def sample_path(root: str | os.PathLike, row: dict, key: str) -> Path:
+    """The file `row[key]` (a FILE_KEYS column, non-empty) names below `root`. A path that
+    holds a NUL byte, is absolute, or leads outside `root` ('..', a symbolic link) is refused
+    with SampleFileError naming manifest.csv: a manifest must never make a reader open a file
+    outside the folder the user named. An OSError from resolving it (a name too long)
+    passes through to the caller, who reports it as it reports a failed read."""
+    rel = row[key]
+    where = Path(root) / MANIFEST
+    sid = row.get("id", "?")
+    if "\0" in rel:
+        raise SampleFileError(where, f"sample {sid}: {key} path holds a NUL byte")
+    path = Path(root) / rel
+    if os.path.isabs(rel) or not is_within(root, path):
+        raise SampleFileError(where, f"sample {sid}: {key} {rel!r} leads outside the tree "
+                                     "(absolute, '..' or a symbolic link); not read")
+    return path
 
 
 def sample_bytes(root: str | os.PathLike, row: dict, key: str) -> bytes:
-    """The bytes of the file `row[key]` (a FILE_KEYS column, non-empty) below `root`, checked
-    against the row's `<key>_sha256` when it has one: an exporter never ships a file changed
-    since the conversion. SampleFileError names the file."""
+    """The bytes of the file `row[key]` (a FILE_KEYS column, non-empty) below `root` (see
+    `sample_path`), checked against the row's `<key>_sha256` when it has one: an exporter
+    never ships a file changed since the conversion. SampleFileError names the file."""
     path = Path(root) / row[key]
     try:
+        path = sample_path(root, row, key)
         data = path.read_bytes()
     except OSError as e:
-        raise SampleFileError(f"{path}: cannot read ({e.strerror or e})") from None
+        raise SampleFileError(path, f"cannot read ({e.strerror or e})") from None
     want = row.get(f"{key}_sha256") or ""
     if want and hashlib.sha256(data).hexdigest() != want:
-        raise SampleFileError(f"{path}: sha256 differs from {MANIFEST}")
+        raise SampleFileError(path, f"sha256 differs from {MANIFEST}")
     return data
 
 

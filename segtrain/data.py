@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from cleantree.classes import IGNORE_INDEX
 from cleantree.dataset import ABSENT, DATASET_JSON, ContractError, read_dataset_json, short
 from cleantree.files import os_cause
-from cleantree.manifest import MANIFEST, ManifestError, iter_manifest
+from cleantree.manifest import MANIFEST, ManifestError, SampleFileError, iter_manifest, sample_path
 from cleantree.paths import (
     DEPTH_DIR,
     DEPTH_SUFFIX,
@@ -193,11 +193,20 @@ def _manifest_rows(info: DatasetInfo, split: str, path: Path) -> list[Sample]:
             continue
         if not all(row.get(k) for k in ("id", "image", "label_train_ids")):
             raise DataError(f"{path}: line {line} of split {split} lacks id, image or label_train_ids")
-        depth = row.get("depth") or ""
-        out.append(Sample(row["id"], split, row.get("sensor") or "", info.root / row["image"],
-                          info.root / row["label_train_ids"], "train_ids",
-                          info.root / depth if depth else None))
+        image, label = _inside(info, row, "image", path, line), _inside(info, row, "label_train_ids", path, line)
+        depth = _inside(info, row, "depth", path, line) if row.get("depth") else None
+        out.append(Sample(row["id"], split, row.get("sensor") or "", image, label, "train_ids", depth))
     return out
+
+
+def _inside(info: DatasetInfo, row: dict, key: str, path: Path, line: int) -> Path:
+    """The file `row[key]` names, refused when it leaves the tree (a manifest must never make
+    training read a file outside the folder the user named)."""
+    try:
+        return sample_path(info.root, row, key)
+    except (SampleFileError, OSError):  # OSError: a name too long to resolve
+        raise DataError(f"{path}: line {line}: {key} {row[key]!r} leads outside the tree "
+                        "(absolute, '..' or a symbolic link) or is not a usable path") from None
 
 
 def _glob_samples(info: DatasetInfo, split: str) -> list[Sample]:

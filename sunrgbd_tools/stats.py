@@ -44,8 +44,8 @@ from cleantree.dataset import (
     dumps_dataset_json,
     read_dataset_json,
 )
-from cleantree.files import atomic_write_text, dumps_json, is_within
-from cleantree.manifest import MANIFEST, ManifestError, read_manifest
+from cleantree.files import atomic_write_text, dumps_json
+from cleantree.manifest import MANIFEST, ManifestError, SampleFileError, iter_manifest, sample_path
 from cleantree.paths import STATS_FILE
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import default_workers, map_chunks, signal_name
@@ -196,17 +196,18 @@ def load_tree(root: str | os.PathLike, split: str = "train") -> Tree:
         raise StatsInputError(str(e)) from None
     mpath = root / MANIFEST
     need = {"id", "split", "image", "label_ids"}
+    all_rows = []
     try:
-        all_rows = read_manifest(root, need)
+        for line, r in iter_manifest(root, need):  # line: where the row ends (a cell may hold a line break)
+            if any(r.get(k) is None for k in need):  # csv fills a short row with None
+                raise StatsInputError(f"{mpath}: line {line} has fewer columns than the header (truncated?)")
+            all_rows.append(r)
     except ManifestError as e:
         if e.missing:
             raise StatsInputError(f"{mpath}: needs columns {', '.join(sorted(need))}") from None
         if isinstance(e.cause, FileNotFoundError):
             raise StatsInputError(f"{mpath}: not found (is this a clean tree written by `sunrgbd convert`?)") from None
         raise StatsInputError(str(e)) from None
-    for line, r in enumerate(all_rows, start=2):
-        if any(r.get(k) is None for k in need):  # csv fills a short row with None
-            raise StatsInputError(f"{mpath}: line {line} has fewer columns than the header (truncated?)")
     rows = sorted((r for r in all_rows if r["split"] == split), key=lambda r: r["id"])
     if not rows:
         have = sorted({r["split"] for r in all_rows})
@@ -391,14 +392,14 @@ def sample_files(tree: Tree) -> list[tuple[str, str, str]]:
     out = []
     for r in tree.rows:
         files = (r["image"], r["label_ids"], r.get("depth") or "")
-        for f in files:
+        for key, f in zip(("image", "label_ids", "depth"), files, strict=True):
+            if not f:
+                continue
             try:
-                inside = not os.path.isabs(f) and "\0" not in f and is_within(tree.root, tree.root / f)
-            except OSError:  # e.g. a name too long to resolve
-                inside = False
-            if f and not inside:
+                sample_path(tree.root, r, key)
+            except (SampleFileError, OSError):  # OSError: e.g. a name too long to resolve
                 raise StatsInputError(f"{tree.root / MANIFEST}: row {r['id']}: path {f!r} is outside the tree "
-                                      "or not a usable path")
+                                      "or not a usable path") from None
         out.append(files)
     return out
 

@@ -45,12 +45,13 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
     return out
 
 
-def named_once(*groups: Iterable[tuple[os.PathLike, str]]) -> list[tuple[os.PathLike, str]]:
-    """The (path, message) problems of every group, leaving out a later group's problem for a
-    file an earlier group already names (verify: a sample file that differs from manifest.csv
-    is not named again for SHA256SUMS). Paths are compared, never parsed back out of the text
-    (a name may hold ": "); `problem_lines` prints them."""
-    named: set = set()
+def named_once(*groups: Iterable[tuple[os.PathLike, str]],
+               already: Iterable[os.PathLike] = ()) -> list[tuple[os.PathLike, str]]:
+    """The (path, message) problems of every group, leaving out a problem for a file in
+    `already` or named by an earlier group (verify: a sample file that differs from
+    manifest.csv is not named again for SHA256SUMS). Paths are compared, never parsed back out
+    of the text (a name may hold ": "); `problem_lines` prints them."""
+    named: set = set(already)
     out: list[tuple[os.PathLike, str]] = []
     for group in groups:
         group = list(group)
@@ -59,6 +60,14 @@ def named_once(*groups: Iterable[tuple[os.PathLike, str]]) -> list[tuple[os.Path
     return out
 
 
+def one_line(text: str | os.PathLike) -> str:
+    """A file's path (or a line naming one) on one line: undecodable bytes as \\xNN, line
+    breaks escaped (a file name may hold either)."""
+    shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return shown.replace("\n", "\\n").replace("\r", "\\r")
+
+
 def problem_lines(problems: Iterable[tuple[os.PathLike, str]]) -> list[str]:
-    """`path: message`, the printed form of (path, message) problems."""
-    return [f"{path}: {msg}" for path, msg in problems]
+    """`path: message`, the printed form of (path, message) problems, each on one line
+    (`one_line`: a stray file named with a line break is one problem, not two lines)."""
+    return [one_line(f"{path}: {msg}") for path, msg in problems]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,10 @@ from cleantree.manifest import (
     ManifestError,
     SampleFileError,
     iter_manifest,
+    manifest_text,
     read_manifest,
     sample_bytes,
+    sample_path,
     tree_files_listed,
 )
 from cleantree.paths import FILE_KEYS, file_templates, sample_paths
@@ -219,7 +222,7 @@ _BAD_UTF8 = "'utf-8' codec can't decode byte 0xff in position 9: invalid start b
       "listed": f"cannot be read ({_TOO_LONG})"}),
     (b"id,split\n" + _HUGE + b",train\n", {"stats": "needs columns id, image, label_ids, split",
                                           "segtrain": "missing column(s) image, label_train_ids",
-                                          "hub": f"not a readable CSV ({_TOO_LONG})"}),
+                                          "hub": "missing column(s) image, label_train_ids"}),  # header first
     (b"id,split\na,train\n", {"stats": "needs columns id, image, label_ids, split",
                               "segtrain": "missing column(s) image, label_train_ids",
                               "hub": "missing column(s) image, label_train_ids"}),
@@ -263,6 +266,37 @@ def test_sample_bytes_are_the_listed_file_or_an_error_naming_it(tree):
     path.unlink()
     with pytest.raises(SampleFileError, match=f"^{path}: cannot read \\(No such file or directory\\)$"):
         sample_bytes(tree, row, "image")
+
+
+@pytest.mark.parametrize("bad", ["ABS", "../secret.png", "leftImg8bit/x\0.png", "LINK"])
+def test_no_reader_opens_a_listed_path_outside_the_tree(tree, bad):
+    """cleantree.manifest.sample_path is the one gate: an absolute path, '..', a NUL byte or a
+    symbolic link out of the tree is refused by every reader, each in its own wording."""
+    from segtrain.data import DataError, list_samples, load_dataset_info
+
+    secret = tree.parent / "secret.png"
+    rows = read_manifest(tree)
+    secret.write_bytes((tree / rows[0]["image"]).read_bytes())
+    if bad == "LINK":
+        (tree / "leftImg8bit" / "link.png").symlink_to(secret)
+    rel = {"ABS": str(secret), "LINK": "leftImg8bit/link.png"}.get(bad, bad)
+    victim = next(r for r in rows if r["split"] == "train")
+    victim["image"], victim["image_sha256"] = rel, ""
+    (tree / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    m = tree / "manifest.csv"
+    outside = f"{m}: sample {victim['id']}: image {rel!r} leads outside the tree (absolute, '..' or a symbolic link); not read"
+    want = f"{m}: sample {victim['id']}: image path holds a NUL byte" if "\0" in rel else outside
+    with pytest.raises(SampleFileError) as e:
+        sample_path(tree, victim, "image")
+    assert str(e.value) == want
+    with pytest.raises(SampleFileError) as e:
+        sample_bytes(tree, victim, "image")
+    assert str(e.value) == want
+    assert want in verify_tree(tree, workers=1).problems
+    with pytest.raises(StatsInputError, match="is outside the tree or not a usable path"):
+        run_stats(tree, StatsConfig(workers=1))
+    with pytest.raises(DataError, match=f"line [0-9]+: image {re.escape(repr(rel))} leads outside the tree"):
+        list_samples(load_dataset_info(tree), "train")
 
 
 @pytest.mark.filterwarnings("ignore::sunrgbd_tools.stats.AbsentClassWarning")

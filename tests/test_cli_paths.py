@@ -85,6 +85,12 @@ def test_pack_records_the_tree_and_out_by_name(clean: Path, tmp_path: Path, monk
     assert res.exit_code == 0, res.output
     sheet = zipfile.ZipFile(out / "k.zip").read("DATASHEET.md").decode()
     assert f"  sunrgbd pack {clean.name} --format=zip --out=k.zip\n" in sheet
+    # a tree named after `--` (it could start with '-') is recorded by its name too
+    (out / "k.zip").unlink()
+    res = CliRunner().invoke(main, ["pack", "--out", str(out / "k.zip"), "--no-progress", "--", str(clean)])
+    assert res.exit_code == 0, res.output
+    sheet = zipfile.ZipFile(out / "k.zip").read("DATASHEET.md").decode()
+    assert f"  sunrgbd pack --out k.zip -- {clean.name}\n" in sheet and str(tmp_path) not in sheet
 
 
 def test_recorded_command_drops_every_spelling_of_cosmetic_options():

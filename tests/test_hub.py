@@ -300,3 +300,29 @@ def test_every_manifest_column_is_exported_or_excluded_by_name(clean, monkeypatc
     assert not problems and rec["depth_min_mm"] == "412" and "lens" not in rec
     card = hub.dataset_card({}, feats, {"train": 1}, {"data/train-00000-of-00001.parquet": 1}, ["wall"], None, datasets)
     assert "| `depth_min_mm` | string |" in card and "`lens`" not in card
+
+
+def test_a_path_leading_outside_the_tree_is_never_exported(clean, tmp_path):
+    """A manifest row naming an absolute path, a '..' path or a path with a NUL byte (no sha256
+    to compare) is reported and skipped: the parquet never holds a file from outside the tree."""
+    t = tmp_path / "t"
+    shutil.copytree(clean, t)
+    secret = tmp_path / "secret.png"
+    shutil.copyfile(t / _manifest(t)[0]["image"], secret)
+    rows = _manifest(t)
+    train = [r for r in rows if r["split"] == "train"]
+    for r, rel in zip(train[:3], (str(secret), "../secret.png", "image/x\0.png"), strict=True):
+        r["image"], r["image_sha256"] = rel, ""
+    with open(t / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    r = CliRunner().invoke(main, ["pack", str(t), "--format", "hf", "--out", str(tmp_path / "o"),
+                                  "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.output.count("leads outside the tree") == 2 and "image path holds a NUL byte" in r.output
+    import pyarrow.parquet as pq
+
+    ids = {i for p in (tmp_path / "o" / "data").glob("train-*.parquet") for i in pq.read_table(p)["id"].to_pylist()}
+    assert ids == {r["id"] for r in train[3:]}

@@ -15,16 +15,19 @@ from click.testing import CliRunner
 from httpfixtures import Entry, FaultServer, Nginx, nginx_binary, tree_bytes, write_zip64
 from treebuilder import write_clean_tree
 
+from cleantree.manifest import manifest_text, read_manifest
+from cleantree.paths import FILE_KEYS
 from sunrgbd_tools.acquire.share import (
     FetchConfig,
     PackConfig,
     ShareError,
-    check_sums,
+    check_records,
     datasheet,
     fetch,
     pack_tree,
 )
 from sunrgbd_tools.cli.main import main
+from sunrgbd_tools.convert.verify import verify_tree
 from sunrgbd_tools.remote.http import HttpConfig
 from sunrgbd_tools.remote.rangezip import ZipFormatError
 
@@ -201,14 +204,31 @@ def test_pack_refuses_names_the_archive_cannot_carry(packed, tmp_path: Path):
         assert not out.exists() and not (tmp_path / "x.zip.sha256").exists()
 
 
-def test_check_sums_lists_a_line_break_name_as_a_problem(packed, tmp_path: Path):
+def test_a_line_break_name_is_one_problem_line(packed, tmp_path: Path):
     """The pack-only name check once sat in the shared lister, so fetch's verify stopped with
-    "rename or remove it (nothing was written)" after extracting; it is a problem line."""
+    "rename or remove it (nothing was written)" after extracting; it is a problem, and verify
+    prints it on one line (its records lines were printed raw: two lines)."""
     tree, _arc, _rep = packed
     dest = tmp_path / "got"
     fetch(FetchConfig(source=str(_arc), dest=str(dest), progress=False, workers=1))
     (dest / "a\nb.txt").write_bytes(b"x")
-    assert check_sums(dest) == [f"{dest}/a\nb.txt: not listed in SHA256SUMS"]
+    assert check_records(dest, 1) == [(dest / "a\nb.txt", "not listed in SHA256SUMS")]
+    assert verify_tree(dest, workers=1).problems == [f"{dest}/a\\nb.txt: not listed in SHA256SUMS"]
+
+
+def test_a_row_problem_does_not_hide_that_the_manifest_changed(packed, tmp_path: Path):
+    """A row problem is filed under manifest.csv; it used to hide the records' line saying
+    manifest.csv itself differs from SHA256SUMS, the evidence that the tree was edited."""
+    _tree, arc, _rep = packed
+    dest = tmp_path / "got"
+    fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    rows = read_manifest(dest)
+    rows[0]["height"] = "tall"
+    (dest / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    problems = verify_tree(dest, workers=1).problems
+    assert f"{dest / 'manifest.csv'}: sample {rows[0]['id']}: bad height/width" in problems
+    assert any(p.startswith(f"{dest / 'manifest.csv'}: sha256 ") and "in SHA256SUMS (changed since the fetch)" in p
+               for p in problems), problems
 
 
 def test_round_trip_local_and_cli(packed, tmp_path: Path):
@@ -218,7 +238,7 @@ def test_round_trip_local_and_cli(packed, tmp_path: Path):
     assert fr.problems == [] and fr.samples == 6 and fr.checked.endswith(".sha256")
     got = tree_bytes(dest)
     assert {k: v for k, v in got.items() if k not in ("SHA256SUMS", "DATASHEET.md")} == tree_bytes(tree)
-    assert check_sums(dest) == []
+    assert check_records(dest, 1) == []
     assert not (dest / ".sunrgbd-fetch" / "tree").exists()
     # CLI, with an explicit --sha256
     res = CliRunner().invoke(main, ["fetch", str(arc), "--dest", str(tmp_path / "d2"),
@@ -536,6 +556,40 @@ def test_fetch_hashes_each_root_file_once(packed, tmp_path: Path, monkeypatch):
     rep = fetch(FetchConfig(source=str(arc), dest=str(tmp_path / "d"), progress=False, workers=1))
     assert rep.problems == []
     assert seen.count("dataset.json") == 1 and seen.count("manifest.csv") == 1
+
+
+def test_fetch_hashes_each_sample_file_once(packed, tmp_path: Path, monkeypatch):
+    """fetch hashed every sample file twice: against SHA256SUMS in the staging folder, then
+    against manifest.csv in its final verify. The verify is now given the sha256s SHA256SUMS
+    proved, compares the manifest's with them and reads a file again only when the two differ;
+    a resumed verify (the tree has lain on disk since) is given none and hashes them all."""
+    from sunrgbd_tools.convert import verify
+
+    _tree, arc, _rep = packed
+    given: list = []
+    real = verify.verify_tree
+
+    def spy(root, **kw):
+        given.append(kw.get("known"))
+        return real(root, **kw)
+
+    monkeypatch.setattr(verify, "verify_tree", spy)
+    dest = tmp_path / "d"
+    rep = fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    assert rep.problems == [] and rep.samples == 6
+    listed = {r[k]: r[f"{k}_sha256"] for r in read_manifest(dest) for k in FILE_KEYS if r.get(k)}
+    assert len(listed) == 6 * len(FILE_KEYS) and listed.items() <= given[0].items()  # every sample file
+    # the verify trusts a given sha256 only when it is the manifest's: then the file is not read
+    victim = dest / next(iter(listed))
+    victim.write_bytes(victim.read_bytes() + b"x")
+    assert real(dest, workers=1, records=False, known=given[0]).problems == []
+    assert real(dest, workers=1, records=False, known={**given[0], victim.relative_to(dest).as_posix(): "0" * 64}
+                ).problems == [f"{victim}: sha256 differs from manifest.csv"]
+    fetched = dest / ".sunrgbd-fetch" / "fetched.json"  # interrupted in its verify: verified again
+    fetched.write_text(fetched.read_text(encoding="utf-8").replace('"verified": true', '"verified": false'),
+                       encoding="utf-8")
+    again = fetch(FetchConfig(source=str(arc), dest=str(dest), progress=False, workers=1))
+    assert given[1] is None and again.problems == [f"{victim}: sha256 differs from manifest.csv"]
 
 
 def _pack_cli(tree: Path, out: Path, *extra: str):

@@ -288,6 +288,22 @@ def test_tree_errors(tmp_path):
         _run(root)
 
 
+def test_a_short_row_is_named_by_its_line_after_a_quoted_line_break(tmp_path):
+    """A cell holding a line break (a scene name) makes the file longer than its row count: the
+    short row's line is where it really is in manifest.csv, not its row index + 2."""
+    root = _tree(tmp_path / "clean")
+    lines = (root / "manifest.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    first = lines[1].rstrip("\n").split(",")
+    first[header.index("scene")] = '"a\nb"'  # one row over two lines
+    short = ",".join(lines[3].split(",")[:2]) + "\n"  # the third row, cut after its split
+    text = lines[0] + ",".join(first) + "\n" + lines[2] + short + "".join(lines[4:])
+    (root / "manifest.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(StatsInputError) as e:
+        _run(root)
+    assert str(e.value) == f"{root / 'manifest.csv'}: line 5 has fewer columns than the header (truncated?)"
+
+
 def test_jpg_images_and_no_depth(tmp_path):
     root = _tree(tmp_path / "clean", depth=False)
     text = (root / "manifest.csv").read_text()

@@ -469,7 +469,7 @@ def test_a_new_password_resumes_the_same_fetch(archive_host, tmp_path: Path, mon
     srv = archive_host
     dest = tmp_path / "d"
 
-    def killed(report, cfg):
+    def killed(report, cfg, hashed=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(share, "_verify_fetched", killed)
@@ -518,7 +518,7 @@ def test_fetch_a_presigned_url(signed_host, tmp_path: Path, monkeypatch):
     srv.faults.query = {}
 
     dest = tmp_path / "d"
-    monkeypatch.setattr(share, "_verify_fetched", lambda report, cfg: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(share, "_verify_fetched", lambda report, cfg, hashed=None: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         fetch(FetchConfig(source=url, dest=str(dest), progress=False, http=FAST))
     monkeypatch.undo()

@@ -44,8 +44,9 @@ from cleantree.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
     SampleFileError,
-    read_manifest,
+    read_manifest_bytes,
     sample_bytes,
+    sample_path,
 )
 from cleantree.paths import FILE_KEYS
 from sunrgbd_tools import __version__
@@ -146,17 +147,16 @@ def read_tree(src: Path) -> tuple[DatasetJson, bytes, list[dict]]:
     except ContractError as e:
         raise HubUsageError(str(e)) from None
     try:
-        rows = read_manifest(src)
+        man_bytes, rows = read_manifest_bytes(src, need=("id", "split", "image", "label_train_ids"))
     except ManifestError as e:
+        if e.missing:
+            raise HubUsageError(str(e)) from None
         if isinstance(e.cause, OSError):  # e.g. permission denied: the CLI reports it (exit 1)
             raise e.cause from None
         raise HubUsageError(f"{man_path}: not a readable CSV ({e.cause})") from None
-    need = {"id", "split", "image", "label_train_ids"}
     if not rows:
         raise HubUsageError(f"{man_path}: no samples to export")
-    if not need <= set(rows[0]):
-        raise HubUsageError(f"{man_path}: missing column(s) {', '.join(sorted(need - set(rows[0])))}")
-    return doc, meta_bytes + man_path.read_bytes(), rows
+    return doc, meta_bytes + man_bytes, rows
 
 
 def _numbers(text: str, n: int, what: str, problems: list[str], sid: str) -> list[float] | None:
@@ -201,9 +201,9 @@ def _plan(src: Path, rows: list[dict], shard_bytes: int, problems: list[str]):
             rel = r.get(key) or ""
             if rel:
                 try:
-                    size += (src / rel).stat().st_size
-                except OSError:
-                    pass  # reported when the row is read
+                    size += sample_path(src, r, key).stat().st_size
+                except (SampleFileError, OSError):
+                    pass  # reported when the row is read (sample_bytes refuses it again)
         by_split[split].append((r, size))
     plan: list[tuple[str, list[dict]]] = []
     for split, items in by_split.items():

@@ -55,7 +55,7 @@ from sunrgbd_tools.remote.http import (
     url_problem,
 )
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
-from sunrgbd_tools.text import first_names, named_once, plural, problem_lines
+from sunrgbd_tools.text import first_names, named_once, one_line, plural, problem_lines
 
 DATASHEET = DATASHEET_FILE
 SUMS = SUMS_FILE
@@ -105,12 +105,6 @@ class PackReport:
     # a fetched tree (it holds the DATASHEET.md and SHA256SUMS of the archive it came from):
     # one line on what became of its datasheet; "" for a tree `convert` wrote
     repacked: str = ""
-
-
-def _one_line(path: os.PathLike) -> str:
-    """A file's path on one line, undecodable bytes as \\xNN and line breaks escaped."""
-    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return shown.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unpackable(rel: str) -> str | None:
@@ -330,7 +324,7 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     for rel in files:
         why = _unpackable(rel.as_posix())
         if why:
-            raise ShareError(f"{_one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
+            raise ShareError(f"{one_line(src.resolve() / rel)}: {why}; rename or remove it (nothing was written)")
     sizes = {f: (src / f).stat().st_size for f in files}
     total = sum(sizes.values())
     fetched = _fetched_sums(src, files) if records else None
@@ -355,7 +349,7 @@ def pack_tree(cfg: PackConfig) -> PackReport:
     problems = []
     if left_out:
         problems.append(f"{src}: {plural(len(left_out), 'file')} outside the clean-tree contract "
-                        f"left out of the archive: {first_names([_one_line(rel) for rel in left_out])}")
+                        f"left out of the archive: {first_names([one_line(rel) for rel in left_out])}")
     repacked = ""
     if fetched is not None and not changed:
         repacked = (f"{src}: a fetched tree as its {SUMS} lists it: its {DATASHEET} is kept, so the "
@@ -490,19 +484,19 @@ def read_sums(path: Path) -> dict[str, str]:
 Problem = tuple[Path, str]  # (the file, what is wrong), kept apart until printed: `named_once`
 
 
-def check_sums(root: Path, workers: int | None = None,
-               progress: Callable[[int], None] | None = None, known: dict[str, str] | None = None) -> list[str]:
-    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS. `known`
-    ({name: sha256} of files the caller has just hashed, e.g. verify against manifest.csv):
-    such a file whose listed sha256 is that one is not read again."""
-    return problem_lines(_sums_problems(root, workers, progress, known)[0])
+class Differs(str):
+    """A problem message saying a file's sha256 is not the one a record lists: the flag
+    check_records reads to add why a root file differs (the text is never parsed)."""
 
 
 def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[int], None] | None = None,
                    known: dict[str, str] | None = None) -> tuple[list[Problem], dict[str, str] | None, dict[str, str]]:
-    """check_sums as (path, message) pairs, with SHA256SUMS's {name: sha256} (None when it is
-    missing) and the names hashed here that match it, with their sha256 (what the DATASHEET.md
-    check need not hash again). ShareError for a SHA256SUMS that cannot be parsed."""
+    """Every file under `root` (names starting with '.' excepted) against SHA256SUMS, as
+    (path, message) pairs, with SHA256SUMS's {name: sha256} (None when it is missing) and the
+    names hashed here that match it, with their sha256 (what the DATASHEET.md check need not
+    hash again). `known` ({name: sha256} of files the caller has just hashed, e.g. verify
+    against manifest.csv): such a file whose listed sha256 is that one is not read again.
+    ShareError for a SHA256SUMS that cannot be parsed."""
     sums_path = root / SUMS
     if not sums_path.is_file():
         return [(sums_path, "missing")], None, {}
@@ -513,7 +507,7 @@ def _sums_problems(root: Path, workers: int | None = None, progress: Callable[[i
     known = known or {}
     names = sorted(n for n in set(listed) & present if known.get(n) != listed[n])
     differ = _mismatched(root, listed, names, workers, progress)
-    problems += [(root / n, f"sha256 {got} != {listed[n]} in {SUMS}") for n, got in differ.items()]
+    problems += [(root / n, Differs(f"sha256 {got} != {listed[n]} in {SUMS}")) for n, got in differ.items()]
     return problems, listed, {n: listed[n] for n in names if n not in differ}
 
 
@@ -571,7 +565,7 @@ def _datasheet_problems(root: Path, listed: dict[str, str] | None, proven: dict[
     to_hash = [n for n in wanted if n not in proven]
     differ = {n: got for n in wanted if n in proven and (got := proven[n]) != wanted[n]}
     differ.update(_mismatched(root, wanted, to_hash, workers))
-    problems += [(root / n, f"sha256 {got} != {wanted[n]} in {DATASHEET}") for n, got in sorted(differ.items())]
+    problems += [(root / n, Differs(f"sha256 {got} != {wanted[n]} in {DATASHEET}")) for n, got in sorted(differ.items())]
     return problems
 
 
@@ -598,7 +592,7 @@ def check_records(root: Path, workers: int | None = None, known: dict[str, str] 
         return []  # neither record: not a fetched tree
     out: list[Problem] = []
     for path, msg in named_once(problems, sheet or []):
-        if path.parent == root and msg.startswith("sha256 "):
+        if path.parent == root and isinstance(msg, Differs):
             msg += (" (changed since the fetch, e.g. by `sunrgbd stats`)" if path.name in _STATS_WRITES
                     else " (changed since the fetch)")
         out.append((path, msg))
@@ -719,7 +713,7 @@ def fetch(cfg: FetchConfig, client: HttpClient | None = None) -> FetchReport:
     _record(report, cfg, verified=False)
     if is_url(cfg.source) and not cfg.keep_archive:
         archive.unlink(missing_ok=True)
-    return _verify_fetched(report, cfg)
+    return _verify_fetched(report, cfg, proven)
 
 
 def _fetched(work: Path, cfg: FetchConfig) -> dict | None:
@@ -765,12 +759,15 @@ def _same_source(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _verify_fetched(report: FetchReport, cfg: FetchConfig) -> FetchReport:
+def _verify_fetched(report: FetchReport, cfg: FetchConfig, hashed: dict[str, str] | None = None) -> FetchReport:
+    """verify of the fetched tree; `hashed`: the files just hashed against SHA256SUMS in the
+    staging folder (none on a resumed verify: the tree has lain on disk since)."""
     from sunrgbd_tools.convert.verify import verify_tree
 
     dest = report.dest
-    # the records (SHA256SUMS, DATASHEET.md) were checked in the staging folder: not hashed again
-    vr = verify_tree(dest, workers=cfg.workers, records=False,
+    # the records (SHA256SUMS, DATASHEET.md) were checked in the staging folder, and each sample
+    # file against SHA256SUMS: its manifest sha256 is compared with that one, not hashed again
+    vr = verify_tree(dest, workers=cfg.workers, records=False, known=hashed,
                      progress=progress_bar("verify", "sample", leave=False) if cfg.progress else None)
     report.samples = vr.samples
     report.problems = list(vr.problems)

@@ -44,8 +44,8 @@ def _drop_cosmetic(command: click.Command, tokens: list[str], drop: frozenset[st
     i = 0
     while i < len(tokens):
         t = tokens[i]
-        if t == "--":
-            out += tokens[i:]
+        if t == "--":  # the rest are arguments (a tree named `-x`), shown as the others are
+            out += ["--", *(shown.get(arguments.pop(0), a) if arguments else a for a in tokens[i + 1:])]
             break
         name = t.split("=", 1)[0] if t.startswith("--") else t
         if name in flags:

@@ -13,8 +13,15 @@ import cv2
 import numpy as np
 
 from cleantree.dataset import DATASET_JSON, ContractError, read_dataset_json
-from cleantree.files import is_within, sha256_file
-from cleantree.manifest import MANIFEST, ManifestError, read_manifest
+from cleantree.files import sha256_file
+from cleantree.manifest import (
+    MANIFEST,
+    TREE_ROOT_FILES,
+    ManifestError,
+    SampleFileError,
+    read_manifest,
+    sample_path,
+)
 from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
 from sunrgbd_tools.text import named_once, problem_lines
@@ -38,18 +45,18 @@ Problem = tuple[Path, str]  # (the file, what is wrong): `text.named_once`, `tex
 def _check_chunk(task) -> list[tuple[int, list[Problem]]]:
     """(manifest row number, problems) for each row of a chunk (runs in a worker process)."""
     (root, *lookups), rows = task
-    return [(i, _check_sample((root, row, *lookups))) for i, row in rows]
+    return [(i, _check_sample((root, row, *lookups, hashed))) for i, row, hashed in rows]
 
 
-def _worker_died(root: Path, item: tuple[int, dict], sig: int) -> list[tuple[int, list[Problem]]]:
+def _worker_died(root: Path, item: tuple[int, dict, frozenset], sig: int) -> list[tuple[int, list[Problem]]]:
     """The sample whose worker process died (a library's segmentation fault, the OOM killer)."""
-    i, row = item
+    i, row, _ = item
     return [(i, [(root / MANIFEST, f"sample {row.get('id', '?')}: worker died ({signal_name(sig)}) "
                                    "while checking it")])]
 
 
 def _check_sample(task) -> list[Problem]:
-    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums = task
+    root, row, valid_ids, id_to_train, id_to_bgr, check_checksums, hashed = task
     out: list[Problem] = []
     sid = row.get("id", "?")
     where = root / MANIFEST
@@ -64,19 +71,14 @@ def _check_sample(task) -> list[Problem]:
             if key != "depth":
                 out.append((where, f"sample {sid}: no {key} file listed"))
             continue
-        if "\0" in rel:
-            out.append((where, f"sample {sid}: {key} path holds a NUL byte"))
-            continue
         path = root / rel
         try:
-            if not is_within(root, path):
-                out.append((where, f"sample {sid}: {key} {rel!r} leads outside the tree "
-                                   "(absolute, '..' or a symbolic link); not read"))
-                continue
+            path = sample_path(root, row, key)
             if not path.is_file():
                 out.append((path, "missing"))
                 continue
-            if check_checksums and row.get(f"{key}_sha256") and sha256_file(path) != row[f"{key}_sha256"]:
+            if (check_checksums and row.get(f"{key}_sha256") and key not in hashed
+                    and sha256_file(path) != row[f"{key}_sha256"]):
                 out.append((path, "sha256 differs from manifest.csv"))
             img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # in a pool worker: libpng's lines go nowhere
             if img is None:
@@ -86,6 +88,8 @@ def _check_sample(task) -> list[Problem]:
                 out.append((path, f"size {img.shape[0]}x{img.shape[1]}, manifest says {h}x{w}"))
                 continue
             arrays[key] = img
+        except SampleFileError as e:
+            out.append((e.path, e.reason))
         except OSError as e:  # a name too long, a file we may not read, …
             out.append((path, f"cannot read ({e.strerror or type(e).__name__})"))
     lab = arrays.get("label_ids")
@@ -110,10 +114,12 @@ def _check_sample(task) -> list[Problem]:
 
 def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = True,
                 progress: Callable[[Iterator, int], Iterator] | None = None,
-                records: bool = True) -> VerifyReport:
+                records: bool = True, known: dict[str, str] | None = None) -> VerifyReport:
     """Verify the clean tree at `root`; every problem is one line naming the file. `progress`
     wraps the per-sample results (a bar: all of kv2 at native size takes minutes). `records=False`
-    leaves out the check against SHA256SUMS and DATASHEET.md (fetch has just made it)."""
+    leaves out the check against SHA256SUMS and DATASHEET.md (fetch has just made it). `known`:
+    {name below root: sha256} of files the caller has just hashed (fetch: SHA256SUMS, checked);
+    a sample file whose manifest sha256 is that string is compared, not read again."""
     root = Path(root)
     report = VerifyReport()
     if not (root / DATASET_JSON).exists():
@@ -141,7 +147,9 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     shared = (root, valid, id_to_train, id_to_bgr, check_checksums)
     # a worker killed by a crash in a library or by the OOM killer costs its sample only; with
     # one worker too, so even one sample is checked in a child process
-    items = list(enumerate(rows))
+    known = known or {}
+    items = [(i, row, frozenset(k for k in FILE_KEYS if row.get(k) and row.get(f"{k}_sha256")
+                                and known.get(row[k]) == row[f"{k}_sha256"])) for i, row in enumerate(rows)]
     source = map_chunks(_check_chunk, shared, [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)],
                         pool_workers(workers, len(rows)), False, "verify", died=partial(_worker_died, root))
     results = (res for part in source for res in part)
@@ -154,13 +162,15 @@ def verify_tree(root: Path, workers: int | None = None, check_checksums: bool = 
     finally:
         source.close()  # ends the pool's workers now
     found = counted + [p for i in sorted(by_row) for p in by_row[i]]  # manifest order, whoever finished first
-    # a file name from the manifest may hold a line break: a problem stays one line
-    report.problems.extend(p.replace("\r", "\\r").replace("\n", "\\n") for p in problem_lines(found))
+    report.problems.extend(problem_lines(found))
     if check_checksums and records:
         hashed = [rows[i] for i, probs in by_row.items()  # rows whose files were compared with the manifest
                   if not any(path == root / MANIFEST for path, _ in probs)]
-        records_found = named_once(found, _records_problems(root, hashed, workers))[len(found):]  # found stays whole
-        report.problems.extend(problem_lines(records_found))
+        # a sample file named above is not named again; a root file is: a row problem filed under
+        # manifest.csv must not hide that manifest.csv differs from SHA256SUMS (tamper evidence)
+        sample_files = {path for path, _ in found} - {root / name for name in TREE_ROOT_FILES}
+        report.problems.extend(problem_lines(named_once(_records_problems(root, hashed, workers),
+                                                        already=sample_files)))
     return report
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cleantree.manifest import MANIFEST
+from cleantree.manifest import MANIFEST, ManifestError, iter_manifest
 from sunrgbd_tools.labels.build import RawName
 from sunrgbd_tools.labels.normalise import normalise, squash, tokens
 from sunrgbd_tools.labels.table import NameMapper
@@ -151,19 +151,21 @@ def _check_clean(path: Path, mapper: NameMapper) -> CheckResult:
     """The manifest's unmapped names that still fall to Other under `mapper`: with `--mapping` a
     name the overlay maps is no longer listed (it was, so `suggest` offered it again). A name
     mapped at conversion but not by `mapper` cannot be seen here (the manifest lists only the
-    unmapped ones); check the raw tree for that."""
-    from sunrgbd_tools.labels.rules import read_csv_table
-
-    rows, _ = read_csv_table(path, ("id", "unmapped_names"))
-    result = CheckResult("clean", scenes=len(rows))
+    unmapped ones); check the raw tree for that. Read as every tool reads a clean tree
+    (`cleantree.manifest.iter_manifest`; its ManifestError is this command's ValueError)."""
+    result = CheckResult("clean")
     acc: dict[str, NameCount] = {}
-    for line, r in rows:
-        try:
-            items = parse_unmapped(r["unmapped_names"])
-        except ValueError as e:
-            result.problems.append(f"{path} line {line}: {e}")
-            continue
-        _count_unmapped(acc, mapper, items)
+    try:
+        for line, r in iter_manifest(path.parent, need=("id", "unmapped_names")):
+            result.scenes += 1
+            try:
+                items = parse_unmapped(r["unmapped_names"])
+            except ValueError as e:
+                result.problems.append(f"{path} line {line}: {e}")
+                continue
+            _count_unmapped(acc, mapper, items)
+    except ManifestError as e:
+        raise ValueError(str(e)) from None
     result.names = _sorted(acc)
     return result
 
