@@ -442,6 +442,7 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
                     out / RECORD, differs, len(stale))
     result = PredictResult(already=len(planned) - len(paths))
     depth_problems = 0
+    changing, again = set(changed), 0  # changed inputs, and how many of them are predicted again
     for p in tqdm(paths, desc="predict", disable=not progress, unit="image"):
         try:
             image, depth = read_image_and_depth(p, cfg.depth, cfg.keep_exif_orientation)
@@ -458,9 +459,9 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> PredictResult:
         write_png(label_path, pred)
         write_png(color_path, colorize(pred, colors))
         result.written += [label_path, color_path]
+        again += p in changing
     if changed:
-        written = set(result.written)
-        _log_changed(changed, sum(out / planned[p][0] in written for p in changed))
+        _log_changed(changed, again)
     if not result.written and not result.already:  # nothing to predict is a usage error, not a finished job
         raise NoReadableInput(result.problems, depth_problems)
     return result

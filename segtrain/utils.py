@@ -6,10 +6,12 @@ imports sunrgbd_tools; both import cleantree).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -107,7 +109,8 @@ def _read_tiff(path, flags: int, upright: bool) -> np.ndarray:
     under IMREAD_IGNORE_ORIENTATION (`opencv_turns_tiffs`): unless `upright`, that turn is undone,
     so the pixels are as stored, as for every other format."""
     data = read_file_bytes(path)
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    with opencv_silent():  # libtiff's errors on a damaged file: "problem:" names it instead
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if arr is None:
         raise SegtrainError(f"{path}: does not decode as an image (corrupt or not an image format)")
     rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
@@ -168,6 +171,29 @@ def quiet_opencv() -> None:
     """OpenCV logs its own warnings ("[ WARN:0@…] …") to the console; segtrain reports the file
     and the cause itself, so only OpenCV's errors stay on (called by the CLI, not on import)."""
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+_silent_lock = threading.Lock()
+_silent = [0, None]  # decodes silenced now, and the log level to restore after the last one
+
+
+@contextlib.contextmanager
+def opencv_silent():
+    """OpenCV logs nothing inside: a truncated TIFF makes libtiff print raw "[ERROR:0@…]
+    TIFF_Error …" lines before segtrain's own one-line problem. The level is global, so
+    overlapping uses (threads) restore it once, after the last."""
+    with _silent_lock:
+        if _silent[0] == 0:
+            _silent[1] = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        _silent[0] += 1
+    try:
+        yield
+    finally:
+        with _silent_lock:
+            _silent[0] -= 1
+            if _silent[0] == 0:
+                cv2.utils.logging.setLogLevel(_silent[1])
 
 
 def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:

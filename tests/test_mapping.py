@@ -299,6 +299,25 @@ def test_bad_rule_tables_are_rejected(tmp_path):
         RuleTables.load(tmp_path, names)
 
 
+def test_attached_preposition_is_a_phrases_csv_role(tmp_path):
+    """A part before an `attached` preposition takes the whole after it; which prepositions
+    attach is the table's word (phrases.csv), not the code's."""
+    from sunrgbd_tools.labels.rules import RuleTables
+
+    names = tuple(c.name for c in ClassTable.load().classes if c.id)
+    shipped = (mappings_dir() / "phrases.csv").read_text(encoding="utf-8")
+    assert "\non,attached," in shipped
+    phrases = tmp_path / "phrases.csv"
+    for role, cls in (("attached", "desk"), ("preposition", None)):
+        phrases.write_text(f"word,role\non,{role}\nwheel,partitive\n", encoding="utf-8")
+        hit = RuleTables.load(tmp_path, names).resolve_key("locking_wheel_on_desk")
+        assert (hit.class_name if hit else None) == cls, role
+    # `under` made to attach: the leg under the table is the table's
+    phrases.write_text("word,role\nunder,attached\nleg,partitive\n", encoding="utf-8")
+    hit = RuleTables.load(tmp_path, names).resolve_key("chair_leg_under_table")
+    assert hit is not None and (hit.class_name, hit.via) == ("table", "part of table")
+
+
 # ---------------------------------------------------------------- CLI
 def test_cli_lookup_json():
     r = CliRunner().invoke(mapping, ["lookup", "computor", "night stand", "bottle", "--json"])

@@ -312,6 +312,31 @@ def test_readers_name_the_plain_cause(tmp_path, capfd):
     assert "WARN" not in capfd.readouterr().err  # no "[ WARN:0@…] findDecoder / imdecode" noise
 
 
+def test_a_truncated_tiff_is_one_problem_without_opencv_lines(tmp_path, capfd):
+    """libtiff's "[ERROR:0@…] TIFF_Error TIFFFillStrip …" and OpenCV's "imdecode_ … can't read
+    data" lines are not printed (also under quiet_opencv, which keeps errors on); OpenCV's log
+    level is as it was afterwards."""
+    import io
+
+    from PIL import Image
+
+    from segtrain.utils import quiet_opencv
+
+    buf = io.BytesIO()  # Pillow writes the directory first: the cut falls in the pixel strip
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    Image.fromarray(pixels).save(buf, format="TIFF")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    quiet_opencv()
+    level = cv2.utils.logging.getLogLevel()
+    with pytest.raises(SegtrainError) as e:
+        read_rgb(cut)
+    assert str(e.value) == f"{cut}: does not decode as an image (corrupt or not an image format)"
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "TIFF" not in err, err
+    assert cv2.utils.logging.getLogLevel() == level
+
+
 def test_unreadable_sample_is_skipped_with_a_report(tree, tmp_path, caplog):
     data = tmp_path / "data"
     shutil.copytree(tree.root, data)

@@ -36,7 +36,7 @@ SYNONYMS_FILE = "synonyms.csv"
 SPELLING_FILE = "spelling.csv"
 MANUAL_FILE = "manual.csv"
 PHRASES_FILE = "phrases.csv"
-PHRASE_ROLES = ("preposition", "genitive", "partitive", "locative", "function")
+PHRASE_ROLES = ("preposition", "genitive", "attached", "partitive", "locative", "function")
 
 # The rules a names.csv row may carry, strongest first (used to break ties between rows).
 RULES = ("exact", "manual", "official", "normalised", "synonym", "spelling", "compound", "fuzzy",
@@ -46,9 +46,6 @@ MAX_MODIFIER = 8  # letters of an unknown modifier before a `*_head` ending (`sm
 # longer unknown modifiers (`executivechair`, `separationwall`) cut unless they end in a
 # phrase's function word after a word (`bookswith|paper`, `tablesand|chair`): up to this many
 LONG_MODIFIER = 12
-# a part word before this preposition belongs to the whole after it (`locking_wheel_on_desk`
-# is the desk's); with, under, for do not attach (`door_with_shelf`, `chair_legs_under_table`)
-ATTACHED = "on"
 # a number inside a name (`2ndchair`, `chair3back`, `wal2l`): digits, with the ordinal suffix
 # that belongs to them (1st 2nd 3rd 4th 11th 12th 13th 21st …)
 _NUMBER = re.compile(r"(\d+)(st|nd|rd|th)?")
@@ -160,9 +157,12 @@ class RuleTables:
     manual: dict[str, str] = field(default_factory=dict)  # raw name → class
     prepositions: frozenset[str] = frozenset()  # `box_of_paper`: the head is before `of`
     genitives: frozenset[str] = frozenset()  # `of`: after a partitive the whole follows
+    attached: frozenset[str] = frozenset()  # `on`: a part before it is the whole's after it
     partitives: frozenset[str] = frozenset()  # `stack_of_books`: the head is after `of`
     locatives: frozenset[str] = frozenset()  # partitives that after a word mean (in) `front_of`
     functions: frozenset[str] = frozenset()  # `and`, `a`: with the prepositions, never end a modifier
+    phrase_ends: tuple[str, ...] = ()  # prepositions and function words, longest first (load)
+    phrase_cutters: tuple[str, ...] = ()  # those that cut inside an unknown token (load)
     files: dict[str, bytes] = field(default_factory=dict)  # file name → bytes read
     words: Vocabulary | None = None  # compound splitting and spelling correction (attach_words)
 
@@ -204,11 +204,17 @@ class RuleTables:
                 if role not in roles or not word or SEPARATOR in word:
                     raise ValueError(f"{p} line {line}: need one word and a role in {', '.join(PHRASE_ROLES)}")
                 roles[role].add(word)
-            t.prepositions = frozenset(roles["preposition"] | roles["genitive"])
+            t.prepositions = frozenset(roles["preposition"] | roles["genitive"] | roles["attached"])
             t.genitives = frozenset(roles["genitive"])
+            t.attached = frozenset(roles["attached"])
             t.partitives = frozenset(roles["partitive"] | roles["locative"])
             t.locatives = frozenset(roles["locative"])
             t.functions = frozenset(roles["function"])
+            # the words that end a phrase's modifier, longest first: prepositions and function
+            # words; those that cut inside an unknown token: `of` and prepositions of 3+ letters
+            t.phrase_ends = tuple(sorted(t.prepositions | t.functions, key=lambda w: (-len(w), w)))
+            t.phrase_cutters = tuple(w for w in t.phrase_ends
+                                     if w in t.prepositions and (len(w) > 2 or w in t.genitives))
         p = pick(MANUAL_FILE) if manual else None
         if p is not None:
             rows, t.files[MANUAL_FILE] = read_csv_table(p, ("raw_name", "class"), hand_edited=True)
@@ -284,7 +290,7 @@ class RuleTables:
                     if len(left) > 1 and left[-1] in self.locatives:  # `rug_front_of_sofa`: a rug
                         return self.resolve_key(SEPARATOR.join(left[:-1]))
                     return self.resolve_key(SEPARATOR.join(right))
-                if (toks[i] == ATTACHED and fold_plural(left[-1]) in self.partitives
+                if (toks[i] in self.attached and fold_plural(left[-1]) in self.partitives
                         and left[-1] not in self.locatives):
                     whole = self.resolve_key(SEPARATOR.join(right))  # `locking_wheel_on_desk`
                     if whole is not None:
@@ -407,7 +413,7 @@ class RuleTables:
         if self.words is None or modifier in self.words:
             return None
         split = self.words.split(modifier)
-        ends = self._phrase_ends()
+        ends = self.phrase_ends
         if split is not None and not set(split) & set(ends):
             return None  # known words and no phrase word: `singlesofa` is single+sofa
         rest, cut = modifier, []
@@ -428,18 +434,6 @@ class RuleTables:
                 if self.words.near(modifier):
                     return None  # a misspelt word: `cardon` (carton), `heator`, `musica`, `shopa`
                 return [*words, *cut]  # `miscitems|in|a`: misc+item+in+a
-
-    def _phrase_ends(self, cutters: bool = False) -> tuple[str, ...]:
-        """The words that end a phrase's modifier, longest first (computed once per word set):
-        prepositions and function words, or (`cutters`) those that cut inside an unknown
-        token: `of` and prepositions of 3+ letters."""
-        sets = (self.prepositions, self.functions, self.genitives)
-        cached = self.__dict__.get("_ends")
-        if cached is None or cached[0] != sets:
-            ends = tuple(sorted(self.prepositions | self.functions, key=lambda w: (-len(w), w)))
-            cut = tuple(w for w in ends if w in self.prepositions and (len(w) > 2 or w in self.genitives))
-            cached = self.__dict__["_ends"] = (sets, ends, cut)
-        return cached[2] if cutters else cached[1]
 
     def _split_heads(self, key: str) -> tuple[str, str]:
         toks, notes = [], []
@@ -469,7 +463,7 @@ class RuleTables:
                         left = fold_plural(left)  # `bookswith…`: the word is book
                     if left not in self.words and self.words.split(left) is None:
                         continue
-                    p = next((w for w in self._phrase_ends(cutters=True)
+                    p = next((w for w in self.phrase_cutters
                               if t.startswith(w, i) and len(t) - i - len(w) >= 3), None)
                     if p is not None and any(
                             t[i:e] in self.words for e in range(i + max(4, len(p) + 1), len(t) + 1)):

@@ -141,10 +141,7 @@ class Vocabulary:
         if single in self.counts:
             return single
         limit = 2 if len(token) >= LONG else 1
-        index = self._deletion_index()
-        pool: set[str] = set()
-        for d in deletes(token, limit):
-            pool.update(index.get(d, ()))
+        pool = self._candidates(token, limit)
         scored = sorted((osa_distance(token, w), -self.counts[w], w) for w in pool)
         scored = [s for s in scored if s[0] <= limit and len(s[2]) >= SHORT - 1
                   and (len(token) >= FIRST_LETTER or s[2][0] == token[0])]
@@ -157,9 +154,16 @@ class Vocabulary:
     def near(self, token: str) -> bool:
         """True when a known word of SHORT - 1 or more letters is one edit from `token`
         (`cardon` → carton, `heator` → heater): such a token is read as that word misspelt."""
+        return any(osa_distance(token, w) == 1 for w in self._candidates(token, 1))
+
+    def _candidates(self, token: str, limit: int) -> set[str]:
+        """The known words of SHORT - 1 or more letters that share a deletion of up to `limit`
+        letters with `token`: every word within `limit` edits of it, and some further off."""
         index = self._deletion_index()
-        return any(osa_distance(token, w) == 1
-                   for d in deletes(token, 1) for w in index.get(d, ()))
+        pool: set[str] = set()
+        for d in deletes(token, limit):
+            pool.update(index.get(d, ()))
+        return pool
 
     def correct_key(self, key: str, keep=lambda t: False) -> tuple[str, str]:
         """(key with misspelt tokens corrected, `wrong→right` notes; '' when none).
