@@ -80,6 +80,25 @@ def test_parameters_follow_basic_distribution():
         sample_params(7, "strong")
 
 
+def test_colour_factors_follow_basic_ranges(monkeypatch):
+    """The jitter's brightness, contrast and saturation factors span [1 - x, 1 + x] and the hue
+    shift ±hue of AUGMENT_PARAMS (decode_row only says whether a row is jittered)."""
+    import segtrain.device_augment as da
+
+    drawn = []
+    real = da.colour_row
+    monkeypatch.setattr(da, "colour_row", lambda b, c, s, h: drawn.append((b, c, s, h)) or real(b, c, s, h))
+    for seed in range(2000):
+        sample_params(seed)
+    f = np.array(drawn)
+    assert len(f) > 0.5 * BASIC.jitter_p * 2000
+    for col, x in zip(f[:, :3].T, (BASIC.brightness, BASIC.contrast, BASIC.saturation), strict=True):
+        assert col.min() >= 1 - x - 1e-9 and col.max() <= 1 + x + 1e-9
+        assert col.min() < 1 - 0.9 * x and col.max() > 1 + 0.9 * x  # both ends nearly reached
+    h = f[:, 3]
+    assert np.abs(h).max() <= BASIC.hue + 1e-9 and h.min() < -0.9 * BASIC.hue and h.max() > 0.9 * BASIC.hue
+
+
 def test_a_row_decodes_to_what_built_it():
     row = param_row(True, 1.25, 0.07, -0.04, colour_row(1.1, 0.9, 1.0, 0.01))
     got = decode_row(row)
