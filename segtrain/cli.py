@@ -162,7 +162,7 @@ def run_cmd(model, out, config_file, resume, model_options, **flags):
         saved = Path(out) / "config.yaml"
         if not saved.is_file():
             raise CliError(f"{saved}: not found; nothing to resume in {out}")
-        layers.append(resume_layer(_guard(load_config_file, saved)))
+        layers.append(resume_layer(_guard(load_config_file, saved), cli.get("loss") or file_layer.get("loss")))
     layers += [file_layer, cli]
     cfg = _guard(build_config, TrainConfig, *layers)
     if resume and "data" not in cli and "data" not in file_layer and not Path(cfg.data).is_dir():

@@ -85,13 +85,15 @@ def check_class_weights(loss: str, class_weights: str | None) -> None:
                                  f"(the losses that do: {takes}); use --class-weights none or leave it out")
 
 
-def resume_layer(saved: dict[str, Any]) -> dict[str, Any]:
+def resume_layer(saved: dict[str, Any], loss: str | None = None) -> dict[str, Any]:
     """A run folder's config.yaml as the first layer of its --resume. Runs of a loss that takes
     no class weights recorded, before check_class_weights, the method they were given but did
-    not use: it is dropped, so the run resumes (unweighted, as it trained)."""
+    not use: it is dropped, so the run resumes (unweighted, as it trained). `loss` is the one
+    the resume asks for, if any: then a changed loss is reported as such by the resume check,
+    not as a weighting method the new loss refuses."""
     from segtrain.losses import LOSSES  # imports torch: not at import time
 
-    spec = LOSSES.get(saved.get("loss", _default("loss")))
+    spec = LOSSES.get(loss or saved.get("loss", _default("loss")))
     if spec is not None and not spec.uses_weights:
         return {k: v for k, v in saved.items() if k != "class_weights"}
     return saved

@@ -243,3 +243,17 @@ def test_a_loss_without_class_weights_refuses_a_method_and_an_old_run_of_it_resu
     assert r.exit_code == 0 and r.output.startswith("completed: 2 epochs"), r.output
     text = (out / "config.yaml").read_text()
     assert text.startswith("# class_weights none: the loss is unweighted") and "class_weights: none" in text
+
+
+def test_resuming_a_weighted_run_with_another_loss_names_the_loss(tree, tmp_path):
+    """`--resume --loss dice` on a ce run trained with median-freq said dice takes no class
+    weights (the user gave none): the resume layer decided from the saved loss. Now the resume
+    check names what changed."""
+    data = weighted_tree(tree.root, tmp_path / "data", {"median-freq": [1.5] * num_classes(tree.root)})
+    out = tmp_path / "run"
+    train(cfg_for(data, out, loss="ce", class_weights="median-freq", epochs=1), progress=False)
+    r = CliRunner().invoke(main, ["run", "unet_small", "--out", str(out), "--resume", "--epochs", "2",
+                                  "--loss", "dice"])
+    assert r.exit_code == 2, r.output
+    assert "--loss 'dice' (the run: 'ce')" in r.stderr and "takes no class weights" not in r.stderr, r.stderr
+
