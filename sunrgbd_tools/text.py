@@ -45,8 +45,10 @@ def shared_skips_once(results: Iterable[tuple[str, Sequence[str], bool]]) -> lis
     return out
 
 
-def named_once(*groups: Iterable[tuple[os.PathLike, str]],
-               already: Iterable[os.PathLike] = ()) -> list[tuple[os.PathLike, str]]:
+Problem = tuple[os.PathLike, str]  # (the file, what is wrong), kept apart until printed
+
+
+def named_once(*groups: Iterable[Problem], already: Iterable[os.PathLike] = ()) -> list[Problem]:
     """The (path, message) problems of every group, leaving out a problem for a file in
     `already` or named by an earlier group (verify: a sample file that differs from
     manifest.csv is not named again for SHA256SUMS). Paths are compared, never parsed back out
@@ -67,7 +69,7 @@ def one_line(text: str | os.PathLike) -> str:
     return shown.replace("\n", "\\n").replace("\r", "\\r")
 
 
-def problem_lines(problems: Iterable[tuple[os.PathLike, str]]) -> list[str]:
+def problem_lines(problems: Iterable[Problem]) -> list[str]:
     """`path: message`, the printed form of (path, message) problems, each on one line
     (`one_line`: a stray file named with a line break is one problem, not two lines)."""
     return [one_line(f"{path}: {msg}") for path, msg in problems]

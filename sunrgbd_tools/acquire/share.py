@@ -39,7 +39,9 @@ from cleantree.files import (
     sha256_file,
 )
 from cleantree.manifest import MANIFEST, tree_files_listed
-from cleantree.paths import DATASHEET_FILE, STATS_FILE, SUMS_FILE
+from cleantree.paths import DATASHEET_FILE as DATASHEET
+from cleantree.paths import STATS_FILE
+from cleantree.paths import SUMS_FILE as SUMS
 from sunrgbd_tools import __version__
 from sunrgbd_tools.parallel import progress_bar
 from sunrgbd_tools.remote.http import (
@@ -55,10 +57,8 @@ from sunrgbd_tools.remote.http import (
     url_problem,
 )
 from sunrgbd_tools.remote.safezip import Limits, UnsafeArchive, check_name, extract_zip
-from sunrgbd_tools.text import first_names, named_once, one_line, plural, problem_lines
+from sunrgbd_tools.text import Problem, first_names, named_once, one_line, plural, problem_lines
 
-DATASHEET = DATASHEET_FILE
-SUMS = SUMS_FILE
 CHECKSUMS_HEADER = "## Checksums"  # DATASHEET.md's section of root-file sha256s (`datasheet_sums`)
 FETCH_DIR = ".sunrgbd-fetch"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest DOS timestamp: fixed, so archives are reproducible
@@ -481,7 +481,6 @@ def read_sums(path: Path) -> dict[str, str]:
     return out
 
 
-Problem = tuple[Path, str]  # (the file, what is wrong), kept apart until printed: `named_once`
 
 
 class Differs(str):

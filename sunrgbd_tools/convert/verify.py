@@ -24,7 +24,7 @@ from cleantree.manifest import (
 )
 from cleantree.paths import DATASHEET_FILE, FILE_KEYS, SUMS_FILE
 from sunrgbd_tools.parallel import map_chunks, pool_workers, signal_name
-from sunrgbd_tools.text import named_once, problem_lines
+from sunrgbd_tools.text import Problem, named_once, problem_lines
 
 _CHUNK = 4  # rows per task (Pool.imap's chunksize before)
 
@@ -39,7 +39,6 @@ class VerifyReport:
         return not self.problems
 
 
-Problem = tuple[Path, str]  # (the file, what is wrong): `text.named_once`, `text.problem_lines`
 
 
 def _check_chunk(task) -> list[tuple[int, list[Problem]]]:

@@ -414,7 +414,7 @@ class RuleTables:
             return None
         split = self.words.split(modifier)
         ends = self.phrase_ends
-        if split is not None and not set(split) & set(ends):
+        if split is not None and set(split).isdisjoint(ends):
             return None  # known words and no phrase word: `singlesofa` is single+sofa
         rest, cut = modifier, []
         while True:
